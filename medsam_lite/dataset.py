@@ -113,7 +113,7 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
             "create one with medsam_lite.preprocess(...)."
         )
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{meta_path} is not valid JSON ({exc}); re-run preprocess().") from None
     if meta.get("format") != FORMAT:

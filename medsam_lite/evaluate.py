@@ -1,12 +1,29 @@
-"""Segmentation metrics: Dice (DSC) and Normalized Surface Distance (NSD).
+"""Segmentation metrics — Dice (DSC) and Normalized Surface Distance (NSD) — and dataset evaluation.
 
-Masks are boolean arrays of the same shape, 2D ``(y, x)`` or 3D ``(z, y, x)``.
+Masks are boolean arrays of the same shape, 2D ``(y, x)`` or 3D ``(z, y, x)``; spacings are in mm
+in the same axis order. NSD is DeepMind's surface Dice (``surface-distance`` package,
+Nikolov et al. 2021), the metric of the MedSAM paper; medsam_lite only handles empty masks (which
+that package cannot) and checks the input.
+
+:func:`evaluate` scores a model on a prepared dataset **per case and label in 3D**: for every
+slice of a case the model segments each target from its ground-truth box (reading the stored
+embedding; the encoder runs only for slices not embedded yet), the slices are stacked into a
+volume at the stored resolution, and DSC / NSD are computed against the stacked ground truth with
+spacing ``(slice_spacing, spacing_row × height / h, spacing_col × width / w)`` — the stored
+slices' pixel size (``h × w`` is the stored size, ``height × width`` the original one).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .dataset import open_dataset
+from .embed import embed, model_boxes, select_slices
 from .errors import InputError
 
 
@@ -28,3 +45,180 @@ def dice(pred, truth) -> float:
     if total == 0:
         return 1.0
     return float(2.0 * np.logical_and(pred, truth).sum() / total)
+
+
+def nsd(pred, truth, spacing=None, tolerance_mm: float = 1.0) -> float:
+    """Normalized Surface Distance (surface Dice at a tolerance) of two binary masks, in [0, 1].
+
+    The share of both surfaces (contour lengths in 2D, surface areas in 3D) that lies within
+    ``tolerance_mm`` of the other surface, computed by ``surface_distance``
+    (``compute_surface_distances`` + ``compute_surface_dice_at_tolerance``).
+
+    Args:
+        pred, truth: boolean (or 0/1) masks of the same shape, ``(y, x)`` or ``(z, y, x)``.
+        spacing: pixel/voxel size in mm in the **array's axis order** (``(row, col)`` or
+            ``(z, row, col)``); default 1 mm along every axis.
+        tolerance_mm: the distance up to which a surface element counts as matched.
+
+    Returns:
+        NSD in [0, 1]: 1.0 when both masks are empty, 0.0 when exactly one is.
+    """
+    from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
+
+    pred, truth = _pair(pred, truth)
+    if pred.ndim not in (2, 3):
+        raise InputError(f"NSD needs 2D (y, x) or 3D (z, y, x) masks, got shape {pred.shape}.")
+    spacing = (1.0,) * pred.ndim if spacing is None else tuple(float(s) for s in np.ravel(spacing))
+    if len(spacing) != pred.ndim or not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise InputError(f"spacing must be {pred.ndim} positive mm values in array order "
+                         f"({'z, ' if pred.ndim == 3 else ''}row, col), got {spacing}.")
+    if not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
+        raise InputError(f"tolerance_mm must be a finite number ≥ 0, got {tolerance_mm}.")
+    has_pred, has_truth = bool(pred.any()), bool(truth.any())
+    if not has_pred and not has_truth:
+        return 1.0
+    if has_pred != has_truth:
+        return 0.0
+    distances = compute_surface_distances(truth, pred, spacing)
+    return float(compute_surface_dice_at_tolerance(distances, float(tolerance_mm)))
+
+
+@dataclass
+class CaseSegmentation:
+    """One case segmented slice by slice from its ground-truth boxes, stacked in 3D.
+
+    Attributes:
+        case: the case id.
+        slices: ``z`` slice indices of the stack (consecutive, from the first to the last selected
+            slice; a slice absent from the dataset is an empty image with empty masks).
+        image: ``z×h×w`` uint8, the stored slices.
+        truth, pred: label value → ``z×h×w`` bool volume.
+        label_names: label value → name.
+        spacing: ``(z, row, col)`` voxel size in mm of the stored slices.
+        targets: the case's manifest rows with their boxes in stored pixels (``sx0 … sy1``).
+    """
+
+    case: str
+    slices: np.ndarray
+    image: np.ndarray = field(repr=False)
+    truth: dict = field(repr=False)
+    pred: dict = field(repr=False)
+    label_names: dict
+    spacing: tuple
+    targets: pd.DataFrame = field(repr=False)
+
+    def z(self, slice_index: int) -> int:
+        """Position of dataset slice ``slice_index`` in the stack."""
+        hit = np.flatnonzero(self.slices == int(slice_index))
+        if hit.size == 0:
+            raise InputError(f"slice {slice_index} is not in the stack of {self.case} ({self.slices[0]}…{self.slices[-1]}).")
+        return int(hit[0])
+
+
+@torch.no_grad()
+def predict_case(model, dataset, case: str, max_slices_per_case: int | None = None, labels=None,
+                 store=None) -> CaseSegmentation:
+    """Segment every target of one case from its ground-truth box, on the stored embeddings.
+
+    Args:
+        model: a :class:`~medsam_lite.models.SamModel` (pretrained or fine-tuned).
+        dataset: a prepared dataset folder or ``Dataset``.
+        case: the case id.
+        max_slices_per_case: only this many consecutive central slices (see ``select_slices``).
+        labels: only these label values (default: all of the case's).
+        store: an :class:`~medsam_lite.embed.EmbeddingStore` (default: ``embed()`` for the case,
+            which reuses what is stored and computes the rest).
+
+    Returns:
+        :class:`CaseSegmentation` at the stored slices' resolution.
+    """
+    dataset = open_dataset(dataset)
+    chosen = select_slices(dataset, None, [case], max_slices_per_case)
+    if store is None:
+        store = embed(dataset, model, cases=[case], max_slices_per_case=max_slices_per_case, progress=False)
+    targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
+    if labels is not None:
+        targets = targets[targets["label"].isin([int(v) for v in np.ravel(labels)])]
+    targets = targets.sort_values(["slice", "label", "component"]).reset_index(drop=True)
+    first = dataset.image(chosen["image"].iloc[0])
+    h, w = first.shape
+    z0, z1 = int(chosen["slice"].min()), int(chosen["slice"].max())
+    slices = np.arange(z0, z1 + 1)
+    image = np.zeros((len(slices), h, w), np.uint8)
+    names = dict(zip(targets["label"].astype(int), targets["label_name"]))
+    truth = {k: np.zeros(image.shape, bool) for k in names}
+    pred = {k: np.zeros(image.shape, bool) for k in names}
+    boxes = model_boxes(model, targets)
+    geom = model.geometry((h, w))
+    for _, row in chosen.iterrows():
+        z = int(row["slice"]) - z0
+        image[z] = dataset.image(row["image"])
+        if image[z].shape != (h, w):
+            raise InputError(f"slices of case {case} differ in size ({image[z].shape} vs {(h, w)}); "
+                             "re-run preprocess().")
+        on_slice = np.flatnonzero(targets["slice"].to_numpy() == int(row["slice"]))
+        if on_slice.size == 0:
+            continue
+        emb = store.get(store.index(case, int(row["slice"])))[None]
+        logits, _ = model.decode(emb, torch.from_numpy(boxes[on_slice]))  # one image, N boxes
+        masks = (geom.logits_to_original(logits) > 0).cpu().numpy()
+        for j, t in enumerate(on_slice):
+            k = int(targets.at[t, "label"])
+            pred[k][z] |= masks[j]
+            truth[k][z] |= dataset.mask(targets.at[t, "mask"])
+    r = chosen.iloc[0]
+    spacing = (float(r["slice_spacing"]), float(r["spacing_row"]) * float(r["height"]) / h,
+               float(r["spacing_col"]) * float(r["width"]) / w)
+    sx, sy = w / targets["width"].to_numpy(float), h / targets["height"].to_numpy(float)
+    for col, scale in (("x0", sx), ("y0", sy), ("x1", sx), ("y1", sy)):
+        targets["s" + col] = targets[col].to_numpy(float) * scale
+    return CaseSegmentation(str(case), slices, image, truth, pred, names, spacing, targets)
+
+
+def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cases=None,
+             max_slices_per_case: int | None = None, labels=None, progress: bool = True):
+    """DSC and NSD per case and label (3D) on one split of a prepared dataset.
+
+    Every target is segmented from its ground-truth box (no jitter) with ``model``, on the stored
+    embeddings (computed first where missing; a fine-tuned model shares the pretrained one's
+    encoder and so its embeddings). See the module docstring for how slices are stacked and which
+    spacing is used.
+
+    Args:
+        model: a :class:`~medsam_lite.models.SamModel`, e.g. ``load_model()`` or
+            ``load_model(checkpoint="runs/ft/best.pt")``.
+        dataset: a prepared dataset folder or ``Dataset``.
+        split: ``"test"`` (default), ``"train"``, or ``None`` for every case.
+        tolerance_mm: NSD tolerance in mm (default 1.0).
+        cases: only these case ids. max_slices_per_case: only this many central slices per case.
+        labels: only these label values.
+        progress: show a progress bar.
+
+    Returns:
+        ``(per_case, per_label)``: ``per_case`` is a DataFrame with one row per (case, label) —
+        ``case``, ``label``, ``label_name``, ``dsc``, ``nsd``, ``slices`` (with that label),
+        ``truth_voxels``, ``pred_voxels``; ``per_label`` has the mean ``dsc`` / ``nsd`` and the
+        number of ``cases`` per ``label_name``, plus a last row ``"mean"`` averaging the labels.
+    """
+    dataset = open_dataset(dataset)
+    chosen = select_slices(dataset, split, cases, max_slices_per_case)
+    store = embed(dataset, model, split=split, cases=cases, max_slices_per_case=max_slices_per_case,
+                  progress=progress)
+    records = []
+    for case in tqdm(sorted(set(chosen["case"])), desc="evaluate", unit="case", disable=not progress):
+        seg = predict_case(model, dataset, case, max_slices_per_case, labels, store)
+        for k, name in sorted(seg.label_names.items()):
+            t, p = seg.truth[k], seg.pred[k]
+            records.append({"case": case, "label": k, "label_name": name, "dsc": dice(p, t),
+                            "nsd": nsd(p, t, seg.spacing, tolerance_mm),
+                            "slices": int(t.any(axis=(1, 2)).sum()), "truth_voxels": int(t.sum()),
+                            "pred_voxels": int(p.sum())})
+    per_case = pd.DataFrame(records)
+    if per_case.empty:
+        raise InputError("nothing to evaluate: the selected slices have no targets with these labels.")
+    per_label = (per_case.groupby(["label", "label_name"]).agg(dsc=("dsc", "mean"), nsd=("nsd", "mean"),
+                                                             cases=("case", "nunique"))
+                 .reset_index().drop(columns="label").set_index("label_name"))
+    per_label.loc["mean"] = [per_label["dsc"].mean(), per_label["nsd"].mean(), per_case["case"].nunique()]
+    per_label["cases"] = per_label["cases"].astype(int)
+    return per_case, per_label

@@ -73,10 +73,14 @@ def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | 
 
 
 def compare(image: np.ndarray, panels: dict[str, np.ndarray], box=None, figsize_per: float = 3.5):
-    """Side by side: one panel per named mask (e.g. ground truth, pretrained, fine-tuned)."""
+    """Side by side: one panel per named mask (e.g. ground truth, pretrained, fine-tuned).
+
+    A panel is one ``H×W`` mask, or an ``N×H×W`` stack (one colour per index, e.g. per label).
+    """
     fig, axes = plt.subplots(1, len(panels), figsize=(figsize_per * len(panels), figsize_per))
     for ax, (name, mask) in zip(np.atleast_1d(axes), panels.items()):
-        show_masks(image, [mask], None if box is None else [box], ax=ax, title=name)
+        stack = mask if np.ndim(mask) == 3 else [mask]
+        show_masks(image, stack, None if box is None else [box], ax=ax, title=name)
     fig.tight_layout()
     return fig
 
@@ -102,3 +106,59 @@ def plot_history(history, ax=None):
     ax2.set_ylabel("validation Dice")
     ax1.figure.tight_layout()
     return ax1.figure
+
+
+def plot_dataset_grid(dataset, n: int = 8, split: str | None = None, ncols: int = 4, seed: int = 0,
+                      figsize_per: float = 3.0):
+    """A grid of stored slices from a prepared dataset, each with one target's mask and box.
+
+    Targets are sampled (seeded) in turn from each label, so every label shows up. The box, stored
+    in original slice pixels, is drawn in the stored image's pixels (``Geometry.box_to_model``).
+
+    Args:
+        dataset: a prepared dataset folder or a :class:`~medsam_lite.dataset.Dataset`.
+        n: number of panels.
+        split: ``"train"`` or ``"test"`` to show only that split (default: both).
+        ncols: panels per row.
+        seed: sampling seed.
+    """
+    from .dataset import open_dataset
+    from .transforms import Geometry
+
+    ds = open_dataset(dataset)
+    m = ds.manifest if split is None else ds.split(split)
+    m = m.sample(frac=1.0, random_state=seed)
+    m = m.assign(turn=m.groupby("label").cumcount()).sort_values(["turn", "label"]).head(n)
+    nrows = max(1, -(-len(m) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(figsize_per * ncols, figsize_per * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for ax, row in zip(axes.ravel(), m.itertuples()):
+        box = Geometry((row.height, row.width), ds.image_size, "pad").box_to_model(
+            [[row.x0, row.y0, row.x1, row.y1]])[0]
+        ax.imshow(overlay(ds.image(row.image), [ds.mask(row.mask)], colors=[row.label]))
+        show_box(box, ax, index=row.label)
+        ax.set_title(f"{row.case} #{row.slice} · {row.label_name}\n{row.split}, {row.pixels} px", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_target_sizes(manifest, min_pixels: int | None = None, ax=None, bins: int = 30):
+    """Histogram of target sizes (original pixels, log scale) per label, from a manifest.
+
+    Args:
+        manifest: the DataFrame returned by ``preprocess`` (or ``Dataset.manifest``).
+        min_pixels: draw the threshold below which targets were dropped.
+    """
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    edges = np.geomspace(max(1, manifest["pixels"].min()) / 1.2, manifest["pixels"].max() * 1.2, bins + 1)
+    for label, group in manifest.groupby("label"):
+        ax.hist(group["pixels"], bins=edges, alpha=0.6, color=color(label), label=group["label_name"].iloc[0])
+    if min_pixels:
+        ax.axvline(min_pixels, color="k", linestyle="--", linewidth=1, label=f"min_pixels = {min_pixels}")
+    ax.set_xscale("log")
+    ax.set_xlabel("target size (pixels of the original slice)")
+    ax.set_ylabel("targets")
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure

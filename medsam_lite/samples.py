@@ -44,5 +44,5 @@ def label_names() -> dict[int, str]:
     """Label value → name for the sample label maps."""
     path = data_samples_dir() / "labels.json"
     if path.exists():
-        return {int(k): v for k, v in json.loads(path.read_text()).items()}
+        return {int(k): v for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
     return dict(SAMPLE_LABELS)

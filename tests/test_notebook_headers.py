@@ -12,7 +12,7 @@ NOTEBOOKS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _slug():
-    url = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    url = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Repository"]
     m = re.fullmatch(r"https://github\.com/([^/]+/[^/]+?)/?", url)
     assert m, f"project.urls.Repository must be a GitHub URL, got {url}"
     return m.group(1)

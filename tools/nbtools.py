@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def repo_slug() -> str:
     """``owner/name`` from pyproject.toml's ``project.urls.Repository``."""
-    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     url = data["project"]["urls"]["Repository"]
     m = re.match(r"https://github\.com/([^/]+/[^/]+?)/?$", url)
     assert m, url

@@ -1,0 +1,382 @@
+"""Image embeddings computed once per slice and stored beside the dataset.
+
+The frozen image encoder is by far the most expensive part of a SAM-family model (about 2 s per
+256×256 slice on a laptop CPU for LiteMedSAM, against ~0.1 s for a box through the decoder). So
+:func:`embed` runs it **once per stored slice** and keeps the result on disk; fine-tuning
+(:func:`medsam_lite.finetune`) and evaluation (:func:`medsam_lite.evaluate`) read it back.
+
+Store layout (format ``medsam_lite.embeddings/1``), by default ``<dataset>/embeddings/<model>/``::
+
+    embeddings.npy   N×C×h×w memory-mapped array (float16 by default; C×h×w = 256×64×64)
+    done.npy         N uint8 flags: 1 once entry i is completely written (set after its data)
+    rows.csv         the store's index: case, slice, image, sha256 of the image file
+    signature.json   what the embeddings depend on; written last when the store is created
+
+Row ``i`` is row ``i`` of :attr:`medsam_lite.dataset.Dataset.slices` (sorted by case, then slice).
+The signature holds the model name, the SHA-256 of the image encoder's weights, the input size
+and preprocessing recipe, the storage dtype, the medsam_lite version and a hash of the dataset's
+slice images. It is checked on every reuse: a mismatch raises :class:`StoreMismatchError` (or,
+with ``recompute=True``, discards the store and computes it again) — stored embeddings are never
+mixed with another model's or another dataset's.
+
+An interrupted run (kernel restart, Ctrl-C, killed process) resumes where it stopped: an entry's
+flag is set only after its embedding has been written and flushed, so a half-written entry is
+simply computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .dataset import Dataset, open_dataset
+from .errors import InputError, StoreMismatchError
+from .models import SamModel, load_model
+
+STORE_FORMAT = "medsam_lite.embeddings/1"
+DTYPES = ("float16", "float32")
+#: Signature keys that must match for a store to be reused (the others are informational).
+CHECKED_KEYS = ("format", "model_name", "encoder_sha256", "input_size", "recipe", "dtype",
+                "embedding_shape", "medsam_lite_version", "dataset_sha256", "rows")
+
+
+def select_slices(dataset: Dataset, split: str | None = None, cases=None,
+                  max_slices_per_case: int | None = None) -> pd.DataFrame:
+    """A subset of ``dataset.slices`` (keeping its index, i.e. the store's row numbers).
+
+    Args:
+        dataset: an opened dataset.
+        split: ``"train"``, ``"test"`` or ``None`` (all).
+        cases: case ids to keep (default: all).
+        max_slices_per_case: keep at most this many **consecutive** slices per case, centred on
+            the case's middle slice (an honest small subset for quick runs; slices stay contiguous
+            so per-case 3D metrics remain meaningful). ``None`` keeps every slice.
+
+    Returns:
+        Rows of :attr:`Dataset.slices`; the index is the row number in the embedding store.
+    """
+    table = dataset.slices
+    if split is not None:
+        if split not in set(table["split"]):
+            raise InputError(f"split {split!r} is not in this dataset; it has {sorted(set(table['split']))}.")
+        table = table[table["split"] == split]
+    if cases is not None:
+        cases = [str(c) for c in ([cases] if isinstance(cases, str) else cases)]
+        unknown = sorted(set(cases) - set(dataset.slices["case"]))
+        if unknown:
+            raise InputError(f"cases {unknown} are not in the dataset; it has {sorted(set(dataset.slices['case']))}.")
+        table = table[table["case"].isin(cases)]
+    if max_slices_per_case is not None:
+        if int(max_slices_per_case) < 1:
+            raise InputError(f"max_slices_per_case must be ≥ 1 or None, got {max_slices_per_case}.")
+        k = int(max_slices_per_case)
+        parts = []
+        for _, group in table.groupby("case", sort=True):
+            start = max(0, (len(group) - k) // 2)
+            parts.append(group.iloc[start:start + k])
+        table = pd.concat(parts) if parts else table.iloc[:0]
+    if table.empty:
+        raise InputError("no slices selected; check split=, cases= and max_slices_per_case=.")
+    return table
+
+
+def model_boxes(model: SamModel, targets: pd.DataFrame) -> np.ndarray:
+    """The manifest boxes of ``targets`` in **model-input** pixels, ``N×4`` float32 XYXY.
+
+    Manifest boxes are in original slice pixels (``height × width``); they are mapped with
+    ``model.geometry((height, width))``, exactly as :class:`~medsam_lite.Predictor` maps a box on
+    the original slice. The stored slice has the same geometry in model space (same resized size),
+    so the box lands on the same spot of the stored embedding.
+    """
+    out = np.zeros((len(targets), 4), np.float32)
+    cols = ["x0", "y0", "x1", "y1"]
+    for (h, w), group in targets.groupby(["height", "width"]):
+        pos = targets.index.get_indexer(group.index)
+        out[pos] = model.geometry((int(h), int(w))).box_to_model(group[cols].to_numpy(np.float32))
+    return out
+
+
+def encoder_sha256(model: SamModel) -> str:
+    """SHA-256 over the image encoder's tensors (names, dtypes, shapes, values).
+
+    The stored embeddings depend on the image encoder only, so a model whose decoder was
+    fine-tuned (same encoder) reuses them, and any other encoder is refused.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.image_encoder.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _rows_with_hashes(dataset: Dataset) -> pd.DataFrame:
+    rows = dataset.slices[["case", "slice", "image"]].copy()
+    rows["sha256"] = [hashlib.sha256(dataset.path(p).read_bytes()).hexdigest() for p in rows["image"]]
+    return rows
+
+
+def _signature(model: SamModel, rows: pd.DataFrame, dtype: str) -> dict:
+    from . import __version__
+
+    content = "\n".join(f"{c},{s},{i},{h}" for c, s, i, h in rows.itertuples(index=False))
+    emb_hw = tuple(int(v) for v in model.prompt_encoder.image_embedding_size)
+    return {
+        "format": STORE_FORMAT,
+        "model_name": model.name,
+        "encoder_sha256": encoder_sha256(model),
+        "input_size": model.input_size,
+        "recipe": model.spec.recipe,
+        "dtype": dtype,
+        "embedding_shape": [int(model.prompt_encoder.embed_dim), *emb_hw],
+        "medsam_lite_version": __version__,
+        "dataset_sha256": hashlib.sha256(content.encode()).hexdigest(),
+        "rows": len(rows),
+        # informational only:
+        "weights_sha256": model.weights_sha256,
+        "checkpoint": str(model.checkpoint),
+    }
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class EmbeddingStore:
+    """Stored image embeddings of a dataset (read them with :meth:`get`).
+
+    Attributes:
+        path: the store folder.
+        signature: the content of ``signature.json``.
+        rows: ``case``, ``slice``, ``image``, ``sha256`` per entry, in store order.
+        embeddings: ``N×C×h×w`` memory-mapped array (float16 or float32), opened read-only.
+        done: ``N`` bool, True where the entry is complete.
+    """
+
+    path: Path
+    signature: dict
+    rows: pd.DataFrame
+    embeddings: np.ndarray = field(repr=False)
+    done: np.ndarray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def index(self, case: str, slice_index: int) -> int:
+        """Row number of ``(case, slice)`` in the store."""
+        hit = np.flatnonzero((self.rows["case"].to_numpy() == str(case))
+                             & (self.rows["slice"].to_numpy() == int(slice_index)))
+        if hit.size == 0:
+            raise InputError(f"slice {slice_index} of case {case!r} is not in this dataset's store.")
+        return int(hit[0])
+
+    def get(self, row: int) -> torch.Tensor:
+        """Embedding of store row ``row`` as a ``C×h×w`` float32 tensor."""
+        if not self.done[row]:
+            raise InputError(f"store row {row} ({self.rows.iloc[row]['case']}, slice "
+                             f"{self.rows.iloc[row]['slice']}) is not computed yet; run embed() for it.")
+        return torch.from_numpy(np.asarray(self.embeddings[row], dtype=np.float32))
+
+    def get_batch(self, rows) -> torch.Tensor:
+        """Embeddings of several rows, ``B×C×h×w`` float32."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.done[rows].all():
+            raise InputError("some requested store rows are not computed yet; run embed() for them.")
+        return torch.from_numpy(np.stack([np.asarray(self.embeddings[r], dtype=np.float32) for r in rows]))
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the embeddings file's data in bytes."""
+        return int(self.embeddings.nbytes)
+
+
+def store_dir(dataset: Dataset, model: SamModel) -> Path:
+    """Default store folder: ``<dataset>/embeddings/<model name>``."""
+    return Path(dataset.root) / "embeddings" / model.name
+
+
+def _create(path: Path, signature: dict, rows: pd.DataFrame, dtype: str) -> None:
+    """Create an empty store: data files under temporary names, renamed, signature last."""
+    path.mkdir(parents=True, exist_ok=True)
+    shape = (len(rows), *signature["embedding_shape"])
+    tmp_emb, tmp_done = path / ".tmp-embeddings.npy", path / ".tmp-done.npy"
+    arr = np.lib.format.open_memmap(tmp_emb, mode="w+", dtype=dtype, shape=shape)
+    del arr
+    done = np.lib.format.open_memmap(tmp_done, mode="w+", dtype=np.uint8, shape=(len(rows),))
+    done[:] = 0
+    done.flush()
+    del done
+    rows.to_csv(path / ".tmp-rows.csv", index=False)
+    os.replace(tmp_emb, path / "embeddings.npy")
+    os.replace(tmp_done, path / "done.npy")
+    os.replace(path / ".tmp-rows.csv", path / "rows.csv")
+    _write_atomic(path / "signature.json", json.dumps(signature, indent=1))
+
+
+def _mismatch(old: dict, new: dict) -> list[str]:
+    return [f"{k}: stored {old.get(k)!r} ≠ now {new.get(k)!r}" for k in CHECKED_KEYS if old.get(k) != new.get(k)]
+
+
+def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", path=None,
+               recompute: bool = False, create: bool = True, verbose: bool = False) -> EmbeddingStore:
+    """Open (or create) the embedding store of ``dataset`` for ``model``, checking its signature.
+
+    Args:
+        dataset: a prepared dataset folder or :class:`~medsam_lite.dataset.Dataset`.
+        model: the model whose image encoder the embeddings come from (default ``load_model()``).
+        dtype: ``"float16"`` (default, 2 MiB per 256×64×64 embedding) or ``"float32"``.
+        path: the store folder (default ``<dataset>/embeddings/<model name>``).
+        recompute: on a signature mismatch, delete the stored embeddings and start again instead of
+            raising.
+        create: create an empty store if there is none (else raise).
+        verbose: print what happens.
+
+    Raises:
+        StoreMismatchError: the stored embeddings were made with another encoder, preprocessing,
+            dtype, package version or dataset content (and ``recompute`` is False).
+    """
+    dataset = open_dataset(dataset)
+    model = model if model is not None else load_model()
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
+    if dataset.image_size != model.input_size:
+        warnings.warn(f"the dataset's images have longest side {dataset.image_size} but {model.name} "
+                      f"takes {model.input_size}×{model.input_size}: they will be resized on the fly. "
+                      f"Prepare the dataset with image_size={model.input_size} for the best quality.")
+    path = Path(path) if path is not None else store_dir(dataset, model)
+    rows = _rows_with_hashes(dataset)
+    signature = _signature(model, rows, dtype)
+    sig_path = path / "signature.json"
+    if sig_path.is_file():
+        try:
+            old = json.loads(sig_path.read_text())
+        except json.JSONDecodeError:
+            old = {"format": "unreadable signature.json"}
+        problems = _mismatch(old, signature)
+        if problems and not recompute:
+            raise StoreMismatchError(
+                f"the embeddings stored in {path} do not match this model and dataset ("
+                + "; ".join(p[:160] for p in problems)
+                + "). They are never mixed: pass recompute=True to embed() to discard and recompute "
+                "them, or path= to keep several stores side by side."
+            )
+        if problems:
+            if verbose:
+                print(f"signature mismatch ({'; '.join(p[:80] for p in problems)}): recomputing {path}")
+            for name in ("signature.json", "embeddings.npy", "done.npy", "rows.csv"):
+                (path / name).unlink(missing_ok=True)
+    if not sig_path.is_file():
+        if not create:
+            raise InputError(f"there are no stored embeddings in {path}; run medsam_lite.embed(dataset, model) first.")
+        need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
+        path.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(path).free
+        if need > free:
+            raise InputError(f"the embedding store needs {need / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
+                             f"are free at {path}; free some space or pass path= on another disk.")
+        _create(path, signature, rows, dtype)
+    emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
+    return EmbeddingStore(path, json.loads(sig_path.read_text()), pd.read_csv(path / "rows.csv", dtype={"case": str}),
+                          emb, np.asarray(done, dtype=bool))
+
+
+def embed(
+    dataset,
+    model: SamModel | None = None,
+    batch_size: int = 1,
+    dtype: str = "float16",
+    split: str | None = None,
+    cases=None,
+    max_slices_per_case: int | None = None,
+    recompute: bool = False,
+    path=None,
+    progress: bool = True,
+) -> EmbeddingStore:
+    """Compute the image embedding of every slice once and store it beside the dataset.
+
+    Already stored entries are reused (after the signature check), so calling ``embed`` again is
+    cheap, and an interrupted run continues where it stopped. Prints the disk estimate first.
+
+    Args:
+        dataset: a folder written by :func:`medsam_lite.preprocess` or an opened
+            :class:`~medsam_lite.dataset.Dataset`.
+        model: a :class:`~medsam_lite.models.SamModel` (default: ``load_model()``, LiteMedSAM).
+        batch_size: slices per encoder call (default 1: on a CPU batching gives no speed-up and
+            raises memory; try 4–16 on a GPU).
+        dtype: storage dtype, ``"float16"`` (default; 2 MiB per 256×64×64 embedding) or
+            ``"float32"`` (4 MiB).
+        split: only the slices of ``"train"`` or ``"test"`` (default: all).
+        cases: only these case ids (default: all).
+        max_slices_per_case: at most this many consecutive, central slices per case (quick runs;
+            see :func:`select_slices`). The store always has a row for every slice; the others can
+            be computed by a later call.
+        recompute: discard a store whose signature does not match (model, preprocessing, dtype,
+            package version or dataset changed) instead of raising :class:`StoreMismatchError`.
+        path: store folder (default ``<dataset>/embeddings/<model name>``).
+        progress: show a progress bar.
+
+    Returns:
+        The :class:`EmbeddingStore` (``store.get(row)`` → ``256×64×64`` float32 tensor).
+
+    Each slice is read as stored (``h×w`` uint8, longest side = the dataset's ``image_size``),
+    replicated to RGB and mapped with ``model.geometry((h, w)).image_to_model`` (for LiteMedSAM on
+    a 256 dataset: min-max to [0, 1] and zero padding bottom/right, no resizing).
+    """
+    dataset = open_dataset(dataset)
+    model = model if model is not None else load_model()
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be ≥ 1, got {batch_size}.")
+    wanted = select_slices(dataset, split, cases, max_slices_per_case)
+    store = open_store(dataset, model, dtype=dtype, path=path, recompute=recompute, verbose=progress)
+    todo = [int(i) for i in wanted.index if not store.done[i]]
+    per = int(np.prod(store.signature["embedding_shape"])) * np.dtype(dtype).itemsize
+    if progress:
+        print(f"embedding store {store.path}: {len(store)} slices × {per / 2**20:.1f} MiB = "
+              f"{len(store) * per / 2**20:.0f} MiB on disk ({dtype}); selected {len(wanted)}, "
+              f"{len(wanted) - len(todo)} already stored, {len(todo)} to compute")
+    if not todo:
+        return store
+    emb = np.load(store.path / "embeddings.npy", mmap_mode="r+", allow_pickle=False)
+    done = np.load(store.path / "done.npy", mmap_mode="r+", allow_pickle=False)
+    table = dataset.slices
+    bar = tqdm(total=len(todo), desc=f"embed ({model.name})", unit="slice", disable=not progress)
+    try:
+        for start in range(0, len(todo), int(batch_size)):
+            batch = todo[start:start + int(batch_size)]
+            inputs = []
+            for i in batch:
+                gray = dataset.image(table.at[i, "image"])
+                rgb = np.repeat(gray[..., None], 3, axis=2)
+                inputs.append(model.geometry(gray.shape).image_to_model(rgb))
+            out = model.encode(torch.cat(inputs)).cpu().numpy()
+            for j, i in enumerate(batch):
+                emb[i] = out[j]
+            emb.flush()  # data first ...
+            done[batch] = 1
+            done.flush()  # ... then the flag: a half-written entry is never counted as done
+            store.done[batch] = True
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        del emb, done
+    return store

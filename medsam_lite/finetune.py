@@ -1,0 +1,355 @@
+"""Fine-tune the mask decoder on stored image embeddings (MedSAM's recipe, CPU-sized).
+
+The image encoder stays frozen and never runs during training: every step reads the slices'
+embeddings from the store written by :func:`medsam_lite.embed` (computed on the fly for any slice
+still missing). Only the mask decoder is trained (optionally the prompt encoder too), on box
+prompts taken from the ground truth and enlarged by a random 0–20 px per side at 1024 scale (0–5 px
+for a 256 model), with loss = soft Dice + binary cross-entropy, Adam.
+
+Output folder::
+
+    best.pt       the epoch with the best validation Dice     } written atomically, each with the
+    last.pt       the latest epoch (for resume=True)          } optimizer state and the history
+    history.csv   one row per epoch
+
+A checkpoint holds ``{"model": {mask_decoder.* [, prompt_encoder.*]}, "model_name", ...,
+"optimizer", "epoch", "history"}`` — only tensors, numbers, strings, lists and dicts, so it loads
+with ``torch.load(..., weights_only=True)``, and ``load_model(checkpoint=path)`` applies it on top
+of the base model's weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .dataset import open_dataset
+from .embed import embed, encoder_sha256, model_boxes, select_slices
+from .errors import InputError
+from .models import SamModel, load_model
+
+CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
+#: Settings that must match when a run is resumed.
+_RESUME_KEYS = ("model_name", "encoder_sha256", "lr", "batch_size", "seed", "box_jitter",
+                "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels")
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` returns.
+
+    Attributes:
+        best: path of the checkpoint with the best validation Dice (``best.pt``).
+        last: path of the latest epoch's checkpoint (``last.pt``).
+        history: one row per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_dice``,
+            ``train_samples``, ``train_seconds``, ``samples_per_s``, ``val_seconds``.
+        train_cases, val_cases: the case ids used for training and for validation.
+    """
+
+    best: Path
+    last: Path
+    history: pd.DataFrame
+    train_cases: list
+    val_cases: list
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Soft Dice loss (per sample, averaged) + binary cross-entropy, on ``B×1×S×S`` logits/targets."""
+    prob = torch.sigmoid(logits)
+    dims = tuple(range(1, logits.ndim))
+    inter = (prob * target).sum(dims)
+    soft_dice = 1 - (2 * inter + eps) / (prob.sum(dims) + target.sum(dims) + eps)
+    return soft_dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
+
+
+def jitter_boxes(boxes: np.ndarray, content_hw: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Enlarge each side of ``N×4`` XYXY model-pixel boxes by a random integer in ``[0, max_shift]``.
+
+    The result is clipped to the image content (``content_hw`` = ``N×2`` resized ``(h, w)`` inside
+    the padded model input), as in MedSAM's training script.
+    """
+    shift = rng.integers(0, int(max_shift) + 1, size=boxes.shape).astype(np.float32)
+    out = boxes + shift * np.array([-1, -1, 1, 1], np.float32)
+    out[:, [0, 1]] = np.maximum(out[:, [0, 1]], 0)
+    out[:, 2] = np.minimum(out[:, 2], content_hw[:, 1] - 1)
+    out[:, 3] = np.minimum(out[:, 3], content_hw[:, 0] - 1)
+    return out
+
+
+def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict:
+    """Training/validation targets in model space.
+
+    Returns:
+        dict with ``rows`` (store row per target, int64 ``N``), ``boxes`` (``N×4`` float32 XYXY
+        model pixels), ``masks`` (``N×S×S`` bool, the stored mask mapped to the model grid,
+        zero-padded) and ``content_hw`` (``N×2``, the image area inside the model input).
+    """
+    targets = targets.reset_index(drop=True)
+    s = model.input_size
+    masks = np.zeros((len(targets), s, s), bool)
+    content = np.zeros((len(targets), 2), np.int64)
+    for i, rel in enumerate(targets["mask"]):
+        m = dataset.mask(rel)
+        geom = model.geometry(m.shape)
+        masks[i] = geom.mask_to_model(m)
+        content[i] = geom.resized_hw
+    rows = np.array([store.index(c, z) for c, z in zip(targets["case"], targets["slice"])], np.int64)
+    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "content_hw": content}
+
+
+def _split_cases(train_slices: pd.DataFrame, val_cases, val_fraction: float, seed: int):
+    cases = sorted(set(train_slices["case"]))
+    if val_cases is not None:
+        val_cases = sorted(str(c) for c in ([val_cases] if isinstance(val_cases, str) else val_cases))
+        unknown = sorted(set(val_cases) - set(cases))
+        if unknown:
+            raise InputError(f"val_cases {unknown} are not training cases of the dataset ({cases}).")
+    elif val_fraction <= 0 or len(cases) < 2:
+        val_cases = []
+    else:
+        n_val = min(len(cases) - 1, max(1, round(val_fraction * len(cases))))
+        val_cases = sorted(np.random.default_rng(seed).permutation(cases)[:n_val].tolist())
+    train_cases = [c for c in cases if c not in val_cases]
+    if not train_cases:
+        raise InputError("no case is left for training; give fewer val_cases.")
+    return train_cases, val_cases
+
+
+def _trainee(model: SamModel, train_prompt_encoder: bool) -> SamModel:
+    """A copy of ``model`` with its own prompt encoder and mask decoder (the encoder is shared)."""
+    parts = SimpleNamespace(image_encoder=model.image_encoder,
+                            prompt_encoder=copy.deepcopy(model.prompt_encoder),
+                            mask_decoder=copy.deepcopy(model.mask_decoder))
+    trainee = SamModel(parts, model.spec, model.weights_sha256, model.checkpoint).eval()
+    for p in trainee.parameters():
+        p.requires_grad_(False)
+    for p in trainee.mask_decoder.parameters():
+        p.requires_grad_(True)
+    if train_prompt_encoder:
+        for p in trainee.prompt_encoder.parameters():
+            p.requires_grad_(True)
+    return trainee
+
+
+def _trained_state(trainee: SamModel, train_prompt_encoder: bool) -> dict:
+    prefixes = ("mask_decoder.", "prompt_encoder.") if train_prompt_encoder else ("mask_decoder.",)
+    return {k: v.detach().cpu().clone() for k, v in trainee.state_dict().items() if k.startswith(prefixes)}
+
+
+def _base_checkpoint(model: SamModel) -> str:
+    """The full-weights file under ``model`` (follows a fine-tuned checkpoint back to its base)."""
+    try:
+        obj = torch.load(model.checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        if isinstance(obj, dict) and isinstance(obj.get("base_checkpoint"), str):
+            return obj["base_checkpoint"]
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by load_model, not here
+        pass
+    return str(model.checkpoint)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".csv":
+            obj.to_csv(tmp, index=False)
+        else:
+            torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+    emb = store.get_batch(data["rows"][idx])
+    boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
+    if trainee.spec.sam_variant is None:  # LiteMedSAM's decoder pairs embedding i with box i
+        logits, _ = trainee.decode(emb, boxes)
+    else:  # segment_anything's decoder repeats each embedding per box: one image at a time
+        logits = torch.cat([trainee.decode(emb[i:i + 1], boxes[i:i + 1])[0] for i in range(len(idx))])
+    s = trainee.input_size
+    if logits.shape[-1] != s:
+        logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
+    return logits
+
+
+@torch.no_grad()
+def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> tuple[float, float]:
+    """Mean loss and mean per-target Dice (model grid, padding cropped, tight boxes)."""
+    losses, dices = [], []
+    for start in range(0, len(data["rows"]), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(data["rows"])))
+        logits = _forward(trainee, store, data, idx, data["boxes"][idx])
+        target = torch.from_numpy(data["masks"][idx])[:, None].float()
+        losses.append(dice_bce_loss(logits, target).item() * len(idx))
+        for j, i in enumerate(idx):
+            h, w = data["content_hw"][i]
+            pred, truth = logits[j, 0, :h, :w] > 0, target[j, 0, :h, :w] > 0.5
+            total = int(pred.sum() + truth.sum())
+            dices.append(1.0 if total == 0 else 2.0 * float((pred & truth).sum()) / total)
+    n = len(data["rows"])
+    return sum(losses) / n, float(np.mean(dices))
+
+
+def finetune(
+    dataset,
+    out_dir,
+    model: SamModel | None = None,
+    epochs: int = 10,
+    lr: float = 1e-5,
+    batch_size: int = 8,
+    seed: int = 0,
+    box_jitter: int = 20,
+    train_prompt_encoder: bool = False,
+    val_cases=None,
+    val_fraction: float = 0.2,
+    cases=None,
+    max_slices_per_case: int | None = None,
+    labels=None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune the mask decoder on the training split's stored embeddings.
+
+    Args:
+        dataset: a prepared dataset folder (see :func:`medsam_lite.preprocess`) or a ``Dataset``.
+        out_dir: folder for ``best.pt``, ``last.pt`` and ``history.csv`` (created).
+        model: the starting model (default ``load_model()``); it is **not** modified — training
+            works on a copy of its decoder.
+        epochs: total number of epochs (with ``resume=True``: including the ones already done).
+        lr: Adam learning rate (default 1e-5, the MedSAM paper's; on a CPU budget 1e-4 converges
+            in far fewer epochs — say so when you use it).
+        batch_size: targets per step (default 8).
+        seed: makes a run repeatable on the same machine (case split, shuffling, box jitter).
+        box_jitter: largest random enlargement of each box side, in pixels **at 1024 scale**
+            (default 20, MedSAM's); scaled to the model's input size (5 px for 256).
+        train_prompt_encoder: also train the prompt encoder (default: mask decoder only).
+        val_cases: training-split cases held out for validation. Default: ``val_fraction`` of the
+            training cases (at least one), picked with ``seed``. The test split is never used.
+        val_fraction: share of training cases for validation when ``val_cases`` is None; 0 turns
+            validation off (then ``best.pt`` is the last epoch).
+        cases: train only on these case ids (default: every training case).
+        max_slices_per_case: at most this many consecutive central slices per case (quick runs).
+        labels: train only on these label values (default: all).
+        resume: continue the run in ``out_dir`` from ``last.pt`` (same settings required).
+        overwrite: start again even if ``out_dir`` holds a run (its files are replaced).
+        progress: show progress bars.
+
+    Returns:
+        :class:`FinetuneResult` with the checkpoint paths and the per-epoch history.
+
+    Raises:
+        InputError: bad settings, an existing run without ``resume``/``overwrite``, or a resume
+            with other settings. StoreMismatchError: stored embeddings of another model/dataset.
+    """
+    dataset = open_dataset(dataset)
+    model = model if model is not None else load_model()
+    out_dir = Path(out_dir)
+    if int(epochs) < 1 or int(batch_size) < 1 or not (lr > 0):
+        raise InputError(f"epochs and batch_size must be ≥ 1 and lr > 0 (got {epochs}, {batch_size}, {lr}).")
+    torch.manual_seed(seed)
+    chosen = select_slices(dataset, "train", cases, max_slices_per_case)
+    train_cases, val_cases = _split_cases(chosen, val_cases, val_fraction, seed)
+    targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
+    targets = targets[targets["split"] == "train"]
+    if labels is not None:
+        labels = sorted(int(v) for v in (labels if np.iterable(labels) else [labels]))
+        targets = targets[targets["label"].isin(labels)]
+    targets = targets.sort_values(["case", "slice", "label", "component"]).reset_index(drop=True)
+    if targets.empty:
+        raise InputError("no training targets selected; check cases=, labels= and max_slices_per_case=.")
+    config = {
+        "model_name": model.name, "encoder_sha256": encoder_sha256(model), "dataset": str(dataset.root),
+        "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "box_jitter": int(box_jitter),
+        "train_prompt_encoder": bool(train_prompt_encoder), "train_cases": train_cases, "val_cases": val_cases,
+        "max_slices_per_case": max_slices_per_case, "labels": labels, "epochs": int(epochs),
+    }
+
+    store = embed(dataset, model, cases=train_cases + val_cases, max_slices_per_case=max_slices_per_case,
+                  split="train", progress=progress)
+    train = load_targets(dataset, model, targets[targets["case"].isin(train_cases)], store)
+    val = load_targets(dataset, model, targets[targets["case"].isin(val_cases)], store) if val_cases else None
+    if len(train["rows"]) == 0:
+        raise InputError("the training cases have no targets with the chosen labels.")
+
+    trainee = _trainee(model, train_prompt_encoder)
+    params = [p for p in trainee.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    history: list[dict] = []
+    start_epoch = 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if resume and last_path.is_file():
+        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        old = json.loads(ckpt.get("config", "{}"))
+        diff = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
+        if diff:
+            raise InputError(f"cannot resume {last_path}: settings differ ({', '.join(diff)}); use the "
+                             "same settings, or overwrite=True / another out_dir to start a new run.")
+        trainee.load_state_dict(ckpt["model"], strict=False)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        history = list(ckpt["history"])
+        start_epoch = int(ckpt["epoch"]) + 1
+    elif last_path.exists() and not overwrite:
+        raise InputError(f"{out_dir} already holds a fine-tuning run (last.pt); pass resume=True to "
+                         "continue it, overwrite=True to start again, or choose another out_dir.")
+
+    best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
+    shift = int(round(box_jitter * model.input_size / 1024))
+    n = len(train["rows"])
+    steps = math.ceil(n / batch_size)
+    epoch_bar = tqdm(range(start_epoch, int(epochs) + 1), desc="finetune", unit="epoch", disable=not progress)
+    for epoch in epoch_bar:
+        rng = np.random.default_rng([seed, epoch])  # per-epoch stream: resume repeats it exactly
+        order = rng.permutation(n)
+        trainee.mask_decoder.train()
+        total, t0 = 0.0, time.perf_counter()
+        for step in tqdm(range(steps), desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            boxes = jitter_boxes(train["boxes"][idx], train["content_hw"][idx], shift, rng)
+            logits = _forward(trainee, store, train, idx, boxes)
+            target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
+            loss = dice_bce_loss(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        train_seconds = time.perf_counter() - t0
+        trainee.mask_decoder.eval()
+        t0 = time.perf_counter()
+        val_loss, val_dice = _validate(trainee, store, val, batch_size) if val else (float("nan"), float("nan"))
+        row = {"epoch": epoch, "train_loss": total / n, "val_loss": val_loss, "val_dice": val_dice,
+               "train_samples": n, "train_seconds": train_seconds, "samples_per_s": n / train_seconds,
+               "val_seconds": time.perf_counter() - t0}
+        history.append(row)
+        ckpt = {
+            "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
+            "model_name": model.name, "base_checkpoint": _base_checkpoint(model),
+            "encoder_sha256": config["encoder_sha256"], "config": json.dumps(config),
+            "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
+        }
+        _save_atomic(ckpt, last_path)
+        improved = not val or val_dice > best_dice
+        if improved:
+            best_dice = val_dice if val else best_dice
+            _save_atomic(ckpt, best_path)
+        _save_atomic(pd.DataFrame(history), out_dir / "history.csv")
+        epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_dice=f"{val_dice:.3f}")
+    if not best_path.exists():  # resumed a finished run
+        _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
+    return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases)

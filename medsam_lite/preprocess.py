@@ -1,0 +1,625 @@
+"""``preprocess``: from a folder of scans and label maps to a prepared training set (MedSAM recipe).
+
+Source layouts found automatically when ``source`` is a folder (``<ext>`` is any of ``.nii.gz``,
+``.nii``, ``.nrrd``, ``.mha``, ``.mhd``, and for 2D ``.png``, ``.jpg``, ``.tif``, ``.bmp``)::
+
+    nnU-Net / Medical Segmentation Decathlon     flat folder (3D or 2D)
+    source/imagesTr/<case>_0000<ext>             source/<case><ext>
+    source/labelsTr/<case><ext>                  source/<case>_label<ext>   (or _mask, _seg)
+    source/dataset.json  (optional label names)  source/labels.json  (optional label names)
+
+    images/ + labels/ (or images/ + masks/)      DICOM series, one folder per case
+    source/images/<case><ext>                    source/<case>/…      (the series' files)
+    source/labels/<case><ext>                    source/<case>_label<ext>   (beside the folder)
+
+In nnU-Net folders only channel ``_0000`` is used; MSD's ``<case>.nii.gz`` without a channel
+suffix works too. Instead of a folder, pass a list of ``(image, label)`` path pairs (case names
+from the image file names) or a dict ``{case: (image, label)}``.
+
+The recipe, per case: read image and label map with SimpleITK (their shape, spacing, origin and
+direction must agree), normalize the whole volume to ``uint8`` (CT window or 0.5–99.5 percentiles
+of the voxels > 0, :func:`~medsam_lite.transforms.normalize_intensity`), cut it into slices along
+the axis of largest spacing, and keep one binary target per label (or per connected component) per
+slice with at least ``min_pixels`` pixels. The output is the folder described in
+:mod:`medsam_lite.dataset`; everything is checked before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from PIL import Image
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
+from .errors import InputError
+from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, read_volume
+from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity
+
+__all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
+
+#: Name endings that mark a label map in a flat folder (``case_label.nii.gz`` …), tried in order.
+LABEL_SUFFIXES = ("_label", "_mask", "_seg")
+#: (images, labels) sub-folder pairs recognized in a source folder, tried in order.
+PAIRED_FOLDERS = (("imagesTr", "labelsTr"), ("images", "labels"), ("images", "masks"))
+_SUFFIXES = tuple(s for s in VOLUME_SUFFIXES if s != ".dcm") + IMAGE_SUFFIXES
+_AXES = {"z": 0, "y": 1, "x": 2}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One subject: a name (used as a folder name) and its image and label-map paths."""
+
+    name: str
+    image: Path
+    label: Path
+
+
+# ---------------------------------------------------------------- finding cases
+def _split_name(path: Path) -> tuple[str, str]:
+    """``("case", ".nii.gz")`` for ``case.nii.gz``; folders have no suffix."""
+    name = path.name
+    if path.is_dir():
+        return name, ""
+    for suffix in sorted(_SUFFIXES + (".dcm",), key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
+
+
+def _check_name(name: str, where) -> str:
+    if not name or name.startswith(".") or re.search(r"[/\\:]", name):
+        raise InputError(f"case name {name!r} (from {where}) cannot be a folder name; rename it.")
+    return name
+
+
+def _is_dicom_dir(path: Path) -> bool:
+    """True for a folder holding a DICOM series (ITK's "no series found" warning is silenced)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()
+                  and _split_name(p)[1] in _SUFFIXES)
+
+
+def _paired_folders(images: Path, labels: Path) -> list[Case]:
+    by_stem = {_split_name(p)[0]: p for p in _files(labels)}
+    cases, missing = [], []
+    for path in _files(images):
+        stem = _split_name(path)[0]
+        m = re.fullmatch(r"(.+)_(\d{4})", stem)
+        if m and m.group(2) != "0000":
+            continue  # extra nnU-Net channels: only _0000 is used
+        name = m.group(1) if m else stem
+        if name in by_stem:
+            cases.append(Case(_check_name(name, path), path, by_stem[name]))
+        else:
+            missing.append(f"{labels.name}/{name}<ext> for {images.name}/{path.name}")
+    if missing:
+        raise InputError(f"missing label file(s): {', '.join(missing[:5])}; add them or remove those images.")
+    return cases
+
+
+def _flat_folder(root: Path, suffixes: tuple[str, ...], exclude: Path | None) -> list[Case]:
+    entries = _files(root) + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                                    and p.resolve() != exclude and _is_dicom_dir(p))
+    labels = {}
+    for p in entries:
+        stem = _split_name(p)[0]
+        for suffix in suffixes:
+            if p.is_file() and stem.endswith(suffix) and len(stem) > len(suffix):
+                labels.setdefault(stem[: -len(suffix)], []).append(p)
+                break
+    label_files = {p for ps in labels.values() for p in ps}
+    images = [p for p in entries if p not in label_files]
+    cases, missing = [], []
+    for path in images:
+        name = _split_name(path)[0]
+        found = labels.pop(name, [])
+        if len(found) > 1:
+            raise InputError(f"{path.name} has several label files {[p.name for p in found]}; keep one.")
+        if not found:
+            missing.append(f"{name}{suffixes[0]}{_split_name(path)[1] or '.nii.gz'} for {path.name}")
+        else:
+            cases.append(Case(_check_name(name, path), path, found[0]))
+    if missing:
+        raise InputError(
+            f"missing label file(s) in {root}: expected {', '.join(missing[:5])}"
+            f"{' …' if len(missing) > 5 else ''}. Label maps are named <case>{'/'.join(suffixes)}<ext>; "
+            "add them, remove the unlabelled images, or pass label_suffix=.")
+    if labels:
+        orphans = [p.name for ps in labels.values() for p in ps]
+        raise InputError(f"label file(s) without an image in {root}: {orphans[:5]}; add the images or remove them.")
+    return cases
+
+
+def find_cases(source, label_suffix: str | None = None, exclude=None) -> list[Case]:
+    """List the (image, label) cases of a source (see the module docstring for the layouts).
+
+    Args:
+        source: a folder, a list of ``(image, label)`` path pairs, or a dict ``{case: (image, label)}``.
+        label_suffix: name ending of label maps in a flat folder (default: any of
+            :data:`LABEL_SUFFIXES`).
+        exclude: a folder to ignore inside ``source`` (the output folder, if it lies there).
+
+    Returns:
+        Cases sorted by name.
+
+    Raises:
+        InputError: a missing folder, image or label file, an orphan label, duplicate case names.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        if not root.is_dir():
+            raise InputError(f"source {root} is not a folder; pass a folder or a list of (image, label) pairs.")
+        meta = root / "dataset.json"
+        if meta.is_file() and '"medsam_lite.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
+            raise InputError(f"{root} is already a prepared dataset; open it with open_dataset().")
+        for images, labels in PAIRED_FOLDERS:
+            if (root / images).is_dir() and (root / labels).is_dir():
+                cases = _paired_folders(root / images, root / labels)
+                break
+        else:
+            suffixes = (label_suffix,) if label_suffix else LABEL_SUFFIXES
+            cases = _flat_folder(root, suffixes, Path(exclude).resolve() if exclude else None)
+        if not cases:
+            raise InputError(
+                f"no image/label pairs found in {root}. Expected imagesTr/ + labelsTr/ (nnU-Net, MSD), "
+                "case.nii.gz + case_label.nii.gz (also .nrrd/.mha/.png), or DICOM series folders with "
+                "<folder>_label.nii.gz beside them; see help(medsam_lite.preprocess).")
+    else:
+        items = source.items() if isinstance(source, Mapping) else None
+        if items is None:
+            try:
+                pairs = [(Path(i), Path(lab)) for i, lab in source]
+            except (TypeError, ValueError):
+                raise InputError("source must be a folder, a list of (image, label) pairs or a dict "
+                                 "{case: (image, label)}.") from None
+            items = [(re.sub(r"_0000$", "", _split_name(i)[0]), (i, lab)) for i, lab in pairs]
+        cases = [Case(_check_name(str(n), i), Path(i), Path(lab)) for n, (i, lab) in items]
+        missing = [str(p) for c in cases for p in (c.image, c.label) if not p.exists()]
+        if missing:
+            raise InputError(f"missing file(s): {missing[:5]}; check the paths (relative to {Path.cwd()}).")
+    names = [c.name for c in cases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"several images give the case name(s) {dupes}; rename them or pass a dict "
+                         "{case: (image, label)}.")
+    if not cases:
+        raise InputError("source holds no cases; pass at least one (image, label) pair.")
+    return sorted(cases, key=lambda c: c.name)
+
+
+# ---------------------------------------------------------------- reading and checking one case
+def thick_axis(spacing_zyx, shape=None) -> int:
+    """The slicing axis in array order ``(z, y, x)``: the one of largest spacing (ties → the first,
+    so z); a size-1 axis in ``shape`` wins (a one-slice volume)."""
+    if shape is not None and 1 in tuple(shape):
+        return tuple(shape).index(1)
+    s = np.asarray(spacing_zyx, dtype=float)
+    return int(np.flatnonzero(s >= s.max() * (1 - 1e-6))[0])
+
+
+def _label_array(vol: Volume, path) -> np.ndarray:
+    lab = vol.array
+    if lab.ndim == len(vol.spacing) + 1:  # a colour mask (2D): accept it if it is grey
+        if not (lab[..., :3] == lab[..., :1]).all():
+            raise InputError(f"label {path} is a colour image; save it as a single-channel label map.")
+        lab = lab[..., 0]
+    if lab.dtype == bool:
+        lab = lab.astype(np.uint8)
+    if lab.dtype.kind == "f":
+        if not np.isfinite(lab).all() or not np.array_equal(lab, np.rint(lab)):
+            bad = lab[np.isfinite(lab) & (lab != np.rint(lab))][:3]
+            raise InputError(
+                f"label map {path} is not integer-valued (e.g. {bad.tolist()}): a label map holds one "
+                "integer per voxel (0 = background). Is it a probability map or an image? Threshold it "
+                "or resample it with nearest-neighbour interpolation.")
+        lab = lab.astype(np.int64)
+    elif lab.dtype.kind not in "iu":
+        raise InputError(f"label map {path} has dtype {lab.dtype}; expected integers (0 = background).")
+    if lab.size and lab.min() < 0:
+        raise InputError(f"label map {path} holds negative values; labels are integers ≥ 0 (0 = background).")
+    if len(vol.spacing) == 2 and lab.size and set(np.unique(lab).tolist()) <= {0, 255}:
+        lab = (lab > 0).astype(np.uint8)  # a 0/255 PNG mask is label 1
+    return lab
+
+
+def _gray(vol: Volume) -> np.ndarray:
+    a = vol.array
+    if a.ndim == len(vol.spacing) + 1:  # 2D colour → luminance (the dataset stores grey slices)
+        if a.shape[-1] >= 3 and not (a[..., :3] == a[..., :1]).all():
+            lum = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            return np.rint(lum).astype(a.dtype if a.dtype == np.uint8 else np.float32)
+        a = a[..., 0]
+    return a
+
+
+def _read_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """Read and check one case: ``(image (z, y, x), label (z, y, x) int, spacing_zyx)``; 2D images
+    become one-slice volumes with slice spacing NaN."""
+    if case.image.is_dir() and len(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(case.image))) > 1:
+        raise InputError(f"{case.image} holds several DICOM series; keep one series per folder.")
+    image, label = read_volume(case.image), read_volume(case.label)
+    for vol, what in ((image, "image"), (label, "label")):
+        if vol.array.ndim > len(vol.spacing) + (len(vol.spacing) == 2) or len(vol.spacing) not in (2, 3):
+            raise InputError(f"{what} {vol.path} has shape {vol.array.shape}; expected a 3D volume or a 2D "
+                             "image (multi-channel 4D files: save each channel as its own file).")
+    if not image.same_geometry(label):
+        raise InputError(
+            f"image {case.image} and label {case.label} differ in geometry: shape "
+            f"{image.array.shape} vs {label.array.shape}, spacing {_r(image.spacing)} vs {_r(label.spacing)}, "
+            f"origin {_r(image.origin)} vs {_r(label.origin)}, direction {_r(image.direction)} vs "
+            f"{_r(label.direction)}. Resample the label onto the image grid (SimpleITK.Resample(label, "
+            "image, SimpleITK.Transform(), SimpleITK.sitkNearestNeighbor)) or check the pairing.")
+    arr, lab = _gray(image), _label_array(label, case.label)
+    if arr.dtype == bool or arr.dtype.kind not in "uif":
+        raise InputError(f"image {case.image} has dtype {arr.dtype}; expected a scalar image.")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError(f"image {case.image} holds NaN/Inf values; replace them (np.nan_to_num) first.")
+    spacing = tuple(float(s) for s in image.spacing_zyx)
+    if arr.ndim == 2:
+        arr, lab, spacing = arr[None], lab[None], (math.nan,) + spacing
+    return arr, lab, spacing
+
+
+def _values(lab: np.ndarray) -> set[int]:
+    """The label values > 0 present in an integer label map (bincount: no sort of a big volume)."""
+    top = int(lab.max(initial=0))
+    found = np.flatnonzero(np.bincount(lab.ravel().astype(np.intp, copy=False))) if top < 1 << 16 else np.unique(lab)
+    return set(found.tolist()) - {0}
+
+
+def _r(values) -> list:
+    return [round(float(v), 4) for v in values]
+
+
+def _is_2d_uint8(arr: np.ndarray, spacing) -> bool:
+    """A 2D 8-bit image (PNG/JPG): stored as it is, without intensity normalization."""
+    return arr.dtype == np.uint8 and math.isnan(spacing[0])
+
+
+def _check_normalizable(arr: np.ndarray, spacing, case: Case, settings: dict) -> None:
+    if settings["modality"] == "CT" or settings["window"] is not None or _is_2d_uint8(arr, spacing):
+        return
+    fg = arr[arr > 0]
+    if fg.size == 0 or fg.min() == fg.max():
+        raise InputError(
+            f"image {case.image} has {'no' if fg.size == 0 else 'constant'} voxels > 0, so MR-style "
+            "percentile normalization is undefined; for CT pass modality='CT', else window=(low, high).")
+
+
+# ---------------------------------------------------------------- slices and targets
+def _targets(lab2d: np.ndarray, labels: dict[int, str], min_pixels: int, split_components: bool):
+    """Yield ``(label, component, mask)`` for each target with ≥ ``min_pixels`` pixels."""
+    for value in labels:
+        mask = lab2d == value
+        if mask.sum() < max(min_pixels, 1):
+            continue
+        if not split_components:
+            yield value, 0, mask
+            continue
+        cc, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(cc.ravel(), minlength=n + 1)
+        kept = [k for k in range(1, n + 1) if sizes[k] >= max(min_pixels, 1)]
+        for i, k in enumerate(kept, start=1):
+            yield value, i, cc == k
+
+
+def _resize(image: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """``H×W`` uint8 → ``h×w`` uint8: bilinear with antialiasing (what ``Geometry.image_to_model``
+    does with torch), or nearest for masks. PIL, so no torch threads compete for the cores."""
+    resample = Image.NEAREST if nearest else Image.BILINEAR
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(hw[::-1], resample))
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    Image.fromarray(array).save(path)
+
+
+def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str], split: str) -> list[dict]:
+    """Write one case's slices and masks; return its manifest rows."""
+    arr, lab, spacing = _read_case(case)
+    axis = 0 if arr.shape[0] == 1 and math.isnan(spacing[0]) else (
+        settings["axis"] if settings["axis"] is not None else thick_axis(spacing, arr.shape))
+    if _is_2d_uint8(arr, spacing) and settings["window"] is None:
+        norm = arr
+    else:
+        norm = normalize_intensity(arr, settings["modality"], settings["window"])
+    row_ax, col_ax = (a for a in range(3) if a != axis)
+    rows = []
+    for sub in ("images", "masks"):
+        (out / sub / case.name).mkdir(parents=True, exist_ok=True)
+    for i in range(arr.shape[axis]):
+        lab2d = np.take(lab, i, axis=axis)
+        targets = list(_targets(lab2d, labels, settings["min_pixels"], settings["split_components"]))
+        if not targets:
+            continue
+        h, w = lab2d.shape
+        hw = Geometry((h, w), settings["image_size"], "pad").resized_hw
+        small = [_resize(m.astype(np.uint8) * 255, hw, nearest=True) for _, _, m in targets]
+        kept = [(t, s) for t, s in zip(targets, small) if s.any()]  # a thin target can vanish
+        if not kept:
+            continue
+        image_rel = f"images/{case.name}/{i:04d}.png"
+        _save_png(_resize(np.take(norm, i, axis=axis), hw), out / image_rel)
+        for (value, comp, mask), small_mask in kept:
+            mask_rel = f"masks/{case.name}/{i:04d}_l{value}_c{comp}.png"
+            _save_png(small_mask, out / mask_rel)
+            x0, y0, x1, y1 = (float(v) for v in box_from_mask(mask))
+            rows.append(dict(
+                case=case.name, slice=i, label=value, label_name=labels[value], component=comp,
+                split=split, pixels=int(mask.sum()), x0=x0, y0=y0, x1=x1, y1=y1, height=h, width=w,
+                spacing_row=spacing[row_ax], spacing_col=spacing[col_ax], slice_spacing=spacing[axis],
+                axis=axis, image=image_rel, mask=mask_rel))
+    return rows
+
+
+# ---------------------------------------------------------------- settings, split, metadata
+def _settings(modality, window, image_size, axis, min_pixels, split_components, test_fraction,
+              test_cases, seed, labels) -> dict:
+    if not isinstance(modality, str) or not modality:
+        raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
+    if isinstance(window, str):
+        if window not in CT_WINDOWS:
+            raise InputError(f"unknown CT window {window!r}; choose one of {sorted(CT_WINDOWS)} or (low, high).")
+    elif window is not None:
+        window = list(_check_window(window))
+    if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 16:
+        raise InputError(f"image_size must be an integer ≥ 16 (256 for LiteMedSAM, 1024 for MedSAM), got {image_size!r}.")
+    if isinstance(axis, str):
+        if axis.lower() not in _AXES:
+            raise InputError(f"axis must be 0/1/2 or 'z'/'y'/'x' (array order), got {axis!r}.")
+        axis = _AXES[axis.lower()]
+    elif axis is not None and axis not in (0, 1, 2):
+        raise InputError(f"axis must be None (thickest), 0/1/2 or 'z'/'y'/'x' (array order), got {axis!r}.")
+    if not isinstance(min_pixels, (int, np.integer)) or min_pixels < 0:
+        raise InputError(f"min_pixels must be an integer ≥ 0, got {min_pixels!r}.")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise InputError(f"seed must be an integer, got {seed!r}.")
+    if not isinstance(test_fraction, (int, float)) or not 0 <= test_fraction < 1:
+        raise InputError(f"test_fraction must be in [0, 1), got {test_fraction!r}.")
+    if test_cases is not None:
+        if isinstance(test_cases, str):
+            test_cases = [test_cases]
+        test_cases = sorted(str(c) for c in test_cases)
+    if isinstance(labels, Mapping):
+        try:
+            labels = {str(int(k)): str(v) for k, v in labels.items()}
+        except (TypeError, ValueError):
+            raise InputError(f"labels must map integer label values to names, got {labels!r}.") from None
+    elif labels is not None:
+        try:
+            labels = sorted(int(k) for k in labels)
+        except (TypeError, ValueError):
+            raise InputError(f"labels must be a dict {{value: name}} or a list of values, got {labels!r}.") from None
+    if labels is not None and (not labels or "0" in labels or 0 in labels):
+        raise InputError("labels must list at least one label value other than 0 (the background).")
+    return dict(image_size=int(image_size), modality=modality.upper(), window=window,
+                min_pixels=int(min_pixels), split_components=bool(split_components), axis=axis,
+                seed=int(seed), test_fraction=float(test_fraction), test_cases=test_cases, labels=labels)
+
+
+def _split(names: list[str], settings: dict) -> dict[str, str]:
+    """Case → "train"/"test": ``test_cases`` if given, else a seeded shuffle, round-half-up
+    ``test_fraction × n`` test cases (at least one when n ≥ 2 and test_fraction > 0)."""
+    if settings["test_cases"] is not None:
+        unknown = sorted(set(settings["test_cases"]) - set(names))
+        if unknown:
+            raise InputError(f"test_cases {unknown} are not cases of this source; cases are {names[:10]}"
+                             f"{' …' if len(names) > 10 else ''}.")
+        test = set(settings["test_cases"])
+    else:
+        n = len(names)
+        k = int(math.floor(settings["test_fraction"] * n + 0.5))
+        if settings["test_fraction"] > 0 and n >= 2:
+            k = min(max(k, 1), n - 1)
+        order = np.random.default_rng(settings["seed"]).permutation(sorted(names))
+        test = set(order[:k].tolist())
+    return {n: ("test" if n in test else "train") for n in sorted(names)}
+
+
+def _labels_from_files(folders) -> dict[int, str]:
+    """Label names from ``labels.json`` ({value: name}) or an MSD / nnU-Net ``dataset.json``."""
+    for folder in folders:
+        for fname in ("labels.json", "dataset.json"):
+            path = Path(folder) / fname
+            if not path.is_file():
+                continue
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            data = data.get("labels", {}) if fname == "dataset.json" else data
+            out = {}
+            for k, v in data.items() if isinstance(data, dict) else ():
+                if str(k).isdigit():
+                    out[int(k)] = str(v)
+                elif isinstance(v, int) and not isinstance(v, bool):
+                    out[v] = str(k)  # nnU-Net v2: {name: value}
+            out.pop(0, None)
+            if out:
+                return out
+    return {}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _existing(out: Path, settings: dict, names: list[str]) -> dict | None:
+    """The dataset.json of an earlier run into ``out`` (None if ``out`` is new or empty)."""
+    if out.is_file():
+        raise InputError(f"out_dir {out} is a file; pass a folder.")
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    if not (out / "dataset.json").is_file():
+        raise InputError(f"out_dir {out} exists and is not a medsam_lite dataset; pass a new or empty folder.")
+    meta = open_dataset(out).meta
+    old = meta.get("settings", {})
+    changed = [f"{k}: {old.get(k)!r} → {settings[k]!r}" for k in settings if old.get(k) != settings[k]]
+    if changed:
+        raise InputError(f"{out} was prepared with other settings ({'; '.join(changed)}); a dataset never "
+                         "mixes settings. Use another out_dir, delete this one, or re-run with the old settings.")
+    if sorted(meta.get("cases", {})) != sorted(names):
+        extra = sorted(set(names) - set(meta.get("cases", {})))
+        gone = sorted(set(meta.get("cases", {})) - set(names))
+        raise InputError(f"{out} was prepared from other cases (new: {extra[:5]}, missing: {gone[:5]}); "
+                         "prepare into a new out_dir so the split stays fixed.")
+    return meta
+
+
+def _is_done(out: Path, meta: dict, manifest: pd.DataFrame, name: str) -> bool:
+    if meta["cases"].get(name, {}).get("status") != "done":
+        return False
+    rows = manifest[manifest["case"] == name]
+    return len(rows) == meta["cases"][name].get("targets", -1) and all(
+        (out / p).is_file() for p in pd.concat([rows["image"], rows["mask"]]).unique())
+
+
+def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    return df.sort_values(["case", "slice", "label", "component"], kind="stable").reset_index(drop=True)
+
+
+def _label_names(requested, found: set[int], source, cases: list[Case], meta: dict | None) -> dict[int, str]:
+    """``{value: name}`` of the labels to extract, in value order."""
+    if isinstance(requested, dict):
+        names = {int(k): v for k, v in requested.items()}
+    else:
+        folder = Path(source) if isinstance(source, (str, os.PathLike)) else cases[0].label.parent
+        from_files = _labels_from_files([folder, folder.parent])
+        names = {int(v): from_files.get(int(v), f"label_{int(v)}")
+                 for v in (requested if requested is not None else sorted(found))}
+    if not found & set(names):
+        raise InputError(f"none of the labels {sorted(names)} occur in the label maps (found "
+                         f"{sorted(found)}); check labels= or the label files.")
+    missing = sorted(set(names) - found - {int(k) for k in (meta or {}).get("labels", {})})
+    if missing:
+        warnings.warn(f"labels {missing} occur in none of the label maps.", stacklevel=3)
+    if meta is not None:
+        names.update({int(k): v for k, v in meta["labels"].items()})
+    return {k: names[k] for k in sorted(names) if k in found or (meta and str(k) in meta["labels"])}
+
+
+# ---------------------------------------------------------------- the verb
+def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size: int = 256, axis=None,
+               min_pixels: int = 100, split_components: bool = False, test_fraction: float = 0.2,
+               test_cases=None, seed: int = 0, labels=None, label_suffix: str | None = None,
+               progress: bool = True) -> pd.DataFrame:
+    """Prepare a training set (slices, masks, manifest) from scans and label maps, the MedSAM way.
+
+    Args:
+        source: a folder in one of the layouts of :mod:`medsam_lite.preprocess` (nnU-Net/MSD
+            ``imagesTr``+``labelsTr``; flat ``case.nii.gz`` + ``case_label.nii.gz``; 2D
+            ``name.png`` + ``name_mask.png``; DICOM series folders + ``<folder>_label.nii.gz``),
+            a list of ``(image_path, label_path)`` pairs, or a dict ``{case: (image, label)}``.
+        out_dir: the dataset folder to create (or to resume: finished cases are skipped).
+        modality: ``"CT"`` (window in HU) or any other name (``"MR"`` default: 0.5–99.5
+            percentiles of the volume's voxels > 0).
+        window: CT window name (default ``"medsam"`` = [-500, 1000] HU) or ``(low, high)``.
+        image_size: longest side of the stored slices (256 for LiteMedSAM, 1024 for MedSAM).
+        axis: slicing axis in array order (0/``"z"``, 1/``"y"``, 2/``"x"``); default None = the axis
+            of largest spacing (ties → z). 2D images are their own single slice.
+        min_pixels: drop targets with fewer pixels (original slice pixels); default 100.
+        split_components: one target per 8-connected component instead of one per label and slice.
+        test_fraction: share of cases in the test split (seeded shuffle of case names; at least one
+            test case when there are ≥ 2 cases). Default 0.2.
+        test_cases: explicit test case names (overrides ``test_fraction``).
+        seed: seed of the split shuffle.
+        labels: ``{value: name}`` of the labels to extract, or a list of values; default None = every
+            label value found, named from a ``labels.json`` (``{"1": "liver"}``) or MSD/nnU-Net
+            ``dataset.json`` in or above the source folder, else ``"label_<k>"``.
+        label_suffix: name ending of label maps in a flat folder (default: ``_label``, ``_mask``
+            or ``_seg``).
+        progress: show progress bars.
+
+    Returns:
+        The manifest (also saved as ``out_dir/manifest.csv``): one row per target with the columns
+        of :data:`medsam_lite.dataset.MANIFEST_COLUMNS`. Boxes ``x0, y0, x1, y1`` are XYXY,
+        inclusive, in original slice pixels; image/mask paths are relative to ``out_dir``.
+
+    Raises:
+        InputError: a missing label file, image/label geometry mismatch, a non-integer label map,
+            unreadable files, bad settings, or an ``out_dir`` prepared with other settings.
+            Everything is checked before anything is written.
+    """
+    settings = _settings(modality, window, image_size, axis, min_pixels, split_components,
+                         test_fraction, test_cases, seed, labels)
+    out = Path(out_dir)
+    cases = find_cases(source, label_suffix, exclude=out)
+    names = [c.name for c in cases]
+    settings = json.loads(json.dumps(settings))
+    meta = _existing(out, settings, names)
+    split = _split(names, settings)
+    if meta is not None and meta.get("split") != split:
+        raise InputError(f"{out} holds another split than these settings give; use a new out_dir.")
+    manifest = open_dataset(out).manifest if meta is not None else pd.DataFrame(columns=MANIFEST_COLUMNS)
+    todo = [c for c in cases if meta is None or not _is_done(out, meta, manifest, c.name)]
+    if not todo:
+        return manifest  # everything is done: nothing to check or write
+
+    # 1. check every pending case before writing anything
+    found: set[int] = set()
+    for case in tqdm(todo, desc="checking", unit="case", disable=not progress):
+        arr, lab, spacing = _read_case(case)
+        _check_normalizable(arr, spacing, case, settings)
+        found |= _values(lab)
+        del arr, lab
+    used = _label_names(settings["labels"], found, source, cases, meta)
+
+    # 2. write: settings and split first, then case by case (files, manifest rows, status)
+    out.mkdir(parents=True, exist_ok=True)
+    if meta is None:
+        meta = dict(format=FORMAT, image_size=settings["image_size"], modality=settings["modality"],
+                    window=settings["window"], min_pixels=settings["min_pixels"], seed=settings["seed"],
+                    labels={}, split=split, settings=settings, cases={})
+    meta["labels"] = {str(k): v for k, v in used.items()}
+    pending = {c.name for c in todo}
+    meta["cases"] = {c.name: {"status": "pending", "image": str(c.image), "label": str(c.label)}
+                     if c.name in pending else meta["cases"][c.name] for c in cases}
+    rows = manifest[~manifest["case"].isin(pending)].to_dict("records")
+    _atomic_write(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False))
+    _atomic_write(out / "dataset.json", json.dumps(meta, indent=1))
+    for case in tqdm(todo, desc="preparing", unit="case", disable=not progress):
+        for sub in ("images", "masks"):
+            shutil.rmtree(out / sub / case.name, ignore_errors=True)  # left by an interrupted run
+        new = _prepare_case(case, out, settings, used, split[case.name])
+        if not new:
+            warnings.warn(f"case {case.name} has no target with ≥ {settings['min_pixels']} pixels.", stacklevel=2)
+        rows += new
+        _atomic_write(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False))
+        meta["cases"][case.name].update(status="done", slices=len({r["slice"] for r in new}),
+                                        targets=len(new), axis=new[0]["axis"] if new else None)
+        _atomic_write(out / "dataset.json", json.dumps(meta, indent=1))
+    return open_dataset(out).manifest
+
+
+#: Alias of :func:`preprocess`, the name used in the docs of the pipeline.
+prepare_dataset = preprocess

@@ -1,0 +1,418 @@
+"""Segment a whole 3D scan from one box: slice-by-slice propagation over cached embeddings.
+
+The model is 2D. :func:`predict_volume` segments a key slice from your box, then walks slice by
+slice in both directions; each new box is the previous slice's mask box plus a small margin. It
+stops where the target vanishes (fewer than ``min_pixels`` pixels, or a predicted IoU below
+``min_score``) or at the end of a 3D box's z-range. Every slice is encoded at most once per
+:class:`VolumePredictor` and the embedding is reused for every target and every call.
+
+Conventions:
+
+* Volumes are arrays ``(z, y, x)`` (SimpleITK order; spacing stays ``(x, y, z)``, see
+  :mod:`medsam_lite.io`). ``axis`` is the array axis the slices are taken across (default: the one
+  with the largest spacing for a :class:`~medsam_lite.io.Volume`, else 0). Slice ``i`` is the 2D
+  array ``np.take(array, i, axis)``.
+* A 2D box is ``XYXY`` in that slice's original pixels: ``x`` = column, ``y`` = row, inclusive of
+  the target's extreme pixels (as :func:`~medsam_lite.transforms.box_from_mask` makes them).
+* A 3D box is ``[x0, y0, z0, x1, y1, z1]`` as in the LiteMedSAM challenge: ``x, y`` as above, ``z``
+  the slice index along ``axis``, all inclusive. The key slice is its middle,
+  ``z0 + (z1 - z0) // 2``, and propagation never leaves ``[z0, z1]`` nor the box's ``x, y`` extent.
+* Results have the array's shape: ``bool`` for one target, a label map for several.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .errors import InputError
+from .io import Volume, read_volume
+from .models import SamModel
+from .predict import Predictor
+from .transforms import box_from_mask, check_boxes, normalize_intensity
+
+#: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
+DEFAULTS = {"margin": 3.0, "margin_ratio": 0.0, "min_pixels": 10, "min_score": 0.0, "largest_component": False}
+
+
+class VolumePredictor:
+    """A 3D scan, normalized once, whose slices are encoded on demand and cached.
+
+    Example::
+
+        vp = VolumePredictor(io.read_volume("scan.nii.gz"), model)
+        liver = vp.predict([x0, y0, z0, x1, y1, z1])          # a 3D box
+        kidney = vp.predict([x0, y0, x1, y1], slice_index=40)  # reuses the slices already encoded
+        print(vp.encoder_calls, "slices encoded")
+
+    Args:
+        volume: a :class:`~medsam_lite.io.Volume`, a ``(z, y, x)`` array of any real dtype, or a
+            path :func:`~medsam_lite.io.read_volume` reads (NIfTI, NRRD, MHA, DICOM series folder).
+        model: a :class:`~medsam_lite.models.SamModel` (default: ``load_model()``, LiteMedSAM); a
+            fine-tuned one loads with ``load_model(checkpoint=...)``.
+        axis: the array axis slices are taken across (default: the largest spacing's axis for a
+            ``Volume``, ties and plain arrays → 0).
+        modality: ``"CT"`` (HU window) or another modality (percentiles over the whole volume's
+            voxels > 0), as in :func:`~medsam_lite.transforms.normalize_intensity`. A ``uint8``
+            volume is taken as already normalized.
+        window: CT window name or ``(low, high)``, see ``normalize_intensity``.
+
+    Attributes:
+        volume: the :class:`~medsam_lite.io.Volume` (geometry for writing the result with
+            ``io.write_volume(mask, path, like=vp.volume)``).
+        axis: the out-of-plane array axis.
+        image: the normalized ``uint8`` volume, same shape as the input array.
+        embeddings: slice index → ``1×256×64×64`` float32 embedding, filled on demand.
+        encoder_calls: how many slices were encoded (each at most once).
+    """
+
+    def __init__(self, volume, model: SamModel | None = None, axis: int | None = None,
+                 modality: str = "MR", window=None):
+        self.volume = _as_volume(volume)
+        array = self.volume.array
+        self.axis = _pick_axis(self.volume, axis)
+        self.image = array if array.dtype == np.uint8 else normalize_intensity(array, modality, window)
+        self._predictor = Predictor(model)
+        self.model = self._predictor.model
+        self.embeddings: dict[int, torch.Tensor] = {}
+        self.encoder_calls = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of the volume array, ``(z, y, x)``."""
+        return tuple(self.image.shape)
+
+    @property
+    def n_slices(self) -> int:
+        """Number of slices along :attr:`axis`."""
+        return self.image.shape[self.axis]
+
+    @property
+    def slice_hw(self) -> tuple[int, int]:
+        """``(H, W)`` of one slice (rows, columns)."""
+        return tuple(s for a, s in enumerate(self.image.shape) if a != self.axis)
+
+    def slice_image(self, index: int) -> np.ndarray:
+        """The normalized ``uint8`` slice ``index`` along :attr:`axis`, ``H×W``."""
+        return np.take(self.image, self._check_index(index), axis=self.axis)
+
+    def embed(self, index: int) -> torch.Tensor:
+        """The embedding of slice ``index``; runs the image encoder only the first time."""
+        index = self._check_index(index)
+        if index not in self.embeddings:
+            self._predictor.set_image(self.slice_image(index))
+            self.embeddings[index] = self._predictor.embedding
+            self.encoder_calls += 1
+        return self.embeddings[index]
+
+    def predict_slice(self, index: int, boxes) -> tuple[np.ndarray, np.ndarray]:
+        """Segment one or ``N`` XYXY boxes on slice ``index`` (encodes it if needed).
+
+        Returns:
+            ``(masks N×H×W bool, scores N float32)``, as :meth:`Predictor.predict`.
+        """
+        self._predictor.set_embedding(self.embed(index), self.slice_hw)
+        return self._predictor.predict(boxes)
+
+    def predict(self, box, slice_index=None, *, margin: float = DEFAULTS["margin"],
+                margin_ratio: float = DEFAULTS["margin_ratio"], min_pixels: int = DEFAULTS["min_pixels"], min_score: float = DEFAULTS["min_score"],
+                largest_component: bool = DEFAULTS["largest_component"], progress: bool = True) -> np.ndarray:
+        """Segment one target (or several) through the volume from a box prompt.
+
+        Args:
+            box: one of
+
+                * ``[x0, y0, x1, y1]`` on slice ``slice_index`` (an int);
+                * ``N×4`` boxes on the ``N`` slices listed in ``slice_index``: all are honoured
+                  (they replace the propagated box on their slice) and propagation starts from the
+                  middle one; a slice beyond a gap where the target vanished is still segmented;
+                * ``[x0, y0, z0, x1, y1, z1]``, a 3D box (``slice_index`` optional: the key slice,
+                  default its middle);
+                * ``{label: prompt}`` for several targets, each ``prompt`` a 3D box or a
+                  ``(box, slice_index)`` pair as above → a label map.
+            slice_index: see ``box``; slice indices along :attr:`axis`.
+            margin: original pixels added on every side of the previous slice's mask box.
+            min_pixels: a propagated mask with fewer pixels means the target has vanished: it is
+                dropped and propagation stops in that direction (masks on user slices are kept).
+            min_score: likewise for a predicted IoU below this (``0`` turns the check off).
+            largest_component: keep only the largest 3D connected component of each target (for a
+                target known to be one piece; not for e.g. the two lateral ventricles).
+            progress: show a progress bar over the slices.
+
+        Returns:
+            ``bool`` mask of the volume's shape for one target; for a ``{label: prompt}`` dict a
+            ``uint8`` label map (``uint16`` for labels > 255) where later targets overwrite
+            earlier ones where they overlap.
+
+        Raises:
+            InputError: a malformed box, a slice index outside the volume, a box outside the slice.
+        """
+        options = dict(margin=margin, margin_ratio=margin_ratio, min_pixels=min_pixels, min_score=min_score,
+                       largest_component=largest_component, progress=progress)
+        if isinstance(box, Mapping):
+            if slice_index is not None:
+                raise InputError("with a {label: prompt} dict give each target's slice inside it, as "
+                                 "{label: (box, slice_index)}; slice_index= must stay None.")
+            return self._predict_labels(box, options)
+        return self._predict_target(box, slice_index, **options)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_index(self, index) -> int:
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
+            raise InputError(f"slice index must be an int, got {index!r}.")
+        if not 0 <= int(index) < self.n_slices:
+            raise InputError(f"slice index {index} is outside the volume: axis {self.axis} has "
+                             f"{self.n_slices} slices (0 … {self.n_slices - 1}).")
+        return int(index)
+
+    def _predict_labels(self, targets: Mapping, options: dict) -> np.ndarray:
+        if not targets:
+            raise InputError("the {label: prompt} dict is empty; give at least one target.")
+        labels = list(targets)
+        for label in labels:
+            if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) or not 0 < label < 65536:
+                raise InputError(f"label {label!r} must be an int in 1 … 65535 (0 is background).")
+        out = np.zeros(self.shape, np.uint8 if max(labels) < 256 else np.uint16)
+        for label in labels:
+            prompt = targets[label]
+            if isinstance(prompt, tuple) and len(prompt) == 2 and (np.ndim(prompt[1]) == 0 or np.ndim(prompt[0]) == 2):
+                box, index = prompt
+            else:
+                box, index = prompt, None
+            out[self._predict_target(box, index, **options)] = label
+        return out
+
+    def _predict_target(self, box, slice_index, *, margin, margin_ratio, min_pixels, min_score, largest_component,
+                        progress) -> np.ndarray:
+        if not (np.isfinite(margin) and margin >= 0 and np.isfinite(margin_ratio) and margin_ratio >= 0):
+            raise InputError(f"margin (pixels) and margin_ratio (share of the box side) must be ≥ 0, "
+                             f"got {margin!r} and {margin_ratio!r}.")
+        keys, (lo, hi), clip = self._parse_prompt(box, slice_index)
+        h, w = self.slice_hw
+        masks = np.zeros((self.n_slices, h, w), bool)
+        start = sorted(keys)[len(keys) // 2]
+        bar = tqdm(total=hi - lo + 1, desc="slices", disable=not progress, leave=False)
+        for step in (1, -1):
+            z = start if step == 1 else start - 1
+            prev = masks[start] if step == -1 and masks[start].sum() >= min_pixels else None
+            while lo <= z <= hi:
+                if z in keys:
+                    box_z = keys[z]
+                elif prev is not None:
+                    box_z = _grow(box_from_mask(prev), margin, margin_ratio, clip, (h, w))
+                else:  # the target vanished: jump to the next user-given slice, if any
+                    ahead = [k for k in keys if (k - z) * step > 0]
+                    if not ahead:
+                        break
+                    z = min(ahead, key=lambda k: abs(k - z))
+                    continue
+                (mask,), (score,) = self.predict_slice(z, box_z)
+                bar.update(1)
+                if z in keys:
+                    masks[z] = mask
+                    prev = mask if mask.sum() >= min_pixels else None
+                elif mask.sum() < min_pixels or score < min_score:
+                    prev = None
+                else:
+                    masks[z] = prev = mask
+                z += step
+        bar.close()
+        if largest_component:
+            masks = _largest_component(masks)
+        return np.moveaxis(masks, 0, self.axis)
+
+    def _parse_prompt(self, box, slice_index):
+        """→ (user boxes {slice: XYXY}, inclusive slice range (lo, hi), XYXY clip box or None)."""
+        try:
+            arr = np.asarray(box, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"box must be numbers: [x0, y0, x1, y1] with slice_index, or a 3D box "
+                             f"[x0, y0, z0, x1, y1, z1]; got {box!r}.") from None
+        hw = self.slice_hw
+        if arr.shape == (6,):
+            if not np.isfinite(arr).all():
+                raise InputError("the 3D box holds NaN or Inf; give finite coordinates.")
+            x0, y0, z0, x1, y1, z1 = arr
+            z0, z1 = int(round(z0)), int(round(z1))
+            if z1 < z0 or z1 < 0 or z0 > self.n_slices - 1:
+                raise InputError(f"3D box z-range [{z0}, {z1}] is inverted or outside the {self.n_slices} "
+                                 f"slices along axis {self.axis}; the format is [x0, y0, z0, x1, y1, z1].")
+            lo, hi = max(z0, 0), min(z1, self.n_slices - 1)
+            key = lo + (hi - lo) // 2 if slice_index is None else self._check_index(slice_index)
+            if not lo <= key <= hi:
+                raise InputError(f"slice_index {key} lies outside the 3D box's z-range [{lo}, {hi}].")
+            xy = check_boxes([x0, y0, x1, y1], hw)[0]
+            return {key: xy}, (lo, hi), xy
+        if arr.shape == (4,):
+            if slice_index is None or np.ndim(slice_index) != 0:
+                raise InputError("a 2D box [x0, y0, x1, y1] needs the slice it is drawn on: "
+                                 "slice_index=<int>; or pass a 3D box [x0, y0, z0, x1, y1, z1].")
+            return {self._check_index(slice_index): check_boxes(arr, hw)[0]}, (0, self.n_slices - 1), None
+        if arr.ndim == 2 and arr.shape[1] == 4 and arr.shape[0] > 0:
+            indices = [] if slice_index is None or np.ndim(slice_index) != 1 else list(slice_index)
+            if len(indices) != arr.shape[0]:
+                raise InputError(f"{arr.shape[0]} boxes need a list of {arr.shape[0]} slice indices "
+                                 f"(slice_index=[…]), one per box; got {slice_index!r}.")
+            indices = [self._check_index(i) for i in indices]
+            if len(set(indices)) != len(indices):
+                raise InputError(f"slice indices {indices} repeat a slice; give one box per slice "
+                                 "(for several targets pass {label: prompt}).")
+            boxes = check_boxes(arr, hw)
+            return dict(zip(indices, boxes)), (0, self.n_slices - 1), None
+        raise InputError(f"box of shape {arr.shape} is not understood: give [x0, y0, x1, y1] with "
+                         "slice_index, N×4 boxes with N slice indices, a 3D box [x0, y0, z0, x1, y1, z1], "
+                         "or {label: prompt} for several targets.")
+
+
+def predict_volume(volume, box, slice_index=None, axis: int | None = None, model: SamModel | None = None,
+                   *, modality: str | None = None, window=None, **options) -> np.ndarray:
+    """Segment a target through a 3D scan from a box on one slice (or a 3D box).
+
+    The one-call form of :class:`VolumePredictor`: segments the key slice, then moves slice by
+    slice both ways, each box taken from the previous slice's mask (plus ``margin`` pixels), until
+    the target vanishes or leaves the 3D box.
+
+    Example::
+
+        scan = io.read_volume("sub-08.nii.gz")
+        mask = predict_volume(scan, [60, 70, 105, 125], slice_index=21)   # bool (z, y, x)
+        io.write_volume(mask, "mask.nii.gz", like=scan)                    # same geometry
+
+    Args:
+        volume: a :class:`~medsam_lite.io.Volume`, a ``(z, y, x)`` array, a file path, or a
+            :class:`VolumePredictor` (reuses the embeddings it has cached; then leave ``axis``,
+            ``model``, ``modality`` and ``window`` unset).
+        box: ``[x0, y0, x1, y1]`` (XYXY, original pixels of the slice) with ``slice_index``; ``N×4``
+            boxes with ``N`` slice indices; a 3D box ``[x0, y0, z0, x1, y1, z1]``; or
+            ``{label: prompt}`` for a label map. See :meth:`VolumePredictor.predict`.
+        slice_index: the slice (or slices) the box is drawn on, along ``axis``.
+        axis: out-of-plane array axis (default: largest spacing's axis for a ``Volume``, else 0).
+        model: a :class:`~medsam_lite.models.SamModel` (default: the bundled LiteMedSAM).
+        modality: ``"MR"`` (default) or ``"CT"``; with ``window``, the intensity preset.
+        **options: ``margin`` (3 px), ``min_pixels`` (10), ``min_score`` (0.0),
+            ``largest_component`` (False), ``progress`` (True); see :meth:`VolumePredictor.predict`.
+
+    Returns:
+        A ``bool`` mask of the array's shape, or a ``uint8`` label map for a ``{label: prompt}`` dict.
+    """
+    if isinstance(volume, VolumePredictor):
+        given = {k: v for k, v in dict(axis=axis, model=model, modality=modality, window=window).items()
+                 if v is not None}
+        if given:
+            raise InputError(f"{sorted(given)} are already fixed by the VolumePredictor you passed; "
+                             "leave them unset or build a new VolumePredictor.")
+        predictor = volume
+    else:
+        predictor = VolumePredictor(volume, model=model, axis=axis, modality=modality or "MR", window=window)
+    return predictor.predict(box, slice_index, **options)
+
+
+def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=None) -> np.ndarray:
+    """An XYXY box from a RECIST measurement: the long axis, and optionally the short axis.
+
+    RECIST gives a lesion's longest diameter on one slice as a line between two points. Every
+    pixel of the lesion projects onto that segment, so the box spans the segment; across it the
+    lesion's width is set by the short axis if given, else assumed to be ``ratio`` × the long axis,
+    centred on the line. The box is the axis-aligned bound of that oriented rectangle. ``ratio``
+    0.8 errs on the large side of typical short/long ratios (≈ 0.6–0.8), since a box a bit too
+    large costs the model less than one that cuts the lesion; use 1.0 for round targets.
+
+    Args:
+        p1, p2: the long axis's end points ``(x, y)`` in original pixels (column, row).
+        short_axis: optional ``((x, y), (x, y))`` end points of the short axis (perpendicular
+            diameter); it sets the width and its offset from the long axis.
+        ratio: width across the long axis as a fraction of its length when ``short_axis`` is None.
+        image_shape: ``(H, W, …)`` to clip the box to the image.
+
+    Returns:
+        ``[x0, y0, x1, y1]`` float32, original pixels (use it on the RECIST slice as ``slice_index``).
+
+    Raises:
+        InputError: points that are not two numbers, coincide, or a ratio ≤ 0.
+    """
+    a, b = _point(p1, "p1"), _point(p2, "p2")
+    length = float(np.hypot(*(b - a)))
+    if length == 0:
+        raise InputError("p1 and p2 are the same point; a RECIST long axis needs two distinct end points.")
+    u = (b - a) / length
+    n = np.array([-u[1], u[0]])
+    if short_axis is not None:
+        try:
+            q1, q2 = short_axis
+        except (TypeError, ValueError):
+            raise InputError(f"short_axis must be two points ((x, y), (x, y)), got {short_axis!r}.") from None
+        offsets = [float(np.dot(_point(q, "short_axis point") - a, n)) for q in (q1, q2)]
+        low, high = min(offsets + [0.0]), max(offsets + [0.0])
+    else:
+        if not (np.isfinite(ratio) and ratio > 0):
+            raise InputError(f"ratio must be > 0 (width across the long axis / its length), got {ratio!r}.")
+        low, high = -ratio * length / 2, ratio * length / 2
+    corners = np.array([p + n * o for p in (a, b) for o in (low, high)])
+    box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+    if image_shape is not None:
+        h, w = int(image_shape[0]), int(image_shape[1])
+        box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
+    return box.astype(np.float32)
+
+
+def _point(p, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.empty(0)
+    if arr.shape != (2,) or not np.isfinite(arr).all():
+        raise InputError(f"{name} must be one point (x, y) of two finite numbers, got {p!r}.")
+    return arr
+
+
+def _grow(box: np.ndarray, margin: float, ratio: float, clip, hw) -> np.ndarray:
+    """Box + ``margin + ratio × side`` on every side, kept inside ``clip`` (a 3D box's x, y) and the slice."""
+    h, w = hw
+    mx, my = margin + ratio * (box[2] - box[0] + 1), margin + ratio * (box[3] - box[1] + 1)
+    out = box + np.array([-mx, -my, mx, my], np.float32)
+    lo = np.array([0, 0, 0, 0], np.float32) if clip is None else np.array([clip[0], clip[1]] * 2, np.float32)
+    hi = np.array([w - 1, h - 1] * 2, np.float32) if clip is None else np.array([clip[2], clip[3]] * 2, np.float32)
+    out = np.clip(out, lo, hi)
+    if out[2] <= out[0] or out[3] <= out[1]:  # a one-pixel-wide mask: keep a non-empty box
+        out[2:] = np.maximum(out[2:], out[:2] + 1)
+    return out
+
+
+def _largest_component(masks: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(masks)
+    if n <= 1:
+        return masks
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def _as_volume(volume) -> Volume:
+    if isinstance(volume, (str, os.PathLike)):
+        volume = read_volume(volume)
+    if isinstance(volume, Volume):
+        if volume.array.ndim != 3 or len(volume.spacing) != 3:
+            raise InputError(f"{volume.path or 'the volume'} is not 3D (array {volume.array.shape}); "
+                             "for a 2D image use Predictor or predict().")
+        return volume
+    if isinstance(volume, np.ndarray):
+        if volume.ndim != 3:
+            raise InputError(f"expected a 3D (z, y, x) array, got shape {volume.shape}; for a 2D image "
+                             "use Predictor or predict().")
+        return Volume(volume)
+    raise InputError(f"volume must be a medsam_lite.io.Volume, a 3D numpy array or a file path, "
+                     f"got {type(volume).__name__}.")
+
+
+def _pick_axis(volume: Volume, axis) -> int:
+    if axis is None:
+        return int(np.argmax(volume.spacing_zyx))  # ties → the first, axis 0
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
+        raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
+    return int(axis) % 3

@@ -1,0 +1,116 @@
+"""DSC and NSD: agreement with DeepMind's surface-distance, spacing handling, per-case evaluation."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
+
+import medsam_lite as ml
+from medsam_lite import io, samples
+from medsam_lite.evaluate import dice
+from test_embed import MAX_SLICES, small_dataset
+
+
+def reference_nsd(pred, truth, spacing, tolerance):
+    return compute_surface_dice_at_tolerance(compute_surface_distances(truth, pred, spacing), tolerance)
+
+
+@pytest.fixture(scope="module")
+def labels():
+    return io.read_volume(samples.brain_mri_dir() / "sub-02_label.nii.gz").array
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return small_dataset(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="module")
+def result(dataset, model):
+    return ml.evaluate(model, dataset, max_slices_per_case=MAX_SLICES, progress=False)
+
+
+@pytest.mark.parametrize("label", [1, 2, 3])
+def test_nsd_agrees_with_surface_distance_on_real_masks(labels, label):
+    truth = labels == label
+    candidates = [np.roll(truth, 2, axis=2), ndimage.binary_dilation(truth), ndimage.binary_erosion(truth),
+                  ndimage.binary_opening(truth, iterations=2)]
+    for pred in candidates:
+        for spacing in [(4.0, 1.0, 1.0), (1.0, 0.7, 1.3)]:
+            for tol in (0.5, 1.0, 2.0):
+                ours = ml.nsd(pred, truth, spacing, tol)
+                assert abs(ours - reference_nsd(pred, truth, spacing, tol)) < 1e-6
+                assert 0.0 <= ours < 1.0 or tol >= 2.0
+    z = int(np.argmax(truth.sum(axis=(1, 2))))
+    assert abs(ml.nsd(candidates[0][z], truth[z], (1.0, 1.0), 1.0)
+               - reference_nsd(candidates[0][z], truth[z], (1.0, 1.0), 1.0)) < 1e-6
+
+
+def test_nsd_properties(labels):
+    truth = labels == 3
+    shifted = np.roll(truth, 3, axis=1)
+    assert ml.nsd(truth, truth, (4, 1, 1)) == 1.0
+    assert ml.nsd(shifted, truth, (4, 1, 1), 1.0) == pytest.approx(ml.nsd(truth, shifted, (4, 1, 1), 1.0), abs=1e-12)
+    assert ml.nsd(np.zeros_like(truth), truth, (4, 1, 1)) == 0.0
+    assert ml.nsd(np.zeros_like(truth), np.zeros_like(truth), (4, 1, 1)) == 1.0
+    losses = [ml.nsd(shifted, truth, (4, 1, 1), t) for t in (0.5, 1.0, 2.0, 3.0)]
+    assert losses == sorted(losses) and losses[-1] == 1.0  # a 3-voxel shift is within 3 mm
+
+
+def test_nsd_uses_spacing_in_array_order():
+    truth = np.zeros((40, 40), bool)
+    truth[10:30, 10:30] = True
+    moved = np.roll(truth, 1, axis=1)  # one column to the right
+    assert ml.nsd(moved, truth, spacing=(1.0, 0.5), tolerance_mm=1.0) == 1.0  # 0.5 mm off
+    assert ml.nsd(moved, truth, spacing=(0.5, 2.0), tolerance_mm=1.0) < 0.9  # 2 mm off
+    assert ml.nsd(moved, truth, spacing=(0.5, 2.0), tolerance_mm=2.0) == 1.0
+
+
+def test_dice_properties(labels):
+    a, b = labels == 1, ndimage.binary_erosion(labels == 1)
+    assert dice(a, b) == dice(b, a)
+    assert dice(a, b) == pytest.approx(2 * b.sum() / (a.sum() + b.sum()))
+    assert dice(a, a) == 1.0 and dice(a, np.zeros_like(a)) == 0.0
+
+
+def test_metric_inputs_are_checked():
+    m = np.ones((4, 4), bool)
+    with pytest.raises(ml.InputError, match="shape"):
+        ml.nsd(m, np.ones((4, 5), bool))
+    with pytest.raises(ml.InputError, match="spacing"):
+        ml.nsd(m, m, spacing=(1.0, 1.0, 1.0))
+    with pytest.raises(ml.InputError, match="binary"):
+        ml.nsd(m * 2, m)
+    with pytest.raises(ml.InputError, match="tolerance"):
+        ml.nsd(m, m, tolerance_mm=-1)
+
+
+def test_evaluate_table(result, dataset):
+    per_case, per_label = result
+    assert set(per_case["case"]) == {"sub-07"}  # the test split only
+    assert set(per_case["label_name"]) == {"white_matter", "grey_matter", "lateral_ventricles"}
+    assert per_case[["dsc", "nsd"]].apply(lambda c: c.between(0, 1)).all().all()
+    assert (per_case["slices"] >= 1).all() and (per_case["slices"] <= MAX_SLICES).all()
+    assert list(per_label.index)[-1] == "mean"
+    assert per_label.loc["mean", "dsc"] == pytest.approx(per_label["dsc"].iloc[:-1].mean())
+    truth_voxels = dataset.manifest.query("case == 'sub-07'")  # voxels counted at stored resolution
+    assert (per_case["truth_voxels"] > 0).all() and len(truth_voxels) > 0
+
+
+def test_evaluate_matches_direct_metrics_on_its_volumes(result, dataset, model):
+    per_case, _ = result
+    seg = ml.predict_case(model, dataset, "sub-07", max_slices_per_case=MAX_SLICES)
+    ratio = dataset.manifest.query("case == 'sub-07'").iloc[0]
+    assert seg.spacing == pytest.approx((4.0, ratio["height"] / seg.image.shape[1], ratio["width"] / seg.image.shape[2]))
+    for _, row in per_case.iterrows():
+        pred, truth = seg.pred[row["label"]], seg.truth[row["label"]]
+        assert truth.sum() == row["truth_voxels"] and pred.sum() == row["pred_voxels"]
+        assert abs(row["nsd"] - reference_nsd(pred, truth, seg.spacing, 1.0)) < 1e-6
+        assert abs(row["dsc"] - 2 * (pred & truth).sum() / (pred.sum() + truth.sum())) < 1e-12
+    # the stacked prediction is what the Predictor gives on the stored slice with the same box
+    t = seg.targets.iloc[0]
+    predictor = ml.Predictor(model)
+    z = seg.z(t["slice"])
+    predictor.set_image(seg.image[z])
+    mask = predictor.predict([t["sx0"], t["sy0"], t["sx1"], t["sy1"]])[0][0]
+    assert dice(mask, seg.pred[t["label"]][z]) > 0.98
