@@ -6,6 +6,7 @@ Public API (see each function's docstring for shapes and conventions):
 * :func:`preprocess` (alias :func:`prepare_dataset`) — scans + label maps → a training set.
 * :func:`embed`, :func:`finetune`, :func:`evaluate` (:func:`dice`, :func:`nsd`, :func:`predict_case`) —
   embeddings computed once, mask-decoder fine-tuning, DSC/NSD per case.
+* :func:`predict_volume`, :class:`VolumePredictor`, :func:`box_from_recist` — a 3D scan from one box.
 * :class:`InputError` — the error every public function raises on bad input.
 """
 
@@ -19,6 +20,7 @@ from .errors import CheckpointError, InputError, StoreMismatchError
 from .models import MODELS, SamModel, load_model
 from .predict import Predictor, predict
 from .transforms import box_from_mask, normalize_intensity, xywh_to_xyxy, xyxy_to_xywh
+from .volume import VolumePredictor, box_from_recist, predict_volume
 from .preprocess import prepare_dataset, preprocess  # noqa: E402  (the function shadows the module)
 
 preprocess.normalize_intensity = normalize_intensity  # keeps medsam_lite.preprocess.normalize_intensity
@@ -32,7 +34,9 @@ __all__ = [
     "Predictor",
     "SamModel",
     "StoreMismatchError",
+    "VolumePredictor",
     "box_from_mask",
+    "box_from_recist",
     "dice",
     "embed",
     "evaluate",
@@ -42,6 +46,7 @@ __all__ = [
     "nsd",
     "predict",
     "predict_case",
+    "predict_volume",
     "prepare_dataset",
     "preprocess",
     "xywh_to_xyxy",

@@ -36,13 +36,16 @@ MANIFEST_COLUMNS = [
 ]
 
 
+_INTEGER_COLUMNS = ["slice", "label", "component", "pixels", "height", "width"]
+
+
 def _read_png(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("L"))
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path} is not a readable PNG ({exc}); re-run preprocess() to rewrite it.") from None
 
 
@@ -74,10 +77,23 @@ class Dataset:
                 .reset_index(drop=True))
 
     def path(self, relative: str) -> Path:
-        """Resolve a manifest path, refusing any that would leave the dataset folder."""
-        p = (self.root / str(relative)).resolve()
+        """Resolve a manifest path, refusing any that would leave the dataset folder.
+
+        ``..`` components, absolute paths and symbolic links are resolved first, so none of them can
+        point outside ``root``.
+
+        Raises:
+            InputError: the path is not a string, or resolves outside the dataset folder.
+        """
+        if not isinstance(relative, str) or not relative:
+            raise InputError(f"manifest path {relative!r} is not a file path (an empty cell?); the manifest "
+                             "was edited or is incomplete. Re-run preprocess().")
         root = self.root.resolve()
-        if root not in p.parents:
+        try:
+            p = (self.root / relative).resolve()
+        except (OSError, RuntimeError, ValueError):  # e.g. an embedded NUL byte or a symlink loop
+            p = None
+        if p is None or root not in p.parents:
             raise InputError(
                 f"manifest path {relative!r} points outside the dataset folder {root}; the manifest "
                 "was edited or is not from medsam_lite. Re-run preprocess()."
@@ -114,12 +130,32 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{meta_path} is not valid JSON ({exc}); re-run preprocess().") from None
-    if meta.get("format") != FORMAT:
-        raise InputError(f"{root} has format {meta.get('format')!r}, expected {FORMAT!r}; re-run preprocess().")
-    manifest = pd.read_csv(manifest_path, dtype={"case": str})
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InputError(f"{root} has format {found!r}, expected {FORMAT!r}; re-run preprocess().")
+    if isinstance(meta.get("image_size"), bool) or not isinstance(meta.get("image_size"), int) or meta["image_size"] < 1:
+        raise InputError(f"{meta_path} has no valid image_size ({meta.get('image_size')!r}); re-run preprocess().")
+    try:
+        manifest = pd.read_csv(manifest_path, dtype={"case": str, "image": str, "mask": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{manifest_path} is not a readable CSV ({str(exc)[:160]}); re-run preprocess().") from None
     missing = set(MANIFEST_COLUMNS) - set(manifest.columns)
     if missing:
         raise InputError(f"{manifest_path} lacks columns {sorted(missing)}; re-run preprocess().")
+    if manifest.empty:  # written so before the first case is done
+        return Dataset(root, meta, manifest)
+    numbers = manifest[_INTEGER_COLUMNS + ["x0", "y0", "x1", "y1"]]
+    bad = [c for c in numbers.columns if not pd.api.types.is_numeric_dtype(numbers[c])
+           or not np.isfinite(numbers[c].to_numpy(float)).all()]
+    bad += [c for c in _INTEGER_COLUMNS if c not in bad and not (numbers[c] == np.round(numbers[c])).all()]
+    if not bad:
+        b = manifest
+        if not ((b.x0 >= 0) & (b.x0 <= b.x1) & (b.x1 < b.width) & (b.y0 >= 0) & (b.y0 <= b.y1)
+                & (b.y1 < b.height)).all():
+            bad = ["x0/y0/x1/y1 (boxes outside their slice or inverted)"]
+    if bad or manifest[["case", "image", "mask"]].isna().any().any():
+        raise InputError(f"{manifest_path} holds missing or invalid values in {bad or ['case/image/mask']}; "
+                         "the manifest was edited or damaged. Re-run preprocess().")
     return Dataset(root, meta, manifest)

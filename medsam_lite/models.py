@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,12 +148,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        lines = str(exc).splitlines() or [""]
+        why = next((ln for ln in lines if "Unsupported" in ln or "GLOBAL" in ln), lines[0]).strip()
         raise CheckpointError(
             f"{path} was refused: it is not a plain tensor checkpoint and loading it would need to "
-            f"run code from the file ({str(exc).splitlines()[0][:200]}). Only load checkpoints you "
+            f"run code from the file ({why[:200]}). Only load checkpoints you "
             "trust; re-save them as a state dict with torch.save(model.state_dict(), path)."
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything (KeyError …)
         raise CheckpointError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {str(exc)[:200]}. "
             "Download it again and compare its size/checksum."
@@ -230,14 +231,22 @@ def load_model(
         A :class:`SamModel` in eval mode.
 
     Raises:
-        InputError: unknown name. CheckpointError: missing/corrupt/unsafe file or wrong architecture.
+        InputError: unknown name or a device that does not exist here. CheckpointError:
+            missing/corrupt/unsafe file or wrong architecture.
     """
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    device = _check_device(device)
     partial: dict[str, torch.Tensor] | None = None
     partial_path = None
     if checkpoint is not None:
-        path = Path(checkpoint)
+        try:
+            path = Path(checkpoint)
+        except TypeError:
+            raise CheckpointError(f"checkpoint must be a file path, got {type(checkpoint).__name__}.") from None
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a folder; pass the weights file inside it "
+                                  f"(e.g. {path / MODELS[name].filename}).")
         if not path.is_file():
             spec = MODELS[name]
             raise CheckpointError(
@@ -245,6 +254,9 @@ def load_model(
                 f"{spec.url}, or omit checkpoint= for the bundled LiteMedSAM."
             )
         state, meta = read_checkpoint(path)
+        if meta.get("model_name") and meta["model_name"] not in MODELS:
+            raise CheckpointError(f"{path} names model {meta['model_name']!r}, which medsam_lite does not know; "
+                                  f"known models: {sorted(MODELS)}.")
         if meta.get("model_name") and meta["model_name"] != name:
             if name != "lite_medsam":
                 raise CheckpointError(
@@ -268,9 +280,26 @@ def load_model(
         _load_strict(net, partial, spec, partial_path, partial_ok=True)
         digest = hashlib.sha256((digest + file_sha256(partial_path)).encode()).hexdigest()
     model = SamModel(net, spec, digest, str(partial_path or base_path))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval()
+
+
+def _check_device(device) -> torch.device:
+    """``device`` as a ``torch.device`` that exists here (default: CUDA if available, else CPU)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {device!r} is not a device name; use 'cpu', 'cuda' or 'cuda:1'.") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available()
+                               or (dev.index is not None and dev.index >= torch.cuda.device_count())):
+        raise InputError(f"device {device!r} is not available here ({torch.cuda.device_count()} CUDA "
+                         "device(s)); use device='cpu' or leave device=None.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r} is not supported; use 'cpu' or 'cuda'.")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r} is not available here; use device='cpu'.")
+    return dev
 
 
 def _load_strict(net, state, spec: ModelSpec, path: Path, partial_ok: bool = False) -> None:

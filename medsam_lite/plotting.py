@@ -31,15 +31,30 @@ def overlay(image: np.ndarray, masks: np.ndarray | Sequence[np.ndarray], alpha: 
         masks: one ``H×W`` bool mask or a sequence / ``N×H×W`` stack.
         alpha: mask opacity.
         colors: colour index per mask (default ``0, 1, 2, …``).
+
+    Raises:
+        InputError: an image that is not ``H×W``/``H×W×3`` real numbers (or holds NaN/Inf), or masks
+            of another size than the image.
     """
+    from .errors import InputError
+
     img = np.asarray(image)
+    if (img.dtype.kind not in "uifb" or img.size == 0 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4)))
+            or (img.dtype.kind == "f" and not np.isfinite(img).all())):
+        raise InputError(f"overlay needs an H×W or H×W×3 image of finite real numbers, got {img.dtype} {img.shape}.")
+    try:
+        stack = np.asarray(masks, dtype=bool)
+    except (TypeError, ValueError):
+        raise InputError("masks must be one H×W bool mask or a list / N×H×W stack of them.") from None
+    if stack.shape[-2:] != img.shape[:2] or stack.ndim not in (2, 3):
+        raise InputError(f"masks of shape {stack.shape} do not fit the {img.shape[0]}×{img.shape[1]} image; "
+                         "give H×W masks of the image's size.")
     if img.dtype != np.uint8:
         lo, hi = float(img.min()), float(img.max())
         img = ((img - lo) / max(hi - lo, 1e-8) * 255).astype(np.uint8)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     out = img[..., :3].astype(np.float32)
-    stack = np.asarray(masks, dtype=bool)
     if stack.ndim == 2:
         stack = stack[None]
     for i, m in enumerate(stack):

@@ -30,6 +30,9 @@ class Predictor:
     """
 
     def __init__(self, model: SamModel | None = None):
+        if model is not None and not isinstance(model, SamModel):
+            raise InputError(f"model must be a medsam_lite SamModel, got {type(model).__name__}; "
+                             "make one with medsam_lite.load_model(name, checkpoint=...).")
         self.model = model if model is not None else load_model()
         self.embedding: torch.Tensor | None = None
         self.geometry: Geometry | None = None
@@ -44,8 +47,17 @@ class Predictor:
                 ``uint8``.
             modality: ``"CT"`` (window in HU) or any other modality (percentile clipping).
             window: CT window name or ``(low, high)``; see ``normalize_intensity``.
+
+        Raises:
+            InputError: not a 2D image of real numbers; NaN/Inf; an empty or constant image (a blank
+                image has nothing to segment, yet the model would still return a mask for a box).
         """
         rgb = to_rgb_uint8(image, modality=modality, window=window)
+        if rgb.min() == rgb.max():
+            raise InputError(
+                f"the image is constant (every pixel is {int(rgb.flat[0])} once normalized to uint8): there "
+                "is nothing to segment, and the model would still return a mask for any box. Pass the "
+                "scan itself (not a mask or an empty slice); for CT check that window= covers its HU range.")
         geometry = self.model.geometry(rgb.shape[:2])
         x = geometry.image_to_model(rgb)
         self.embedding = self.model.encode(x)
@@ -53,14 +65,29 @@ class Predictor:
         self.encoder_calls += 1
 
     def set_embedding(self, embedding, original_hw: tuple[int, int]) -> None:
-        """Use a stored embedding (``256×64×64`` or ``1×256×64×64``) of an ``(H, W)`` image."""
-        emb = torch.as_tensor(np.asarray(embedding) if not torch.is_tensor(embedding) else embedding).float()
+        """Use a stored embedding (``256×64×64`` or ``1×256×64×64``) of an ``(H, W)`` image.
+
+        Raises:
+            InputError: an embedding of another shape than this model's (e.g. another model's), with
+                NaN/Inf, or ``original_hw`` that is not two positive integers.
+        """
+        try:
+            emb = torch.as_tensor(np.asarray(embedding) if not torch.is_tensor(embedding) else embedding).float()
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"embedding must be a numeric array or tensor, got {type(embedding).__name__}.") from None
         if emb.ndim == 3:
             emb = emb[None]
-        if emb.ndim != 4 or emb.shape[0] != 1 or emb.shape[1] != 256:
-            raise InputError(f"embedding must be 256×h×w or 1×256×h×w, got shape {tuple(emb.shape)}.")
+        expected = (int(self.model.prompt_encoder.embed_dim),
+                    *(int(v) for v in self.model.prompt_encoder.image_embedding_size))
+        if emb.ndim != 4 or emb.shape[0] != 1 or tuple(emb.shape[1:]) != expected:
+            shape = "×".join(map(str, expected))
+            raise InputError(f"embedding must be {shape} or 1×{shape} for {self.model.name}, got shape "
+                             f"{tuple(emb.shape)}; was it computed by another model?")
+        if not torch.isfinite(emb).all():
+            raise InputError("embedding holds NaN or Inf; recompute it (embed(..., recompute=True)).")
+        geometry = self.model.geometry(_check_hw(original_hw))
         self.embedding = emb.to(self.model.device)
-        self.geometry = self.model.geometry(original_hw)
+        self.geometry = geometry
 
     @torch.no_grad()
     def predict(self, boxes, return_logits: bool = False):
@@ -86,6 +113,19 @@ class Predictor:
         if return_logits:
             return masks, scores, full.numpy()
         return masks, scores
+
+
+def _check_hw(original_hw) -> tuple[int, int]:
+    try:
+        h, w = original_hw
+        if isinstance(h, (bool, np.bool_)) or isinstance(w, (bool, np.bool_)) or int(h) != h or int(w) != w:
+            raise ValueError
+        if int(h) < 1 or int(w) < 1:
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"original_hw must be the (H, W) of the image the embedding was made from, two "
+                         f"positive integers; got {original_hw!r}.") from None
+    return int(h), int(w)
 
 
 def predict(image: np.ndarray, boxes, model: SamModel | None = None, modality: str = "MR", window=None):

@@ -299,7 +299,19 @@ def _is_2d_uint8(arr: np.ndarray, spacing) -> bool:
 
 
 def _check_normalizable(arr: np.ndarray, spacing, case: Case, settings: dict) -> None:
-    if settings["modality"] == "CT" or settings["window"] is not None or _is_2d_uint8(arr, spacing):
+    lo, hi = arr.min(), arr.max()
+    if lo == hi:
+        raise InputError(f"image {case.image} is constant (every voxel is {lo}): there is nothing to segment. "
+                         "Check that it is the scan and not an empty or placeholder file.")
+    window = settings["window"]
+    if settings["modality"] == "CT" or window is not None:
+        low, high = CT_WINDOWS[window] if isinstance(window, str) else (window or CT_WINDOWS["medsam"])
+        if hi <= low or lo >= high:
+            raise InputError(f"image {case.image} (values {lo} … {hi}) lies entirely outside the window "
+                             f"[{low}, {high}], so every slice would be blank. For CT pass values in HU (apply "
+                             "RescaleSlope/Intercept) or choose window=(low, high) that covers the data.")
+        return
+    if _is_2d_uint8(arr, spacing):
         return
     fg = arr[arr > 0]
     if fg.size == 0 or fg.min() == fg.max():

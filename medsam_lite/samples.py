@@ -29,7 +29,10 @@ def data_samples_dir() -> Path:
 
 def sample_path(name: str) -> Path:
     """Path of one file or folder inside ``data_samples/`` (e.g. ``"brain_slice.png"``)."""
-    path = data_samples_dir() / name
+    root = data_samples_dir()
+    path = root / str(name)
+    if root.resolve() not in path.resolve().parents:
+        raise InputError(f"{name!r} points outside {root}; pass a name inside data_samples/, e.g. 'brain_slice.png'.")
     if not path.exists():
         raise InputError(f"{name!r} is not in {data_samples_dir()}; see data_samples/README.md.")
     return path

@@ -84,8 +84,10 @@ def normalize_intensity(
             (nothing to normalize).
     """
     image = _check_numeric(image)
+    if not isinstance(modality, str) or not modality:
+        raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
     data = image.astype(np.float32, copy=False)
-    if str(modality).upper() == "CT" or (isinstance(window, str)):
+    if modality.upper() == "CT" or (isinstance(window, str)):
         name = window if window is not None else "medsam"
         if isinstance(name, str):
             if name not in CT_WINDOWS:
@@ -165,6 +167,21 @@ class Geometry:
     original_hw: tuple[int, int]
     input_size: int
     recipe: str = "pad"
+
+    def __post_init__(self):
+        try:
+            h, w = (int(v) for v in self.original_hw)
+            ok = all(float(v) == int(v) for v in self.original_hw) and h >= 1 and w >= 1
+        except (TypeError, ValueError, OverflowError):
+            ok = False
+        if not ok:
+            raise InputError(f"original_hw must be two positive integers (H, W), got {self.original_hw!r}.")
+        if isinstance(self.input_size, bool) or not isinstance(self.input_size, (int, np.integer)) or self.input_size < 1:
+            raise InputError(f"input_size must be a positive integer (256 or 1024), got {self.input_size!r}.")
+        if self.recipe not in RECIPES:
+            raise InputError(f"recipe must be one of {RECIPES}, got {self.recipe!r}.")
+        object.__setattr__(self, "original_hw", (h, w))
+        object.__setattr__(self, "input_size", int(self.input_size))
 
     @property
     def resized_hw(self) -> tuple[int, int]:
@@ -268,8 +285,12 @@ def check_boxes(boxes, image_hw: tuple[int, int]) -> np.ndarray:
 
 
 def box_from_mask(mask: np.ndarray) -> np.ndarray:
-    """Tight XYXY box (float32, inclusive extreme pixels) around a non-empty 2D mask."""
-    mask = np.asarray(mask)
+    """Tight XYXY box (float32, inclusive extreme pixels) around a non-empty 2D mask.
+
+    Raises:
+        InputError: a mask that is not 2D, not binary (bool, or only 0 and 1), or empty.
+    """
+    mask = _check_binary(mask)
     if mask.ndim != 2:
         raise InputError(f"mask must be 2D H×W, got shape {mask.shape}.")
     ys, xs = np.nonzero(mask)
@@ -278,13 +299,48 @@ def box_from_mask(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
 
 
+def _check_binary(mask, what: str = "mask") -> np.ndarray:
+    """``mask`` as an array if it is bool or real numbers that are all 0 or 1, else InputError."""
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "uif" or not np.isin(mask, (0, 1)).all():
+            shown = np.unique(mask)[:5] if mask.dtype.kind in "uifb" else mask.dtype
+            raise InputError(f"{what} is not binary (values or dtype: {shown}); pass a bool mask, e.g. "
+                             "(label_map == k) or (label_map > 0).")
+    return mask
+
+
+def _four_numbers(box, fmt: str) -> tuple[float, float, float, float]:
+    try:
+        arr = np.asarray(box, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.empty(0)
+    if arr.shape != (4,) or not np.isfinite(arr).all():
+        raise InputError(f"a box must be 4 finite numbers {fmt}, got {box!r}.")
+    return tuple(float(v) for v in arr)
+
+
 def xywh_to_xyxy(box) -> np.ndarray:
-    """``[x, y, width, height]`` (top-left corner) → ``[x0, y0, x1, y1]``."""
-    x, y, w, h = (float(v) for v in box)
+    """``[x, y, width, height]`` (top-left corner) → ``[x0, y0, x1, y1]``.
+
+    Raises:
+        InputError: not 4 finite numbers, or a negative width or height.
+    """
+    x, y, w, h = _four_numbers(box, "[x, y, width, height]")
+    if w < 0 or h < 0:
+        raise InputError(f"box {list(box)!r} has a negative width or height; XYWH is [x, y, width, height] "
+                         "with the top-left corner first. Was it XYXY already?")
     return np.array([x, y, x + w, y + h], dtype=np.float32)
 
 
 def xyxy_to_xywh(box) -> np.ndarray:
-    """``[x0, y0, x1, y1]`` → ``[x, y, width, height]`` (top-left corner)."""
-    x0, y0, x1, y1 = (float(v) for v in box)
+    """``[x0, y0, x1, y1]`` → ``[x, y, width, height]`` (top-left corner).
+
+    Raises:
+        InputError: not 4 finite numbers, or an inverted box (``x1 < x0`` or ``y1 < y0``).
+    """
+    x0, y0, x1, y1 = _four_numbers(box, "[x0, y0, x1, y1]")
+    if x1 < x0 or y1 < y0:
+        raise InputError(f"box {list(box)!r} is inverted; XYXY needs x1 ≥ x0 and y1 ≥ y0. Was it XYWH? "
+                         "Convert with xywh_to_xyxy().")
     return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)

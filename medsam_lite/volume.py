@@ -36,7 +36,7 @@ from .predict import Predictor
 from .transforms import box_from_mask, check_boxes, normalize_intensity
 
 #: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
-DEFAULTS = {"margin": 3.0, "margin_ratio": 0.0, "min_pixels": 10, "min_score": 0.0, "largest_component": False}
+DEFAULTS = {"margin": 2.0, "margin_ratio": 0.05, "min_pixels": 10, "min_score": 0.0, "largest_component": False}
 
 
 class VolumePredictor:

@@ -62,6 +62,15 @@ def _hex(i: int) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def _key(box: dict) -> tuple[int, int, int, int]:
+    """A widget box's position, the key of its cached mask (the label does not change the mask)."""
+    return (box["x"], box["y"], box["width"], box["height"])
+
+
+def _blank(z: int) -> str:
+    return f"slice {z} is blank (constant): there is nothing to segment, boxes drawn on it are ignored."
+
+
 def _largest_first(items: list, key=lambda item: item[0]) -> list:
     """Paint order for overlapping masks: larger masks first, so smaller ones stay on top."""
     return sorted(items, key=lambda item: -int(np.count_nonzero(key(item))))
@@ -99,7 +108,8 @@ class BoxPrompter(widgets.VBox):
     Display: a slice slider (3D only), the drawing canvas, and a status line with the time of the
     last mask update and how often the image encoder has run. Keys in the canvas (from
     jupyter-bbox-widget): ``1``–``9`` choose the class of the next box, ``Delete`` removes the
-    selected box, ``C`` gives the selected box the current class.
+    selected box, ``C`` gives the selected box the current class. A blank (constant) slice is
+    shown but not encoded: boxes drawn on it are ignored, with a note in the status line.
 
     Args:
         image: a 2D image (``H×W`` of any real dtype, or ``H×W×3`` ``uint8``), a 3D volume
@@ -271,15 +281,20 @@ class BoxPrompter(widgets.VBox):
                 problems.append(str(exc))
                 continue
             boxes.append({"x": x, "y": y, "width": w, "height": h, "label": label})
+        cache = self._decoded.get(z, {})
+        new = list(dict.fromkeys(_key(b) for b in boxes if _key(b) not in cache))
+        if new:
+            try:
+                self._use_slice(z)
+            except InputError:  # a blank slice: nothing to segment
+                problems.append(_blank(z))
+                boxes, new = [b for b in boxes if _key(b) in cache], []
         message = "; ".join(problems)
         if z in self._boxes and boxes == self._boxes[z] and message == self._message:
             return  # nothing changed (e.g. the 0×0 box of a mouse-down)
-        cache = self._decoded.get(z, {})
-        keys = [(b["x"], b["y"], b["width"], b["height"]) for b in boxes]
-        new = list(dict.fromkeys(k for k in keys if k not in cache))
+        keys = [_key(b) for b in boxes]
         t_decode = 0.0
         if new:
-            self._use_slice(z)
             t1 = time.perf_counter()
             masks, scores = self.predictor.predict(np.stack([xywh_to_xyxy(k) for k in new]))
             t_decode = time.perf_counter() - t1
@@ -302,8 +317,7 @@ class BoxPrompter(widgets.VBox):
         z = self.z
         cache = self._decoded.get(z, {})
         boxes = self._boxes.get(z, [])
-        pairs = _largest_first([(cache[(b["x"], b["y"], b["width"], b["height"])][0], self.labels.index(b["label"]))
-                                for b in boxes])
+        pairs = _largest_first([(cache[_key(b)][0], self.labels.index(b["label"])) for b in boxes])
         masks = np.asarray([m for m, _ in pairs], bool).reshape(-1, *self.hw)
         rgb = overlay(self._display[z], masks, self.alpha, [k for _, k in pairs])
         buffer = _io.BytesIO()
@@ -335,7 +349,11 @@ class BoxPrompter(widgets.VBox):
         self._render()
         if z not in self._embeddings:
             self.status.value = f"<span style='font-family:monospace;font-size:12px'>encoding slice {z}…</span>"
-        self._use_slice(z)
+        try:
+            self._use_slice(z)
+            self._message = ""
+        except InputError:  # a blank slice: shown, but not encoded
+            self._message = _blank(z)
         self._show_status()
 
     # -- public API ----------------------------------------------------------------------------
@@ -376,6 +394,8 @@ class BoxPrompter(widgets.VBox):
         self._replace(z, self._boxes.get(z, []) + [self._to_widget_box(box, label)])
 
     def _replace(self, z: int, boxes: list[dict]) -> None:
+        if boxes:
+            self._use_slice(z)  # raises InputError here (not in the widget) for a blank slice
         if z == self.z:
             self.canvas.bboxes = [dict(b) for b in boxes]  # the observer decodes and repaints
         else:
@@ -400,9 +420,8 @@ class BoxPrompter(widgets.VBox):
         out = []
         for z in sorted(self._boxes):
             for b in self._boxes[z]:
-                key = (b["x"], b["y"], b["width"], b["height"])
-                mask, score = self._decoded[z][key]
-                box = check_boxes(xywh_to_xyxy(key), self.hw)[0]  # clipped to the image, as decoded
+                mask, score = self._decoded[z][_key(b)]
+                box = check_boxes(xywh_to_xyxy(_key(b)), self.hw)[0]  # clipped to the image, as decoded
                 out.append(Prompt(z if self.is_volume else None, box, b["label"], mask, score))
         return out
 

@@ -181,13 +181,20 @@ def _kernel_json(page, code: str) -> dict:
 
 
 def _state(page, root: Path) -> dict:
-    """The 2D prompter's state, read in the kernel; masks go through an .npz file."""
+    """The 2D prompter's state, read in the kernel; masks go through an .npz file.
+
+    One function call, so that it is one snapshot: ipykernel 7 may handle a widget message (a box
+    arriving) between two top-level statements of the code we send.
+    """
     masks = root / "prompt_masks.npz"
     return _kernel_json(page, f"""
-import json as _json, sys as _sys, numpy as _np
-_np.savez({str(masks)!r}, *[_p.mask for _p in prompter.prompts])
-print(_json.dumps({{**prompter.summary(), "executable": _sys.executable,
-                    "label_map_max": int(prompter.label_map.max())}}))
+def _medsam_lite_state():
+    import json, sys
+    import numpy as np
+    np.savez({str(masks)!r}, *[p.mask for p in prompter.prompts])
+    return json.dumps({{**prompter.summary(), "executable": sys.executable,
+                        "label_map_max": int(prompter.label_map.max())}})
+print(_medsam_lite_state())
 """)
 
 

@@ -34,11 +34,12 @@ def small_dataset(base):
 
 def count_encoder_calls(monkeypatch, model, fail_at=None):
     """Wrap ``model.encode``; return the list that records each call (optionally fail one)."""
-    calls, original = [], model.encode
+    calls, original, failed = [], model.encode, []
 
     def counting(x):
         calls.append(x.shape[0])
-        if fail_at is not None and len(calls) == fail_at:
+        if fail_at is not None and len(calls) == fail_at and not failed:
+            failed.append(True)
             raise KeyboardInterrupt("simulated interruption")
         return original(x)
 

@@ -30,9 +30,8 @@ def result(dataset, model):
     return ml.evaluate(model, dataset, max_slices_per_case=MAX_SLICES, progress=False)
 
 
-@pytest.mark.parametrize("label", [1, 2, 3])
-def test_nsd_agrees_with_surface_distance_on_real_masks(labels, label):
-    truth = labels == label
+def test_nsd_agrees_with_surface_distance_on_real_masks(labels):
+    truth = labels == 3  # lateral ventricles: small, so many variants stay fast
     candidates = [np.roll(truth, 2, axis=2), ndimage.binary_dilation(truth), ndimage.binary_erosion(truth),
                   ndimage.binary_opening(truth, iterations=2)]
     for pred in candidates:
@@ -40,10 +39,19 @@ def test_nsd_agrees_with_surface_distance_on_real_masks(labels, label):
             for tol in (0.5, 1.0, 2.0):
                 ours = ml.nsd(pred, truth, spacing, tol)
                 assert abs(ours - reference_nsd(pred, truth, spacing, tol)) < 1e-6
-                assert 0.0 <= ours < 1.0 or tol >= 2.0
+                assert 0.0 < ours < 1.0 or tol == 2.0
     z = int(np.argmax(truth.sum(axis=(1, 2))))
     assert abs(ml.nsd(candidates[0][z], truth[z], (1.0, 1.0), 1.0)
                - reference_nsd(candidates[0][z], truth[z], (1.0, 1.0), 1.0)) < 1e-6
+
+
+@pytest.mark.parametrize("label", [1, 2])
+def test_nsd_agrees_with_surface_distance_on_large_structures(labels, label):
+    truth = labels == label
+    pred = np.roll(ndimage.binary_erosion(truth), 1, axis=1)
+    ours = ml.nsd(pred, truth, (4.0, 1.0, 1.0), 1.0)
+    assert 0.3 < ours < 1.0
+    assert abs(ours - reference_nsd(pred, truth, (4.0, 1.0, 1.0), 1.0)) < 1e-6
 
 
 def test_nsd_properties(labels):
@@ -93,8 +101,7 @@ def test_evaluate_table(result, dataset):
     assert (per_case["slices"] >= 1).all() and (per_case["slices"] <= MAX_SLICES).all()
     assert list(per_label.index)[-1] == "mean"
     assert per_label.loc["mean", "dsc"] == pytest.approx(per_label["dsc"].iloc[:-1].mean())
-    truth_voxels = dataset.manifest.query("case == 'sub-07'")  # voxels counted at stored resolution
-    assert (per_case["truth_voxels"] > 0).all() and len(truth_voxels) > 0
+    assert (per_case["truth_voxels"] > 0).all() and (per_case["pred_voxels"] > 0).all()
 
 
 def test_evaluate_matches_direct_metrics_on_its_volumes(result, dataset, model):

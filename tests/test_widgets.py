@@ -161,6 +161,18 @@ def test_embedding_cache_is_bounded(model, brain_volume):
     assert prompter.encoder_calls == 3 and prompter.summary()["cached_embeddings"] == [10]
 
 
+def test_blank_slice_is_shown_but_not_segmented(model, brain_volume):
+    volume, _ = brain_volume
+    assert volume.array[0].max() == 0                              # sub-01's first slice is empty
+    prompter = BoxPrompter(volume, model, slice_index=0)            # no error, no encoder run
+    assert prompter.encoder_calls == 0 and "slice 0" in prompter.status.value
+    _draw(prompter, [10, 10, 60, 60], "target")                    # drawn in the widget: reported
+    assert prompter.prompts == [] and prompter.decoder_calls == 0
+    assert "constant" in prompter.status.value
+    with pytest.raises(ml.InputError, match="constant"):           # from code: raised
+        prompter.add_box([10, 10, 60, 60])
+
+
 def test_save_png_round_trip(model, brain_slice, targets, tmp_path):
     image, _ = brain_slice
     scan = io.read_volume(samples.sample_path("brain_slice.png"))

@@ -41,12 +41,15 @@ def install_source() -> str:
     slug = repo_slug()
     name = slug.split("/")[1]
     return (
-        "# Colab only: get the code and the sample data, install, enable custom widgets.\n"
-        f"!git clone --depth 1 https://github.com/{slug}.git\n"
-        f"%cd {name}/tutorials\n"
-        "!pip install -q -e ..\n"
-        "from google.colab import output\n"
-        "output.enable_custom_widget_manager()"
+        "# Colab only (does nothing elsewhere): get the code and the sample data, install,\n"
+        "# and enable custom widgets.\n"
+        "import sys\n"
+        "if \"google.colab\" in sys.modules:\n"
+        f"    !git clone --depth 1 https://github.com/{slug}.git\n"
+        f"    %cd {name}/tutorials\n"
+        "    !pip install -q -e ..\n"
+        "    from google.colab import output\n"
+        "    output.enable_custom_widget_manager()"
     )
 
 

@@ -38,7 +38,8 @@ every box you **draw** (drag with the mouse), **move** or **resize** is segmente
 alone (about 0.1 s on a CPU) and the mask is painted into the image at once. Click a class chip
 (or press `1`, `2`) before drawing to choose the class; click a box and press `Delete` (or its ×)
 to remove it, and its mask goes too. The status line under the image shows how long the last
-update took and how often the encoder ran.
+update took and how often the encoder ran. (A mouse-down inside an existing box moves that box:
+to box a structure inside a larger one, draw the inner box first, or start the drag outside.)
 
 The `default_boxes` are already drawn when the widget appears: without a browser (e.g. when this
 notebook runs under `pytest --nbmake`) nobody draws, and the rest of the notebook still has masks.
