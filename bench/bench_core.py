@@ -12,7 +12,7 @@ Run (from the repository root; ~10 minutes on 2 cores, longer when the machine i
 
     python bench/bench_core.py [--dataset bench/work/sample_dataset] [--threads 2]
 
-It writes its section of ``bench/RESULTS.md`` (between ``<!-- bench_core -->`` markers) and the
+It writes its section of ``bench/RESULTS.md`` (between ``<!-- bench_core:start/end -->``) and the
 raw figures to ``bench/work/bench_core.json``.
 """
 
@@ -38,8 +38,8 @@ TRAIN_CASES = ["sub-01", "sub-02", "sub-03"]
 
 
 def write_section(name: str, text: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the section between ``<!-- name -->`` and ``<!-- /name -->``, atomically."""
-    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``, atomically."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     old = path.read_text() if path.exists() else "# Benchmark results\n"
     block = f"{start}\n{text.strip()}\n{end}"
     if start in old and end in old:

@@ -7,7 +7,8 @@ ventricles. Both arms share one VolumePredictor, so each slice is encoded once.
     OMP_NUM_THREADS=1 python bench/bench_volume.py --subjects sub-08 [--checkpoint ft.pth]
         [--targets ventricles white_matter brain] [--cache /tmp/emb] [--margin 3] ...
 
-``--cache DIR`` keeps each subject's embeddings (float32, keyed by model weights) between runs.
+``--cache DIR`` keeps each subject's embeddings (float32, keyed by the image encoder's weights, so a
+fine-tuned decoder reuses them) between runs.
 Prints one row per subject and target, and writes them as JSON with ``--out``.
 """
 
@@ -23,6 +24,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
+from medsam_lite.embed import encoder_sha256
 from medsam_lite.volume import DEFAULTS, VolumePredictor
 
 TARGETS = {"ventricles": lambda lab: lab == 3, "white_matter": lambda lab: lab == 1,
@@ -41,7 +43,7 @@ def run(subject: str, targets, model, options: dict, cache: Path | None) -> list
     d = samples.brain_mri_dir()
     scan, label = io.read_volume(d / f"{subject}.nii.gz"), io.read_volume(d / f"{subject}_label.nii.gz")
     vp = VolumePredictor(scan, model)
-    cache_file = cache / f"{subject}-{model.weights_sha256[:12]}.pt" if cache else None
+    cache_file = cache / f"{subject}-{encoder_sha256(model)[:12]}.pt" if cache else None
     if cache_file and cache_file.exists():
         vp.embeddings.update(torch.load(cache_file, weights_only=True))
     rows = []

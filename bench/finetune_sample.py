@@ -30,6 +30,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of finetune()")
+    parser.add_argument("--tag", default="", help="suffix of the RESULTS.md section (several runs side by side)")
+    parser.add_argument("--note", default="", help="a sentence added to the RESULTS.md section")
     args = parser.parse_args()
 
     import torch
@@ -50,7 +53,7 @@ def main() -> None:
     times["evaluate_pretrained"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     result = ml.finetune(args.dataset, args.out, model, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                         seed=args.seed, overwrite=True)
+                         seed=args.seed, max_minutes=args.max_minutes, overwrite=True)
     times["finetune"] = time.perf_counter() - t0
     tuned = ml.load_model(checkpoint=result.best)
     t0 = time.perf_counter()
@@ -58,7 +61,7 @@ def main() -> None:
     times["evaluate_finetuned"] = time.perf_counter() - t0
     load_after = os.getloadavg()
 
-    table = label0[["dsc", "nsd"]].join(label1[["dsc", "nsd"]], lsuffix="_pretrained", rsuffix="_finetuned")
+    table = label0[["dsc", "nsd"]].add_suffix("_pretrained").join(label1[["dsc", "nsd"]].add_suffix("_finetuned"))
     res = {"date": started.isoformat(timespec="minutes"), "machine": machine(), "threads": args.threads,
            "load_before": load_before, "load_after": load_after, "times_s": times,
            "embedded_slices": int(store.done.sum()), "epochs": args.epochs, "lr": args.lr,
@@ -74,8 +77,9 @@ def main() -> None:
     hist = "\n".join(f"| {int(h['epoch'])} | {h['train_loss']:.3f} | {h['val_dice']:.3f} | {h['train_seconds']:.0f} "
                      f"| {h['samples_per_s']:.2f} |" for h in res["history"])
     n_train = int(result.history["train_samples"].iloc[0])
-    write_section("finetune_sample", f"""
-## Fine-tuning on the sample dataset (`bench/finetune_sample.py`)
+    budget = f", budget {args.max_minutes:g} min" if args.max_minutes else ""
+    write_section("finetune_sample" + args.tag, f"""
+## Fine-tuning on the sample dataset (`bench/finetune_sample.py --epochs {args.epochs}{' --max-minutes ' + format(args.max_minutes, 'g') if args.max_minutes else ''}`)
 
 {res['date']} · {res['machine']} · torch threads {args.threads} · load average before/after
 {load_before[0]:.1f}/{load_after[0]:.1f} (shared machine: wall times include other jobs' load).
@@ -83,7 +87,7 @@ def main() -> None:
 Train on {', '.join(result.train_cases)} ({n_train} targets), validate on {', '.join(result.val_cases)},
 test on the held-out sub-07 and sub-08. Decoder only, Adam lr {args.lr:g} (the paper's 1e-5 needs many
 more epochs than a CPU budget allows), batch {args.batch_size}, box jitter 0–20 px at 1024 scale, seed {args.seed},
-{args.epochs} epochs, best epoch by validation Dice: {res['best_epoch']}. 3D DSC / NSD (1 mm) per case and
+{len(result.history)} of {args.epochs} epochs{budget}, best epoch by validation Dice: {res['best_epoch']}. 3D DSC / NSD (1 mm) per case and
 label on the stored 256-px slices, averaged over the two test subjects.
 
 | label | DSC pretrained | DSC fine-tuned | gain | NSD pretrained | NSD fine-tuned |
@@ -92,7 +96,7 @@ label on the stored 256-px slices, averaged over the two test subjects.
 
 Wall times: `embed` of {res['embedded_slices']} slices {times['embed'] / 60:.1f} min (0 if already stored) ·
 `finetune` {times['finetune'] / 60:.1f} min · `evaluate` {times['evaluate_pretrained']:.0f} s (pretrained),
-{times['evaluate_finetuned']:.0f} s (fine-tuned).
+{times['evaluate_finetuned']:.0f} s (fine-tuned). {args.note}
 
 | epoch | train loss | val Dice | train s | samples/s |
 |---|---|---|---|---|

@@ -135,7 +135,8 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise InputError(f"{root} has format {found!r}, expected {FORMAT!r}; re-run preprocess().")
-    if isinstance(meta.get("image_size"), bool) or not isinstance(meta.get("image_size"), int) or meta["image_size"] < 1:
+    size = meta.get("image_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InputError(f"{meta_path} has no valid image_size ({meta.get('image_size')!r}); re-run preprocess().")
     try:
         manifest = pd.read_csv(manifest_path, dtype={"case": str, "image": str, "mask": str})

@@ -51,6 +51,53 @@ CHECKED_KEYS = ("format", "model_name", "encoder_sha256", "input_size", "recipe"
                 "embedding_shape", "medsam_lite_version", "dataset_sha256", "rows")
 
 
+def check_model(model) -> SamModel:
+    """``model`` itself if it is a :class:`SamModel`, ``load_model()`` if None, else InputError."""
+    if model is None:
+        return load_model()
+    if not isinstance(model, SamModel):
+        raise InputError(f"model must be a model object from medsam_lite.load_model(), got {type(model).__name__} "
+                         f"{str(model)[:40]!r}; pass model=ml.load_model({model!r}) if that is a model name.")
+    return model
+
+
+def check_dataset(dataset) -> Dataset:
+    """Open ``dataset`` (a folder path or a :class:`Dataset`), refusing anything else."""
+    if not isinstance(dataset, (str, os.PathLike, Dataset)):
+        raise InputError(f"dataset must be the folder written by medsam_lite.preprocess (a path) or an opened "
+                         f"Dataset, got {type(dataset).__name__}.")
+    return open_dataset(dataset)
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """``value`` as an int ≥ ``minimum`` (bool, float and text are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be a whole number ≥ {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_labels(labels) -> list[int] | None:
+    """``None`` or a sorted list of label values (ints); names and other types are refused."""
+    if labels is None:
+        return None
+    items = [labels] if not isinstance(labels, (list, tuple, set, np.ndarray)) else list(labels)
+    if not items or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in items):
+        raise InputError(f"labels must be label values (whole numbers such as [1, 3], as in the manifest's "
+                         f"'label' column), got {labels!r}.")
+    return sorted(int(v) for v in items)
+
+
+def _case_list(cases) -> list[str] | None:
+    if cases is None:
+        return None
+    if isinstance(cases, str):
+        return [cases]
+    if not isinstance(cases, (list, tuple, set, np.ndarray, pd.Series, pd.Index)) or not all(
+            isinstance(c, str) for c in cases):
+        raise InputError(f"cases must be a list of case ids (strings such as 'sub-01'), got {cases!r}.")
+    return list(cases)
+
+
 def select_slices(dataset: Dataset, split: str | None = None, cases=None,
                   max_slices_per_case: int | None = None) -> pd.DataFrame:
     """A subset of ``dataset.slices`` (keeping its index, i.e. the store's row numbers).
@@ -67,20 +114,18 @@ def select_slices(dataset: Dataset, split: str | None = None, cases=None,
         Rows of :attr:`Dataset.slices`; the index is the row number in the embedding store.
     """
     table = dataset.slices
+    cases = _case_list(cases)
     if split is not None:
         if split not in set(table["split"]):
             raise InputError(f"split {split!r} is not in this dataset; it has {sorted(set(table['split']))}.")
         table = table[table["split"] == split]
     if cases is not None:
-        cases = [str(c) for c in ([cases] if isinstance(cases, str) else cases)]
         unknown = sorted(set(cases) - set(dataset.slices["case"]))
         if unknown:
             raise InputError(f"cases {unknown} are not in the dataset; it has {sorted(set(dataset.slices['case']))}.")
         table = table[table["case"].isin(cases)]
     if max_slices_per_case is not None:
-        if int(max_slices_per_case) < 1:
-            raise InputError(f"max_slices_per_case must be ≥ 1 or None, got {max_slices_per_case}.")
-        k = int(max_slices_per_case)
+        k = check_int(max_slices_per_case, "max_slices_per_case (or None for all)", 1)
         parts = []
         for _, group in table.groupby("case", sort=True):
             start = max(0, (len(group) - k) // 2)
@@ -232,6 +277,25 @@ def _create(path: Path, signature: dict, rows: pd.DataFrame, dtype: str) -> None
     _write_atomic(path / "signature.json", json.dumps(signature, indent=1))
 
 
+def _damage(path: Path, signature: dict) -> list[str]:
+    """What is wrong with a store's files (cut, missing, wrong shape), or ``[]``."""
+    shape = (signature["rows"], *signature["embedding_shape"])
+    try:
+        emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+        done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
+        rows = pd.read_csv(path / "rows.csv", dtype={"case": str})
+    except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
+        return [f"store files unreadable: {str(exc)[:120]}"]
+    problems = []
+    if emb.shape != shape or emb.dtype != np.dtype(signature["dtype"]):
+        problems.append(f"embeddings.npy holds {emb.shape} {emb.dtype}, expected {shape} {signature['dtype']}")
+    if done.shape != (shape[0],):
+        problems.append(f"done.npy holds {done.shape} flags for {shape[0]} rows")
+    if len(rows) != shape[0] or list(rows.columns) != ["case", "slice", "image", "sha256"]:
+        problems.append("rows.csv does not list the store's rows")
+    return problems
+
+
 def _mismatch(old: dict, new: dict) -> list[str]:
     return [f"{k}: stored {old.get(k)!r} ≠ now {new.get(k)!r}" for k in CHECKED_KEYS if old.get(k) != new.get(k)]
 
@@ -254,8 +318,8 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
         StoreMismatchError: the stored embeddings were made with another encoder, preprocessing,
             dtype, package version or dataset content (and ``recompute`` is False).
     """
-    dataset = open_dataset(dataset)
-    model = model if model is not None else load_model()
+    dataset = check_dataset(dataset)
+    model = check_model(model)
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
     if dataset.image_size != model.input_size:
@@ -269,12 +333,14 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
     if sig_path.is_file():
         try:
             old = json.loads(sig_path.read_text())
-        except json.JSONDecodeError:
-            old = {"format": "unreadable signature.json"}
-        problems = _mismatch(old, signature)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            old = None
+        if not isinstance(old, dict):
+            old = {"format": "unreadable signature.json (damaged)"}
+        problems = _mismatch(old, signature) or _damage(path, signature)
         if problems and not recompute:
             raise StoreMismatchError(
-                f"the embeddings stored in {path} do not match this model and dataset ("
+                f"the embeddings stored in {path} do not match this model and dataset, or are damaged ("
                 + "; ".join(p[:160] for p in problems)
                 + "). They are never mixed: pass recompute=True to embed() to discard and recompute "
                 "them, or path= to keep several stores side by side."
@@ -342,10 +408,9 @@ def embed(
     replicated to RGB and mapped with ``model.geometry((h, w)).image_to_model`` (for LiteMedSAM on
     a 256 dataset: min-max to [0, 1] and zero padding bottom/right, no resizing).
     """
-    dataset = open_dataset(dataset)
-    model = model if model is not None else load_model()
-    if int(batch_size) < 1:
-        raise InputError(f"batch_size must be ≥ 1, got {batch_size}.")
+    dataset = check_dataset(dataset)
+    model = check_model(model)
+    batch_size = check_int(batch_size, "batch_size", 1)
     wanted = select_slices(dataset, split, cases, max_slices_per_case)
     store = open_store(dataset, model, dtype=dtype, path=path, recompute=recompute, verbose=progress)
     todo = [int(i) for i in wanted.index if not store.done[i]]
@@ -361,8 +426,8 @@ def embed(
     table = dataset.slices
     bar = tqdm(total=len(todo), desc=f"embed ({model.name})", unit="slice", disable=not progress)
     try:
-        for start in range(0, len(todo), int(batch_size)):
-            batch = todo[start:start + int(batch_size)]
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
             inputs = []
             for i in batch:
                 gray = dataset.image(table.at[i, "image"])

@@ -22,8 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .dataset import open_dataset
-from .embed import embed, model_boxes, select_slices
+from .embed import check_dataset, check_labels, check_model, embed, model_boxes, select_slices
 from .errors import InputError
 
 
@@ -33,6 +32,10 @@ def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"prediction {pred.shape} and ground truth {truth.shape} differ in shape; "
                          "resample one onto the other's grid first.")
     for name, arr in (("prediction", pred), ("ground truth", truth)):
+        if arr.dtype.kind not in "biuf":
+            raise InputError(f"{name} has dtype {arr.dtype}; masks must be binary (bool or 0/1), e.g. (label_map == k).")
+        if arr.size == 0:
+            raise InputError(f"{name} is empty (shape {arr.shape}); pass masks with at least one pixel.")
         if arr.dtype != bool and not np.isin(arr, (0, 1)).all():
             raise InputError(f"{name} is not binary (values {np.unique(arr)[:5]}…); pass (label_map == k).")
     return pred.astype(bool), truth.astype(bool)
@@ -68,12 +71,17 @@ def nsd(pred, truth, spacing=None, tolerance_mm: float = 1.0) -> float:
     pred, truth = _pair(pred, truth)
     if pred.ndim not in (2, 3):
         raise InputError(f"NSD needs 2D (y, x) or 3D (z, y, x) masks, got shape {pred.shape}.")
-    spacing = (1.0,) * pred.ndim if spacing is None else tuple(float(s) for s in np.ravel(spacing))
-    if len(spacing) != pred.ndim or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise InputError(f"spacing must be {pred.ndim} positive mm values in array order "
-                         f"({'z, ' if pred.ndim == 3 else ''}row, col), got {spacing}.")
-    if not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
-        raise InputError(f"tolerance_mm must be a finite number ≥ 0, got {tolerance_mm}.")
+    order = f"({'z, ' if pred.ndim == 3 else ''}row, col)"
+    try:
+        values = (1.0,) * pred.ndim if spacing is None else tuple(float(s) for s in np.ravel(spacing))
+    except (TypeError, ValueError):
+        values = ()
+    if isinstance(spacing, (str, bytes)) or len(values) != pred.ndim or not all(np.isfinite(v) and v > 0 for v in values):
+        raise InputError(f"spacing must be {pred.ndim} positive numbers in mm in array order {order}, got {spacing!r}.")
+    spacing = values
+    if isinstance(tolerance_mm, bool) or not isinstance(tolerance_mm, (int, float, np.number)) \
+            or not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
+        raise InputError(f"tolerance_mm must be a finite number ≥ 0 (mm), got {tolerance_mm!r}.")
     has_pred, has_truth = bool(pred.any()), bool(truth.any())
     if not has_pred and not has_truth:
         return 1.0
@@ -132,13 +140,16 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     Returns:
         :class:`CaseSegmentation` at the stored slices' resolution.
     """
-    dataset = open_dataset(dataset)
+    dataset, model = check_dataset(dataset), check_model(model)
+    if not isinstance(case, str):
+        raise InputError(f"case must be a case id (a string such as 'sub-07'), got {case!r}.")
     chosen = select_slices(dataset, None, [case], max_slices_per_case)
     if store is None:
         store = embed(dataset, model, cases=[case], max_slices_per_case=max_slices_per_case, progress=False)
     targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
+    labels = check_labels(labels)
     if labels is not None:
-        targets = targets[targets["label"].isin([int(v) for v in np.ravel(labels)])]
+        targets = targets[targets["label"].isin(labels)]
     targets = targets.sort_values(["slice", "label", "component"]).reset_index(drop=True)
     first = dataset.image(chosen["image"].iloc[0])
     h, w = first.shape
@@ -200,7 +211,11 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
         ``truth_voxels``, ``pred_voxels``; ``per_label`` has the mean ``dsc`` / ``nsd`` and the
         number of ``cases`` per ``label_name``, plus a last row ``"mean"`` averaging the labels.
     """
-    dataset = open_dataset(dataset)
+    dataset, model = check_dataset(dataset), check_model(model)
+    if isinstance(tolerance_mm, bool) or not isinstance(tolerance_mm, (int, float, np.number)) \
+            or not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
+        raise InputError(f"tolerance_mm must be a finite number ≥ 0 (mm), got {tolerance_mm!r}.")
+    labels = check_labels(labels)
     chosen = select_slices(dataset, split, cases, max_slices_per_case)
     store = embed(dataset, model, split=split, cases=cases, max_slices_per_case=max_slices_per_case,
                   progress=progress)

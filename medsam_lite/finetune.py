@@ -36,10 +36,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .dataset import open_dataset
-from .embed import embed, encoder_sha256, model_boxes, select_slices
-from .errors import InputError
-from .models import SamModel, load_model
+from .embed import check_dataset, check_int, check_labels, check_model, embed, encoder_sha256, model_boxes, select_slices
+from .errors import CheckpointError, InputError
+from .models import SamModel
 
 CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
 #: Settings that must match when a run is resumed.
@@ -54,8 +53,9 @@ class FinetuneResult:
     Attributes:
         best: path of the checkpoint with the best validation Dice (``best.pt``).
         last: path of the latest epoch's checkpoint (``last.pt``).
-        history: one row per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_dice``,
-            ``train_samples``, ``train_seconds``, ``samples_per_s``, ``val_seconds``.
+        history: one row per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_dice`` (mean
+            over validation targets), ``val_dice_<label name>`` (mean per label), ``train_samples``,
+            ``train_seconds``, ``samples_per_s`` (training loop only), ``val_seconds``.
         train_cases, val_cases: the case ids used for training and for validation.
     """
 
@@ -95,7 +95,8 @@ def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict
     Returns:
         dict with ``rows`` (store row per target, int64 ``N``), ``boxes`` (``N×4`` float32 XYXY
         model pixels), ``masks`` (``N×S×S`` bool, the stored mask mapped to the model grid,
-        zero-padded) and ``content_hw`` (``N×2``, the image area inside the model input).
+        zero-padded), ``content_hw`` (``N×2``, the image area inside the model input) and
+        ``label_names`` (``N`` str).
     """
     targets = targets.reset_index(drop=True)
     s = model.input_size
@@ -107,7 +108,31 @@ def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict
         masks[i] = geom.mask_to_model(m)
         content[i] = geom.resized_hw
     rows = np.array([store.index(c, z) for c, z in zip(targets["case"], targets["slice"])], np.int64)
-    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "content_hw": content}
+    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "content_hw": content,
+            "label_names": targets["label_name"].astype(str).to_numpy()}
+
+
+def _check_float(value, name: str, low: float, high: float) -> float:
+    """A real number in the open interval ``(low, high)``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not (low < float(value) < high):
+        raise InputError(f"{name} must be a number in ({max(low, 0):g}, {high:g}), got {value!r}.")
+    return float(value)
+
+
+def _read_last(path: Path) -> dict:
+    """``last.pt`` of a run to resume; CheckpointError if it is cut short or not from finetune."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, unpickling error, …
+        raise CheckpointError(f"{path} cannot be read ({str(exc).splitlines()[0][:120]}): it is cut short or "
+                              "damaged. Restore it, or pass overwrite=True to start the run again.") from None
+    needed = {"model", "optimizer", "epoch", "history", "config"}
+    if not isinstance(ckpt, dict) or not needed <= set(ckpt):
+        raise CheckpointError(f"{path} is not a checkpoint written by medsam_lite.finetune (it lacks "
+                              f"{sorted(needed - set(ckpt) if isinstance(ckpt, dict) else needed)}); pass "
+                              "overwrite=True to start the run again, or another out_dir.")
+    return ckpt
 
 
 def _split_cases(train_slices: pd.DataFrame, val_cases, val_fraction: float, seed: int):
@@ -188,8 +213,8 @@ def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.nd
 
 
 @torch.no_grad()
-def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> tuple[float, float]:
-    """Mean loss and mean per-target Dice (model grid, padding cropped, tight boxes)."""
+def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> dict:
+    """Mean loss, mean per-target Dice and its mean per label (model grid, padding cropped, tight boxes)."""
     losses, dices = [], []
     for start in range(0, len(data["rows"]), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data["rows"])))
@@ -201,8 +226,11 @@ def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> tuple[fl
             pred, truth = logits[j, 0, :h, :w] > 0, target[j, 0, :h, :w] > 0.5
             total = int(pred.sum() + truth.sum())
             dices.append(1.0 if total == 0 else 2.0 * float((pred & truth).sum()) / total)
-    n = len(data["rows"])
-    return sum(losses) / n, float(np.mean(dices))
+    out = {"val_loss": sum(losses) / len(data["rows"]), "val_dice": float(np.mean(dices))}
+    dices = np.asarray(dices)
+    for name in sorted(set(data["label_names"])):
+        out[f"val_dice_{name}"] = float(dices[data["label_names"] == name].mean())
+    return out
 
 
 def finetune(
@@ -220,6 +248,7 @@ def finetune(
     cases=None,
     max_slices_per_case: int | None = None,
     labels=None,
+    max_minutes: float | None = None,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -246,6 +275,9 @@ def finetune(
         cases: train only on these case ids (default: every training case).
         max_slices_per_case: at most this many consecutive central slices per case (quick runs).
         labels: train only on these label values (default: all).
+        max_minutes: a wall-clock budget for this call: no new epoch starts when the previous
+            epoch's duration says it would end past the budget (the first epoch always runs).
+            ``len(result.history)`` tells how many epochs ran; ``resume=True`` continues later.
         resume: continue the run in ``out_dir`` from ``last.pt`` (same settings required).
         overwrite: start again even if ``out_dir`` holds a run (its files are replaced).
         progress: show progress bars.
@@ -257,18 +289,25 @@ def finetune(
         InputError: bad settings, an existing run without ``resume``/``overwrite``, or a resume
             with other settings. StoreMismatchError: stored embeddings of another model/dataset.
     """
-    dataset = open_dataset(dataset)
-    model = model if model is not None else load_model()
+    call_started = time.perf_counter()
+    dataset = check_dataset(dataset)
+    model = check_model(model)
+    epochs, batch_size = check_int(epochs, "epochs", 1), check_int(batch_size, "batch_size", 1)
+    seed, box_jitter = check_int(seed, "seed", 0), check_int(box_jitter, "box_jitter (pixels at 1024 scale)", 0)
+    lr = _check_float(lr, "lr", 0.0, math.inf)
+    val_fraction = _check_float(val_fraction, "val_fraction", -1e-12, 1.0)
+    labels = check_labels(labels)
+    if max_minutes is not None:
+        max_minutes = _check_float(max_minutes, "max_minutes", 0.0, math.inf)
+    if not isinstance(out_dir, (str, os.PathLike)) or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
+        raise InputError(f"out_dir must be a folder path (it is created if missing), got {out_dir!r}.")
     out_dir = Path(out_dir)
-    if int(epochs) < 1 or int(batch_size) < 1 or not (lr > 0):
-        raise InputError(f"epochs and batch_size must be ≥ 1 and lr > 0 (got {epochs}, {batch_size}, {lr}).")
     torch.manual_seed(seed)
     chosen = select_slices(dataset, "train", cases, max_slices_per_case)
     train_cases, val_cases = _split_cases(chosen, val_cases, val_fraction, seed)
     targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
     targets = targets[targets["split"] == "train"]
     if labels is not None:
-        labels = sorted(int(v) for v in (labels if np.iterable(labels) else [labels]))
         targets = targets[targets["label"].isin(labels)]
     targets = targets.sort_values(["case", "slice", "label", "component"]).reset_index(drop=True)
     if targets.empty:
@@ -295,8 +334,8 @@ def finetune(
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     if resume and last_path.is_file():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
-        old = json.loads(ckpt.get("config", "{}"))
+        ckpt = _read_last(last_path)
+        old = json.loads(ckpt["config"])
         diff = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
         if diff:
             raise InputError(f"cannot resume {last_path}: settings differ ({', '.join(diff)}); use the "
@@ -314,7 +353,11 @@ def finetune(
     n = len(train["rows"])
     steps = math.ceil(n / batch_size)
     epoch_bar = tqdm(range(start_epoch, int(epochs) + 1), desc="finetune", unit="epoch", disable=not progress)
+    last_epoch_seconds = 0.0
     for epoch in epoch_bar:
+        elapsed = time.perf_counter() - call_started
+        if max_minutes is not None and epoch > start_epoch and elapsed + last_epoch_seconds > 60 * max_minutes:
+            break
         rng = np.random.default_rng([seed, epoch])  # per-epoch stream: resume repeats it exactly
         order = rng.permutation(n)
         trainee.mask_decoder.train()
@@ -332,9 +375,10 @@ def finetune(
         train_seconds = time.perf_counter() - t0
         trainee.mask_decoder.eval()
         t0 = time.perf_counter()
-        val_loss, val_dice = _validate(trainee, store, val, batch_size) if val else (float("nan"), float("nan"))
-        row = {"epoch": epoch, "train_loss": total / n, "val_loss": val_loss, "val_dice": val_dice,
-               "train_samples": n, "train_seconds": train_seconds, "samples_per_s": n / train_seconds,
+        scores = _validate(trainee, store, val, batch_size) if val else {"val_loss": math.nan, "val_dice": math.nan}
+        val_dice = scores["val_dice"]
+        row = {"epoch": epoch, "train_loss": total / n, **scores, "train_samples": n,
+               "train_seconds": train_seconds, "samples_per_s": n / train_seconds,
                "val_seconds": time.perf_counter() - t0}
         history.append(row)
         ckpt = {
@@ -350,6 +394,7 @@ def finetune(
             _save_atomic(ckpt, best_path)
         _save_atomic(pd.DataFrame(history), out_dir / "history.csv")
         epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_dice=f"{val_dice:.3f}")
+        last_epoch_seconds = time.perf_counter() - call_started - elapsed
     if not best_path.exists():  # resumed a finished run
         _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
     return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases)

@@ -39,7 +39,8 @@ def overlay(image: np.ndarray, masks: np.ndarray | Sequence[np.ndarray], alpha: 
     from .errors import InputError
 
     img = np.asarray(image)
-    if (img.dtype.kind not in "uifb" or img.size == 0 or not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4)))
+    shape_ok = img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))
+    if (img.dtype.kind not in "uifb" or img.size == 0 or not shape_ok
             or (img.dtype.kind == "f" and not np.isfinite(img).all())):
         raise InputError(f"overlay needs an H×W or H×W×3 image of finite real numbers, got {img.dtype} {img.shape}.")
     try:

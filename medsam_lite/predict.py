@@ -141,5 +141,7 @@ def predict(image: np.ndarray, boxes, model: SamModel | None = None, modality: s
         ``N×H×W`` bool masks (use ``masks[0]`` for a single box).
     """
     predictor = Predictor(model)
-    predictor.set_image(image, modality=modality, window=window)
+    rgb = to_rgb_uint8(image, modality=modality, window=window)
+    check_boxes(boxes, rgb.shape[:2])  # a bad box is refused before the ~2 s encoder run
+    predictor.set_image(rgb)
     return predictor.predict(boxes)[0]

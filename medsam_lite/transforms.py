@@ -176,7 +176,8 @@ class Geometry:
             ok = False
         if not ok:
             raise InputError(f"original_hw must be two positive integers (H, W), got {self.original_hw!r}.")
-        if isinstance(self.input_size, bool) or not isinstance(self.input_size, (int, np.integer)) or self.input_size < 1:
+        size = self.input_size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise InputError(f"input_size must be a positive integer (256 or 1024), got {self.input_size!r}.")
         if self.recipe not in RECIPES:
             raise InputError(f"recipe must be one of {RECIPES}, got {self.recipe!r}.")
@@ -272,7 +273,8 @@ def check_boxes(boxes, image_hw: tuple[int, int]) -> np.ndarray:
         if x1 <= x0 or y1 <= y0:
             raise InputError(
                 f"box {i} = {[x0, y0, x1, y1]} is inverted or has zero area; XYXY needs x1 > x0 and "
-                "y1 > y0 (top-left corner first). Was it XYWH? Convert with xywh_to_xyxy()."
+                "y1 > y0 (top-left corner first). Was it XYWH? Convert with xywh_to_xyxy(). (A target one "
+                "pixel wide gives x0 == x1: widen its box by a pixel.)"
             )
         if x1 < 0 or y1 < 0 or x0 > w - 1 or y0 > h - 1:
             raise InputError(

@@ -39,7 +39,7 @@ def test_outputs_and_history(two_epochs):
     r = two_epochs
     assert r.best.is_file() and r.last.is_file() and (r.last.parent / "history.csv").is_file()
     assert list(r.history["epoch"]) == [1, 2]
-    assert {"train_loss", "val_dice", "samples_per_s"} <= set(r.history.columns)
+    assert {"train_loss", "val_dice", "samples_per_s", "val_dice_white_matter"} <= set(r.history.columns)
     assert r.val_cases and not set(r.val_cases) & set(r.train_cases)
     assert r.history["val_dice"].between(0, 1).all() and (r.history["train_loss"] > 0).all()
     ckpt = torch.load(r.last, map_location="cpu", weights_only=True)  # only safe types inside
@@ -88,6 +88,13 @@ def test_existing_run_is_protected(two_epochs, dataset, model):
     assert two_epochs.last.stat().st_mtime_ns == stamp
 
 
+def test_time_budget_stops_between_epochs_and_resume_goes_on(dataset, model, tmp_path):
+    short = ml.finetune(dataset, tmp_path, model, epochs=3, max_minutes=1e-4, **TINY)
+    assert list(short.history["epoch"]) == [1]  # the first epoch always runs, then the budget is spent
+    longer = ml.finetune(dataset, tmp_path, model, epochs=2, resume=True, **TINY)
+    assert list(longer.history["epoch"]) == [1, 2]
+
+
 def test_bad_settings_are_explained(dataset, model, tmp_path):
     with pytest.raises(ml.InputError, match="epochs"):
         ml.finetune(dataset, tmp_path, model, epochs=0, progress=False)
@@ -99,8 +106,8 @@ def test_bad_settings_are_explained(dataset, model, tmp_path):
 
 def test_box_jitter_only_enlarges_within_the_image():
     rng = np.random.default_rng(0)
-    boxes = np.array([[10, 20, 60, 80], [0, 0, 255, 200]] * 500, np.float32)
-    content = np.array([[256, 205]] * 1000)
+    boxes = np.array([[10, 20, 60, 80], [0, 0, 202, 255]] * 500, np.float32)  # 2nd: at the edges
+    content = np.array([[256, 205]] * 1000)  # (h, w) of the image inside the 256×256 input
     out = jitter_boxes(boxes, content, 5, rng)
     grow = (out - boxes) * np.array([-1, -1, 1, 1])
     assert (grow >= 0).all() and (grow <= 5).all()

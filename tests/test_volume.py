@@ -48,34 +48,36 @@ def _per_slice_gt_boxes(vp, truth, min_pixels=10):
 
 @pytest.fixture(scope="module")
 def ventricles(vp, case):
-    """Ventricles propagated from one tight box on the middle slice, and the per-slice-GT arm."""
+    """Pretrained model: ventricles from a 3D box one slice wider than the target (11 slices)."""
     truth = case[1].array == VENTRICLES
     key = _middle(truth)
-    prop = vp.predict(ml.box_from_mask(truth[key]), slice_index=key, progress=False)
-    calls_after_prop = vp.encoder_calls
-    gt = _per_slice_gt_boxes(vp, truth)
-    return dict(truth=truth, key=key, prop=prop, gt=gt, calls_after_prop=calls_after_prop)
+    zs = np.flatnonzero(truth.any(axis=(1, 2)))
+    x0, y0, x1, y1 = ml.box_from_mask(truth[key])
+    box3d = [x0, y0, int(zs.min()) - 1, x1, y1, int(zs.max()) + 1]
+    prop = vp.predict(box3d, progress=False)
+    return dict(truth=truth, key=key, box3d=box3d, prop=prop)
 
 
-# -- propagation quality -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ventricle_model(tmp_path_factory):
+    """A mask decoder fine-tuned on the ventricles of sub-01 and sub-02 only, with the package's
+    own preprocess + finetune (16 slices encoded, 16 epochs: 1–4 min on 2 busy CPU cores)."""
+    root = tmp_path_factory.mktemp("ventricles")
+    ml.preprocess(samples.brain_mri_dir(), root / "ds", labels={VENTRICLES: "lateral_ventricles"},
+                  test_cases=[SUBJECT], progress=False)
+    result = ml.finetune(root / "ds", root / "ft", epochs=16, lr=1e-4, labels=[VENTRICLES],
+                         cases=["sub-01", "sub-02"], val_fraction=0, seed=0, progress=False)
+    return ml.load_model(checkpoint=result.best)
 
-def test_ventricles_propagation_reaches_85_percent_of_per_slice_boxes(ventricles):
-    """The issue's criterion, measured with the bundled (pretrained) model.
 
-    Measured on sub-08: see bench/bench_volume.py and the report; the pretrained model is poor on
-    the ventricles, so both Dice values are low, but the ratio compares the same model.
-    """
-    d_prop = ml.dice(ventricles["prop"], ventricles["truth"])
-    d_gt = ml.dice(ventricles["gt"], ventricles["truth"])
-    assert d_gt > 0 and d_prop / d_gt >= 0.85, (d_prop, d_gt)
-
+# -- propagation with the bundled model ----------------------------------------------------------
 
 def test_brain_propagation_matches_per_slice_boxes(vp, case, ventricles):
     """A target the pretrained model does well (whole brain, Dice ≈ 0.8 per slice from a tight
-    box), inside a 3D box over the slices already encoded: one box must do as well as a box on
-    every slice (measured ratio ≈ 1.0; a fixed 3-px margin instead of the default drifts to ≈ 0.5)."""
+    box), inside a 3D box over the slices already encoded: one box must do about as well as a box
+    on every slice (measured ratio ≈ 1.0; a fixed 3-px margin instead of the default drifts to ≈ 0.5)."""
     brain = case[1].array > 0
-    z0, z1 = sorted(vp.embeddings)[0] + 1, sorted(vp.embeddings)[-1] - 1
+    z0, z1 = min(vp.embeddings), max(vp.embeddings)
     truth = np.zeros_like(brain)
     truth[z0:z1 + 1] = brain[z0:z1 + 1]
     key = z0 + (z1 - z0) // 2
@@ -88,49 +90,44 @@ def test_brain_propagation_matches_per_slice_boxes(vp, case, ventricles):
     assert not prop[:z0].any() and not prop[z1 + 1:].any()
 
 
-def test_propagation_stops_near_the_target(ventricles):
-    """It does not run through the whole head: the slices it segments hug the target's extent."""
-    zs = np.flatnonzero(ventricles["prop"].any(axis=(1, 2)))
-    tz = np.flatnonzero(ventricles["truth"].any(axis=(1, 2)))
-    assert zs.size and ventricles["key"] in zs
-    assert zs.min() >= tz.min() - 3 and zs.max() <= tz.max() + 3, (zs, tz)
-    assert np.array_equal(zs, np.arange(zs.min(), zs.max() + 1))  # one run of slices, no gaps
-
-
 # -- each slice encoded once --------------------------------------------------------------------
 
 def test_each_slice_is_encoded_once(vp, ventricles):
     assert vp.encoder_calls == len(vp.embeddings)
+    z0, z1 = ventricles["box3d"][2], ventricles["box3d"][5]
+    assert set(vp.embeddings) == set(range(z0, z1 + 1))  # only the 3D box's slices
     before = vp.encoder_calls
-    truth, key = ventricles["truth"], ventricles["key"]
-    again = vp.predict(ml.box_from_mask(truth[key]), slice_index=key, progress=False)
+    again = vp.predict(ventricles["box3d"], progress=False)
     np.testing.assert_array_equal(again, ventricles["prop"])  # deterministic, and…
     assert vp.encoder_calls == before  # …no slice encoded twice
     # the one-call form reuses the predictor's cache too
-    np.testing.assert_array_equal(predict_volume(vp, ml.box_from_mask(truth[key]), key, progress=False),
-                                  ventricles["prop"])
+    np.testing.assert_array_equal(predict_volume(vp, ventricles["box3d"], progress=False), ventricles["prop"])
     assert vp.encoder_calls == before
 
 
 def test_label_map_of_several_targets_reuses_the_encodings(vp, case, ventricles):
     label = case[1].array
-    z0, z1 = sorted(vp.embeddings)[1], sorted(vp.embeddings)[-2]
-    key = z0 + (z1 - z0) // 2
+    z0, z1 = ventricles["box3d"][2], ventricles["box3d"][5]
+    key = ventricles["key"]
     wm = ml.box_from_mask(label[key] == WHITE_MATTER)
-    vent = ml.box_from_mask(label[key] == VENTRICLES)
-    targets = {WHITE_MATTER: [wm[0], wm[1], z0, wm[2], wm[3], z1],
-               VENTRICLES: ([vent], [key])}
+    targets = {WHITE_MATTER: [wm[0], wm[1], z0 + 1, wm[2], wm[3], z1 - 1],   # a 3D box
+               VENTRICLES: (ventricles["box3d"], key)}                      # (3D box, key slice)
     before = vp.encoder_calls
     out = vp.predict(targets, progress=False)
     assert vp.encoder_calls == before
     assert out.dtype == np.uint8 and out.shape == label.shape
-    assert set(np.unique(out)) <= {0, WHITE_MATTER, VENTRICLES}
+    assert set(np.unique(out)) == {0, WHITE_MATTER, VENTRICLES}
     assert not out[:z0].any() and not out[z1 + 1:].any()
+    assert not (out[:z0 + 1] == WHITE_MATTER).any() and not (out[z1:] == WHITE_MATTER).any()
     # the later target is painted last: its voxels are exactly its single-target mask
-    alone = vp.predict([vent], slice_index=[key], progress=False)
-    np.testing.assert_array_equal(out == VENTRICLES, alone)
+    np.testing.assert_array_equal(out == VENTRICLES, ventricles["prop"])
     wm_alone = vp.predict(targets[WHITE_MATTER], progress=False)
-    np.testing.assert_array_equal(out == WHITE_MATTER, wm_alone & ~alone)
+    np.testing.assert_array_equal(out == WHITE_MATTER, wm_alone & ~ventricles["prop"])
+    wm_truth = label == WHITE_MATTER
+    wm_truth[:z0 + 1] = wm_truth[z1:] = False
+    assert ml.dice(wm_alone, wm_truth) > 0.2  # pretrained: ≈ 0.4 per slice from a tight box
+    big = vp.predict({300: targets[WHITE_MATTER]}, progress=False)
+    assert big.dtype == np.uint16 and set(np.unique(big)) == {0, 300}
 
 
 # -- prompts ------------------------------------------------------------------------------------
@@ -140,35 +137,42 @@ def test_3d_box_limits_slices_and_extent(vp, ventricles):
     x0, y0, x1, y1 = ml.box_from_mask(truth[key])
     z0, z1 = key - 2, key + 1
     out = vp.predict([x0, y0, z0, x1, y1, z1], progress=False)
+    assert out[z0:z1 + 1].any(axis=(1, 2)).all()
     assert not out[:z0].any() and not out[z1 + 1:].any()
     ys, xs = np.nonzero(out.any(axis=0))
     assert xs.min() >= x0 - 0.5 and xs.max() <= x1 + 0.5 and ys.min() >= y0 - 0.5 and ys.max() <= y1 + 0.5
     # the key slice is the box's middle, z0 + (z1 - z0) // 2, segmented from the box itself
     np.testing.assert_array_equal(out[key - 1], vp.predict_slice(key - 1, [x0, y0, x1, y1])[0][0])
+    # an explicit key slice inside the 3D box
+    out2 = vp.predict([x0, y0, z0, x1, y1, z1], slice_index=z1, progress=False)
+    np.testing.assert_array_equal(out2[z1], vp.predict_slice(z1, [x0, y0, x1, y1])[0][0])
 
 
 def test_user_boxes_on_several_slices_are_honoured(vp, ventricles):
+    """With every propagated mask rejected (``min_pixels`` huge), only the user slices remain,
+    each segmented from its own box; on ``key + 1`` the user boxes only the left ventricle."""
     truth, key = ventricles["truth"], ventricles["key"]
     box = ml.box_from_mask(truth[key])
-    # on key + 1 the user boxes only the left half of the ventricles: that box wins there
     half = ml.box_from_mask(truth[key + 1]).copy()
     half[2] = (half[0] + half[2]) / 2
-    out = vp.predict(np.stack([box, half]), slice_index=[key, key + 1], progress=False)
+    out = vp.predict(np.stack([box, half]), slice_index=[key, key + 1], min_pixels=10**6, progress=False)
     np.testing.assert_array_equal(out[key + 1], vp.predict_slice(key + 1, half)[0][0])
-    np.testing.assert_array_equal(out[key], ventricles["prop"][key])
+    np.testing.assert_array_equal(out[key], vp.predict_slice(key, box)[0][0])
+    assert out[key].any() and out[key + 1].any()
+    assert not out[:key].any() and not out[key + 2:].any()
     assert not out[key + 1][:, int(half[2]) + 3:].any()
 
 
 def test_a_user_slice_beyond_a_gap_is_still_segmented(vp, ventricles):
-    """Propagation stops where the target vanishes, but a user box further on is honoured."""
+    """Propagation stops where the target 'vanishes', but a user box further on is honoured."""
     truth, key = ventricles["truth"], ventricles["key"]
     box = ml.box_from_mask(truth[key])
-    chained = np.flatnonzero(ventricles["prop"].any(axis=(1, 2)))
-    far = int(chained.max()) + 3
-    assert far < truth.shape[0]
-    out = vp.predict(np.stack([box, box]), slice_index=[key, far], progress=False)
+    far = key + 3
+    calls = vp.encoder_calls
+    out = vp.predict(np.stack([box, box]), slice_index=[key, far], min_pixels=10**6, progress=False)
     np.testing.assert_array_equal(out[far], vp.predict_slice(far, box)[0][0])
-    assert out[far].any() and not out[int(chained.max()) + 1:far].any()
+    assert out[far].any() and not out[key + 1:far].any()
+    assert vp.encoder_calls == calls
 
 
 def test_other_axis_gives_the_same_masks(vp, case, ventricles):
@@ -176,18 +180,19 @@ def test_other_axis_gives_the_same_masks(vp, case, ventricles):
     scan = case[0]
     moved = io.Volume(np.moveaxis(scan.array, 0, 1), (1.0, 4.0, 1.0))
     vp_t = VolumePredictor(moved, vp.model)
-    assert vp_t.axis == 1  # the largest spacing
+    assert vp_t.axis == 1 and vp_t.n_slices == scan.array.shape[0]  # the largest spacing
     key = ventricles["key"]
     np.testing.assert_array_equal(vp_t.slice_image(key), vp.slice_image(key))
     vp_t.embeddings.update(vp.embeddings)  # identical slices: share the cache instead of encoding again
-    out = vp_t.predict(ml.box_from_mask(ventricles["truth"][key]), slice_index=key, progress=False)
-    assert vp_t.encoder_calls == 0
+    out = vp_t.predict(ventricles["box3d"], progress=False)
+    assert vp_t.encoder_calls == 0 and out.shape == moved.array.shape
     np.testing.assert_array_equal(np.moveaxis(out, 1, 0), ventricles["prop"])
+    # a plain array has no spacing: axis 0 unless told
+    assert VolumePredictor(moved.array, vp.model).axis == 0
 
 
 def test_largest_component(vp, ventricles):
-    truth, key = ventricles["truth"], ventricles["key"]
-    out = vp.predict(ml.box_from_mask(truth[key]), slice_index=key, largest_component=True, progress=False)
+    out = vp.predict(ventricles["box3d"], largest_component=True, progress=False)
     raw = ventricles["prop"]
     assert out.any() and not (out & ~raw).any()
     assert ndimage.label(out)[1] == 1
@@ -342,8 +347,35 @@ def test_predict_volume_from_a_file_path(tmp_path, case, model, ventricles, vp):
     assert from_file.axis == 0 and from_file.volume.path == str(path)
     np.testing.assert_array_equal(from_file.image, vp.image)  # same intensity normalization
     from_file.embeddings.update(vp.embeddings)
-    key = ventricles["key"]
-    mask = predict_volume(from_file, ml.box_from_mask(ventricles["truth"][key]), key, progress=False)
+    mask = predict_volume(from_file, ventricles["box3d"], progress=False)
     np.testing.assert_array_equal(mask, ventricles["prop"])
     back = io.read_volume(io.write_volume(mask, tmp_path / "mask.nii.gz", like=from_file.volume))
     _assert_geometry(back, _rotated(case[0]))
+
+
+# -- the issue's criterion ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_one_box_reaches_85_percent_of_a_box_on_every_slice(vp, case, ventricles, ventricle_model):
+    """Ventricles of the unseen sub-08 from one tight box on the middle slice, no z-limit, with a
+    decoder that can segment them (the pretrained one cannot: Dice ≈ 0.2 either way, so its ratio is
+    noise). Measured: per-slice GT boxes 0.69, one box 0.63, ratio 0.91; z 18–24 of truth 17–25.
+
+    The image encoder is the pretrained one, so the slices the module's predictor already encoded
+    (``ventricles`` fixture) are reused.
+    """
+    truth = case[1].array == VENTRICLES
+    key = _middle(truth)
+    tuned = VolumePredictor(case[0], ventricle_model)
+    tuned.embeddings.update(vp.embeddings)
+    prop = tuned.predict(ml.box_from_mask(truth[key]), slice_index=key, progress=False)
+    gt = _per_slice_gt_boxes(tuned, truth)
+    d_prop, d_gt = ml.dice(prop, truth), ml.dice(gt, truth)
+    assert d_gt >= 0.5, d_gt  # the fine-tuned decoder works on this subject
+    assert d_prop / d_gt >= 0.85, (d_prop, d_gt)
+    # it stopped where the ventricles end instead of running through the head
+    zs, tz = np.flatnonzero(prop.any(axis=(1, 2))), np.flatnonzero(truth.any(axis=(1, 2)))
+    assert tz.min() - 2 <= zs.min() and zs.max() <= tz.max() + 2, (zs, tz)
+    assert np.array_equal(zs, np.arange(zs.min(), zs.max() + 1))  # one run of slices, no gaps
+    encoded = set(tuned.embeddings)
+    assert tuned.encoder_calls == len(encoded) - len(vp.embeddings.keys() & encoded)

@@ -24,7 +24,7 @@ of a few minutes we use `lr=1e-4`: on these data it reaches the same Dice in far
 
 **Quick mode** (`MEDSAM_LITE_QUICK=1`, set in CI): 3 central slices per case and 2 epochs, to
 check that everything runs; the numbers mean little. Unset it for the real run (all slices,
-6 epochs, about 10 minutes on 2 cores).
+5 epochs: about 8 minutes on an idle 2-core CPU, longer on a busy one — `max_minutes=` caps it).
 """),
     code("""
 import os
@@ -38,7 +38,7 @@ from medsam_lite import plotting
 torch.set_num_threads(2)
 QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"
 MAX_SLICES = 3 if QUICK else None
-EPOCHS = 2 if QUICK else 6
+EPOCHS = 2 if QUICK else 5
 OUT = "work/finetune_quick" if QUICK else "work/finetune"
 
 model = ml.load_model()
@@ -52,12 +52,14 @@ one continues from `last.pt`.
 t0 = time.perf_counter()
 result = ml.finetune("work/sample_dataset", OUT, model, epochs=EPOCHS, lr=1e-4, batch_size=8, seed=0,
                      max_slices_per_case=MAX_SLICES, resume=True)
-print(f"finetune: {time.perf_counter() - t0:.0f} s (this call)")
+print(f"finetune: {time.perf_counter() - t0:.0f} s (this call; a finished run is only read back)")
 print("train cases:", result.train_cases, "| validation cases:", result.val_cases)
 result.history.round(3)
 """),
     md("""
 ## 2. Loss and validation Dice
+`val_dice` is the mean Dice over the validation case's targets (2D, from tight boxes); the
+`val_dice_<label>` columns above split it by label.
 """),
     code("""
 plotting.plot_history(result.history);

@@ -12,6 +12,9 @@ cells = [
 keeps the scan's **geometry** (spacing, origin, direction) beside the array. Arrays are `(z, y, x)`;
 spacing/origin stay in SimpleITK's `(x, y, z)` order.
 
+The model is the bundled LiteMedSAM, or the decoder you fine-tuned in notebook 04 if its
+`work/finetune/best.pt` exists (any `load_model(checkpoint=...)` model works the same way).
+
 The sample is an axial brain MRI (a synthetic variant of the MNI ICBM152 template, 1 × 1 × 4 mm)
 with a label map: 1 = white matter, 2 = grey matter, 3 = lateral ventricles. Subject `sub-08` is
 the one no default was tuned on. The label map is only used to place the starting box and to score
@@ -31,8 +34,10 @@ from medsam_lite import io, plotting, samples
 from medsam_lite.volume import VolumePredictor
 
 torch.set_num_threads(int(os.environ.get("MEDSAM_LITE_THREADS", "2")))  # this CPU's cores
-QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"   # CI: encode only the slices near the ventricles
-model = ml.load_model()      # a fine-tuned one: ml.load_model(checkpoint="runs/…/best.pt")
+QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"   # CI: the label map stays on slices already encoded
+TUNED = Path("work/finetune/best.pt")                # written by notebook 04 (full run)
+model = ml.load_model(checkpoint=TUNED) if TUNED.exists() else ml.load_model()
+print("model:", model.checkpoint)
 
 scan = io.read_volume(samples.brain_mri_dir() / "sub-08.nii.gz")
 label = io.read_volume(samples.brain_mri_dir() / "sub-08_label.nii.gz").array
@@ -61,9 +66,10 @@ slice the first time it is needed, keeping the embedding: every later target, bo
 slice only runs the small mask decoder.
 
 `predict` segments the key slice from your box, then walks slice by slice up and down: each new
-box is the previous slice's mask box plus a margin (2 px + 5 % of its side), and it stops where the
-mask falls under `min_pixels` (the target has vanished). The one-call form is
-`ml.predict_volume(scan, box, slice_index=key)`.
+box is the previous slice's mask box plus a margin (1 px + 5 % of its side). It stops where the
+target vanishes: the mask falls under `min_pixels`, or its mean intensity drifts more than
+`max_intensity_change` grey levels from the mask on your slice (the model has slid onto another
+tissue). The one-call form is `ml.predict_volume(scan, box, slice_index=key)`.
 """),
     code("""
 vp = VolumePredictor(scan, model)
@@ -87,9 +93,11 @@ print("per slice:", {int(z): round(ml.dice(mask[z], truth[z]), 2) for z in slice
     md("""
 How good is that *for this model*? Compare with the best a 2D model can do with help: a tight
 ground-truth box on **every** slice (what `evaluate()` measures). Same model, same embeddings, so no
-slice is encoded again. With the bundled, not fine-tuned LiteMedSAM the ventricles are a hard
-target (Dice well under 0.5 either way); fine-tune the decoder and load it with
-`load_model(checkpoint=...)` for a useful mask — the propagation code does not change.
+slice is encoded again. The bundled, not fine-tuned LiteMedSAM is poor on the ventricles (Dice
+≈ 0.2 either way, so the ratio says little, and its masks wander past the ventricles). With the
+decoder fine-tuned in notebook 04, or one fine-tuned on two subjects' ventricles only, the same
+code gives per-slice boxes ≈ 0.7–0.8 and one box ≈ 90 % of that
+(`bench/bench_volume.py --checkpoint …`).
 """),
     code("""
 per_slice = np.zeros_like(truth)
@@ -102,8 +110,7 @@ print("new encoder calls:", vp.encoder_calls - calls)
 """),
     md("""
 ## 5. Overlays on a few slices
-Ground truth in blue, the propagated mask in orange, the box each slice was segmented from is not
-stored — the key slice's box is drawn.
+Ground truth in blue, the propagated mask in orange; the box is drawn on the key slice.
 """),
     code("""
 show = np.linspace(slices_with_target.min(), slices_with_target.max(), 5).round().astype(int)
@@ -138,20 +145,30 @@ plotting.show_masks(vp.slice_image(key), [labels_pred[key] == 1, labels_pred[key
 """),
     md("""
 ## 7. A box from a RECIST measurement
-Radiology reports often hold a RECIST **long axis**: a line across the target's longest diameter on
+Radiology reports often hold a RECIST **long axis**: a line across a target's longest diameter on
 one slice. `box_from_recist(p1, p2)` turns it into a box: along the line it spans the two end
-points; across it the width is `ratio` × the length (default 0.8), or the measured short axis if you
-pass `short_axis=(q1, q2)`. Here a front-to-back line over the ventricles on the key slice.
+points; across it the width is `ratio` × the length (default 0.8, a typical short/long ratio erring
+on the large side), or the measured short axis if you pass `short_axis=(q1, q2)`. RECIST is meant
+for compact targets (a lesion, an organ), not for a pair like the two ventricles; here the long
+axis is the longest front-to-back line over the whole brain on the key slice, the short axis the
+line across it halfway.
 """),
     code("""
-ys, xs = np.nonzero(truth[key])
-p1 = (float(xs[ys.argmin()]), float(ys.min()))     # front-most ventricle pixel (x, y)
-p2 = (float(xs[ys.argmax()]), float(ys.max()))     # back-most
-recist_box = ml.box_from_recist(p1, p2, image_shape=truth[key].shape)
-from_recist = ml.predict_volume(vp, recist_box, slice_index=key)
-print("RECIST box", recist_box, f"→ 3D Dice {ml.dice(from_recist, truth):.3f}")
-ax = plotting.show_masks(vp.slice_image(key), [from_recist[key]], boxes=[recist_box], title="RECIST line → box")
-ax.plot([p1[0], p2[0]], [p1[1], p2[1]], "w-", lw=2);
+brain = label > 0
+top = brain[key].argmax(axis=0)                                   # first brain row of each column
+bottom = brain[key].shape[0] - 1 - brain[key][::-1].argmax(axis=0)  # last one
+column = int(np.argmax(np.where(brain[key].any(axis=0), bottom - top, -1)))
+p1, p2 = (column, top[column]), (column, bottom[column])       # long axis: front to back, (x, y)
+row = (top[column] + bottom[column]) // 2                       # short axis: across, halfway
+cols = np.flatnonzero(brain[key][row])
+q1, q2 = (cols.min(), row), (cols.max(), row)
+print("long axis only (ratio 0.8):", ml.box_from_recist(p1, p2, image_shape=brain[key].shape))
+recist_box = ml.box_from_recist(p1, p2, short_axis=(q1, q2), image_shape=brain[key].shape)
+print("long + short axis:         ", recist_box, "  tight box:", ml.box_from_mask(brain[key]))
+brain_mask = ml.predict_volume(vp, recist_box, slice_index=key)
+print(f"whole brain from a RECIST line: 3D Dice {ml.dice(brain_mask, brain):.3f}; {vp.encoder_calls} slices encoded so far")
+ax = plotting.show_masks(vp.slice_image(key), [brain_mask[key]], boxes=[recist_box], title="RECIST line → box → mask")
+ax.plot([p1[0], p2[0]], [p1[1], p2[1]], "w-", [q1[0], q2[0]], [q1[1], q2[1]], "w--", lw=2);
 """),
     md("""
 ## 8. Save the mask as NIfTI, aligned with the scan
