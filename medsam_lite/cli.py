@@ -70,8 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, help="slices per encoder call")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored dtype")
     p.add_argument("--recompute", action="store_true", help="discard a store made with other settings")
+    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                   help="compute only rows I::N of the slices (N independent jobs fill one store, e.g. a "
+                        "Slurm job array; I counts from 0); under torchrun each process takes its share anyway")
 
-    p = sub.add_parser("finetune", help="fine-tune the mask decoder on stored embeddings", formatter_class=fmt)
+    p = sub.add_parser("finetune", help="fine-tune the mask decoder on stored embeddings", formatter_class=fmt,
+                       epilog="several GPUs or processes: torchrun --nproc_per_node N -m medsam_lite.cli finetune "
+                              "... (DistributedDataParallel; --batch-size stays the global batch)")
     p.add_argument("dataset", help="prepared dataset folder (embed it first)")
     p.add_argument("out_dir", help="folder for best.pt, last.pt and history.csv")
     _model_args(p)
@@ -104,10 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shard(value: str) -> str:
+    """``--shard I/N``, checked at parse time (a bad value exits with code 2 and says why)."""
+    from .distributed import parse_shard
+    from .errors import InputError
+
+    try:
+        parse_shard(value)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _load(args):
+    from .distributed import default_device
     from .models import load_model
 
-    return load_model(args.model, checkpoint=args.checkpoint, device=args.device)
+    # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
+    return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device))
 
 
 def _run(args) -> int:
@@ -123,7 +142,7 @@ def _run(args) -> int:
         print(f"{len(manifest)} targets from {manifest['case'].nunique()} cases {counts} → {args.out_dir}")
     elif args.command == "embed":
         store = ml.embed(args.dataset, model=_load(args), batch_size=args.batch_size, dtype=args.dtype,
-                         recompute=args.recompute)
+                         recompute=args.recompute, shard=args.shard)
         print(f"embeddings stored in {store.path}")
     elif args.command == "finetune":
         result = ml.finetune(args.dataset, args.out_dir, model=_load(args), epochs=args.epochs, lr=args.lr,

@@ -11,6 +11,7 @@ Store layout (format ``medsam_lite.embeddings/1``), by default ``<dataset>/embed
     done.npy         N uint8 flags: 1 once entry i is completely written (set after its data)
     rows.csv         the store's index: case, slice, image, sha256 of the image file
     signature.json   what the embeddings depend on; written last when the store is created
+    .lock            lets one process at a time check or create the store (shards, torchrun ranks)
 
 Row ``i`` is row ``i`` of :attr:`medsam_lite.dataset.Dataset.slices` (sorted by case, then slice).
 The signature holds the model name, the SHA-256 of the image encoder's weights, the input size
@@ -32,6 +33,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .dataset import Dataset, open_dataset
+from .distributed import (EntryWriter, dist_context, embed_on_all_ranks, parse_shard,
+                          shard_rows, store_lock)
 from .errors import InputError, StoreMismatchError
 from .models import SamModel, load_model
 
@@ -330,36 +334,40 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
     rows = _rows_with_hashes(dataset)
     signature = _signature(model, rows, dtype)
     sig_path = path / "signature.json"
-    if sig_path.is_file():
-        try:
-            old = json.loads(sig_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            old = None
-        if not isinstance(old, dict):
-            old = {"format": "unreadable signature.json (damaged)"}
-        problems = _mismatch(old, signature) or _damage(path, signature)
-        if problems and not recompute:
-            raise StoreMismatchError(
-                f"the embeddings stored in {path} do not match this model and dataset, or are damaged ("
-                + "; ".join(p[:160] for p in problems)
-                + "). They are never mixed: pass recompute=True to embed() to discard and recompute "
-                "them, or path= to keep several stores side by side."
-            )
-        if problems:
-            if verbose:
-                print(f"signature mismatch ({'; '.join(p[:80] for p in problems)}): recomputing {path}")
-            for name in ("signature.json", "embeddings.npy", "done.npy", "rows.csv"):
-                (path / name).unlink(missing_ok=True)
-    if not sig_path.is_file():
-        if not create:
-            raise InputError(f"there are no stored embeddings in {path}; run medsam_lite.embed(dataset, model) first.")
-        need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
-        path.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(path).free
-        if need > free:
-            raise InputError(f"the embedding store needs {need / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
-                             f"are free at {path}; free some space or pass path= on another disk.")
-        _create(path, signature, rows, dtype)
+    # one process at a time checks, discards or creates the store's files: a second creator
+    # (another shard, another rank) finds the store made and never replaces files being written
+    with store_lock(path) if create or path.is_dir() else nullcontext():
+        if sig_path.is_file():
+            try:
+                old = json.loads(sig_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                old = None
+            if not isinstance(old, dict):
+                old = {"format": "unreadable signature.json (damaged)"}
+            problems = _mismatch(old, signature) or _damage(path, signature)
+            if problems and not recompute:
+                raise StoreMismatchError(
+                    f"the embeddings stored in {path} do not match this model and dataset, or are damaged ("
+                    + "; ".join(p[:160] for p in problems)
+                    + "). They are never mixed: pass recompute=True to embed() to discard and recompute "
+                    "them, or path= to keep several stores side by side."
+                )
+            if problems:
+                if verbose:
+                    print(f"signature mismatch ({'; '.join(p[:80] for p in problems)}): recomputing {path}")
+                for name in ("signature.json", "embeddings.npy", "done.npy", "rows.csv"):
+                    (path / name).unlink(missing_ok=True)
+        if not sig_path.is_file():
+            if not create:
+                raise InputError(f"there are no stored embeddings in {path}; run medsam_lite.embed(dataset, model) "
+                                 "first.")
+            need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
+            path.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(path).free
+            if need > free:
+                raise InputError(f"the embedding store needs {need / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
+                                 f"are free at {path}; free some space or pass path= on another disk.")
+            _create(path, signature, rows, dtype)
     emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
     done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
     return EmbeddingStore(path, json.loads(sig_path.read_text()), pd.read_csv(path / "rows.csv", dtype={"case": str}),
@@ -377,6 +385,7 @@ def embed(
     recompute: bool = False,
     path=None,
     progress: bool = True,
+    shard=None,
 ) -> EmbeddingStore:
     """Compute the image embedding of every slice once and store it beside the dataset.
 
@@ -400,9 +409,17 @@ def embed(
             package version or dataset changed) instead of raising :class:`StoreMismatchError`.
         path: store folder (default ``<dataset>/embeddings/<model name>``).
         progress: show a progress bar.
+        shard: ``(i, n)`` or ``"i/n"``: compute only rows ``i::n`` of the selected slices, so ``n``
+            independent jobs (other processes or machines, e.g. a Slurm job array) fill one store
+            together, each entry written by exactly one of them; a later call without ``shard``
+            computes whatever is still missing. Default ``None``: all selected slices, or under
+            ``torchrun`` every process its share, after which all wait until the store is complete
+            (every process must call ``embed``; ``shard=(0, 1)`` computes everything here).
+            See :mod:`medsam_lite.distributed`.
 
     Returns:
-        The :class:`EmbeddingStore` (``store.get(row)`` → ``256×64×64`` float32 tensor).
+        The :class:`EmbeddingStore` (``store.get(row)`` → ``256×64×64`` float32 tensor). With
+        ``shard``, other shards' entries may still be missing from it.
 
     Each slice is read as stored (``h×w`` uint8, longest side = the dataset's ``image_size``),
     replicated to RGB and mapped with ``model.geometry((h, w)).image_to_model`` (for LiteMedSAM on
@@ -412,17 +429,23 @@ def embed(
     model = check_model(model)
     batch_size = check_int(batch_size, "batch_size", 1)
     wanted = select_slices(dataset, split, cases, max_slices_per_case)
+    shard = parse_shard(shard)
+    if shard is None and dist_context().world_size > 1:  # under torchrun: each process its share
+        return embed_on_all_ranks(embed, wanted.index, model, progress, dataset=dataset, batch_size=batch_size,
+                                  dtype=dtype, split=split, cases=cases, max_slices_per_case=max_slices_per_case,
+                                  recompute=recompute, path=path)
     store = open_store(dataset, model, dtype=dtype, path=path, recompute=recompute, verbose=progress)
-    todo = [int(i) for i in wanted.index if not store.done[i]]
+    mine = shard_rows(wanted.index, shard)
+    todo = [int(i) for i in mine if not store.done[i]]
     per = int(np.prod(store.signature["embedding_shape"])) * np.dtype(dtype).itemsize
     if progress:
+        part = "" if shard is None else f"shard {shard[0]}/{shard[1]}: {len(mine)} of them, "
         print(f"embedding store {store.path}: {len(store)} slices × {per / 2**20:.1f} MiB = "
-              f"{len(store) * per / 2**20:.0f} MiB on disk ({dtype}); selected {len(wanted)}, "
-              f"{len(wanted) - len(todo)} already stored, {len(todo)} to compute")
+              f"{len(store) * per / 2**20:.0f} MiB on disk ({dtype}); selected {len(wanted)}, {part}"
+              f"{len(mine) - len(todo)} already stored, {len(todo)} to compute")
     if not todo:
         return store
-    emb = np.load(store.path / "embeddings.npy", mmap_mode="r+", allow_pickle=False)
-    done = np.load(store.path / "done.npy", mmap_mode="r+", allow_pickle=False)
+    writer = EntryWriter(store.path)  # positioned writes: shards on other machines share no bytes
     table = dataset.slices
     bar = tqdm(total=len(todo), desc=f"embed ({model.name})", unit="slice", disable=not progress)
     try:
@@ -434,14 +457,10 @@ def embed(
                 rgb = np.repeat(gray[..., None], 3, axis=2)
                 inputs.append(model.geometry(gray.shape).image_to_model(rgb))
             out = model.encode(torch.cat(inputs)).cpu().numpy()
-            for j, i in enumerate(batch):
-                emb[i] = out[j]
-            emb.flush()  # data first ...
-            done[batch] = 1
-            done.flush()  # ... then the flag: a half-written entry is never counted as done
+            writer.write(batch, out)  # data, synced, then the done flags
             store.done[batch] = True
             bar.update(len(batch))
     finally:
         bar.close()
-        del emb, done
+        writer.close()
     return store

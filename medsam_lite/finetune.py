@@ -16,6 +16,10 @@ A checkpoint holds ``{"model": {mask_decoder.* [, prompt_encoder.*]}, "model_nam
 "optimizer", "epoch", "history"}`` — only tensors, numbers, strings, lists and dicts, so it loads
 with ``torch.load(..., weights_only=True)``, and ``load_model(checkpoint=path)`` applies it on top
 of the base model's weights.
+
+Under ``torchrun`` (several processes, GPUs or machines) the same call trains with PyTorch
+``DistributedDataParallel`` on the same global batch and writes the same files from rank 0 only;
+see :mod:`medsam_lite.distributed`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .embed import check_dataset, check_int, check_labels, check_model, embed, encoder_sha256, model_boxes, select_slices
+from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
 from .errors import CheckpointError, InputError
 from .models import SamModel
 
@@ -302,6 +307,8 @@ def finetune(
     if not isinstance(out_dir, (str, os.PathLike)) or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
         raise InputError(f"out_dir must be a folder path (it is created if missing), got {out_dir!r}.")
     out_dir = Path(out_dir)
+    ctx = init_distributed(model.device)  # under torchrun: DDP over the ranks (gloo on CPU, NCCL on GPU)
+    progress = progress and ctx.is_main
     torch.manual_seed(seed)
     chosen = select_slices(dataset, "train", cases, max_slices_per_case)
     train_cases, val_cases = _split_cases(chosen, val_cases, val_fraction, seed)
@@ -348,6 +355,7 @@ def finetune(
         raise InputError(f"{out_dir} already holds a fine-tuning run (last.pt); pass resume=True to "
                          "continue it, overwrite=True to start again, or choose another out_dir.")
 
+    forward = data_parallel(trainee, _forward)  # _forward(trainee, ...); under torchrun through DDP
     best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
     shift = int(round(box_jitter * model.input_size / 1024))
     n = len(train["rows"])
@@ -356,7 +364,8 @@ def finetune(
     last_epoch_seconds = 0.0
     for epoch in epoch_bar:
         elapsed = time.perf_counter() - call_started
-        if max_minutes is not None and epoch > start_epoch and elapsed + last_epoch_seconds > 60 * max_minutes:
+        if max_minutes is not None and epoch > start_epoch and from_main(
+                elapsed + last_epoch_seconds > 60 * max_minutes):  # rank 0's clock decides for all ranks
             break
         rng = np.random.default_rng([seed, epoch])  # per-epoch stream: resume repeats it exactly
         order = rng.permutation(n)
@@ -364,37 +373,44 @@ def finetune(
         total, t0 = 0.0, time.perf_counter()
         for step in tqdm(range(steps), desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress):
             idx = order[step * batch_size:(step + 1) * batch_size]
-            boxes = jitter_boxes(train["boxes"][idx], train["content_hw"][idx], shift, rng)
-            logits = _forward(trainee, store, train, idx, boxes)
+            boxes = jitter_boxes(train["boxes"][idx], train["content_hw"][idx], shift, rng)  # whole global batch
+            idx, boxes, count, weight = rank_share(idx, boxes)  # this rank's part (all of it in one process)
+            logits = forward(store, train, idx, boxes)
             target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
             loss = dice_bce_loss(logits, target)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()  # DDP's mean over ranks of weight × loss = the global batch's mean loss
             optimizer.step()
-            total += loss.item() * len(idx)
+            total += loss.item() * count
         train_seconds = time.perf_counter() - t0
+        total = all_sum(total)  # every rank's share of the epoch's loss
         trainee.mask_decoder.eval()
         t0 = time.perf_counter()
-        scores = _validate(trainee, store, val, batch_size) if val else {"val_loss": math.nan, "val_dice": math.nan}
-        val_dice = scores["val_dice"]
+        scores = (_validate(trainee, store, val, batch_size) if val and ctx.is_main
+                  else {"val_loss": math.nan, "val_dice": math.nan})
         row = {"epoch": epoch, "train_loss": total / n, **scores, "train_samples": n,
                "train_seconds": train_seconds, "samples_per_s": n / train_seconds,
                "val_seconds": time.perf_counter() - t0}
+        row = from_main(row)  # rank 0 validates; every rank keeps the same history
+        val_dice = row["val_dice"]
         history.append(row)
-        ckpt = {
-            "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
-            "model_name": model.name, "base_checkpoint": _base_checkpoint(model),
-            "encoder_sha256": config["encoder_sha256"], "config": json.dumps(config),
-            "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
-        }
-        _save_atomic(ckpt, last_path)
         improved = not val or val_dice > best_dice
         if improved:
             best_dice = val_dice if val else best_dice
-            _save_atomic(ckpt, best_path)
-        _save_atomic(pd.DataFrame(history), out_dir / "history.csv")
+        if ctx.is_main:  # one writer: the files are those of a single-process run
+            ckpt = {
+                "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
+                "model_name": model.name, "base_checkpoint": _base_checkpoint(model),
+                "encoder_sha256": config["encoder_sha256"], "config": json.dumps(config),
+                "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
+            }
+            _save_atomic(ckpt, last_path)
+            if improved:
+                _save_atomic(ckpt, best_path)
+            _save_atomic(pd.DataFrame(history), out_dir / "history.csv")
         epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_dice=f"{val_dice:.3f}")
         last_epoch_seconds = time.perf_counter() - call_started - elapsed
-    if not best_path.exists():  # resumed a finished run
+    if ctx.is_main and not best_path.exists():  # resumed a finished run
         _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
+    barrier()  # under torchrun every rank returns once rank 0 has written the files
     return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases)

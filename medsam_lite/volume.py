@@ -9,8 +9,9 @@ IoU is below ``min_score`` — or at the end of a 3D box's z-range. Every slice 
 once per :class:`VolumePredictor` and the embedding is reused for every target and every call.
 
 The defaults were chosen on sample subjects sub-01/02 (``bench/bench_volume.py``): with a decoder
-fine-tuned on the ventricles, one box reaches ≈ 0.86–0.93 of the 3D Dice of a ground-truth box on
-every slice; without the intensity check the mask leaks through the whole head.
+fine-tuned on the lateral ventricles, one box reaches 0.86–0.91 of the 3D Dice of a ground-truth
+box on every slice (unseen sub-08: 0.90); without the intensity check the masks can leak on through
+the head.
 
 Conventions:
 
@@ -109,8 +110,17 @@ class VolumePredictor:
         """The normalized ``uint8`` slice ``index`` along :attr:`axis`, ``H×W``."""
         return np.take(self.image, self._check_index(index), axis=self.axis)
 
+    def is_blank(self, index: int) -> bool:
+        """True if slice ``index`` is constant once normalized (e.g. outside the body): nothing to segment."""
+        image = self.slice_image(index)
+        return bool(image.min() == image.max())
+
     def embed(self, index: int) -> torch.Tensor:
-        """The embedding of slice ``index``; runs the image encoder only the first time."""
+        """The embedding of slice ``index``; runs the image encoder only the first time.
+
+        Raises:
+            InputError: the slice is blank (see :meth:`is_blank`).
+        """
         index = self._check_index(index)
         if index not in self.embeddings:
             self._predictor.set_image(self.slice_image(index))
@@ -121,9 +131,15 @@ class VolumePredictor:
     def predict_slice(self, index: int, boxes) -> tuple[np.ndarray, np.ndarray]:
         """Segment one or ``N`` XYXY boxes on slice ``index`` (encodes it if needed).
 
+        A blank slice is not encoded (the model would return a confident mask of nothing): its
+        masks are empty and its scores 0.
+
         Returns:
             ``(masks N×H×W bool, scores N float32)``, as :meth:`Predictor.predict`.
         """
+        if self.is_blank(index):
+            n = len(check_boxes(boxes, self.slice_hw))
+            return np.zeros((n, *self.slice_hw), bool), np.zeros(n, np.float32)
         self._predictor.set_embedding(self.embed(index), self.slice_hw)
         return self._predictor.predict(boxes)
 
@@ -167,7 +183,8 @@ class VolumePredictor:
             earlier ones where they overlap.
 
         Raises:
-            InputError: a malformed box, a slice index outside the volume, a box outside the slice.
+            InputError: a malformed box, a slice index outside the volume, a box outside the slice,
+                a box on a blank slice. (Propagation simply stops at a blank slice.)
         """
         options = dict(margin=margin, margin_ratio=margin_ratio, min_pixels=min_pixels, min_score=min_score,
                        max_intensity_change=max_intensity_change,
@@ -214,6 +231,10 @@ class VolumePredictor:
                 raise InputError(f"{name} must be a number ≥ 0, got {value!r}.")
         change = np.inf if max_intensity_change is None else float(max_intensity_change)
         keys, (lo, hi), clip = self._parse_prompt(box, slice_index)
+        blank = [k for k in sorted(keys) if self.is_blank(k)]
+        if blank:
+            raise InputError(f"slice {blank[0]} (axis {self.axis}) is blank, with nothing to segment; draw the "
+                             "box on a slice that shows the target.")
         h, w = self.slice_hw
         masks = np.zeros((self.n_slices, h, w), bool)
         start = sorted(keys)[len(keys) // 2]
@@ -364,7 +385,8 @@ def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=Non
         ``[x0, y0, x1, y1]`` float32, original pixels (use it on the RECIST slice as ``slice_index``).
 
     Raises:
-        InputError: points that are not two numbers, coincide, or a ratio ≤ 0.
+        InputError: points that are not two numbers, coincide, or a ratio ≤ 0; an ``image_shape``
+            that is not (H, W, …); a box that lies outside the image.
     """
     a, b = _point(p1, "p1"), _point(p2, "p2")
     length = float(np.hypot(*(b - a)))
@@ -383,11 +405,20 @@ def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=Non
         if not (np.isfinite(ratio) and ratio > 0):
             raise InputError(f"ratio must be > 0 (width across the long axis / its length), got {ratio!r}.")
         low, high = -ratio * length / 2, ratio * length / 2
+    if high - low <= 0:
+        raise InputError("the short axis has no extent across the long axis; give its two end points on "
+                         "either side of the lesion, or leave short_axis=None and set ratio.")
     corners = np.array([p + n * o for p in (a, b) for o in (low, high)])
     box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
     if image_shape is not None:
-        h, w = int(image_shape[0]), int(image_shape[1])
-        box = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
+        try:
+            hw = tuple(int(v) for v in tuple(image_shape)[:2])
+        except (TypeError, ValueError):
+            hw = ()
+        if len(hw) != 2 or min(hw) < 1:
+            raise InputError(f"image_shape must be (H, W, …) with two positive ints, got {image_shape!r}; "
+                             "pass image.shape.")
+        box = check_boxes(box, hw)[0]  # clipped to the image; refused if it lies outside
     return box.astype(np.float32)
 
 

@@ -149,8 +149,12 @@ class BoxPrompter(widgets.VBox):
                  alpha: float = 0.45, max_cached_embeddings: int = 32):
         array, self.source, self.is_volume = _as_scan(image)
         self.labels = self._check_labels(labels)
-        if max_cached_embeddings < 1:
-            raise InputError(f"max_cached_embeddings must be ≥ 1, got {max_cached_embeddings}.")
+        if (isinstance(max_cached_embeddings, bool) or not isinstance(max_cached_embeddings, (int, np.integer))
+                or max_cached_embeddings < 1):
+            raise InputError(f"max_cached_embeddings must be an int ≥ 1 (slices whose embedding is kept), "
+                             f"got {max_cached_embeddings!r}.")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not 0 <= float(alpha) <= 1:
+            raise InputError(f"alpha (mask opacity) must be a number in [0, 1], got {alpha!r}.")
         self.alpha = float(alpha)
         self.max_cached_embeddings = int(max_cached_embeddings)
         if array.dtype == np.uint8:
@@ -203,7 +207,11 @@ class BoxPrompter(widgets.VBox):
     # -- input checks --------------------------------------------------------------------------
     @staticmethod
     def _check_labels(labels) -> tuple[str, ...]:
-        labels = (labels,) if isinstance(labels, str) else tuple(str(v) for v in labels)
+        if isinstance(labels, str):
+            labels = (labels,)
+        elif not isinstance(labels, (list, tuple)) or not all(isinstance(v, str) for v in labels):
+            raise InputError(f"labels must be a class name or a list of names, e.g. ['tumour', 'liver']; got {labels!r}.")
+        labels = tuple(labels)
         if not labels or not all(labels) or len(set(labels)) != len(labels):
             raise InputError(f"labels must be distinct, non-empty class names, e.g. ['tumour', 'liver']; got {labels!r}.")
         return labels

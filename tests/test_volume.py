@@ -221,6 +221,21 @@ def test_bad_prompts_raise_input_error(vp, kwargs, words):
     assert vp.encoder_calls == calls
 
 
+def test_blank_slices_are_not_encoded(vp, case):
+    """Slices outside the head are blank: no mask there (the model would invent one), no encoder
+    run, and a user box on one is refused."""
+    blank = [z for z in range(vp.n_slices) if not case[0].array[z].any()]
+    assert blank and all(vp.is_blank(z) for z in blank) and not vp.is_blank(20)
+    calls = vp.encoder_calls
+    masks, scores = vp.predict_slice(blank[0], [[40, 50, 120, 150], [10, 10, 30, 30]])
+    assert masks.shape == (2, *vp.slice_hw) and not masks.any() and not scores.any()
+    assert vp.encoder_calls == calls and blank[0] not in vp.embeddings
+    with pytest.raises(ml.InputError, match="blank"):
+        vp.predict([40, 50, 120, 150], slice_index=blank[0], progress=False)
+    with pytest.raises(ml.InputError, match="constant"):
+        vp.embed(blank[0])
+
+
 def test_bad_volumes_raise_input_error(case, model):
     with pytest.raises(ml.InputError, match="3D"):
         VolumePredictor(case[0].array[20], model)
@@ -256,6 +271,12 @@ def test_recist_bad_input(args, words):
         box_from_recist(*args)
     with pytest.raises(ml.InputError, match="ratio"):
         box_from_recist((0, 0), (10, 0), ratio=0)
+    with pytest.raises(ml.InputError, match="image_shape"):
+        box_from_recist((0, 0), (10, 0), image_shape=(191,))
+    with pytest.raises(ml.InputError, match="outside"):
+        box_from_recist((300, 300), (350, 320), image_shape=(191, 164))
+    with pytest.raises(ml.InputError, match="short axis"):
+        box_from_recist((0, 5), (10, 5), short_axis=((3, 5), (6, 5)))
 
 
 def test_recist_box_on_a_real_target(model, brain_slice):

@@ -1,0 +1,487 @@
+"""Several processes, GPUs or machines: ``torchrun`` for fine-tuning, shards for embedding.
+
+Nothing here changes what one process does. Under ``torchrun`` (``WORLD_SIZE`` > 1 in the
+environment) :func:`medsam_lite.finetune` trains with PyTorch ``DistributedDataParallel`` (gloo
+on CPUs, NCCL on GPUs) and :func:`medsam_lite.embed` gives each process its share of the slices;
+``embed(..., shard=(i, n))`` (CLI ``medsam-lite embed DATASET --shard i/n``) does the same for
+independent jobs, e.g. the tasks of a Slurm job array, that never talk to each other.
+
+How a distributed run matches a single-process one:
+
+* **Fine-tuning.** The global batch is ``batch_size`` targets, exactly as in one process: every
+  rank draws the same seeded permutation and the same box jitter for the whole global batch, then
+  takes positions ``rank::world_size`` of it (:func:`rank_share`). Each rank's mean loss is
+  weighted by ``n_rank / n_global × world_size``, so DDP's gradient average equals the gradient of
+  the global batch's mean loss, also for a last batch that does not split evenly (a rank with no
+  target in it runs one target with weight 0 to keep the collective in step). Validation,
+  checkpoints and ``history.csv`` are written by rank 0 only, in the format of a single process.
+* **Embedding.** Shard ``i`` of ``n`` computes the rows ``i::n`` of the *selected* slices (not of
+  the missing ones, so shards started at different times still split the work the same way).
+  One process at a time checks or creates the store's files (:func:`store_lock`), so a second
+  creator never replaces files someone writes into. Entries are written with positioned writes
+  (:class:`EntryWriter`), each shard into its own rows' bytes, data before its ``done`` flag.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import datetime
+import errno
+import json
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+_OWN_GROUP = False  # True once init_distributed() created the process group (it then destroys it)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in a (possibly one-process) job.
+
+    Attributes:
+        rank, world_size: this process's index and the number of processes (``RANK``,
+            ``WORLD_SIZE``; 0 and 1 alone).
+        local_rank, local_world_size: the same on this machine (``LOCAL_RANK``,
+            ``LOCAL_WORLD_SIZE``).
+        device: this rank's device: ``cuda:<local_rank>`` where CUDA is available, else ``cpu``.
+        initialized: the ``torch.distributed`` process group is up.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    device: torch.device = torch.device("cpu")
+    initialized: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """True on rank 0 (and in a single process)."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """True when several processes take part and their process group is up."""
+        return self.world_size > 1 and self.initialized
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"the environment variable {name}={value!r} is not a whole number; it is set by "
+                         "torchrun (or your launcher): unset it to run in one process.") from None
+
+
+def dist_context() -> DistContext:
+    """This process's rank, world size and device, read from the torchrun environment.
+
+    ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE``; without
+    them this is rank 0 of 1 on the default device. Nothing is initialized here.
+    """
+    initialized = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if initialized:
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    else:
+        rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    local_rank = _env_int("LOCAL_RANK", 0 if world == 1 else rank)
+    local_world = _env_int("LOCAL_WORLD_SIZE", 1 if world == 1 else world)
+    if world < 1 or not 0 <= rank < world or not 0 <= local_rank < max(local_world, 1):
+        raise InputError(f"inconsistent launcher settings RANK={rank}, WORLD_SIZE={world}, LOCAL_RANK={local_rank}, "
+                         f"LOCAL_WORLD_SIZE={local_world}; start the processes with torchrun, which sets them.")
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{local_rank % torch.cuda.device_count()}" if cuda else "cpu")
+    return DistContext(rank, world, local_rank, local_world, device, initialized)
+
+
+def default_device(requested=None):
+    """The device a model should load on in this process (for ``load_model(device=...)``).
+
+    ``requested`` as it is in a single process. Under torchrun, ``None`` or a bare ``"cuda"``
+    becomes this rank's own device (``cuda:<LOCAL_RANK>``, or ``cpu`` without CUDA for ``None``):
+    one GPU per process.
+    """
+    ctx = dist_context()
+    if ctx.world_size == 1:
+        return requested
+    if requested is None or (str(requested) == "cuda" and ctx.device.type == "cuda"):
+        return str(ctx.device)
+    return requested
+
+
+def init_distributed(device=None) -> DistContext:
+    """Join the torchrun job's process group (once); a no-op in a single process.
+
+    Args:
+        device: the device this process computes on (a model's ``.device``); CUDA → NCCL,
+            otherwise gloo. Default: this rank's :attr:`DistContext.device`.
+
+    Returns:
+        The :class:`DistContext` after initialization. A process group the caller initialized
+        already is used as it is.
+
+    Collectives wait up to ``MEDSAM_LITE_DIST_TIMEOUT_MINUTES`` (default 120) for the slowest
+    rank — e.g. at the barrier after each rank embedded its share, or while rank 0 validates.
+    """
+    global _OWN_GROUP
+    ctx = dist_context()
+    if ctx.world_size == 1 or ctx.initialized:
+        return ctx
+    if not torch.distributed.is_available():
+        raise InputError("WORLD_SIZE > 1 is set but this PyTorch build has no torch.distributed; run in one "
+                         "process (unset WORLD_SIZE) or install a PyTorch with distributed support.")
+    missing = [k for k in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
+    if missing:
+        raise InputError(f"WORLD_SIZE={ctx.world_size} is set but {' and '.join(missing)} "
+                         f"{'is' if len(missing) == 1 else 'are'} not: start the "
+                         "processes with torchrun (e.g. torchrun --nproc_per_node 2 -m medsam_lite.cli finetune …), "
+                         "or unset WORLD_SIZE to run in one process.")
+    dev = torch.device(device) if device is not None else ctx.device
+    if dev.type == "cuda":
+        if dev != ctx.device:
+            raise InputError(f"rank {ctx.rank} should use {ctx.device} but was given {dev}; load the model with "
+                             "load_model(device=medsam_lite.distributed.default_device()) (one GPU per process).")
+        torch.cuda.set_device(dev)
+    minutes = _env_int("MEDSAM_LITE_DIST_TIMEOUT_MINUTES", 120)
+    torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo",
+                                         timeout=datetime.timedelta(minutes=max(minutes, 1)))
+    _OWN_GROUP = True
+    atexit.register(cleanup)
+    return dist_context()
+
+
+def cleanup() -> None:
+    """Destroy the process group if :func:`init_distributed` created it."""
+    global _OWN_GROUP
+    if _OWN_GROUP and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    _OWN_GROUP = False
+
+
+def is_main() -> bool:
+    """True on rank 0 and in a single process."""
+    return dist_context().is_main
+
+
+def _comm_device() -> torch.device:
+    if torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to wait for in a single process)."""
+    if dist_context().distributed:
+        if torch.distributed.get_backend() == "nccl":
+            torch.distributed.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            torch.distributed.barrier()
+
+
+def all_sum(value: float) -> float:
+    """The sum of ``value`` over all ranks (``value`` itself in a single process)."""
+    if not dist_context().distributed:
+        return value
+    t = torch.tensor([float(value)], dtype=torch.float64, device=_comm_device())
+    torch.distributed.all_reduce(t)
+    return float(t.item())
+
+
+def any_rank(flag: bool) -> bool:
+    """True if ``flag`` is true on any rank."""
+    return all_sum(1.0 if flag else 0.0) > 0
+
+
+def from_main(obj):
+    """Rank 0's ``obj`` (JSON-able: numbers incl. NaN, strings, lists, dicts) on every rank.
+
+    Sent as JSON text, so nothing is unpickled. In a single process ``obj`` is returned as is.
+    """
+    if not dist_context().distributed:
+        return obj
+    dev = _comm_device()
+    data = json.dumps(obj).encode() if is_main() else b""
+    size = torch.tensor([len(data)], dtype=torch.int64, device=dev)
+    torch.distributed.broadcast(size, src=0)
+    buf = torch.zeros(int(size.item()), dtype=torch.uint8, device=dev)
+    if is_main():
+        buf.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    torch.distributed.broadcast(buf, src=0)
+    return json.loads(bytes(buf.cpu().numpy()).decode())
+
+
+# ------------------------------------------------------------------------------------ fine-tuning
+def rank_share(idx: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """This rank's share of a global batch, and the weight of its mean loss.
+
+    Args:
+        idx: the global batch's target indices (the same on every rank).
+        boxes: their (jittered) boxes, drawn for the whole global batch on every rank.
+
+    Returns:
+        ``(idx_r, boxes_r, count, weight)``: positions ``rank::world_size`` of the batch,
+        ``count`` real targets, and ``weight = count / len(idx) × world_size`` so that DDP's mean
+        over ranks of ``weight × mean loss`` is the global batch's mean loss. A rank left without
+        a target gets the first one with ``count = 0`` and ``weight = 0`` (it still joins the
+        gradient all-reduce). In a single process: ``(idx, boxes, len(idx), 1.0)``.
+    """
+    ctx = dist_context()
+    if not ctx.distributed:
+        return idx, boxes, len(idx), 1.0
+    part = slice(ctx.rank, None, ctx.world_size)
+    idx_r, boxes_r = idx[part], boxes[part]
+    if len(idx_r) == 0:
+        return idx[:1], boxes[:1], 0, 0.0
+    return idx_r, boxes_r, len(idx_r), len(idx_r) * ctx.world_size / len(idx)
+
+
+class _DecoderHead(torch.nn.Module):
+    """The trained parts of a model (prompt encoder + mask decoder) as the module DDP wraps.
+
+    The frozen image encoder is left out, so DDP neither broadcasts nor watches its weights.
+    ``forward`` runs ``fn(trainee, *args)`` (finetune's forward pass).
+    """
+
+    def __init__(self, trainee, fn):
+        super().__init__()
+        self.prompt_encoder = trainee.prompt_encoder
+        self.mask_decoder = trainee.mask_decoder
+        self._call = partial(fn, trainee)
+
+    def forward(self, *args):
+        return self._call(*args)
+
+
+def data_parallel(trainee, fn):
+    """``fn(trainee, *args)`` as a callable; under torchrun through ``DistributedDataParallel``.
+
+    In a single process this is ``functools.partial(fn, trainee)``. Under torchrun the prompt
+    encoder and mask decoder are wrapped in DDP (the module's own parameters are used, so an
+    optimizer over ``trainee``'s parameters steps them, and ``trainee.state_dict()`` keeps its
+    keys without a ``module.`` prefix). The IoU head gets no gradient from the segmentation loss,
+    hence ``find_unused_parameters=True``.
+    """
+    ctx = dist_context()
+    if not ctx.distributed:
+        return partial(fn, trainee)
+    device = next(trainee.mask_decoder.parameters()).device
+    if torch.distributed.get_backend() == "nccl" and device.type != "cuda":
+        raise InputError("the process group uses NCCL (GPUs) but the model is on the CPU; load it with "
+                         "load_model(device=medsam_lite.distributed.default_device()).")
+    if device.type == "cuda" and device != ctx.device:
+        raise InputError(f"rank {ctx.rank} should use {ctx.device} but the model is on {device}; load it with "
+                         "load_model(device=medsam_lite.distributed.default_device()) (one GPU per process).")
+    return torch.nn.parallel.DistributedDataParallel(
+        _DecoderHead(trainee, fn), device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=True)
+
+
+# ------------------------------------------------------------------------------------ embedding
+def parse_shard(shard) -> tuple[int, int] | None:
+    """``None``, ``(i, n)`` or ``"i/n"`` → ``(i, n)`` with ``0 ≤ i < n`` (or ``None``).
+
+    Raises:
+        InputError: anything else, e.g. ``"3/3"`` (shards count from 0) or ``"1of4"``.
+    """
+    if shard is None:
+        return None
+    parts = shard.split("/") if isinstance(shard, str) else shard
+    try:
+        i, n = (int(p.strip()) if isinstance(p, str) else int(p) if isinstance(p, (int, np.integer))
+                and not isinstance(p, bool) else None for p in parts)
+    except (TypeError, ValueError):
+        i = n = None
+    if i is None or n is None or n < 1 or not 0 <= i < n:
+        raise InputError(f"shard must be 'I/N' (or a tuple (I, N)) with 0 ≤ I < N, e.g. '0/4' … '3/4' for four "
+                         f"jobs; got {shard!r}.")
+    return i, n
+
+
+def shard_rows(rows, shard: tuple[int, int] | None):
+    """Rows ``i::n`` of ``rows`` (all of them for ``None``)."""
+    return rows if shard is None else rows[shard[0]::shard[1]]
+
+
+@contextmanager
+def store_lock(folder: Path, poll_seconds: float = 0.2, stale_seconds: float = 600.0):
+    """Hold an exclusive lock on an embedding store folder (created if missing).
+
+    Uses ``flock`` on ``<folder>/.lock`` (released by the kernel if the holder dies, and shared
+    across machines on NFS v4). Where the filesystem refuses ``flock`` (e.g. Lustre without the
+    ``flock`` mount option) it falls back to creating ``<folder>/.lock.owner`` with ``O_EXCL``,
+    naming host and process; a leftover of a dead process on this host, or one older than
+    ``stale_seconds``, is removed.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+            else:
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+        with _exclusive_file(folder / ".lock.owner", poll_seconds, stale_seconds):
+            yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _exclusive_file(path: Path, poll_seconds: float, stale_seconds: float):
+    me = f"{socket.gethostname()} {os.getpid()}"
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if _stale(path, stale_seconds):
+                path.unlink(missing_ok=True)
+            else:
+                time.sleep(poll_seconds)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(me)
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _stale(path: Path, stale_seconds: float) -> bool:
+    try:
+        host, pid = path.read_text().split()
+        age = time.time() - path.stat().st_mtime
+    except (OSError, ValueError):
+        return False  # being written or just removed: look again
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            pass
+    return age > stale_seconds
+
+
+def reload_store(store):
+    """``store`` with its files opened again (sees entries other processes wrote meanwhile)."""
+    path = Path(store.path)
+    emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
+    return dataclasses.replace(store, embeddings=emb, done=np.asarray(done, dtype=bool))
+
+
+class _NpyRows:
+    """Positioned writes of whole rows into an existing ``.npy`` file (no memory map)."""
+
+    def __init__(self, path: Path):
+        view = np.load(path, mmap_mode="r", allow_pickle=False)
+        self.path, self.dtype, self.shape, self.offset = path, view.dtype, view.shape, int(view.offset)
+        self.row_bytes = int(np.prod(view.shape[1:], dtype=np.int64)) * view.dtype.itemsize
+        del view
+        self.fd = os.open(path, os.O_RDWR)
+
+    def write(self, row: int, value) -> None:
+        if not 0 <= row < self.shape[0]:
+            raise IndexError(f"row {row} outside {self.path} ({self.shape[0]} rows)")
+        data = memoryview(np.ascontiguousarray(value, dtype=self.dtype).tobytes())
+        if len(data) != self.row_bytes:
+            raise ValueError(f"a row of {self.path} has {self.row_bytes} bytes, got {len(data)}")
+        pos = self.offset + row * self.row_bytes
+        while data:
+            if hasattr(os, "pwrite"):
+                n = os.pwrite(self.fd, data, pos)
+            else:  # Windows: this process's own descriptor, so seek + write is safe
+                os.lseek(self.fd, pos, os.SEEK_SET)
+                n = os.write(self.fd, data)
+            data, pos = data[n:], pos + n
+
+    def sync(self) -> None:
+        (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class EntryWriter:
+    """Writes finished entries into a store: their embeddings, synced, then their ``done`` flags.
+
+    Each entry is written with ``pwrite`` at its own byte range, never through a shared memory
+    map: on a network filesystem a mapped page holding the end of one entry and the start of the
+    next (written by another machine) would be written back whole, undoing the neighbour's bytes.
+
+    Attributes:
+        rows_written: the store rows this writer completed, in order.
+        inode: the inode of the ``embeddings.npy`` written into (for tests: one file per store).
+    """
+
+    def __init__(self, store_path):
+        path = Path(store_path)
+        self._emb, self._done = _NpyRows(path / "embeddings.npy"), _NpyRows(path / "done.npy")
+        self.inode = os.fstat(self._emb.fd).st_ino
+        self.rows_written: list[int] = []
+
+    def write(self, rows, values) -> None:
+        """Store ``values[j]`` as the entry of row ``rows[j]`` and mark those rows done."""
+        for row, value in zip(rows, values):
+            self._emb.write(int(row), value)
+        self._emb.sync()  # data first ...
+        for row in rows:
+            self._done.write(int(row), 1)
+        self._done.sync()  # ... then the flag: a half-written entry is never counted as done
+        self.rows_written.extend(int(r) for r in rows)
+
+    def close(self) -> None:
+        self._emb.close()
+        self._done.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def embed_on_all_ranks(embed_fn, wanted_rows, model, progress: bool, **kwargs):
+    """``embed`` under torchrun: every rank its share, then all wait until the store is complete.
+
+    Pass 1: rank ``r`` of ``W`` computes rows ``r::W`` of ``wanted_rows``. After a barrier, if
+    any rank still misses rows (each machine has its own copy of the store), the ranks of each
+    machine complete their copy, split by local rank. Every rank must call this.
+    """
+    ctx = init_distributed(model.device)
+    progress = progress and ctx.is_main
+    store = embed_fn(model=model, shard=(ctx.rank, ctx.world_size), progress=progress, **kwargs)
+    barrier()
+    store = reload_store(store)
+    if any_rank(not store.done[np.asarray(wanted_rows, dtype=np.int64)].all()):
+        store = embed_fn(model=model, shard=(ctx.local_rank, ctx.local_world_size), progress=progress, **kwargs)
+        barrier()
+        store = reload_store(store)
+    return store
