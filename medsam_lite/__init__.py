@@ -27,6 +27,15 @@ preprocess.normalize_intensity = normalize_intensity  # keeps medsam_lite.prepro
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    """``medsam_lite.widgets`` on first use (ipywidgets is only imported when asked for)."""
+    if name == "widgets":
+        import importlib
+
+        return importlib.import_module(".widgets", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "MODELS",
     "CheckpointError",

@@ -8,7 +8,6 @@ what to fix), 1 an unexpected failure. Boxes on the command line are XYXY in ori
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 

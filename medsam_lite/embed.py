@@ -363,6 +363,8 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
                                  "first.")
             need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
             path.mkdir(parents=True, exist_ok=True)
+            for stale in path.glob(".tmp-*"):  # left by a creation that was killed (we hold the lock)
+                stale.unlink(missing_ok=True)
             free = shutil.disk_usage(path).free
             if need > free:
                 raise InputError(f"the embedding store needs {need / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "

@@ -339,6 +339,9 @@ def finetune(
     history: list[dict] = []
     start_epoch = 1
     out_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:  # a kill during _save_atomic leaves a whole temporary checkpoint behind
+        for stale in out_dir.glob(".tmp-*"):
+            stale.unlink(missing_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     if resume and last_path.is_file():
         ckpt = _read_last(last_path)
@@ -404,9 +407,9 @@ def finetune(
                 "encoder_sha256": config["encoder_sha256"], "config": json.dumps(config),
                 "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
             }
+            if improved:  # best before last: a kill between the two leaves last.pt at the previous
+                _save_atomic(ckpt, best_path)  # epoch, so the resume redoes this one (same RNG stream)
             _save_atomic(ckpt, last_path)
-            if improved:
-                _save_atomic(ckpt, best_path)
             _save_atomic(pd.DataFrame(history), out_dir / "history.csv")
         epoch_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_dice=f"{val_dice:.3f}")
         last_epoch_seconds = time.perf_counter() - call_started - elapsed

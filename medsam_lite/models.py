@@ -8,12 +8,10 @@ size and preprocessing recipe, and a hash of its weights for cache signatures).
 from __future__ import annotations
 
 import hashlib
-import io
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .errors import CheckpointError, InputError

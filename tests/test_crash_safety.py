@@ -34,10 +34,6 @@ FT = dict(max_slices_per_case=K, lr=1e-4, batch_size=4, seed=0)
 TIMEOUT = 300  # seconds a child may take to show progress (it needs ~10 s)
 
 
-def finding(n: int):
-    return pytest.mark.xfail(strict=True, reason=f"finding {n} in bench/HARDENING_FINDINGS.md")
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A copy of the shared small dataset without any embedding store."""
@@ -175,8 +171,8 @@ def test_kill_during_finetune_loses_at_most_the_epoch_in_progress(dataset, model
 
 
 @pytest.mark.parametrize("die_at", [
-    pytest.param(2, marks=finding(12)),    # between last.pt and best.pt of epoch 1
-    3,                                     # writing last.pt of epoch 2
+    2,    # writing last.pt of epoch 1 (best.pt of epoch 1 is already written)
+    3,    # writing last.pt of epoch 2
 ])
 def test_interrupted_checkpoint_writes_keep_best_and_last_consistent(dataset, model, tmp_path, monkeypatch,
                                                                     die_at):
@@ -199,7 +195,10 @@ def test_interrupted_checkpoint_writes_keep_best_and_last_consistent(dataset, mo
     with pytest.raises(KeyboardInterrupt):
         ml.finetune(dataset, out, model, epochs=2, progress=False, **settings)
     monkeypatch.undo()
+    stale = out / ".tmp-killed.pt"  # what a kill -9 inside an atomic write leaves behind
+    stale.write_bytes(b"partial checkpoint")
     result = ml.finetune(dataset, out, model, epochs=2, resume=True, progress=False, **settings)
+    assert not stale.exists()
     assert list(result.history["epoch"]) == [1, 2]
     assert result.history["val_dice"].iloc[0] == result.history["val_dice"].iloc[1]
     assert _ckpt(result.last)["epoch"] == 2
