@@ -243,14 +243,26 @@ class EmbeddingStore:
         if not self.done[row]:
             raise InputError(f"store row {row} ({self.rows.iloc[row]['case']}, slice "
                              f"{self.rows.iloc[row]['slice']}) is not computed yet; run embed() for it.")
-        return torch.from_numpy(np.asarray(self.embeddings[row], dtype=np.float32))
+        return torch.from_numpy(self._read(int(row)).astype(np.float32))
 
     def get_batch(self, rows) -> torch.Tensor:
         """Embeddings of several rows, ``B×C×h×w`` float32."""
         rows = np.asarray(rows, dtype=np.int64)
         if not self.done[rows].all():
             raise InputError("some requested store rows are not computed yet; run embed() for them.")
-        return torch.from_numpy(np.stack([np.asarray(self.embeddings[r], dtype=np.float32) for r in rows]))
+        return torch.from_numpy(np.stack([self._read(int(r)).astype(np.float32) for r in rows]))
+
+    def _read(self, row: int) -> np.ndarray:
+        """One entry read from the file (not through the memory map, so the rows a long training
+        run reads do not pile up in this process's resident memory; the OS page cache keeps them)."""
+        shape, dtype = self.embeddings.shape[1:], self.embeddings.dtype
+        size = int(np.prod(shape)) * dtype.itemsize
+        with open(self.path / "embeddings.npy", "rb") as handle:
+            data = os.pread(handle.fileno(), size, int(self.embeddings.offset) + row * size)
+        if len(data) != size:
+            raise InputError(f"{self.path / 'embeddings.npy'} is cut short at row {row}; pass recompute=True "
+                             "to embed() to rebuild the store.")
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
 
     @property
     def nbytes(self) -> int:
