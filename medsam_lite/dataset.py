@@ -67,6 +67,16 @@ class Dataset:
     def image_size(self) -> int:
         return int(self.meta["image_size"])
 
+    @property
+    def preset(self):
+        """The :class:`~medsam_lite.intensity.IntensityPreset` the slices were normalized with
+        (``dataset.json``'s ``preset``; older datasets: resolved from their ``modality`` and ``window``)."""
+        from .intensity import IntensityPreset
+
+        if isinstance(self.meta.get("preset"), dict):
+            return IntensityPreset.from_dict(self.meta["preset"])
+        return IntensityPreset.resolve(self.meta.get("modality", "MR"), self.meta.get("window"))
+
     @cached_property
     def slices(self) -> pd.DataFrame:
         """One row per stored slice image (``case``, ``slice``, ``image``, ``height``, ``width``,
@@ -75,6 +85,18 @@ class Dataset:
                 "slice_spacing"]
         return (self.manifest[cols].drop_duplicates(["case", "slice"]).sort_values(["case", "slice"])
                 .reset_index(drop=True))
+
+    def stored_boxes(self, targets: pd.DataFrame) -> np.ndarray:
+        """The boxes of manifest rows ``targets`` (original slice pixels) in **stored-slice** pixels,
+        ``N×4`` float32 XYXY (the stored slice is the original resized to longest side ``image_size``)."""
+        from .transforms import Geometry
+
+        out = np.zeros((len(targets), 4), np.float32)
+        for i, row in enumerate(targets.itertuples()):
+            g = Geometry((row.height, row.width), self.image_size, "pad")
+            out[i] = Geometry(g.original_hw, self.image_size, "pad", g.resized_hw).box_to_image(
+                [[row.x0, row.y0, row.x1, row.y1]])[0]
+        return out
 
     def path(self, relative: str) -> Path:
         """Resolve a manifest path, refusing any that would leave the dataset folder.

@@ -22,8 +22,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .embed import check_dataset, check_labels, check_model, embed, model_boxes, select_slices
+from .checks import check_dataset, check_labels, check_model
+from .embed import embed, select_slices
 from .errors import InputError
+from .inference import decode
 
 
 def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +148,8 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     chosen = select_slices(dataset, None, [case], max_slices_per_case)
     if store is None:
         store = embed(dataset, model, cases=[case], max_slices_per_case=max_slices_per_case, progress=False)
+    else:
+        store.check_serves(dataset)
     targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
     labels = check_labels(labels)
     if labels is not None:
@@ -159,8 +163,8 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     names = dict(zip(targets["label"].astype(int), targets["label_name"]))
     truth = {k: np.zeros(image.shape, bool) for k in names}
     pred = {k: np.zeros(image.shape, bool) for k in names}
-    boxes = model_boxes(model, targets)
-    geom = model.geometry((h, w))
+    boxes = targets[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)  # original pixels
+    original_hw = (int(chosen["height"].iloc[0]), int(chosen["width"].iloc[0]))
     for _, row in chosen.iterrows():
         z = int(row["slice"]) - z0
         image[z] = dataset.image(row["image"])
@@ -170,19 +174,17 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
         on_slice = np.flatnonzero(targets["slice"].to_numpy() == int(row["slice"]))
         if on_slice.size == 0:
             continue
-        emb = store.get(store.index(case, int(row["slice"])))[None]
-        logits, _ = model.decode(emb, torch.from_numpy(boxes[on_slice]))  # one image, N boxes
-        masks = (geom.logits_to_original(logits) > 0).cpu().numpy()
+        emb = store.embedding(model, case, int(row["slice"]), original_hw, (h, w))
+        masks = decode(model, emb, boxes[on_slice], checked=True, space="image")[0]  # one image, N boxes
         for j, t in enumerate(on_slice):
             k = int(targets.at[t, "label"])
             pred[k][z] |= masks[j]
             truth[k][z] |= dataset.mask(targets.at[t, "mask"])
     r = chosen.iloc[0]
-    spacing = (float(r["slice_spacing"]), float(r["spacing_row"]) * float(r["height"]) / h,
-               float(r["spacing_col"]) * float(r["width"]) / w)
-    sx, sy = w / targets["width"].to_numpy(float), h / targets["height"].to_numpy(float)
-    for col, scale in (("x0", sx), ("y0", sy), ("x1", sx), ("y1", sy)):
-        targets["s" + col] = targets[col].to_numpy(float) * scale
+    geometry = model.geometry(original_hw, (h, w))
+    sx, sy = (i / o for i, o in zip(geometry.image_hw[::-1], original_hw[::-1]))
+    spacing = (float(r["slice_spacing"]), float(r["spacing_row"]) / sy, float(r["spacing_col"]) / sx)
+    targets[["sx0", "sy0", "sx1", "sy1"]] = geometry.box_to_image(boxes)
     return CaseSegmentation(str(case), slices, image, truth, pred, names, spacing, targets)
 
 

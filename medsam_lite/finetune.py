@@ -28,7 +28,6 @@ import copy
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +39,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .embed import check_dataset, check_int, check_labels, check_model, embed, encoder_sha256, model_boxes, select_slices
+from .checks import check_dataset, check_float, check_int, check_labels, check_model
 from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
+from .embed import embed, model_boxes, select_slices
 from .errors import CheckpointError, InputError
+from .fileutil import atomic_write
+from .inference import decode_logits
+from .store import encoder_sha256
 from .models import SamModel
 
 CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
@@ -117,14 +120,6 @@ def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict
             "label_names": targets["label_name"].astype(str).to_numpy()}
 
 
-def _check_float(value, name: str, low: float, high: float) -> float:
-    """A real number in the open interval ``(low, high)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not (low < float(value) < high):
-        raise InputError(f"{name} must be a number in ({max(low, 0):g}, {high:g}), got {value!r}.")
-    return float(value)
-
-
 def _read_last(path: Path) -> dict:
     """``last.pt`` of a run to resume; CheckpointError if it is cut short or not from finetune."""
     try:
@@ -191,26 +186,19 @@ def _base_checkpoint(model: SamModel) -> str:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix == ".csv":
-            obj.to_csv(tmp, index=False)
-        else:
-            torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``torch.save`` (or ``to_csv`` for a DataFrame) through a temporary name, then rename."""
+    atomic_write(path, (lambda tmp: obj.to_csv(tmp, index=False)) if isinstance(obj, pd.DataFrame)
+                 else (lambda tmp: torch.save(obj, tmp)))
+
+
+#: The files a run writes: only their leftover temporary copies are ever removed from out_dir.
+_RUN_FILES = ("best.pt", "last.pt", "history.csv")
 
 
 def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
     emb = store.get_batch(data["rows"][idx])
     boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
-    if trainee.spec.sam_variant is None:  # LiteMedSAM's decoder pairs embedding i with box i
-        logits, _ = trainee.decode(emb, boxes)
-    else:  # segment_anything's decoder repeats each embedding per box: one image at a time
-        logits = torch.cat([trainee.decode(emb[i:i + 1], boxes[i:i + 1])[0] for i in range(len(idx))])
+    logits, _ = decode_logits(trainee, emb, boxes)  # embedding i with box i
     s = trainee.input_size
     if logits.shape[-1] != s:
         logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
@@ -299,11 +287,11 @@ def finetune(
     model = check_model(model)
     epochs, batch_size = check_int(epochs, "epochs", 1), check_int(batch_size, "batch_size", 1)
     seed, box_jitter = check_int(seed, "seed", 0), check_int(box_jitter, "box_jitter (pixels at 1024 scale)", 0)
-    lr = _check_float(lr, "lr", 0.0, math.inf)
-    val_fraction = _check_float(val_fraction, "val_fraction", -1e-12, 1.0)
+    lr = check_float(lr, "lr", 0.0, math.inf)
+    val_fraction = check_float(val_fraction, "val_fraction", -1e-12, 1.0)
     labels = check_labels(labels)
     if max_minutes is not None:
-        max_minutes = _check_float(max_minutes, "max_minutes", 0.0, math.inf)
+        max_minutes = check_float(max_minutes, "max_minutes", 0.0, math.inf)
     if not isinstance(out_dir, (str, os.PathLike)) or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
         raise InputError(f"out_dir must be a folder path (it is created if missing), got {out_dir!r}.")
     out_dir = Path(out_dir)
@@ -326,6 +314,10 @@ def finetune(
         "max_slices_per_case": max_slices_per_case, "labels": labels, "epochs": int(epochs),
     }
 
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if not resume and not overwrite and last_path.exists():  # refused before anything is computed or written
+        raise InputError(f"{out_dir} already holds a fine-tuning run (last.pt); pass resume=True to "
+                         "continue it, overwrite=True to start again, or choose another out_dir.")
     store = embed(dataset, model, cases=train_cases + val_cases, max_slices_per_case=max_slices_per_case,
                   split="train", progress=progress)
     train = load_targets(dataset, model, targets[targets["case"].isin(train_cases)], store)
@@ -339,10 +331,10 @@ def finetune(
     history: list[dict] = []
     start_epoch = 1
     out_dir.mkdir(parents=True, exist_ok=True)
-    if ctx.is_main:  # a kill during _save_atomic leaves a whole temporary checkpoint behind
-        for stale in out_dir.glob(".tmp-*"):
-            stale.unlink(missing_ok=True)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if ctx.is_main:  # a kill during _save_atomic leaves a whole temporary copy of a run file behind
+        for name in _RUN_FILES:
+            for stale in out_dir.glob(f".tmp-{name}.*"):
+                stale.unlink(missing_ok=True)
     if resume and last_path.is_file():
         ckpt = _read_last(last_path)
         old = json.loads(ckpt["config"])
@@ -354,9 +346,6 @@ def finetune(
         optimizer.load_state_dict(ckpt["optimizer"])
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"]) + 1
-    elif last_path.exists() and not overwrite:
-        raise InputError(f"{out_dir} already holds a fine-tuning run (last.pt); pass resume=True to "
-                         "continue it, overwrite=True to start again, or choose another out_dir.")
 
     forward = data_parallel(trainee, _forward)  # _forward(trainee, ...); under torchrun through DDP
     best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
@@ -405,6 +394,7 @@ def finetune(
                 "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
                 "model_name": model.name, "base_checkpoint": _base_checkpoint(model),
                 "encoder_sha256": config["encoder_sha256"], "config": json.dumps(config),
+                "preset": json.dumps(dataset.preset.to_dict()),
                 "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
             }
             if improved:  # best before last: a kill between the two leaves last.pt at the previous

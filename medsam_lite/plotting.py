@@ -139,7 +139,6 @@ def plot_dataset_grid(dataset, n: int = 8, split: str | None = None, ncols: int 
         seed: sampling seed.
     """
     from .dataset import open_dataset
-    from .transforms import Geometry
 
     ds = open_dataset(dataset)
     m = ds.manifest if split is None else ds.split(split)
@@ -149,9 +148,7 @@ def plot_dataset_grid(dataset, n: int = 8, split: str | None = None, ncols: int 
     fig, axes = plt.subplots(nrows, ncols, figsize=(figsize_per * ncols, figsize_per * nrows), squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
-    for ax, row in zip(axes.ravel(), m.itertuples()):
-        box = Geometry((row.height, row.width), ds.image_size, "pad").box_to_model(
-            [[row.x0, row.y0, row.x1, row.y1]])[0]
+    for ax, row, box in zip(axes.ravel(), m.itertuples(), ds.stored_boxes(m)):
         ax.imshow(overlay(ds.image(row.image), [ds.mask(row.mask)], colors=[row.label]))
         show_box(box, ax, index=row.label)
         ax.set_title(f"{row.case} #{row.slice} · {row.label_name}\n{row.split}, {row.pixels} px", fontsize=9)

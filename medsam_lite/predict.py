@@ -1,16 +1,29 @@
 """Box-prompted prediction: encode an image once, then segment any number of boxes.
 
-Boxes are XYXY in original image pixels (see :mod:`medsam_lite.transforms`).
+Boxes are XYXY in original image pixels (see :mod:`medsam_lite.transforms`). Both forms here are
+thin shells over the seam in :mod:`medsam_lite.inference` (:func:`~medsam_lite.inference.encode`,
+:func:`~medsam_lite.inference.decode`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .errors import InputError
+from .inference import Embedding, as_embedding, decode, encode_images, prepare_image
+from .intensity import IntensityPreset
 from .models import SamModel, load_model
-from .transforms import Geometry, check_boxes, to_rgb_uint8
+from .transforms import Geometry, check_boxes
+
+
+def resolve_preset(model: SamModel, modality=None, window=None) -> IntensityPreset:
+    """The intensity preset for ``model``: the one asked for, else the model's own (recorded by
+    ``finetune`` in its checkpoint), else MR percentiles (MedSAM's default for non-CT)."""
+    if modality is None and window is None:
+        return model.preset or IntensityPreset.resolve("MR")
+    if modality is None:
+        modality = model.preset.modality if model.preset else ("CT" if isinstance(window, str) else "MR")
+    return IntensityPreset.resolve(modality, window)
 
 
 class Predictor:
@@ -24,8 +37,8 @@ class Predictor:
 
     Attributes:
         model: the :class:`~medsam_lite.models.SamModel`.
-        embedding: ``1×256×64×64`` float32 tensor of the current image, or ``None``.
-        geometry: :class:`~medsam_lite.transforms.Geometry` of the current image.
+        embedding: the current :class:`~medsam_lite.inference.Embedding` (``embedding.tensor`` is
+            ``1×256×64×64`` float32), or ``None``.
         encoder_calls: how many times the image encoder ran (a new box does not add one).
     """
 
@@ -34,62 +47,54 @@ class Predictor:
             raise InputError(f"model must be a medsam_lite SamModel, got {type(model).__name__}; "
                              "make one with medsam_lite.load_model(name, checkpoint=...).")
         self.model = model if model is not None else load_model()
-        self.embedding: torch.Tensor | None = None
-        self.geometry: Geometry | None = None
+        self.embedding: Embedding | None = None
         self.encoder_calls = 0
 
-    def set_image(self, image: np.ndarray, modality: str = "MR", window=None) -> None:
+    @property
+    def geometry(self) -> Geometry | None:
+        """:class:`~medsam_lite.transforms.Geometry` of the current image (``None`` before one is set)."""
+        return None if self.embedding is None else self.embedding.geometry
+
+    def set_image(self, image: np.ndarray, modality: str | None = None, window=None) -> None:
         """Encode one 2D image and keep its embedding.
 
         Args:
-            image: ``H×W`` of any real dtype (a CT slice in HU, an MR slice, …; normalized with
-                :func:`~medsam_lite.transforms.normalize_intensity` unless ``uint8``) or ``H×W×3``
-                ``uint8``.
-            modality: ``"CT"`` (window in HU) or any other modality (percentile clipping).
-            window: CT window name or ``(low, high)``; see ``normalize_intensity``.
+            image: ``H×W`` of any real dtype (a CT slice in HU, an MR slice, …; normalized unless
+                ``uint8``) or ``H×W×3`` ``uint8``.
+            modality: ``"CT"`` (window in HU) or any other modality (percentile clipping). Default:
+                the preset the model was fine-tuned with (a checkpoint from ``finetune`` records it),
+                else ``"MR"``.
+            window: CT window name or ``(low, high)``; see :func:`~medsam_lite.normalize_intensity`.
 
         Raises:
-            InputError: not a 2D image of real numbers; NaN/Inf; an empty or constant image (a blank
-                image has nothing to segment, yet the model would still return a mask for a box).
+            InputError: not a 2D image of real numbers; NaN/Inf; an empty or constant image.
         """
-        rgb = to_rgb_uint8(image, modality=modality, window=window)
-        if rgb.min() == rgb.max():
-            raise InputError(
-                f"the image is constant (every pixel is {int(rgb.flat[0])} once normalized to uint8): there "
-                "is nothing to segment, and the model would still return a mask for any box. Pass the "
-                "scan itself (not a mask or an empty slice); for CT check that window= covers its HU range.")
-        geometry = self.model.geometry(rgb.shape[:2])
-        x = geometry.image_to_model(rgb)
-        self.embedding = self.model.encode(x)
-        self.geometry = geometry
+        preset = resolve_preset(self.model, modality, window)
+        self.set_prepared(prepare_image(image, preset), preset)
+
+    def set_prepared(self, rgb: np.ndarray, preset: IntensityPreset | None = None) -> None:
+        """Encode an image already checked by :func:`~medsam_lite.inference.prepare_image` (``H×W×3`` uint8)."""
+        self.embedding = encode_images(self.model, [rgb], preset=preset)[0]
         self.encoder_calls += 1
 
-    def set_embedding(self, embedding, original_hw: tuple[int, int]) -> None:
-        """Use a stored embedding (``256×64×64`` or ``1×256×64×64``) of an ``(H, W)`` image.
+    def set_embedding(self, embedding, original_hw: tuple[int, int] | None = None, stored_hw=None) -> None:
+        """Use a stored embedding instead of running the encoder.
+
+        Args:
+            embedding: an :class:`~medsam_lite.inference.Embedding`, or a ``256×64×64`` /
+                ``1×256×64×64`` array or tensor, with ``original_hw``.
+            original_hw: ``(H, W)`` of the original image (needed unless ``embedding`` is an Embedding).
+            stored_hw: ``(h, w)`` of the stored slice the embedding was computed from, if resized.
 
         Raises:
             InputError: an embedding of another shape than this model's (e.g. another model's), with
                 NaN/Inf, or ``original_hw`` that is not two positive integers.
         """
-        try:
-            emb = torch.as_tensor(np.asarray(embedding) if not torch.is_tensor(embedding) else embedding).float()
-        except (TypeError, ValueError, RuntimeError):
-            raise InputError(f"embedding must be a numeric array or tensor, got {type(embedding).__name__}.") from None
-        if emb.ndim == 3:
-            emb = emb[None]
-        expected = (int(self.model.prompt_encoder.embed_dim),
-                    *(int(v) for v in self.model.prompt_encoder.image_embedding_size))
-        if emb.ndim != 4 or emb.shape[0] != 1 or tuple(emb.shape[1:]) != expected:
-            shape = "×".join(map(str, expected))
-            raise InputError(f"embedding must be {shape} or 1×{shape} for {self.model.name}, got shape "
-                             f"{tuple(emb.shape)}; was it computed by another model?")
-        if not torch.isfinite(emb).all():
-            raise InputError("embedding holds NaN or Inf; recompute it (embed(..., recompute=True)).")
-        geometry = self.model.geometry(_check_hw(original_hw))
-        self.embedding = emb.to(self.model.device)
-        self.geometry = geometry
+        if isinstance(embedding, Embedding):
+            self.embedding = embedding
+            return
+        self.embedding = as_embedding(self.model, embedding, original_hw, stored_hw)
 
-    @torch.no_grad()
     def predict(self, boxes, return_logits: bool = False):
         """Segment one mask per box from the stored embedding (no new encoding).
 
@@ -101,34 +106,13 @@ class Predictor:
             ``(masks, scores)``: ``masks`` is ``N×H×W`` bool at the original size, ``scores`` the
             model's predicted IoU per mask, ``N`` float32 (plus logits if asked).
         """
-        if self.embedding is None or self.geometry is None:
+        if self.embedding is None:
             raise InputError("no image is set; call predictor.set_image(image) first.")
-        boxes = check_boxes(boxes, self.geometry.original_hw)
-        model_boxes = torch.from_numpy(self.geometry.box_to_model(boxes))
-        n = model_boxes.shape[0]
-        logits, iou = self.model.decode(self.embedding.expand(n, -1, -1, -1), model_boxes)
-        full = self.geometry.logits_to_original(logits).cpu()
-        masks = (full > 0).numpy()
-        scores = iou[:, 0].float().cpu().numpy()
-        if return_logits:
-            return masks, scores, full.numpy()
-        return masks, scores
+        masks, scores, logits = decode(self.model, self.embedding, boxes)
+        return (masks, scores, logits) if return_logits else (masks, scores)
 
 
-def _check_hw(original_hw) -> tuple[int, int]:
-    try:
-        h, w = original_hw
-        if isinstance(h, (bool, np.bool_)) or isinstance(w, (bool, np.bool_)) or int(h) != h or int(w) != w:
-            raise ValueError
-        if int(h) < 1 or int(w) < 1:
-            raise ValueError
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"original_hw must be the (H, W) of the image the embedding was made from, two "
-                         f"positive integers; got {original_hw!r}.") from None
-    return int(h), int(w)
-
-
-def predict(image: np.ndarray, boxes, model: SamModel | None = None, modality: str = "MR", window=None):
+def predict(image: np.ndarray, boxes, model: SamModel | None = None, modality: str | None = None, window=None):
     """One-call form: encode ``image`` and segment ``boxes``.
 
     Args:
@@ -141,7 +125,8 @@ def predict(image: np.ndarray, boxes, model: SamModel | None = None, modality: s
         ``N×H×W`` bool masks (use ``masks[0]`` for a single box).
     """
     predictor = Predictor(model)
-    rgb = to_rgb_uint8(image, modality=modality, window=window)
-    check_boxes(boxes, rgb.shape[:2])  # a bad box is refused before the ~2 s encoder run
-    predictor.set_image(rgb)
-    return predictor.predict(boxes)[0]
+    preset = resolve_preset(predictor.model, modality, window)
+    rgb = prepare_image(image, preset)
+    boxes = check_boxes(boxes, rgb.shape[:2])  # a bad box is refused before the encoder runs
+    predictor.set_prepared(rgb, preset)
+    return decode(predictor.model, predictor.embedding, boxes, checked=True)[0]

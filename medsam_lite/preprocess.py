@@ -47,7 +47,8 @@ from tqdm.auto import tqdm
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
 from .errors import InputError
 from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, read_volume
-from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity
+from .intensity import IntensityPreset
+from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity, resize_slice
 
 __all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
 
@@ -337,11 +338,7 @@ def _targets(lab2d: np.ndarray, labels: dict[int, str], min_pixels: int, split_c
             yield value, i, cc == k
 
 
-def _resize(image: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """``H×W`` uint8 → ``h×w`` uint8: bilinear with antialiasing (what ``Geometry.image_to_model``
-    does with torch), or nearest for masks. PIL, so no torch threads compete for the cores."""
-    resample = Image.NEAREST if nearest else Image.BILINEAR
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(hw[::-1], resample))
+_resize = resize_slice  # LiteMedSAM's published cv2.INTER_AREA (nearest for masks): what the encoder is fed
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
@@ -611,7 +608,8 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     if meta is None:
         meta = dict(format=FORMAT, image_size=settings["image_size"], modality=settings["modality"],
                     window=settings["window"], min_pixels=settings["min_pixels"], seed=settings["seed"],
-                    labels={}, split=split, settings=settings, cases={})
+                    labels={}, split=split, settings=settings, cases={},
+                    preset=IntensityPreset.resolve(settings["modality"], settings["window"]).to_dict())
     meta["labels"] = {str(k): v for k, v in used.items()}
     pending = {c.name for c in todo}
     meta["cases"] = {c.name: {"status": "pending", "image": str(c.image), "label": str(c.label)}

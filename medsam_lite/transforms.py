@@ -13,6 +13,9 @@ Conventions (one source of truth for the whole package):
     [0, 1], pad bottom/right with zeros;
   - ``"stretch"`` (MedSAM): resize straight to ``S×S``, min-max to [0, 1];
   - ``"sam"`` (SAM): resize the longest side to ``S``, ImageNet mean/std on 0–255, pad.
+
+  Each resize is the published one (:meth:`Geometry.image_to_model`).
+* Intensity presets (CT windows, MR percentiles) live in :mod:`medsam_lite.intensity`.
 """
 
 from __future__ import annotations
@@ -25,228 +28,200 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-#: CT windows as (low, high) in Hounsfield units. ``"medsam"`` is the paper's default.
-CT_WINDOWS: dict[str, tuple[float, float]] = {
-    "medsam": (-500.0, 1000.0),
-    "soft_tissue": (-160.0, 240.0),
-    "abdomen": (-150.0, 250.0),
-    "lung": (-1350.0, 150.0),
-    "bone": (-450.0, 1050.0),
-    "brain": (0.0, 80.0),
-    "liver": (-25.0, 230.0),
-}
+from .intensity import (CT_WINDOWS, PERCENTILES, IntensityPreset, check_numeric, check_window,  # noqa: F401
+                        normalize_intensity, to_rgb_uint8)
 
-#: Percentiles that clip non-CT modalities (MR, PET, US, …), computed over voxels > 0.
-PERCENTILES = (0.5, 99.5)
+_check_window = check_window  # the names other modules used before intensity.py existed
+_check_numeric = check_numeric
 
 RECIPES = ("pad", "stretch", "sam")
 _SAM_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 _SAM_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
 
-def _check_numeric(image: np.ndarray, what: str = "image") -> np.ndarray:
-    image = np.asarray(image)
-    if image.dtype == bool or image.dtype.kind not in "uif":
-        raise InputError(
-            f"{what} has dtype {image.dtype}; expected a real numeric array (uint8, int16, float32, …). "
-            "Convert it with np.asarray(image, dtype=np.float32)."
-        )
-    if image.size == 0:
-        raise InputError(f"{what} is empty (shape {image.shape}); pass a non-empty image.")
-    if image.dtype.kind == "f" and not np.isfinite(image).all():
-        raise InputError(
-            f"{what} holds NaN or Inf values; replace them first, e.g. np.nan_to_num(image)."
-        )
-    return image
-
-
-def normalize_intensity(
-    image: np.ndarray,
-    modality: str = "MR",
-    window: str | tuple[float, float] | None = None,
-) -> np.ndarray:
-    """Normalize a scan to ``uint8`` [0, 255] with the MedSAM recipe.
-
-    Args:
-        image: a 2D slice or a whole 3D volume, any real dtype (e.g. CT in HU, MR in scanner
-            units). For non-CT data pass the **whole volume**: the percentiles are computed over it.
-        modality: ``"CT"`` clips to a window in HU; anything else (``"MR"`` by default, ``"PET"``,
-            ``"US"``, …) clips to the 0.5–99.5 percentiles of the voxels > 0 of ``image``.
-        window: for CT, a name in :data:`CT_WINDOWS` (default ``"medsam"`` = [-500, 1000] HU) or a
-            ``(low, high)`` pair in HU. For other modalities a ``(low, high)`` pair clips at fixed
-            values instead of percentiles.
-
-    Returns:
-        ``uint8`` array of the same shape, ``0`` at or below the low bound, ``255`` at the high one.
-
-    Raises:
-        InputError: non-numeric, empty or non-finite input, an unknown window, or a constant image
-            (nothing to normalize).
-    """
-    image = _check_numeric(image)
-    if not isinstance(modality, str) or not modality:
-        raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
-    data = image.astype(np.float32, copy=False)
-    if modality.upper() == "CT" or (isinstance(window, str)):
-        name = window if window is not None else "medsam"
-        if isinstance(name, str):
-            if name not in CT_WINDOWS:
-                raise InputError(f"unknown CT window {name!r}; choose one of {sorted(CT_WINDOWS)} or pass (low, high) in HU.")
-            low, high = CT_WINDOWS[name]
-        else:
-            low, high = _check_window(name)
-    elif window is not None:
-        low, high = _check_window(window)
-    else:
-        foreground = data[data > 0]
-        if foreground.size == 0:
-            raise InputError(
-                "the image has no voxels > 0, so its percentiles are undefined; for CT pass "
-                "modality='CT', otherwise pass window=(low, high)."
-            )
-        low, high = (float(v) for v in np.percentile(foreground, PERCENTILES))
-    if high <= low:
-        raise InputError(
-            f"the image is constant after clipping (low={low}, high={high}); there is nothing to "
-            "segment. Check that you passed the scan, not a mask, or give window=(low, high)."
-        )
-    out = (np.clip(data, low, high) - low) / (high - low) * 255.0
-    if modality.upper() != "CT" and window is None:
-        out[data <= 0] = 0.0  # background stays background, as in MedSAM's pre_MR.py
-    return np.rint(out).astype(np.uint8)
-
-
-def _check_window(window) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in window)
-    except (TypeError, ValueError):
-        raise InputError(f"window must be a name or a (low, high) pair of numbers, got {window!r}.") from None
-    if not (np.isfinite(low) and np.isfinite(high) and high > low):
-        raise InputError(f"window (low, high) must be finite with high > low, got {window!r}.")
-    return low, high
-
-
-def to_rgb_uint8(image: np.ndarray, modality: str = "MR", window=None) -> np.ndarray:
-    """Turn any 2D slice into the ``H×W×3`` ``uint8`` image the models see.
-
-    ``H×W×3 uint8`` passes through; ``H×W×1`` is squeezed; ``H×W`` ``uint8`` is replicated to three
-    channels; any other ``H×W`` dtype is first normalized by :func:`normalize_intensity`.
-    """
-    image = _check_numeric(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim == 3 and image.shape[2] in (3, 4):
-        if image.dtype != np.uint8:
-            raise InputError(
-                f"a colour image must be uint8 H×W×3, got dtype {image.dtype}; convert with "
-                "np.clip(image, 0, 255).astype(np.uint8) or pass a single-channel H×W slice."
-            )
-        return np.ascontiguousarray(image[..., :3])
-    if image.ndim != 2:
-        raise InputError(
-            f"expected a 2D slice H×W or an H×W×3 uint8 image, got shape {image.shape}; "
-            "for a 3D volume pick a slice (volume[z]) or use predict_volume()."
-        )
-    if min(image.shape) < 2:
-        raise InputError(f"image of shape {image.shape} is too small; each side needs ≥ 2 pixels.")
-    if image.dtype != np.uint8:
-        image = normalize_intensity(image, modality=modality, window=window)
-    return np.repeat(image[..., None], 3, axis=2)
-
-
 @dataclass(frozen=True)
 class Geometry:
-    """How an ``H×W`` original image maps onto a model's ``S×S`` input.
+    """How an image maps onto a model's ``S×S`` input, across the three pixel spaces.
+
+    * **original** pixels — the scan's slice (``original_hw``): boxes, masks and results live here;
+    * **image** pixels — the array actually given to the encoder (``image_hw``): the original
+      itself, or a dataset's **stored slice** (resized by :func:`medsam_lite.preprocess`);
+    * **model** pixels — the ``S×S`` model input; ``resized_hw`` is the image content inside it.
 
     Attributes:
-        original_hw: ``(H, W)`` of the original image.
+        original_hw: ``(H, W)`` of the original slice.
         input_size: ``S``, the model's square input side.
         recipe: ``"pad"``, ``"stretch"`` or ``"sam"`` (see the module docstring).
+        stored_hw: ``(h, w)`` of the stored slice when the encoder is given one (else ``None``:
+            the encoder sees the original).
     """
 
     original_hw: tuple[int, int]
     input_size: int
     recipe: str = "pad"
+    stored_hw: tuple[int, int] | None = None
 
     def __post_init__(self):
-        try:
-            h, w = (int(v) for v in self.original_hw)
-            ok = all(float(v) == int(v) for v in self.original_hw) and h >= 1 and w >= 1
-        except (TypeError, ValueError, OverflowError):
-            ok = False
-        if not ok:
-            raise InputError(f"original_hw must be two positive integers (H, W), got {self.original_hw!r}.")
+        object.__setattr__(self, "original_hw", _check_hw(self.original_hw, "original_hw"))
+        if self.stored_hw is not None:
+            object.__setattr__(self, "stored_hw", _check_hw(self.stored_hw, "stored_hw"))
         size = self.input_size
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise InputError(f"input_size must be a positive integer (256 or 1024), got {self.input_size!r}.")
         if self.recipe not in RECIPES:
             raise InputError(f"recipe must be one of {RECIPES}, got {self.recipe!r}.")
-        object.__setattr__(self, "original_hw", (h, w))
         object.__setattr__(self, "input_size", int(self.input_size))
 
     @property
+    def image_hw(self) -> tuple[int, int]:
+        """``(h, w)`` of the array the encoder is given: the stored slice, else the original."""
+        return self.stored_hw or self.original_hw
+
+    @property
     def resized_hw(self) -> tuple[int, int]:
-        """``(h, w)`` of the image content inside the model input (before padding)."""
-        h, w = self.original_hw
+        """``(h, w)`` of the image content inside the model input (before padding).
+
+        The published rule: the longest side becomes ``S``, the other ``int(side × S / longest + 0.5)``
+        (``"stretch"``: ``S×S``).
+        """
         if self.recipe == "stretch":
             return (self.input_size, self.input_size)
-        scale = self.input_size / max(h, w)
-        return (int(h * scale + 0.5), int(w * scale + 0.5))
+        return _longest_side(self.original_hw, self.input_size)
 
     @property
     def scale_xy(self) -> tuple[float, float]:
         """``(sx, sy)``: model pixels per original pixel along x and y."""
         h, w = self.original_hw
-        rh, rw = self.resized_hw
         if self.recipe == "stretch":
+            return (self.input_size / w, self.input_size / h)
+        if self.recipe == "sam":  # ResizeLongestSide scales each axis by its rounded new length
+            rh, rw = self.resized_hw
             return (rw / w, rh / h)
         s = self.input_size / max(h, w)
         return (s, s)
 
     def box_to_model(self, boxes: np.ndarray) -> np.ndarray:
-        """Map ``N×4`` XYXY boxes from original to model-input pixels (float32)."""
+        """Map ``N×4`` XYXY boxes from original to model-input pixels (float32, exact scaling)."""
         sx, sy = self.scale_xy
         return (np.asarray(boxes, dtype=np.float32) * np.array([sx, sy, sx, sy], np.float32)).astype(np.float32)
+
+    def box_prompt(self, boxes: np.ndarray) -> np.ndarray:
+        """``N×4`` XYXY original boxes → the model-pixel box prompt, as each published recipe makes it.
+
+        LiteMedSAM's published inference truncates each scaled coordinate (``int(coord × S / max(H, W))``);
+        MedSAM and SAM keep the exact float scaling (:meth:`box_to_model`).
+        """
+        out = self.box_to_model(boxes)
+        return np.floor(out).astype(np.float32) if self.recipe == "pad" else out
 
     def box_to_original(self, boxes: np.ndarray) -> np.ndarray:
         """Inverse of :meth:`box_to_model`: ``N×4`` XYXY model pixels to original pixels."""
         sx, sy = self.scale_xy
         return np.asarray(boxes, dtype=np.float32) / np.array([sx, sy, sx, sy], np.float32)
 
+    def box_to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """``N×4`` XYXY boxes from original to image (stored-slice) pixels, float32."""
+        (h, w), (ih, iw) = self.original_hw, self.image_hw
+        scale = np.array([iw / w, ih / h, iw / w, ih / h], np.float32)
+        return (np.asarray(boxes, dtype=np.float32) * scale).astype(np.float32)
+
     def image_to_model(self, image_rgb: np.ndarray) -> torch.Tensor:
-        """``H×W×3 uint8`` → ``1×3×S×S`` float32 tensor, the model's input."""
-        x = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1)[None].float()
+        """``h×w×3 uint8`` (image pixels) → ``1×3×S×S`` float32 tensor, the model's input.
+
+        Each recipe as published: ``"pad"`` ``cv2.resize(INTER_AREA)`` of the longest side, min-max
+        to [0, 1], zero padding bottom/right (LiteMedSAM); ``"stretch"``
+        ``skimage.transform.resize(order=3, anti_aliasing=True)`` to ``S×S``, to uint8, min-max
+        (MedSAM ViT-B; no ImageNet normalization); ``"sam"`` SAM's ``ResizeLongestSide``, ImageNet
+        mean/std, zero padding.
+        """
+        rgb = np.ascontiguousarray(image_rgb)
+        if tuple(rgb.shape[:2]) != self.image_hw:
+            raise InputError(f"image of shape {rgb.shape[:2]} does not match this geometry's image size "
+                             f"{self.image_hw}.")
         rh, rw = self.resized_hw
-        x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True)
-        if self.recipe == "sam":
-            mean = torch.from_numpy(_SAM_MEAN)[None, :, None, None]
-            std = torch.from_numpy(_SAM_STD)[None, :, None, None]
-            x = (x - mean) / std
-        else:
-            lo, hi = x.min(), x.max()
-            x = (x - lo) / torch.clamp(hi - lo, min=1e-8)
         s = self.input_size
-        return F.pad(x, (0, s - rw, 0, s - rh))
+        if self.recipe == "stretch":
+            from skimage.transform import resize
+
+            if rgb.shape[:2] != (s, s):
+                rgb = resize(rgb, (s, s), order=3, preserve_range=True, mode="constant",
+                             anti_aliasing=True).astype(np.uint8)
+            x = rgb.astype(np.float32)
+        else:
+            x = rgb if rgb.shape[:2] == (rh, rw) else _resize_rgb(rgb, (rh, rw), self.recipe, s)
+            x = x.astype(np.float32)
+        if self.recipe == "sam":
+            x = (x - _SAM_MEAN) / _SAM_STD
+        else:
+            x = (x - x.min()) / max(float(x.max() - x.min()), 1e-8)
+        out = torch.zeros(1, 3, s, s, dtype=torch.float32)
+        out[0, :, :rh, :rw] = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
+        return out
+
+    def logits_to(self, low_res_logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        """``N×1×s×s`` decoder logits → ``N×h×w`` logits at size ``hw`` (original or image pixels).
+
+        ``"pad"``/``"sam"``: upsample to ``S×S``, crop the padding, resize bilinearly to ``hw``;
+        ``"stretch"`` (MedSAM's published path): resize bilinearly straight to ``hw``.
+        """
+        x = low_res_logits.float()
+        if self.recipe != "stretch":
+            s = self.input_size
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False)
+            rh, rw = self.resized_hw
+            x = x[..., :rh, :rw]
+        return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)[:, 0]
 
     def logits_to_original(self, low_res_logits: torch.Tensor) -> torch.Tensor:
-        """``N×1×s×s`` decoder logits → ``N×H×W`` logits at the original size.
-
-        Upsamples to ``S×S``, crops the padding, then resizes bilinearly to ``(H, W)``.
-        """
-        s = self.input_size
-        x = F.interpolate(low_res_logits.float(), size=(s, s), mode="bilinear", align_corners=False)
-        rh, rw = self.resized_hw
-        x = x[..., :rh, :rw]
-        x = F.interpolate(x, size=self.original_hw, mode="bilinear", align_corners=False)
-        return x[:, 0]
+        """``N×1×s×s`` decoder logits → ``N×H×W`` logits in original pixels."""
+        return self.logits_to(low_res_logits, self.original_hw)
 
     def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
-        """``H×W`` boolean mask → ``S×S`` boolean mask in model pixels (nearest, zero padding)."""
+        """``h×w`` boolean mask (image pixels) → ``S×S`` boolean mask in model pixels (nearest, zero padding)."""
         m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))[None, None].float()
         rh, rw = self.resized_hw
         m = F.interpolate(m, size=(rh, rw), mode="nearest")
         s = self.input_size
         return F.pad(m, (0, s - rw, 0, s - rh))[0, 0].numpy() > 0.5
+
+
+def _check_hw(hw, name: str) -> tuple[int, int]:
+    try:
+        h, w = hw
+        ok = not isinstance(h, (bool, np.bool_)) and not isinstance(w, (bool, np.bool_)) \
+            and float(h) == int(h) and float(w) == int(w) and int(h) >= 1 and int(w) >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise InputError(f"{name} must be two positive integers (H, W), got {hw!r}.")
+    return int(h), int(w)
+
+
+def _longest_side(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """``(h, w)`` with the longest side resized to ``size``, as LiteMedSAM and SAM round it."""
+    h, w = hw
+    scale = size / max(h, w)
+    return (int(h * scale + 0.5), int(w * scale + 0.5))
+
+
+def resize_slice(image: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """``H×W`` (or ``H×W×C``) uint8 → ``h×w``: LiteMedSAM's published ``cv2.INTER_AREA`` resize
+    (what :func:`medsam_lite.preprocess` stores and ``"pad"`` feeds the encoder), or nearest for masks."""
+    import cv2
+
+    image = np.ascontiguousarray(image)
+    if image.shape[:2] == tuple(hw):
+        return image.copy()
+    return cv2.resize(image, (int(hw[1]), int(hw[0])), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+
+
+def _resize_rgb(rgb: np.ndarray, hw: tuple[int, int], recipe: str, size: int) -> np.ndarray:
+    if recipe == "sam":
+        from segment_anything.utils.transforms import ResizeLongestSide
+
+        out = ResizeLongestSide(size).apply_image(rgb)
+        return out if out.shape[:2] == tuple(hw) else resize_slice(out, hw)
+    return resize_slice(rgb, hw)
 
 
 def check_boxes(boxes, image_hw: tuple[int, int]) -> np.ndarray:

@@ -33,14 +33,15 @@ import os
 from collections.abc import Mapping
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
+from .checks import check_model
 from .errors import InputError
+from .inference import Embedding, EmbeddingCache, decode, encode
 from .io import Volume, read_volume
 from .models import SamModel
-from .predict import Predictor
-from .transforms import box_from_mask, check_boxes, normalize_intensity
+from .predict import resolve_preset
+from .transforms import box_from_mask, check_boxes
 
 #: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
 DEFAULTS = {"margin": 1.0, "margin_ratio": 0.05, "min_pixels": 10, "min_score": 0.0,
@@ -65,8 +66,8 @@ class VolumePredictor:
         axis: the array axis slices are taken across (default: the largest spacing's axis for a
             ``Volume``, ties and plain arrays → 0).
         modality: ``"CT"`` (HU window) or another modality (percentiles over the whole volume's
-            voxels > 0), as in :func:`~medsam_lite.transforms.normalize_intensity`. A ``uint8``
-            volume is taken as already normalized.
+            voxels > 0), as in :func:`~medsam_lite.normalize_intensity`. Default: the preset the
+            model was fine-tuned with, else ``"MR"``. A ``uint8`` volume is taken as already normalized.
         window: CT window name or ``(low, high)``, see ``normalize_intensity``.
 
     Attributes:
@@ -74,21 +75,23 @@ class VolumePredictor:
             ``io.write_volume(mask, path, like=vp.volume)``).
         axis: the out-of-plane array axis.
         image: the normalized ``uint8`` volume, same shape as the input array.
-        embeddings: slice index → ``1×256×64×64`` float32 embedding, filled on demand. They depend
+        preset: the :class:`~medsam_lite.intensity.IntensityPreset` applied to the volume.
+        embeddings: an :class:`~medsam_lite.inference.EmbeddingCache`, slice index →
+            :class:`~medsam_lite.inference.Embedding`, filled on demand. They depend
             only on the image, the axis and the image encoder: a predictor of the same volume with a
             fine-tuned decoder can take them over (``other.embeddings.update(vp.embeddings)``).
         encoder_calls: how many slices were encoded (each at most once).
     """
 
     def __init__(self, volume, model: SamModel | None = None, axis: int | None = None,
-                 modality: str = "MR", window=None):
+                 modality: str | None = None, window=None):
         self.volume = _as_volume(volume)
         array = self.volume.array
         self.axis = _pick_axis(self.volume, axis)
-        self.image = array if array.dtype == np.uint8 else normalize_intensity(array, modality, window)
-        self._predictor = Predictor(model)
-        self.model = self._predictor.model
-        self.embeddings: dict[int, torch.Tensor] = {}
+        self.model = check_model(model)
+        self.preset = resolve_preset(self.model, modality, window)
+        self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
+        self.embeddings = EmbeddingCache()
         self.encoder_calls = 0
 
     @property
@@ -115,18 +118,18 @@ class VolumePredictor:
         image = self.slice_image(index)
         return bool(image.min() == image.max())
 
-    def embed(self, index: int) -> torch.Tensor:
-        """The embedding of slice ``index``; runs the image encoder only the first time.
+    def embed(self, index: int) -> Embedding:
+        """The :class:`~medsam_lite.inference.Embedding` of slice ``index``; encodes only the first time.
 
         Raises:
             InputError: the slice is blank (see :meth:`is_blank`).
         """
         index = self._check_index(index)
-        if index not in self.embeddings:
-            self._predictor.set_image(self.slice_image(index))
-            self.embeddings[index] = self._predictor.embedding
+        found = self.embeddings.get(index)
+        if found is None:
+            found = self.embeddings.put(index, encode(self.model, self.slice_image(index)))
             self.encoder_calls += 1
-        return self.embeddings[index]
+        return found
 
     def predict_slice(self, index: int, boxes) -> tuple[np.ndarray, np.ndarray]:
         """Segment one or ``N`` XYXY boxes on slice ``index`` (encodes it if needed).
@@ -137,11 +140,10 @@ class VolumePredictor:
         Returns:
             ``(masks N×H×W bool, scores N float32)``, as :meth:`Predictor.predict`.
         """
+        boxes = check_boxes(boxes, self.slice_hw)
         if self.is_blank(index):
-            n = len(check_boxes(boxes, self.slice_hw))
-            return np.zeros((n, *self.slice_hw), bool), np.zeros(n, np.float32)
-        self._predictor.set_embedding(self.embed(index), self.slice_hw)
-        return self._predictor.predict(boxes)
+            return np.zeros((len(boxes), *self.slice_hw), bool), np.zeros(len(boxes), np.float32)
+        return decode(self.model, self.embed(index), boxes, checked=True)[:2]
 
     def predict(self, box, slice_index=None, *, margin: float = DEFAULTS["margin"],
                 margin_ratio: float = DEFAULTS["margin_ratio"], min_pixels: int = DEFAULTS["min_pixels"],
@@ -360,7 +362,7 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
                              "leave them unset or build a new VolumePredictor.")
         predictor = volume
     else:
-        predictor = VolumePredictor(volume, model=model, axis=axis, modality=modality or "MR", window=window)
+        predictor = VolumePredictor(volume, model=model, axis=axis, modality=modality, window=window)
     return predictor.predict(box, slice_index, **options)
 
 

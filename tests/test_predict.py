@@ -86,13 +86,13 @@ def test_second_box_reuses_the_embedding(model, brain_slice):
     image, label = brain_slice
     predictor = ml.Predictor(model)
     predictor.set_image(image)
-    emb = predictor.embedding.clone()
+    emb = predictor.embedding.tensor.clone()
     boxes = np.stack([ml.box_from_mask(label == 3), ml.box_from_mask(label > 0)])
     masks, scores = predictor.predict(boxes)
     assert masks.shape == (2,) + image.shape and masks.dtype == bool
     assert scores.shape == (2,)
     predictor.predict(boxes[:1])
-    assert predictor.encoder_calls == 1 and torch.equal(emb, predictor.embedding)
+    assert predictor.encoder_calls == 1 and torch.equal(emb, predictor.embedding.tensor)
     # one-box and batched predictions agree
     np.testing.assert_array_equal(predictor.predict(boxes[1])[0][0], masks[1])
 

@@ -1,0 +1,237 @@
+"""The one seam for every model call: an :class:`Embedding` value and two stateless functions.
+
+::
+
+    image (any dtype) ──preset.apply──▶ uint8 ──recipe (published resize)──▶ model input
+                                                │ encode(model, image, preset)
+                                                ▼
+                        Embedding(tensor, geometry: original ↔ image ↔ model)
+                                                │ decode(model, embedding, boxes_xyxy_original)
+                                                ▼
+                                masks (original pixels), scores
+
+:class:`~medsam_lite.Predictor`, :class:`~medsam_lite.VolumePredictor`, the widget,
+:func:`~medsam_lite.evaluate` and :func:`~medsam_lite.embed` call :func:`encode` /
+:func:`encode_images` / :func:`decode`; :func:`~medsam_lite.finetune` calls :func:`decode_logits`.
+Nothing else touches the image encoder or the mask decoder (they run inside
+:meth:`SamModel.encode` / :meth:`SamModel.decode`, through a compiled CPU runtime when one was
+chosen by :func:`~medsam_lite.load_model`). Validation happens here, once, at the public edge.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .intensity import IntensityPreset, to_rgb_uint8
+from .models import SamModel
+from .transforms import Geometry, check_boxes
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """One image's embedding and the geometry of its pixel spaces.
+
+    Attributes:
+        tensor: ``1×C×h×w`` float32 (``1×256×64×64``), on the model's device.
+        geometry: maps **original** pixels (boxes, masks) ↔ **image** pixels (what was encoded: the
+            original or a stored slice) ↔ **model** pixels.
+        preset: the intensity preset the image was normalized with (``None`` when it came as uint8).
+    """
+
+    tensor: torch.Tensor
+    geometry: Geometry
+    preset: IntensityPreset | None = None
+
+    @property
+    def original_hw(self) -> tuple[int, int]:
+        """``(H, W)`` of the original slice: the size of every mask :func:`decode` returns."""
+        return self.geometry.original_hw
+
+
+def prepare_image(image, preset: IntensityPreset | None = None, modality: str = "MR", window=None) -> np.ndarray:
+    """Validate a 2D image and normalize it to the ``H×W×3`` uint8 the models see (image pixels).
+
+    Args:
+        image: ``H×W`` of any real dtype (normalized with ``preset``, or with the preset ``modality``
+            and ``window`` resolve to) or ``H×W×3`` uint8 (used as is).
+
+    Raises:
+        InputError: not a 2D image of real numbers; NaN/Inf; empty; constant once normalized (a blank
+            image has nothing to segment, yet the model would still return a mask for a box).
+    """
+    if torch.is_tensor(image):
+        image = image.detach().cpu().numpy()
+    rgb = to_rgb_uint8(image, modality=modality, window=window, preset=preset)
+    if rgb.min() == rgb.max():
+        raise InputError(
+            f"the image is constant (every pixel is {int(rgb.flat[0])} once normalized to uint8): there is "
+            "nothing to segment, and the model would still return a mask for any box. Pass the scan itself "
+            "(not a mask or an empty slice); for CT check that window= covers its HU range.")
+    return rgb
+
+
+def encode_images(model: SamModel, images, original_hws=None, preset: IntensityPreset | None = None) -> list[Embedding]:
+    """Encode prepared images in one encoder call (the only one in the package).
+
+    Args:
+        model: the :class:`SamModel`.
+        images: ``h×w×3`` uint8 arrays (image pixels, from :func:`prepare_image` or a dataset's stored slices).
+        original_hws: the ``(H, W)`` original slice of each image when it is a resized stored slice
+            (default: each image is its own original).
+        preset: recorded in each :class:`Embedding` (how the images were normalized).
+
+    Returns:
+        One :class:`Embedding` per image.
+    """
+    geometries = [model.geometry(hw, rgb.shape[:2]) if hw is not None and tuple(hw) != rgb.shape[:2]
+                  else model.geometry(rgb.shape[:2])
+                  for rgb, hw in zip(images, original_hws or [None] * len(images))]
+    inputs = torch.cat([g.image_to_model(rgb) for g, rgb in zip(geometries, images)])
+    out = model.encode(inputs)
+    return [Embedding(out[i:i + 1], g, preset) for i, g in enumerate(geometries)]
+
+
+def encode(model: SamModel, image, preset: IntensityPreset | None = None, original_hw=None) -> Embedding:
+    """Encode one 2D image: normalize with ``preset``, map with the model's published recipe, run the encoder.
+
+    Args:
+        model: a :class:`SamModel` from :func:`~medsam_lite.load_model`.
+        image: ``H×W`` any real dtype or ``H×W×3`` uint8 (image pixels).
+        preset: how to normalize a non-uint8 image (default: the model's own preset, from a
+            fine-tuned checkpoint, else MR percentiles).
+        original_hw: ``(H, W)`` of the original slice when ``image`` is a resized stored slice.
+
+    Returns:
+        The :class:`Embedding` (``1×256×64×64`` plus its geometry).
+    """
+    preset = preset or model.preset or IntensityPreset.resolve("MR")
+    rgb = prepare_image(image, preset)
+    return encode_images(model, [rgb], [original_hw], preset if np.asarray(image).dtype != np.uint8 else None)[0]
+
+
+def as_embedding(model: SamModel, tensor, original_hw, stored_hw=None) -> Embedding:
+    """Wrap a stored embedding (``C×h×w`` or ``1×C×h×w``) of an ``(H, W)`` original slice.
+
+    Raises:
+        InputError: an embedding of another shape than this model's (e.g. another model's), with
+            NaN/Inf, or ``original_hw`` that is not two positive integers.
+    """
+    try:
+        emb = tensor if torch.is_tensor(tensor) else torch.as_tensor(np.asarray(tensor))
+        emb = emb.detach().float()
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"embedding must be a numeric array or tensor, got {type(tensor).__name__}.") from None
+    if emb.ndim == 3:
+        emb = emb[None]
+    expected = model.embedding_shape
+    if emb.ndim != 4 or emb.shape[0] != 1 or tuple(emb.shape[1:]) != expected:
+        shape = "×".join(map(str, expected))
+        raise InputError(f"embedding must be {shape} or 1×{shape} for {model.name}, got shape "
+                         f"{tuple(emb.shape)}; was it computed by another model?")
+    if not torch.isfinite(emb).all():
+        raise InputError("embedding holds NaN or Inf; recompute it (embed(..., recompute=True)).")
+    try:
+        geometry = model.geometry(original_hw, stored_hw)
+    except InputError:
+        raise InputError(f"original_hw must be the (H, W) of the image the embedding was made from, two "
+                         f"positive integers; got {original_hw!r}.") from None
+    h, w = geometry.original_hw
+    if h * w > MAX_PIXELS:
+        raise InputError(f"original_hw {original_hw!r} is {h * w / 1e6:.0f} megapixels; masks that large do not fit "
+                         f"in memory. Pass the (H, W) of the image the embedding was made from.")
+    return Embedding(emb.to(model.device), geometry)
+
+
+#: The largest original slice (pixels) a mask is made for: 25,000² — beyond any scanner's slice.
+MAX_PIXELS = 25_000 * 25_000
+
+
+def decode_logits(model: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution logits for boxes in **model** pixels (the one path to the decoder; training uses it).
+
+    Args:
+        embeddings: ``1×C×h×w`` (shared by every box) or ``N×C×h×w`` (one per box).
+        boxes: ``N×4`` float32 XYXY model-input pixels.
+
+    Returns:
+        ``(low_res_logits N×1×256×256, iou N×1)``.
+    """
+    return model.decode(embeddings, boxes)
+
+
+@torch.no_grad()
+def decode(model: SamModel, embedding: Embedding, boxes, checked: bool = False, space: str = "original"):
+    """Segment one mask per box on an encoded image.
+
+    Args:
+        model: the :class:`SamModel` (its decoder may differ from the one that encoded: a fine-tuned
+            decoder shares the pretrained encoder).
+        embedding: an :class:`Embedding`.
+        boxes: one XYXY box or ``N×4``, **original** pixels; clipped to the image.
+        checked: the boxes already went through :func:`~medsam_lite.transforms.check_boxes`.
+        space: ``"original"`` (default) returns masks at the original ``H×W``; ``"image"`` at the
+            encoded image's ``h×w`` (a dataset's stored slice).
+
+    Returns:
+        ``(masks, scores, logits)``: ``N×H×W`` bool masks and ``N×H×W`` float32 logits (in ``space``),
+        and ``N`` float32 predicted IoU scores.
+    """
+    geometry = embedding.geometry
+    boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
+    prompts = torch.from_numpy(geometry.box_prompt(boxes))
+    low_res, iou = decode_logits(model, embedding.tensor, prompts)
+    logits = geometry.logits_to(low_res, geometry.image_hw if space == "image" else geometry.original_hw).cpu()
+    return (logits > 0).numpy(), iou[:, 0].float().cpu().numpy(), logits.numpy()
+
+
+class EmbeddingCache:
+    """Embeddings kept in memory by key (a slice index …), least recently used dropped first.
+
+    The in-memory counterpart of the on-disk store (:class:`~medsam_lite.store.EmbeddingStore`):
+    both answer ``get(key) -> Embedding | None``.
+
+    Args:
+        max_items: how many embeddings to keep (each 4 MiB in float32); ``None`` keeps all.
+    """
+
+    def __init__(self, max_items: int | None = None):
+        self.max_items = max_items
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key) -> Embedding | None:
+        """The embedding stored under ``key`` (now the most recently used), or ``None``."""
+        if key not in self._items:
+            return None
+        self._items.move_to_end(key)
+        return self._items[key]
+
+    def put(self, key, embedding: Embedding) -> Embedding:
+        """Keep ``embedding`` under ``key``; returns it."""
+        self._items[key] = embedding
+        self._items.move_to_end(key)
+        while self.max_items is not None and len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+        return embedding
+
+    def __contains__(self, key) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self):
+        return iter(list(self._items))
+
+    def keys(self):
+        """The keys held, as a set-like view."""
+        return self._items.keys()
+
+    def update(self, other: "EmbeddingCache") -> None:
+        """Take over every embedding of ``other`` (e.g. the same volume with a fine-tuned decoder)."""
+        for key in list(other.keys()):
+            self.put(key, other._items[key])

@@ -1,0 +1,451 @@
+"""The embedding store: stored image embeddings of a dataset, their signature, lock and writers.
+
+Layout (format ``medsam_lite.embeddings/1``), by default ``<dataset>/embeddings/<model>/``::
+
+    embeddings.npy   N×C×h×w memory-mapped array (float16 by default; C×h×w = 256×64×64)
+    done.npy         N uint8 flags: 1 once entry i is completely written (set after its data)
+    rows.csv         the store's index: case, slice, image, sha256 of the image file
+    signature.json   what the embeddings depend on; written last when the store is created
+    .lock            lets one process at a time check or create the store (shards, torchrun ranks)
+
+Row ``i`` is row ``i`` of :attr:`medsam_lite.dataset.Dataset.slices` (sorted by case, then slice).
+The signature holds the model name, the SHA-256 of the image encoder's weights, the input size
+and preprocessing recipe, the storage dtype and a hash of the dataset's slice images; the package
+version and the inference backend are recorded for information only (a new release keeps users'
+stores). It is checked on every reuse: a mismatch raises :class:`StoreMismatchError` (or, with
+``recompute=True``, the store is discarded and computed again) — stored embeddings are never mixed
+with another model's or another dataset's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import warnings
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .checks import check_dataset, check_model
+from .dataset import Dataset
+from .errors import InputError, StoreMismatchError
+from .fileutil import atomic_write_text
+from .inference import Embedding, as_embedding
+from .models import SamModel
+
+STORE_FORMAT = "medsam_lite.embeddings/1"
+DTYPES = ("float16", "float32")
+#: Signature keys that must match for a store to be reused (the others are informational).
+CHECKED_KEYS = ("format", "model_name", "encoder_sha256", "input_size", "recipe", "dtype",
+                "embedding_shape", "dataset_sha256", "rows", "precision")
+
+
+def encoder_sha256(model: SamModel) -> str:
+    """SHA-256 over the image encoder's tensors (names, dtypes, shapes, values).
+
+    The stored embeddings depend on the image encoder only, so a model whose decoder was
+    fine-tuned (same encoder) reuses them, and any other encoder is refused.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.image_encoder.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _rows_with_hashes(dataset: Dataset) -> pd.DataFrame:
+    rows = dataset.slices[["case", "slice", "image"]].copy()
+    rows["sha256"] = [hashlib.sha256(dataset.path(p).read_bytes()).hexdigest() for p in rows["image"]]
+    return rows
+
+
+def _dataset_digest(rows: pd.DataFrame) -> str:
+    content = "\n".join(f"{c},{s},{i},{h}" for c, s, i, h in rows[["case", "slice", "image", "sha256"]]
+                        .itertuples(index=False))
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def _signature(model: SamModel, rows: pd.DataFrame, dtype: str) -> dict:
+    from . import __version__
+
+    runtime = model.runtime
+    emb_hw = tuple(int(v) for v in model.prompt_encoder.image_embedding_size)
+    return {
+        "format": STORE_FORMAT,
+        "model_name": model.name,
+        "encoder_sha256": encoder_sha256(model),
+        "input_size": model.input_size,
+        "recipe": model.spec.recipe,
+        "dtype": dtype,
+        "embedding_shape": [int(model.prompt_encoder.embed_dim), *emb_hw],
+        "dataset_sha256": _dataset_digest(rows),
+        "rows": len(rows),
+        # informational only:
+        "medsam_lite_version": __version__,
+        "backend": runtime.name if runtime is not None else "torch",
+        # checked only when not the default fp32 (bf16 embeddings differ by a few percent):
+        **({"precision": runtime.precision} if runtime is not None and runtime.precision != "fp32" else {}),
+        "weights_sha256": model.weights_sha256,
+        "checkpoint": str(model.checkpoint),
+    }
+
+
+@dataclass
+class EmbeddingStore:
+    """Stored image embeddings of a dataset (read them with :meth:`get`).
+
+    Attributes:
+        path: the store folder.
+        signature: the content of ``signature.json``.
+        rows: ``case``, ``slice``, ``image``, ``sha256`` per entry, in store order.
+        embeddings: ``N×C×h×w`` memory-mapped array (float16 or float32), opened read-only.
+        done: ``N`` bool, True where the entry is complete.
+    """
+
+    path: Path
+    signature: dict
+    rows: pd.DataFrame
+    embeddings: np.ndarray = field(repr=False)
+    done: np.ndarray = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def index(self, case: str, slice_index: int) -> int:
+        """Row number of ``(case, slice)`` in the store."""
+        hit = np.flatnonzero((self.rows["case"].to_numpy() == str(case))
+                             & (self.rows["slice"].to_numpy() == int(slice_index)))
+        if hit.size == 0:
+            raise InputError(f"slice {slice_index} of case {case!r} is not in this dataset's store.")
+        return int(hit[0])
+
+    def get(self, row: int) -> torch.Tensor:
+        """Embedding of store row ``row`` as a ``C×h×w`` float32 tensor."""
+        if not self.done[row]:
+            raise InputError(f"store row {row} ({self.rows.iloc[row]['case']}, slice "
+                             f"{self.rows.iloc[row]['slice']}) is not computed yet; run embed() for it.")
+        return torch.from_numpy(self._read(int(row)).astype(np.float32))
+
+    def embedding(self, model: SamModel, case: str, slice_index: int, original_hw, stored_hw) -> Embedding:
+        """The stored :class:`~medsam_lite.inference.Embedding` of ``(case, slice)``, with its geometry:
+        ``original_hw`` is the original slice's ``(H, W)``, ``stored_hw`` the stored slice's ``(h, w)``."""
+        return Embedding(self.get(self.index(case, slice_index))[None].to(model.device),
+                         model.geometry(original_hw, stored_hw))
+
+    def check_serves(self, dataset: Dataset) -> None:
+        """Refuse a store made for another dataset (or whose dataset's slices changed since).
+
+        Raises:
+            StoreMismatchError: the store's signature names other slice images than ``dataset`` has.
+        """
+        digest = _dataset_digest(_rows_with_hashes(dataset))
+        if self.signature.get("dataset_sha256") != digest or self.signature.get("rows") != len(dataset.slices):
+            raise StoreMismatchError(
+                f"the embedding store {self.path} was computed for other slice images than those of "
+                f"{dataset.root} (another dataset, or its slices changed since); pass this dataset's own "
+                "store (embed(dataset, model)) or recompute it with embed(..., recompute=True).")
+
+    def get_batch(self, rows) -> torch.Tensor:
+        """Embeddings of several rows, ``B×C×h×w`` float32."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.done[rows].all():
+            raise InputError("some requested store rows are not computed yet; run embed() for them.")
+        return torch.from_numpy(np.stack([self._read(int(r)).astype(np.float32) for r in rows]))
+
+    def _read(self, row: int) -> np.ndarray:
+        """One entry read from the file (not through the memory map, so the rows a long training
+        run reads do not pile up in this process's resident memory; the OS page cache keeps them)."""
+        shape, dtype = self.embeddings.shape[1:], self.embeddings.dtype
+        size = int(np.prod(shape)) * dtype.itemsize
+        with open(self.path / "embeddings.npy", "rb") as handle:
+            data = os.pread(handle.fileno(), size, int(self.embeddings.offset) + row * size)
+        if len(data) != size:
+            raise InputError(f"{self.path / 'embeddings.npy'} is cut short at row {row}; pass recompute=True "
+                             "to embed() to rebuild the store.")
+        return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the embeddings file's data in bytes."""
+        return int(self.embeddings.nbytes)
+
+
+def store_dir(dataset: Dataset, model: SamModel) -> Path:
+    """Default store folder: ``<dataset>/embeddings/<model name>``."""
+    return Path(dataset.root) / "embeddings" / model.name
+
+
+def _create(path: Path, signature: dict, rows: pd.DataFrame, dtype: str) -> None:
+    """Create an empty store: data files under temporary names, renamed, signature last."""
+    path.mkdir(parents=True, exist_ok=True)
+    shape = (len(rows), *signature["embedding_shape"])
+    tmp_emb, tmp_done = path / ".tmp-embeddings.npy", path / ".tmp-done.npy"
+    arr = np.lib.format.open_memmap(tmp_emb, mode="w+", dtype=dtype, shape=shape)
+    del arr
+    done = np.lib.format.open_memmap(tmp_done, mode="w+", dtype=np.uint8, shape=(len(rows),))
+    done[:] = 0
+    done.flush()
+    del done
+    rows.to_csv(path / ".tmp-rows.csv", index=False)
+    os.replace(tmp_emb, path / "embeddings.npy")
+    os.replace(tmp_done, path / "done.npy")
+    os.replace(path / ".tmp-rows.csv", path / "rows.csv")
+    atomic_write_text(path / "signature.json", json.dumps(signature, indent=1))
+
+
+def _damage(path: Path, signature: dict) -> list[str]:
+    """What is wrong with a store's files (cut, missing, wrong shape), or ``[]``."""
+    shape = (signature["rows"], *signature["embedding_shape"])
+    try:
+        emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+        done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
+        rows = pd.read_csv(path / "rows.csv", dtype={"case": str})
+    except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
+        return [f"store files unreadable: {str(exc)[:120]}"]
+    problems = []
+    if emb.shape != shape or emb.dtype != np.dtype(signature["dtype"]):
+        problems.append(f"embeddings.npy holds {emb.shape} {emb.dtype}, expected {shape} {signature['dtype']}")
+    if done.shape != (shape[0],):
+        problems.append(f"done.npy holds {done.shape} flags for {shape[0]} rows")
+    if len(rows) != shape[0] or list(rows.columns) != ["case", "slice", "image", "sha256"]:
+        problems.append("rows.csv does not list the store's rows")
+    return problems
+
+
+def _mismatch(old: dict, new: dict) -> list[str]:
+    return [f"{k}: stored {old.get(k)!r} ≠ now {new.get(k)!r}" for k in CHECKED_KEYS if old.get(k) != new.get(k)]
+
+
+def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", path=None,
+               recompute: bool = False, create: bool = True, verbose: bool = False) -> EmbeddingStore:
+    """Open (or create) the embedding store of ``dataset`` for ``model``, checking its signature.
+
+    Args:
+        dataset: a prepared dataset folder or :class:`~medsam_lite.dataset.Dataset`.
+        model: the model whose image encoder the embeddings come from (default ``load_model()``).
+        dtype: ``"float16"`` (default, 2 MiB per 256×64×64 embedding) or ``"float32"``.
+        path: the store folder (default ``<dataset>/embeddings/<model name>``).
+        recompute: on a signature mismatch, delete the stored embeddings and start again instead of
+            raising.
+        create: create an empty store if there is none (else raise).
+        verbose: print what happens.
+
+    Raises:
+        StoreMismatchError: the stored embeddings were made with another encoder, preprocessing,
+            dtype, package version or dataset content (and ``recompute`` is False).
+    """
+    dataset = check_dataset(dataset)
+    model = check_model(model)
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}.")
+    if dataset.image_size != model.input_size:
+        warnings.warn(f"the dataset's images have longest side {dataset.image_size} but {model.name} "
+                      f"takes {model.input_size}×{model.input_size}: they will be resized on the fly. "
+                      f"Prepare the dataset with image_size={model.input_size} for the best quality.")
+    path = Path(path) if path is not None else store_dir(dataset, model)
+    rows = _rows_with_hashes(dataset)
+    signature = _signature(model, rows, dtype)
+    sig_path = path / "signature.json"
+    # one process at a time checks, discards or creates the store's files: a second creator
+    # (another shard, another rank) finds the store made and never replaces files being written
+    with store_lock(path) if create or path.is_dir() else nullcontext():
+        if sig_path.is_file():
+            try:
+                old = json.loads(sig_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                old = None
+            if not isinstance(old, dict):
+                old = {"format": "unreadable signature.json (damaged)"}
+            problems = _mismatch(old, signature) or _damage(path, signature)
+            if problems and not recompute:
+                raise StoreMismatchError(
+                    f"the embeddings stored in {path} do not match this model and dataset, or are damaged ("
+                    + "; ".join(p[:160] for p in problems)
+                    + "). They are never mixed: pass recompute=True to embed() to discard and recompute "
+                    "them, or path= to keep several stores side by side."
+                )
+            if problems:
+                if verbose:
+                    print(f"signature mismatch ({'; '.join(p[:80] for p in problems)}): recomputing {path}")
+                for name in ("signature.json", "embeddings.npy", "done.npy", "rows.csv"):
+                    (path / name).unlink(missing_ok=True)
+        if not sig_path.is_file():
+            if not create:
+                raise InputError(f"there are no stored embeddings in {path}; run medsam_lite.embed(dataset, model) "
+                                 "first.")
+            need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
+            path.mkdir(parents=True, exist_ok=True)
+            for stale in path.glob(".tmp-*"):  # left by a creation that was killed (we hold the lock)
+                stale.unlink(missing_ok=True)
+            free = shutil.disk_usage(path).free
+            if need > free:
+                raise InputError(f"the embedding store needs {need / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
+                                 f"are free at {path}; free some space or pass path= on another disk.")
+            _create(path, signature, rows, dtype)
+    emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
+    return EmbeddingStore(path, json.loads(sig_path.read_text()), pd.read_csv(path / "rows.csv", dtype={"case": str}),
+                          emb, np.asarray(done, dtype=bool))
+
+
+@contextmanager
+def store_lock(folder: Path, poll_seconds: float = 0.2, stale_seconds: float = 600.0):
+    """Hold an exclusive lock on an embedding store folder (created if missing).
+
+    Uses ``flock`` on ``<folder>/.lock`` (released by the kernel if the holder dies, and shared
+    across machines on NFS v4). Where the filesystem refuses ``flock`` (e.g. Lustre without the
+    ``flock`` mount option) it falls back to creating ``<folder>/.lock.owner`` with ``O_EXCL``,
+    naming host and process; a leftover of a dead process on this host, or one older than
+    ``stale_seconds``, is removed.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+            else:
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+        with _exclusive_file(folder / ".lock.owner", poll_seconds, stale_seconds):
+            yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _exclusive_file(path: Path, poll_seconds: float, stale_seconds: float):
+    me = f"{socket.gethostname()} {os.getpid()}"
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if _stale(path, stale_seconds):
+                path.unlink(missing_ok=True)
+            else:
+                time.sleep(poll_seconds)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(me)
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _stale(path: Path, stale_seconds: float) -> bool:
+    try:
+        host, pid = path.read_text().split()
+        age = time.time() - path.stat().st_mtime
+    except (OSError, ValueError):
+        return False  # being written or just removed: look again
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, ValueError):
+            pass
+    return age > stale_seconds
+
+
+def reload_store(store):
+    """``store`` with its files opened again (sees entries other processes wrote meanwhile)."""
+    path = Path(store.path)
+    emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
+    return dataclasses.replace(store, embeddings=emb, done=np.asarray(done, dtype=bool))
+
+
+class _NpyRows:
+    """Positioned writes of whole rows into an existing ``.npy`` file (no memory map)."""
+
+    def __init__(self, path: Path):
+        view = np.load(path, mmap_mode="r", allow_pickle=False)
+        self.path, self.dtype, self.shape, self.offset = path, view.dtype, view.shape, int(view.offset)
+        self.row_bytes = int(np.prod(view.shape[1:], dtype=np.int64)) * view.dtype.itemsize
+        del view
+        self.fd = os.open(path, os.O_RDWR)
+
+    def write(self, row: int, value) -> None:
+        if not 0 <= row < self.shape[0]:
+            raise IndexError(f"row {row} outside {self.path} ({self.shape[0]} rows)")
+        data = memoryview(np.ascontiguousarray(value, dtype=self.dtype).tobytes())
+        if len(data) != self.row_bytes:
+            raise ValueError(f"a row of {self.path} has {self.row_bytes} bytes, got {len(data)}")
+        pos = self.offset + row * self.row_bytes
+        while data:
+            if hasattr(os, "pwrite"):
+                n = os.pwrite(self.fd, data, pos)
+            else:  # Windows: this process's own descriptor, so seek + write is safe
+                os.lseek(self.fd, pos, os.SEEK_SET)
+                n = os.write(self.fd, data)
+            data, pos = data[n:], pos + n
+
+    def sync(self) -> None:
+        (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class EntryWriter:
+    """Writes finished entries into a store: their embeddings, synced, then their ``done`` flags.
+
+    Each entry is written with ``pwrite`` at its own byte range, never through a shared memory
+    map: on a network filesystem a mapped page holding the end of one entry and the start of the
+    next (written by another machine) would be written back whole, undoing the neighbour's bytes.
+
+    Attributes:
+        rows_written: the store rows this writer completed, in order.
+        inode: the inode of the ``embeddings.npy`` written into (for tests: one file per store).
+    """
+
+    def __init__(self, store_path):
+        path = Path(store_path)
+        self._emb, self._done = _NpyRows(path / "embeddings.npy"), _NpyRows(path / "done.npy")
+        self.inode = os.fstat(self._emb.fd).st_ino
+        self.rows_written: list[int] = []
+
+    def write(self, rows, values) -> None:
+        """Store ``values[j]`` as the entry of row ``rows[j]`` and mark those rows done."""
+        for row, value in zip(rows, values):
+            self._emb.write(int(row), value)
+        self._emb.sync()  # data first ...
+        for row in rows:
+            self._done.write(int(row), 1)
+        self._done.sync()  # ... then the flag: a half-written entry is never counted as done
+        self.rows_written.extend(int(r) for r in rows)
+
+    def close(self) -> None:
+        self._emb.close()
+        self._done.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
