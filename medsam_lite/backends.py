@@ -322,7 +322,7 @@ class CompiledRuntime:
         self.encoder_path, self.decoder_path = encoder_path, None
         self._encoder, self._decoder = encoder, None
         if name != "torch":
-            if self._encoder is None:
+            if self._encoder is None and modules[0] is not None:
                 self.encoder_path = self._export("encoder")
                 self._encoder = _Session(name, self.encoder_path, precision, threads)
             self.decoder_path = self._export("decoder")
@@ -341,8 +341,11 @@ class CompiledRuntime:
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``B×3×S×S`` float32 model input(s) → ``B×256×64×64`` float32 embeddings on the CPU."""
+        enc = self._modules[0]
+        if enc is None:
+            raise InputError("this runtime was built without an image encoder (image_encoder=None); "
+                             "pass the model's image_encoder to build_runtime to encode images.")
         if self._encoder is None:
-            enc = self._modules[0]
             return enc(x.to(next(enc.parameters()).device, torch.float32)).float().cpu()
         arr = _as_array(x, "x (B×3×S×S model input)", 4)
         return torch.from_numpy(np.concatenate([self._encoder.run(arr[i:i + 1])[0] for i in range(len(arr))]))
@@ -391,6 +394,7 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
     Args:
         image_encoder, prompt_encoder, mask_decoder: the torch modules (their weights are hashed;
             they are copied to the CPU in float32 for the export and never modified).
+            ``image_encoder=None`` builds a decoder-only runtime (``encode`` then refuses).
         backend: ``"auto"`` or one of :data:`BACKENDS` (see :func:`resolve_backend`; ``"auto"``
             assumes the CPU). ``"torch"`` returns an eager runtime with the same interface.
         precision: ``"fp32"`` (default; embeddings within 1e-4 relative of torch eager) or
