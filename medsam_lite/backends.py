@@ -186,18 +186,15 @@ def _export(part: str, module: torch.nn.Module, path: Path, input_size: int) -> 
                           dynamic_axes=dynamic, opset_version=_OPSET, dynamo=False)
 
 
-class _ExportModule:
-    """The CPU float32 copy of a part that gets exported (the user's modules are not touched)."""
+def _export_module(part: str, image_encoder, prompt_encoder, mask_decoder) -> torch.nn.Module:
+    """A CPU float32 eval copy of what gets exported (the caller's modules are never touched)."""
+    import copy
 
-    @staticmethod
-    def make(part: str, image_encoder, prompt_encoder, mask_decoder) -> torch.nn.Module:
-        import copy
-
-        if part == "encoder":
-            module = copy.deepcopy(image_encoder)
-        else:
-            module = _DecoderGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder))
-        return module.cpu().float().eval()
+    if part == "encoder":
+        module = copy.deepcopy(image_encoder)
+    else:
+        module = _DecoderGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder))
+    return module.cpu().float().eval()
 
 
 def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Path, input_size: int,
@@ -331,7 +328,7 @@ class CompiledRuntime:
     def _export(self, part: str, force: bool = False) -> Path:
         enc, pe, md = self._modules
         key = state_hash(enc) if part == "encoder" else state_hash(pe, md)
-        return _export_cached(part, lambda: _ExportModule.make(part, enc, pe, md), key, self.name,
+        return _export_cached(part, lambda: _export_module(part, enc, pe, md), key, self.name,
                               self._settings["cache_dir"], self._settings["input_size"],
                               self._settings["progress"], force=force)
 
