@@ -37,6 +37,15 @@ MANIFEST_COLUMNS = [
 
 
 _INTEGER_COLUMNS = ["slice", "label", "component", "pixels", "height", "width"]
+#: Text columns: read as strings, never as missing values (a case named "NA", "nan" or "null").
+TEXT_COLUMNS = ["case", "label_name", "split", "image", "mask"]
+
+
+def read_manifest_csv(path) -> pd.DataFrame:
+    """Read a manifest-style CSV with the text columns as strings: only an empty cell is missing,
+    so case ids such as ``NA``, ``nan``, ``null`` or ``007`` come back as they were written.
+    (Use the same for any CSV keyed by case, e.g. an embedding store's ``rows.csv``.)"""
+    return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -139,7 +148,7 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InputError(f"{meta_path} has no valid image_size ({meta.get('image_size')!r}); re-run preprocess().")
     try:
-        manifest = pd.read_csv(manifest_path, dtype={"case": str, "image": str, "mask": str})
+        manifest = read_manifest_csv(manifest_path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{manifest_path} is not a readable CSV ({str(exc)[:160]}); re-run preprocess().") from None
     missing = set(MANIFEST_COLUMNS) - set(manifest.columns)
