@@ -47,6 +47,7 @@ from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
 from .errors import InputError
 from .fileutil import NAME_MAX, TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
 from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, read_volume
+from .prepcheck import check_slices, minimum_text, modality_notes, per_label, report
 from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity
 
 __all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
@@ -324,54 +325,12 @@ def _check_normalizable(arr: np.ndarray, spacing, case: Case, settings: dict) ->
             "percentile normalization is undefined; for CT pass modality='CT', else window=(low, high).")
 
 
-#: A CT window that leaves more than this share of voxels above its top is likely applied to values
-#: that are not HU (in HU only bone, contrast and metal lie above 1000).
-_CT_ABOVE_TOP = 0.2
-#: ... or that clips more than this share of all voxels.
-_CT_CLIPPED = 0.9
-#: With a non-CT modality, this share of voxels at ≤ -500 looks like air in HU (a CT).
-_MR_AIR = 0.02
-
-
 def _slice_axis(arr: np.ndarray, spacing, settings: dict) -> int:
     """The axis a case is cut along (array order): 2D images are their own slice."""
     if arr.shape[0] == 1 and math.isnan(spacing[0]):
         return 0
     return settings["axis"] if settings["axis"] is not None else thick_axis(spacing, arr.shape)
 
-
-def _check_slices(arr: np.ndarray, spacing, case: Case, settings: dict) -> int:
-    """Refuse slices that vanish at model size; return the bytes the case's slice images may take."""
-    axis = _slice_axis(arr, spacing, settings)
-    hw = tuple(n for a, n in enumerate(arr.shape) if a != axis)
-    small = Geometry(hw, settings["image_size"], "pad").resized_hw
-    if min(small) < 1:
-        raise InputError(
-            f"the slices of {case.image} are {hw[0]}×{hw[1]} pixels (cut along axis {axis}): at image_size "
-            f"{settings['image_size']} the short side becomes {min(small)} px, so nothing can be stored. Crop "
-            "or pad the image to a less elongated shape, or cut along another axis= .")
-    return arr.shape[axis] * small[0] * small[1]
-
-
-def _modality_notes(arr: np.ndarray, settings: dict) -> list[str]:
-    """Warnings (text, without the case) when the intensities do not look like the chosen modality."""
-    window = settings["window"]
-    if settings["modality"] == "CT" or window is not None:
-        low, high = CT_WINDOWS[window] if isinstance(window, str) else (window or CT_WINDOWS["medsam"])
-        above = float(np.count_nonzero(arr > high)) / arr.size
-        clipped = above + float(np.count_nonzero(arr < low)) / arr.size
-        if above > _CT_ABOVE_TOP or clipped > _CT_CLIPPED:
-            return [f"the CT window [{low}, {high}] clips {clipped:.0%} of the voxels ({above:.0%} above its top; "
-                    "in HU only bone, contrast and metal are). Are the values in HU? Apply RescaleSlope/"
-                    "RescaleIntercept (often HU = value - 1024); for an MR pass modality='MR', or choose "
-                    "window=(low, high) covering the tissue of interest"]
-        return []
-    air = float(np.count_nonzero(arr <= -500)) / arr.size
-    if air > _MR_AIR:
-        return [f"{air:.0%} of the voxels are ≤ -500 (down to {arr.min()}), like air in a CT in HU, but "
-                f"modality={settings['modality']!r} normalizes by percentiles of the voxels > 0 and would lose "
-                "everything below 0: this looks like CT in HU, pass modality='CT'"]
-    return []
 
 
 # ---------------------------------------------------------------- slices and targets
@@ -706,8 +665,8 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     for case in tqdm(todo, desc="checking", unit="case", disable=not progress):
         arr, lab, spacing = _read_case(case)
         _check_normalizable(arr, spacing, case, settings)
-        needed += _check_slices(arr, spacing, case, settings)
-        for note in _modality_notes(arr, settings):
+        needed += check_slices(arr, _slice_axis(arr, spacing, settings), case.image, settings)
+        for note in modality_notes(arr, settings):
             notes.setdefault(note, []).append(case.name)
         found |= _values(lab)
         del arr, lab
@@ -795,52 +754,18 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
             raise InputError(f"{exc} {hint}" if hint not in str(exc) else str(exc)) from None
         if not new:
             warnings.warn(f"case {case.name} has no target that passes the minimum size "
-                          f"({_minimum_text(settings)}).", stacklevel=3)
+                          f"({minimum_text(settings)}).", stacklevel=3)
         rows += new
         atomic_write_text(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False), hint=hint)
         meta["cases"][case.name].update(
             status="done", slices=len({r["slice"] for r in new}), targets=len(new),
             axis=new[0]["axis"] if new else None,
             targets_per_label={str(k): v for k, v in counts.items()})
-        meta["targets_per_label"] = _per_label(meta, used)
+        meta["targets_per_label"] = per_label(meta, used)
         meta["status"] = "done" if all(c["status"] == "done" for c in meta["cases"].values()) else "in progress"
         atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1), hint=hint)
-    _report(meta, used, settings, progress)
+    report(meta, used, settings, progress)
     return open_dataset(out).manifest
-
-
-def _minimum_text(settings: dict) -> str:
-    rule = f"min_pixels={settings['min_pixels']}"
-    return rule + (f", min_mm2={settings['min_mm2']:g}" if settings.get("min_mm2") is not None else "")
-
-
-def _per_label(meta: dict, used: dict[int, str]) -> dict[str, dict]:
-    """``{label name: {"kept", "dropped", "largest_dropped_pixels"}}`` summed over the done cases."""
-    total = {}
-    for value, name in used.items():
-        t = total.setdefault(name, {"kept": 0, "dropped": 0, "largest_dropped_pixels": 0})
-        for c in meta["cases"].values():
-            n = c.get("targets_per_label", {}).get(str(value))
-            if n:
-                t["kept"] += n["kept"]
-                t["dropped"] += n["dropped"]
-                t["largest_dropped_pixels"] = max(t["largest_dropped_pixels"], n["largest_dropped_pixels"])
-    return total
-
-
-def _report(meta: dict, used: dict[int, str], settings: dict, progress: bool) -> None:
-    """Print the per-label summary; warn about labels that got no training target at all."""
-    per_label = meta.get("targets_per_label", {})
-    if progress:
-        print(f"targets per label ({_minimum_text(settings)}):")
-        for name, n in per_label.items():
-            print(f"  {name:<24} kept {n['kept']:>6}   dropped {n['dropped']:>6}")
-    empty = [f"{name} ({n['dropped']} dropped, the largest {n['largest_dropped_pixels']} px)"
-             for name, n in per_label.items() if n["kept"] == 0 and n["dropped"] > 0]
-    if empty:
-        warnings.warn(f"no target kept for label(s) {', '.join(empty)}: every one is smaller than "
-                      f"{_minimum_text(settings)}, so they will never be trained on. At coarse pixel spacing "
-                      "pass min_mm2= (e.g. 64, the paper's 100 px at 0.8 mm) or a lower min_pixels=.", stacklevel=4)
 
 
 #: Alias of :func:`preprocess`, the name used in the docs of the pipeline.

@@ -94,8 +94,9 @@ def test_per_label_counts_show_an_organ_that_min_pixels_drops(ct_volume, tmp_pat
         assert kept == (m2["label"] == value).sum() == meta2["targets_per_label"][name]["kept"]
     assert (m2["label"] == 52).sum() > 0 and (m2["pixels"] * 9.0 >= 64).all()
     # both rules at once: a target must pass both
-    m3 = ml.preprocess(src, tmp_path / "both", modality="CT", labels=ORGANS, min_pixels=50, min_mm2=64,
-                       test_fraction=0, progress=False)
+    with pytest.warns(UserWarning, match=r"aorta .*min_pixels=50, min_mm2=64"):
+        m3 = ml.preprocess(src, tmp_path / "both", modality="CT", labels=ORGANS, min_pixels=50, min_mm2=64,
+                           test_fraction=0, progress=False)
     assert (m3["pixels"] >= 50).all() and len(m3) == sum(n >= 50 for ns in present.values() for n in ns)
 
 
