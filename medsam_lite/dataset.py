@@ -2,8 +2,12 @@
 
 Layout written by :func:`medsam_lite.preprocess` (format ``medsam_lite.dataset/1``)::
 
-    <root>/dataset.json      settings (image_size, modality, window, min_pixels, seed, split,
-                             label names) and per-case status ("done"), written last per case
+    <root>/dataset.json      settings (image_size, modality, window, min_pixels, min_mm2, seed,
+                             split, label names), "status" ("in progress" / "done"), per-case
+                             status ("pending" / "done") and ``targets_per_label`` ({name: {kept,
+                             dropped, largest_dropped_pixels}}, also per case); written first
+                             (before the manifest) and again after each case
+    <root>/.lock             present while a preprocess run writes (pid, host)
     <root>/manifest.csv      one row per target (see MANIFEST_COLUMNS)
     <root>/images/<case>/<slice:04d>.png            uint8 grayscale slice, normalized per volume,
                                                     longest side = image_size, aspect kept
