@@ -2,8 +2,12 @@
 
 Layout written by :func:`medsam_lite.preprocess` (format ``medsam_lite.dataset/1``)::
 
-    <root>/dataset.json      settings (image_size, modality, window, min_pixels, seed, split,
-                             label names) and per-case status ("done"), written last per case
+    <root>/dataset.json      settings (image_size, modality, window, min_pixels, min_mm2, seed,
+                             split, label names), "status" ("in progress" / "done"), per-case
+                             status ("pending" / "done") and ``targets_per_label`` ({name: {kept,
+                             dropped, largest_dropped_pixels}}, also per case); written first
+                             (before the manifest) and again after each case
+    <root>/.lock             present while a preprocess run writes (pid, host)
     <root>/manifest.csv      one row per target (see MANIFEST_COLUMNS)
     <root>/images/<case>/<slice:04d>.png            uint8 grayscale slice, normalized per volume,
                                                     longest side = image_size, aspect kept
@@ -37,6 +41,15 @@ MANIFEST_COLUMNS = [
 
 
 _INTEGER_COLUMNS = ["slice", "label", "component", "pixels", "height", "width"]
+#: Text columns: read as strings, never as missing values (a case named "NA", "nan" or "null").
+TEXT_COLUMNS = ["case", "label_name", "split", "image", "mask"]
+
+
+def read_manifest_csv(path) -> pd.DataFrame:
+    """Read a manifest-style CSV with the text columns as strings: only an empty cell is missing,
+    so case ids such as ``NA``, ``nan``, ``null`` or ``007`` come back as they were written.
+    (Use the same for any CSV keyed by case, e.g. an embedding store's ``rows.csv``.)"""
+    return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -161,7 +174,7 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InputError(f"{meta_path} has no valid image_size ({meta.get('image_size')!r}); re-run preprocess().")
     try:
-        manifest = pd.read_csv(manifest_path, dtype={"case": str, "image": str, "mask": str})
+        manifest = read_manifest_csv(manifest_path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{manifest_path} is not a readable CSV ({str(exc)[:160]}); re-run preprocess().") from None
     missing = set(MANIFEST_COLUMNS) - set(manifest.columns)

@@ -43,7 +43,7 @@ from .checks import check_dataset, check_float, check_int, check_labels, check_m
 from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
 from .embed import embed, model_boxes, select_slices
 from .errors import CheckpointError, InputError
-from .fileutil import atomic_write
+from .fileutil import TMP_PREFIX, atomic_write, atomic_write_text
 from .inference import decode_logits
 from .store import encoder_sha256
 from .models import SamModel
@@ -187,12 +187,11 @@ def _base_checkpoint(model: SamModel) -> str:
 
 def _save_atomic(obj, path: Path) -> None:
     """``torch.save`` (or ``to_csv`` for a DataFrame) through a temporary name, then rename."""
-    atomic_write(path, (lambda tmp: obj.to_csv(tmp, index=False)) if isinstance(obj, pd.DataFrame)
-                 else (lambda tmp: torch.save(obj, tmp)))
-
-
-#: The files a run writes: only their leftover temporary copies are ever removed from out_dir.
-_RUN_FILES = ("best.pt", "last.pt", "history.csv")
+    hint = "free some space (or pick another out_dir), then resume with resume=True."
+    if isinstance(obj, pd.DataFrame):
+        atomic_write_text(path, obj.to_csv(index=False), hint=hint)
+    else:
+        atomic_write(path, lambda f: torch.save(obj, f), hint=hint)
 
 
 def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
@@ -332,9 +331,8 @@ def finetune(
     start_epoch = 1
     out_dir.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:  # a kill during _save_atomic leaves a whole temporary copy of a run file behind
-        for name in _RUN_FILES:
-            for stale in out_dir.glob(f".tmp-{name}.*"):
-                stale.unlink(missing_ok=True)
+        for stale in out_dir.glob(f"{TMP_PREFIX}*"):  # only our own temporary names, never a user's file
+            stale.unlink(missing_ok=True)
     if resume and last_path.is_file():
         ckpt = _read_last(last_path)
         old = json.loads(ckpt["config"])

@@ -31,7 +31,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,8 +45,10 @@ from tqdm.auto import tqdm
 
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
 from .errors import InputError
+from .fileutil import NAME_MAX, TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
 from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, read_volume
 from .intensity import IntensityPreset
+from .prepcheck import check_slices, minimum_text, modality_notes, per_label, report
 from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity, resize_slice
 
 __all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
@@ -82,8 +83,12 @@ def _split_name(path: Path) -> tuple[str, str]:
 
 
 def _check_name(name: str, where) -> str:
-    if not name or name.startswith(".") or re.search(r"[/\\:]", name):
+    if not name or name.startswith(".") or re.search(r"[/\\:\x00]", name):
         raise InputError(f"case name {name!r} (from {where}) cannot be a folder name; rename it.")
+    if len(name.encode("utf-8")) > NAME_MAX:
+        raise InputError(f"case name {name[:40]!r}… (from {str(where)[:80]}) is {len(name.encode('utf-8'))} bytes "
+                         f"long; a file or folder name may have at most {NAME_MAX}. Rename the file, or pass a "
+                         "dict {short_name: (image, label)}.")
     return name
 
 
@@ -321,19 +326,39 @@ def _check_normalizable(arr: np.ndarray, spacing, case: Case, settings: dict) ->
             "percentile normalization is undefined; for CT pass modality='CT', else window=(low, high).")
 
 
+def _slice_axis(arr: np.ndarray, spacing, settings: dict) -> int:
+    """The axis a case is cut along (array order): 2D images are their own slice."""
+    if arr.shape[0] == 1 and math.isnan(spacing[0]):
+        return 0
+    return settings["axis"] if settings["axis"] is not None else thick_axis(spacing, arr.shape)
+
+
+
 # ---------------------------------------------------------------- slices and targets
-def _targets(lab2d: np.ndarray, labels: dict[int, str], min_pixels: int, split_components: bool):
-    """Yield ``(label, component, mask)`` for each target with ≥ ``min_pixels`` pixels."""
+def _targets(lab2d: np.ndarray, labels: dict[int, str], min_pixels: int, split_components: bool,
+             pixel_mm2: float = math.nan, min_mm2: float | None = None, counts: dict | None = None):
+    """Yield ``(label, component, mask)`` for each target with ≥ ``min_pixels`` pixels (and, with
+    ``min_mm2``, an area ≥ ``min_mm2`` mm² at ``pixel_mm2`` mm² per pixel). Targets too small are
+    counted in ``counts[label]["dropped"]`` (and their largest pixel count in ``largest_dropped_pixels``)."""
+    def big(n: int) -> bool:
+        ok = n >= max(min_pixels, 1) and (min_mm2 is None or n * pixel_mm2 >= min_mm2)
+        if not ok and n and counts is not None:
+            c = counts[value]
+            c["dropped"] += 1
+            c["largest_dropped_pixels"] = max(c["largest_dropped_pixels"], int(n))
+        return ok
+
     for value in labels:
         mask = lab2d == value
-        if mask.sum() < max(min_pixels, 1):
-            continue
         if not split_components:
-            yield value, 0, mask
+            if big(int(mask.sum())):
+                yield value, 0, mask
+            continue
+        if not mask.any():
             continue
         cc, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
         sizes = np.bincount(cc.ravel(), minlength=n + 1)
-        kept = [k for k in range(1, n + 1) if sizes[k] >= max(min_pixels, 1)]
+        kept = [k for k in range(1, n + 1) if big(int(sizes[k]))]
         for i, k in enumerate(kept, start=1):
             yield value, i, cc == k
 
@@ -342,14 +367,19 @@ _resize = resize_slice  # LiteMedSAM's published cv2.INTER_AREA (nearest for mas
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    Image.fromarray(array).save(path)
+    image = Image.fromarray(array)
+    atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
-def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str], split: str) -> list[dict]:
-    """Write one case's slices and masks; return its manifest rows."""
+def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str], split: str,
+                  counts: dict | None = None) -> list[dict]:
+    """Write one case's slices and masks; return its manifest rows. ``counts`` (filled here):
+    ``{label: {"kept", "dropped", "largest_dropped_pixels"}}`` over the case's targets."""
     arr, lab, spacing = _read_case(case)
-    axis = 0 if arr.shape[0] == 1 and math.isnan(spacing[0]) else (
-        settings["axis"] if settings["axis"] is not None else thick_axis(spacing, arr.shape))
+    axis = _slice_axis(arr, spacing, settings)
+    counts = counts if counts is not None else {}
+    for value in labels:
+        counts.setdefault(value, {"kept": 0, "dropped": 0, "largest_dropped_pixels": 0})
     if _is_2d_uint8(arr, spacing) and settings["window"] is None:
         norm = arr
     else:
@@ -358,15 +388,24 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
     rows = []
     for sub in ("images", "masks"):
         (out / sub / case.name).mkdir(parents=True, exist_ok=True)
+    pixel_mm2 = spacing[row_ax] * spacing[col_ax]
     for i in range(arr.shape[axis]):
         lab2d = np.take(lab, i, axis=axis)
-        targets = list(_targets(lab2d, labels, settings["min_pixels"], settings["split_components"]))
+        targets = list(_targets(lab2d, labels, settings["min_pixels"], settings["split_components"],
+                                pixel_mm2, settings.get("min_mm2"), counts))
         if not targets:
             continue
         h, w = lab2d.shape
         hw = Geometry((h, w), settings["image_size"], "pad").resized_hw
         small = [_resize(m.astype(np.uint8) * 255, hw, nearest=True) for _, _, m in targets]
         kept = [(t, s) for t, s in zip(targets, small) if s.any()]  # a thin target can vanish
+        for (value, _, m), s in zip(targets, small):
+            c = counts[value]
+            if s.any():
+                c["kept"] += 1
+            else:
+                c["dropped"] += 1
+                c["largest_dropped_pixels"] = max(c["largest_dropped_pixels"], int(m.sum()))
         if not kept:
             continue
         image_rel = f"images/{case.name}/{i:04d}.png"
@@ -385,7 +424,7 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
 
 # ---------------------------------------------------------------- settings, split, metadata
 def _settings(modality, window, image_size, axis, min_pixels, split_components, test_fraction,
-              test_cases, seed, labels) -> dict:
+              test_cases, seed, labels, min_mm2=None) -> dict:
     if not isinstance(modality, str) or not modality:
         raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
     if isinstance(window, str):
@@ -401,7 +440,14 @@ def _settings(modality, window, image_size, axis, min_pixels, split_components, 
         axis = _AXES[axis.lower()]
     elif axis is not None and axis not in (0, 1, 2):
         raise InputError(f"axis must be None (thickest), 0/1/2 or 'z'/'y'/'x' (array order), got {axis!r}.")
-    if not isinstance(min_pixels, (int, np.integer)) or min_pixels < 0:
+    if min_mm2 is not None:
+        if isinstance(min_mm2, bool) or not isinstance(min_mm2, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(min_mm2) or min_mm2 < 0:
+            raise InputError(f"min_mm2 must be a number ≥ 0 (a target's area in mm²) or None, got {min_mm2!r}.")
+        min_mm2 = float(min_mm2)
+    if min_pixels is None:
+        min_pixels = 100 if min_mm2 is None else 1  # the paper's 100 px, unless the minimum is in mm²
+    if not isinstance(min_pixels, (int, np.integer)) or isinstance(min_pixels, bool) or min_pixels < 0:
         raise InputError(f"min_pixels must be an integer ≥ 0, got {min_pixels!r}.")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise InputError(f"seed must be an integer, got {seed!r}.")
@@ -424,7 +470,7 @@ def _settings(modality, window, image_size, axis, min_pixels, split_components, 
     if labels is not None and (not labels or "0" in labels or 0 in labels):
         raise InputError("labels must list at least one label value other than 0 (the background).")
     return dict(image_size=int(image_size), modality=modality.upper(), window=window,
-                min_pixels=int(min_pixels), split_components=bool(split_components), axis=axis,
+                min_pixels=int(min_pixels), min_mm2=min_mm2, split_components=bool(split_components), axis=axis,
                 seed=int(seed), test_fraction=float(test_fraction), test_cases=test_cases, labels=labels)
 
 
@@ -471,27 +517,35 @@ def _labels_from_files(folders) -> dict[int, str]:
     return {}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+def _is_ours(entry: Path) -> bool:
+    """A lock or temporary file medsam_lite leaves behind when killed (not the user's data)."""
+    return entry.name == ".lock" or entry.name.startswith(TMP_PREFIX)
+
+
+def _read_meta(out: Path) -> dict:
+    """``dataset.json`` of a dataset folder, also while its manifest is not yet written."""
+    if (out / "manifest.csv").is_file():
+        return open_dataset(out).meta
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"out_dir {out} exists and is not a medsam_lite dataset; pass a new or empty folder.")
+    return meta
 
 
 def _existing(out: Path, settings: dict, names: list[str]) -> dict | None:
     """The dataset.json of an earlier run into ``out`` (None if ``out`` is new or empty)."""
     if out.is_file():
         raise InputError(f"out_dir {out} is a file; pass a folder.")
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or all(_is_ours(p) for p in out.iterdir()):
         return None
     if not (out / "dataset.json").is_file():
         raise InputError(f"out_dir {out} exists and is not a medsam_lite dataset; pass a new or empty folder.")
-    meta = open_dataset(out).meta
-    old = meta.get("settings", {})
+    meta = _read_meta(out)
+    old = dict(meta.get("settings", {}))
+    old.setdefault("min_mm2", None)  # datasets written before min_mm2 existed
     changed = [f"{k}: {old.get(k)!r} → {settings[k]!r}" for k in settings if old.get(k) != settings[k]]
     if changed:
         raise InputError(f"{out} was prepared with other settings ({'; '.join(changed)}); a dataset never "
@@ -539,9 +593,9 @@ def _label_names(requested, found: set[int], source, cases: list[Case], meta: di
 
 # ---------------------------------------------------------------- the verb
 def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size: int = 256, axis=None,
-               min_pixels: int = 100, split_components: bool = False, test_fraction: float = 0.2,
-               test_cases=None, seed: int = 0, labels=None, label_suffix: str | None = None,
-               progress: bool = True) -> pd.DataFrame:
+               min_pixels: int | None = None, min_mm2: float | None = None, split_components: bool = False,
+               test_fraction: float = 0.2, test_cases=None, seed: int = 0, labels=None,
+               label_suffix: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Prepare a training set (slices, masks, manifest) from scans and label maps, the MedSAM way.
 
     Args:
@@ -556,7 +610,11 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         image_size: longest side of the stored slices (256 for LiteMedSAM, 1024 for MedSAM).
         axis: slicing axis in array order (0/``"z"``, 1/``"y"``, 2/``"x"``); default None = the axis
             of largest spacing (ties → z). 2D images are their own single slice.
-        min_pixels: drop targets with fewer pixels (original slice pixels); default 100.
+        min_pixels: drop targets with fewer pixels (original slice pixels); default None = 100 (the
+            paper's rule, set on ~0.8 mm pixels ≈ 64 mm²), or 1 when ``min_mm2`` is given.
+        min_mm2: drop targets whose area (pixels × the slice's pixel spacing in mm²) is smaller;
+            default None = no area rule. At coarse spacing (3 mm CT) ``min_pixels=100`` drops whole
+            organs: ``min_mm2=64`` keeps the paper's intent. Both rules apply when both are given.
         split_components: one target per 8-connected component instead of one per label and slice.
         test_fraction: share of cases in the test split (seeded shuffle of case names; at least one
             test case when there are ≥ 2 cases). Default 0.2.
@@ -569,6 +627,11 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             or ``_seg``).
         progress: show progress bars.
 
+    The counts of kept and dropped targets per label are printed (``progress=True``), stored in
+    ``dataset.json`` (``targets_per_label: {name: {"kept", "dropped"}}``, and per case), and a
+    label with no kept target is warned about. Intensities that do not look like ``modality``
+    (CT in HU passed as MR; a CT window clipping most voxels) are warned about with the fix.
+
     Returns:
         The manifest (also saved as ``out_dir/manifest.csv``): one row per target with the columns
         of :data:`medsam_lite.dataset.MANIFEST_COLUMNS`. Boxes ``x0, y0, x1, y1`` are XYXY,
@@ -576,58 +639,130 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
 
     Raises:
         InputError: a missing label file, image/label geometry mismatch, a non-integer label map,
-            unreadable files, bad settings, or an ``out_dir`` prepared with other settings.
-            Everything is checked before anything is written.
+            unreadable files, bad settings, an ``out_dir`` prepared with other settings or being
+            written by another run (a ``.lock`` file), slices that vanish at ``image_size``, case
+            names too long for a file name, too little free disk space. Everything is checked
+            before anything is written, and a refusal removes what the call created. A full disk
+            while writing is an ``InputError`` too: finished cases are kept, re-run to resume.
     """
     settings = _settings(modality, window, image_size, axis, min_pixels, split_components,
-                         test_fraction, test_cases, seed, labels)
+                         test_fraction, test_cases, seed, labels, min_mm2)
     out = Path(out_dir)
     cases = find_cases(source, label_suffix, exclude=out)
     names = [c.name for c in cases]
     settings = json.loads(json.dumps(settings))
-    meta = _existing(out, settings, names)
-    split = _split(names, settings)
-    if meta is not None and meta.get("split") != split:
-        raise InputError(f"{out} holds another split than these settings give; use a new out_dir.")
-    manifest = open_dataset(out).manifest if meta is not None else pd.DataFrame(columns=MANIFEST_COLUMNS)
-    todo = [c for c in cases if meta is None or not _is_done(out, meta, manifest, c.name)]
+    meta, manifest, todo, split = _state(out, settings, cases)
     if not todo:
         return manifest  # everything is done: nothing to check or write
 
     # 1. check every pending case before writing anything
     found: set[int] = set()
+    needed = 1 << 20
+    notes: dict[str, list[str]] = {}
     for case in tqdm(todo, desc="checking", unit="case", disable=not progress):
         arr, lab, spacing = _read_case(case)
         _check_normalizable(arr, spacing, case, settings)
+        needed += check_slices(arr, _slice_axis(arr, spacing, settings), case.image, settings)
+        for note in modality_notes(arr, settings):
+            notes.setdefault(note, []).append(case.name)
         found |= _values(lab)
         del arr, lab
     used = _label_names(settings["labels"], found, source, cases, meta)
+    longest = max(len(str((out / "masks" / n / f"0000_l{max(used)}_c99999.png").absolute()).encode()) for n in names)
+    if longest >= 4096:
+        raise InputError(f"the paths under {out} would be {longest} bytes long (the limit is 4096); use a "
+                         "shorter out_dir or shorter case names.")
+    check_free_space(out, needed, f"preparing {len(todo)} case(s)")
+    for note, where in notes.items():
+        warnings.warn(f"case(s) {where[:5]}{' …' if len(where) > 5 else ''}: {note}.", stacklevel=2)
 
-    # 2. write: settings and split first, then case by case (files, manifest rows, status)
+    # 2. write, holding out/.lock: settings and split first, then case by case (files, rows, status)
+    created = [p for p in [out, *out.parents] if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out, "preprocess")
+    try:
+        lock.acquire()
+    except InputError:
+        _remove_empty_folders(created)
+        raise
+    try:
+        if _state(out, settings, cases)[0] != meta:
+            raise InputError(f"{out} was changed by another run while this one was checking; re-run.")
+        for stale in out.glob(TMP_PREFIX + "*"):  # left by a killed run (we hold the lock)
+            stale.unlink(missing_ok=True)
+        return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created)
+    except InputError:
+        lock.release()
+        _remove_empty_folders(created)
+        raise
+    finally:
+        lock.release()
+
+
+def _state(out: Path, settings: dict, cases: list[Case]):
+    """``(meta or None, manifest, pending cases, split)`` of ``out`` for these settings and cases."""
+    names = [c.name for c in cases]
+    meta = _existing(out, settings, names)
+    split = _split(names, settings)
+    if meta is not None and meta.get("split") != split:
+        raise InputError(f"{out} holds another split than these settings give; use a new out_dir.")
+    if meta is not None and (out / "manifest.csv").is_file():
+        manifest = open_dataset(out).manifest
+    else:
+        manifest = pd.DataFrame(columns=MANIFEST_COLUMNS)
+    todo = [c for c in cases if meta is None or not _is_done(out, meta, manifest, c.name)]
+    return meta, manifest, todo, split
+
+
+def _remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a refused call created (deepest first), if they are still empty."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            break
+
+
+def _write(out, cases, todo, meta, manifest, settings, used, split, progress, created) -> pd.DataFrame:
     if meta is None:
-        meta = dict(format=FORMAT, image_size=settings["image_size"], modality=settings["modality"],
-                    window=settings["window"], min_pixels=settings["min_pixels"], seed=settings["seed"],
-                    labels={}, split=split, settings=settings, cases={},
+        meta = dict(format=FORMAT, status="in progress", image_size=settings["image_size"],
+                    modality=settings["modality"], window=settings["window"], min_pixels=settings["min_pixels"],
+                    min_mm2=settings["min_mm2"], seed=settings["seed"], labels={}, split=split,
+                    settings=settings, cases={},
                     preset=IntensityPreset.resolve(settings["modality"], settings["window"]).to_dict())
+    meta["status"] = "in progress"
     meta["labels"] = {str(k): v for k, v in used.items()}
     pending = {c.name for c in todo}
     meta["cases"] = {c.name: {"status": "pending", "image": str(c.image), "label": str(c.label)}
                      if c.name in pending else meta["cases"][c.name] for c in cases}
     rows = manifest[~manifest["case"].isin(pending)].to_dict("records")
-    _atomic_write(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False))
-    _atomic_write(out / "dataset.json", json.dumps(meta, indent=1))
+    hint = f"Cases already done are kept: free some space and re-run the same call to resume into {out}."
+    # dataset.json first: a run killed before the manifest exists leaves a folder a re-run resumes
+    atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1), hint=hint)
+    atomic_write_text(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False), hint=hint)
     for case in tqdm(todo, desc="preparing", unit="case", disable=not progress):
         for sub in ("images", "masks"):
             shutil.rmtree(out / sub / case.name, ignore_errors=True)  # left by an interrupted run
-        new = _prepare_case(case, out, settings, used, split[case.name])
+        counts: dict = {}
+        try:
+            new = _prepare_case(case, out, settings, used, split[case.name], counts)
+        except InputError as exc:  # a full disk / lost permission: this case's files go, done ones stay
+            for sub in ("images", "masks"):
+                shutil.rmtree(out / sub / case.name, ignore_errors=True)
+            raise InputError(f"{exc} {hint}" if hint not in str(exc) else str(exc)) from None
         if not new:
-            warnings.warn(f"case {case.name} has no target with ≥ {settings['min_pixels']} pixels.", stacklevel=2)
+            warnings.warn(f"case {case.name} has no target that passes the minimum size "
+                          f"({minimum_text(settings)}).", stacklevel=3)
         rows += new
-        _atomic_write(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False))
-        meta["cases"][case.name].update(status="done", slices=len({r["slice"] for r in new}),
-                                        targets=len(new), axis=new[0]["axis"] if new else None)
-        _atomic_write(out / "dataset.json", json.dumps(meta, indent=1))
+        atomic_write_text(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False), hint=hint)
+        meta["cases"][case.name].update(
+            status="done", slices=len({r["slice"] for r in new}), targets=len(new),
+            axis=new[0]["axis"] if new else None,
+            targets_per_label={str(k): v for k, v in counts.items()})
+        meta["targets_per_label"] = per_label(meta, used)
+        meta["status"] = "done" if all(c["status"] == "done" for c in meta["cases"].values()) else "in progress"
+        atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1), hint=hint)
+    report(meta, used, settings, progress)
     return open_dataset(out).manifest
 
 
