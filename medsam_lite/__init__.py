@@ -12,20 +12,25 @@ Public API (see each function's docstring for shapes and conventions):
 
 from __future__ import annotations
 
-from .evaluate import dice
-from .embed import embed  # noqa: E402  (the functions below shadow their modules' names)
-from .evaluate import evaluate, nsd, predict_case
-from .finetune import finetune
+from importlib.metadata import PackageNotFoundError, version as _version
+
 from .errors import CheckpointError, InputError, StoreMismatchError
+from .intensity import CT_WINDOWS, IntensityPreset, normalize_intensity
+from .transforms import box_from_mask, xywh_to_xyxy, xyxy_to_xywh
 from .models import MODELS, SamModel, load_model
+from .inference import Embedding, decode, encode
 from .predict import Predictor, predict
-from .transforms import box_from_mask, normalize_intensity, xywh_to_xyxy, xyxy_to_xywh
 from .volume import VolumePredictor, box_from_recist, predict_volume
-from .preprocess import prepare_dataset, preprocess  # noqa: E402  (the function shadows the module)
+from .embed import embed
+from .evaluate import dice, evaluate, nsd, predict_case
+from .finetune import finetune
+from .preprocess import prepare_dataset, preprocess
+from .downloads import fetch_checkpoint
 
-preprocess.normalize_intensity = normalize_intensity  # keeps medsam_lite.preprocess.normalize_intensity
-
-__version__ = "0.1.0"
+try:
+    __version__ = _version("medsam-lite")  # one source of truth: pyproject.toml, through the installed metadata
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name):
@@ -37,6 +42,9 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
+    "CT_WINDOWS",
+    "Embedding",
+    "IntensityPreset",
     "MODELS",
     "CheckpointError",
     "InputError",
@@ -46,9 +54,12 @@ __all__ = [
     "VolumePredictor",
     "box_from_mask",
     "box_from_recist",
+    "decode",
     "dice",
     "embed",
+    "encode",
     "evaluate",
+    "fetch_checkpoint",
     "finetune",
     "load_model",
     "normalize_intensity",

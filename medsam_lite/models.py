@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,8 @@ def load_model(
     name: str = "lite_medsam",
     checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
+    backend: str | None = None,
+    precision: str = "fp32",
 ) -> SamModel:
     """Build a model from the table and load its weights safely.
 
@@ -264,6 +267,13 @@ def load_model(
             fine-tuned parts: it is applied on top of the base weights of ``name`` (or of the
             model it names).
         device: ``"cpu"``, ``"cuda"`` … (default: CUDA if available, else CPU).
+        backend: where the frozen parts run for inference: ``"auto"`` (default, or
+            ``$MEDSAM_LITE_BACKEND``): on a CPU the fastest installed of ``"openvino"`` and
+            ``"onnxruntime"`` (exported once, cached under ``$MEDSAM_LITE_CACHE``), else ``"torch"``;
+            on CUDA/MPS always ``"torch"``. Training always runs in torch. The fp32 backends give the
+            same embeddings as torch within 1e-4 relative, so stores are shared between them.
+        precision: ``"fp32"`` (default) or ``"bf16"`` (OpenVINO on CPUs with bf16: ~2× faster again,
+            masks agree with fp32 at Dice ≈ 0.97; recorded in the embedding-store signature).
 
     Returns:
         A :class:`SamModel` in eval mode.
@@ -317,7 +327,24 @@ def load_model(
         _load_strict(net, partial, spec, partial_path, partial_ok=True)
         digest = hashlib.sha256((digest + file_sha256(partial_path)).encode()).hexdigest()
     model = SamModel(net, spec, digest, str(partial_path or base_path), _preset(meta if checkpoint_given else {}, path))
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    model.runtime = _runtime(model, backend, precision, device)
+    return model
+
+
+def _runtime(model: SamModel, backend: str | None, precision: str, device: torch.device):
+    """The compiled CPU runtime ``backend`` resolves to, or ``None`` for torch eager."""
+    from .backends import build_runtime, resolve_backend
+
+    if backend is None:
+        backend = os.environ.get("MEDSAM_LITE_BACKEND", "auto")
+    resolved = resolve_backend(backend, device)
+    if resolved == "torch":
+        if precision != "fp32":
+            raise InputError(f"precision={precision!r} needs backend='openvino'; with torch use precision='fp32'.")
+        return None
+    return build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder, backend=resolved,
+                         precision=precision)
 
 
 def _preset(meta: dict, path) -> IntensityPreset | None:

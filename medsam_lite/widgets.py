@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import io as _io
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,9 @@ from .errors import InputError
 from .io import Volume, read_volume, write_volume
 from .models import SamModel
 from .plotting import color, overlay
-from .predict import Predictor
-from .transforms import check_boxes, normalize_intensity, xywh_to_xyxy
+from .inference import EmbeddingCache
+from .predict import Predictor, resolve_preset
+from .transforms import check_boxes, xywh_to_xyxy
 
 #: File endings :meth:`BoxPrompter.save` writes (``.png`` only for 2D images).
 SAVE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png")
@@ -145,7 +145,7 @@ class BoxPrompter(widgets.VBox):
     """
 
     def __init__(self, image, model: SamModel | None = None, labels: Sequence[str] = ("target",), *,
-                 modality: str = "MR", window=None, default_boxes=None, slice_index: int | None = None,
+                 modality: str | None = None, window=None, default_boxes=None, slice_index: int | None = None,
                  alpha: float = 0.45, max_cached_embeddings: int = 32):
         array, self.source, self.is_volume = _as_scan(image)
         self.labels = self._check_labels(labels)
@@ -157,18 +157,18 @@ class BoxPrompter(widgets.VBox):
             raise InputError(f"alpha (mask opacity) must be a number in [0, 1], got {alpha!r}.")
         self.alpha = float(alpha)
         self.max_cached_embeddings = int(max_cached_embeddings)
+        self.predictor = Predictor(model)
         if array.dtype == np.uint8:
             display = array[..., :3] if array.ndim == 3 and not self.is_volume else array
         else:
-            display = normalize_intensity(array, modality=modality, window=window)
+            display = resolve_preset(self.predictor.model, modality, window).apply(array)
         self._display = display if self.is_volume else display[None]   # (z, y, x[, 3]) uint8
         self.shape = tuple(array.shape[:3] if self.is_volume else array.shape[:2])
         self.hw = tuple(self._display.shape[1:3])
 
-        self.predictor = Predictor(model)
         self.decoder_calls = 0
         self.timings = {"decode_ms": 0.0, "render_ms": 0.0, "update_ms": 0.0, "encode_ms": 0.0}
-        self._embeddings: OrderedDict[int, object] = OrderedDict()
+        self._embeddings = EmbeddingCache(self.max_cached_embeddings)  # slice → Embedding
         self._predictor_slice: int | None = None
         self._boxes: dict[int, list[dict]] = {}           # slice → widget boxes (XYWH, > 0 area)
         self._decoded: dict[int, dict[tuple, tuple]] = {}  # slice → {(x, y, w, h): (mask, score)}
@@ -258,16 +258,14 @@ class BoxPrompter(widgets.VBox):
         """Point the predictor at slice ``z``'s embedding, encoding it on the first visit."""
         if self._predictor_slice == z:
             return
-        if z in self._embeddings:
-            self._embeddings.move_to_end(z)
-            self.predictor.set_embedding(self._embeddings[z], self.hw)
+        cached = self._embeddings.get(z)
+        if cached is not None:
+            self.predictor.set_embedding(cached)
         else:
             t0 = time.perf_counter()
             self.predictor.set_image(self._display[z])
             self.timings["encode_ms"] = (time.perf_counter() - t0) * 1000
-            self._embeddings[z] = self.predictor.embedding
-            while len(self._embeddings) > self.max_cached_embeddings:
-                self._embeddings.popitem(last=False)
+            self._embeddings.put(z, self.predictor.embedding)
         self._predictor_slice = z
 
     def _update(self, z: int, raw_boxes) -> None:
