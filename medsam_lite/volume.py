@@ -149,7 +149,8 @@ class VolumePredictor:
                 margin_ratio: float = DEFAULTS["margin_ratio"], min_pixels: int = DEFAULTS["min_pixels"],
                 min_score: float = DEFAULTS["min_score"],
                 max_intensity_change: float | None = DEFAULTS["max_intensity_change"],
-                largest_component: bool = DEFAULTS["largest_component"], progress: bool = True) -> np.ndarray:
+                largest_component: bool = DEFAULTS["largest_component"], progress: bool = True,
+                overlap: str = "last") -> np.ndarray:
         """Segment one target (or several) through the volume from a box prompt.
 
         Args:
@@ -178,11 +179,13 @@ class VolumePredictor:
             largest_component: keep only the largest 3D connected component of each target (for a
                 target known to be one piece; not for e.g. the two lateral ventricles).
             progress: show a progress bar over the slices.
+            overlap: for a ``{label: prompt}`` dict, who gets a voxel two targets claim: ``"last"``
+                (default: later targets overwrite earlier ones) or ``"score"`` (the target whose mask
+                on that slice has the higher predicted IoU).
 
         Returns:
             ``bool`` mask of the volume's shape for one target; for a ``{label: prompt}`` dict a
-            ``uint8`` label map (``uint16`` for labels > 255) where later targets overwrite
-            earlier ones where they overlap.
+            ``uint8`` label map (``uint16`` for labels > 255), overlaps resolved by ``overlap``.
 
         Raises:
             InputError: a malformed box, a slice index outside the volume, a box outside the slice,
@@ -191,12 +194,14 @@ class VolumePredictor:
         options = dict(margin=margin, margin_ratio=margin_ratio, min_pixels=min_pixels, min_score=min_score,
                        max_intensity_change=max_intensity_change,
                        largest_component=largest_component, progress=progress)
+        if overlap not in ("last", "score"):
+            raise InputError(f"overlap must be 'last' or 'score', got {overlap!r}.")
         if isinstance(box, Mapping):
             if slice_index is not None:
                 raise InputError("with a {label: prompt} dict give each target's slice inside it, as "
                                  "{label: (box, slice_index)}; slice_index= must stay None.")
-            return self._predict_labels(box, options)
-        return self._predict_target(box, slice_index, **options)
+            return self._predict_labels(box, options, overlap)
+        return self._predict_target(box, slice_index, **options)[0]
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -208,7 +213,7 @@ class VolumePredictor:
                              f"{self.n_slices} slices (0 … {self.n_slices - 1}).")
         return int(index)
 
-    def _predict_labels(self, targets: Mapping, options: dict) -> np.ndarray:
+    def _predict_labels(self, targets: Mapping, options: dict, overlap: str = "last") -> np.ndarray:
         if not targets:
             raise InputError("the {label: prompt} dict is empty; give at least one target.")
         labels = list(targets)
@@ -216,13 +221,21 @@ class VolumePredictor:
             if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) or not 0 < label < 65536:
                 raise InputError(f"label {label!r} must be an int in 1 … 65535 (0 is background).")
         out = np.zeros(self.shape, np.uint8 if max(labels) < 256 else np.uint16)
+        best = np.full(self.shape, -np.inf, np.float32)  # the predicted IoU of the target holding each voxel
         for label in labels:
             prompt = targets[label]
             if isinstance(prompt, tuple) and len(prompt) == 2 and (np.ndim(prompt[1]) == 0 or np.ndim(prompt[0]) == 2):
                 box, index = prompt
             else:
                 box, index = prompt, None
-            out[self._predict_target(box, index, **options)] = label
+            mask, scores = self._predict_target(box, index, **options)
+            if overlap == "score":
+                shape = [1, 1, 1]
+                shape[self.axis] = self.n_slices
+                score = np.broadcast_to(scores.reshape(shape), self.shape)
+                mask = mask & (score > best)
+                best[mask] = score[mask]
+            out[mask] = label
         return out
 
     def _predict_target(self, box, slice_index, *, margin, margin_ratio, min_pixels, min_score,
@@ -239,6 +252,7 @@ class VolumePredictor:
                              "box on a slice that shows the target.")
         h, w = self.slice_hw
         masks = np.zeros((self.n_slices, h, w), bool)
+        scores = np.zeros(self.n_slices, np.float32)
         start = sorted(keys)[len(keys) // 2]
         bar = tqdm(total=hi - lo + 1, desc="slices", unit="slice", disable=not progress, leave=False)
         for step in (1, -1):
@@ -259,6 +273,7 @@ class VolumePredictor:
                     continue
                 (mask,), (score,) = self.predict_slice(z, box_z)
                 bar.update(1)
+                scores[z] = score
                 if z in keys:
                     masks[z] = mask
                     prev = mask if mask.sum() >= min_pixels else None
@@ -273,7 +288,7 @@ class VolumePredictor:
         bar.close()
         if largest_component:
             masks = _largest_component(masks)
-        return np.moveaxis(masks, 0, self.axis)
+        return np.moveaxis(masks, 0, self.axis), scores
 
     def _mean(self, index: int, mask: np.ndarray) -> float:
         """Mean normalized intensity (0–255) of slice ``index`` inside ``mask``."""

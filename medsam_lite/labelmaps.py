@@ -1,0 +1,149 @@
+"""Many labels in one call: a label map (or boxes per label) in, a label map out.
+
+* 2D: one box per label **and connected component** of a label map (original pixels, XYXY),
+  all decoded in one decoder call on one embedding; where masks overlap, the pixel goes to the
+  mask with the highest predicted IoU (score).
+* 3D: one 3D box per label (its extent in the label volume), propagated slice by slice by
+  :class:`~medsam_lite.VolumePredictor` (each slice encoded once for every label); overlaps go to
+  the label with the higher predicted IoU on that slice.
+
+Label maps are integer arrays, 0 = background; outputs are ``uint8`` (``uint16`` above 255).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import InputError
+from .inference import decode
+from .predict import Predictor
+from .transforms import box_from_mask
+
+
+def _label_array(label_map, ndim: int) -> np.ndarray:
+    arr = np.asarray(getattr(label_map, "array", label_map))
+    if arr.ndim != ndim or arr.dtype.kind not in "biu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+        raise InputError(f"a label map must be a {ndim}D array of whole numbers (0 = background), got "
+                         f"shape {arr.shape} dtype {arr.dtype}.")
+    return arr.astype(np.int64, copy=False)
+
+
+def _chosen(arr: np.ndarray, labels) -> list[int]:
+    present = [int(v) for v in np.unique(arr) if v > 0]
+    if labels is None:
+        chosen = present
+    else:
+        chosen = sorted({int(v) for v in np.atleast_1d(labels)})
+        missing = sorted(set(chosen) - set(present))
+        if missing:
+            raise InputError(f"labels {missing} are not in the label map; it holds {present[:20]}.")
+    if not chosen:
+        raise InputError("the label map is empty (only 0): there is no target to put a box around.")
+    if max(chosen) > 65535:
+        raise InputError(f"label {max(chosen)} is above 65535; renumber the labels.")
+    return chosen
+
+
+def boxes_from_label_map(label_map, labels=None, min_pixels: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """One tight XYXY box per label and 8-connected component of a 2D label map.
+
+    Args:
+        label_map: ``H×W`` integer array (original pixels), 0 = background.
+        labels: only these label values (default: every label present).
+        min_pixels: skip components smaller than this.
+
+    Returns:
+        ``(labels N int64, boxes N×4 float32 XYXY original pixels)``, components largest first per label.
+    """
+    arr = _label_array(label_map, 2)
+    out_labels, out_boxes = [], []
+    for value in _chosen(arr, labels):
+        cc, n = ndimage.label(arr == value, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
+        for k in np.argsort(-sizes):
+            if sizes[k] >= max(1, min_pixels):
+                out_labels.append(value)
+                out_boxes.append(box_from_mask(cc == k + 1))
+    if not out_boxes:
+        raise InputError(f"no component of the label map has ≥ {min_pixels} pixels.")
+    return np.asarray(out_labels, np.int64), np.stack(out_boxes).astype(np.float32)
+
+
+def merge_by_score(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``N×H×W`` bool masks of ``labels`` → one ``H×W`` label map; a pixel several masks cover goes to
+    the mask with the highest score (predicted IoU)."""
+    masks, scores, labels = np.asarray(masks, bool), np.asarray(scores, np.float32), np.asarray(labels)
+    dtype = np.uint8 if labels.max() < 256 else np.uint16
+    ranked = np.where(masks, scores[:, None, None], -np.inf)
+    winner = ranked.argmax(axis=0)
+    out = labels.astype(dtype)[winner]
+    out[~masks.any(axis=0)] = 0
+    return out
+
+
+def predict_label_map(image, label_map, model=None, labels=None, modality=None, window=None,
+                      predictor: Predictor | None = None) -> np.ndarray:
+    """Segment every label (and connected component) of a 2D label map from its box, in one decoder call.
+
+    Args:
+        image: ``H×W`` any real dtype or ``H×W×3`` uint8 (ignored when ``predictor`` already holds it).
+        label_map: ``H×W`` integer array whose labels give the boxes (e.g. a rough annotation, or
+            another tool's output), original pixels.
+        model: a :class:`~medsam_lite.SamModel` (default: the bundled LiteMedSAM).
+        labels: only these label values (default: all).
+        modality, window: intensity preset (see :meth:`Predictor.set_image`).
+        predictor: a :class:`~medsam_lite.Predictor` whose image is set (reuses its embedding).
+
+    Returns:
+        ``H×W`` ``uint8`` (``uint16``) label map, overlaps resolved by predicted IoU.
+    """
+    values, boxes = boxes_from_label_map(label_map, labels)
+    if predictor is None:
+        predictor = Predictor(model)
+        predictor.set_image(image, modality=modality, window=window)
+    if predictor.embedding is None:
+        raise InputError("the predictor has no image; call predictor.set_image(image) first.")
+    if tuple(np.shape(label_map)[:2]) != predictor.embedding.original_hw:
+        raise InputError(f"label map {np.shape(label_map)} and image {predictor.embedding.original_hw} differ in "
+                         "size; resample the label map onto the image first.")
+    masks, scores, _ = decode(predictor.model, predictor.embedding, boxes)
+    return merge_by_score(masks, scores, values)
+
+
+def boxes3d_from_label_map(label_volume, axis: int = 0, labels=None) -> dict[int, list[float]]:
+    """``{label: [x0, y0, z0, x1, y1, z1]}``: each label's 3D extent, ``z`` along ``axis`` and
+    ``x, y`` the slice's column and row (the 3D-box format of :func:`~medsam_lite.predict_volume`)."""
+    arr = _label_array(label_volume, 3)
+    moved = np.moveaxis(arr, axis, 0)
+    out = {}
+    for value in _chosen(arr, labels):
+        zs, ys, xs = np.nonzero(moved == value)
+        out[value] = [float(xs.min()), float(ys.min()), float(zs.min()), float(xs.max()), float(ys.max()),
+                      float(zs.max())]
+    return out
+
+
+def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: int | None = None,
+                          modality=None, window=None, **options) -> np.ndarray:
+    """Segment every label of a 3D label map through the volume, one 3D box per label.
+
+    Args:
+        volume: a :class:`~medsam_lite.io.Volume`, ``(z, y, x)`` array, file path or
+            :class:`~medsam_lite.VolumePredictor` (reuses its encoded slices).
+        label_volume: integer array (or ``Volume``) of the same shape whose labels give the 3D boxes.
+        model, axis, modality, window, **options: as :func:`~medsam_lite.predict_volume`.
+
+    Returns:
+        A ``uint8`` (``uint16``) label map of the volume's shape; overlaps go to the label with the
+        higher predicted IoU on that slice.
+    """
+    from .volume import VolumePredictor
+
+    vp = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
+        volume, model=model, axis=axis, modality=modality, window=window)
+    arr = _label_array(label_volume, 3)
+    if arr.shape != vp.shape:
+        raise InputError(f"label map {arr.shape} and volume {vp.shape} differ in shape; resample the label map "
+                         "onto the scan's grid first (io.read_volume aligns flipped label files).")
+    return vp.predict(boxes3d_from_label_map(arr, vp.axis, labels), overlap="score", **options)
