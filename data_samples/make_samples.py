@@ -16,6 +16,11 @@ deterministically (fixed seed):
 
 Run ``python data_samples/make_samples.py`` (``--out`` defaults to this folder).
 Only numpy, scipy and SimpleITK are used to compute and write the data.
+
+The real abdominal CT and MR samples (``ct_abdomen/``, ``mr_abdomen/``) are cut from the
+TotalSegmentator test files instead: ``pip download --no-deps --no-binary :all:
+totalsegmentator==2.18.0 -d /tmp/ts``, then ``python data_samples/make_samples.py
+--abdomen-from /tmp/ts/totalsegmentator-2.18.0.tar.gz`` (see :func:`make_abdomen`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,61 @@ SPACING = (1.0, 1.0, 4.0)  # x, y, z in mm (axial slices 4 mm thick)
 SLAB_OFFSETS = (-1.5, -0.5, 0.5, 1.5)  # mm; the image averages 1 mm samples across the slab
 LABELS = {"1": "white_matter", "2": "grey_matter", "3": "lateral_ventricles"}
 TEMPLATE = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
+
+
+#: TotalSegmentator files → (folder, image, label, kept classes {value: name}); values are kept.
+ABDOMEN = {
+    "ct_abdomen": ("example_ct_sm.nii.gz", "example_seg.nii.gz", {
+        1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver",
+        6: "stomach", 7: "pancreas", 52: "aorta", 63: "inferior_vena_cava"}),  # class_map["total"]
+    "mr_abdomen": ("example_mr_sm.nii.gz", "example_seg_mr.nii.gz", {
+        1: "spleen", 2: "kidney_right", 3: "kidney_left", 4: "gallbladder", 5: "liver",
+        6: "stomach", 7: "pancreas", 23: "aorta", 24: "inferior_vena_cava"}),  # class_map["total_mr"]
+}
+#: Slices per case when a scan is cut into cases along z (blocks of consecutive slices).
+ABDOMEN_BLOCK = 10
+
+
+def make_abdomen(source: Path, out: Path) -> None:
+    """Cut the TotalSegmentator reference scans into ``case-XX`` blocks of 10 axial slices.
+
+    ``source`` is the sdist (``totalsegmentator-2.18.0.tar.gz``) or its extracted folder. Each
+    scan (CT 122×101×30, MR 117×91×20 voxels at 3 mm, x·y·z) becomes ``case-01``, ``case-02`` …
+    (slices z = 0–9, 10–19, …), each with its own origin, so one case can be held out. Labels keep
+    TotalSegmentator's values for the classes in :data:`ABDOMEN`; every other class becomes 0.
+    """
+    import tarfile
+    import tempfile
+
+    import SimpleITK as sitk
+
+    source = Path(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.is_file():
+            with tarfile.open(source) as tar:
+                members = [m for m in tar.getmembers() if "/tests/reference_files/example_" in m.name
+                           and m.name.endswith(".nii.gz") and m.name.count("/") == 3]
+                tar.extractall(tmp, members=members, filter="data")
+            source = next(Path(tmp).iterdir())
+        ref = source / "tests" / "reference_files"
+        for folder, (image_name, label_name, classes) in ABDOMEN.items():
+            image, label = sitk.ReadImage(str(ref / image_name)), sitk.ReadImage(str(ref / label_name))
+            lab = sitk.GetArrayFromImage(label)
+            kept = np.where(np.isin(lab, list(classes)), lab, 0).astype(np.uint8)
+            subset = sitk.GetImageFromArray(kept)
+            subset.CopyInformation(label)
+            (out / folder).mkdir(parents=True, exist_ok=True)
+            nz = image.GetSize()[2]
+            for i, z0 in enumerate(range(0, nz, ABDOMEN_BLOCK), start=1):
+                z1 = min(z0 + ABDOMEN_BLOCK, nz)
+                name = f"case-{i:02d}"
+                sitk.WriteImage(image[:, :, z0:z1], str(out / folder / f"{name}.nii.gz"), useCompression=True)
+                sitk.WriteImage(subset[:, :, z0:z1], str(out / folder / f"{name}_label.nii.gz"),
+                                useCompression=True)
+                counts = {classes[v]: int((kept[z0:z1] == v).sum()) for v in classes}
+                print(f"{folder}/{name}: z {z0}-{z1 - 1} of {nz}, voxels per class {counts}")
+            (out / folder / "labels.json").write_text(
+                json.dumps({str(k): v for k, v in classes.items()}, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- template
@@ -284,7 +344,12 @@ def main(argv=None) -> None:
     parser.add_argument("--n-subjects", type=int, default=N_SUBJECTS)
     parser.add_argument("--template-dir", type=Path, default=None,
                         help="folder with the MNI ICBM152 2009 files (default: nilearn's)")
+    parser.add_argument("--abdomen-from", type=Path, default=None,
+                        help="build only ct_abdomen/ and mr_abdomen/ from this totalsegmentator sdist")
     args = parser.parse_args(argv)
+    if args.abdomen_from is not None:
+        make_abdomen(args.abdomen_from, args.out)
+        return
 
     t0 = time.perf_counter()
     out = args.out

@@ -7,13 +7,10 @@ order. This module is the only place that converts between the two.
 
 from __future__ import annotations
 
-import gzip
-import math
 import os
 import re
-import struct
+import stat
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .nifti import check_nifti_complete as _check_nifti_complete
+from .nifti import nifti_nan_index as _nifti_nan_index
 
 #: File endings SimpleITK reads as volumes or images here.
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
@@ -39,6 +38,7 @@ class Volume:
         origin: physical position of the first voxel, ``(x, y[, z])``.
         direction: flattened direction cosine matrix (row-major, as SimpleITK gives it).
         path: where it was read from, if anywhere.
+        notes: one line per non-obvious reading step (:func:`read_label`, :func:`align_label`).
     """
 
     array: np.ndarray
@@ -46,6 +46,7 @@ class Volume:
     origin: tuple[float, ...] = (0.0, 0.0, 0.0)
     direction: tuple[float, ...] = field(default=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     path: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def spacing_zyx(self) -> tuple[float, ...]:
@@ -76,33 +77,40 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
+def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
     """Read a NIfTI / NRRD / MHA / DICOM file, a DICOM series folder, or a 2D image file.
 
     Args:
-        path: a file, or a folder holding one DICOM series (the first series found is read).
+        path: a file, or a folder holding a DICOM series (see :mod:`medsam_lite.dicom`: slices
+            sorted by position, spacing from the positions, RescaleSlope/Intercept applied).
+        series: SeriesInstanceUID to read from a folder holding several series.
 
     Returns:
         :class:`Volume` with ``array`` in ``(z, y, x)`` order (``(y, x)`` or ``(y, x, c)`` for 2D).
+        NaN voxels of a float NIfTI are NaN in ``array`` (SimpleITK alone reads them as 0).
 
     Raises:
-        InputError: the path is missing, is an empty folder, or cannot be read as an image, or a
-            NIfTI file holds less data than its header announces (truncated download or copy).
+        InputError: the path is missing, is not a regular file or folder (a pipe or device: refused
+            before opening, as reading it could block), is a folder without a DICOM series or with
+            several (the message lists them), a series with missing slices, cannot be read as an
+            image, or a NIfTI file holds less data than its header announces.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist; check the path (relative paths start at {Path.cwd()}).")
+    mode = path.stat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{path} is not a regular file (a pipe, socket or device); pass an image file or a "
+                         "DICOM series folder (reading it could block forever).")
+    nan_index = None
     if path.is_file() and _suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
+        nan_index = _nifti_nan_index(path)
     try:
         if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                raise InputError(f"{path} is a folder without a DICOM series; pass a file or a DICOM folder.")
-            files = reader.GetGDCMSeriesFileNames(str(path), series[0])
-            reader.SetFileNames(files)
-            image = reader.Execute()
+            from .dicom import read_series
+
+            image = read_series(path, series)
         else:
             image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -112,6 +120,11 @@ def read_volume(path: str | os.PathLike) -> Volume:
             "and DICOM series folders."
         ) from None
     array = sitk.GetArrayFromImage(image)
+    if nan_index is not None:
+        if array.dtype.kind != "f" or image.GetNumberOfComponentsPerPixel() != 1 or array.size <= nan_index.max():
+            raise InputError(f"{path} holds {nan_index.size:,} NaN voxels; replace them (e.g. numpy.nan_to_num) "
+                             "and save the file again.")
+        array.reshape(-1)[nan_index] = np.nan  # NIfTI order (x fastest) is the (z, y, x) C order
     if image.GetDimension() == 3 and array.shape[0] == 1 and _suffix(path) in IMAGE_SUFFIXES + (".dcm",):
         array = array[0]  # a single 2D slice read as a 1-slice volume
         return Volume(array, image.GetSpacing()[:2], image.GetOrigin()[:2],
@@ -126,64 +139,6 @@ def _sitk_reason(exc: Exception) -> str:
     lines = [re.sub(r"^(ITK ERROR: \w+\(0x[0-9a-f]+\): |sitk::ERROR: )", "", ln) for ln in lines
              if not ln.startswith("Reason: No such file")]  # ITK's errno is stale: the file exists
     return " ".join(lines)[-200:] or str(exc).strip()[:200]
-
-
-def _nifti_expected_bytes(header: bytes) -> int | None:
-    """Bytes a single-file NIfTI-1/-2 must hold (header + data), from its header; None if unknown."""
-    for endian in "<>":
-        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            offset = struct.unpack(endian + "f", header[108:112])[0]
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
-            dims = struct.unpack(endian + "8q", header[16:80])
-            offset = struct.unpack(endian + "q", header[168:176])[0]
-            break
-    else:
-        return None
-    ndim = int(dims[0])
-    if not (1 <= ndim <= 7 and bitpix > 0 and math.isfinite(offset) and offset >= 0
-            and all(d >= 1 for d in dims[1:ndim + 1])):
-        return None
-    return int(offset) + -(-math.prod(int(d) for d in dims[1:ndim + 1]) * int(bitpix) // 8)
-
-
-def _check_nifti_complete(path: Path) -> None:
-    """Refuse a NIfTI file (``.nii`` or gzip'ed ``.nii.gz``) that is shorter than its header says.
-
-    SimpleITK reads a truncated NIfTI without complaint and fills the missing voxels with zeros.
-    For gzip the trailer's size field is compared first (no decompression); only if it disagrees
-    (a truncated file, or a legal multi-member gzip) is the stream decompressed to count its bytes.
-    """
-    fix = "download or copy it again and compare its size/checksum with the source"
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    try:
-        if magic != b"\x1f\x8b":  # an uncompressed NIfTI (whatever its name)
-            with open(path, "rb") as handle:
-                expected = _nifti_expected_bytes(handle.read(540))
-            actual = path.stat().st_size
-        else:
-            with gzip.open(path, "rb") as handle:
-                expected = _nifti_expected_bytes(handle.read(540))
-            if expected is None:
-                return  # not a NIfTI header: SimpleITK says what it is
-            with open(path, "rb") as handle:
-                handle.seek(-4, os.SEEK_END)
-                if struct.unpack("<I", handle.read(4))[0] == expected % (1 << 32):
-                    return
-            actual = 0
-            with gzip.open(path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 22), b""):
-                    actual += len(chunk)
-    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise InputError(f"{path} could not be read: it is truncated or corrupt ({type(exc).__name__}: "
-                         f"{str(exc)[:120]}); {fix}.") from None
-    if expected is not None and actual < expected:
-        raise InputError(f"{path} could not be read: it is truncated, holding {actual:,} bytes of NIfTI data "
-                         f"where its header announces {expected:,}; {fix}.")
 
 
 def _direction_2d(direction3d) -> tuple[float, ...]:
@@ -248,3 +203,191 @@ def write_volume(array: np.ndarray, path: str | os.PathLike, like: Volume | None
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+# ---------------------------------------------------------------- label maps
+#: Lossy image formats: their compression changes label values (a 0/255 mask gains values 1–13, 242–254).
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+
+
+def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: str | None = None) -> Volume:
+    """Read a label map (integer values, 0 = background) with its geometry.
+
+    Besides :func:`read_volume`'s formats: a palette PNG is read as its palette **indices** (the
+    label values a mask editor stored), not as the colours or grey levels of the palette; a grey
+    RGB(A) PNG is read from its first channel; a 2D mask holding only 0 and 255 is read as label 1.
+    Each such reading is recorded in ``Volume.notes``.
+
+    Args:
+        path: the label file (NIfTI, NRRD, MHA, PNG, TIFF, BMP …).
+        allow_lossy: read a JPEG anyway, as a binary mask (grey ≥ 128 → 1). Default False: refused.
+        series: passed to :func:`read_volume` for a DICOM folder.
+
+    Returns:
+        :class:`Volume` with an integer ``array`` (``(z, y, x)`` or ``(y, x)``), values ≥ 0.
+
+    Raises:
+        InputError: a JPEG label (without ``allow_lossy``), a colour image, non-integer values
+            (a probability map?), negative values or a non-numeric dtype.
+    """
+    path = Path(path)
+    vol = read_volume(path, series=series)
+    notes = []
+    lossy = _suffix(path) in LOSSY_SUFFIXES
+    if lossy and not allow_lossy:
+        raise InputError(
+            f"label {path} is a JPEG: its lossy compression changes label values (a 0/255 mask becomes "
+            "values 0–13 and 242–255, i.e. dozens of labels). Save masks as PNG (lossless), or read a binary "
+            "mask anyway with medsam_lite.io.read_label(path, allow_lossy=True).")
+    lab = vol.array
+    if _suffix(path) == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.mode == "P":
+                lab = np.asarray(im)
+                notes.append(f"{path.name}: palette PNG read as its palette indices {_few(lab)}")
+    if lab.ndim == len(vol.spacing) + 1:  # a colour mask (2D): accept it if it is grey
+        if not (lab[..., :3] == lab[..., :1]).all():
+            raise InputError(f"label {path} is a colour image; save it as a single-channel label map "
+                             "(one integer per pixel, or a palette PNG).")
+        lab = lab[..., 0]
+    if lab.dtype == bool:
+        lab = lab.astype(np.uint8)
+    if lab.dtype.kind == "f":
+        if not np.isfinite(lab).all() or not np.array_equal(lab, np.rint(lab)):
+            bad = lab[~np.isfinite(lab) | (lab != np.rint(lab))][:3]
+            raise InputError(
+                f"label map {path} is not integer-valued (e.g. {bad.tolist()}): a label map holds one "
+                "integer per voxel (0 = background). Is it a probability map or an image? Threshold it "
+                "or resample it with nearest-neighbour interpolation.")
+        lab = lab.astype(np.int64)
+    elif lab.dtype.kind not in "iu":
+        raise InputError(f"label map {path} has dtype {lab.dtype}; expected integers (0 = background).")
+    if lab.size and lab.min() < 0:
+        raise InputError(f"label map {path} holds negative values; labels are integers ≥ 0 (0 = background).")
+    if lossy:
+        lab = (lab >= 128).astype(np.uint8)
+        notes.append(f"{path.name}: JPEG read as a binary mask (grey ≥ 128 → label 1), allow_lossy=True")
+    elif len(vol.spacing) == 2 and lab.size and set(np.unique(lab).tolist()) == {0, 255}:
+        lab = (lab > 0).astype(np.uint8)
+        notes.append(f"{path.name}: a 0/255 mask, read as label 1")
+    return Volume(lab, vol.spacing, vol.origin, vol.direction, vol.path, tuple(notes))
+
+
+def _few(values: np.ndarray) -> list[int]:
+    found = np.unique(values).tolist()
+    return found[:8] + (["…"] if len(found) > 8 else [])
+
+
+def _grid(vol: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Size (x, y, z), spacing, direction matrix (columns = axes) and origin, as arrays."""
+    n = len(vol.spacing)
+    size = np.array(vol.array.shape[:n][::-1])
+    return size, np.asarray(vol.spacing, float), np.asarray(vol.direction, float).reshape(n, n), \
+        np.asarray(vol.origin, float)
+
+
+def align_label(label: Volume, image: Volume) -> tuple[Volume, str | None]:
+    """Put a label map on the image's grid when both grids cover the same voxels, losslessly.
+
+    Same voxels means: the label's axes are the image's up to a permutation and flips (direction
+    columns equal up to sign and order), with the same size and spacing along matched axes, and the
+    physical corners of the two voxel grids agree within half a voxel. This is what a label written
+    by another tool often is (dcm2niix-style NIfTI of a DICOM series stores rows flipped:
+    direction diag(1, −1, 1) against the series' identity, origin at the other end of y). The label
+    is then resampled onto the image grid by nearest neighbour (``sitk.Resample`` with the identity
+    transform), which moves every voxel without changing any value; the voxel counts per label are
+    checked to be unchanged.
+
+    Args:
+        label: the label map (from :func:`read_label`), 2D or 3D.
+        image: the scan it belongs to.
+
+    Returns:
+        ``(label on the image grid, note)``: ``note`` is None when the grids were already equal,
+        else one line saying what was done (for a log or the dataset's record).
+
+    Raises:
+        InputError: the grids differ otherwise (size, spacing, extent, rotation); the message gives
+            both geometries and a SimpleITK fix to use once the pairing is confirmed.
+    """
+    if image.same_geometry(label):
+        return label, None
+    why = _same_voxels(label, image)
+    if why is None:
+        moved = sitk.Resample(label.to_sitk(), image.to_sitk(), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+        out = sitk.GetArrayFromImage(moved).astype(label.array.dtype, copy=False)
+        before = np.unique(label.array, return_counts=True)
+        after = np.unique(out, return_counts=True)
+        if all(np.array_equal(a, b) for a, b in zip(before, after)):
+            note = (f"label {Path(label.path).name if label.path else ''} put on the image grid (same voxels, "
+                    f"{_how(label, image)}; nearest neighbour, lossless)").replace("label  ", "label ")
+            return Volume(out, image.spacing[: out.ndim], image.origin[: out.ndim],
+                          image.direction if out.ndim == len(image.spacing) else _direction_2d(image.direction),
+                          label.path, label.notes + (note,)), note
+        why = "resampling onto the image grid would change voxel counts"
+    shape_i, shape_l = image.array.shape[: len(image.spacing)], label.array.shape[: len(label.spacing)]
+    lead = "shape " if shape_i != shape_l else ""
+    raise InputError(
+        f"image {image.path} and label {label.path} differ in geometry: {lead}{shape_i} vs {shape_l}, spacing "
+        f"{_r(image.spacing)} vs {_r(label.spacing)}, origin {_r(image.origin)} vs {_r(label.origin)}, direction "
+        f"{_r(image.direction)} vs {_r(label.direction)} ({why}). Check the pairing; if the label really belongs "
+        "to this scan, resample it onto the image grid (SimpleITK.Resample(label, image, SimpleITK.Transform(), "
+        "SimpleITK.sitkNearestNeighbor)) and save it.")
+
+
+def _r(values) -> list:
+    return [round(float(v), 4) for v in values]
+
+
+def _matching(label: Volume, image: Volume) -> np.ndarray | None:
+    """Signed permutation P with ``D_label = D_image @ P`` (None if the axes are not so related)."""
+    if len(label.spacing) != len(image.spacing):
+        return None
+    p = _grid(image)[2].T @ _grid(label)[2]
+    q = np.rint(p)
+    if not np.allclose(p, q, atol=1e-3) or not (np.abs(q).sum(0) == 1).all() or not (np.abs(q).sum(1) == 1).all():
+        return None
+    return q
+
+
+def _same_voxels(label: Volume, image: Volume) -> str | None:
+    """None if the grids cover the same voxels, else why not (a few words)."""
+    q = _matching(label, image)
+    if q is None:
+        return "the axes are rotated against each other, not only flipped or swapped"
+    size_i, sp_i, d_i, o_i = _grid(image)
+    size_l, sp_l, d_l, o_l = _grid(label)
+    perm = np.abs(q).argmax(0)  # label axis j runs along image axis perm[j]
+    if not np.array_equal(size_l, size_i[perm]):
+        return "the sizes differ"
+    if not np.allclose(sp_l, sp_i[perm], rtol=1e-4, atol=1e-5):
+        return "the spacings differ"
+
+    def corners(size, sp, d, o):
+        idx = np.array(np.meshgrid(*[[0, n - 1] for n in size], indexing="ij")).reshape(len(size), -1)
+        pts = o[:, None] + d @ (sp[:, None] * idx)
+        return pts[:, np.lexsort(np.round(pts, 3)[::-1])]
+
+    gap = np.abs(corners(size_i, sp_i, d_i, o_i) - corners(size_l, sp_l, d_l, o_l)).max(1)
+    # gap is in physical axes; compare with half the image spacing along the matching axes
+    half = np.abs(d_i) @ (sp_i / 2)
+    if (gap >= half).any():
+        return f"the voxel grids are shifted by up to {gap.max():.2f} mm (more than half a voxel)"
+    return None
+
+
+def _how(label: Volume, image: Volume) -> str:
+    q = _matching(label, image)
+    names = "xyz"
+    flips = [names[int(np.abs(q[:, j]).argmax())] for j in range(q.shape[1]) if q[:, j].sum() < 0]
+    perm = np.abs(q).argmax(0)
+    parts = []
+    if flips:
+        parts.append(f"axis {', '.join(flips)} flipped")
+    if not np.array_equal(perm, np.arange(len(perm))):
+        parts.append("axes " + " ".join(f"{names[j]}→{names[int(i)]}" for j, i in enumerate(perm) if i != j))
+    if not parts:
+        parts.append("origin within half a voxel")
+    return f"label direction {_r(label.direction)} vs image {_r(image.direction)}: " + ", ".join(parts)

@@ -46,8 +46,8 @@ from tqdm.auto import tqdm
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
 from .errors import InputError
 from .fileutil import NAME_MAX, TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
-from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, read_volume
 from .intensity import IntensityPreset
+from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, align_label, read_label, read_volume
 from .prepcheck import check_slices, minimum_text, modality_notes, per_label, report
 from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity, resize_slice
 
@@ -225,31 +225,6 @@ def thick_axis(spacing_zyx, shape=None) -> int:
     return int(np.flatnonzero(s >= s.max() * (1 - 1e-6))[0])
 
 
-def _label_array(vol: Volume, path) -> np.ndarray:
-    lab = vol.array
-    if lab.ndim == len(vol.spacing) + 1:  # a colour mask (2D): accept it if it is grey
-        if not (lab[..., :3] == lab[..., :1]).all():
-            raise InputError(f"label {path} is a colour image; save it as a single-channel label map.")
-        lab = lab[..., 0]
-    if lab.dtype == bool:
-        lab = lab.astype(np.uint8)
-    if lab.dtype.kind == "f":
-        if not np.isfinite(lab).all() or not np.array_equal(lab, np.rint(lab)):
-            bad = lab[np.isfinite(lab) & (lab != np.rint(lab))][:3]
-            raise InputError(
-                f"label map {path} is not integer-valued (e.g. {bad.tolist()}): a label map holds one "
-                "integer per voxel (0 = background). Is it a probability map or an image? Threshold it "
-                "or resample it with nearest-neighbour interpolation.")
-        lab = lab.astype(np.int64)
-    elif lab.dtype.kind not in "iu":
-        raise InputError(f"label map {path} has dtype {lab.dtype}; expected integers (0 = background).")
-    if lab.size and lab.min() < 0:
-        raise InputError(f"label map {path} holds negative values; labels are integers ≥ 0 (0 = background).")
-    if len(vol.spacing) == 2 and lab.size and set(np.unique(lab).tolist()) <= {0, 255}:
-        lab = (lab > 0).astype(np.uint8)  # a 0/255 PNG mask is label 1
-    return lab
-
-
 def _gray(vol: Volume) -> np.ndarray:
     a = vol.array
     if a.ndim == len(vol.spacing) + 1:  # 2D colour → luminance (the dataset stores grey slices)
@@ -260,24 +235,20 @@ def _gray(vol: Volume) -> np.ndarray:
     return a
 
 
-def _read_case(case: Case) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def _read_case(case: Case, notes: list | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Read and check one case: ``(image (z, y, x), label (z, y, x) int, spacing_zyx)``; 2D images
-    become one-slice volumes with slice spacing NaN."""
-    if case.image.is_dir() and len(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(case.image))) > 1:
-        raise InputError(f"{case.image} holds several DICOM series; keep one series per folder.")
-    image, label = read_volume(case.image), read_volume(case.label)
+    become one-slice volumes with slice spacing NaN. A label whose grid covers the image's voxels
+    in another orientation is put on the image grid (:func:`~medsam_lite.io.align_label`); that and
+    other reading steps (:func:`~medsam_lite.io.read_label`) are appended to ``notes``."""
+    image, label = read_volume(case.image), read_label(case.label)
     for vol, what in ((image, "image"), (label, "label")):
         if vol.array.ndim > len(vol.spacing) + (len(vol.spacing) == 2) or len(vol.spacing) not in (2, 3):
             raise InputError(f"{what} {vol.path} has shape {vol.array.shape}; expected a 3D volume or a 2D "
                              "image (multi-channel 4D files: save each channel as its own file).")
-    if not image.same_geometry(label):
-        raise InputError(
-            f"image {case.image} and label {case.label} differ in geometry: shape "
-            f"{image.array.shape} vs {label.array.shape}, spacing {_r(image.spacing)} vs {_r(label.spacing)}, "
-            f"origin {_r(image.origin)} vs {_r(label.origin)}, direction {_r(image.direction)} vs "
-            f"{_r(label.direction)}. Resample the label onto the image grid (SimpleITK.Resample(label, "
-            "image, SimpleITK.Transform(), SimpleITK.sitkNearestNeighbor)) or check the pairing.")
-    arr, lab = _gray(image), _label_array(label, case.label)
+    label, _ = align_label(label, image)
+    if notes is not None:
+        notes.extend(label.notes)
+    arr, lab = _gray(image), label.array
     if arr.dtype == bool or arr.dtype.kind not in "uif":
         raise InputError(f"image {case.image} has dtype {arr.dtype}; expected a scalar image.")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -372,10 +343,11 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 
 def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str], split: str,
-                  counts: dict | None = None) -> list[dict]:
+                  counts: dict | None = None, notes: list | None = None) -> list[dict]:
     """Write one case's slices and masks; return its manifest rows. ``counts`` (filled here):
-    ``{label: {"kept", "dropped", "largest_dropped_pixels"}}`` over the case's targets."""
-    arr, lab, spacing = _read_case(case)
+    ``{label: {"kept", "dropped", "largest_dropped_pixels"}}`` over the case's targets; reading
+    notes (e.g. a label put on the image grid) → ``notes``."""
+    arr, lab, spacing = _read_case(case, notes)
     axis = _slice_axis(arr, spacing, settings)
     counts = counts if counts is not None else {}
     for value in labels:
@@ -744,12 +716,15 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
         for sub in ("images", "masks"):
             shutil.rmtree(out / sub / case.name, ignore_errors=True)  # left by an interrupted run
         counts: dict = {}
+        notes: list[str] = []
         try:
-            new = _prepare_case(case, out, settings, used, split[case.name], counts)
+            new = _prepare_case(case, out, settings, used, split[case.name], counts, notes)
         except InputError as exc:  # a full disk / lost permission: this case's files go, done ones stay
             for sub in ("images", "masks"):
                 shutil.rmtree(out / sub / case.name, ignore_errors=True)
             raise InputError(f"{exc} {hint}" if hint not in str(exc) else str(exc)) from None
+        for note in notes:  # said once per case; kept in dataset.json as cases[name]["label_notes"]
+            warnings.warn(f"case {case.name}: {note}.", stacklevel=2)
         if not new:
             warnings.warn(f"case {case.name} has no target that passes the minimum size "
                           f"({minimum_text(settings)}).", stacklevel=3)
@@ -758,7 +733,7 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
         meta["cases"][case.name].update(
             status="done", slices=len({r["slice"] for r in new}), targets=len(new),
             axis=new[0]["axis"] if new else None,
-            targets_per_label={str(k): v for k, v in counts.items()})
+            targets_per_label={str(k): v for k, v in counts.items()}, label_notes=notes)
         meta["targets_per_label"] = per_label(meta, used)
         meta["status"] = "done" if all(c["status"] == "done" for c in meta["cases"].values()) else "in progress"
         atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1), hint=hint)
