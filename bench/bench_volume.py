@@ -24,7 +24,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.embed import encoder_sha256
+from medsam_lite.store import encoder_sha256
 from medsam_lite.volume import DEFAULTS, VolumePredictor
 
 TARGETS = {"ventricles": lambda lab: lab == 3, "white_matter": lambda lab: lab == 1,

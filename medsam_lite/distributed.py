@@ -17,25 +17,19 @@ How a distributed run matches a single-process one:
   checkpoints and ``history.csv`` are written by rank 0 only, in the format of a single process.
 * **Embedding.** Shard ``i`` of ``n`` computes the rows ``i::n`` of the *selected* slices (not of
   the missing ones, so shards started at different times still split the work the same way).
-  One process at a time checks or creates the store's files (:func:`store_lock`), so a second
+  One process at a time checks or creates the store's files (:func:`medsam_lite.store.store_lock`), so a second
   creator never replaces files someone writes into. Entries are written with positioned writes
-  (:class:`EntryWriter`), each shard into its own rows' bytes, data before its ``done`` flag.
+  (:class:`medsam_lite.store.EntryWriter`), each shard into its own rows' bytes, data before its ``done`` flag.
 """
 
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import datetime
-import errno
 import json
 import os
-import socket
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -323,6 +317,8 @@ def embed_on_all_ranks(embed_fn, wanted_rows, model, progress: bool, **kwargs):
     any rank still misses rows (each machine has its own copy of the store), the ranks of each
     machine complete their copy, split by local rank. Every rank must call this.
     """
+    from .store import reload_store
+
     ctx = init_distributed(model.device)
     progress = progress and ctx.is_main
     store = embed_fn(model=model, shard=(ctx.rank, ctx.world_size), progress=progress, **kwargs)

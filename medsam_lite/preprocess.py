@@ -1,20 +1,7 @@
 """``preprocess``: from a folder of scans and label maps to a prepared training set (MedSAM recipe).
 
-Source layouts found automatically when ``source`` is a folder (``<ext>`` is any of ``.nii.gz``,
-``.nii``, ``.nrrd``, ``.mha``, ``.mhd``, and for 2D ``.png``, ``.jpg``, ``.tif``, ``.bmp``)::
-
-    nnU-Net / Medical Segmentation Decathlon     flat folder (3D or 2D)
-    source/imagesTr/<case>_0000<ext>             source/<case><ext>
-    source/labelsTr/<case><ext>                  source/<case>_label<ext>   (or _mask, _seg)
-    source/dataset.json  (optional label names)  source/labels.json  (optional label names)
-
-    images/ + labels/ (or images/ + masks/)      DICOM series, one folder per case
-    source/images/<case><ext>                    source/<case>/…      (the series' files)
-    source/labels/<case><ext>                    source/<case>_label<ext>   (beside the folder)
-
-In nnU-Net folders only channel ``_0000`` is used; MSD's ``<case>.nii.gz`` without a channel
-suffix works too. Instead of a folder, pass a list of ``(image, label)`` path pairs (case names
-from the image file names) or a dict ``{case: (image, label)}``.
+Source layouts (nnU-Net/MSD, images/ + labels/, flat folders, DICOM series) are found by
+:func:`medsam_lite.cases.find_cases`.
 
 The recipe, per case: read image and label map with SimpleITK (their shape, spacing, origin and
 direction must agree), normalize the whole volume to ``uint8`` (CT window or 0.5–99.5 percentiles
@@ -29,193 +16,32 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import SimpleITK as sitk
 from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
 
+from .cases import LABEL_SUFFIXES, PAIRED_FOLDERS, Case, _labels_from_files, find_cases  # noqa: F401
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
 from .errors import InputError
-from .fileutil import NAME_MAX, TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
+from .fileutil import TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
 from .intensity import IntensityPreset
-from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES, Volume, align_label, read_label, read_volume
+from .io import Volume, align_label, read_label, read_volume
 from .prepcheck import check_slices, minimum_text, modality_notes, per_label, report
 from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity, resize_slice
 
 __all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
 
 #: Name endings that mark a label map in a flat folder (``case_label.nii.gz`` …), tried in order.
-LABEL_SUFFIXES = ("_label", "_mask", "_seg")
-#: (images, labels) sub-folder pairs recognized in a source folder, tried in order.
-PAIRED_FOLDERS = (("imagesTr", "labelsTr"), ("images", "labels"), ("images", "masks"))
-_SUFFIXES = tuple(s for s in VOLUME_SUFFIXES if s != ".dcm") + IMAGE_SUFFIXES
 _AXES = {"z": 0, "y": 1, "x": 2}
 
 
-@dataclass(frozen=True)
-class Case:
-    """One subject: a name (used as a folder name) and its image and label-map paths."""
-
-    name: str
-    image: Path
-    label: Path
-
-
-# ---------------------------------------------------------------- finding cases
-def _split_name(path: Path) -> tuple[str, str]:
-    """``("case", ".nii.gz")`` for ``case.nii.gz``; folders have no suffix."""
-    name = path.name
-    if path.is_dir():
-        return name, ""
-    for suffix in sorted(_SUFFIXES + (".dcm",), key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)], suffix
-    return name, ""
-
-
-def _check_name(name: str, where) -> str:
-    if not name or name.startswith(".") or re.search(r"[/\\:\x00]", name):
-        raise InputError(f"case name {name!r} (from {where}) cannot be a folder name; rename it.")
-    if len(name.encode("utf-8")) > NAME_MAX:
-        raise InputError(f"case name {name[:40]!r}… (from {str(where)[:80]}) is {len(name.encode('utf-8'))} bytes "
-                         f"long; a file or folder name may have at most {NAME_MAX}. Rename the file, or pass a "
-                         "dict {short_name: (image, label)}.")
-    return name
-
-
-def _is_dicom_dir(path: Path) -> bool:
-    """True for a folder holding a DICOM series (ITK's "no series found" warning is silenced)."""
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()
-                  and _split_name(p)[1] in _SUFFIXES)
-
-
-def _paired_folders(images: Path, labels: Path) -> list[Case]:
-    by_stem = {_split_name(p)[0]: p for p in _files(labels)}
-    cases, missing = [], []
-    for path in _files(images):
-        stem = _split_name(path)[0]
-        m = re.fullmatch(r"(.+)_(\d{4})", stem)
-        if m and m.group(2) != "0000":
-            continue  # extra nnU-Net channels: only _0000 is used
-        name = m.group(1) if m else stem
-        if name in by_stem:
-            cases.append(Case(_check_name(name, path), path, by_stem[name]))
-        else:
-            missing.append(f"{labels.name}/{name}<ext> for {images.name}/{path.name}")
-    if missing:
-        raise InputError(f"missing label file(s): {', '.join(missing[:5])}; add them or remove those images.")
-    return cases
-
-
-def _flat_folder(root: Path, suffixes: tuple[str, ...], exclude: Path | None) -> list[Case]:
-    entries = _files(root) + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                                    and p.resolve() != exclude and _is_dicom_dir(p))
-    labels = {}
-    for p in entries:
-        stem = _split_name(p)[0]
-        for suffix in suffixes:
-            if p.is_file() and stem.endswith(suffix) and len(stem) > len(suffix):
-                labels.setdefault(stem[: -len(suffix)], []).append(p)
-                break
-    label_files = {p for ps in labels.values() for p in ps}
-    images = [p for p in entries if p not in label_files]
-    cases, missing = [], []
-    for path in images:
-        name = _split_name(path)[0]
-        found = labels.pop(name, [])
-        if len(found) > 1:
-            raise InputError(f"{path.name} has several label files {[p.name for p in found]}; keep one.")
-        if not found:
-            missing.append(f"{name}{suffixes[0]}{_split_name(path)[1] or '.nii.gz'} for {path.name}")
-        else:
-            cases.append(Case(_check_name(name, path), path, found[0]))
-    if missing:
-        raise InputError(
-            f"missing label file(s) in {root}: expected {', '.join(missing[:5])}"
-            f"{' …' if len(missing) > 5 else ''}. Label maps are named <case>{'/'.join(suffixes)}<ext>; "
-            "add them, remove the unlabelled images, or pass label_suffix=.")
-    if labels:
-        orphans = [p.name for ps in labels.values() for p in ps]
-        raise InputError(f"label file(s) without an image in {root}: {orphans[:5]}; add the images or remove them.")
-    return cases
-
-
-def find_cases(source, label_suffix: str | None = None, exclude=None) -> list[Case]:
-    """List the (image, label) cases of a source (see the module docstring for the layouts).
-
-    Args:
-        source: a folder, a list of ``(image, label)`` path pairs, or a dict ``{case: (image, label)}``.
-        label_suffix: name ending of label maps in a flat folder (default: any of
-            :data:`LABEL_SUFFIXES`).
-        exclude: a folder to ignore inside ``source`` (the output folder, if it lies there).
-
-    Returns:
-        Cases sorted by name.
-
-    Raises:
-        InputError: a missing folder, image or label file, an orphan label, duplicate case names.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        root = Path(source)
-        if not root.is_dir():
-            raise InputError(f"source {root} is not a folder; pass a folder or a list of (image, label) pairs.")
-        meta = root / "dataset.json"
-        if meta.is_file() and '"medsam_lite.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
-            raise InputError(f"{root} is already a prepared dataset; open it with open_dataset().")
-        for images, labels in PAIRED_FOLDERS:
-            if (root / images).is_dir() and (root / labels).is_dir():
-                cases = _paired_folders(root / images, root / labels)
-                break
-        else:
-            suffixes = (label_suffix,) if label_suffix else LABEL_SUFFIXES
-            cases = _flat_folder(root, suffixes, Path(exclude).resolve() if exclude else None)
-        if not cases:
-            raise InputError(
-                f"no image/label pairs found in {root}. Expected imagesTr/ + labelsTr/ (nnU-Net, MSD), "
-                "case.nii.gz + case_label.nii.gz (also .nrrd/.mha/.png), or DICOM series folders with "
-                "<folder>_label.nii.gz beside them; see help(medsam_lite.preprocess).")
-    else:
-        items = source.items() if isinstance(source, Mapping) else None
-        if items is None:
-            try:
-                pairs = [(Path(i), Path(lab)) for i, lab in source]
-            except (TypeError, ValueError):
-                raise InputError("source must be a folder, a list of (image, label) pairs or a dict "
-                                 "{case: (image, label)}.") from None
-            items = [(re.sub(r"_0000$", "", _split_name(i)[0]), (i, lab)) for i, lab in pairs]
-        cases = [Case(_check_name(str(n), i), Path(i), Path(lab)) for n, (i, lab) in items]
-        missing = [str(p) for c in cases for p in (c.image, c.label) if not p.exists()]
-        if missing:
-            raise InputError(f"missing file(s): {missing[:5]}; check the paths (relative to {Path.cwd()}).")
-    names = [c.name for c in cases]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise InputError(f"several images give the case name(s) {dupes}; rename them or pass a dict "
-                         "{case: (image, label)}.")
-    if not cases:
-        raise InputError("source holds no cases; pass at least one (image, label) pair.")
-    return sorted(cases, key=lambda c: c.name)
-
-
-# ---------------------------------------------------------------- reading and checking one case
 def thick_axis(spacing_zyx, shape=None) -> int:
     """The slicing axis in array order ``(z, y, x)``: the one of largest spacing (ties → the first,
     so z); a size-1 axis in ``shape`` wins (a one-slice volume)."""
@@ -463,30 +289,6 @@ def _split(names: list[str], settings: dict) -> dict[str, str]:
         order = np.random.default_rng(settings["seed"]).permutation(sorted(names))
         test = set(order[:k].tolist())
     return {n: ("test" if n in test else "train") for n in sorted(names)}
-
-
-def _labels_from_files(folders) -> dict[int, str]:
-    """Label names from ``labels.json`` ({value: name}) or an MSD / nnU-Net ``dataset.json``."""
-    for folder in folders:
-        for fname in ("labels.json", "dataset.json"):
-            path = Path(folder) / fname
-            if not path.is_file():
-                continue
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            data = data.get("labels", {}) if fname == "dataset.json" else data
-            out = {}
-            for k, v in data.items() if isinstance(data, dict) else ():
-                if str(k).isdigit():
-                    out[int(k)] = str(v)
-                elif isinstance(v, int) and not isinstance(v, bool):
-                    out[v] = str(k)  # nnU-Net v2: {name: value}
-            out.pop(0, None)
-            if out:
-                return out
-    return {}
 
 
 def _is_ours(entry: Path) -> bool:

@@ -35,7 +35,8 @@ import torch
 import medsam_lite as ml
 from medsam_lite import distributed
 from medsam_lite.dataset import open_dataset
-from medsam_lite.distributed import DistContext, parse_shard, rank_share, store_lock
+from medsam_lite.distributed import DistContext, parse_shard, rank_share
+from medsam_lite.store import store_lock
 from medsam_lite.embed import open_store, select_slices
 from test_embed import small_dataset
 
@@ -54,7 +55,7 @@ WRAPPER = textwrap.dedent('''
     torch.set_num_threads(1)
     import medsam_lite
     from medsam_lite import cli
-    from medsam_lite.distributed import EntryWriter
+    from medsam_lite.store import EntryWriter
 
     embed_module, finetune_module = sys.modules["medsam_lite.embed"], sys.modules["medsam_lite.finetune"]
     report = {"rank": int(os.environ.get("RANK", 0)), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
