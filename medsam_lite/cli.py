@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 #: Parameters that are not options: the model (built from --model/--checkpoint/…), progress bars.
@@ -179,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="XYXY box in original pixels (on --slice for a volume)")
     p.add_argument("--box3d", nargs=6, type=_number(float), metavar=("X0", "Y0", "Z0", "X1", "Y1", "Z1"),
                    help="3D box for a volume (LiteMedSAM challenge format)")
+    p.add_argument("--labels-from", default=None, metavar="LABEL_FILE",
+                   help="a label map on the same grid: one box per label (and 2D component) → a label map out")
     p.add_argument("--slice", type=_number(int), default=None, help="key slice index of --box in a volume")
     p.add_argument("--out", required=True, help="mask file (.nii.gz/.nrrd/.mha keep the source geometry; .png for 2D)")
     p.add_argument("--modality", default=None, help=_doc_args(ml.Predictor.set_image).get("modality"))
@@ -231,14 +235,24 @@ def _run(args) -> int:
 def _predict(args, ml) -> None:
     from . import io
 
-    if (args.box is None) == (args.box3d is None):
-        raise ml.InputError("give exactly one of --box X0 Y0 X1 Y1 or --box3d X0 Y0 Z0 X1 Y1 Z1.")
+    if sum(x is not None for x in (args.box, args.box3d, args.labels_from)) != 1:
+        raise ml.InputError("give exactly one of --box X0 Y0 X1 Y1, --box3d X0 Y0 Z0 X1 Y1 Z1 or --labels-from FILE.")
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise ml.InputError(f"--out {out} must be a file path in an existing folder.")
     source = io.read_volume(args.image)
     is_volume = source.array.ndim == 3 and not (source.array.shape[-1] in (3, 4) and source.array.dtype.name == "uint8"
                                                   and len(source.spacing) == 2)
+    if args.labels_from is not None:
+        from .labelmaps import predict_label_map, predict_volume_labels
+
+        labels = io.align_label(io.read_label(args.labels_from), source)[0].array
+        if is_volume:
+            mask = predict_volume_labels(source, labels, model=_load(args), modality=args.modality, window=args.window)
+        else:
+            mask = predict_label_map(source.array, labels, model=_load(args), modality=args.modality, window=args.window)
+        _write_mask(io, mask, out, source, label_map=True)
+        return
     if is_volume:
         if args.box is not None and args.slice is None:
             raise ml.InputError("a volume needs --slice Z with --box (or use --box3d).")
@@ -250,13 +264,21 @@ def _predict(args, ml) -> None:
         if args.slice is not None:
             raise ml.InputError(f"{args.image} is a 2D image; --slice is only for volumes.")
         mask = ml.predict(source.array, args.box, model=_load(args), modality=args.modality, window=args.window)[0]
+    _write_mask(io, mask, out, source)
+
+
+def _write_mask(io, mask, out: Path, source, label_map: bool = False) -> None:
+    from .errors import InputError
+
     if out.suffix.lower() in (".png", ".jpg", ".bmp"):
         if mask.ndim != 2:
-            raise ml.InputError(f"a volume's mask cannot be written as {out.suffix}; use .nii.gz.")
-        io.write_volume(mask.astype("uint8") * 255, out)
+            raise InputError(f"a volume's mask cannot be written as {out.suffix}; use .nii.gz.")
+        io.write_volume(mask if label_map else mask.astype("uint8") * 255, out)
     else:
-        io.write_volume(mask.astype("uint8"), out, like=source)
-    print(f"mask with {int(mask.sum())} voxels → {out}")
+        io.write_volume(mask if label_map else mask.astype("uint8"), out, like=source)
+    what = f"label map with labels {[int(v) for v in np.unique(mask) if v]}" if label_map \
+        else f"mask with {int(mask.sum())} voxels"
+    print(f"{what} → {out}")
 
 
 def main(argv=None) -> int:

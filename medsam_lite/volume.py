@@ -35,12 +35,13 @@ from collections.abc import Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checks import check_model
+from .checks import check_int, check_model
 from .errors import InputError
 from .inference import Embedding, EmbeddingCache, decode, encode
 from .io import Volume, read_volume
 from .models import SamModel
 from .predict import resolve_preset
+from .prefetch import Prefetcher
 from .transforms import box_from_mask, check_boxes
 
 #: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
@@ -69,6 +70,8 @@ class VolumePredictor:
             voxels > 0), as in :func:`~medsam_lite.normalize_intensity`. Default: the preset the
             model was fine-tuned with, else ``"MR"``. A ``uint8`` volume is taken as already normalized.
         window: CT window name or ``(low, high)``, see ``normalize_intensity``.
+        prefetch: how many neighbouring slices on each side :meth:`prefetch_around` encodes in a
+            background thread (default 0: none; the widget uses it while you look at a slice).
 
     Attributes:
         volume: the :class:`~medsam_lite.io.Volume` (geometry for writing the result with
@@ -84,7 +87,7 @@ class VolumePredictor:
     """
 
     def __init__(self, volume, model: SamModel | None = None, axis: int | None = None,
-                 modality: str | None = None, window=None):
+                 modality: str | None = None, window=None, prefetch: int = 0):
         self.volume = _as_volume(volume)
         array = self.volume.array
         self.axis = _pick_axis(self.volume, axis)
@@ -92,7 +95,20 @@ class VolumePredictor:
         self.preset = resolve_preset(self.model, modality, window)
         self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
         self.embeddings = EmbeddingCache()
-        self.encoder_calls = 0
+        self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
+        self._prefetcher = Prefetcher(lambda z: encode(self.model, self.slice_image(z)), self.embeddings)
+
+    @property
+    def encoder_calls(self) -> int:
+        """How many slices were encoded (each at most once; background prefetches included)."""
+        return self._prefetcher.encoder_calls
+
+    def prefetch_around(self, index: int) -> None:
+        """Encode the :attr:`prefetch` slices on each side of ``index`` in the background (nearest
+        first, skipping blank and cached ones); a later call replaces what is still waiting."""
+        index = self._check_index(index)
+        order = [index + d * s for d in range(1, self.prefetch + 1) for s in (1, -1)]
+        self._prefetcher.request([z for z in order if 0 <= z < self.n_slices and not self.is_blank(z)])
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -124,12 +140,7 @@ class VolumePredictor:
         Raises:
             InputError: the slice is blank (see :meth:`is_blank`).
         """
-        index = self._check_index(index)
-        found = self.embeddings.get(index)
-        if found is None:
-            found = self.embeddings.put(index, encode(self.model, self.slice_image(index)))
-            self.encoder_calls += 1
-        return found
+        return self._prefetcher.get(self._check_index(index))
 
     def predict_slice(self, index: int, boxes) -> tuple[np.ndarray, np.ndarray]:
         """Segment one or ``N`` XYXY boxes on slice ``index`` (encodes it if needed).

@@ -24,7 +24,9 @@ from .errors import InputError
 from .io import Volume, read_volume, write_volume
 from .models import SamModel
 from .plotting import color, overlay
-from .inference import EmbeddingCache
+from .checks import check_int
+from .inference import EmbeddingCache, encode
+from .prefetch import Prefetcher
 from .predict import Predictor, resolve_preset
 from .transforms import check_boxes, xywh_to_xyxy
 
@@ -132,10 +134,12 @@ class BoxPrompter(widgets.VBox):
         alpha: opacity of the mask overlay.
         max_cached_embeddings: how many slice embeddings to keep (4 MiB each for LiteMedSAM; the
             least recently used is dropped first and re-encoded if visited again).
+        prefetch: for a volume, how many slices on each side of the shown one to encode in a
+            background thread (default 0), so stepping to the next slice shows its masks at once.
 
     Attributes:
-        predictor: the :class:`~medsam_lite.predict.Predictor`; ``predictor.encoder_calls``
-            counts image-encoder runs (one per slice visited, never one per box).
+        predictor: the :class:`~medsam_lite.predict.Predictor` holding the shown slice's embedding;
+            :attr:`encoder_calls` counts image-encoder runs (one per slice encoded, never one per box).
         decoder_calls: how many boxes have been decoded (an unchanged box is never decoded again).
         canvas: the ``BBoxWidget``; ``canvas.bboxes`` holds the current slice's boxes (XYWH).
         slider: the ``IntSlider`` choosing the slice (``None`` for 2D images).
@@ -146,7 +150,7 @@ class BoxPrompter(widgets.VBox):
 
     def __init__(self, image, model: SamModel | None = None, labels: Sequence[str] = ("target",), *,
                  modality: str | None = None, window=None, default_boxes=None, slice_index: int | None = None,
-                 alpha: float = 0.45, max_cached_embeddings: int = 32):
+                 alpha: float = 0.45, max_cached_embeddings: int = 32, prefetch: int = 0):
         array, self.source, self.is_volume = _as_scan(image)
         self.labels = self._check_labels(labels)
         if (isinstance(max_cached_embeddings, bool) or not isinstance(max_cached_embeddings, (int, np.integer))
@@ -169,6 +173,9 @@ class BoxPrompter(widgets.VBox):
         self.decoder_calls = 0
         self.timings = {"decode_ms": 0.0, "render_ms": 0.0, "update_ms": 0.0, "encode_ms": 0.0}
         self._embeddings = EmbeddingCache(self.max_cached_embeddings)  # slice → Embedding
+        self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
+        self._prefetcher = Prefetcher(lambda z: encode(self.predictor.model, self._display[z]), self._embeddings,
+                                      max_pending=max(1, min(2 * self.prefetch, self.max_cached_embeddings - 1)))
         self._predictor_slice: int | None = None
         self._boxes: dict[int, list[dict]] = {}           # slice → widget boxes (XYWH, > 0 area)
         self._decoded: dict[int, dict[tuple, tuple]] = {}  # slice → {(x, y, w, h): (mask, score)}
@@ -258,14 +265,10 @@ class BoxPrompter(widgets.VBox):
         """Point the predictor at slice ``z``'s embedding, encoding it on the first visit."""
         if self._predictor_slice == z:
             return
-        cached = self._embeddings.get(z)
-        if cached is not None:
-            self.predictor.set_embedding(cached)
-        else:
-            t0 = time.perf_counter()
-            self.predictor.set_image(self._display[z])
+        t0, calls = time.perf_counter(), self._prefetcher.encoder_calls
+        self.predictor.set_embedding(self._prefetcher.get(z))  # cached, prefetched, or encoded now
+        if self._prefetcher.encoder_calls > calls:
             self.timings["encode_ms"] = (time.perf_counter() - t0) * 1000
-            self._embeddings.put(z, self.predictor.embedding)
         self._predictor_slice = z
 
     def _update(self, z: int, raw_boxes) -> None:
@@ -337,7 +340,7 @@ class BoxPrompter(widgets.VBox):
         t = self.timings
         text = (f"{where}{n} box{'es' if n != 1 else ''} · last mask update {t['update_ms']:.0f} ms "
                 f"(decoder {t['decode_ms']:.0f} ms, overlay {t['render_ms']:.0f} ms) · image encoder runs: "
-                f"{self.predictor.encoder_calls} (last {t['encode_ms'] / 1000:.1f} s)")
+                f"{self.encoder_calls} (last {t['encode_ms'] / 1000:.1f} s)")
         if self._message:
             text += f"<br><span style='color:#c00'>{html.escape(self._message)}</span>"
         self.status.value = f"<span style='font-family:monospace;font-size:12px'>{text}</span>"
@@ -361,6 +364,10 @@ class BoxPrompter(widgets.VBox):
         except InputError:  # a blank slice: shown, but not encoded
             self._message = _blank(z)
         self._show_status()
+        if self.is_volume and self.prefetch:  # the neighbours, while the user looks at this one
+            near = [z + d * s for d in range(1, self.prefetch + 1) for s in (1, -1)]
+            self._prefetcher.request([k for k in near if 0 <= k < self._display.shape[0]
+                                      and self._display[k].min() != self._display[k].max()])
 
     # -- public API ----------------------------------------------------------------------------
     def set_slice(self, z: int) -> None:
@@ -418,7 +425,7 @@ class BoxPrompter(widgets.VBox):
     @property
     def encoder_calls(self) -> int:
         """How many times the image encoder ran (once per slice visited)."""
-        return self.predictor.encoder_calls
+        return self._prefetcher.encoder_calls
 
     @property
     def prompts(self) -> list[Prompt]:
