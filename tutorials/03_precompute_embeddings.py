@@ -18,7 +18,12 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/medsam-lite/medsam_lite/blob/main/tutorials/03_precompute_embeddings.ipynb)
 #
-# Run the frozen image encoder **once per slice** and store the embeddings beside the dataset, checked by a signature, so that fine-tuning and every new box reuse them.
+# Run the frozen image encoder **once per slice** and store the embeddings beside the dataset,
+# checked by a signature, so that fine-tuning and every new box reuse them.
+#
+# **Time:** the encoder takes ~0.8–2 s per slice on a 2-core CPU: the 298 sample slices take
+# about 4 minutes on an idle machine (much longer on a busy one); a GPU does them in seconds.
+# Quick mode (`MEDSAM_LITE_QUICK=1`, used in CI) embeds only 3 central slices per case.
 
 # %%
 # Colab only (does nothing elsewhere): install medsam_lite from its repository in this kernel.
@@ -47,48 +52,56 @@ if "google.colab" in sys.modules:
     importlib.invalidate_caches()
 
 # %% [markdown]
-# ## Why
-# The image encoder is ~95 % of LiteMedSAM's compute (about 75 GFLOPs per 256×256 slice, ~2 s on a
-# laptop CPU; a box through the decoder is ~0.1 s). It stays **frozen** when we fine-tune, so its
-# output for a slice never changes: compute it once, store it, and let training and every new box
-# read it back. That is what makes fine-tuning on a CPU practical.
-#
-# This notebook uses `work/sample_dataset` from notebook 02 (it is prepared here if missing).
-# **Quick mode:** with the environment variable `MEDSAM_LITE_QUICK=1` (set in CI) only a few central
-# slices per case are embedded; unset it to embed all ~300 slices (about 10 minutes on 2 cores).
+# ## Settings: the only cell to change for your own data
+# Everything below is derived from these settings: point `data` at your folder of scans + label
+# maps (the layouts are in notebook 02), say whether it is CT, which cases to hold out and which
+# labels to use. Outputs go to `work`. (Environment variables such as `MEDSAM_LITE_DATA` override
+# this cell — that is how the tests run these notebooks on a CT dataset; see `medsam_lite.tutorial`.)
 
 # %%
-import os
+from medsam_lite import samples, tutorial
+
+S = tutorial.settings(
+    data=samples.brain_mri_dir(),      # your folder of scans + label maps
+    modality="MR",                     # "CT" for scans in Hounsfield units
+    test_cases=["sub-07", "sub-08"],   # held-out cases; None = a seeded 20 % of the cases
+    labels=None,                       # None = every label; or e.g. {1: "liver", 2: "tumour"}
+    work="work",                       # output folder: dataset, embeddings, checkpoints, masks
+)
+
+# %% [markdown]
+# ## Why
+# The image encoder is ~95 % of LiteMedSAM's compute (about 75 GFLOPs per 256×256 slice; a box
+# through the decoder is ~0.1 s). It stays **frozen** when we fine-tune, so its output for a slice
+# never changes: compute it once, store it, and let training and every new box read it back. That
+# is what makes fine-tuning on a CPU practical.
+#
+# This notebook uses the dataset of notebook 02 (`S.dataset`); it is prepared here if missing.
+
+# %%
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 import medsam_lite as ml
-from medsam_lite import plotting, samples
-from medsam_lite.dataset import open_dataset
+from medsam_lite import plotting, prompts
 
-torch.set_num_threads(2)   # this machine's cores; raise it on a bigger CPU
-QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"
-MAX_SLICES = 3 if QUICK else None   # None = every slice
-print("quick mode" if QUICK else "full run", "| slices per case:", MAX_SLICES or "all")
-
-ml.preprocess(samples.brain_mri_dir(), "work/sample_dataset", test_cases=["sub-07", "sub-08"], progress=False)
-ds = open_dataset("work/sample_dataset")
+ds = tutorial.ensure_dataset(S)
 model = ml.load_model()
-print(len(ds.slices), "slices in", ds.slices["case"].nunique(), "cases")
+print(len(ds.slices), "slices in", ds.slices["case"].nunique(), "cases | slices per case embedded:",
+      S.max_slices_per_case or "all")
 
 # %% [markdown]
 # ## 1. Embed every slice once
 # `embed` prints the disk estimate first (float16: **2 MiB per 256×64×64 embedding**), then runs the
 # encoder with a progress bar. The store lives beside the dataset in
-# `work/sample_dataset/embeddings/lite_medsam/` as a memory-mapped `.npy` file: reading one
-# embedding does not load the others into memory.
+# `embeddings/lite_medsam/` as a memory-mapped `.npy` file: reading one embedding does not load the
+# others into memory.
 
 # %%
 t0 = time.perf_counter()
-store = ml.embed(ds, model, max_slices_per_case=MAX_SLICES)
+store = ml.embed(ds, model, max_slices_per_case=S.max_slices_per_case)
 t_embed = time.perf_counter() - t0
 print(f"{int(store.done.sum())} of {len(store)} slices stored; this call took {t_embed:.1f} s")
 print("file:", store.path / "embeddings.npy", store.embeddings.shape, store.embeddings.dtype)
@@ -100,7 +113,7 @@ print("file:", store.path / "embeddings.npy", store.embeddings.shape, store.embe
 
 # %%
 t0 = time.perf_counter()
-store = ml.embed(ds, model, max_slices_per_case=MAX_SLICES)
+store = ml.embed(ds, model, max_slices_per_case=S.max_slices_per_case)
 print(f"second call: {time.perf_counter() - t0:.2f} s")
 
 # %% [markdown]
@@ -113,9 +126,10 @@ print(f"second call: {time.perf_counter() - t0:.2f} s")
 
 # %%
 print({k: store.signature[k] for k in ("model_name", "input_size", "recipe", "dtype", "medsam_lite_version")})
-print("encoder sha256:", store.signature["encoder_sha256"][:16], "…  dataset sha256:", store.signature["dataset_sha256"][:16], "…")
+print("encoder sha256:", store.signature["encoder_sha256"][:16], "…  dataset sha256:",
+      store.signature["dataset_sha256"][:16], "…")
 try:
-    ml.embed(ds, model, dtype="float32", max_slices_per_case=MAX_SLICES)
+    ml.embed(ds, model, dtype="float32", max_slices_per_case=S.max_slices_per_case)
 except ml.StoreMismatchError as err:
     print("StoreMismatchError:", err)
 
@@ -123,8 +137,9 @@ except ml.StoreMismatchError as err:
 # ## 4. A new box on a stored embedding
 # `Predictor.set_embedding` takes a stored embedding instead of running the encoder: segmenting a
 # new box costs only the decoder. The manifest's boxes are in the **original** slice's pixels; the
-# stored slice is that slice resized (longest side 256), so we scale the boxes to it and give the
-# predictor the stored size — the masks then come out at the stored size, like the stored masks.
+# stored slice is that slice resized (longest side 256), so `prompts.boxes_to_stored` maps them to
+# it (with the same `Geometry` the model uses) and the predictor gets the stored size — the masks
+# then come out at the stored size, like the stored masks.
 
 # %%
 done = np.flatnonzero(store.done)
@@ -132,13 +147,12 @@ row = int(done[len(done) // 2])
 sl = ds.slices.iloc[row]
 targets = ds.manifest[(ds.manifest["case"] == sl["case"]) & (ds.manifest["slice"] == sl["slice"])]
 image = ds.image(sl["image"])
-h, w = image.shape
-to_stored = np.array([w / sl["width"], h / sl["height"]] * 2)
-boxes = targets[["x0", "y0", "x1", "y1"]].to_numpy() * to_stored   # original → stored pixels
+boxes = prompts.boxes_to_stored(targets[["x0", "y0", "x1", "y1"]].to_numpy(),
+                                (int(sl["height"]), int(sl["width"])), ds.image_size)
 
 predictor = ml.Predictor(model)
 t0 = time.perf_counter()
-predictor.set_embedding(store.get(row), (h, w))
+predictor.set_embedding(store.get(row), image.shape)
 masks, scores = predictor.predict(boxes)
 print(f"{len(boxes)} boxes on a stored embedding in {(time.perf_counter() - t0) * 1000:.0f} ms, "
       f"encoder calls: {predictor.encoder_calls}")
