@@ -253,9 +253,21 @@ def ensure_checkpoint(s: Settings, model=None, train: bool = True) -> Path | Non
     return Path(finetune(ds, s.finetune_dir, model, progress=False, **finetune_kwargs(s)).best)
 
 
-def focus_label(dataset) -> int:
-    """The label with the fewest training targets (where fine-tuning matters most): the one shown in figures."""
-    counts = dataset.manifest.groupby("label").size()
+def focus_label(dataset, among=None) -> int:
+    """The label shown in the tutorials' figures: the one with the fewest targets in ``dataset``
+    (a prepared dataset, its folder, or a manifest DataFrame) — where fine-tuning matters most.
+
+    Args:
+        among: only consider these label values (e.g. ``seg.truth.keys()`` of one case).
+    """
+    from .dataset import open_dataset
+
+    manifest = dataset if hasattr(dataset, "groupby") else open_dataset(dataset).manifest
+    counts = manifest.groupby("label").size()
+    if among is not None:
+        counts = counts[counts.index.isin([int(k) for k in among])]
+    if counts.empty:
+        raise InputError("no label to show: the dataset (or the given labels) has no targets.")
     return int(counts.idxmin())
 
 

@@ -18,7 +18,12 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/medsam-lite/medsam_lite/blob/main/tutorials/04_finetune_mask_decoder.ipynb)
 #
-# Train LiteMedSAM's **mask decoder** on the stored embeddings of the sample dataset's training subjects, with MedSAM's loss and box jitter, and watch the validation Dice.
+# Train LiteMedSAM's **mask decoder** on the stored embeddings of the training cases, with
+# MedSAM's loss and box jitter, and watch the validation Dice.
+#
+# **Time:** 5 epochs on all 8 sample subjects take about 5.5 minutes on an idle 2-core CPU
+# (22.6 minutes on a busy one; `bench/RESULTS.md`), plus the embeddings of notebook 03 if they
+# are missing. Quick mode (`MEDSAM_LITE_QUICK=1`): 3 central slices per case, 2 epochs.
 
 # %%
 # Colab only (does nothing elsewhere): install medsam_lite from its repository in this kernel.
@@ -47,41 +52,52 @@ if "google.colab" in sys.modules:
     importlib.invalidate_caches()
 
 # %% [markdown]
+# ## Settings: the only cell to change for your own data
+# Everything below is derived from these settings: point `data` at your folder of scans + label
+# maps (the layouts are in notebook 02), say whether it is CT, which cases to hold out and which
+# labels to use. Outputs go to `work`. (Environment variables such as `MEDSAM_LITE_DATA` override
+# this cell — that is how the tests run these notebooks on a CT dataset; see `medsam_lite.tutorial`.)
+
+# %%
+from medsam_lite import samples, tutorial
+
+S = tutorial.settings(
+    data=samples.brain_mri_dir(),      # your folder of scans + label maps
+    modality="MR",                     # "CT" for scans in Hounsfield units
+    test_cases=["sub-07", "sub-08"],   # held-out cases; None = a seeded 20 % of the cases
+    labels=None,                       # None = every label; or e.g. {1: "liver", 2: "tumour"}
+    work="work",                       # output folder: dataset, embeddings, checkpoints, masks
+)
+
+# %% [markdown]
 # ## The recipe
 # MedSAM keeps the image encoder frozen and trains the decoder on box prompts. `finetune` does the
-# same on the embeddings stored by notebook 03 (it computes any that are missing):
+# same on the embeddings stored by notebook 03 (it computes any that are missing, and the dataset
+# of notebook 02 is prepared here if it is not):
 #
 # * prompts: the ground-truth box of each target, each side enlarged by a random 0–20 px at 1024
 #   scale (0–5 px for LiteMedSAM's 256 input) so the model tolerates loose boxes;
 # * loss: soft Dice + binary cross-entropy; optimizer: Adam; only the **mask decoder** learns
 #   (`train_prompt_encoder=True` adds the prompt encoder);
-# * validation Dice after every epoch on held-out **training** cases (the test cases `sub-07` and
-#   `sub-08` are never seen); `best.pt` and `last.pt` are written atomically with the optimizer state,
-#   so `resume=True` continues an interrupted run; a `seed` makes a CPU run repeatable.
+# * validation Dice after every epoch on held-out **training** cases (the test cases are never
+#   seen); `best.pt` and `last.pt` are written atomically with the optimizer state, so
+#   `resume=True` continues an interrupted run; a `seed` makes a CPU run repeatable.
 #
 # **Learning rate.** The MedSAM paper (and `finetune`'s default) uses `lr=1e-5`. On a CPU budget
-# of a few minutes we use `lr=1e-4`: on these data it reaches the same Dice in far fewer epochs.
-#
-# **Quick mode** (`MEDSAM_LITE_QUICK=1`, set in CI): 3 central slices per case and 2 epochs, to
-# check that everything runs; the numbers mean little. Unset it for the real run (all slices,
-# 5 epochs: about 8 minutes on an idle 2-core CPU, longer on a busy one — `max_minutes=` caps it).
+# of a few minutes we use `lr=1e-4` (`S.lr`): on these data it reaches the same Dice in far fewer
+# epochs. `max_minutes=` caps a run on a slow machine.
 
 # %%
-import os
 import time
 
 import torch
 
 import medsam_lite as ml
-from medsam_lite import plotting
+from medsam_lite import plotting, prompts
 
-torch.set_num_threads(2)
-QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"
-MAX_SLICES = 3 if QUICK else None
-EPOCHS = 2 if QUICK else 5
-OUT = "work/finetune_quick" if QUICK else "work/finetune"
-
+ds = tutorial.ensure_dataset(S)
 model = ml.load_model()
+print("fine-tuning settings:", tutorial.finetune_kwargs(S), "→", S.finetune_dir)
 
 # %% [markdown]
 # ## 1. Train
@@ -90,8 +106,7 @@ model = ml.load_model()
 
 # %%
 t0 = time.perf_counter()
-result = ml.finetune("work/sample_dataset", OUT, model, epochs=EPOCHS, lr=1e-4, batch_size=8, seed=0,
-                     max_slices_per_case=MAX_SLICES, resume=True)
+result = ml.finetune(ds, S.finetune_dir, model, **tutorial.finetune_kwargs(S))
 print(f"finetune: {time.perf_counter() - t0:.0f} s (this call; a finished run is only read back)")
 print("train cases:", result.train_cases, "| validation cases:", result.val_cases)
 result.history.round(3)
@@ -119,18 +134,23 @@ print("fine-tuned model:", tuned.name, "from", tuned.checkpoint)
 # %% [markdown]
 # ## 4. One held-out slice, before and after
 # `predict_case` segments every target of a test case from its box, reading the stored embeddings
-# (the pretrained and fine-tuned models share the encoder, so they share the embeddings).
+# (the pretrained and fine-tuned models share the encoder, so they share the embeddings). The
+# figure shows the label with the fewest targets (`tutorial.focus_label`) on the slice where it
+# is largest (`prompts.key_slice`).
 
 # %%
-before = ml.predict_case(model, "work/sample_dataset", "sub-07", max_slices_per_case=MAX_SLICES)
-after = ml.predict_case(tuned, "work/sample_dataset", "sub-07", max_slices_per_case=MAX_SLICES)
-z = int(before.truth[3].sum(axis=(1, 2)).argmax())   # the slice with most ventricle pixels
-for k, name in before.label_names.items():
-    print(f"{name:20s} Dice on this slice: pretrained {ml.dice(before.pred[k][z], before.truth[k][z]):.3f}"
-          f" → fine-tuned {ml.dice(after.pred[k][z], after.truth[k][z]):.3f}")
-plotting.compare(before.image[z], {"ground truth": before.truth[3][z], "pretrained": before.pred[3][z],
-                                   "fine-tuned": after.pred[3][z]});
+test_case = sorted(c for c, split in ds.meta["split"].items() if split == "test")[0]
+before = ml.predict_case(model, ds, test_case, max_slices_per_case=S.max_slices_per_case)
+after = ml.predict_case(tuned, ds, test_case, max_slices_per_case=S.max_slices_per_case)
+k = tutorial.focus_label(ds, among=before.truth)
+z = prompts.key_slice(before.truth[k])
+print(f"{test_case}, slice {before.slices[z]} (most {before.label_names[k]} pixels)")
+for label, name in before.label_names.items():
+    print(f"{name:20s} Dice on this slice: pretrained {ml.dice(before.pred[label][z], before.truth[label][z]):.3f}"
+          f" → fine-tuned {ml.dice(after.pred[label][z], after.truth[label][z]):.3f}")
+plotting.compare(before.image[z], {"ground truth": before.truth[k][z], "pretrained": before.pred[k][z],
+                                   "fine-tuned": after.pred[k][z]});
 
 # %% [markdown]
 # ## Next
-# `05_evaluate` measures DSC and NSD per case and label on both test subjects.
+# `05_evaluate` measures DSC and NSD per case and label on every test case.
