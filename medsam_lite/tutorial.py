@@ -284,3 +284,46 @@ def case_paths(s: Settings, case: str | None = None):
         raise InputError(f"case {case!r} is not in {s.data}; cases there: {sorted(by_name)[:10]}.")
     c = by_name[case]
     return case, c.image, c.label
+
+
+#: Slices kept on each side of the target's key slice when quick mode crops a scan (notebook 07).
+QUICK_HALF_SLICES = 3
+
+
+def read_case(s: Settings, case: str | None = None):
+    """``(scan, label)`` :class:`~medsam_lite.io.Volume` pair of one case (see :func:`case_paths`).
+
+    In quick mode both are cropped, along the thick axis (largest spacing), to the key slice of
+    :func:`focus_label` ± :data:`QUICK_HALF_SLICES`; the crop keeps the physical geometry (origin
+    moved with SimpleITK), so masks saved ``like=scan`` still overlay the crop. Outside quick mode
+    the volumes are returned as read.
+    """
+    import SimpleITK as sitk
+
+    from . import io
+    from .prompts import key_slice
+    from .preprocess import thick_axis
+
+    case, image_path, label_path = case_paths(s, case)
+    scan, label = io.read_volume(image_path), io.read_volume(label_path)
+    if not s.quick or scan.array.ndim != 3:
+        return scan, label
+    axis = thick_axis(scan.spacing_zyx, scan.array.shape)
+    k = focus_label(ensure_dataset(s))
+    target = np.moveaxis(label.array == k, axis, 0)
+    if not target.any():
+        raise InputError(f"case {case} has no voxel of label {k}; pick another case in the settings.")
+    centre = key_slice(target)
+    lo = max(0, centre - QUICK_HALF_SLICES)
+    hi = min(target.shape[0], centre + QUICK_HALF_SLICES + 1)
+
+    def crop(vol):
+        img = vol.to_sitk()
+        index, size = [0, 0, 0], list(img.GetSize())
+        dim = 2 - axis  # SimpleITK's (x, y, z) order is the array's reversed
+        index[dim], size[dim] = lo, hi - lo
+        sub = sitk.RegionOfInterest(img, size, index)
+        return io.Volume(sitk.GetArrayFromImage(sub), tuple(sub.GetSpacing()), tuple(sub.GetOrigin()),
+                         tuple(sub.GetDirection()), vol.path)
+
+    return crop(scan), crop(label)

@@ -18,7 +18,18 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/medsam-lite/medsam_lite/blob/main/tutorials/06_interactive_box_prompting.ipynb)
 #
-# Draw boxes with the mouse on a brain MRI slice and on the slices of a volume, and see **LiteMedSAM**'s masks at once — on a CPU, from one encoder run per slice.
+# Draw boxes with the mouse on a brain MRI slice and on the slices of a volume, and see
+# **LiteMedSAM**'s masks at once — on a CPU, from one encoder run per slice.
+#
+# ![The box prompter in JupyterLab: two boxes drawn with the mouse, their masks painted at once](images/06_widget.png)
+#
+# *The widget in a real browser (the screenshot `tests/test_browser.py` takes): a box around the
+# brain and one around the ventricles, drawn with the mouse.* The widget needs a live kernel: on
+# GitHub you see its last picture, not the widget.
+#
+# **Time:** about 1 minute on a 2-core CPU (an encoder run of ~1–2 s per visited slice; each box
+# → mask update ~0.2 s, `bench/RESULTS.md`). On Colab, run the install cell first: it enables
+# Colab's custom widget manager.
 
 # %%
 # Colab only (does nothing elsewhere): install medsam_lite from its repository in this kernel.
@@ -56,13 +67,12 @@ if "google.colab" in sys.modules:
 import os
 
 import numpy as np
-import torch
 
 import medsam_lite as ml
-from medsam_lite import io, plotting, samples
+from medsam_lite import io, plotting, samples, tutorial
 from medsam_lite.widgets import BoxPrompter
 
-torch.set_num_threads(int(os.environ.get("MEDSAM_LITE_THREADS", "2")))  # this CPU's cores
+threads, device = tutorial.setup_runtime()             # every core (or $MEDSAM_LITE_THREADS); GPU if any
 QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"   # CI: visit fewer slices in part 5
 model = ml.load_model()                                # LiteMedSAM, offline
 
