@@ -112,3 +112,24 @@ def test_read_case_in_quick_mode_crops_around_the_target_and_keeps_geometry(tmp_
     # the crop's first voxel sits where the full scan's voxel (lo, 0, 0) does
     assert np.allclose(scan.to_sitk().TransformIndexToPhysicalPoint((0, 0, 0)),
                        full_scan.to_sitk().TransformIndexToPhysicalPoint((0, 0, lo)))
+
+
+def test_ensure_checkpoint_trains_once_then_reads_back(tmp_path, clean_env, capsys):
+    """Notebook 05 or 07 opened first: the quick fine-tuning run is built, then reused."""
+    src, data = samples.brain_mri_dir(), tmp_path / "three"
+    data.mkdir()
+    for case in ("sub-03", "sub-04", "sub-05"):
+        for suffix in (".nii.gz", "_label.nii.gz"):
+            (data / f"{case}{suffix}").symlink_to(src / f"{case}{suffix}")
+    clean_env.setenv("MEDSAM_LITE_QUICK", "1")
+    s = tutorial.settings(data=data, test_cases=["sub-05"], labels=[3], work=tmp_path / "w", threads=1,
+                          verbose=False)
+    model = ml.load_model(device="cpu")
+    best = tutorial.ensure_checkpoint(s, model)
+    assert best == s.checkpoint and best.exists()
+    assert "training it now" in capsys.readouterr().out
+    stamp = best.stat().st_mtime_ns
+    assert tutorial.ensure_checkpoint(s, model) == best and best.stat().st_mtime_ns == stamp
+    assert tutorial.ensure_checkpoint(s, train=False) == best
+    tuned = ml.load_model(checkpoint=best, device="cpu")
+    assert tuned.checkpoint == str(best)

@@ -92,6 +92,7 @@ S = tutorial.settings(
 import time
 
 import pandas as pd
+from IPython.display import display
 
 import medsam_lite as ml
 from medsam_lite import io, plotting

@@ -99,8 +99,8 @@ print("model:", model.checkpoint)
 case, image_path, label_path = tutorial.case_paths(S)
 scan, label_volume = tutorial.read_case(S, case)             # quick mode: a few slices around the target
 label = label_volume.array
-target = tutorial.focus_label(tutorial.ensure_dataset(S))
-names = tutorial.ensure_dataset(S).meta["labels"]
+ds = tutorial.ensure_dataset(S)                              # notebook 02's dataset: label names, focus label
+target, names = tutorial.focus_label(ds), ds.meta["labels"]
 print(f"{case}: array (z, y, x) {scan.array.shape} {scan.array.dtype}; target {target} = {names[str(target)]}")
 print("spacing (x, y, z) mm", scan.spacing, " origin", np.round(scan.origin, 2))
 
