@@ -7,6 +7,7 @@ Public API (see each function's docstring for shapes and conventions):
 * :func:`embed`, :func:`finetune`, :func:`evaluate` (:func:`dice`, :func:`nsd`, :func:`predict_case`) —
   embeddings computed once, mask-decoder fine-tuning, DSC/NSD per case.
 * :func:`predict_volume`, :class:`VolumePredictor`, :func:`box_from_recist` — a 3D scan from one box.
+* :func:`predict_label_map`, :func:`predict_volume_labels` — a label map in, a label map out.
 * :class:`InputError` — the error every public function raises on bad input.
 """
 
@@ -26,6 +27,8 @@ from .evaluate import dice, evaluate, nsd, predict_case
 from .finetune import finetune
 from .preprocess import prepare_dataset, preprocess
 from .downloads import fetch_checkpoint
+from . import labelmaps
+from .labelmaps import predict_label_map, predict_volume_labels
 
 try:
     __version__ = _version("medsam-lite")  # one source of truth: pyproject.toml, through the installed metadata
@@ -66,7 +69,9 @@ __all__ = [
     "nsd",
     "predict",
     "predict_case",
+    "predict_label_map",
     "predict_volume",
+    "predict_volume_labels",
     "prepare_dataset",
     "preprocess",
     "xywh_to_xyxy",

@@ -29,7 +29,8 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -65,6 +66,9 @@ class FinetuneResult:
             over validation targets), ``val_dice_<label name>`` (mean per label), ``train_samples``,
             ``train_seconds``, ``samples_per_s`` (training loop only), ``val_seconds``.
         train_cases, val_cases: the case ids used for training and for validation.
+        targets_per_label: label name → ``{"train": n, "val": n, "dropped_by_preprocess": n}``: how
+            many targets each label had (a label with 0 training targets was never trained on —
+            e.g. a small organ below ``preprocess``'s minimum size at coarse spacing).
     """
 
     best: Path
@@ -72,6 +76,7 @@ class FinetuneResult:
     history: pd.DataFrame
     train_cases: list
     val_cases: list
+    targets_per_label: dict = field(default_factory=dict)
 
 
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -323,6 +328,15 @@ def finetune(
     val = load_targets(dataset, model, targets[targets["case"].isin(val_cases)], store) if val_cases else None
     if len(train["rows"]) == 0:
         raise InputError("the training cases have no targets with the chosen labels.")
+    counts = _targets_per_label(dataset, train, val, labels)
+    if progress:
+        print("targets per label (train / val / dropped by preprocess's minimum size): " + ", ".join(
+            f"{name} {c['train']}/{c['val']}/{c['dropped_by_preprocess']}" for name, c in counts.items()))
+    never = [name for name, c in counts.items() if c["train"] == 0]
+    if never:
+        warnings.warn(f"labels {never} have no training target: the fine-tuned decoder never sees them (too "
+                      "small for preprocess's minimum size, or absent from the training cases); lower "
+                      "min_pixels / use min_mm2= in preprocess, or add cases.", stacklevel=2)
 
     trainee = _trainee(model, train_prompt_encoder)
     params = [p for p in trainee.parameters() if p.requires_grad]
@@ -404,4 +418,18 @@ def finetune(
     if ctx.is_main and not best_path.exists():  # resumed a finished run
         _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
     barrier()  # under torchrun every rank returns once rank 0 has written the files
-    return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases)
+    return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts)
+
+
+def _targets_per_label(dataset, train: dict, val: dict | None, labels) -> dict:
+    """Label name → train / val target counts and the targets ``preprocess`` dropped as too small."""
+    names = {int(k): v for k, v in dataset.meta.get("labels", {}).items()}
+    dropped = dataset.meta.get("targets_per_label", {})
+    out = {}
+    for value, name in sorted(names.items()):
+        if labels is not None and value not in labels:
+            continue
+        out[name] = {"train": int((train["label_names"] == name).sum()),
+                     "val": int((val["label_names"] == name).sum()) if val else 0,
+                     "dropped_by_preprocess": int(dropped.get(str(value), dropped.get(name, {})).get("dropped", 0))}
+    return out
