@@ -90,6 +90,7 @@ class SamModel(torch.nn.Module):
         self.checkpoint = checkpoint
         self.preset = preset
         self.runtime = None  # a compiled CPU runtime (medsam_lite.backends), or None: torch eager
+        self._runtime_weights = None
 
     @property
     def name(self) -> str:
@@ -115,7 +116,7 @@ class SamModel(torch.nn.Module):
         The package's only call of the image encoder (through a compiled CPU runtime when
         :func:`load_model` chose one); :func:`medsam_lite.inference.encode` is the seam around it.
         """
-        if self.runtime is not None:
+        if self._current_runtime() is not None:
             return self.runtime.encode(images.float().cpu()).to(self.device)
         return self.image_encoder(images.to(self.device))
 
@@ -136,7 +137,7 @@ class SamModel(torch.nn.Module):
         if embeddings.shape[0] not in (1, n):
             raise InputError(f"decode takes one embedding for all boxes or one per box; got {embeddings.shape[0]} "
                              f"embeddings for {n} boxes.")
-        if self.runtime is not None and not torch.is_grad_enabled() and embeddings.shape[0] == 1:
+        if not torch.is_grad_enabled() and embeddings.shape[0] == 1 and self._current_runtime() is not None:
             logits, iou = self.runtime.decode(embeddings.float().cpu(), boxes.float().cpu())
             return logits.to(self.device), iou.to(self.device)
         if embeddings.shape[0] > 1 and self.spec.sam_variant is not None:
@@ -154,6 +155,26 @@ class SamModel(torch.nn.Module):
             dense_prompt_embeddings=dense,
             multimask_output=False,
         )
+
+    def _weights_version(self) -> tuple:
+        """Changes whenever any weight is modified in place or replaced (torch's version counters)."""
+        return tuple((id(t), t._version) for t in self.state_dict(keep_vars=True).values())
+
+    def set_runtime(self, runtime) -> None:
+        """Use a compiled runtime (or ``None`` for torch eager) for the weights as they are now."""
+        self.runtime = runtime
+        self._runtime_weights = self._weights_version() if runtime is not None else None
+
+    def _current_runtime(self):
+        """The compiled runtime, rebuilt first if the weights changed since it was exported (an export
+        is never trusted across a change: it is keyed by the weights' hash)."""
+        if self.runtime is not None and self._weights_version() != self._runtime_weights:
+            from .backends import build_runtime
+
+            enc, pe, md = self.image_encoder, self.prompt_encoder, self.mask_decoder
+            self.set_runtime(build_runtime(enc, pe, md, backend=self.runtime.name, precision=self.runtime.precision,
+                                           threads=self.runtime.threads))
+        return self.runtime
 
     @property
     def embedding_shape(self) -> tuple[int, int, int]:
@@ -331,7 +352,7 @@ def load_model(
         digest = hashlib.sha256((digest + file_sha256(partial_path)).encode()).hexdigest()
     model = SamModel(net, spec, digest, str(partial_path or base_path), _preset(meta if checkpoint_given else {}, path))
     model = model.to(device).eval()
-    model.runtime = _runtime(model, backend, precision, device)
+    model.set_runtime(_runtime(model, backend, precision, device))
     return model
 
 
