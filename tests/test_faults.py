@@ -84,19 +84,20 @@ def spoil(path: Path, kind: str) -> None:
         os.mkfifo(path)
 
 
-def unblock_fifo_later(path: Path, seconds: float = 30.0) -> threading.Timer:
-    """If the code under test opens the FIFO for reading, open its other end after ``seconds`` so the
-    test fails instead of hanging forever."""
+def unblock_fifo_later(path: Path, seconds: float = 20.0):
+    """If the code under test opens the FIFO for reading, open its other end every ``seconds`` so the
+    test fails instead of hanging forever (returns an object with ``cancel()``)."""
+    stop = threading.Event()
+
     def release():
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-            os.close(fd)
-        except OSError:
-            pass
-    timer = threading.Timer(seconds, release)
-    timer.daemon = True
-    timer.start()
-    return timer
+        while not stop.wait(seconds):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+    threading.Thread(target=release, daemon=True).start()
+    stop.cancel = stop.set
+    return stop
 
 
 def deny_writes(monkeypatch, folder: Path) -> None:
