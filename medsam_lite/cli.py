@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileutil import check_writable
+
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 #: Parameters that are not options: the model (built from --model/--checkpoint/…), progress bars.
@@ -206,13 +208,14 @@ def _run(args) -> int:
     if args.command == "predict":
         _predict(args, ml)
         return EXIT_OK
-    kwargs = {name: getattr(args, name) for name in args.names}
-    if "model" in inspect.signature(args.func).parameters:
-        kwargs["model"] = _load(args)
-    if args.command == "evaluate" and args.out:
+    if args.command == "evaluate" and args.out:  # checked before the model is loaded and any work
         out = Path(args.out)
         if out.is_dir() or not out.parent.is_dir():
             raise ml.InputError(f"--out {out} must be a CSV file path in an existing folder.")
+        check_writable(out.parent, "--out")
+    kwargs = {name: getattr(args, name) for name in args.names}
+    if "model" in inspect.signature(args.func).parameters:
+        kwargs["model"] = _load(args)
     result = args.func(**kwargs)
     if args.command == "preprocess":
         counts = result.groupby("split")["case"].nunique().to_dict()
@@ -240,6 +243,7 @@ def _predict(args, ml) -> None:
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise ml.InputError(f"--out {out} must be a file path in an existing folder.")
+    check_writable(out.parent, "--out")  # before reading the image and running the model
     source = io.read_volume(args.image)
     is_volume = source.array.ndim == 3 and not (source.array.shape[-1] in (3, 4) and source.array.dtype.name == "uint8"
                                                   and len(source.spacing) == 2)

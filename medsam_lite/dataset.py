@@ -23,6 +23,8 @@ Stored images/masks are ``Geometry((height, width), image_size, "pad").resized_h
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +52,15 @@ def read_manifest_csv(path) -> pd.DataFrame:
     so case ids such as ``NA``, ``nan``, ``null`` or ``007`` come back as they were written.
     (Use the same for any CSV keyed by case, e.g. an embedding store's ``rows.csv``.)"""
     return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -135,13 +146,40 @@ class Dataset:
             )
         return p
 
+    def file(self, relative: str) -> Path:
+        """:meth:`path` of a stored file that must exist as a regular file (never opened here).
+
+        Raises:
+            InputError: the file is missing, a folder, a FIFO, a device … (a FIFO would block a
+                reader forever, so nothing but a regular file is ever opened).
+        """
+        p = self.path(relative)
+        try:
+            mode = os.stat(p).st_mode
+        except OSError as exc:
+            what = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+            raise InputError(f"the manifest's file {relative!r} ({p}) {what}; the dataset folder was changed "
+                             "after preparing it. Re-run preprocess() to rewrite it.") from None
+        if not stat.S_ISREG(mode):
+            raise InputError(f"the manifest's file {relative!r} ({p}) is {_kind(mode)}, not a PNG file; the "
+                             "dataset folder was changed after preparing it. Re-run preprocess() to rewrite it.")
+        return p
+
     def image(self, relative: str) -> np.ndarray:
-        """A stored slice: ``h×w`` uint8 (longest side = image_size)."""
-        return _read_png(self.path(relative))
+        """A stored slice: ``h×w`` uint8 (longest side = image_size).
+
+        Raises:
+            InputError: the file is missing, not a regular file or not a readable PNG.
+        """
+        return _read_png(self.file(relative))
 
     def mask(self, relative: str) -> np.ndarray:
-        """A stored target mask: ``h×w`` bool."""
-        return _read_png(self.path(relative)) > 0
+        """A stored target mask: ``h×w`` bool.
+
+        Raises:
+            InputError: the file is missing, not a regular file or not a readable PNG.
+        """
+        return _read_png(self.file(relative)) > 0
 
     def split(self, name: str) -> pd.DataFrame:
         """The manifest rows of one split (``"train"`` or ``"test"``)."""

@@ -21,6 +21,7 @@ from .checks import check_cases, check_dataset, check_int, check_model
 from .dataset import Dataset
 from .distributed import dist_context, embed_on_all_ranks, parse_shard, shard_rows
 from .errors import InputError
+from .fileutil import os_error_to_input_error
 from .inference import encode_images
 from .models import SamModel
 from .store import DTYPES, EmbeddingStore, EntryWriter, open_store  # noqa: F401  (re-exported)
@@ -141,8 +142,10 @@ def embed(
         return embed_on_all_ranks(embed, wanted.index, model, progress, dataset=dataset, batch_size=batch_size,
                                   dtype=dtype, split=split, cases=cases, max_slices_per_case=max_slices_per_case,
                                   recompute=recompute, path=path)
-    store = open_store(dataset, model, dtype=dtype, path=path, recompute=recompute, verbose=progress)
     mine = shard_rows(wanted.index, shard)
+    for rel in dataset.slices.loc[mine, "image"]:  # every slice this call encodes opens as a PNG, checked
+        dataset.image(rel)  # before the store (hundreds of MiB) is created: a refusal writes nothing
+    store = open_store(dataset, model, dtype=dtype, path=path, recompute=recompute, verbose=progress)
     todo = [int(i) for i in mine if not store.done[i]]
     per = int(np.prod(store.signature["embedding_shape"])) * np.dtype(dtype).itemsize
     if progress:
@@ -152,7 +155,12 @@ def embed(
               f"{len(mine) - len(todo)} already stored, {len(todo)} to compute")
     if not todo:
         return store
-    writer = EntryWriter(store.path)  # positioned writes: shards on other machines share no bytes
+    try:
+        writer = EntryWriter(store.path)  # positioned writes: shards on other machines share no bytes
+    except OSError as exc:  # a read-only dataset whose store lacks entries: say so before encoding
+        raise os_error_to_input_error(exc, store.path / "embeddings.npy",
+                                      f"{len(todo)} embeddings are missing; or pass path= to put the store "
+                                      "on a writable disk.") from None
     table = dataset.slices
     bar = tqdm(total=len(todo), desc=f"embed ({model.name})", unit="slice", disable=not progress)
     try:
@@ -160,7 +168,11 @@ def embed(
             batch = todo[start:start + batch_size]
             images = [np.repeat(dataset.image(table.at[i, "image"])[..., None], 3, axis=2) for i in batch]
             out = encode_images(model, images)
-            writer.write(batch, [emb.tensor[0].cpu().numpy() for emb in out])  # data, synced, then done flags
+            try:
+                writer.write(batch, [emb.tensor[0].cpu().numpy() for emb in out])  # data, synced, then flags
+            except OSError as exc:  # a full disk: the entries written so far are kept
+                raise os_error_to_input_error(exc, store.path / "embeddings.npy",
+                                              "Then run embed() again: it resumes.") from None
             store.done[batch] = True
             bar.update(len(batch))
     finally:

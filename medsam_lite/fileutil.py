@@ -25,7 +25,7 @@ from typing import BinaryIO
 from .errors import InputError
 
 __all__ = ["TMP_PREFIX", "FolderLock", "atomic_write", "atomic_write_text", "check_free_space",
-           "os_error_to_input_error"]
+           "check_writable", "os_error_to_input_error"]
 
 #: Prefix of the temporary files of :func:`atomic_write` (only these are ever cleaned up).
 TMP_PREFIX = ".medsam-tmp-"
@@ -106,6 +106,31 @@ def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
         raise InputError(f"no space left on the disk of {probe}: {what} needs about "
                          f"{needed_bytes / 2**20:,.1f} MiB, {free / 2**20:,.1f} MiB are free. Free some "
                          "space or choose another folder.")
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """Refuse (before any work) a folder this process cannot create files in.
+
+    ``folder`` may not exist yet: its nearest existing parent must then be a writable folder (the
+    caller creates the rest). The check creates and removes one empty ``.medsam-tmp-*`` file, so it
+    holds for read-only mounts, ACLs and root squash, where permission bits would mislead.
+
+    Raises:
+        InputError: naming ``what`` (e.g. ``"out_dir"``), the folder and the fix.
+    """
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"{what} {folder} cannot be created: {probe} is a file, not a folder; choose another "
+                         "folder.")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=probe)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write into {probe} ({exc.strerror}); choose a folder you can write "
+                         "to, or fix its permissions. Nothing was computed.") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -44,7 +44,7 @@ from .checks import check_dataset, check_float, check_int, check_labels, check_m
 from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
 from .embed import embed, model_boxes, select_slices
 from .errors import CheckpointError, InputError
-from .fileutil import TMP_PREFIX, atomic_write, atomic_write_text
+from .fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from .inference import decode_logits
 from .store import encoder_sha256
 from .models import SamModel
@@ -299,6 +299,7 @@ def finetune(
     if not isinstance(out_dir, (str, os.PathLike)) or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
         raise InputError(f"out_dir must be a folder path (it is created if missing), got {out_dir!r}.")
     out_dir = Path(out_dir)
+    check_writable(out_dir, "out_dir")  # before the embeddings and the training, not after them
     ctx = init_distributed(model.device)  # under torchrun: DDP over the ranks (gloo on CPU, NCCL on GPU)
     progress = progress and ctx.is_main
     torch.manual_seed(seed)

@@ -184,10 +184,11 @@ def write_volume(array: np.ndarray, path: str | os.PathLike, like: Volume | None
     if like is not None:
         if array.shape[: like.array.ndim] != like.array.shape[: array.ndim] or array.ndim != len(like.spacing):
             if not (array.ndim == 2 and like.array.ndim == 3 and like.array.shape[:2] == array.shape):
-                raise InputError(
-                    f"array of shape {array.shape} does not match the reference scan {like.array.shape}; "
-                    "a mask must have the scan's shape to share its geometry."
-                )
+                why = (f"array of shape {array.shape} does not match the reference scan {like.array.shape}"
+                       if array.shape[: like.array.ndim] != like.array.shape[: array.ndim] else
+                       f"the {array.ndim}-D array has the reference's shape {like.array.shape}, but the reference "
+                       f"has a {len(like.spacing)}-D geometry (spacing {like.spacing}; an RGB image?)")
+                raise InputError(f"{why}; a mask must have the scan's shape to share its geometry.")
         vol = Volume(array, like.spacing[: array.ndim], like.origin[: array.ndim],
                      like.direction if array.ndim == len(like.spacing) else _direction_2d(like.direction))
     else:

@@ -414,4 +414,16 @@ def _load_strict(net, state, spec: ModelSpec, path: Path, partial_ok: bool = Fal
             f"unexpected, {len(mismatched)} wrongly shaped tensors); it looks like {looks}. "
             f"Pick the matching name in load_model(name=...): {sorted(MODELS)}."
         )
+    for key in sorted(keys & set(own)):  # right names and shapes, but not weights of this model
+        value, want = state[key], own[key]
+        if want.is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(
+                f"{path}: tensor {key!r} holds {str(value.dtype).replace('torch.', '')} values where the model "
+                f"has {str(want.dtype).replace('torch.', '')} weights; the file is not a trained checkpoint "
+                "(damaged or written by other code). Download or re-save it.")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"{path}: tensor {key!r} holds {bad} NaN/Inf values (a diverged training run or a damaged "
+                "file); use an earlier checkpoint (e.g. best.pt) or download it again.")
     net.load_state_dict(state, strict=not partial_ok)

@@ -39,7 +39,7 @@ import torch
 from .checks import check_dataset, check_model
 from .dataset import Dataset
 from .errors import InputError, StoreMismatchError
-from .fileutil import atomic_write_text
+from .fileutil import atomic_write_text, os_error_to_input_error
 from .inference import Embedding, as_embedding
 from .models import SamModel
 
@@ -65,9 +65,35 @@ def encoder_sha256(model: SamModel) -> str:
 
 
 def _rows_with_hashes(dataset: Dataset) -> pd.DataFrame:
+    """The store's index for ``dataset``: its slices with the SHA-256 of each image file.
+
+    Every slice file is checked to be a regular file (:meth:`Dataset.file`; a FIFO is never opened)
+    holding a PNG, so a changed dataset folder is refused before a store is created or read.
+    """
     rows = dataset.slices[["case", "slice", "image"]].copy()
-    rows["sha256"] = [hashlib.sha256(dataset.path(p).read_bytes()).hexdigest() for p in rows["image"]]
+    hashes = []
+    for rel in rows["image"]:
+        p = dataset.file(rel)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise InputError(f"the manifest's file {rel!r} ({p}) cannot be read ({exc.strerror}); re-run "
+                             "preprocess() to rewrite it.") from None
+        if not data.startswith(_PNG_MAGIC):
+            raise InputError(f"the manifest's file {rel!r} ({p}) is not a PNG image (it was replaced after "
+                             "preparing the dataset); re-run preprocess() to rewrite it.")
+        hashes.append(hashlib.sha256(data).hexdigest())
+    rows["sha256"] = hashes
     return rows
+
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _read_rows(path: Path) -> pd.DataFrame:
+    """A store's ``rows.csv`` (text columns as strings: a case named ``NA`` stays ``NA``)."""
+    return pd.read_csv(path, dtype={"case": str, "image": str, "sha256": str}, keep_default_na=False,
+                       na_values=[""])
 
 
 def _dataset_digest(rows: pd.DataFrame) -> str:
@@ -210,8 +236,8 @@ def _damage(path: Path, signature: dict) -> list[str]:
     try:
         emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
         done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
-        rows = pd.read_csv(path / "rows.csv", dtype={"case": str})
-    except (OSError, ValueError, EOFError, pd.errors.ParserError) as exc:
+        rows = _read_rows(path / "rows.csv")
+    except (OSError, ValueError, EOFError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         return [f"store files unreadable: {str(exc)[:120]}"]
     problems = []
     if emb.shape != shape or emb.dtype != np.dtype(signature["dtype"]):
@@ -220,6 +246,9 @@ def _damage(path: Path, signature: dict) -> list[str]:
         problems.append(f"done.npy holds {done.shape} flags for {shape[0]} rows")
     if len(rows) != shape[0] or list(rows.columns) != ["case", "slice", "image", "sha256"]:
         problems.append("rows.csv does not list the store's rows")
+    elif _dataset_digest(rows) != signature["dataset_sha256"]:
+        problems.append("rows.csv lists other slices or image hashes than signature.json's dataset_sha256 "
+                        "(the store's files were replaced or edited)")
     return problems
 
 
@@ -257,17 +286,84 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
     rows = _rows_with_hashes(dataset)
     signature = _signature(model, rows, dtype)
     sig_path = path / "signature.json"
+    if sig_path.is_file() and not _problems(path, signature):
+        # a matching, undamaged store is only read here: no lock, nothing written (read-only datasets)
+        return _load(path)
+    need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
+    if create and not sig_path.is_file():
+        _check_space(path, need)  # before the folder or its .lock exist
+    existing = _nearest_existing(path)
+    try:
+        _open_locked(path, signature, rows, dtype, need, recompute, create, verbose)
+    except BaseException:
+        _remove_created(path, existing)  # a refusal (or Ctrl-C) leaves no folder it created
+        raise
+    return _load(path)
+
+
+def _problems(path: Path, signature: dict) -> list[str]:
+    """Why the store in ``path`` cannot serve ``signature`` (mismatch, damage), or ``[]``."""
+    try:
+        old = json.loads((path / "signature.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        old = None
+    if not isinstance(old, dict):
+        old = {"format": "unreadable signature.json (damaged)"}
+    return _mismatch(old, signature) or _damage(path, signature)
+
+
+def _load(path: Path) -> EmbeddingStore:
+    emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
+    done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
+    return EmbeddingStore(path, json.loads((path / "signature.json").read_text()), _read_rows(path / "rows.csv"),
+                          emb, np.asarray(done, dtype=bool))
+
+
+def _nearest_existing(path: Path) -> Path:
+    probe = path.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _check_space(path: Path, need: int) -> None:
+    free = shutil.disk_usage(_nearest_existing(path)).free
+    if need > free:
+        raise InputError(f"the embedding store needs {need / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
+                         f"are free at {path}; free some space or pass path= on another disk.")
+
+
+def _remove_created(path: Path, existing: Path) -> None:
+    """Remove ``path`` and its parents up to ``existing`` if this call created them (only the store's
+    own file names inside; a folder holding anything else is kept)."""
+    path = path.absolute()
+    if path == existing or existing not in path.parents:
+        return
+    for name in (*_STORE_FILES, ".lock", ".lock.owner"):
+        (path / name).unlink(missing_ok=True)
+    for stale in path.glob(".tmp-*"):
+        stale.unlink(missing_ok=True)
+    folder = path
+    while folder != existing:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else's file) or already gone
+            return
+        folder = folder.parent
+
+
+_STORE_FILES = ("signature.json", "embeddings.npy", "done.npy", "rows.csv")
+
+
+def _open_locked(path: Path, signature: dict, rows: pd.DataFrame, dtype: str, need: int, recompute: bool,
+                 create: bool, verbose: bool) -> None:
+    """Check, discard or create the store's files, holding its lock."""
+    sig_path = path / "signature.json"
     # one process at a time checks, discards or creates the store's files: a second creator
     # (another shard, another rank) finds the store made and never replaces files being written
     with store_lock(path) if create or path.is_dir() else nullcontext():
         if sig_path.is_file():
-            try:
-                old = json.loads(sig_path.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                old = None
-            if not isinstance(old, dict):
-                old = {"format": "unreadable signature.json (damaged)"}
-            problems = _mismatch(old, signature) or _damage(path, signature)
+            problems = _problems(path, signature)
             if problems and not recompute:
                 raise StoreMismatchError(
                     f"the embeddings stored in {path} do not match this model and dataset, or are damaged ("
@@ -278,25 +374,23 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
             if problems:
                 if verbose:
                     print(f"signature mismatch ({'; '.join(p[:80] for p in problems)}): recomputing {path}")
-                for name in ("signature.json", "embeddings.npy", "done.npy", "rows.csv"):
+                for name in _STORE_FILES:
                     (path / name).unlink(missing_ok=True)
         if not sig_path.is_file():
             if not create:
                 raise InputError(f"there are no stored embeddings in {path}; run medsam_lite.embed(dataset, model) "
                                  "first.")
-            need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
             path.mkdir(parents=True, exist_ok=True)
             for stale in path.glob(".tmp-*"):  # left by a creation that was killed (we hold the lock)
                 stale.unlink(missing_ok=True)
-            free = shutil.disk_usage(path).free
-            if need > free:
-                raise InputError(f"the embedding store needs {need / 2**20:.0f} MiB but only {free / 2**20:.0f} MiB "
-                                 f"are free at {path}; free some space or pass path= on another disk.")
-            _create(path, signature, rows, dtype)
-    emb = np.load(path / "embeddings.npy", mmap_mode="r", allow_pickle=False)
-    done = np.load(path / "done.npy", mmap_mode="r", allow_pickle=False)
-    return EmbeddingStore(path, json.loads(sig_path.read_text()), pd.read_csv(path / "rows.csv", dtype={"case": str}),
-                          emb, np.asarray(done, dtype=bool))
+            _check_space(path, need)
+            try:
+                _create(path, signature, rows, dtype)
+            except OSError as exc:
+                for stale in path.glob(".tmp-*"):
+                    stale.unlink(missing_ok=True)
+                raise os_error_to_input_error(exc, path / "embeddings.npy",
+                                              "Then run embed() again.") from None
 
 
 @contextmanager

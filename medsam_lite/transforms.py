@@ -228,7 +228,8 @@ def check_boxes(boxes, image_hw: tuple[int, int]) -> np.ndarray:
     """Validate XYXY boxes in original pixels and return them as an ``N×4`` float32 array.
 
     Accepts one box (length-4 sequence) or ``N×4``. Boxes must be finite, have ``x1 > x0`` and
-    ``y1 > y0`` and overlap the image; parts outside the image are clipped to it.
+    ``y1 > y0`` and overlap the image; parts outside the image are clipped to it, and a box left
+    with zero area by the clipping (one lying on the image border) is refused.
     """
     try:
         arr = np.asarray(boxes, dtype=np.float64)
@@ -256,8 +257,15 @@ def check_boxes(boxes, image_hw: tuple[int, int]) -> np.ndarray:
                 f"box {i} = {[x0, y0, x1, y1]} lies outside the {w}×{h} (W×H) image; boxes are in "
                 "original image pixels."
             )
+    given = arr.copy()
     arr[:, [0, 2]] = np.clip(arr[:, [0, 2]], 0, w - 1)
     arr[:, [1, 3]] = np.clip(arr[:, [1, 3]], 0, h - 1)
+    for i, (x0, y0, x1, y1) in enumerate(arr):
+        if x1 <= x0 or y1 <= y0:
+            raise InputError(
+                f"box {i} = {[float(v) for v in given[i]]} lies on the image border: clipped to the "
+                f"{w}×{h} (W×H) image it is {[float(x0), float(y0), float(x1), float(y1)]}, with zero area. "
+                "Draw the box over the target inside the image (boxes are in original image pixels).")
     return arr.astype(np.float32)
 
 

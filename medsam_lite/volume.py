@@ -430,8 +430,9 @@ def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=Non
         offsets = [float(np.dot(_point(q, "short_axis point") - a, n)) for q in (q1, q2)]
         low, high = min(offsets + [0.0]), max(offsets + [0.0])
     else:
-        if not (np.isfinite(ratio) and ratio > 0):
-            raise InputError(f"ratio must be > 0 (width across the long axis / its length), got {ratio!r}.")
+        from .checks import check_float
+
+        ratio = check_float(ratio, "ratio (width across the long axis / its length)", 0, np.inf)
         low, high = -ratio * length / 2, ratio * length / 2
     if high - low <= 0:
         raise InputError("the short axis has no extent across the long axis; give its two end points on "
