@@ -113,13 +113,11 @@ class Dataset:
     def stored_boxes(self, targets: pd.DataFrame) -> np.ndarray:
         """The boxes of manifest rows ``targets`` (original slice pixels) in **stored-slice** pixels,
         ``N×4`` float32 XYXY (the stored slice is the original resized to longest side ``image_size``)."""
-        from .transforms import Geometry
+        from .prompts import boxes_to_stored
 
         out = np.zeros((len(targets), 4), np.float32)
         for i, row in enumerate(targets.itertuples()):
-            g = Geometry((row.height, row.width), self.image_size, "pad")
-            out[i] = Geometry(g.original_hw, self.image_size, "pad", g.resized_hw).box_to_image(
-                [[row.x0, row.y0, row.x1, row.y1]])[0]
+            out[i] = boxes_to_stored([row.x0, row.y0, row.x1, row.y1], (row.height, row.width), self.image_size)[0]
         return out
 
     def path(self, relative: str) -> Path:

@@ -18,6 +18,7 @@ from scipy import ndimage
 from .errors import InputError
 from .inference import decode
 from .predict import Predictor
+from .prompts import box3d_from_mask
 from .transforms import box_from_mask
 
 
@@ -116,12 +117,7 @@ def boxes3d_from_label_map(label_volume, axis: int = 0, labels=None) -> dict[int
     ``x, y`` the slice's column and row (the 3D-box format of :func:`~medsam_lite.predict_volume`)."""
     arr = _label_array(label_volume, 3)
     moved = np.moveaxis(arr, axis, 0)
-    out = {}
-    for value in _chosen(arr, labels):
-        zs, ys, xs = np.nonzero(moved == value)
-        out[value] = [float(xs.min()), float(ys.min()), float(zs.min()), float(xs.max()), float(ys.max()),
-                      float(zs.max())]
-    return out
+    return {value: [float(c) for c in box3d_from_mask(moved == value)] for value in _chosen(arr, labels)}
 
 
 def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: int | None = None,

@@ -18,7 +18,6 @@ import math
 import os
 import shutil
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +32,12 @@ from .errors import InputError
 from .fileutil import TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
 from .intensity import IntensityPreset
 from .io import Volume, align_label, read_label, read_volume
-from .prepcheck import check_slices, minimum_text, modality_notes, per_label, report
-from .transforms import CT_WINDOWS, Geometry, _check_window, box_from_mask, normalize_intensity, resize_slice
+from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report
+from .transforms import CT_WINDOWS, Geometry, box_from_mask, normalize_intensity, resize_slice
 
 __all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
 
 #: Name endings that mark a label map in a flat folder (``case_label.nii.gz`` …), tried in order.
-_AXES = {"z": 0, "y": 1, "x": 2}
 
 
 def thick_axis(spacing_zyx, shape=None) -> int:
@@ -221,76 +219,6 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
 
 
 # ---------------------------------------------------------------- settings, split, metadata
-def _settings(modality, window, image_size, axis, min_pixels, split_components, test_fraction,
-              test_cases, seed, labels, min_mm2=None) -> dict:
-    if not isinstance(modality, str) or not modality:
-        raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
-    if isinstance(window, str):
-        if window not in CT_WINDOWS:
-            raise InputError(f"unknown CT window {window!r}; choose one of {sorted(CT_WINDOWS)} or (low, high).")
-    elif window is not None:
-        window = list(_check_window(window))
-    if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 16:
-        raise InputError(f"image_size must be an integer ≥ 16 (256 for LiteMedSAM, 1024 for MedSAM), got {image_size!r}.")
-    if isinstance(axis, str):
-        if axis.lower() not in _AXES:
-            raise InputError(f"axis must be 0/1/2 or 'z'/'y'/'x' (array order), got {axis!r}.")
-        axis = _AXES[axis.lower()]
-    elif axis is not None and axis not in (0, 1, 2):
-        raise InputError(f"axis must be None (thickest), 0/1/2 or 'z'/'y'/'x' (array order), got {axis!r}.")
-    if min_mm2 is not None:
-        if isinstance(min_mm2, bool) or not isinstance(min_mm2, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(min_mm2) or min_mm2 < 0:
-            raise InputError(f"min_mm2 must be a number ≥ 0 (a target's area in mm²) or None, got {min_mm2!r}.")
-        min_mm2 = float(min_mm2)
-    if min_pixels is None:
-        min_pixels = 100 if min_mm2 is None else 1  # the paper's 100 px, unless the minimum is in mm²
-    if not isinstance(min_pixels, (int, np.integer)) or isinstance(min_pixels, bool) or min_pixels < 0:
-        raise InputError(f"min_pixels must be an integer ≥ 0, got {min_pixels!r}.")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise InputError(f"seed must be an integer, got {seed!r}.")
-    if not isinstance(test_fraction, (int, float)) or not 0 <= test_fraction < 1:
-        raise InputError(f"test_fraction must be in [0, 1), got {test_fraction!r}.")
-    if test_cases is not None:
-        if isinstance(test_cases, str):
-            test_cases = [test_cases]
-        test_cases = sorted(str(c) for c in test_cases)
-    if isinstance(labels, Mapping):
-        try:
-            labels = {str(int(k)): str(v) for k, v in labels.items()}
-        except (TypeError, ValueError):
-            raise InputError(f"labels must map integer label values to names, got {labels!r}.") from None
-    elif labels is not None:
-        try:
-            labels = sorted(int(k) for k in labels)
-        except (TypeError, ValueError):
-            raise InputError(f"labels must be a dict {{value: name}} or a list of values, got {labels!r}.") from None
-    if labels is not None and (not labels or "0" in labels or 0 in labels):
-        raise InputError("labels must list at least one label value other than 0 (the background).")
-    return dict(image_size=int(image_size), modality=modality.upper(), window=window,
-                min_pixels=int(min_pixels), min_mm2=min_mm2, split_components=bool(split_components), axis=axis,
-                seed=int(seed), test_fraction=float(test_fraction), test_cases=test_cases, labels=labels)
-
-
-def _split(names: list[str], settings: dict) -> dict[str, str]:
-    """Case → "train"/"test": ``test_cases`` if given, else a seeded shuffle, round-half-up
-    ``test_fraction × n`` test cases (at least one when n ≥ 2 and test_fraction > 0)."""
-    if settings["test_cases"] is not None:
-        unknown = sorted(set(settings["test_cases"]) - set(names))
-        if unknown:
-            raise InputError(f"test_cases {unknown} are not cases of this source; cases are {names[:10]}"
-                             f"{' …' if len(names) > 10 else ''}.")
-        test = set(settings["test_cases"])
-    else:
-        n = len(names)
-        k = int(math.floor(settings["test_fraction"] * n + 0.5))
-        if settings["test_fraction"] > 0 and n >= 2:
-            k = min(max(k, 1), n - 1)
-        order = np.random.default_rng(settings["seed"]).permutation(sorted(names))
-        test = set(order[:k].tolist())
-    return {n: ("test" if n in test else "train") for n in sorted(names)}
-
-
 def _is_ours(entry: Path) -> bool:
     """A lock or temporary file medsam_lite leaves behind when killed (not the user's data)."""
     return entry.name == ".lock" or entry.name.startswith(TMP_PREFIX)

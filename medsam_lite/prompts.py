@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .transforms import Geometry, _check_binary, box_from_mask
+from .transforms import Geometry, _check_binary, box_from_mask, check_boxes
 
-__all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "boxes_to_stored"]
+__all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "box_from_recist", "boxes_to_stored"]
 
 
 def _mask3d(mask) -> np.ndarray:
@@ -131,4 +131,74 @@ def boxes_to_stored(boxes, original_hw, image_size: int) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise InputError(f"boxes must be XYXY [x0, y0, x1, y1] or N×4, got shape {arr.shape}.")
-    return Geometry(tuple(original_hw), int(image_size), "pad").box_to_model(arr)
+    g = Geometry(tuple(original_hw), int(image_size), "pad")  # the stored slice is its resized content
+    return Geometry(g.original_hw, g.input_size, "pad", g.resized_hw).box_to_image(arr)
+
+
+def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=None) -> np.ndarray:
+    """An XYXY box from a RECIST measurement: the long axis, and optionally the short axis.
+
+    RECIST gives a lesion's longest diameter on one slice as a line between two points. Every
+    pixel of the lesion projects onto that segment, so the box spans the segment; across it the
+    lesion's width is set by the short axis if given, else assumed to be ``ratio`` × the long axis,
+    centred on the line. The box is the axis-aligned bound of that oriented rectangle. ``ratio``
+    0.8 errs on the large side of typical short/long ratios (≈ 0.6–0.8), since a box a bit too
+    large costs the model less than one that cuts the lesion; use 1.0 for round targets.
+
+    Args:
+        p1, p2: the long axis's end points ``(x, y)`` in original pixels (column, row).
+        short_axis: optional ``((x, y), (x, y))`` end points of the short axis (perpendicular
+            diameter); it sets the width and its offset from the long axis.
+        ratio: width across the long axis as a fraction of its length when ``short_axis`` is None.
+        image_shape: ``(H, W, …)`` to clip the box to the image.
+
+    Returns:
+        ``[x0, y0, x1, y1]`` float32, original pixels (use it on the RECIST slice as ``slice_index``).
+
+    Raises:
+        InputError: points that are not two numbers, coincide, or a ratio ≤ 0; an ``image_shape``
+            that is not (H, W, …); a box that lies outside the image.
+    """
+    a, b = _point(p1, "p1"), _point(p2, "p2")
+    length = float(np.hypot(*(b - a)))
+    if length == 0:
+        raise InputError("p1 and p2 are the same point; a RECIST long axis needs two distinct end points.")
+    u = (b - a) / length
+    n = np.array([-u[1], u[0]])
+    if short_axis is not None:
+        try:
+            q1, q2 = short_axis
+        except (TypeError, ValueError):
+            raise InputError(f"short_axis must be two points ((x, y), (x, y)), got {short_axis!r}.") from None
+        offsets = [float(np.dot(_point(q, "short_axis point") - a, n)) for q in (q1, q2)]
+        low, high = min(offsets + [0.0]), max(offsets + [0.0])
+    else:
+        from .checks import check_float
+
+        ratio = check_float(ratio, "ratio (width across the long axis / its length)", 0, np.inf)
+        low, high = -ratio * length / 2, ratio * length / 2
+    if high - low <= 0:
+        raise InputError("the short axis has no extent across the long axis; give its two end points on "
+                         "either side of the lesion, or leave short_axis=None and set ratio.")
+    corners = np.array([p + n * o for p in (a, b) for o in (low, high)])
+    box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+    if image_shape is not None:
+        try:
+            hw = tuple(int(v) for v in tuple(image_shape)[:2])
+        except (TypeError, ValueError):
+            hw = ()
+        if len(hw) != 2 or min(hw) < 1:
+            raise InputError(f"image_shape must be (H, W, …) with two positive ints, got {image_shape!r}; "
+                             "pass image.shape.")
+        box = check_boxes(box, hw)[0]  # clipped to the image; refused if it lies outside
+    return box.astype(np.float32)
+
+
+def _point(p, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(p, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = np.empty(0)
+    if arr.shape != (2,) or not np.isfinite(arr).all():
+        raise InputError(f"{name} must be one point (x, y) of two finite numbers, got {p!r}.")
+    return arr

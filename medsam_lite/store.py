@@ -20,15 +20,12 @@ with another model's or another dataset's.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import os
 import shutil
-import socket
-import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +37,9 @@ from .checks import check_dataset, check_model
 from .dataset import Dataset
 from .errors import InputError, StoreMismatchError
 from .fileutil import atomic_write_text, os_error_to_input_error
-from .inference import Embedding, as_embedding
+from .inference import Embedding
 from .models import SamModel
+from .storefiles import EntryWriter, store_lock  # noqa: F401  (EntryWriter re-exported)
 
 STORE_FORMAT = "medsam_lite.embeddings/1"
 DTYPES = ("float16", "float32")
@@ -393,79 +391,6 @@ def _open_locked(path: Path, signature: dict, rows: pd.DataFrame, dtype: str, ne
                                               "Then run embed() again.") from None
 
 
-@contextmanager
-def store_lock(folder: Path, poll_seconds: float = 0.2, stale_seconds: float = 600.0):
-    """Hold an exclusive lock on an embedding store folder (created if missing).
-
-    Uses ``flock`` on ``<folder>/.lock`` (released by the kernel if the holder dies, and shared
-    across machines on NFS v4). Where the filesystem refuses ``flock`` (e.g. Lustre without the
-    ``flock`` mount option) it falls back to creating ``<folder>/.lock.owner`` with ``O_EXCL``,
-    naming host and process; a leftover of a dead process on this host, or one older than
-    ``stale_seconds``, is removed.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-            else:
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                return
-        with _exclusive_file(folder / ".lock.owner", poll_seconds, stale_seconds):
-            yield
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _exclusive_file(path: Path, poll_seconds: float, stale_seconds: float):
-    me = f"{socket.gethostname()} {os.getpid()}"
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if _stale(path, stale_seconds):
-                path.unlink(missing_ok=True)
-            else:
-                time.sleep(poll_seconds)
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(me)
-        break
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _stale(path: Path, stale_seconds: float) -> bool:
-    try:
-        host, pid = path.read_text().split()
-        age = time.time() - path.stat().st_mtime
-    except (OSError, ValueError):
-        return False  # being written or just removed: look again
-    if host == socket.gethostname():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError):
-            pass
-    return age > stale_seconds
-
-
 def reload_store(store):
     """``store`` with its files opened again (sees entries other processes wrote meanwhile)."""
     path = Path(store.path)
@@ -474,72 +399,3 @@ def reload_store(store):
     return dataclasses.replace(store, embeddings=emb, done=np.asarray(done, dtype=bool))
 
 
-class _NpyRows:
-    """Positioned writes of whole rows into an existing ``.npy`` file (no memory map)."""
-
-    def __init__(self, path: Path):
-        view = np.load(path, mmap_mode="r", allow_pickle=False)
-        self.path, self.dtype, self.shape, self.offset = path, view.dtype, view.shape, int(view.offset)
-        self.row_bytes = int(np.prod(view.shape[1:], dtype=np.int64)) * view.dtype.itemsize
-        del view
-        self.fd = os.open(path, os.O_RDWR)
-
-    def write(self, row: int, value) -> None:
-        if not 0 <= row < self.shape[0]:
-            raise IndexError(f"row {row} outside {self.path} ({self.shape[0]} rows)")
-        data = memoryview(np.ascontiguousarray(value, dtype=self.dtype).tobytes())
-        if len(data) != self.row_bytes:
-            raise ValueError(f"a row of {self.path} has {self.row_bytes} bytes, got {len(data)}")
-        pos = self.offset + row * self.row_bytes
-        while data:
-            if hasattr(os, "pwrite"):
-                n = os.pwrite(self.fd, data, pos)
-            else:  # Windows: this process's own descriptor, so seek + write is safe
-                os.lseek(self.fd, pos, os.SEEK_SET)
-                n = os.write(self.fd, data)
-            data, pos = data[n:], pos + n
-
-    def sync(self) -> None:
-        (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-class EntryWriter:
-    """Writes finished entries into a store: their embeddings, synced, then their ``done`` flags.
-
-    Each entry is written with ``pwrite`` at its own byte range, never through a shared memory
-    map: on a network filesystem a mapped page holding the end of one entry and the start of the
-    next (written by another machine) would be written back whole, undoing the neighbour's bytes.
-
-    Attributes:
-        rows_written: the store rows this writer completed, in order.
-        inode: the inode of the ``embeddings.npy`` written into (for tests: one file per store).
-    """
-
-    def __init__(self, store_path):
-        path = Path(store_path)
-        self._emb, self._done = _NpyRows(path / "embeddings.npy"), _NpyRows(path / "done.npy")
-        self.inode = os.fstat(self._emb.fd).st_ino
-        self.rows_written: list[int] = []
-
-    def write(self, rows, values) -> None:
-        """Store ``values[j]`` as the entry of row ``rows[j]`` and mark those rows done."""
-        for row, value in zip(rows, values):
-            self._emb.write(int(row), value)
-        self._emb.sync()  # data first ...
-        for row in rows:
-            self._done.write(int(row), 1)
-        self._done.sync()  # ... then the flag: a half-written entry is never counted as done
-        self.rows_written.extend(int(r) for r in rows)
-
-    def close(self) -> None:
-        self._emb.close()
-        self._done.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
