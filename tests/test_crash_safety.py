@@ -26,6 +26,7 @@ import pytest
 import torch
 
 import medsam_lite as ml
+from medsam_lite.fileutil import TMP_PREFIX
 from medsam_lite.dataset import open_dataset
 from medsam_lite.embed import open_store, select_slices
 from test_embed import small_dataset

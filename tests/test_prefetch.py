@@ -50,5 +50,5 @@ def test_the_widget_prefetches_neighbours_of_the_shown_slice(model):
     label = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array
     box = ml.box_from_mask(label[5] == 5)
     prompter.add_box(box, slice=5)
-    assert prompter.masks()[prompter.labels[0]][5].any()
+    assert prompter.masks[prompter.labels[0]][5].any()
     assert np.isfinite(prompter.timings["decode_ms"])

@@ -61,8 +61,11 @@ def test_box_mapping_round_trips_and_stays_inside_the_model_input(hwb, recipe, s
 def test_accepted_boxes_are_clipped_into_the_image(h, w, coords):
     x0, y0, x1, y1 = coords
     box = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+    clipped = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1])
+    # a box is accepted when it keeps a positive area inside the image (one lying on the border, with
+    # zero area once clipped, is refused: issue 15 — it used to be segmented anyway)
     overlaps = box[2] > box[0] and box[3] > box[1] and box[2] >= 0 and box[3] >= 0 and box[0] <= w - 1 \
-        and box[1] <= h - 1
+        and box[1] <= h - 1 and clipped[2] > clipped[0] and clipped[3] > clipped[1]
     if not overlaps:
         with pytest.raises(ml.InputError):
             check_boxes(box, (h, w))

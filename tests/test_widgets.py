@@ -13,9 +13,10 @@ import medsam_lite as ml
 from medsam_lite import io, plotting, samples
 from medsam_lite.widgets import BoxPrompter
 
-# A box 4 px outside the brain's extreme pixels: Dice 0.870 against label > 0 with the pretrained
-# LiteMedSAM (0.792 for the tight box); see tests/test_browser.py for the same target drawn by mouse.
-BRAIN_DICE_MIN = 0.80
+# A box 4 px outside the brain's extreme pixels: Dice 0.779 against label > 0 with the pretrained
+# LiteMedSAM through its published preprocessing (0.716 for the tight box; 0.870 / 0.792 before,
+# with a bilinear resize); see tests/test_browser.py for the same target drawn by mouse.
+BRAIN_DICE_MIN = 0.74
 
 
 def _xywh(box, label):

@@ -148,7 +148,9 @@ assert np.array_equal(back, prompter.label_map)
 # Give `BoxPrompter` a whole volume (a `Volume` from `io.read_volume`, or a `(z, y, x)` array)
 # and it adds a slice slider. The volume is normalized once (MR: 0.5–99.5 percentiles over the
 # brain); each slice's embedding is computed on its **first visit** and kept, so going back to a slice
-# costs nothing. Boxes belong to their slice.
+# costs nothing. With `prefetch=1` the slices just above and below are encoded in a background thread
+# while you look at this one, so stepping to the next slice shows its mask without waiting for the
+# encoder. Boxes belong to their slice.
 
 # %%
 subject = samples.brain_mri_dir()
@@ -157,7 +159,7 @@ volume_label = io.read_volume(subject / "sub-01_label.nii.gz").array
 print("volume (z, y, x)", volume.array.shape, "spacing (x, y, z) mm", volume.spacing)
 
 z = 24
-prompter3d = BoxPrompter(volume, model, labels=["brain"], modality="MR",
+prompter3d = BoxPrompter(volume, model, labels=["brain"], modality="MR", prefetch=1,   # encode z±1 meanwhile
                          default_boxes=[(ml.box_from_mask(volume_label[z] > 0), "brain", z)])
 prompter3d
 
