@@ -197,10 +197,12 @@ def test_interrupted_checkpoint_writes_keep_best_and_last_consistent(dataset, mo
     with pytest.raises(KeyboardInterrupt):
         ml.finetune(dataset, out, model, epochs=2, progress=False, **settings)
     monkeypatch.undo()
-    stale = out / ".tmp-killed.pt"  # what a kill -9 inside an atomic write leaves behind
+    stale = out / f"{TMP_PREFIX}killed"  # what a kill -9 inside an atomic write leaves behind
     stale.write_bytes(b"partial checkpoint")
+    own = out / ".tmp-notes.txt"  # a user's own file that merely looks temporary: never removed
+    own.write_text("mine")
     result = ml.finetune(dataset, out, model, epochs=2, resume=True, progress=False, **settings)
-    assert not stale.exists()
+    assert not stale.exists() and own.read_text() == "mine"
     assert list(result.history["epoch"]) == [1, 2]
     assert result.history["val_dice"].iloc[0] == result.history["val_dice"].iloc[1]
     assert _ckpt(result.last)["epoch"] == 2
