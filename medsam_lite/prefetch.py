@@ -11,11 +11,23 @@ runtime's threads), and stops at :meth:`close` (or when the owner is garbage col
 
 from __future__ import annotations
 
+import atexit
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable
 
 from .inference import Embedding, EmbeddingCache
+
+_LIVE: "weakref.WeakSet[Prefetcher]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """At interpreter exit, let every worker finish its slice: a native inference runtime torn down
+    under a running thread aborts the process ("terminate called without an active exception")."""
+    for prefetcher in list(_LIVE):
+        prefetcher.close()
 
 
 class Prefetcher:
@@ -26,6 +38,9 @@ class Prefetcher:
             :class:`~medsam_lite.InputError` marks the key as not encodable (a blank slice).
         cache: where embeddings are kept (default: unbounded).
         max_pending: at most this many keys wait in the queue (default 4).
+        idle_seconds: the worker starts a key only once the foreground has been idle this long
+            (see :meth:`touch`; default 0): on a 2-core CPU a background encode beside the
+            foreground's decoder would slow the very box the user just drew.
 
     Attributes:
         encoder_calls: how many keys were encoded, in the foreground and in the background.
@@ -33,10 +48,12 @@ class Prefetcher:
     """
 
     def __init__(self, encode: Callable[[Hashable], Embedding], cache: EmbeddingCache | None = None,
-                 max_pending: int = 4):
+                 max_pending: int = 4, idle_seconds: float = 0.0):
         self._encode = encode
         self.cache = cache if cache is not None else EmbeddingCache()
         self.max_pending = int(max_pending)
+        self.idle_seconds = float(idle_seconds)
+        self._last_touch = 0.0
         self.encoder_calls = 0
         self.background_calls = 0
         self._lock = threading.Condition()
@@ -46,6 +63,7 @@ class Prefetcher:
         self._closed = False
         self._thread: threading.Thread | None = None
         weakref.finalize(self, Prefetcher._stop, self._lock, self.__dict__)
+        _LIVE.add(self)
 
     def get(self, key) -> Embedding:
         """The embedding of ``key``: cached, awaited from the worker, or encoded now."""
@@ -61,6 +79,10 @@ class Prefetcher:
         with self._lock:
             self.encoder_calls += 1
             return self.cache.put(key, embedding)
+
+    def touch(self) -> None:
+        """The foreground is working (a box is being decoded): hold back new background work."""
+        self._last_touch = time.monotonic()
 
     def request(self, keys) -> None:
         """Encode ``keys`` next in the background (replacing what was still waiting)."""
@@ -107,6 +129,11 @@ class Prefetcher:
 
         while True:
             with self._lock:
+                while not self._closed and self._queue:
+                    wait = self._last_touch + self.idle_seconds - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._lock.wait(wait)
                 if self._closed or not self._queue:
                     return
                 key = self._busy = self._queue.pop(0)

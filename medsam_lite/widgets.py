@@ -175,7 +175,8 @@ class BoxPrompter(widgets.VBox):
         self._embeddings = EmbeddingCache(self.max_cached_embeddings)  # slice → Embedding
         self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
         self._prefetcher = Prefetcher(lambda z: encode(self.predictor.model, self._display[z]), self._embeddings,
-                                      max_pending=max(1, min(2 * self.prefetch, self.max_cached_embeddings - 1)))
+                                      max_pending=max(1, min(2 * self.prefetch, self.max_cached_embeddings - 1)),
+                                      idle_seconds=0.3)  # a box drawn right after stepping decodes first
         self._predictor_slice: int | None = None
         self._boxes: dict[int, list[dict]] = {}           # slice → widget boxes (XYWH, > 0 area)
         self._decoded: dict[int, dict[tuple, tuple]] = {}  # slice → {(x, y, w, h): (mask, score)}
@@ -274,6 +275,7 @@ class BoxPrompter(widgets.VBox):
     def _update(self, z: int, raw_boxes) -> None:
         """Decode the new boxes of slice ``z``, forget the deleted ones, repaint if ``z`` is shown."""
         t0 = time.perf_counter()
+        self._prefetcher.touch()
         boxes, problems = [], []
         for b in raw_boxes:
             try:
@@ -364,6 +366,7 @@ class BoxPrompter(widgets.VBox):
         except InputError:  # a blank slice: shown, but not encoded
             self._message = _blank(z)
         self._show_status()
+        self._prefetcher.touch()
         if self.is_volume and self.prefetch:  # the neighbours, while the user looks at this one
             near = [z + d * s for d in range(1, self.prefetch + 1) for s in (1, -1)]
             self._prefetcher.request([k for k in near if 0 <= k < self._display.shape[0]
