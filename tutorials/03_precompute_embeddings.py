@@ -22,7 +22,7 @@
 # checked by a signature, so that fine-tuning and every new box reuse them.
 #
 # **Time:** the encoder takes ~0.8–2 s per slice on a 2-core CPU: the 298 sample slices take
-# about 4 minutes on an idle machine (much longer on a busy one); a GPU does them in seconds.
+# about 6 minutes on a 2-core CPU (measured: 378 s for all 298 slices, `tutorials/render_times.txt`); a GPU does them in seconds.
 # Quick mode (`MEDSAM_LITE_QUICK=1`, used in CI) embeds only 3 central slices per case.
 
 # %%

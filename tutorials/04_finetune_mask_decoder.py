@@ -21,8 +21,8 @@
 # Train LiteMedSAM's **mask decoder** on the stored embeddings of the training cases, with
 # MedSAM's loss and box jitter, and watch the validation Dice.
 #
-# **Time:** 5 epochs on all 8 sample subjects take about 5.5 minutes on an idle 2-core CPU
-# (22.6 minutes on a busy one; `bench/RESULTS.md`), plus the embeddings of notebook 03 if they
+# **Time:** 5 epochs on all 8 sample subjects took 15.6 minutes for this notebook's full run on a
+# 2-core Intel Xeon (5.5 minutes on an earlier, idle AMD machine; `tutorials/render_times.txt`, `bench/RESULTS.md`), plus the embeddings of notebook 03 if they
 # are missing. Quick mode (`MEDSAM_LITE_QUICK=1`): 3 central slices per case, 2 epochs.
 
 # %%
