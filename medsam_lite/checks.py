@@ -65,13 +65,6 @@ def check_cases(cases) -> list[str] | None:
 
 
 
-def check_bool(value, name: str) -> bool:
-    """``value`` if it is a bool (numpy bools too); 0/1, text and None are refused."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name} must be True or False, got {value!r}.")
-    return bool(value)
-
-
 def check_float(value, name: str, low: float, high: float) -> float:
     """A real number in the open interval ``(low, high)`` (bool and text are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \

@@ -31,8 +31,7 @@ from .errors import InputError
 from .intensity import (CT_WINDOWS, PERCENTILES, IntensityPreset, check_numeric, check_window,  # noqa: F401
                         normalize_intensity, to_rgb_uint8)
 
-_check_window = check_window  # the names other modules used before intensity.py existed
-_check_numeric = check_numeric
+_check_window = check_window  # the name other modules used before intensity.py existed
 
 RECIPES = ("pad", "stretch", "sam")
 _SAM_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
