@@ -48,7 +48,7 @@ CONFIGS = {  # name: (backend, precision, torch autocast)
 def sample_slices(n: int):
     """``n`` real slices: ``[(rgb H×W×3 uint8, boxes K×4 XYXY original pixels)]``, K >= 1."""
     from medsam_lite import io, samples
-    from medsam_lite.transforms import box_from_mask, to_rgb_uint8
+    from medsam_lite.model.geometry import box_from_mask, to_rgb_uint8
 
     def boxes_of(label):
         return np.stack([box_from_mask(label == v) for v in np.unique(label) if v > 0 and (label == v).sum() > 20])
@@ -99,7 +99,7 @@ def worker(config: str, args, out: Path) -> None:
 
     torch.set_num_threads(args.threads)
     import medsam_lite as ml
-    from medsam_lite.backends import build_runtime
+    from medsam_lite.model.backends import build_runtime
 
     backend, precision, autocast = CONFIGS[config]
     model = ml.load_model(device="cpu")

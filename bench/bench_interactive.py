@@ -23,8 +23,8 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.backends import available_backends
-from medsam_lite.widgets import BoxPrompter
+from medsam_lite.model.backends import available_backends
+from medsam_lite.interactive.widgets import BoxPrompter
 
 
 def _xywh(box, label="organ"):

@@ -24,8 +24,8 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.store import encoder_sha256
-from medsam_lite.volume import DEFAULTS, VolumePredictor
+from medsam_lite.data.store import encoder_sha256
+from medsam_lite.interactive.volume import DEFAULTS, VolumePredictor
 
 TARGETS = {"ventricles": lambda lab: lab == 3, "white_matter": lambda lab: lab == 1,
            "grey_matter": lambda lab: lab == 2, "brain": lambda lab: lab > 0}

@@ -28,7 +28,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.widgets import BoxPrompter
+from medsam_lite.interactive.widgets import BoxPrompter
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 START, END = "<!-- bench_widget:start -->", "<!-- bench_widget:end -->"

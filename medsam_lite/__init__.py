@@ -16,19 +16,20 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .errors import CheckpointError, InputError, StoreMismatchError
-from .intensity import CT_WINDOWS, IntensityPreset, normalize_intensity
-from .transforms import box_from_mask, xywh_to_xyxy, xyxy_to_xywh
-from .models import MODELS, SamModel, load_model
-from .inference import Embedding, decode, encode
-from .predict import Predictor, predict
-from .volume import VolumePredictor, box_from_recist, predict_volume
-from .embed import embed
+from .model.intensity import CT_WINDOWS, IntensityPreset, normalize_intensity
+from .model.geometry import box_from_mask, xywh_to_xyxy, xyxy_to_xywh
+from .model.models import MODELS, SamModel, load_model
+from .model.inference import Embedding, decode, encode
+from .interactive.predict import Predictor, predict
+from .interactive.volume import VolumePredictor, box_from_recist, predict_volume
+from .data.embed import embed
 from .evaluate import dice, evaluate, nsd, predict_case
-from .finetune import finetune
-from .preprocess import prepare_dataset, preprocess
+from .train.finetune import finetune
+from .data.preprocess import prepare_dataset, preprocess
 from .downloads import fetch_checkpoint
-from . import labelmaps
-from .labelmaps import predict_label_map, predict_volume_labels
+from . import io
+from .interactive import labelmaps
+from .interactive.labelmaps import predict_label_map, predict_volume_labels
 
 try:
     __version__ = _version("medsam-lite")  # one source of truth: pyproject.toml, through the installed metadata
@@ -41,7 +42,7 @@ def __getattr__(name):
     if name == "widgets":
         import importlib
 
-        return importlib.import_module(".widgets", __name__)
+        return importlib.import_module(".interactive.widgets", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [

@@ -6,32 +6,10 @@ naming the argument, what it got and what it takes.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 
-from .dataset import Dataset, open_dataset
 from .errors import InputError
-from .models import SamModel, load_model
-
-
-def check_model(model) -> SamModel:
-    """``model`` itself if it is a :class:`SamModel`, ``load_model()`` if None, else InputError."""
-    if model is None:
-        return load_model()
-    if not isinstance(model, SamModel):
-        raise InputError(f"model must be a model object from medsam_lite.load_model(), got {type(model).__name__} "
-                         f"{str(model)[:40]!r}; pass model=ml.load_model({model!r}) if that is a model name.")
-    return model
-
-
-def check_dataset(dataset) -> Dataset:
-    """Open ``dataset`` (a folder path or a :class:`Dataset`), refusing anything else."""
-    if not isinstance(dataset, (str, os.PathLike, Dataset)):
-        raise InputError(f"dataset must be the folder written by medsam_lite.preprocess (a path) or an opened "
-                         f"Dataset, got {type(dataset).__name__}.")
-    return open_dataset(dataset)
 
 
 def check_int(value, name: str, minimum: int) -> int:
@@ -61,8 +39,6 @@ def check_cases(cases) -> list[str] | None:
             isinstance(c, str) for c in cases):
         raise InputError(f"cases must be a list of case ids (strings such as 'sub-01'), got {cases!r}.")
     return list(cases)
-
-
 
 
 def check_float(value, name: str, low: float, high: float) -> float:

@@ -60,7 +60,7 @@ def _positive_int(value: str) -> int:
 def _window(value: str):
     """``"medsam"`` (a window name) or ``"-160,240"`` (low,high) → the ``window`` argument."""
     from .errors import InputError
-    from .intensity import CT_WINDOWS, check_window
+    from .model.intensity import CT_WINDOWS, check_window
 
     if "," not in value:
         if value not in CT_WINDOWS:
@@ -86,7 +86,7 @@ def _number(kind):
 
 
 def _shard(value: str) -> str:
-    from .distributed import parse_shard
+    from .train.distributed import parse_shard
     from .errors import InputError
 
     try:
@@ -145,7 +145,7 @@ def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    from .models import MODELS, load_model
+    from .model.models import MODELS, load_model
 
     helps, defaults = _doc_args(load_model), inspect.signature(load_model).parameters
     p.add_argument("--model", default=defaults["name"].default, choices=sorted(MODELS), help=helps.get("name"))
@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from .distributed import default_device
-    from .models import load_model
+    from .train.distributed import default_device
+    from .model.models import load_model
 
     # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
     return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device),
@@ -236,7 +236,7 @@ def _run(args) -> int:
 
 
 def _predict(args, ml) -> None:
-    from . import io
+    from .io import scans as io
 
     if sum(x is not None for x in (args.box, args.box3d, args.labels_from)) != 1:
         raise ml.InputError("give exactly one of --box X0 Y0 X1 Y1, --box3d X0 Y0 Z0 X1 Y1 Z1 or --labels-from FILE.")
@@ -248,7 +248,7 @@ def _predict(args, ml) -> None:
     is_volume = source.array.ndim == 3 and not (source.array.shape[-1] in (3, 4) and source.array.dtype.name == "uint8"
                                                   and len(source.spacing) == 2)
     if args.labels_from is not None:
-        from .labelmaps import predict_label_map, predict_volume_labels
+        from .interactive.labelmaps import predict_label_map, predict_volume_labels
 
         labels = io.align_label(io.read_label(args.labels_from), source)[0].array
         if is_volume:

@@ -22,10 +22,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_dataset, check_labels, check_model
-from .embed import embed, select_slices
+from .checks import check_labels
+from .data.dataset import check_dataset
+from .model.models import check_model
+from .data.embed import embed, select_slices
 from .errors import InputError
-from .inference import decode
+from .model.inference import decode
 
 
 def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:

@@ -138,7 +138,7 @@ def plot_dataset_grid(dataset, n: int = 8, split: str | None = None, ncols: int 
         ncols: panels per row.
         seed: sampling seed.
     """
-    from .dataset import open_dataset
+    from .data.dataset import open_dataset
 
     ds = open_dataset(dataset)
     m = ds.manifest if split is None else ds.split(split)

@@ -182,8 +182,8 @@ def check_modality(s: Settings) -> bool:
     A scan whose lowest values are near −1000 (air in Hounsfield units) is a CT: with ``"MR"`` it
     would be scaled by percentiles instead of a HU window.
     """
-    from .preprocess import find_cases
-    from . import io
+    from .data.preprocess import find_cases
+    from .io import scans as io
 
     try:
         case = find_cases(s.data, exclude=s.work)[0]
@@ -210,8 +210,8 @@ def ensure_dataset(s: Settings):
     Calls :func:`medsam_lite.preprocess` (which skips finished cases) and returns
     :func:`medsam_lite.dataset.open_dataset` of :attr:`Settings.dataset`.
     """
-    from .dataset import open_dataset
-    from .preprocess import preprocess
+    from .data.dataset import open_dataset
+    from .data.preprocess import preprocess
 
     if not (s.dataset / "dataset.json").exists():
         print(f"{s.dataset} is not prepared yet: preparing it now (notebook 02 explains this step).")
@@ -221,7 +221,7 @@ def ensure_dataset(s: Settings):
 
 def ensure_embeddings(s: Settings, model=None):
     """The embedding store of ``s``'s dataset (notebook 03): computes missing entries, reuses the rest."""
-    from .embed import embed
+    from .data.embed import embed
 
     ds = ensure_dataset(s)
     return embed(ds, model, max_slices_per_case=s.max_slices_per_case, progress=False)
@@ -244,7 +244,7 @@ def ensure_checkpoint(s: Settings, model=None, train: bool = True) -> Path | Non
             return s.checkpoint
         print(f"no fine-tuned decoder at {s.checkpoint}: run notebook 04 to train one; using the pretrained model.")
         return None
-    from .finetune import finetune
+    from .train.finetune import finetune
 
     if not s.checkpoint.exists():
         print(f"no fine-tuned decoder at {s.checkpoint}: training it now "
@@ -260,7 +260,7 @@ def focus_label(dataset, among=None) -> int:
     Args:
         among: only consider these label values (e.g. ``seg.truth.keys()`` of one case).
     """
-    from .dataset import open_dataset
+    from .data.dataset import open_dataset
 
     manifest = dataset if hasattr(dataset, "groupby") else open_dataset(dataset).manifest
     counts = manifest.groupby("label").size()
@@ -274,7 +274,7 @@ def focus_label(dataset, among=None) -> int:
 def case_paths(s: Settings, case: str | None = None):
     """``(case, image_path, label_path)`` of one case of ``s.data`` (default: the first test case,
     else the last case found)."""
-    from .preprocess import find_cases
+    from .data.preprocess import find_cases
 
     cases = find_cases(s.data, exclude=s.work)
     by_name = {c.name: c for c in cases}
@@ -300,9 +300,9 @@ def read_case(s: Settings, case: str | None = None):
     """
     import SimpleITK as sitk
 
-    from . import io
-    from .prompts import key_slice
-    from .preprocess import thick_axis
+    from .io import scans as io
+    from .interactive.prompts import key_slice
+    from .data.preprocess import thick_axis
 
     case, image_path, label_path = case_paths(s, case)
     scan, label = io.read_volume(image_path), io.read_volume(label_path)

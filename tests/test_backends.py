@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from medsam_lite import backends
+from medsam_lite.model import backends
 from medsam_lite.errors import InputError
-from medsam_lite.transforms import box_from_mask, to_rgb_uint8
+from medsam_lite.model.geometry import box_from_mask, to_rgb_uint8
 
 COMPILED = ["onnxruntime", "openvino"]
 

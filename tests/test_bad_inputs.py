@@ -28,10 +28,10 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.dataset import open_dataset
-from medsam_lite.predict import Predictor
-from medsam_lite.volume import VolumePredictor, box_from_recist, predict_volume
-from medsam_lite.widgets import BoxPrompter
+from medsam_lite.data.dataset import open_dataset
+from medsam_lite.interactive.predict import Predictor
+from medsam_lite.interactive.volume import VolumePredictor, box_from_recist, predict_volume
+from medsam_lite.interactive.widgets import BoxPrompter
 from test_embed import small_dataset
 
 

@@ -27,8 +27,8 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite.fileutil import TMP_PREFIX
-from medsam_lite.dataset import open_dataset
-from medsam_lite.embed import open_store, select_slices
+from medsam_lite.data.dataset import open_dataset
+from medsam_lite.data.embed import open_store, select_slices
 from test_embed import small_dataset
 
 K = 1  # central slices per case the jobs use (sub-01 and sub-02 train, sub-07 test)

@@ -33,11 +33,11 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite import distributed
-from medsam_lite.dataset import open_dataset
-from medsam_lite.distributed import DistContext, parse_shard, rank_share
-from medsam_lite.store import store_lock
-from medsam_lite.embed import open_store, select_slices
+from medsam_lite.train import distributed
+from medsam_lite.data.dataset import open_dataset
+from medsam_lite.train.distributed import DistContext, parse_shard, rank_share
+from medsam_lite.data.store import store_lock
+from medsam_lite.data.embed import open_store, select_slices
 from test_embed import small_dataset
 
 SLICES = 2  # central slices per case: sub-01, sub-02 (train: 6 targets each), sub-07 (test)
@@ -55,9 +55,9 @@ WRAPPER = textwrap.dedent('''
     torch.set_num_threads(1)
     import medsam_lite
     from medsam_lite import cli
-    from medsam_lite.store import EntryWriter
+    from medsam_lite.data.store import EntryWriter
 
-    embed_module, finetune_module = sys.modules["medsam_lite.embed"], sys.modules["medsam_lite.finetune"]
+    embed_module, finetune_module = sys.modules["medsam_lite.data.embed"], sys.modules["medsam_lite.train.finetune"]
     report = {"rank": int(os.environ.get("RANK", 0)), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
               "rows_written": [], "inodes": [], "saved": []}
 

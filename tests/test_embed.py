@@ -10,8 +10,8 @@ from PIL import Image
 
 import medsam_lite as ml
 from medsam_lite import samples
-from medsam_lite.dataset import open_dataset
-from medsam_lite.embed import open_store, select_slices
+from medsam_lite.data.dataset import open_dataset
+from medsam_lite.data.embed import open_store, select_slices
 
 #: The small real dataset shared by test_embed / test_finetune / test_evaluate.
 CASES = ("sub-01", "sub-02", "sub-07")

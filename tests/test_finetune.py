@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.finetune import dice_bce_loss, jitter_boxes
+from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
 from test_embed import MAX_SLICES, small_dataset
 
 TINY = dict(max_slices_per_case=2, lr=1e-4, batch_size=4, seed=3, progress=False)

@@ -17,7 +17,7 @@ from PIL import Image
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.preprocess import find_cases
+from medsam_lite.data.preprocess import find_cases
 
 CT_LIVER, CT_SPLEEN = 5, 1
 
@@ -200,7 +200,7 @@ def _refusal(path) -> str:
     """``io.read_volume(path)`` in a child process: the InputError's message, or why not. A child,
     so that a regression (a read blocking on a pipe, holding the GIL) fails the test instead of
     hanging the run; the time limit is a guard, not a speed assertion."""
-    code = ("import sys, medsam_lite.io as io, medsam_lite as ml\n"
+    code = ("import sys, medsam_lite.io.scans as io, medsam_lite as ml\n"
             "try:\n    io.read_volume(sys.argv[1]); print('READ')\n"
             "except ml.InputError as e:\n    print(e)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))

@@ -34,7 +34,7 @@ def _build_dataset(out: Path) -> tuple[dict, list[str]]:
     import SimpleITK as sitk
 
     from medsam_lite import io
-    from medsam_lite.preprocess import find_cases, thick_axis
+    from medsam_lite.data.preprocess import find_cases, thick_axis
 
     out.mkdir(parents=True)
     voxels: dict[int, int] = {}
@@ -89,7 +89,7 @@ def test_notebooks_02_to_05_run_on_a_ct_dataset_from_the_settings_alone(tmp_path
     assert "modality CT" in printed["02_prepare_custom_dataset"]
     assert "MEDSAM_LITE_DATA" in printed["02_prepare_custom_dataset"]
     dataset = work / "my_ct_dataset"
-    from medsam_lite.dataset import open_dataset
+    from medsam_lite.data.dataset import open_dataset
 
     ds = open_dataset(dataset)
     assert ds.meta["modality"] == "CT" and ds.meta["split"][cases[-1]] == "test"

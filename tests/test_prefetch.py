@@ -5,7 +5,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.inference import encode
+from medsam_lite.model.inference import encode
 
 
 def test_prefetched_slices_equal_foreground_ones_and_are_not_encoded_twice(model):
@@ -37,7 +37,7 @@ def test_a_request_replaces_the_waiting_ones_and_close_stops_the_worker(model):
 
 
 def test_the_widget_prefetches_neighbours_of_the_shown_slice(model):
-    from medsam_lite.widgets import BoxPrompter
+    from medsam_lite.interactive.widgets import BoxPrompter
 
     scan = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
     prompter = BoxPrompter(scan.array, model, modality="CT", slice_index=4, prefetch=1)

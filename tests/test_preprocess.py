@@ -21,11 +21,11 @@ from PIL import Image
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.dataset import MANIFEST_COLUMNS, open_dataset
-from medsam_lite.preprocess import find_cases, thick_axis
-from medsam_lite.transforms import Geometry
+from medsam_lite.data.dataset import MANIFEST_COLUMNS, open_dataset
+from medsam_lite.data.preprocess import find_cases, thick_axis
+from medsam_lite.model.geometry import Geometry
 
-pp_module = importlib.import_module("medsam_lite.preprocess")  # the attribute is the function
+pp_module = importlib.import_module("medsam_lite.data.preprocess")  # the attribute is the function
 SUBJECTS = [f"sub-0{i}" for i in range(1, 9)]
 
 

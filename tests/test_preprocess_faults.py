@@ -20,9 +20,9 @@ import SimpleITK as sitk
 
 import medsam_lite as ml
 from medsam_lite import fileutil, samples
-from medsam_lite.dataset import open_dataset
+from medsam_lite.data.dataset import open_dataset
 
-pp_module = importlib.import_module("medsam_lite.preprocess")
+pp_module = importlib.import_module("medsam_lite.data.preprocess")
 ORGANS = {1: "spleen", 5: "liver", 52: "aorta", 63: "inferior_vena_cava"}
 
 

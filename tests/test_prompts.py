@@ -1,4 +1,4 @@
-"""medsam_lite.prompts on the sample scans: key slices, 3D boxes, RECIST lines, stored-pixel boxes."""
+"""medsam_lite.interactive.prompts on the sample scans: key slices, 3D boxes, RECIST lines, stored-pixel boxes."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 from scipy.spatial.distance import pdist
 
 import medsam_lite as ml
-from medsam_lite import io, prompts, samples
-from medsam_lite.dataset import open_dataset
+from medsam_lite import io, samples
+from medsam_lite.interactive import prompts
+from medsam_lite.data.dataset import open_dataset
 
 
 @pytest.fixture(scope="module")

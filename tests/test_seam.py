@@ -17,7 +17,7 @@ PACKAGE = Path(ml.__file__).parent
 def _calls(attr_names):
     """``{module: [line, …]}`` of calls ``x.<attr>(…)`` with a non-string first argument."""
     found = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in attr_names:
                 first = node.args[0] if node.args else None

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.volume import VolumePredictor, box_from_recist, predict_volume
+from medsam_lite.interactive.volume import VolumePredictor, box_from_recist, predict_volume
 
 SUBJECT = "sub-08"
 VENTRICLES, WHITE_MATTER = 3, 1

@@ -11,7 +11,7 @@ from PIL import Image
 
 import medsam_lite as ml
 from medsam_lite import io, plotting, samples
-from medsam_lite.widgets import BoxPrompter
+from medsam_lite.interactive.widgets import BoxPrompter
 
 # A box 4 px outside the brain's extreme pixels: Dice 0.779 against label > 0 with the pretrained
 # LiteMedSAM through its published preprocessing (0.716 for the tight box; 0.870 / 0.792 before,

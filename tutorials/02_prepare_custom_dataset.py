@@ -96,8 +96,8 @@ from IPython.display import display
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
-from medsam_lite.dataset import open_dataset
-from medsam_lite.preprocess import find_cases, thick_axis
+from medsam_lite.data.dataset import open_dataset
+from medsam_lite.data.preprocess import find_cases, thick_axis
 
 cases = find_cases(S.data, exclude=S.work)
 for case in cases:

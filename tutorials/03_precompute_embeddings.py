@@ -85,7 +85,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import plotting, prompts
+from medsam_lite import plotting
+from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
 model = ml.load_model()

@@ -93,7 +93,8 @@ import time
 import torch
 
 import medsam_lite as ml
-from medsam_lite import plotting, prompts
+from medsam_lite import plotting
+from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
 model = ml.load_model()

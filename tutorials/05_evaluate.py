@@ -89,7 +89,8 @@ S = tutorial.settings(
 import pandas as pd
 
 import medsam_lite as ml
-from medsam_lite import plotting, prompts
+from medsam_lite import plotting
+from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
 pretrained = ml.load_model()

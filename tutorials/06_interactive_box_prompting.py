@@ -70,7 +70,7 @@ import numpy as np
 
 import medsam_lite as ml
 from medsam_lite import io, plotting, samples, tutorial
-from medsam_lite.widgets import BoxPrompter
+from medsam_lite.interactive.widgets import BoxPrompter
 
 threads, device = tutorial.setup_runtime()             # every core (or $MEDSAM_LITE_THREADS); GPU if any
 QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"   # CI: visit fewer slices in part 5

@@ -89,8 +89,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import io, plotting, prompts
-from medsam_lite.volume import VolumePredictor
+from medsam_lite import io, plotting
+from medsam_lite.interactive import prompts
+from medsam_lite.interactive.volume import VolumePredictor
 
 checkpoint = tutorial.ensure_checkpoint(S, train=False)      # None: notebook 04 has not run
 model = ml.load_model(checkpoint=checkpoint)

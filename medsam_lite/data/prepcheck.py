@@ -16,9 +16,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import InputError
-from .intensity import check_window as _check_window
-from .transforms import CT_WINDOWS, Geometry
+from ..errors import InputError
+from ..model.intensity import check_window as _check_window
+from ..model.geometry import CT_WINDOWS, Geometry
 
 _AXES = {"z": 0, "y": 1, "x": 2}  # slicing axis names, in array order
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .errors import InputError
-from .fileutil import NAME_MAX
-from .io import IMAGE_SUFFIXES, VOLUME_SUFFIXES
+from ..errors import InputError
+from ..fileutil import NAME_MAX
+from .scans import IMAGE_SUFFIXES, VOLUME_SUFFIXES
 
 LABEL_SUFFIXES = ("_label", "_mask", "_seg")
 #: (images, labels) sub-folder pairs recognized in a source folder, tried in order.
@@ -193,7 +193,7 @@ def find_cases(source, label_suffix: str | None = None, exclude=None) -> list[Ca
 
 
 # ---------------------------------------------------------------- reading and checking one case
-def _labels_from_files(folders) -> dict[int, str]:
+def labels_from_files(folders) -> dict[int, str]:
     """Label names from ``labels.json`` ({value: name}) or an MSD / nnU-Net ``dataset.json``."""
     for folder in folders:
         for fname in ("labels.json", "dataset.json"):

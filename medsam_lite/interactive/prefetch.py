@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable
 
-from .inference import Embedding, EmbeddingCache
+from ..model.inference import Embedding, EmbeddingCache
 
 _LIVE: "weakref.WeakSet[Prefetcher]" = weakref.WeakSet()
 
@@ -125,7 +125,7 @@ class Prefetcher:
             lock.notify_all()
 
     def _work(self) -> None:
-        from .errors import InputError
+        from ..errors import InputError
 
         while True:
             with self._lock:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 from .intensity import IntensityPreset, to_rgb_uint8
 from .models import SamModel
-from .transforms import Geometry, check_boxes
+from .geometry import Geometry, check_boxes
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from ..errors import InputError
 from .nifti import check_nifti_complete as _check_nifti_complete
 from .nifti import nifti_nan_index as _nifti_nan_index
 

@@ -26,14 +26,14 @@ from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .cases import LABEL_SUFFIXES, PAIRED_FOLDERS, Case, _labels_from_files, find_cases  # noqa: F401
+from ..io.cases import LABEL_SUFFIXES, PAIRED_FOLDERS, Case, labels_from_files, find_cases  # noqa: F401
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
-from .errors import InputError
-from .fileutil import TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
-from .intensity import IntensityPreset
-from .io import Volume, align_label, read_label, read_volume
+from ..errors import InputError
+from ..fileutil import TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
+from ..model.intensity import IntensityPreset
+from ..io.scans import Volume, align_label, read_label, read_volume
 from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report
-from .transforms import CT_WINDOWS, Geometry, box_from_mask, normalize_intensity, resize_slice
+from ..model.geometry import CT_WINDOWS, Geometry, box_from_mask, normalize_intensity, resize_slice
 
 __all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
 
@@ -279,7 +279,7 @@ def _label_names(requested, found: set[int], source, cases: list[Case], meta: di
         names = {int(k): v for k, v in requested.items()}
     else:
         folder = Path(source) if isinstance(source, (str, os.PathLike)) else cases[0].label.parent
-        from_files = _labels_from_files([folder, folder.parent])
+        from_files = labels_from_files([folder, folder.parent])
         names = {int(v): from_files.get(int(v), f"label_{int(v)}")
                  for v in (requested if requested is not None else sorted(found))}
     if not found & set(names):

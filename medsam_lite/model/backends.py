@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 #: Every backend name :func:`build_runtime` accepts (``"auto"`` is resolved by :func:`resolve_backend`).
 BACKENDS = ("torch", "openvino", "onnxruntime")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from ..errors import InputError
 
 #: A slice step larger than this multiple of the series' usual step is a missing slice.
 GAP_FACTOR = 1.5

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 #: CT windows as (low, high) in Hounsfield units. ``"medsam"`` is the paper's default.
 CT_WINDOWS: dict[str, tuple[float, float]] = {

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from ..errors import InputError
 
 FORMAT = "medsam_lite.dataset/1"
 MANIFEST_COLUMNS = [
@@ -95,7 +95,7 @@ class Dataset:
     def preset(self):
         """The :class:`~medsam_lite.intensity.IntensityPreset` the slices were normalized with
         (``dataset.json``'s ``preset``; older datasets: resolved from their ``modality`` and ``window``)."""
-        from .intensity import IntensityPreset
+        from ..model.intensity import IntensityPreset
 
         if isinstance(self.meta.get("preset"), dict):
             return IntensityPreset.from_dict(self.meta["preset"])
@@ -113,7 +113,7 @@ class Dataset:
     def stored_boxes(self, targets: pd.DataFrame) -> np.ndarray:
         """The boxes of manifest rows ``targets`` (original slice pixels) in **stored-slice** pixels,
         ``N×4`` float32 XYXY (the stored slice is the original resized to longest side ``image_size``)."""
-        from .prompts import boxes_to_stored
+        from ..interactive.prompts import boxes_to_stored
 
         out = np.zeros((len(targets), 4), np.float32)
         for i, row in enumerate(targets.itertuples()):
@@ -231,3 +231,11 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
         raise InputError(f"{manifest_path} holds missing or invalid values in {bad or ['case/image/mask']}; "
                          "the manifest was edited or damaged. Re-run preprocess().")
     return Dataset(root, meta, manifest)
+
+
+def check_dataset(dataset) -> Dataset:
+    """Open ``dataset`` (a folder path or a :class:`Dataset`), refusing anything else."""
+    if not isinstance(dataset, (str, os.PathLike, Dataset)):
+        raise InputError(f"dataset must be the folder written by medsam_lite.preprocess (a path) or an opened "
+                         f"Dataset, got {type(dataset).__name__}.")
+    return open_dataset(dataset)

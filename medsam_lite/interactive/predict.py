@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .inference import Embedding, as_embedding, decode, encode_images, prepare_image
-from .intensity import IntensityPreset
-from .models import SamModel, load_model
-from .transforms import Geometry, check_boxes
+from ..errors import InputError
+from ..model.inference import Embedding, as_embedding, decode, encode_images, prepare_image
+from ..model.intensity import IntensityPreset
+from ..model.models import SamModel, load_model
+from ..model.geometry import Geometry, check_boxes
 
 
 def resolve_preset(model: SamModel, modality=None, window=None) -> IntensityPreset:

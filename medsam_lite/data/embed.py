@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .checks import check_cases, check_dataset, check_int, check_model
+from ..checks import check_cases, check_int
+from .dataset import check_dataset
+from ..model.models import check_model
 from .dataset import Dataset
-from .distributed import dist_context, embed_on_all_ranks, parse_shard, shard_rows
-from .errors import InputError
-from .fileutil import os_error_to_input_error
-from .inference import encode_images
-from .models import SamModel
+from ..train.distributed import dist_context, embed_on_all_ranks, parse_shard, shard_rows
+from ..errors import InputError
+from ..fileutil import os_error_to_input_error
+from ..model.inference import encode_images
+from ..model.models import SamModel
 from .store import DTYPES, EmbeddingStore, EntryWriter, open_store  # noqa: F401  (re-exported)
 
 

@@ -35,15 +35,16 @@ from collections.abc import Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checks import check_int, check_model
-from .errors import InputError
-from .inference import Embedding, EmbeddingCache, decode, encode
-from .io import Volume, read_volume
-from .models import SamModel
+from ..checks import check_int
+from ..model.models import check_model
+from ..errors import InputError
+from ..model.inference import Embedding, EmbeddingCache, decode, encode
+from ..io.scans import Volume, read_volume
+from ..model.models import SamModel
 from .predict import resolve_preset
 from .prompts import box_from_recist  # noqa: F401  (re-exported: medsam_lite.volume.box_from_recist)
 from .prefetch import Prefetcher
-from .transforms import box_from_mask, check_boxes
+from ..model.geometry import box_from_mask, check_boxes
 
 #: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
 DEFAULTS = {"margin": 1.0, "margin_ratio": 0.05, "min_pixels": 10, "min_score": 0.0,

@@ -34,7 +34,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 _OWN_GROUP = False  # True once init_distributed() created the process group (it then destroys it)
 
@@ -317,7 +317,7 @@ def embed_on_all_ranks(embed_fn, wanted_rows, model, progress: bool, **kwargs):
     any rank still misses rows (each machine has its own copy of the store), the ranks of each
     machine complete their copy, split by local rank. Every rank must call this.
     """
-    from .store import reload_store
+    from ..data.store import reload_store
 
     ctx = init_distributed(model.device)
     progress = progress and ctx.is_main

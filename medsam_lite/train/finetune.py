@@ -40,14 +40,16 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .checks import check_dataset, check_float, check_int, check_labels, check_model
+from ..checks import check_float, check_int, check_labels
+from ..data.dataset import check_dataset
+from ..model.models import check_model
 from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
-from .embed import embed, model_boxes, select_slices
-from .errors import CheckpointError, InputError
-from .fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
-from .inference import decode_logits
-from .store import encoder_sha256
-from .models import SamModel
+from ..data.embed import embed, model_boxes, select_slices
+from ..errors import CheckpointError, InputError
+from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
+from ..model.inference import decode_logits
+from ..data.store import encoder_sha256
+from ..model.models import SamModel
 
 CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
 #: Settings that must match when a run is resumed.

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
-from .transforms import Geometry, _check_binary, box_from_mask, check_boxes
+from ..errors import InputError
+from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes
 
 __all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "box_from_recist", "boxes_to_stored"]
 
 
 def _mask3d(mask) -> np.ndarray:
-    mask = _check_binary(mask)
+    mask = check_binary(mask)
     if mask.ndim != 3:
         raise InputError(f"mask must be a 3D (z, y, x) volume, got shape {mask.shape}; "
                          "for a label map pass `label == k`.")
@@ -82,7 +82,7 @@ def recist_from_mask(mask):
     """
     from scipy.spatial import ConvexHull, QhullError
 
-    mask = _check_binary(mask)
+    mask = check_binary(mask)
     if mask.ndim != 2:
         raise InputError(f"mask must be 2D H×W, got shape {mask.shape}.")
     ys, xs = np.nonzero(mask)
@@ -173,7 +173,7 @@ def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=Non
         offsets = [float(np.dot(_point(q, "short_axis point") - a, n)) for q in (q1, q2)]
         low, high = min(offsets + [0.0]), max(offsets + [0.0])
     else:
-        from .checks import check_float
+        from ..checks import check_float
 
         ratio = check_float(ratio, "ratio (width across the long axis / its length)", 0, np.inf)
         low, high = -ratio * length / 2, ratio * length / 2

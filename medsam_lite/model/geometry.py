@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from ..errors import InputError
 
 from .intensity import (CT_WINDOWS, PERCENTILES, IntensityPreset, check_numeric, check_window,  # noqa: F401
                         normalize_intensity, to_rgb_uint8)
@@ -274,7 +274,7 @@ def box_from_mask(mask: np.ndarray) -> np.ndarray:
     Raises:
         InputError: a mask that is not 2D, not binary (bool, or only 0 and 1), or empty.
     """
-    mask = _check_binary(mask)
+    mask = check_binary(mask)
     if mask.ndim != 2:
         raise InputError(f"mask must be 2D H×W, got shape {mask.shape}.")
     ys, xs = np.nonzero(mask)
@@ -283,7 +283,7 @@ def box_from_mask(mask: np.ndarray) -> np.ndarray:
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
 
 
-def _check_binary(mask, what: str = "mask") -> np.ndarray:
+def check_binary(mask, what: str = "mask") -> np.ndarray:
     """``mask`` as an array if it is bool or real numbers that are all 0 or 1, else InputError."""
     mask = np.asarray(mask)
     if mask.dtype != bool:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError
 from .intensity import IntensityPreset
-from .transforms import Geometry
+from .geometry import Geometry
 
 
 @dataclass(frozen=True)
@@ -256,7 +256,7 @@ def _base_checkpoint(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
 
         return Path(get_asset_path())
     if checkpoint is None:  # from the cache, or downloaded once with its pinned SHA-256 (when online)
-        from .downloads import fetch_checkpoint
+        from ..downloads import fetch_checkpoint
 
         return fetch_checkpoint(spec.name)
     return Path(checkpoint)
@@ -430,3 +430,13 @@ def _load_strict(net, state, spec: ModelSpec, path: Path, partial_ok: bool = Fal
                 f"{path}: tensor {key!r} holds {bad} NaN/Inf values (a diverged training run or a damaged "
                 "file); use an earlier checkpoint (e.g. best.pt) or download it again.")
     net.load_state_dict(state, strict=not partial_ok)
+
+
+def check_model(model) -> SamModel:
+    """``model`` itself if it is a :class:`SamModel`, ``load_model()`` if None, else InputError."""
+    if model is None:
+        return load_model()
+    if not isinstance(model, SamModel):
+        raise InputError(f"model must be a model object from medsam_lite.load_model(), got {type(model).__name__} "
+                         f"{str(model)[:40]!r}; pass model=ml.load_model({model!r}) if that is a model name.")
+    return model

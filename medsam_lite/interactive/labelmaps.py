@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError
-from .inference import decode
+from ..errors import InputError
+from ..model.inference import decode
 from .predict import Predictor
 from .prompts import box3d_from_mask
-from .transforms import box_from_mask
+from ..model.geometry import box_from_mask
 
 
 def _label_array(label_map, ndim: int) -> np.ndarray:

@@ -33,12 +33,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .checks import check_dataset, check_model
+from .dataset import check_dataset
+from ..model.models import check_model
 from .dataset import Dataset
-from .errors import InputError, StoreMismatchError
-from .fileutil import atomic_write_text, os_error_to_input_error
-from .inference import Embedding
-from .models import SamModel
+from ..errors import InputError, StoreMismatchError
+from ..fileutil import atomic_write_text, os_error_to_input_error
+from ..model.inference import Embedding
+from ..model.models import SamModel
 from .storefiles import EntryWriter, store_lock  # noqa: F401  (EntryWriter re-exported)
 
 STORE_FORMAT = "medsam_lite.embeddings/1"
@@ -101,7 +102,7 @@ def _dataset_digest(rows: pd.DataFrame) -> str:
 
 
 def _signature(model: SamModel, rows: pd.DataFrame, dtype: str) -> dict:
-    from . import __version__
+    from .. import __version__
 
     runtime = model.runtime
     emb_hw = tuple(int(v) for v in model.prompt_encoder.image_embedding_size)

@@ -20,15 +20,15 @@ import numpy as np
 from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
-from .errors import InputError
-from .io import Volume, read_volume, write_volume
-from .models import SamModel
-from .plotting import color, overlay
-from .checks import check_int
-from .inference import EmbeddingCache, encode
+from ..errors import InputError
+from ..io.scans import Volume, read_volume, write_volume
+from ..model.models import SamModel
+from ..plotting import color, overlay
+from ..checks import check_int
+from ..model.inference import EmbeddingCache, encode
 from .prefetch import Prefetcher
 from .predict import Predictor, resolve_preset
-from .transforms import check_boxes, xywh_to_xyxy
+from ..model.geometry import check_boxes, xywh_to_xyxy
 
 #: File endings :meth:`BoxPrompter.save` writes (``.png`` only for 2D images).
 SAVE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png")

@@ -1,0 +1,21 @@
+"""Scans and labels in and out: SimpleITK volumes and 2D images with their geometry, DICOM series,
+label alignment, and which scan goes with which label map in a source folder.
+
+Arrays are ``(z, y, x)``; spacing, origin and direction are SimpleITK's ``(x, y, z)`` order. The
+conversion between the two lives in :mod:`medsam_lite.io.scans` only.
+"""
+
+from .scans import (
+    IMAGE_SUFFIXES,
+    LOSSY_SUFFIXES,
+    VOLUME_SUFFIXES,
+    WRITE_SUFFIXES,
+    Volume,
+    align_label,
+    read_label,
+    read_volume,
+    write_volume,
+)
+
+__all__ = ["IMAGE_SUFFIXES", "LOSSY_SUFFIXES", "VOLUME_SUFFIXES", "WRITE_SUFFIXES", "Volume",
+           "align_label", "read_label", "read_volume", "write_volume"]

@@ -1,0 +1,1 @@
+"""Training: ``finetune`` (mask decoder on stored embeddings) and its distributed (torchrun) plumbing."""
