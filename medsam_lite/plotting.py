@@ -74,14 +74,80 @@ def show_box(box, ax=None, index: int = 0, label: str | None = None) -> None:
         ax.text(x0, y0 - 2, label, color=color(index), fontsize=9, va="bottom")
 
 
+def radiological_flips(direction) -> tuple[bool, bool]:
+    """``(flip_rows, flip_cols)`` that show an axial slice of a ``(z, y, x)`` array in radiological
+    orientation: anterior at the top, the patient's right on the viewer's left.
+
+    ``direction`` is the volume's SimpleITK direction (9 numbers, LPS world, ``(x, y, z)`` order, as
+    in :class:`medsam_lite.io.Volume`). Array columns run along ``x``: radiological display wants
+    them to run toward the patient's left (+L), rows toward posterior (+P). A NIfTI stored in RAS
+    order (direction ``diag(-1, -1, 1)``) needs both flips; a DICOM series (identity) needs none.
+    """
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    # column j of the direction matrix is array axis j (x, y, z) in LPS world coordinates
+    return bool(d[1, 1] < 0 if abs(d[1, 1]) >= abs(d[0, 1]) else d[0, 1] < 0), \
+        bool(d[0, 0] < 0 if abs(d[0, 0]) >= abs(d[1, 0]) else d[1, 0] < 0)
+
+
+def _flip_for_display(image, masks, boxes, direction):
+    """Image ``H×W(×3)``, masks ``N×H×W`` and XYXY boxes flipped together (display only)."""
+    if direction is None:
+        return image, masks, boxes
+    flip_rows, flip_cols = radiological_flips(direction)
+    h, w = np.shape(image)[:2]
+    image = np.asarray(image)[::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
+    if masks is not None and len(masks):
+        masks = np.asarray(masks, dtype=bool)[..., ::-1 if flip_rows else 1, ::-1 if flip_cols else 1]
+    if boxes is not None:
+        b = np.atleast_2d(np.asarray(boxes, dtype=float)).copy()
+        if flip_cols:
+            b[:, [0, 2]] = (w - 1) - b[:, [2, 0]]
+        if flip_rows:
+            b[:, [1, 3]] = (h - 1) - b[:, [3, 1]]
+        boxes = b
+    return image, masks, boxes
+
+
+#: Boxes drawn in a colour no mask uses (see :data:`COLORS`), so a box is never mistaken for a mask.
+BOX_COLOR = (1.0, 1.0, 1.0)
+
+
 def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | None = None,
-               labels: Sequence[str] | None = None):
-    """Show an image with mask overlays and XYXY boxes (one colour per index). Returns the axes."""
+               labels: Sequence[str] | None = None, direction=None, legend: Sequence[str] | None = None):
+    """Show an image with mask overlays and XYXY boxes (one colour per index). Returns the axes.
+
+    Args:
+        image: ``H×W`` (any real dtype, min-max scaled for display) or ``H×W×3``.
+        masks: ``N×H×W`` bool (mask ``i`` in colour ``i``), or None.
+        boxes: ``N×4`` XYXY in the image's pixels; drawn in the mask's colour with ``labels``, or in
+            :data:`BOX_COLOR` (dashed, a colour no mask uses) when ``legend`` is given.
+        labels: text beside each box.
+        direction: the volume's direction (:attr:`medsam_lite.io.Volume.direction`) to show an
+            axial slice in radiological orientation (see :func:`radiological_flips`); display only.
+        legend: one name per mask: a legend in the masks' colours.
+    """
+    from matplotlib.patches import Patch
+
+    image, masks, boxes = _flip_for_display(image, masks, boxes, direction)
     ax = ax or plt.subplots(figsize=(5, 5))[1]
     ax.imshow(overlay(image, masks) if masks is not None and len(masks) else overlay(image, np.zeros((0,) + np.shape(image)[:2], bool)))
     if boxes is not None:
         for i, b in enumerate(np.atleast_2d(np.asarray(boxes, dtype=float))):
-            show_box(b, ax, i, labels[i] if labels else None)
+            if legend is None:
+                show_box(b, ax, i, labels[i] if labels else None)
+            else:
+                x0, y0, x1, y1 = b
+                ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                                           edgecolor=BOX_COLOR, linewidth=1.2, linestyle="--"))
+    if legend is not None:
+        handles = [Patch(color=color(i), label=name) for i, name in enumerate(legend)]
+        if boxes is not None:
+            handles.append(Patch(fill=False, edgecolor=BOX_COLOR, linestyle="--", label="box prompt"))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=True,
+                  facecolor="0.15", edgecolor="0.15", labelcolor="w")
+    if direction is not None:
+        ax.text(0.01, 0.5, "R", color="w", transform=ax.transAxes, fontsize=9, va="center")
+        ax.text(0.97, 0.5, "L", color="w", transform=ax.transAxes, fontsize=9, va="center")
     ax.set_axis_off()
     if title:
         ax.set_title(title)
