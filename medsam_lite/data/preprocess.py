@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from ..io.cases import LABEL_SUFFIXES, PAIRED_FOLDERS, Case, labels_from_files, find_cases  # noqa: F401
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
 from ..errors import InputError
-from ..fileutil import TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
+from ..fileutil import (TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space,
+                        remove_empty_folders)
 from ..model.intensity import IntensityPreset
 from ..io.scans import Volume, align_label, read_label, read_volume
 from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report
@@ -192,7 +193,7 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
         if not targets:
             continue
         h, w = lab2d.shape
-        hw = Geometry((h, w), settings["image_size"], "pad").resized_hw
+        hw = Geometry.stored_size((h, w), settings["image_size"])
         small = [_resize(m.astype(np.uint8) * 255, hw, nearest=True) for _, _, m in targets]
         kept = [(t, s) for t, s in zip(targets, small) if s.any()]  # a thin target can vanish
         for (value, _, m), s in zip(targets, small):
@@ -221,7 +222,7 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
 # ---------------------------------------------------------------- settings, split, metadata
 def _is_ours(entry: Path) -> bool:
     """A lock or temporary file medsam_lite leaves behind when killed (not the user's data)."""
-    return entry.name == ".lock" or entry.name.startswith(TMP_PREFIX)
+    return entry.name in (".lock", ".lock.owner") or entry.name.startswith(TMP_PREFIX)
 
 
 def _read_meta(out: Path) -> dict:
@@ -381,11 +382,11 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     # 2. write, holding out/.lock: settings and split first, then case by case (files, rows, status)
     created = [p for p in [out, *out.parents] if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(out, "preprocess")
+    lock = FolderLock(out, "preprocess")  # fails at once if another run writes into out
     try:
         lock.acquire()
     except InputError:
-        _remove_empty_folders(created)
+        remove_empty_folders(created)
         raise
     try:
         if _state(out, settings, cases)[0] != meta:
@@ -395,7 +396,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created)
     except InputError:
         lock.release()
-        _remove_empty_folders(created)
+        remove_empty_folders(created)
         raise
     finally:
         lock.release()
@@ -414,15 +415,6 @@ def _state(out: Path, settings: dict, cases: list[Case]):
         manifest = pd.DataFrame(columns=MANIFEST_COLUMNS)
     todo = [c for c in cases if meta is None or not _is_done(out, meta, manifest, c.name)]
     return meta, manifest, todo, split
-
-
-def _remove_empty_folders(folders: list[Path]) -> None:
-    """Remove the folders a refused call created (deepest first), if they are still empty."""
-    for p in folders:
-        try:
-            p.rmdir()
-        except OSError:
-            break
 
 
 def _write(out, cases, todo, meta, manifest, settings, used, split, progress, created) -> pd.DataFrame:

@@ -115,8 +115,8 @@ def recist_from_mask(mask):
 def boxes_to_stored(boxes, original_hw, image_size: int) -> np.ndarray:
     """Map XYXY boxes from original slice pixels to a prepared dataset's stored-slice pixels.
 
-    Uses :class:`~medsam_lite.transforms.Geometry` with the ``pad`` recipe: the stored slice is
-    the original resized by ``image_size / max(H, W)``, which is exactly that geometry's content.
+    Uses :meth:`Geometry.stored <medsam_lite.model.geometry.Geometry.stored>`, preprocess's
+    stored-size rule: the stored slice is the original resized by ``image_size / max(H, W)``.
 
     Args:
         boxes: one box or ``N×4`` XYXY, original pixels (a manifest's ``x0, y0, x1, y1``).
@@ -131,8 +131,7 @@ def boxes_to_stored(boxes, original_hw, image_size: int) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise InputError(f"boxes must be XYXY [x0, y0, x1, y1] or N×4, got shape {arr.shape}.")
-    g = Geometry(tuple(original_hw), int(image_size), "pad")  # the stored slice is its resized content
-    return Geometry(g.original_hw, g.input_size, "pad", g.resized_hw).box_to_image(arr)
+    return Geometry.stored(tuple(original_hw), int(image_size)).box_to_image(arr)
 
 
 def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=None) -> np.ndarray:
