@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes
+from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes, check_numbers
 
 __all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "box_from_recist", "boxes_to_stored"]
 
@@ -194,10 +194,4 @@ def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=Non
 
 
 def _point(p, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(p, dtype=np.float64)
-    except (TypeError, ValueError):
-        arr = np.empty(0)
-    if arr.shape != (2,) or not np.isfinite(arr).all():
-        raise InputError(f"{name} must be one point (x, y) of two finite numbers, got {p!r}.")
-    return arr
+    return check_numbers(p, 2, f"{name} must be one point (x, y) of two finite numbers")

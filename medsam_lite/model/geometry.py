@@ -344,14 +344,19 @@ def check_binary(mask, what: str = "mask") -> np.ndarray:
     return mask
 
 
-def _four_numbers(box, fmt: str) -> tuple[float, float, float, float]:
+def check_numbers(value, n: int, what: str) -> np.ndarray:
+    """``value`` as ``n`` finite float64 numbers, else InputError ``"{what}, got {value!r}."``."""
     try:
-        arr = np.asarray(box, dtype=np.float64)
+        arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         arr = np.empty(0)
-    if arr.shape != (4,) or not np.isfinite(arr).all():
-        raise InputError(f"a box must be 4 finite numbers {fmt}, got {box!r}.")
-    return tuple(float(v) for v in arr)
+    if arr.shape != (n,) or not np.isfinite(arr).all():
+        raise InputError(f"{what}, got {value!r}.")
+    return arr
+
+
+def _four_numbers(box, fmt: str) -> tuple[float, float, float, float]:
+    return tuple(float(v) for v in check_numbers(box, 4, f"a box must be 4 finite numbers {fmt}"))
 
 
 def xywh_to_xyxy(box) -> np.ndarray:
