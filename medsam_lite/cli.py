@@ -2,7 +2,8 @@
 
 Each subcommand mirrors one function (``preprocess``, ``embed``, ``finetune``, ``evaluate``) and is
 **built from its signature**: every parameter becomes an option with the function's own default
-and the first sentence of its docstring as help, so the two cannot drift apart. ``predict`` wraps
+and its docstring's description (parsed by ``docstring_parser``) as help, so the two cannot drift
+apart. ``predict`` wraps
 :func:`~medsam_lite.predict` / :func:`~medsam_lite.predict_volume`. Exit codes: 0 success, 2 bad
 input or usage (one line that says what to fix, no traceback), 1 an unexpected failure, 130
 interrupted. Boxes on the command line are XYXY in original pixels.
@@ -96,28 +97,35 @@ def _shard(value: str) -> str:
     return value
 
 
-#: How a parameter whose default is ``None`` (so its type is not visible) is read from the command line.
+#: Parameters whose command-line form is not their Python type (lists, windows, axes, shards, counts);
+#: the others are read by their default's type, or by their annotation when the default is ``None``.
 _CONVERT = {"window": dict(type=_window, metavar="NAME|LOW,HIGH"), "axis": dict(type=_axis, metavar="0|1|2|z|y|x"),
             "labels": dict(type=_number(int), nargs="+", metavar="LABEL"),
             "cases": dict(nargs="+", metavar="CASE"), "test_cases": dict(nargs="+", metavar="CASE"),
             "val_cases": dict(nargs="+", metavar="CASE"), "shard": dict(type=_shard, metavar="I/N"),
-            "max_slices_per_case": dict(type=_positive_int), "max_minutes": dict(type=_number(float)),
-            "min_pixels": dict(type=_number(int)), "min_mm2": dict(type=_number(float)),
-            "label_suffix": dict(type=str), "path": dict(type=str), "split": dict(type=str)}
+            "max_slices_per_case": dict(type=_positive_int)}
 
 
 def _doc_args(func) -> dict[str, str]:
-    """``{parameter: first sentence}`` from a Google-style ``Args:`` section."""
-    doc = inspect.getdoc(func) or ""
-    section = doc.split("Args:", 1)[1] if "Args:" in doc else ""
-    section = re.split(r"\n(?:Returns|Raises|Example)s?:", section)[0]
+    """``{parameter: help}`` from the docstring's ``Args:`` section (parsed by ``docstring_parser``,
+    Google style; ``a, b: text`` documents both), reST roles and literals reduced to plain text."""
+    from docstring_parser import DocstringStyle, parse
+
     out: dict[str, str] = {}
-    for match in re.finditer(r"^\s{4}([a-z0-9_, ]+): (.+?)(?=^\s{4}[a-z0-9_, ]+: |\Z)", section, re.M | re.S):
-        text = " ".join(match.group(2).split())
+    for param in parse(inspect.getdoc(func) or "", style=DocstringStyle.GOOGLE).params:
+        text = " ".join((param.description or "").split())
         text = re.sub(r":\w+:`~?([^`]+)`", r"\1", re.sub(r"``([^`]+)``", r"\1", text))
-        for name in match.group(1).split(","):
+        for name in param.arg_name.split(","):
             out[name.strip()] = text.replace("%", "%%")
     return out
+
+
+def _option_type(param: inspect.Parameter):
+    """How an option is read: by its default's type, or the ``int``/``float`` of an ``X | None`` annotation."""
+    if isinstance(param.default, (int, float)) and not isinstance(param.default, bool):
+        return _number(type(param.default))
+    kinds = {p.strip() for p in str(param.annotation).split("|")} - {"None"}
+    return _number(int) if kinds == {"int"} else _number(float) if kinds == {"float"} else str
 
 
 def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str, ...]) -> list[str]:
@@ -137,10 +145,8 @@ def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif name in _CONVERT:
             p.add_argument(flag, default=default, help=text, **_CONVERT[name])
-        elif isinstance(default, (int, float)):
-            p.add_argument(flag, type=_number(type(default)), default=default, help=text)
         else:
-            p.add_argument(flag, type=str, default=default, help=text)
+            p.add_argument(flag, type=_option_type(param), default=default, help=text)
     return names
 
 

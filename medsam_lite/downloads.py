@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import CheckpointError, InputError
+from .fileutil import remove_empty_folders
 
 __all__ = ["CHECKPOINTS", "Download", "checkpoint_dir", "fetch", "fetch_checkpoint"]
 
@@ -109,23 +110,14 @@ def fetch(url: str, sha256: str | None, filename: str, *, cache_dir: str | Path 
                               path=folder, progressbar=progress,
                               downloader=pooch.HTTPDownloader(progressbar=progress, timeout=30))
     except ValueError as exc:  # pooch: hash mismatch (the downloaded temporary file is removed)
-        _remove_empty(created)
+        remove_empty_folders(created)
         raise CheckpointError(f"the file downloaded from {url} does not match its pinned SHA-256 "
                               f"({str(exc).strip()[:200]}); it was discarded. Try again later. {by_hand}") from None
     except (requests.exceptions.RequestException, OSError) as exc:
-        _remove_empty(created)
+        remove_empty_folders(created)
         raise CheckpointError(f"could not download {filename} from {url} ({type(exc).__name__}: "
                               f"{str(exc)[:160]}); are you offline? {by_hand}") from None
     return Path(path)
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders this call created (deepest first) if they are still empty."""
-    for p in folders:
-        try:
-            p.rmdir()
-        except OSError:
-            break
 
 
 def fetch_checkpoint(name: str, *, cache_dir: str | Path | None = None, progress: bool = True) -> Path:

@@ -184,8 +184,7 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
             truth[k][z] |= dataset.mask(targets.at[t, "mask"])
     r = chosen.iloc[0]
     geometry = model.geometry(original_hw, (h, w))
-    sx, sy = (i / o for i, o in zip(geometry.image_hw[::-1], original_hw[::-1]))
-    spacing = (float(r["slice_spacing"]), float(r["spacing_row"]) / sy, float(r["spacing_col"]) / sx)
+    spacing = (float(r["slice_spacing"]), *geometry.image_spacing((r["spacing_row"], r["spacing_col"])))
     targets[["sx0", "sy0", "sx1", "sy1"]] = geometry.box_to_image(boxes)
     return CaseSegmentation(str(case), slices, image, truth, pred, names, spacing, targets)
 

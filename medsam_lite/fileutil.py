@@ -1,33 +1,45 @@
-"""Safe file writing shared by every writer of medsam_lite: atomic writes, a folder lock, free space.
+"""Safe file writing shared by every writer of medsam_lite: atomic writes, one folder lock, free space.
 
-* :func:`atomic_write` / :func:`atomic_write_text` write to a temporary name in the target's folder
-  (``.medsam-tmp-*``), flush, then ``os.replace`` it onto the target: a reader (or a run killed at
-  any moment) sees the old file or the new one, never half of one. On any error the temporary file
-  is removed; a full disk or a read-only folder becomes an :class:`~medsam_lite.errors.InputError`.
-* :class:`FolderLock` keeps two runs from writing into one folder: a lock file created with
-  ``O_CREAT | O_EXCL`` holding the owner's pid and host, removed at exit; a lock left by a killed
-  process (its pid no longer runs on this host) is taken over.
-* :func:`check_free_space` refuses a write that would not fit, before the first byte is written.
+* :func:`atomic_path` (and :func:`atomic_write` / :func:`atomic_write_text` / :func:`atomic_folder`
+  built on it) writes under a temporary name in the target's folder (``.medsam-tmp-*``, the only
+  temporary prefix of the package, the only names ever cleaned up), then ``os.replace`` s it onto
+  the target: a reader (or a run killed at any moment) sees the old file or the new one, never half
+  of one. The temporary file is created with mode ``0o666`` (a folder ``0o777``) minus the umask, as
+  ``open`` would: under umask 022 a dataset, checkpoint or CSV is ``0644`` and can be shared with a
+  group (``tempfile.mkstemp`` would make it ``0600``). On any error the temporary file is removed; a
+  full disk or a read-only folder becomes an :class:`~medsam_lite.errors.InputError`.
+* :class:`FolderLock` keeps two runs from writing into one folder (``preprocess``, the embedding
+  store): the ``filelock`` package's lock on ``<folder>/.lock``, released by the system when its
+  holder dies. Each caller chooses to fail at once or to wait (see the class).
+* :func:`check_free_space` / :func:`check_writable` refuse a write that cannot succeed, before the
+  first byte is written.
+* :func:`file_sha256`, :func:`pid_alive`, :func:`remove_empty_folders`: the package's one helper each.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import socket
-import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+import filelock
+
 from .errors import InputError
 
-__all__ = ["TMP_PREFIX", "FolderLock", "atomic_write", "atomic_write_text", "check_free_space",
-           "check_writable", "os_error_to_input_error"]
+__all__ = ["TMP_PREFIX", "FolderLock", "atomic_folder", "atomic_path", "atomic_write", "atomic_write_text",
+           "check_free_space", "check_writable", "file_sha256", "os_error_to_input_error", "pid_alive",
+           "remove_empty_folders"]
 
-#: Prefix of the temporary files of :func:`atomic_write` (only these are ever cleaned up).
+#: Prefix of every temporary file or folder medsam_lite writes (only these are ever cleaned up).
 TMP_PREFIX = ".medsam-tmp-"
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _NO_WRITE = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -50,32 +62,55 @@ def os_error_to_input_error(exc: OSError, path: Path, hint: str = "") -> InputEr
     return exc
 
 
-def atomic_write(path: str | Path, writer: Callable[[BinaryIO], None], *, hint: str = "",
-                 fsync: bool = False) -> None:
-    """Write ``path`` atomically: ``writer(f)`` fills a binary temporary file that then replaces it.
+def _new_temp(folder: Path, suffix: str = "", directory: bool = False) -> Path:
+    """Create an empty ``TMP_PREFIX`` file (or folder) in ``folder`` with the umask's mode."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(100):
+        tmp = Path(folder) / f"{TMP_PREFIX}{secrets.token_hex(6)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(tmp, 0o777)  # the umask applies, as for any folder
+            else:
+                os.close(os.open(tmp, flags, 0o666))  # the umask applies: 0644 under umask 022
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, suffix: str = "", hint: str = "", fsync: bool = False) -> Iterator[Path]:
+    """``with atomic_path(path) as tmp:`` write ``tmp`` by name; when the block ends, it replaces ``path``.
+
+    For writers that need a file name (SimpleITK, ``numpy.save``, ``DataFrame.to_csv``). ``tmp`` is
+    an empty file beside ``path`` named ``.medsam-tmp-<random><suffix>`` (the suffix lets a writer
+    pick the format), with the umask's mode.
 
     Args:
         path: the file to (re)write; its folder must exist.
-        writer: called once with the open binary file (e.g. ``lambda f: image.save(f, "PNG")``).
+        suffix: the temporary name's ending (e.g. ``".nii.gz"``).
         hint: appended to the message of a full-disk / permission error (e.g. how to resume).
-        fsync: also flush the file to the disk before the rename (survives a power cut, slower);
-            not needed against a killed process.
+        fsync: flush the file to the disk before the rename (survives a power cut, slower); not
+            needed against a killed process.
 
     Raises:
         InputError: no space left, or the folder is not writable (the temporary file is removed and
-            ``path`` keeps its old content, if any).
+            ``path`` keeps its old content, if any). Any other error of the block propagates, and
+            the temporary file is removed too.
     """
     path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+        tmp = _new_temp(path.parent, suffix)
     except OSError as exc:
         raise os_error_to_input_error(exc, path, hint) from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            writer(f)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
         raise os_error_to_input_error(exc, path, hint) from None
@@ -84,10 +119,79 @@ def atomic_write(path: str | Path, writer: Callable[[BinaryIO], None], *, hint: 
             os.unlink(tmp)
 
 
+def atomic_write(path: str | Path, writer: Callable[[BinaryIO], None], *, hint: str = "",
+                 fsync: bool = False) -> None:
+    """Write ``path`` atomically: ``writer(f)`` fills a binary temporary file that then replaces it.
+
+    Args:
+        path: the file to (re)write; its folder must exist.
+        writer: called once with the open binary file (e.g. ``lambda f: image.save(f, "PNG")``).
+        hint, fsync: as in :func:`atomic_path`.
+
+    Raises:
+        InputError: no space left, or the folder is not writable (``path`` keeps its old content).
+    """
+    with atomic_path(path, hint=hint, fsync=fsync) as tmp, open(tmp, "wb") as f:
+        writer(f)
+
+
 def atomic_write_text(path: str | Path, text: str, *, hint: str = "", fsync: bool = False) -> None:
     """:func:`atomic_write` of a UTF-8 text."""
     data = text.encode("utf-8")
     atomic_write(path, lambda f: f.write(data), hint=hint, fsync=fsync)
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """``with atomic_folder(path) as tmp:`` fill the new folder ``tmp``; when the block ends it takes
+    ``path``'s place (an existing ``path`` is removed first).
+
+    Raises:
+        OSError: the rename failed, e.g. because another process put a folder at ``path`` meanwhile
+            (the caller decides whether that one will do). The temporary folder is always removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_temp(path.parent, directory=True)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a call created (listed deepest first) while they are empty; stop at the
+    first that is not (it holds someone else's file, and so do its parents)."""
+    for p in folders:
+        try:
+            Path(p).rmdir()
+        except OSError:
+            break
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (one owned by another user counts)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def check_free_space(folder: str | Path, needed_bytes: int, what: str) -> None:
@@ -125,78 +229,165 @@ def check_writable(folder: str | Path, what: str) -> None:
         raise InputError(f"{what} {folder} cannot be created: {probe} is a file, not a folder; choose another "
                          "folder.")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=probe)
+        os.unlink(_new_temp(probe))
     except OSError as exc:
         raise InputError(f"{what}: cannot write into {probe} ({exc.strerror}); choose a folder you can write "
                          "to, or fix its permissions. Nothing was computed.") from None
-    os.close(fd)
-    os.unlink(tmp)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    return True
+#: flock errors of a file system without flock (Lustre without ``-o flock``, some FUSE mounts).
+_NO_FLOCK = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}
+# filelock >= 4 would fall back to its own marker in the lock file itself; ours is .lock.owner (below)
+_FILELOCK_OPTIONS = {"fallback_to_soft": False} if "fallback_to_soft" in \
+    filelock.FileLock.__init__.__code__.co_varnames else {}
 
 
 class FolderLock:
-    """``with FolderLock(folder, "preprocess"):`` — one writer per folder at a time.
+    """``with FolderLock(folder, "preprocess"):`` — one writer per folder at a time, across processes.
 
-    The lock file ``folder/.lock`` is created with ``O_CREAT | O_EXCL`` (atomic on local file
-    systems) and holds ``{"pid", "host", "what"}``; it is removed on exit. A lock whose pid no longer
-    runs on this host (a killed run) is stale and taken over.
+    The lock is the ``filelock`` package's ``FileLock`` on ``<folder>/.lock`` (``flock``: released
+    by the system when its holder exits or is killed, so a killed run never blocks a rerun; shared
+    across machines on NFS v4). While it is held, ``<folder>/.lock.owner`` names the holder (pid,
+    host, what) for the message another run gets; both files are removed on release.
+
+    Meeting another holder, chosen per caller with ``wait``:
+
+    * ``wait=0`` (default; ``preprocess``): fail at once with an :class:`InputError` naming the
+      holder — a long write into the same folder is a mistake to report, not to queue;
+    * ``wait=None`` (the embedding store, whose creation takes seconds): wait until it is free;
+      ``wait=<seconds>``: wait at most that long, then the same :class:`InputError`.
+
+    Where the file system refuses ``flock`` (``ENOSYS``, ``ENOLCK``, ``EOPNOTSUPP``), the lock is
+    the exclusive creation (``O_EXCL``) of ``.lock.owner`` itself, with the same waiting rule; a
+    ``.lock.owner`` left by a process that no longer runs on this host is removed, and so is one of
+    another host older than ``stale_seconds`` (default ``None``: never).
 
     Raises:
-        InputError: another live process holds the lock (the message names it and how to proceed).
+        InputError: another process holds the lock (after ``wait``), or the folder is not writable.
     """
 
-    def __init__(self, folder: str | Path, what: str, name: str = ".lock"):
-        self.path = Path(folder) / name
-        self.what = what
-        self._held = False
+    def __init__(self, folder: str | Path, what: str, name: str = ".lock", *, wait: float | None = 0.0,
+                 poll_seconds: float = 0.05, stale_seconds: float | None = None):
+        self.folder = Path(folder)
+        self.path = self.folder / name
+        self.owner_path = self.folder / f"{name}.owner"
+        self.what, self.wait = what, wait
+        self.poll_seconds, self.stale_seconds = poll_seconds, stale_seconds
+        self._lock: filelock.BaseFileLock | None = None
+        self._marker = self._marker_mode = False
 
     def _owner(self) -> dict:
+        """The holder named by ``.lock.owner`` (``{}`` while it is being written or unreadable)."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
+            text = self.owner_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
             return {}
+        try:
+            data = json.loads(text)
+        except ValueError:  # "host pid", as medsam_lite 0.1's store lock wrote it
+            parts = text.split()
+            return {"host": parts[0], "pid": int(parts[1])} if len(parts) == 2 and parts[1].isdigit() else {}
+        return data if isinstance(data, dict) else {}
+
+    def _busy(self) -> InputError:
+        owner = self._owner()
+        held = "" if self._marker_mode else " (a lock left by a run that ended is released by the system)"
+        return InputError(
+            f"{self.folder} is being written by another {owner.get('what', 'medsam_lite')} run (pid "
+            f"{owner.get('pid', '?')} on {owner.get('host', '?')}){held}; wait until it ends, or write into "
+            f"another folder." + (f" If no such process runs any more, delete {self.owner_path}."
+                                  if self._marker_mode else ""))
+
+    def _left(self, deadline: float | None) -> float:
+        return -1 if deadline is None else max(0.0, deadline - time.monotonic())
 
     def acquire(self) -> FolderLock:
-        body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}).encode()
-        for _ in range(2):
+        self._marker_mode = False
+        deadline = None if self.wait is None else time.monotonic() + float(self.wait)
+        while True:
+            lock = filelock.FileLock(str(self.path), **_FILELOCK_OPTIONS)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                owner = self._owner()
-                pid, host = owner.get("pid"), owner.get("host")
-                mine = host == socket.gethostname()
-                if isinstance(pid, int) and mine and not _pid_alive(pid):
-                    self.path.unlink(missing_ok=True)  # stale: left by a killed run on this host
-                    continue
-                raise InputError(
-                    f"{self.path.parent} is being written by another {owner.get('what', 'medsam_lite')} run "
-                    f"(pid {pid} on {host}); wait until it ends, or write into another folder. If no such "
-                    f"process runs any more, delete {self.path}.") from None
+                lock.acquire(timeout=self._left(deadline), poll_interval=self.poll_seconds)
+            except filelock.Timeout:
+                raise self._busy() from None
+            except NotImplementedError:  # filelock 3: flock is missing (ENOSYS)
+                return self._acquire_marker(deadline)
             except OSError as exc:
+                if exc.errno in _NO_FLOCK:
+                    return self._acquire_marker(deadline)
                 raise os_error_to_input_error(exc, self.path) from None
+            if self._still_linked(lock):
+                break
+            lock.release()  # we locked a file its holder removed on release: lock the one now there
+        self._lock = lock
+        try:
+            atomic_write_text(self.owner_path, json.dumps(self._me()))
+        except (InputError, OSError):
+            pass  # only informational (the message of a run that finds the lock taken)
+        return self
+
+    def _me(self) -> dict:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
+
+    def _still_linked(self, lock) -> bool:
+        fd = getattr(getattr(lock, "_context", None), "lock_file_fd", None)
+        if fd is None:
+            return True
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except OSError:
+            return False
+
+    def _acquire_marker(self, deadline: float | None) -> FolderLock:
+        """The lock without flock: ``.lock.owner`` created with ``O_EXCL`` (stale ones removed)."""
+        self._marker_mode = True
+        body = json.dumps(self._me())
+        while True:
             try:
-                os.write(fd, body)
-            finally:
-                os.close(fd)
-            self._held = True
+                fd = os.open(self.owner_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                if self._stale():
+                    self.owner_path.unlink(missing_ok=True)
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self._busy() from None
+                time.sleep(self.poll_seconds)
+                continue
+            except OSError as exc:
+                raise os_error_to_input_error(exc, self.owner_path) from None
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(body)
+            self._marker = True
             return self
-        raise InputError(f"could not take the lock {self.path}; delete it if no run is writing there.")
+
+    def _stale(self) -> bool:
+        owner = self._owner()
+        pid, host = owner.get("pid"), owner.get("host")
+        if isinstance(pid, int) and host == socket.gethostname():
+            return not pid_alive(pid)
+        if self.stale_seconds is None:
+            return False
+        try:
+            return time.time() - self.owner_path.stat().st_mtime > self.stale_seconds
+        except OSError:
+            return False
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
-            if self._owner().get("pid") == os.getpid():
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            try:  # removed while still held: a waiter that then locks the removed file tries again
+                self.owner_path.unlink(missing_ok=True)
                 self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            lock.release()
+        elif self._marker:
+            self._marker = False
+            self.owner_path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)  # the unused flock file
+            except OSError:
+                pass
 
     def __enter__(self) -> FolderLock:
         return self.acquire()

@@ -187,7 +187,7 @@ def test_corrupt_or_stale_export_is_detected_and_rebuilt(model, sample, tmp_path
     assert torch.equal(rebuilt.encode(sample["x"]), emb)
     assert torch.equal(rebuilt.decode(sample["embedding"], sample["boxes"])[0], logits)
     recorded = json.loads((enc_file.parent / "meta.json").read_text())["files"]["encoder.onnx"]
-    assert recorded == backends._file_sha256(enc_file)
+    assert recorded == backends.file_sha256(enc_file)
 
     dec_meta.write_text("{not json")
     backends.build_runtime(*parts, backend="onnxruntime", threads=1)

@@ -218,11 +218,13 @@ def test_a_kill_after_the_first_metadata_file_is_resumed(tmp_path, monkeypatch):
 def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     source = _one_case(tmp_path)
     out = tmp_path / "out"
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    out.mkdir()
+    holder = ("import sys, time; from medsam_lite.fileutil import FolderLock\n"
+              f"with FolderLock({str(out)!r}, 'preprocess'):\n    print('held', flush=True); time.sleep(60)\n")
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(Path(ml.__file__).parents[1])})
     try:
-        out.mkdir()
-        (out / ".lock").write_text(json.dumps({"pid": other.pid, "host": os.uname().nodename,
-                                               "what": "preprocess"}))
+        assert other.stdout.readline().strip() == "held"  # another run really holds out/.lock
         before = _files(out)
         with pytest.raises(ml.InputError, match=rf"being written by another preprocess run \(pid {other.pid}"):
             ml.preprocess(source, out, labels=[3], progress=False)
@@ -230,9 +232,10 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     finally:
         other.kill()
         other.wait()
-    # the other run is gone (killed): its lock is stale, taken over and removed at the end
+    # the other run is gone (killed, its lock files left behind): the rerun is not blocked and removes them
+    assert (out / ".lock").exists() and (out / ".lock.owner").exists()
     m = ml.preprocess(source, out, labels=[3], progress=False)
-    assert len(m) > 0 and not (out / ".lock").exists()
+    assert len(m) > 0 and not (out / ".lock").exists() and not (out / ".lock.owner").exists()
 
 
 def test_lock_is_exclusive_within_one_process(tmp_path):

@@ -131,9 +131,10 @@ def embed(
         ``shard``, other shards' entries may still be missing from it.
 
     Each slice is read as stored (``h×w`` uint8, longest side = the dataset's ``image_size``),
-    replicated to RGB and encoded through :func:`~medsam_lite.inference.encode_images` (for
-    LiteMedSAM on a 256 dataset: min-max to [0, 1] and zero padding bottom/right, no resizing —
-    ``preprocess`` already resized it with the published ``cv2.INTER_AREA``).
+    replicated to RGB and encoded through :func:`~medsam_lite.inference.encode_images` with the
+    geometry of a stored slice of its original ``height × width`` (for LiteMedSAM on a 256
+    dataset: min-max to [0, 1] and zero padding bottom/right, no resizing — ``preprocess`` already
+    resized it with the published ``cv2.INTER_AREA``).
     """
     dataset = check_dataset(dataset)
     model = check_model(model)
@@ -169,7 +170,8 @@ def embed(
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
             images = [np.repeat(dataset.image(table.at[i, "image"])[..., None], 3, axis=2) for i in batch]
-            out = encode_images(model, images)
+            originals = [(int(table.at[i, "height"]), int(table.at[i, "width"])) for i in batch]
+            out = encode_images(model, images, originals)  # the stored slice's geometry: original ↔ stored
             try:
                 writer.write(batch, [emb.tensor[0].cpu().numpy() for emb in out])  # data, synced, then flags
             except OSError as exc:  # a full disk: the entries written so far are kept

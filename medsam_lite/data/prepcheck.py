@@ -36,12 +36,10 @@ def check_slices(arr: np.ndarray, axis: int, where, settings: dict) -> int:
     ``settings["image_size"]`` (``where`` names the image in the message); return the bytes the
     case's slice images may take (uint8, model size, an upper bound of their PNGs)."""
     hw = tuple(n for a, n in enumerate(arr.shape) if a != axis)
-    small = Geometry(hw, settings["image_size"], "pad").resized_hw
-    if min(small) < 1:
-        raise InputError(
-            f"the slices of {where} are {hw[0]}×{hw[1]} pixels (cut along axis {axis}): at image_size "
-            f"{settings['image_size']} the short side becomes {min(small)} px, so nothing can be stored. Crop "
-            "or pad the image to a less elongated shape, or cut along another axis= .")
+    try:
+        small = Geometry.stored_size(hw, settings["image_size"], f"the slices of {where} (cut along axis {axis})")
+    except InputError as exc:
+        raise InputError(f"{exc} Or cut along another axis=.") from None
     return arr.shape[axis] * small[0] * small[1]
 
 

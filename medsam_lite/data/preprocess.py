@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -29,10 +28,12 @@ from tqdm.auto import tqdm
 from ..io.cases import LABEL_SUFFIXES, PAIRED_FOLDERS, Case, labels_from_files, find_cases  # noqa: F401
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
 from ..errors import InputError
-from ..fileutil import TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space
+from ..fileutil import (TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space,
+                        remove_empty_folders)
 from ..model.intensity import IntensityPreset
 from ..io.scans import Volume, align_label, read_label, read_volume
-from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report
+from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report  # noqa: F401
+from .prepstate import _label_names, _manifest_frame, _state
 from ..model.geometry import CT_WINDOWS, Geometry, box_from_mask, normalize_intensity, resize_slice
 
 __all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
@@ -192,7 +193,7 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
         if not targets:
             continue
         h, w = lab2d.shape
-        hw = Geometry((h, w), settings["image_size"], "pad").resized_hw
+        hw = Geometry.stored_size((h, w), settings["image_size"])
         small = [_resize(m.astype(np.uint8) * 255, hw, nearest=True) for _, _, m in targets]
         kept = [(t, s) for t, s in zip(targets, small) if s.any()]  # a thin target can vanish
         for (value, _, m), s in zip(targets, small):
@@ -216,81 +217,6 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
                 spacing_row=spacing[row_ax], spacing_col=spacing[col_ax], slice_spacing=spacing[axis],
                 axis=axis, image=image_rel, mask=mask_rel))
     return rows
-
-
-# ---------------------------------------------------------------- settings, split, metadata
-def _is_ours(entry: Path) -> bool:
-    """A lock or temporary file medsam_lite leaves behind when killed (not the user's data)."""
-    return entry.name == ".lock" or entry.name.startswith(TMP_PREFIX)
-
-
-def _read_meta(out: Path) -> dict:
-    """``dataset.json`` of a dataset folder, also while its manifest is not yet written."""
-    if (out / "manifest.csv").is_file():
-        return open_dataset(out).meta
-    try:
-        meta = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        meta = None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"out_dir {out} exists and is not a medsam_lite dataset; pass a new or empty folder.")
-    return meta
-
-
-def _existing(out: Path, settings: dict, names: list[str]) -> dict | None:
-    """The dataset.json of an earlier run into ``out`` (None if ``out`` is new or empty)."""
-    if out.is_file():
-        raise InputError(f"out_dir {out} is a file; pass a folder.")
-    if not out.is_dir() or all(_is_ours(p) for p in out.iterdir()):
-        return None
-    if not (out / "dataset.json").is_file():
-        raise InputError(f"out_dir {out} exists and is not a medsam_lite dataset; pass a new or empty folder.")
-    meta = _read_meta(out)
-    old = dict(meta.get("settings", {}))
-    old.setdefault("min_mm2", None)  # datasets written before min_mm2 existed
-    changed = [f"{k}: {old.get(k)!r} → {settings[k]!r}" for k in settings if old.get(k) != settings[k]]
-    if changed:
-        raise InputError(f"{out} was prepared with other settings ({'; '.join(changed)}); a dataset never "
-                         "mixes settings. Use another out_dir, delete this one, or re-run with the old settings.")
-    if sorted(meta.get("cases", {})) != sorted(names):
-        extra = sorted(set(names) - set(meta.get("cases", {})))
-        gone = sorted(set(meta.get("cases", {})) - set(names))
-        raise InputError(f"{out} was prepared from other cases (new: {extra[:5]}, missing: {gone[:5]}); "
-                         "prepare into a new out_dir so the split stays fixed.")
-    return meta
-
-
-def _is_done(out: Path, meta: dict, manifest: pd.DataFrame, name: str) -> bool:
-    if meta["cases"].get(name, {}).get("status") != "done":
-        return False
-    rows = manifest[manifest["case"] == name]
-    return len(rows) == meta["cases"][name].get("targets", -1) and all(
-        (out / p).is_file() for p in pd.concat([rows["image"], rows["mask"]]).unique())
-
-
-def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return df.sort_values(["case", "slice", "label", "component"], kind="stable").reset_index(drop=True)
-
-
-def _label_names(requested, found: set[int], source, cases: list[Case], meta: dict | None) -> dict[int, str]:
-    """``{value: name}`` of the labels to extract, in value order."""
-    if isinstance(requested, dict):
-        names = {int(k): v for k, v in requested.items()}
-    else:
-        folder = Path(source) if isinstance(source, (str, os.PathLike)) else cases[0].label.parent
-        from_files = labels_from_files([folder, folder.parent])
-        names = {int(v): from_files.get(int(v), f"label_{int(v)}")
-                 for v in (requested if requested is not None else sorted(found))}
-    if not found & set(names):
-        raise InputError(f"none of the labels {sorted(names)} occur in the label maps (found "
-                         f"{sorted(found)}); check labels= or the label files.")
-    missing = sorted(set(names) - found - {int(k) for k in (meta or {}).get("labels", {})})
-    if missing:
-        warnings.warn(f"labels {missing} occur in none of the label maps.", stacklevel=3)
-    if meta is not None:
-        names.update({int(k): v for k, v in meta["labels"].items()})
-    return {k: names[k] for k in sorted(names) if k in found or (meta and str(k) in meta["labels"])}
 
 
 # ---------------------------------------------------------------- the verb
@@ -381,11 +307,11 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     # 2. write, holding out/.lock: settings and split first, then case by case (files, rows, status)
     created = [p for p in [out, *out.parents] if not p.exists()]
     out.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(out, "preprocess")
+    lock = FolderLock(out, "preprocess")  # fails at once if another run writes into out
     try:
         lock.acquire()
     except InputError:
-        _remove_empty_folders(created)
+        remove_empty_folders(created)
         raise
     try:
         if _state(out, settings, cases)[0] != meta:
@@ -395,34 +321,10 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created)
     except InputError:
         lock.release()
-        _remove_empty_folders(created)
+        remove_empty_folders(created)
         raise
     finally:
         lock.release()
-
-
-def _state(out: Path, settings: dict, cases: list[Case]):
-    """``(meta or None, manifest, pending cases, split)`` of ``out`` for these settings and cases."""
-    names = [c.name for c in cases]
-    meta = _existing(out, settings, names)
-    split = _split(names, settings)
-    if meta is not None and meta.get("split") != split:
-        raise InputError(f"{out} holds another split than these settings give; use a new out_dir.")
-    if meta is not None and (out / "manifest.csv").is_file():
-        manifest = open_dataset(out).manifest
-    else:
-        manifest = pd.DataFrame(columns=MANIFEST_COLUMNS)
-    todo = [c for c in cases if meta is None or not _is_done(out, meta, manifest, c.name)]
-    return meta, manifest, todo, split
-
-
-def _remove_empty_folders(folders: list[Path]) -> None:
-    """Remove the folders a refused call created (deepest first), if they are still empty."""
-    for p in folders:
-        try:
-            p.rmdir()
-        except OSError:
-            break
 
 
 def _write(out, cases, todo, meta, manifest, settings, used, split, progress, created) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import warnings
+import weakref
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ from .dataset import check_dataset
 from ..model.models import check_model
 from .dataset import Dataset
 from ..errors import InputError, StoreMismatchError
-from ..fileutil import atomic_write_text, os_error_to_input_error
+from ..fileutil import TMP_PREFIX, atomic_path, atomic_write_text, os_error_to_input_error
+from ..model.hashing import state_sha256
 from ..model.inference import Embedding
 from ..model.models import SamModel
 from .storefiles import EntryWriter, store_lock  # noqa: F401  (EntryWriter re-exported)
@@ -50,17 +52,20 @@ CHECKED_KEYS = ("format", "model_name", "encoder_sha256", "input_size", "recipe"
 
 
 def encoder_sha256(model: SamModel) -> str:
-    """SHA-256 over the image encoder's tensors (names, dtypes, shapes, values).
+    """SHA-256 over the image encoder's tensors (names, dtypes, shapes, values; :func:`state_sha256`).
 
     The stored embeddings depend on the image encoder only, so a model whose decoder was
-    fine-tuned (same encoder) reuses them, and any other encoder is refused.
+    fine-tuned (same encoder) reuses them, and any other encoder is refused. Computed once per
+    :attr:`SamModel.weights_version` of ``model`` (call ``model.weights_changed()`` after editing
+    its weights in place).
     """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.image_encoder.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
+    hit = _ENCODER_HASHES.get(model)
+    if hit is None or hit[0] != model.weights_version:
+        hit = _ENCODER_HASHES[model] = (model.weights_version, state_sha256(model.image_encoder))
+    return hit[1]
+
+
+_ENCODER_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _rows_with_hashes(dataset: Dataset) -> pd.DataFrame:
@@ -136,6 +141,8 @@ class EmbeddingStore:
         rows: ``case``, ``slice``, ``image``, ``sha256`` per entry, in store order.
         embeddings: ``N×C×h×w`` memory-mapped array (float16 or float32), opened read-only.
         done: ``N`` bool, True where the entry is complete.
+        served: the :class:`Dataset` whose slice images were last hashed and found to be the store's
+            (by :func:`open_store` or :meth:`check_serves`), so checking it again costs nothing.
     """
 
     path: Path
@@ -143,6 +150,7 @@ class EmbeddingStore:
     rows: pd.DataFrame
     embeddings: np.ndarray = field(repr=False)
     done: np.ndarray = field(repr=False)
+    served: object = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -174,12 +182,15 @@ class EmbeddingStore:
         Raises:
             StoreMismatchError: the store's signature names other slice images than ``dataset`` has.
         """
+        if dataset is self.served:  # this very Dataset was hashed and matched already
+            return
         digest = _dataset_digest(_rows_with_hashes(dataset))
         if self.signature.get("dataset_sha256") != digest or self.signature.get("rows") != len(dataset.slices):
             raise StoreMismatchError(
                 f"the embedding store {self.path} was computed for other slice images than those of "
                 f"{dataset.root} (another dataset, or its slices changed since); pass this dataset's own "
                 "store (embed(dataset, model)) or recompute it with embed(..., recompute=True).")
+        self.served = dataset
 
     def get_batch(self, rows) -> torch.Tensor:
         """Embeddings of several rows, ``B×C×h×w`` float32."""
@@ -215,18 +226,18 @@ def _create(path: Path, signature: dict, rows: pd.DataFrame, dtype: str) -> None
     """Create an empty store: data files under temporary names, renamed, signature last."""
     path.mkdir(parents=True, exist_ok=True)
     shape = (len(rows), *signature["embedding_shape"])
-    tmp_emb, tmp_done = path / ".tmp-embeddings.npy", path / ".tmp-done.npy"
-    arr = np.lib.format.open_memmap(tmp_emb, mode="w+", dtype=dtype, shape=shape)
-    del arr
-    done = np.lib.format.open_memmap(tmp_done, mode="w+", dtype=np.uint8, shape=(len(rows),))
-    done[:] = 0
-    done.flush()
-    del done
-    rows.to_csv(path / ".tmp-rows.csv", index=False)
-    os.replace(tmp_emb, path / "embeddings.npy")
-    os.replace(tmp_done, path / "done.npy")
-    os.replace(path / ".tmp-rows.csv", path / "rows.csv")
-    atomic_write_text(path / "signature.json", json.dumps(signature, indent=1))
+    hint = "Then run embed() again."
+    with atomic_path(path / "embeddings.npy", hint=hint) as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        del arr
+    with atomic_path(path / "done.npy", hint=hint) as tmp:
+        done = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows),))
+        done[:] = 0
+        done.flush()
+        del done
+    with atomic_path(path / "rows.csv", hint=hint) as tmp:
+        rows.to_csv(tmp, index=False)
+    atomic_write_text(path / "signature.json", json.dumps(signature, indent=1), hint=hint)
 
 
 def _damage(path: Path, signature: dict) -> list[str]:
@@ -287,7 +298,7 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
     sig_path = path / "signature.json"
     if sig_path.is_file() and not _problems(path, signature):
         # a matching, undamaged store is only read here: no lock, nothing written (read-only datasets)
-        return _load(path)
+        return dataclasses.replace(_load(path), served=dataset)
     need = len(rows) * int(np.prod(signature["embedding_shape"])) * np.dtype(dtype).itemsize
     if create and not sig_path.is_file():
         _check_space(path, need)  # before the folder or its .lock exist
@@ -297,7 +308,7 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
     except BaseException:
         _remove_created(path, existing)  # a refusal (or Ctrl-C) leaves no folder it created
         raise
-    return _load(path)
+    return dataclasses.replace(_load(path), served=dataset)
 
 
 def _problems(path: Path, signature: dict) -> list[str]:
@@ -340,7 +351,7 @@ def _remove_created(path: Path, existing: Path) -> None:
         return
     for name in (*_STORE_FILES, ".lock", ".lock.owner"):
         (path / name).unlink(missing_ok=True)
-    for stale in path.glob(".tmp-*"):
+    for stale in path.glob(f"{TMP_PREFIX}*"):
         stale.unlink(missing_ok=True)
     folder = path
     while folder != existing:
@@ -380,13 +391,13 @@ def _open_locked(path: Path, signature: dict, rows: pd.DataFrame, dtype: str, ne
                 raise InputError(f"there are no stored embeddings in {path}; run medsam_lite.embed(dataset, model) "
                                  "first.")
             path.mkdir(parents=True, exist_ok=True)
-            for stale in path.glob(".tmp-*"):  # left by a creation that was killed (we hold the lock)
+            for stale in path.glob(f"{TMP_PREFIX}*"):  # left by a creation that was killed (we hold the lock)
                 stale.unlink(missing_ok=True)
             _check_space(path, need)
             try:
                 _create(path, signature, rows, dtype)
             except OSError as exc:
-                for stale in path.glob(".tmp-*"):
+                for stale in path.glob(f"{TMP_PREFIX}*"):
                     stale.unlink(missing_ok=True)
                 raise os_error_to_input_error(exc, path / "embeddings.npy",
                                               "Then run embed() again.") from None

@@ -1,92 +1,34 @@
-"""The embedding store's file mechanics: one creator at a time (a lock that works across processes
-and machines), and entries written with positioned writes, data before their ``done`` flag.
+"""The embedding store's file mechanics: one creator at a time (the package's one lock, waiting),
+and entries written with positioned writes, data before their ``done`` flag.
 
 See :mod:`medsam_lite.store` for the layout; nothing here knows about models or datasets.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ..fileutil import FolderLock
+
 
 @contextmanager
 def store_lock(folder: Path, poll_seconds: float = 0.2, stale_seconds: float = 600.0):
-    """Hold an exclusive lock on an embedding store folder (created if missing).
+    """Hold the exclusive lock of an embedding store folder (created if missing), **waiting** for it.
 
-    Uses ``flock`` on ``<folder>/.lock`` (released by the kernel if the holder dies, and shared
-    across machines on NFS v4). Where the filesystem refuses ``flock`` (e.g. Lustre without the
-    ``flock`` mount option) it falls back to creating ``<folder>/.lock.owner`` with ``O_EXCL``,
-    naming host and process; a leftover of a dead process on this host, or one older than
-    ``stale_seconds``, is removed.
+    :class:`~medsam_lite.fileutil.FolderLock` with ``wait=None``: a second creator (another shard,
+    another rank) waits while the first checks or creates the store's files, then finds them made.
+    Without ``flock`` (see :class:`~medsam_lite.fileutil.FolderLock`) ``poll_seconds`` is the wait
+    between attempts, and another host's ``.lock.owner`` older than ``stale_seconds`` is removed
+    (creating a store takes seconds, so an old one was left by a killed run).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                    raise
-            else:
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                return
-        with _exclusive_file(folder / ".lock.owner", poll_seconds, stale_seconds):
-            yield
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _exclusive_file(path: Path, poll_seconds: float, stale_seconds: float):
-    me = f"{socket.gethostname()} {os.getpid()}"
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if _stale(path, stale_seconds):
-                path.unlink(missing_ok=True)
-            else:
-                time.sleep(poll_seconds)
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(me)
-        break
-    try:
+    with FolderLock(folder, "embed", wait=None, poll_seconds=poll_seconds, stale_seconds=stale_seconds):
         yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _stale(path: Path, stale_seconds: float) -> bool:
-    try:
-        host, pid = path.read_text().split()
-        age = time.time() - path.stat().st_mtime
-    except (OSError, ValueError):
-        return False  # being written or just removed: look again
-    if host == socket.gethostname():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError):
-            pass
-    return age > stale_seconds
 
 
 class _NpyRows:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes
+from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes, check_numbers
 
 __all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "box_from_recist", "boxes_to_stored"]
 
@@ -115,8 +115,8 @@ def recist_from_mask(mask):
 def boxes_to_stored(boxes, original_hw, image_size: int) -> np.ndarray:
     """Map XYXY boxes from original slice pixels to a prepared dataset's stored-slice pixels.
 
-    Uses :class:`~medsam_lite.transforms.Geometry` with the ``pad`` recipe: the stored slice is
-    the original resized by ``image_size / max(H, W)``, which is exactly that geometry's content.
+    Uses :meth:`Geometry.stored <medsam_lite.model.geometry.Geometry.stored>`, preprocess's
+    stored-size rule: the stored slice is the original resized by ``image_size / max(H, W)``.
 
     Args:
         boxes: one box or ``N×4`` XYXY, original pixels (a manifest's ``x0, y0, x1, y1``).
@@ -131,8 +131,7 @@ def boxes_to_stored(boxes, original_hw, image_size: int) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise InputError(f"boxes must be XYXY [x0, y0, x1, y1] or N×4, got shape {arr.shape}.")
-    g = Geometry(tuple(original_hw), int(image_size), "pad")  # the stored slice is its resized content
-    return Geometry(g.original_hw, g.input_size, "pad", g.resized_hw).box_to_image(arr)
+    return Geometry.stored(tuple(original_hw), int(image_size)).box_to_image(arr)
 
 
 def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=None) -> np.ndarray:
@@ -195,10 +194,4 @@ def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=Non
 
 
 def _point(p, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(p, dtype=np.float64)
-    except (TypeError, ValueError):
-        arr = np.empty(0)
-    if arr.shape != (2,) or not np.isfinite(arr).all():
-        raise InputError(f"{name} must be one point (x, y) of two finite numbers, got {p!r}.")
-    return arr
+    return check_numbers(p, 2, f"{name} must be one point (x, y) of two finite numbers")

@@ -33,7 +33,6 @@ import os
 from collections.abc import Mapping
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..checks import check_int
 from ..model.models import check_model
@@ -44,7 +43,8 @@ from ..model.models import SamModel
 from .predict import resolve_preset
 from .prompts import box_from_recist  # noqa: F401  (re-exported: medsam_lite.volume.box_from_recist)
 from .prefetch import Prefetcher
-from ..model.geometry import box_from_mask, check_boxes
+from .propagation import propagate
+from ..model.geometry import check_boxes
 
 #: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
 DEFAULTS = {"margin": 1.0, "margin_ratio": 0.05, "min_pixels": 10, "min_score": 0.0,
@@ -263,49 +263,8 @@ class VolumePredictor:
         if blank:
             raise InputError(f"slice {blank[0]} (axis {self.axis}) is blank, with nothing to segment; draw the "
                              "box on a slice that shows the target.")
-        h, w = self.slice_hw
-        masks = np.zeros((self.n_slices, h, w), bool)
-        scores = np.zeros(self.n_slices, np.float32)
-        start = sorted(keys)[len(keys) // 2]
-        bar = tqdm(total=hi - lo + 1, desc="slices", unit="slice", disable=not progress, leave=False)
-        for step in (1, -1):
-            z = start if step == 1 else start - 1
-            prev = ref = None  # previous slice's mask; mean intensity in the last user slice's mask
-            if step == -1 and masks[start].sum() >= min_pixels:
-                prev, ref = masks[start], self._mean(start, masks[start])
-            while lo <= z <= hi:
-                if z in keys:
-                    box_z = keys[z]
-                elif prev is not None:
-                    box_z = _grow(box_from_mask(prev), margin, margin_ratio, clip, (h, w))
-                else:  # the target vanished: jump to the next user-given slice, if any
-                    ahead = [k for k in keys if (k - z) * step > 0]
-                    if not ahead:
-                        break
-                    z = min(ahead, key=lambda k: abs(k - z))
-                    continue
-                (mask,), (score,) = self.predict_slice(z, box_z)
-                bar.update(1)
-                scores[z] = score
-                if z in keys:
-                    masks[z] = mask
-                    prev = mask if mask.sum() >= min_pixels else None
-                    ref = self._mean(z, mask) if prev is not None else ref
-                elif (mask.sum() < min_pixels or score < min_score
-                      or (ref is not None and abs(self._mean(z, mask) - ref) > change)):
-                    prev = None
-                else:
-                    masks[z] = prev = mask
-                z += step
-        bar.total = bar.n  # it stopped before the end of the range: show a full bar
-        bar.close()
-        if largest_component:
-            masks = _largest_component(masks)
-        return np.moveaxis(masks, 0, self.axis), scores
-
-    def _mean(self, index: int, mask: np.ndarray) -> float:
-        """Mean normalized intensity (0–255) of slice ``index`` inside ``mask``."""
-        return float(self.slice_image(index)[mask].mean())
+        return propagate(self, keys, (lo, hi), clip, margin=margin, margin_ratio=margin_ratio, min_pixels=min_pixels,
+                         min_score=min_score, change=change, largest_component=largest_component, progress=progress)
 
     def _parse_prompt(self, box, slice_index):
         """→ (user boxes {slice: XYXY}, inclusive slice range (lo, hi), XYXY clip box or None)."""
@@ -392,29 +351,6 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
     else:
         predictor = VolumePredictor(volume, model=model, axis=axis, modality=modality, window=window)
     return predictor.predict(box, slice_index, **options)
-
-
-def _grow(box: np.ndarray, margin: float, ratio: float, clip, hw) -> np.ndarray:
-    """Box + ``margin + ratio × side`` on every side, kept inside ``clip`` (a 3D box's x, y) and the slice."""
-    h, w = hw
-    mx, my = margin + ratio * (box[2] - box[0] + 1), margin + ratio * (box[3] - box[1] + 1)
-    out = box + np.array([-mx, -my, mx, my], np.float32)
-    lo = np.array([0, 0, 0, 0], np.float32) if clip is None else np.array([clip[0], clip[1]] * 2, np.float32)
-    hi = np.array([w - 1, h - 1] * 2, np.float32) if clip is None else np.array([clip[2], clip[3]] * 2, np.float32)
-    out = np.clip(out, lo, hi)
-    if out[2] <= out[0] or out[3] <= out[1]:  # a one-pixel-wide mask: keep a non-empty box
-        out[2:] = np.maximum(out[2:], out[:2] + 1)
-    return out
-
-
-def _largest_component(masks: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    labels, n = ndimage.label(masks)
-    if n <= 1:
-        return masks
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == 1 + int(np.argmax(sizes))
 
 
 def _as_volume(volume) -> Volume:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..fileutil import atomic_path
 from .nifti import check_nifti_complete as _check_nifti_complete
 from .nifti import nifti_nan_index as _nifti_nan_index
 
@@ -195,14 +195,8 @@ def write_volume(array: np.ndarray, path: str | os.PathLike, like: Volume | None
         n = array.ndim
         vol = Volume(array, (1.0,) * n, (0.0,) * n, tuple(np.eye(n).ravel()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(vol.to_sitk(), tmp, useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=suffix) as tmp:  # SimpleITK picks the format by the suffix
+        sitk.WriteImage(vol.to_sitk(), str(tmp), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
     return path
 
 

@@ -19,14 +19,11 @@ export. In fp32 the embeddings agree with torch eager to ~1e-5 relative; ``preci
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 import json
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -36,6 +33,8 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..fileutil import atomic_folder, atomic_write_text, file_sha256
+from .hashing import state_sha256
 
 #: Every backend name :func:`build_runtime` accepts (``"auto"`` is resolved by :func:`resolve_backend`).
 BACKENDS = ("torch", "openvino", "onnxruntime")
@@ -110,25 +109,6 @@ def default_cache_dir() -> Path:
     """``$MEDSAM_LITE_CACHE`` if set, else ``~/.cache/medsam_lite``."""
     env = os.environ.get("MEDSAM_LITE_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "medsam_lite"
-
-
-def state_hash(*modules: torch.nn.Module) -> str:
-    """SHA-256 hex of the modules' state dicts (names, dtypes, shapes and bytes, in order)."""
-    digest = hashlib.sha256()
-    for module in modules:
-        for key, tensor in module.state_dict().items():
-            t = tensor.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"{key}|{t.dtype}|{tuple(tensor.shape)}|".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,25 +193,18 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
     if progress:
         print(f"medsam_lite: exporting the {part} to ONNX for {backend} (once per weights, a few seconds) "
               f"→ {folder}", file=sys.stderr)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{part}-", dir=folder.parent))
+    start = time.perf_counter()
     try:
-        start = time.perf_counter()
-        _export(part, make_module(), tmp / f"{part}.onnx", input_size)
-        files = {p.name: _file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-        meta = {"part": part, "weights_sha256": key, "medsam_lite": package_version(), "backend": backend,
-                "opset": _OPSET, "torch": torch.__version__, "files": files,
-                "export_seconds": round(time.perf_counter() - start, 2)}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-        try:
-            os.replace(tmp, folder)
-        except OSError:  # another process finished the same export first: use theirs if it is sound
-            if _verify(folder, part, key, backend) is not None:
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(folder) as tmp:
+            _export(part, make_module(), tmp / f"{part}.onnx", input_size)
+            files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            meta = {"part": part, "weights_sha256": key, "medsam_lite": package_version(), "backend": backend,
+                    "opset": _OPSET, "torch": torch.__version__, "files": files,
+                    "export_seconds": round(time.perf_counter() - start, 2)}
+            atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
+    except OSError:  # another process finished the same export first: use theirs if it is sound
+        if _verify(folder, part, key, backend) is not None:
+            raise
     if progress:
         print(f"medsam_lite: {part} export done in {time.perf_counter() - start:.1f} s.", file=sys.stderr)
     return folder / f"{part}.onnx"
@@ -256,7 +229,7 @@ def _verify(folder: Path, part: str, key: str, backend: str) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"incomplete ({name} is missing)"
-        if _file_sha256(path) != sha:
+        if file_sha256(path) != sha:
             return f"corrupt ({name} does not match its SHA-256 in meta.json)"
     return None
 
@@ -330,7 +303,7 @@ class CompiledRuntime:
 
     def _export(self, part: str, force: bool = False) -> Path:
         enc, pe, md = self._modules
-        key = state_hash(enc) if part == "encoder" else state_hash(pe, md)
+        key = state_sha256(enc) if part == "encoder" else state_sha256(pe, md)
         return _export_cached(part, lambda: _export_module(part, enc, pe, md), key, self.name,
                               self._settings["cache_dir"], self._settings["input_size"],
                               self._settings["progress"], force=force)

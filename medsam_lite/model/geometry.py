@@ -20,6 +20,7 @@ Conventions (one source of truth for the whole package):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,42 @@ class Geometry:
         if self.recipe not in RECIPES:
             raise InputError(f"recipe must be one of {RECIPES}, got {self.recipe!r}.")
         object.__setattr__(self, "input_size", int(self.input_size))
+
+    @staticmethod
+    def stored_size(original_hw, image_size: int, what: str = "the image") -> tuple[int, int]:
+        """The stored-size rule of :func:`medsam_lite.preprocess`: ``(h, w)`` of an ``(H, W)`` slice
+        stored with its longest side resized to ``image_size`` (the other side rounded half up, as
+        LiteMedSAM's published resize does) — the content of a ``"pad"`` model input of that size.
+
+        Raises:
+            InputError: a side becomes 0 px (a thin image); the message names ``what`` and its size.
+        """
+        hw = _check_hw(original_hw, "original_hw")
+        out = _longest_side(hw, int(image_size))
+        if min(out) < 1:
+            raise InputError(_too_thin(what, hw, int(image_size), out))
+        return out
+
+    @classmethod
+    def stored(cls, original_hw, image_size: int, input_size: int | None = None, recipe: str = "pad") -> Geometry:
+        """The geometry of a slice a dataset stores at longest side ``image_size`` (:meth:`stored_size`),
+        onto a model input of ``input_size`` (default ``image_size``) made with ``recipe``."""
+        hw = cls.stored_size(original_hw, image_size)
+        return cls(original_hw, int(input_size or image_size), recipe, hw)
+
+    def check_size(self, what: str = "the image") -> Geometry:
+        """``self``, or an :class:`InputError` naming the size when the image content would be 0 px
+        on a side in model pixels (a thin image, e.g. 3×2000 at a 256 input). Every pixel mapping
+        (:meth:`image_to_model`, :meth:`logits_to`, :meth:`mask_to_model`) checks it first."""
+        resized = self.resized_hw
+        if min(resized) < 1:
+            raise InputError(_too_thin(what, self.original_hw, self.input_size, resized))
+        return self
+
+    def image_spacing(self, spacing_row_col) -> tuple[float, float]:
+        """``(row, col)`` pixel size of the image pixels (a stored slice) given the original's, in mm."""
+        (h, w), (ih, iw) = self.original_hw, self.image_hw
+        return (float(spacing_row_col[0]) / (ih / h), float(spacing_row_col[1]) / (iw / w))
 
     @property
     def image_hw(self) -> tuple[int, int]:
@@ -133,6 +170,7 @@ class Geometry:
         (MedSAM ViT-B; no ImageNet normalization); ``"sam"`` SAM's ``ResizeLongestSide``, ImageNet
         mean/std, zero padding.
         """
+        self.check_size()
         rgb = np.ascontiguousarray(image_rgb)
         if tuple(rgb.shape[:2]) != self.image_hw:
             raise InputError(f"image of shape {rgb.shape[:2]} does not match this geometry's image size "
@@ -163,6 +201,7 @@ class Geometry:
         ``"pad"``/``"sam"``: upsample to ``S×S``, crop the padding, resize bilinearly to ``hw``;
         ``"stretch"`` (MedSAM's published path): resize bilinearly straight to ``hw``.
         """
+        self.check_size()
         x = low_res_logits.float()
         if self.recipe != "stretch":
             s = self.input_size
@@ -177,6 +216,7 @@ class Geometry:
 
     def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
         """``h×w`` boolean mask (image pixels) → ``S×S`` boolean mask in model pixels (nearest, zero padding)."""
+        self.check_size()
         m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))[None, None].float()
         rh, rw = self.resized_hw
         m = F.interpolate(m, size=(rh, rw), mode="nearest")
@@ -194,6 +234,16 @@ def _check_hw(hw, name: str) -> tuple[int, int]:
     if not ok:
         raise InputError(f"{name} must be two positive integers (H, W), got {hw!r}.")
     return int(h), int(w)
+
+
+def _too_thin(what: str, hw: tuple[int, int], size: int, resized: tuple[int, int]) -> str:
+    long = max(hw)
+    need = max(1, math.ceil(long / (2 * size)))
+    if int(need * size / long + 0.5) < 1:
+        need += 1
+    return (f"{what}: {hw[0]}×{hw[1]} pixels (H×W); with the long side resized to {size} px the short side "
+            f"becomes {min(resized)} px, so nothing can be segmented. Crop or pad it to a short side of at least "
+            f"{need} px (for a long side of {long} px).")
 
 
 def _longest_side(hw: tuple[int, int], size: int) -> tuple[int, int]:
@@ -294,14 +344,19 @@ def check_binary(mask, what: str = "mask") -> np.ndarray:
     return mask
 
 
-def _four_numbers(box, fmt: str) -> tuple[float, float, float, float]:
+def check_numbers(value, n: int, what: str) -> np.ndarray:
+    """``value`` as ``n`` finite float64 numbers, else InputError ``"{what}, got {value!r}."``."""
     try:
-        arr = np.asarray(box, dtype=np.float64)
+        arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         arr = np.empty(0)
-    if arr.shape != (4,) or not np.isfinite(arr).all():
-        raise InputError(f"a box must be 4 finite numbers {fmt}, got {box!r}.")
-    return tuple(float(v) for v in arr)
+    if arr.shape != (n,) or not np.isfinite(arr).all():
+        raise InputError(f"{what}, got {value!r}.")
+    return arr
+
+
+def _four_numbers(box, fmt: str) -> tuple[float, float, float, float]:
+    return tuple(float(v) for v in check_numbers(box, 4, f"a box must be 4 finite numbers {fmt}"))
 
 
 def xywh_to_xyxy(box) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..fileutil import file_sha256  # noqa: F401  (models.file_sha256 kept)
 from .intensity import IntensityPreset
 from .geometry import Geometry
 
@@ -77,6 +78,8 @@ class SamModel(torch.nn.Module):
         checkpoint: path of the checkpoint the weights came from.
         preset: the :class:`~medsam_lite.intensity.IntensityPreset` the model was fine-tuned with (read
             from a fine-tuned checkpoint), or ``None``; :class:`~medsam_lite.Predictor` uses it by default.
+        weights_version: a counter :meth:`weights_changed` bumps; the compiled runtime and the cached
+            encoder hash follow it.
     """
 
     def __init__(self, net: torch.nn.Module, spec: ModelSpec, weights_sha256: str, checkpoint: str,
@@ -90,7 +93,8 @@ class SamModel(torch.nn.Module):
         self.checkpoint = checkpoint
         self.preset = preset
         self.runtime = None  # a compiled CPU runtime (medsam_lite.backends), or None: torch eager
-        self._runtime_weights = None
+        self.weights_version = 0  # bumped by weights_changed(); the runtime is rebuilt when it moves on
+        self._runtime_version = None
 
     @property
     def name(self) -> str:
@@ -156,19 +160,31 @@ class SamModel(torch.nn.Module):
             multimask_output=False,
         )
 
-    def _weights_version(self) -> tuple:
-        """Changes whenever any weight is modified in place or replaced (torch's version counters)."""
-        return tuple((id(t), t._version) for t in self.state_dict(keep_vars=True).values())
+    def weights_changed(self) -> None:
+        """Say that the weights changed: the compiled runtime is rebuilt from them at the next call.
+
+        :meth:`load_state_dict` and :func:`~medsam_lite.finetune` call it; call it yourself after
+        editing weights in place (``with torch.no_grad(): p.mul_(…)``) or loading a part's state
+        dict (``model.mask_decoder.load_state_dict(…)``). Nothing is hashed per call: each
+        encode/decode only compares :attr:`weights_version` with the runtime's.
+        """
+        self.weights_version += 1
+
+    def load_state_dict(self, *args, **kwargs):
+        """``torch.nn.Module.load_state_dict``, then :meth:`weights_changed`."""
+        result = super().load_state_dict(*args, **kwargs)
+        self.weights_changed()
+        return result
 
     def set_runtime(self, runtime) -> None:
         """Use a compiled runtime (or ``None`` for torch eager) for the weights as they are now."""
         self.runtime = runtime
-        self._runtime_weights = self._weights_version() if runtime is not None else None
+        self._runtime_version = self.weights_version if runtime is not None else None
 
     def _current_runtime(self):
         """The compiled runtime, rebuilt first if the weights changed since it was exported (an export
         is never trusted across a change: it is keyed by the weights' hash)."""
-        if self.runtime is not None and self._weights_version() != self._runtime_weights:
+        if self.runtime is not None and self.weights_version != self._runtime_version:
             from .backends import build_runtime
 
             enc, pe, md = self.image_encoder, self.prompt_encoder, self.mask_decoder
@@ -180,15 +196,6 @@ class SamModel(torch.nn.Module):
     def embedding_shape(self) -> tuple[int, int, int]:
         """``(C, h, w)`` of one image embedding (``(256, 64, 64)`` for every model in the table)."""
         return (int(self.prompt_encoder.embed_dim), *(int(v) for v in self.prompt_encoder.image_embedding_size))
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -46,6 +46,7 @@ from ..model.models import check_model
 from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
 from ..data.embed import embed, model_boxes, select_slices
 from ..errors import CheckpointError, InputError
+from ..evaluate import dice
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from ..model.inference import decode_logits
 from ..data.store import encoder_sha256
@@ -117,9 +118,9 @@ def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict
     s = model.input_size
     masks = np.zeros((len(targets), s, s), bool)
     content = np.zeros((len(targets), 2), np.int64)
-    for i, rel in enumerate(targets["mask"]):
-        m = dataset.mask(rel)
-        geom = model.geometry(m.shape)
+    for i, (rel, h, w) in enumerate(zip(targets["mask"], targets["height"], targets["width"])):
+        m = dataset.mask(rel)  # stored-slice pixels, of an (h, w) original slice
+        geom = model.geometry((int(h), int(w)), m.shape)
         masks[i] = geom.mask_to_model(m)
         content[i] = geom.resized_hw
     rows = np.array([store.index(c, z) for c, z in zip(targets["case"], targets["slice"])], np.int64)
@@ -222,9 +223,7 @@ def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> dict:
         losses.append(dice_bce_loss(logits, target).item() * len(idx))
         for j, i in enumerate(idx):
             h, w = data["content_hw"][i]
-            pred, truth = logits[j, 0, :h, :w] > 0, target[j, 0, :h, :w] > 0.5
-            total = int(pred.sum() + truth.sum())
-            dices.append(1.0 if total == 0 else 2.0 * float((pred & truth).sum()) / total)
+            dices.append(dice((logits[j, 0, :h, :w] > 0).cpu().numpy(), (target[j, 0, :h, :w] > 0.5).numpy()))
     out = {"val_loss": sum(losses) / len(data["rows"]), "val_dice": float(np.mean(dices))}
     dices = np.asarray(dices)
     for name in sorted(set(data["label_names"])):
@@ -362,6 +361,7 @@ def finetune(
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"]) + 1
 
+    base_checkpoint = _base_checkpoint(model)  # read once, not every epoch
     forward = data_parallel(trainee, _forward)  # _forward(trainee, ...); under torchrun through DDP
     best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
     shift = int(round(box_jitter * model.input_size / 1024))
@@ -390,6 +390,7 @@ def finetune(
             optimizer.step()
             total += loss.item() * count
         train_seconds = time.perf_counter() - t0
+        trainee.weights_changed()  # the optimizer changed them in place
         total = all_sum(total)  # every rank's share of the epoch's loss
         trainee.mask_decoder.eval()
         t0 = time.perf_counter()
@@ -407,7 +408,7 @@ def finetune(
         if ctx.is_main:  # one writer: the files are those of a single-process run
             ckpt = {
                 "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
-                "model_name": model.name, "base_checkpoint": _base_checkpoint(model),
+                "model_name": model.name, "base_checkpoint": base_checkpoint,
                 "encoder_sha256": config["encoder_sha256"], "config": json.dumps(config),
                 "preset": json.dumps(dataset.preset.to_dict()),
                 "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
