@@ -1,4 +1,8 @@
-"""Shared fixtures: the real LiteMedSAM model and the bundled sample data."""
+"""Shared fixtures: the real LiteMedSAM model and the bundled sample data, each built once per session.
+
+Slow things are built here once and shared (session scope); a test that changes files works on a
+copy (``shutil.copytree(small_dataset.root, …)``), never on the shared folder.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,23 @@ import pytest
 import torch
 
 # This machine has 2 cores; one pytest process uses both (never run two torch processes unpinned).
-torch.set_num_threads(int(os.environ.get("MEDSAM_LITE_THREADS", "2")))
+THREADS = int(os.environ.get("MEDSAM_LITE_THREADS", "2"))
+torch.set_num_threads(THREADS)
+
+#: The small real dataset shared by test_embed, test_finetune, test_evaluate, test_security,
+#: test_bad_inputs, test_crash_safety and test_distributed: three sample subjects, sub-07 the test case.
+SMALL_CASES = ("sub-01", "sub-02", "sub-07")
+SMALL_TEST_CASES = ["sub-07"]
+MAX_SLICES = 3  # consecutive central slices per case that the tests embed (they include ventricles)
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that sets torch's thread count (``cli.main(["--threads", "1", …])``, ``tutorial.settings``)
+    must not leave the rest of the session on fewer cores: restore it after every test."""
+    yield
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +37,22 @@ def model():
     import medsam_lite as ml
 
     return ml.load_model()
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """:data:`SMALL_CASES` prepared once with the public API into ``<basetemp>/small_dataset``
+    (a ``Dataset``). Its embedding store fills as tests embed; a test that writes anything else
+    must work on a copy."""
+    import medsam_lite as ml
+    from medsam_lite import samples
+    from medsam_lite.data.dataset import open_dataset
+
+    d = samples.brain_mri_dir()
+    root = tmp_path_factory.getbasetemp() / "small_dataset"
+    ml.preprocess({c: (d / f"{c}.nii.gz", d / f"{c}_label.nii.gz") for c in SMALL_CASES}, root,
+                  test_cases=SMALL_TEST_CASES, progress=False)
+    return open_dataset(root)
 
 
 @pytest.fixture(scope="session")

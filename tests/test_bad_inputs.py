@@ -32,7 +32,6 @@ from medsam_lite.data.dataset import open_dataset
 from medsam_lite.interactive.predict import Predictor
 from medsam_lite.interactive.volume import VolumePredictor, box_from_recist, predict_volume
 from medsam_lite.interactive.widgets import BoxPrompter
-from test_embed import small_dataset
 
 
 # ------------------------------------------------------------------------------ the working folder
@@ -75,7 +74,7 @@ def _nifti_cut_after_header(src: Path, dst: Path, keep: float = 0.6) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory, model, brain_slice, brain_volume) -> Ctx:
+def ctx(tmp_path_factory, model, brain_slice, brain_volume, small_dataset) -> Ctx:
     work = tmp_path_factory.mktemp("bad_inputs")
     image, label = brain_slice
     volume, label_vol = brain_volume
@@ -115,7 +114,7 @@ def ctx(tmp_path_factory, model, brain_slice, brain_volume) -> Ctx:
     torch.save({"weights": np.zeros(3, np.float32)}, f["numpy_ckpt"])
     (work / "ckpt_dir").mkdir()
     # the prepared dataset (a copy without any embedding store) and damaged variants
-    shared = small_dataset(tmp_path_factory.getbasetemp()).root
+    shared = small_dataset.root
     ds = work / "dataset"
     shutil.copytree(shared, ds, ignore=shutil.ignore_patterns("embeddings"))
     for name, spoil in {

@@ -29,7 +29,6 @@ import medsam_lite as ml
 from medsam_lite.fileutil import TMP_PREFIX
 from medsam_lite.data.dataset import open_dataset
 from medsam_lite.data.embed import open_store, select_slices
-from test_embed import small_dataset
 
 K = 1  # central slices per case the jobs use (sub-01 and sub-02 train, sub-07 test)
 FT = dict(max_slices_per_case=K, lr=1e-4, batch_size=4, seed=0)
@@ -37,9 +36,9 @@ TIMEOUT = 300  # seconds a child may take to show progress (it needs ~10 s)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(tmp_path_factory, small_dataset):
     """A copy of the shared small dataset without any embedding store."""
-    shared = small_dataset(tmp_path_factory.getbasetemp()).root
+    shared = small_dataset.root
     root = tmp_path_factory.mktemp("crash") / "dataset"
     shutil.copytree(shared, root, ignore=shutil.ignore_patterns("embeddings"))
     return open_dataset(root)

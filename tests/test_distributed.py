@@ -38,7 +38,6 @@ from medsam_lite.data.dataset import open_dataset
 from medsam_lite.train.distributed import DistContext, parse_shard, rank_share
 from medsam_lite.data.store import store_lock
 from medsam_lite.data.embed import open_store, select_slices
-from test_embed import small_dataset
 
 SLICES = 2  # central slices per case: sub-01, sub-02 (train: 6 targets each), sub-07 (test)
 FT_ARGS = ["--epochs", "2", "--batch-size", "5", "--lr", "1e-4", "--seed", "3"]  # batches of 5 (3 + 2) and 1 (1 + 0)
@@ -86,9 +85,9 @@ WRAPPER = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, small_dataset):
     """The shared small dataset cut down to its 2 central slices per case (6 slices), no store."""
-    shared = small_dataset(tmp_path_factory.getbasetemp())
+    shared = small_dataset
     root = tmp_path_factory.mktemp("dist") / "tiny"
     shutil.copytree(shared.root, root, ignore=shutil.ignore_patterns("embeddings"))
     keep = select_slices(shared, max_slices_per_case=SLICES)

@@ -9,27 +9,9 @@ import torch
 from PIL import Image
 
 import medsam_lite as ml
-from medsam_lite import samples
-from medsam_lite.data.dataset import open_dataset
 from medsam_lite.data.embed import open_store, select_slices
 
-#: The small real dataset shared by test_embed / test_finetune / test_evaluate.
-CASES = ("sub-01", "sub-02", "sub-07")
-TEST_CASES = ["sub-07"]
-MAX_SLICES = 3  # consecutive central slices per case that the tests embed (they include ventricles)
-
-
-def small_dataset(base):
-    """Three sample subjects prepared with the public API into ``base/small_dataset``.
-
-    Every test module calls this with the session's temp folder: the first call prepares the
-    dataset, the others find it done (``preprocess`` skips finished cases, ``embed`` reuses).
-    """
-    d = samples.brain_mri_dir()
-    root = base / "small_dataset"
-    ml.preprocess({c: (d / f"{c}.nii.gz", d / f"{c}_label.nii.gz") for c in CASES}, root,
-                  test_cases=TEST_CASES, progress=False)
-    return open_dataset(root)
+from conftest import MAX_SLICES, SMALL_CASES as CASES
 
 
 def count_encoder_calls(monkeypatch, model, fail_at=None):
@@ -48,8 +30,8 @@ def count_encoder_calls(monkeypatch, model, fail_at=None):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return small_dataset(tmp_path_factory.getbasetemp())
+def dataset(small_dataset):
+    return small_dataset
 
 
 @pytest.fixture(scope="module")

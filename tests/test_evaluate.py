@@ -8,7 +8,7 @@ from surface_distance import compute_surface_dice_at_tolerance, compute_surface_
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.evaluate import dice
-from test_embed import MAX_SLICES, small_dataset
+from conftest import MAX_SLICES
 
 
 def reference_nsd(pred, truth, spacing, tolerance):
@@ -21,8 +21,8 @@ def labels():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return small_dataset(tmp_path_factory.getbasetemp())
+def dataset(small_dataset):
+    return small_dataset
 
 
 @pytest.fixture(scope="module")

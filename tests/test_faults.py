@@ -28,7 +28,6 @@ from medsam_lite.evaluate import predict_case
 from medsam_lite.data.store import open_store
 from medsam_lite.model.geometry import check_boxes
 
-torch.set_num_threads(1)
 CASES = {"sub-01": "train", "sub-02": "test"}
 
 
@@ -37,11 +36,6 @@ def prepare(root: Path, cases=tuple(CASES)) -> Path:
     ml.preprocess({c: (d / f"{c}.nii.gz", d / f"{c}_label.nii.gz") for c in cases}, root, labels=[1],
                   test_cases=[c for c in cases if CASES.get(c) == "test"] or None, progress=False)
     return root
-
-
-@pytest.fixture(scope="module")
-def model():
-    return ml.load_model()
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,14 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
-from test_embed import MAX_SLICES, small_dataset
+from conftest import MAX_SLICES
 
 TINY = dict(max_slices_per_case=2, lr=1e-4, batch_size=4, seed=3, progress=False)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return small_dataset(tmp_path_factory.getbasetemp())
+def dataset(small_dataset):
+    return small_dataset
 
 
 def _decoder(path):

@@ -25,7 +25,6 @@ import torch
 import medsam_lite as ml
 from medsam_lite.data.dataset import open_dataset
 from medsam_lite.data.embed import select_slices
-from test_embed import small_dataset
 
 PACKAGE = Path(ml.__file__).parent
 
@@ -158,8 +157,8 @@ def test_checkpoint_variants_that_run_code_are_refused(tmp_path, model, layout):
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return small_dataset(tmp_path_factory.getbasetemp())
+def dataset(small_dataset):
+    return small_dataset
 
 
 @pytest.fixture(scope="module")
