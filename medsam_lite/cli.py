@@ -15,6 +15,7 @@ import argparse
 import inspect
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -246,13 +247,22 @@ def _predict(args, ml) -> None:
 
     if sum(x is not None for x in (args.box, args.box3d, args.labels_from)) != 1:
         raise ml.InputError("give exactly one of --box X0 Y0 X1 Y1, --box3d X0 Y0 Z0 X1 Y1 Z1 or --labels-from FILE.")
+    from .io.labelfiles import check_label_output, write_label_map, write_mask
+
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise ml.InputError(f"--out {out} must be a file path in an existing folder.")
+    label_map = args.labels_from is not None
+    check_label_output(out, label_map=label_map)  # the output's format before the scan is read
     check_writable(out.parent, "--out")  # before reading the image and running the model
     source = io.read_volume(args.image)
-    is_volume = source.array.ndim == 3 and not (source.array.shape[-1] in (3, 4) and source.array.dtype.name == "uint8"
-                                                  and len(source.spacing) == 2)
+    comps = source.array.shape[-1] if source.array.ndim > len(source.spacing) else 1
+    if comps > 1 and not (comps in (3, 4) and source.array.dtype.name == "uint8" and len(source.spacing) == 2):
+        raise ml.InputError(f"{args.image} has {comps} components per pixel ({len(source.spacing)}D, "
+                            f"{source.array.dtype}); save one channel as its own file (e.g. SimpleITK."
+                            "VectorIndexSelectionCast(image, 0)) and predict on that.")
+    is_volume = len(source.spacing) == 3
+    check_label_output(out, label_map=label_map, ndim=3 if is_volume else 2)  # before the model runs
     if args.labels_from is not None:
         from .interactive.labelmaps import predict_label_map, predict_volume_labels
 
@@ -261,7 +271,8 @@ def _predict(args, ml) -> None:
             mask = predict_volume_labels(source, labels, model=_load(args), modality=args.modality, window=args.window)
         else:
             mask = predict_label_map(source.array, labels, model=_load(args), modality=args.modality, window=args.window)
-        _write_mask(io, mask, out, source, label_map=True)
+        write_label_map(mask, out, like=source)
+        print(f"label map with labels {[int(v) for v in np.unique(mask) if v]} → {out}")
         return
     if is_volume:
         if args.box is not None and args.slice is None:
@@ -274,21 +285,8 @@ def _predict(args, ml) -> None:
         if args.slice is not None:
             raise ml.InputError(f"{args.image} is a 2D image; --slice is only for volumes.")
         mask = ml.predict(source.array, args.box, model=_load(args), modality=args.modality, window=args.window)[0]
-    _write_mask(io, mask, out, source)
-
-
-def _write_mask(io, mask, out: Path, source, label_map: bool = False) -> None:
-    from .errors import InputError
-
-    if out.suffix.lower() in (".png", ".jpg", ".bmp"):
-        if mask.ndim != 2:
-            raise InputError(f"a volume's mask cannot be written as {out.suffix}; use .nii.gz.")
-        io.write_volume(mask if label_map else mask.astype("uint8") * 255, out)
-    else:
-        io.write_volume(mask if label_map else mask.astype("uint8"), out, like=source)
-    what = f"label map with labels {[int(v) for v in np.unique(mask) if v]}" if label_map \
-        else f"mask with {int(mask.sum())} voxels"
-    print(f"{what} → {out}")
+    write_mask(mask, out, like=source)  # 0/255 in image formats, 0/1 in volume formats (io.labelfiles)
+    print(f"mask with {int(mask.sum())} voxels → {out}")
 
 
 def main(argv=None) -> int:
@@ -299,8 +297,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     from .errors import InputError
 
+    def one_line(message, category, *_, **__):  # e.g. an unusable export cache: one line, no source excerpt
+        print(f"medsam-lite {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
     try:
-        return _run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return _run(args)
     except InputError as exc:
         print(f"medsam-lite {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -189,6 +189,21 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     return CaseSegmentation(str(case), slices, image, truth, pred, names, spacing, targets)
 
 
+def _check_spacing(chosen: pd.DataFrame) -> None:
+    """Pixel sizes usable for NSD: row/col positive; between slices positive, or NaN for 2D cases."""
+    rc = chosen[["spacing_row", "spacing_col"]].to_numpy(float)
+    z = chosen["slice_spacing"].to_numpy(float)
+    bad = ~(np.isfinite(rc) & (rc > 0)).all(axis=1) | ~(np.isnan(z) | (np.isfinite(z) & (z > 0)))
+    if bad.any():
+        r = chosen[bad].iloc[0]
+        raise InputError(f"case {r['case']} slice {r['slice']} has pixel spacing ({r['slice_spacing']}, "
+                         f"{r['spacing_row']}, {r['spacing_col']}) in the manifest; NSD needs positive sizes. "
+                         "Re-run preprocess() on scans with a valid spacing.")
+    flat = chosen[np.isnan(z)]
+    if (flat.groupby("case")["slice"].nunique() > 1).any():
+        raise InputError("a 2D case (no slice spacing) lists several slices in the manifest; re-run preprocess().")
+
+
 def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cases=None,
              max_slices_per_case: int | None = None, labels=None, progress: bool = True):
     """DSC and NSD per case and label (3D) on one split of a prepared dataset.
@@ -209,7 +224,9 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
         progress: show a progress bar.
 
     Returns:
-        ``(per_case, per_label)``: ``per_case`` is a DataFrame with one row per (case, label) —
+        ``(per_case, per_label)``. A 2D case (an image, no slice spacing) gets 2D DSC and NSD, with
+        ``tolerance_mm`` in its pixel size (mm where the image file records one; PNG records none,
+        so there it is in original pixels). ``per_case`` is a DataFrame with one row per (case, label) —
         ``case``, ``label``, ``label_name``, ``dsc``, ``nsd``, ``slices`` (with that label),
         ``truth_voxels``, ``pred_voxels``; ``per_label`` has the mean ``dsc`` / ``nsd`` and the
         number of ``cases`` per ``label_name``, plus a last row ``"mean"`` averaging the labels.
@@ -220,6 +237,7 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
         raise InputError(f"tolerance_mm must be a finite number ≥ 0 (mm), got {tolerance_mm!r}.")
     labels = check_labels(labels)
     chosen = select_slices(dataset, split, cases, max_slices_per_case)
+    _check_spacing(chosen)  # before any embedding is computed
     store = embed(dataset, model, split=split, cases=cases, max_slices_per_case=max_slices_per_case,
                   progress=progress)
     records = []
@@ -227,8 +245,10 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
         seg = predict_case(model, dataset, case, max_slices_per_case, labels, store)
         for k, name in sorted(seg.label_names.items()):
             t, p = seg.truth[k], seg.pred[k]
+            flat = len(seg.slices) == 1 and not np.isfinite(seg.spacing[0])  # a 2D case: 2D DSC and NSD
             records.append({"case": case, "label": k, "label_name": name, "dsc": dice(p, t),
-                            "nsd": nsd(p, t, seg.spacing, tolerance_mm),
+                            "nsd": nsd(p[0], t[0], seg.spacing[1:], tolerance_mm) if flat
+                            else nsd(p, t, seg.spacing, tolerance_mm),
                             "slices": int(t.any(axis=(1, 2)).sum()), "truth_voxels": int(t.sum()),
                             "pred_voxels": int(p.sum())})
     per_case = pd.DataFrame(records)

@@ -56,6 +56,10 @@ def os_error_to_input_error(exc: OSError, path: Path, hint: str = "") -> InputEr
     if exc.errno in _NO_WRITE:
         return InputError(f"cannot write into {where} ({exc.strerror}); choose a folder you can write to "
                           f"or fix its permissions.{(' ' + hint) if hint else ''}")
+    if exc.errno in (errno.EISDIR, errno.ENOTDIR):
+        what = "a folder" if exc.errno == errno.EISDIR else "a file where a folder belongs"
+        return InputError(f"cannot write {path}: it (or a part of its path) is {what}; move it away or choose "
+                          "another path.")
     if exc.errno == errno.ENAMETOOLONG:
         return InputError(f"the file name {Path(path).name[:60]!r}… is too long for this file system; "
                           "use shorter case names.")

@@ -108,6 +108,17 @@ def _env_labels(text: str):
                          "such as 1,2.") from err
 
 
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: ``1/true/yes/on`` → True, unset, empty or ``0/false/no/off`` →
+    False (any case); anything else is refused naming the variable."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise InputError(f"{name}={os.environ[name]!r} is neither on (1, true, yes) nor off (0, false, no, or unset).")
+
+
 def setup_runtime(threads: int | None = None) -> tuple[int, str]:
     """Set torch's CPU threads and pick the device.
 
@@ -119,9 +130,14 @@ def setup_runtime(threads: int | None = None) -> tuple[int, str]:
     """
     import torch
 
-    env = os.environ.get("MEDSAM_LITE_THREADS")
+    env = os.environ.get("MEDSAM_LITE_THREADS", "").strip()
+    if threads is None and env:
+        if not env.isdigit() or int(env) < 1:
+            raise InputError(f"MEDSAM_LITE_THREADS={env!r} must be a whole number ≥ 1 (CPU threads for torch); "
+                             "fix or unset the environment variable.")
+        threads = int(env)
     if threads is None:
-        threads = int(env) if env else (os.cpu_count() or 1)
+        threads = os.cpu_count() or 1
     if isinstance(threads, bool) or int(threads) < 1:
         raise InputError(f"threads must be a positive integer, got {threads!r}.")
     torch.set_num_threads(int(threads))
@@ -159,7 +175,7 @@ def settings(data, modality: str = "MR", test_cases=None, labels=None, work="wor
     if not data.exists():
         raise InputError(f"data folder {data} does not exist; set `data=` in the settings cell to your folder "
                          "of scans + label maps (notebook 02 lists the layouts).")
-    quick = env.get("MEDSAM_LITE_QUICK") == "1"
+    quick = env_flag("MEDSAM_LITE_QUICK")
     threads, device = setup_runtime(threads)
     s = Settings(data=data, modality=str(modality), test_cases=list(test_cases) if test_cases else None,
                  labels=labels, work=work, quick=quick,

@@ -106,6 +106,14 @@ def _dataset_digest(rows: pd.DataFrame) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """SHA-256 hex naming a prepared dataset's content: every slice image's bytes (the store's
+    ``dataset_sha256``) and the manifest's targets (masks' boxes, pixels, labels, splits); case
+    names alone do not make two datasets the same."""
+    targets = hashlib.sha256(dataset.manifest.to_csv(index=False).encode()).hexdigest()
+    return hashlib.sha256(f"{_dataset_digest(_rows_with_hashes(dataset))}|{targets}".encode()).hexdigest()
+
+
 def _signature(model: SamModel, rows: pd.DataFrame, dtype: str) -> dict:
     from .. import __version__
 

@@ -12,9 +12,12 @@ Label maps are integer arrays, 0 = background; outputs are ``uint8`` (``uint16``
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 
+from ..checks import check_labels
 from ..errors import InputError
 from ..model.inference import decode
 from .predict import Predictor
@@ -35,7 +38,7 @@ def _chosen(arr: np.ndarray, labels) -> list[int]:
     if labels is None:
         chosen = present
     else:
-        chosen = sorted({int(v) for v in np.atleast_1d(labels)})
+        chosen = sorted(set(check_labels(labels)))  # whole numbers only: 1.7 is refused, not read as 1
         missing = sorted(set(chosen) - set(present))
         if missing:
             raise InputError(f"labels {missing} are not in the label map; it holds {present[:20]}.")
@@ -56,19 +59,34 @@ def boxes_from_label_map(label_map, labels=None, min_pixels: int = 1) -> tuple[n
 
     Returns:
         ``(labels N int64, boxes N×4 float32 XYXY original pixels)``, components largest first per label.
+        A component one pixel wide or tall (e.g. a speck) has a zero-area box, too small to prompt:
+        it is skipped, and the skipped components are counted per label in one warning.
     """
     arr = _label_array(label_map, 2)
-    out_labels, out_boxes = [], []
+    out_labels, out_boxes, thin = [], [], {}
     for value in _chosen(arr, labels):
         cc, n = ndimage.label(arr == value, structure=np.ones((3, 3), bool))
         sizes = np.bincount(cc.ravel(), minlength=n + 1)[1:]
         for k in np.argsort(-sizes):
             if sizes[k] >= max(1, min_pixels):
+                box = box_from_mask(cc == k + 1)
+                if box[2] <= box[0] or box[3] <= box[1]:
+                    thin[value] = thin.get(value, 0) + 1
+                    continue
                 out_labels.append(value)
-                out_boxes.append(box_from_mask(cc == k + 1))
+                out_boxes.append(box)
+    _report_thin(thin, "component")
     if not out_boxes:
-        raise InputError(f"no component of the label map has ≥ {min_pixels} pixels.")
+        raise InputError(f"no component of the label map has ≥ {min_pixels} pixels and a box at least 2 pixels "
+                         "wide and tall (one-pixel-wide components are too small to prompt).")
     return np.asarray(out_labels, np.int64), np.stack(out_boxes).astype(np.float32)
+
+
+def _report_thin(thin: dict, what: str) -> None:
+    if thin:
+        counts = ", ".join(f"label {k}: {v}" for k, v in sorted(thin.items()))
+        warnings.warn(f"skipped {sum(thin.values())} {what}(s) one pixel wide or tall ({counts}): a box around "
+                      "them has zero area, too small to prompt the model; they stay 0 in the output.", stacklevel=3)
 
 
 def merge_by_score(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -99,6 +117,11 @@ def predict_label_map(image, label_map, model=None, labels=None, modality=None, 
     Returns:
         ``H×W`` ``uint8`` (``uint16``) label map, overlaps resolved by predicted IoU.
     """
+    image_hw = predictor.embedding.original_hw if predictor is not None and predictor.embedding is not None \
+        else tuple(np.shape(getattr(image, "array", image))[:2])
+    if tuple(np.shape(getattr(label_map, "array", label_map))[:2]) != image_hw:  # before the encoder runs
+        raise InputError(f"label map {np.shape(getattr(label_map, 'array', label_map))} and image {image_hw} differ in "
+                         "size; resample the label map onto the image first.")
     values, boxes = boxes_from_label_map(label_map, labels)
     if predictor is None:
         predictor = Predictor(model)
@@ -117,7 +140,18 @@ def boxes3d_from_label_map(label_volume, axis: int = 0, labels=None) -> dict[int
     ``x, y`` the slice's column and row (the 3D-box format of :func:`~medsam_lite.predict_volume`)."""
     arr = _label_array(label_volume, 3)
     moved = np.moveaxis(arr, axis, 0)
-    return {value: [float(c) for c in box3d_from_mask(moved == value)] for value in _chosen(arr, labels)}
+    boxes, thin = {}, {}
+    for value in _chosen(arr, labels):
+        box = [float(c) for c in box3d_from_mask(moved == value)]
+        if box[3] <= box[0] or box[4] <= box[1]:  # one voxel wide or tall in every slice: no box to prompt
+            thin[value] = 1
+        else:
+            boxes[value] = box
+    _report_thin(thin, "label")
+    if not boxes:
+        raise InputError("every chosen label is one voxel wide or tall within its slices: too small to prompt "
+                         "with a box.")
+    return boxes
 
 
 def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: int | None = None,

@@ -65,6 +65,28 @@ class Prefetcher:
         weakref.finalize(self, Prefetcher._stop, self._lock, self.__dict__)
         _LIVE.add(self)
 
+    @classmethod
+    def owned(cls, owner, encode: Callable, cache: EmbeddingCache | None = None, **options) -> "Prefetcher":
+        """A prefetcher for ``owner`` (a VolumePredictor, a BoxPrompter) that does not keep it alive.
+
+        ``encode(owner, key)`` is called through a weak reference, so the worker holds no strong
+        reference to its owner; when the owner is garbage collected the queue is dropped and the
+        worker stops after the slice it is encoding. ``options`` as :class:`Prefetcher`.
+        """
+        ref = weakref.ref(owner)
+
+        def encode_key(key):
+            me = ref()
+            if me is None:
+                from ..errors import InputError
+
+                raise InputError("the owner of this prefetcher was collected")
+            return encode(me, key)
+
+        prefetcher = cls(encode_key, cache, **options)
+        weakref.finalize(owner, cls._stop, prefetcher._lock, prefetcher.__dict__)
+        return prefetcher
+
     def get(self, key) -> Embedding:
         """The embedding of ``key``: cached, awaited from the worker, or encoded now."""
         with self._lock:

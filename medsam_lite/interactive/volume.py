@@ -98,7 +98,11 @@ class VolumePredictor:
         self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
         self.embeddings = EmbeddingCache()
         self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
-        self._prefetcher = Prefetcher(lambda z: encode(self.model, self.slice_image(z)), self.embeddings)
+        self._prefetcher = Prefetcher.owned(self, lambda vp, z: encode(vp.model, vp.slice_image(z)), self.embeddings)
+
+    def close(self) -> None:
+        """Stop the background prefetch (after the slice being encoded); also done when collected."""
+        self._prefetcher.close()
 
     @property
     def encoder_calls(self) -> int:
@@ -371,8 +375,9 @@ def _as_volume(volume) -> Volume:
 
 
 def _pick_axis(volume: Volume, axis) -> int:
-    if axis is None:
-        return int(np.argmax(volume.spacing_zyx))  # ties → the first, axis 0
+    if axis is None:  # a size-1 axis is the slice axis (as in preprocess), else the largest spacing's
+        single = [a for a, n in enumerate(volume.array.shape[:3]) if n == 1]
+        return single[0] if single else int(np.argmax(volume.spacing_zyx))  # ties → the first, axis 0
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
         raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
     return int(axis) % 3

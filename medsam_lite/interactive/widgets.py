@@ -21,7 +21,8 @@ from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
 from ..errors import InputError
-from ..io.scans import Volume, read_volume, write_volume
+from ..io.labelfiles import write_label_map
+from ..io.scans import Volume, read_volume
 from ..model.models import SamModel
 from ..plotting import color, overlay
 from ..checks import check_int
@@ -174,7 +175,7 @@ class BoxPrompter(widgets.VBox):
         self.timings = {"decode_ms": 0.0, "render_ms": 0.0, "update_ms": 0.0, "encode_ms": 0.0}
         self._embeddings = EmbeddingCache(self.max_cached_embeddings)  # slice → Embedding
         self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
-        self._prefetcher = Prefetcher(lambda z: encode(self.predictor.model, self._display[z]), self._embeddings,
+        self._prefetcher = Prefetcher.owned(self, lambda bp, z: encode(bp.predictor.model, bp._display[z]), self._embeddings,
                                       max_pending=max(1, min(2 * self.prefetch, self.max_cached_embeddings - 1)),
                                       idle_seconds=0.3)  # a box drawn right after stepping decodes first
         self._predictor_slice: int | None = None
@@ -469,6 +470,12 @@ class BoxPrompter(widgets.VBox):
             target[p.mask] = self.labels.index(p.label) + 1
         return out
 
+    def close(self) -> None:
+        """Stop the background prefetch (after the slice being encoded), then close the widget."""
+        if getattr(self, "_prefetcher", None) is not None:
+            self._prefetcher.close()
+        super().close()
+
     def summary(self) -> dict:
         """A JSON-ready description: labels, shown slice, counters, timings and each box."""
         return {
@@ -495,4 +502,4 @@ class BoxPrompter(widgets.VBox):
         if name.endswith(".png") and self.is_volume:
             raise InputError("a PNG holds one 2D image, but this is a volume; save it as .nii.gz (or .nrrd, .mha).")
         like = self.source if self.source is not None and self.source.array.shape[:len(self.shape)] == self.shape else None
-        return write_volume(self.label_map, path, like=like)
+        return write_label_map(self.label_map, path, like=like)  # one writer decides the encoding

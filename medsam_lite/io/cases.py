@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,10 @@ def _flat_folder(root: Path, suffixes: tuple[str, ...], exclude: Path | None) ->
             f"missing label file(s) in {root}: expected {', '.join(missing[:5])}"
             f"{' …' if len(missing) > 5 else ''}. Label maps are named <case>{'/'.join(suffixes)}<ext>; "
             "add them, remove the unlabelled images, or pass label_suffix=.")
+    for name in sorted(labels):  # a single-file (multi-frame) DICOM beside its label: read_volume reads it
+        dcm = [p for p in root.iterdir() if p.is_file() and _split_name(p) == (name, ".dcm")] if len(labels[name]) == 1 else []
+        if len(dcm) == 1:
+            cases.append(Case(_check_name(name, dcm[0]), dcm[0], labels.pop(name)[0]))
     if labels:
         orphans = [p.name for ps in labels.values() for p in ps]
         raise InputError(f"label file(s) without an image in {root}: {orphans[:5]}; add the images or remove them.")
@@ -194,24 +199,51 @@ def find_cases(source, label_suffix: str | None = None, exclude=None) -> list[Ca
 
 # ---------------------------------------------------------------- reading and checking one case
 def labels_from_files(folders) -> dict[int, str]:
-    """Label names from ``labels.json`` ({value: name}) or an MSD / nnU-Net ``dataset.json``."""
+    """Label names from ``labels.json`` ({value: name}) or an MSD / nnU-Net ``dataset.json``.
+
+    A file that is present but unusable (invalid JSON, not an object, ``labels`` not an object, no
+    entry that pairs a whole-number value with a name) is skipped with a warning naming the file
+    and the problem; names given as digit strings (``{"liver": "1"}``) are read as values.
+    """
     for folder in folders:
         for fname in ("labels.json", "dataset.json"):
             path = Path(folder) / fname
             if not path.is_file():
                 continue
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            data = data.get("labels", {}) if fname == "dataset.json" else data
-            out = {}
-            for k, v in data.items() if isinstance(data, dict) else ():
-                if str(k).isdigit():
-                    out[int(k)] = str(v)
-                elif isinstance(v, int) and not isinstance(v, bool):
-                    out[v] = str(k)  # nnU-Net v2: {name: value}
-            out.pop(0, None)
+            out, problem = _label_names(path, fname)
+            if problem:
+                used = "the other names are used" if out else "its label names are not used (labels are called label_<value>)"
+                warnings.warn(f"{path}: {problem}; {used}. "
+                              'Write it as {"1": "liver", ...} (or nnU-Net\'s "labels": {"liver": 1}).', stacklevel=3)
             if out:
                 return out
     return {}
+
+
+def _label_names(path: Path, fname: str) -> tuple[dict[int, str], str | None]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        return {}, f"not valid JSON ({str(exc)[:80]})"
+    if not isinstance(data, dict):
+        return {}, f"holds a JSON {type(data).__name__}, not an object"
+    if fname == "dataset.json":
+        if "labels" not in data:
+            return {}, None  # an MSD / nnU-Net file without names: nothing to say
+        data = data["labels"]
+        if not isinstance(data, dict):
+            return {}, f'its "labels" is a {type(data).__name__} ({str(data)[:40]!r}), not an object'
+    out, bad = {}, []
+    for k, v in data.items():
+        if str(k).strip().isdigit():
+            out[int(k)] = str(v)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out[v] = str(k)  # nnU-Net v2: {name: value}
+        elif isinstance(v, str) and v.strip().isdigit():
+            out[int(v)] = str(k)  # {name: "value"}: the value as a string, read as its number
+        else:
+            bad.append(f"{k!r}: {v!r}")
+    out.pop(0, None)
+    if bad:
+        return out, f"entries {', '.join(bad[:3])} pair no whole-number label value with a name"
+    return out, None

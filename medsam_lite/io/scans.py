@@ -106,6 +106,10 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
     if path.is_file() and _suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
         nan_index = _nifti_nan_index(path)
+    if path.is_file() and _suffix(path) in (".tif", ".tiff"):
+        from .tiff import check_tiff
+
+        check_tiff(path)  # one SimpleITK would read as 8-bit RGBA, losing bits
     try:
         if path.is_dir():
             from .dicom import read_series

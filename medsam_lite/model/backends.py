@@ -180,10 +180,32 @@ def _export_module(part: str, image_encoder, prompt_encoder, mask_decoder) -> to
     return module.cpu().float().eval()
 
 
+class CacheUnusable(OSError):
+    """The export cache cannot hold an export (a file in its place, read-only, full disk)."""
+
+
 def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Path, input_size: int,
                    progress: bool, force: bool = False) -> Path:
-    """Path of a verified ONNX export of ``part``, building (atomically) what is missing or bad."""
+    """Path of a verified ONNX export of ``part``, building (atomically) what is missing or bad.
+
+    Two processes exporting into one cache take its lock (``exports/.lock``) in turn: the second
+    finds the first's export verified and uses it. Raises :class:`CacheUnusable` when the cache
+    cannot be written (:class:`CompiledRuntime` then runs that part in torch, with one warning).
+    """
+    from ..data.storefiles import store_lock
+
     folder = cache_dir / "exports" / f"{part}-{key[:16]}-{package_version()}-{backend}"
+    if not force and _verify(folder, part, key, backend) is None:
+        return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
+    try:
+        with store_lock(folder.parent):
+            return _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
+    except OSError as exc:
+        raise CacheUnusable(exc.errno, f"{exc.strerror or exc} ({exc.filename or folder.parent})") from exc
+
+
+def _export_locked(folder: Path, part: str, make_module, key: str, backend: str, input_size: int,
+                   progress: bool, force: bool) -> Path:
     if not force:
         problem = _verify(folder, part, key, backend)
         if problem is None:
@@ -208,6 +230,17 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
     if progress:
         print(f"medsam_lite: {part} export done in {time.perf_counter() - start:.1f} s.", file=sys.stderr)
     return folder / f"{part}.onnx"
+
+
+def _warn_cache(cache_dir: Path, exc: OSError, backend: str) -> None:
+    warnings.warn(f"medsam_lite: the export cache {cache_dir} is unusable ({exc.strerror}); running the model "
+                  f"in torch instead of {backend} (correct, slower). Fix: set MEDSAM_LITE_CACHE to a writable "
+                  "folder with free space (e.g. export MEDSAM_LITE_CACHE=$TMPDIR/medsam_lite), or pass "
+                  "backend='torch' to skip the export.", CacheWarning, stacklevel=2)
+
+
+class CacheWarning(UserWarning):
+    """The export cache could not be used; the model runs in torch (see :func:`build_runtime`)."""
 
 
 def _verify(folder: Path, part: str, key: str, backend: str) -> str | None:
@@ -295,11 +328,16 @@ class CompiledRuntime:
         self.encoder_path, self.decoder_path = encoder_path, None
         self._encoder, self._decoder = encoder, None
         if name != "torch":
-            if self._encoder is None and modules[0] is not None:
-                self.encoder_path = self._export("encoder")
-                self._encoder = _Session(name, self.encoder_path, precision, threads)
-            self.decoder_path = self._export("decoder")
-            self._decoder = _Session(name, self.decoder_path, precision, threads)
+            try:
+                if self._encoder is None and modules[0] is not None:
+                    self.encoder_path = self._export("encoder")
+                    self._encoder = _Session(name, self.encoder_path, precision, threads)
+                self.decoder_path = self._export("decoder")
+                self._decoder = _Session(name, self.decoder_path, precision, threads)
+            except CacheUnusable as exc:  # a read-only home, MEDSAM_LITE_CACHE naming a file, a full disk
+                _warn_cache(settings["cache_dir"], exc, name)
+                if self._encoder is None:
+                    self.name, self.precision = "torch", "fp32"  # every part in torch eager (same interface)
 
     def _export(self, part: str, force: bool = False) -> Path:
         enc, pe, md = self._modules

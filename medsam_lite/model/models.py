@@ -327,8 +327,10 @@ def load_model(
         except TypeError:
             raise CheckpointError(f"checkpoint must be a file path, got {type(checkpoint).__name__}.") from None
         if path.is_dir():
+            inside = [path / f for f in ("best.pt", "last.pt", MODELS[name].filename) if (path / f).is_file()]
             raise CheckpointError(f"checkpoint {path} is a folder; pass the weights file inside it "
-                                  f"(e.g. {path / MODELS[name].filename}).")
+                                  f"(e.g. {(inside or [path / MODELS[name].filename])[0]}"
+                                  f"{': a fine-tuning run' if inside and inside[0].suffix == '.pt' else ''}).")
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist or is not a regular file. "
                                   + _where_to_get(MODELS[name]))
@@ -366,10 +368,13 @@ def load_model(
 
 def _runtime(model: SamModel, backend: str | None, precision: str, device: torch.device):
     """The compiled CPU runtime ``backend`` resolves to, or ``None`` for torch eager."""
-    from .backends import build_runtime, resolve_backend
+    from .backends import BACKENDS, build_runtime, resolve_backend
 
     if backend is None:
-        backend = os.environ.get("MEDSAM_LITE_BACKEND", "auto")
+        backend = os.environ.get("MEDSAM_LITE_BACKEND", "").strip() or "auto"
+        if backend not in ("auto", *BACKENDS):
+            raise InputError(f"MEDSAM_LITE_BACKEND={backend!r} is not a backend; set it to 'auto' or one of "
+                             f"{list(BACKENDS)}, or unset it.")
     if backend == "auto" and precision == "bf16" and device.type == "cpu":
         backend = "openvino"  # the backend with a bf16 path
     resolved = resolve_backend(backend, device)

@@ -49,12 +49,12 @@ from ..errors import CheckpointError, InputError
 from ..evaluate import dice
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from ..model.inference import decode_logits
-from ..data.store import encoder_sha256
+from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
 
 CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
 #: Settings that must match when a run is resumed.
-_RESUME_KEYS = ("model_name", "encoder_sha256", "lr", "batch_size", "seed", "box_jitter",
+_RESUME_KEYS = ("dataset_fingerprint", "model_name", "encoder_sha256", "lr", "batch_size", "seed", "box_jitter",
                 "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels")
 
 
@@ -141,6 +141,12 @@ def _read_last(path: Path) -> dict:
                               f"{sorted(needed - set(ckpt) if isinstance(ckpt, dict) else needed)}); pass "
                               "overwrite=True to start the run again, or another out_dir.")
     return ckpt
+
+
+def _differs(keys: list) -> str:
+    what = ["the dataset (its content, not only its case names)"] if "dataset_fingerprint" in keys else []
+    rest = [k for k in keys if k != "dataset_fingerprint"]
+    return " and ".join(what + ([f"settings ({', '.join(rest)})"] if rest else []))
 
 
 def _split_cases(train_slices: pd.DataFrame, val_cases, val_fraction: float, seed: int):
@@ -315,15 +321,27 @@ def finetune(
         raise InputError("no training targets selected; check cases=, labels= and max_slices_per_case=.")
     config = {
         "model_name": model.name, "encoder_sha256": encoder_sha256(model), "dataset": str(dataset.root),
+        "dataset_fingerprint": dataset_fingerprint(dataset),
         "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "box_jitter": int(box_jitter),
         "train_prompt_encoder": bool(train_prompt_encoder), "train_cases": train_cases, "val_cases": val_cases,
         "max_slices_per_case": max_slices_per_case, "labels": labels, "epochs": int(epochs),
     }
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    for p in (last_path, best_path, out_dir / "history.csv"):  # checked before the first step, not after an epoch
+        if p.exists() and not p.is_file():
+            raise InputError(f"{p} is a {'folder' if p.is_dir() else 'special file'}, not a checkpoint file; "
+                             "move it away (finetune writes its checkpoints there), or choose another out_dir.")
     if not resume and not overwrite and last_path.exists():  # refused before anything is computed or written
         raise InputError(f"{out_dir} already holds a fine-tuning run (last.pt); pass resume=True to "
                          "continue it, overwrite=True to start again, or choose another out_dir.")
+    ckpt = _read_last(last_path) if resume and last_path.is_file() else None
+    if ckpt is not None:  # before the embeddings are computed
+        old = json.loads(ckpt["config"])
+        diff = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
+        if diff:
+            raise InputError(f"cannot resume {last_path}: {_differs(diff)} differ; use the same dataset and "
+                             "settings, or overwrite=True / another out_dir to start a new run.")
     store = embed(dataset, model, cases=train_cases + val_cases, max_slices_per_case=max_slices_per_case,
                   split="train", progress=progress)
     train = load_targets(dataset, model, targets[targets["case"].isin(train_cases)], store)
@@ -349,13 +367,7 @@ def finetune(
     if ctx.is_main:  # a kill during _save_atomic leaves a whole temporary copy of a run file behind
         for stale in out_dir.glob(f"{TMP_PREFIX}*"):  # only our own temporary names, never a user's file
             stale.unlink(missing_ok=True)
-    if resume and last_path.is_file():
-        ckpt = _read_last(last_path)
-        old = json.loads(ckpt["config"])
-        diff = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
-        if diff:
-            raise InputError(f"cannot resume {last_path}: settings differ ({', '.join(diff)}); use the "
-                             "same settings, or overwrite=True / another out_dir to start a new run.")
+    if ckpt is not None:
         trainee.load_state_dict(ckpt["model"], strict=False)
         optimizer.load_state_dict(ckpt["optimizer"])
         history = list(ckpt["history"])
