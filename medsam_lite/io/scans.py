@@ -39,6 +39,7 @@ class Volume:
         direction: flattened direction cosine matrix (row-major, as SimpleITK gives it).
         path: where it was read from, if anywhere.
         notes: one line per non-obvious reading step (:func:`read_label`, :func:`align_label`).
+        names: ``{label value: name}`` a label file carried (RTSTRUCT ROI / DICOM-SEG segment names).
     """
 
     array: np.ndarray
@@ -47,6 +48,7 @@ class Volume:
     direction: tuple[float, ...] = field(default=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     path: str | None = None
     notes: tuple[str, ...] = ()
+    names: dict = field(default_factory=dict)
 
     @property
     def spacing_zyx(self) -> tuple[float, ...]:
@@ -103,6 +105,10 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
         raise InputError(f"{path} is not a regular file (a pipe, socket or device); pass an image file or a "
                          "DICOM series folder (reading it could block forever).")
     nan_index = None
+    if path.is_file() and path.suffix.lower() == ".npz":  # a CVPR24 challenge npz (io.challenge)
+        from .challenge import read_arrays
+
+        return _npz_volume(path, *read_arrays(path))
     if path.is_file() and _suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
         nan_index = _nifti_nan_index(path)
@@ -131,6 +137,12 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
                       _direction_2d(image.GetDirection()), str(path))
     return Volume(array, tuple(image.GetSpacing()), tuple(image.GetOrigin()),
                   tuple(image.GetDirection()), str(path))
+
+
+def _npz_volume(path: Path, array: np.ndarray, spacing, is_3d: bool, notes=()) -> Volume:
+    if is_3d:
+        return Volume(array, spacing or (1.0, 1.0, 1.0), path=str(path), notes=tuple(notes))
+    return Volume(array, (1.0, 1.0), (0.0, 0.0), (1.0, 0.0, 0.0, 1.0), str(path), tuple(notes))
 
 
 def _sitk_reason(exc: Exception) -> str:
@@ -211,7 +223,8 @@ def write_volume(array: np.ndarray, path: str | os.PathLike, like: Volume | None
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
 
-def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: str | None = None) -> Volume:
+def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: str | None = None,
+               reference=None, names=None) -> Volume:
     """Read a label map (integer values, 0 = background) with its geometry.
 
     Besides :func:`read_volume`'s formats: a palette PNG is read as its palette **indices** (the
@@ -223,6 +236,14 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
         path: the label file (NIfTI, NRRD, MHA, PNG, TIFF, BMP …).
         allow_lossy: read a JPEG anyway, as a binary mask (grey ≥ 128 → 1). Default False: refused.
         series: passed to :func:`read_volume` for a DICOM folder.
+        reference: for an RTSTRUCT / DICOM-SEG file, the series folder it was drawn on (default: the
+            folder it lies in, or ``<case>/`` beside ``<case>_label.dcm``); see :mod:`medsam_lite.io.dicomlabels`.
+        names: for an RTSTRUCT / DICOM-SEG, ``{value: ROI name}`` fixing each name's value (others
+            are left out); default: 1, 2, … in the file's order.
+
+    A CVPR24 challenge ``.npz`` is read from its ``gts``; an RTSTRUCT's contours are rasterised and a
+    SEG's segments mapped onto the series' grid, with the ROI / segment names in ``Volume.names``
+    and what was read or skipped in ``Volume.notes``.
 
     Returns:
         :class:`Volume` with an integer ``array`` (``(z, y, x)`` or ``(y, x)``), values ≥ 0.
@@ -232,6 +253,17 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
             (a probability map?), negative values or a non-numeric dtype.
     """
     path = Path(path)
+    if path.suffix.lower() == ".npz" and path.is_file():
+        from .challenge import read_arrays
+
+        return _npz_volume(path, *read_arrays(path, "gts"))
+    if _suffix(path) == ".dcm":
+        from .dicomlabels import label_kind, read_dicom_label
+
+        if label_kind(path):
+            got = read_dicom_label(path, reference, names)
+            return Volume(got["array"], got["spacing"], got["origin"], got["direction"], str(path),
+                          tuple(got["notes"]), got["names"])
     vol = read_volume(path, series=series)
     notes = []
     lossy = _suffix(path) in LOSSY_SUFFIXES
