@@ -162,9 +162,10 @@ def is_training_folder(folder: Path) -> bool:
     return {"imgs.npy", "gts.npy"} <= names
 
 
-def read_arrays(path: str | os.PathLike, what: str = "imgs") -> tuple[np.ndarray, tuple[float, ...] | None, bool]:
-    """``(array, spacing (x, y, z) or None, is_3d)`` of a challenge npz's ``imgs`` or ``gts``
-    (:func:`medsam_lite.io.read_volume` / ``read_label`` make it a ``Volume``).
+def read_arrays(path: str | os.PathLike, what: str = "imgs") -> dict:
+    """A challenge npz's ``imgs`` (or ``gts``) with its geometry: ``dict(array, spacing, origin,
+    direction)`` for :class:`~medsam_lite.io.Volume` (3D: ``(z, y, x)`` with the file's ``spacing``
+    (x, y, z); 2D: ``H×W×3`` / ``H×W`` at 1 mm).
 
     Raises:
         InputError: asked for ``gts`` in a file without them (an inference file, not a training one).
@@ -173,7 +174,11 @@ def read_arrays(path: str | os.PathLike, what: str = "imgs") -> tuple[np.ndarray
     if what == "gts" and case.gts is None:
         raise InputError(f"{Path(path).name} holds no 'gts' label map; training needs the challenge's training "
                          "npz files (imgs + gts).")
-    return (case.gts if what == "gts" else case.imgs), case.spacing, case.is_3d
+    array = case.gts if what == "gts" else case.imgs
+    if case.is_3d:
+        return dict(array=array, spacing=case.spacing or (1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
+                    direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    return dict(array=array, spacing=(1.0, 1.0), origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0))
 
 
 def write_segs(path: str | os.PathLike, segs: np.ndarray) -> Path:

@@ -141,8 +141,8 @@ def write_seg(label_map: np.ndarray, path: str | os.PathLike, series_folder, nam
         description: the SEG's SeriesDescription.
 
     Returns:
-        ``path``. Segment ``k`` (1, 2, …) holds the ``k``-th label value present, in value order,
-        labelled with its name.
+        ``path``. Segment ``k`` (1, 2, …) holds the ``k``-th label value (present or named), in value
+        order, labelled with its name: label values 1 … N are kept as segment numbers.
 
     Raises:
         InputError: the array's shape is not the series', it holds no label, or labels are not
@@ -161,10 +161,11 @@ def write_seg(label_map: np.ndarray, path: str | os.PathLike, series_folder, nam
     if arr.shape != shape:
         raise InputError(f"label map {arr.shape} does not match the series in {series_folder} {shape} (z, y, x); "
                          "a SEG is written on the grid of the series it segments.")
-    values = [int(v) for v in np.unique(arr) if v > 0]
-    if not values:
-        raise InputError("the label map is empty (only 0): a DICOM-SEG needs at least one segment.")
     names = {int(k): str(v) for k, v in (names or {}).items()}
+    present = [int(v) for v in np.unique(arr) if v > 0]
+    if not present:
+        raise InputError("the label map is empty (only 0): a DICOM-SEG needs at least one segment.")
+    values = sorted(set(present) | set(names))  # a named label keeps its segment even when nothing was found
     try:
         from importlib.metadata import version
 

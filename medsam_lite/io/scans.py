@@ -108,7 +108,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
     if path.is_file() and path.suffix.lower() == ".npz":  # a CVPR24 challenge npz (io.challenge)
         from .challenge import read_arrays
 
-        return _npz_volume(path, *read_arrays(path))
+        return Volume(**read_arrays(path), path=str(path))
     if path.is_file() and _suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
         nan_index = _nifti_nan_index(path)
@@ -137,12 +137,6 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
                       _direction_2d(image.GetDirection()), str(path))
     return Volume(array, tuple(image.GetSpacing()), tuple(image.GetOrigin()),
                   tuple(image.GetDirection()), str(path))
-
-
-def _npz_volume(path: Path, array: np.ndarray, spacing, is_3d: bool, notes=()) -> Volume:
-    if is_3d:
-        return Volume(array, spacing or (1.0, 1.0, 1.0), path=str(path), notes=tuple(notes))
-    return Volume(array, (1.0, 1.0), (0.0, 0.0), (1.0, 0.0, 0.0, 1.0), str(path), tuple(notes))
 
 
 def _sitk_reason(exc: Exception) -> str:
@@ -236,14 +230,9 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
         path: the label file (NIfTI, NRRD, MHA, PNG, TIFF, BMP …).
         allow_lossy: read a JPEG anyway, as a binary mask (grey ≥ 128 → 1). Default False: refused.
         series: passed to :func:`read_volume` for a DICOM folder.
-        reference: for an RTSTRUCT / DICOM-SEG file, the series folder it was drawn on (default: the
-            folder it lies in, or ``<case>/`` beside ``<case>_label.dcm``); see :mod:`medsam_lite.io.dicomlabels`.
-        names: for an RTSTRUCT / DICOM-SEG, ``{value: ROI name}`` fixing each name's value (others
-            are left out); default: 1, 2, … in the file's order.
-
-    A CVPR24 challenge ``.npz`` is read from its ``gts``; an RTSTRUCT's contours are rasterised and a
-    SEG's segments mapped onto the series' grid, with the ROI / segment names in ``Volume.names``
-    and what was read or skipped in ``Volume.notes``.
+        reference, names: for an RTSTRUCT / DICOM-SEG file, the series folder and ``{value: name}``,
+            see :func:`medsam_lite.io.dicomlabels.read_dicom_label` (ROI names → ``Volume.names``).
+            A challenge ``.npz`` is read from its ``gts``.
 
     Returns:
         :class:`Volume` with an integer ``array`` (``(z, y, x)`` or ``(y, x)``), values ≥ 0.
@@ -256,7 +245,7 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
     if path.suffix.lower() == ".npz" and path.is_file():
         from .challenge import read_arrays
 
-        return _npz_volume(path, *read_arrays(path, "gts"))
+        return Volume(**read_arrays(path, "gts"), path=str(path))
     if _suffix(path) == ".dcm":
         from .dicomlabels import label_kind, read_dicom_label
 
