@@ -377,10 +377,8 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
         axis: out-of-plane array axis (default: largest spacing's axis for a ``Volume``, else 0).
         model: a :class:`~medsam_lite.models.SamModel` (default: the bundled LiteMedSAM).
         modality: ``"MR"`` (default) or ``"CT"``; with ``window``, the intensity preset.
-        out, format, names: also write the result to ``out`` (``.nii.gz``/``.nrrd``/``.mha`` with the
-            scan's geometry, or ``.dcm`` / ``format="dicom-seg"``: a DICOM-SEG referencing the source
-            series, segments named by ``names`` ``{label: name}``); see :func:`medsam_lite.io.labelout.label_writer`.
-            Checked before any work: a DICOM-SEG for a scan not read from a DICOM series is an InputError.
+        out, format, names: also write the result to ``out`` (``.dcm``: a DICOM-SEG of the source series,
+            segments named by ``names``), checked before any work: :func:`medsam_lite.io.labelout.label_writer`.
         **options: ``margin`` (1 px), ``margin_ratio`` (0.05), ``min_pixels`` (10), ``min_score``
             (0.0), ``max_intensity_change`` (64), ``largest_component`` (False), ``progress``
             (True); see :meth:`VolumePredictor.predict`.
@@ -396,10 +394,8 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
                              "leave them unset or build a new VolumePredictor.")
     source = volume.volume if isinstance(volume, VolumePredictor) else volume
     writer = label_writer(out, format, source, names) if out is not None or format is not None else None
-    if isinstance(volume, VolumePredictor):
-        predictor = volume
-    else:
-        predictor = VolumePredictor(volume, model=model, axis=axis, modality=modality, window=window)
+    predictor = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
+        volume, model=model, axis=axis, modality=modality, window=window)
     result = predictor.predict(box, slice_index, **options)
     if writer is not None:
         writer(result)
