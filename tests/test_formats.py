@@ -397,3 +397,27 @@ def test_run_challenge_reports_dsc_and_nsd_with_gts(tmp_path, model):
     want_nsd = np.mean([nsd(segs == v, gts[z] == v, None, 2.0) for v in (1, 2)])
     assert table.loc[0, "dsc"] == pytest.approx(want_dsc) and table.loc[0, "nsd"] == pytest.approx(want_nsd)
     assert table.loc[0, "dsc"] > 0.5  # the liver and stomach are found
+
+
+def test_rtstruct_out_reads_back_through_our_rasteriser(tmp_path, ct):
+    from medsam_lite.io.labelout import label_writer
+
+    series, label = ct
+    small = np.where(np.isin(label, [1, 5]), label, 0)
+    label_writer(tmp_path / "rs.dcm", "rtstruct", io.read_volume(series), {1: "spleen", 5: "liver"})(small)
+    back = io.read_label(tmp_path / "rs.dcm", reference=series)
+    assert back.names == {1: "spleen", 2: "liver"}
+    assert _dice(back.array == 1, label == 1) >= 0.95 and _dice(back.array == 2, label == 5) >= 0.95
+
+
+def test_cli_preprocess_selects_dicom_labels_by_name(tmp_path, ct):
+    from medsam_lite import cli
+
+    series, label = ct
+    src = tmp_path / "src"
+    shutil.copytree(series, src / "case-01")
+    _rtstruct(series, label, src / "case-01_label.dcm")
+    assert cli.main(["preprocess", str(src), str(tmp_path / "ds"), "--modality", "CT", "--test-fraction", "0",
+                     "--labels", "stomach", "Liver", "--min-pixels", "1"]) == 0
+    meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert meta["labels"] == {"1": "stomach", "2": "liver"}
