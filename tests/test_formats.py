@@ -421,3 +421,13 @@ def test_cli_preprocess_selects_dicom_labels_by_name(tmp_path, ct):
                      "--labels", "stomach", "Liver", "--min-pixels", "1"]) == 0
     meta = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert meta["labels"] == {"1": "stomach", "2": "liver"}
+
+
+def test_a_seg_of_another_series_is_refused(tmp_path, ct):
+    series, label = ct
+    other = _write_series(sitk.ReadImage(str(samples.ct_abdomen_dir() / "case-02.nii.gz")), tmp_path / "case-02",
+                          uid=UID + "1")
+    _highdicom_seg(series, label, tmp_path / "case-02_label.dcm")  # drawn on case-01, put beside case-02
+    with pytest.raises(ml.InputError, match="frame of reference .* belongs to another scan"):
+        io.read_label(tmp_path / "case-02_label.dcm")
+    assert other.is_dir()

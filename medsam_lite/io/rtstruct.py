@@ -145,6 +145,7 @@ def read_rtstruct(path: str | os.PathLike, datasets, geometry) -> tuple[np.ndarr
     out = np.zeros(shape, np.uint16)
     names: dict[int, str] = {}
     skipped: dict[str, list[str]] = {}
+    partial: list[str] = []
     for roi in getattr(ds, "StructureSetROISequence", []):
         name = str(getattr(roi, "ROIName", "") or f"ROI {roi.ROINumber}")
         roi_frame = getattr(roi, "ReferencedFrameOfReferenceUID", None)
@@ -180,7 +181,8 @@ def read_rtstruct(path: str | os.PathLike, datasets, geometry) -> tuple[np.ndarr
         names[label] = name
         out[mask] = label
         if off:
-            skipped.setdefault(f"some contours off the slices ({off} of {len(closed)})", []).append(name)
+            partial.append(f"{name} ({off} of {len(closed)} contours off the series' slices, left out)")
     notes = [f"{path.name}: RTSTRUCT, {len(names)} ROIs read {list(names.values())}"
-             + "".join(f"; skipped ({why}): {who}" for why, who in skipped.items())]
+             + "".join(f"; skipped ({why}): {who}" for why, who in skipped.items())
+             + (f"; partly read: {partial}" if partial else "")]
     return out, names, notes
