@@ -8,6 +8,7 @@ Public API (see each function's docstring for shapes and conventions):
   embeddings computed once, mask-decoder fine-tuning, DSC/NSD per case.
 * :func:`predict_volume`, :class:`VolumePredictor`, :func:`box_from_recist` — a 3D scan from one box.
 * :func:`predict_label_map`, :func:`predict_volume_labels` — a label map in, a label map out.
+* :func:`run_challenge` — the CVPR24 "MedSAM on Laptop" npz format in and out.
 * :class:`InputError` — the error every public function raises on bad input.
 """
 
@@ -30,6 +31,7 @@ from .downloads import fetch_checkpoint
 from . import io
 from .interactive import labelmaps
 from .interactive.labelmaps import predict_label_map, predict_volume_labels
+from .interactive.challenge import run_challenge
 
 try:
     __version__ = _version("medsam-lite")  # one source of truth: pyproject.toml, through the installed metadata
@@ -75,6 +77,7 @@ __all__ = [
     "predict_volume_labels",
     "prepare_dataset",
     "preprocess",
+    "run_challenge",
     "xywh_to_xyxy",
     "xyxy_to_xywh",
 ]

@@ -87,6 +87,11 @@ def _number(kind):
     return convert
 
 
+def _label(value: str):
+    """A label value (``5``) or, for RTSTRUCT / DICOM-SEG labels, an ROI name (``liver``)."""
+    return int(value) if value.strip().isdigit() else value
+
+
 def _shard(value: str) -> str:
     from .train.distributed import parse_shard
     from .errors import InputError
@@ -101,7 +106,7 @@ def _shard(value: str) -> str:
 #: Parameters whose command-line form is not their Python type (lists, windows, axes, shards, counts);
 #: the others are read by their default's type, or by their annotation when the default is ``None``.
 _CONVERT = {"window": dict(type=_window, metavar="NAME|LOW,HIGH"), "axis": dict(type=_axis, metavar="0|1|2|z|y|x"),
-            "labels": dict(type=_number(int), nargs="+", metavar="LABEL"),
+            "labels": dict(type=_label, nargs="+", metavar="LABEL"),
             "cases": dict(nargs="+", metavar="CASE"), "test_cases": dict(nargs="+", metavar="CASE"),
             "val_cases": dict(nargs="+", metavar="CASE"), "shard": dict(type=_shard, metavar="I/N"),
             "max_slices_per_case": dict(type=_positive_int)}
@@ -172,7 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = {"preprocess": (ml.preprocess, ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
              "embed": (ml.embed, ("dataset",), "compute and store the image embedding of every slice"),
              "finetune": (ml.finetune, ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
-             "evaluate": (ml.evaluate, ("dataset",), "DSC and NSD per case and label on a split")}
+             "evaluate": (ml.evaluate, ("dataset",), "DSC and NSD per case and label on a split"),
+             "challenge": (ml.run_challenge, ("in_dir", "out_dir"),
+                           "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
     for verb, (func, positional, text) in verbs.items():
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
         p.set_defaults(func=func, names=add_function_options(p, func, positional))
@@ -193,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels-from", default=None, metavar="LABEL_FILE",
                    help="a label map on the same grid: one box per label (and 2D component) → a label map out")
     p.add_argument("--slice", type=_number(int), default=None, help="key slice index of --box in a volume")
-    p.add_argument("--out", required=True, help="mask file (.nii.gz/.nrrd/.mha keep the source geometry; .png for 2D)")
+    p.add_argument("--out", required=True, help="mask file (.nii.gz/.nrrd/.mha keep the source geometry; .png for 2D; "
+                   ".dcm: a DICOM-SEG referencing the source DICOM series)")
     p.add_argument("--modality", default=None, help=_doc_args(ml.Predictor.set_image).get("modality"))
     p.add_argument("--window", default=None, **_CONVERT["window"], help="CT window name or LOW,HIGH")
     _model_options(p)
@@ -231,6 +239,9 @@ def _run(args) -> int:
         print(f"embeddings stored in {result.path}")
     elif args.command == "finetune":
         print(f"best checkpoint: {result.best}\nlast checkpoint: {result.last}")
+    elif args.command == "challenge":
+        print(result.to_string(index=False))
+        print(f"segs and efficiency.csv → {args.out_dir}")
     elif args.command == "evaluate":
         table, means = result
         print(means.to_string())
@@ -253,7 +264,9 @@ def _predict(args, ml) -> None:
     if out.is_dir() or not out.parent.is_dir():
         raise ml.InputError(f"--out {out} must be a file path in an existing folder.")
     label_map = args.labels_from is not None
-    check_label_output(out, label_map=label_map)  # the output's format before the scan is read
+    dicom = out.suffix.lower() == ".dcm"  # DICOM-SEG: the source must be a DICOM series (checked once read)
+    if not dicom:
+        check_label_output(out, label_map=label_map)  # the output's format before the scan is read
     check_writable(out.parent, "--out")  # before reading the image and running the model
     source = io.read_volume(args.image)
     comps = source.array.shape[-1] if source.array.ndim > len(source.spacing) else 1
@@ -262,16 +275,26 @@ def _predict(args, ml) -> None:
                             f"{source.array.dtype}); save one channel as its own file (e.g. SimpleITK."
                             "VectorIndexSelectionCast(image, 0)) and predict on that.")
     is_volume = len(source.spacing) == 3
-    check_label_output(out, label_map=label_map, ndim=3 if is_volume else 2)  # before the model runs
+    given = io.read_label(args.labels_from, reference=args.image) if args.labels_from is not None else None
+    dicom_seg = None
+    if dicom:  # checked before the model runs: the source must be a DICOM series
+        from .io.labelout import label_writer
+
+        dicom_seg = label_writer(out, "dicom-seg", source, given.names if given is not None else {1: "segmentation"})
+    else:
+        check_label_output(out, label_map=label_map, ndim=3 if is_volume else 2)  # before the model runs
     if args.labels_from is not None:
         from .interactive.labelmaps import predict_label_map, predict_volume_labels
 
-        labels = io.align_label(io.read_label(args.labels_from), source)[0].array
+        labels = io.align_label(given, source)[0].array
         if is_volume:
             mask = predict_volume_labels(source, labels, model=_load(args), modality=args.modality, window=args.window)
         else:
             mask = predict_label_map(source.array, labels, model=_load(args), modality=args.modality, window=args.window)
-        write_label_map(mask, out, like=source)
+        if dicom_seg is not None:
+            dicom_seg(mask)
+        else:
+            write_label_map(mask, out, like=source)
         print(f"label map with labels {[int(v) for v in np.unique(mask) if v]} → {out}")
         return
     if is_volume:
@@ -285,7 +308,10 @@ def _predict(args, ml) -> None:
         if args.slice is not None:
             raise ml.InputError(f"{args.image} is a 2D image; --slice is only for volumes.")
         mask = ml.predict(source.array, args.box, model=_load(args), modality=args.modality, window=args.window)[0]
-    write_mask(mask, out, like=source)  # 0/255 in image formats, 0/1 in volume formats (io.labelfiles)
+    if dicom_seg is not None:
+        dicom_seg(mask.astype("uint8"))
+    else:
+        write_mask(mask, out, like=source)  # 0/255 in image formats, 0/1 in volume formats (io.labelfiles)
     print(f"mask with {int(mask.sum())} voxels → {out}")
 
 

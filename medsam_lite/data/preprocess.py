@@ -31,6 +31,7 @@ from ..errors import InputError
 from ..fileutil import (TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space,
                         remove_empty_folders)
 from ..model.intensity import IntensityPreset
+from ..io.dicomlabels import resolve_names
 from ..io.scans import Volume, align_label, read_label, read_volume
 from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report  # noqa: F401
 from .prepstate import _label_names, _manifest_frame, _state
@@ -60,12 +61,14 @@ def _gray(vol: Volume) -> np.ndarray:
     return a
 
 
-def _read_case(case: Case, notes: list | None = None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+def _read_case(case: Case, notes: list | None = None, labels=None) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Read and check one case: ``(image (z, y, x), label (z, y, x) int, spacing_zyx)``; 2D images
     become one-slice volumes with slice spacing NaN. A label whose grid covers the image's voxels
     in another orientation is put on the image grid (:func:`~medsam_lite.io.align_label`); that and
-    other reading steps (:func:`~medsam_lite.io.read_label`) are appended to ``notes``."""
-    image, label = read_volume(case.image), read_label(case.label)
+    other reading steps (:func:`~medsam_lite.io.read_label`) are appended to ``notes``. ``labels``
+    ({value: name}) numbers the ROI / segment names of an RTSTRUCT / DICOM-SEG label."""
+    image = read_volume(case.image)
+    label = read_label(case.label, reference=case.image, names=labels if isinstance(labels, dict) else None)
     for vol, what in ((image, "image"), (label, "label")):
         if vol.array.ndim > len(vol.spacing) + (len(vol.spacing) == 2) or len(vol.spacing) not in (2, 3):
             raise InputError(f"{what} {vol.path} has shape {vol.array.shape}; expected a 3D volume or a 2D "
@@ -95,9 +98,10 @@ def _r(values) -> list:
     return [round(float(v), 4) for v in values]
 
 
-def _is_2d_uint8(arr: np.ndarray, spacing) -> bool:
-    """A 2D 8-bit image (PNG/JPG): stored as it is, without intensity normalization."""
-    return arr.dtype == np.uint8 and math.isnan(spacing[0])
+def _is_2d_uint8(arr: np.ndarray, spacing, case: Case | None = None) -> bool:
+    """A 2D 8-bit image (PNG/JPG), or a challenge npz (already windowed): stored as it is, without
+    intensity normalization."""
+    return arr.dtype == np.uint8 and (math.isnan(spacing[0]) or str(getattr(case, "image", "")).endswith(".npz"))
 
 
 def _check_normalizable(arr: np.ndarray, spacing, case: Case, settings: dict) -> None:
@@ -113,7 +117,7 @@ def _check_normalizable(arr: np.ndarray, spacing, case: Case, settings: dict) ->
                              f"[{low}, {high}], so every slice would be blank. For CT pass values in HU (apply "
                              "RescaleSlope/Intercept) or choose window=(low, high) that covers the data.")
         return
-    if _is_2d_uint8(arr, spacing):
+    if _is_2d_uint8(arr, spacing, case):
         return
     fg = arr[arr > 0]
     if fg.size == 0 or fg.min() == fg.max():
@@ -172,12 +176,12 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
     """Write one case's slices and masks; return its manifest rows. ``counts`` (filled here):
     ``{label: {"kept", "dropped", "largest_dropped_pixels"}}`` over the case's targets; reading
     notes (e.g. a label put on the image grid) → ``notes``."""
-    arr, lab, spacing = _read_case(case, notes)
+    arr, lab, spacing = _read_case(case, notes, settings["labels"])
     axis = _slice_axis(arr, spacing, settings)
     counts = counts if counts is not None else {}
     for value in labels:
         counts.setdefault(value, {"kept": 0, "dropped": 0, "largest_dropped_pixels": 0})
-    if _is_2d_uint8(arr, spacing) and settings["window"] is None:
+    if _is_2d_uint8(arr, spacing, case) and settings["window"] is None:
         norm = arr
     else:
         norm = normalize_intensity(arr, settings["modality"], settings["window"])
@@ -250,7 +254,9 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         seed: seed of the split shuffle.
         labels: ``{value: name}`` of the labels to extract, or a list of values; default None = every
             label value found, named from a ``labels.json`` (``{"1": "liver"}``) or MSD/nnU-Net
-            ``dataset.json`` in or above the source folder, else ``"label_<k>"``.
+            ``dataset.json`` in or above the source folder, else ``"label_<k>"``. RTSTRUCT / DICOM-SEG
+            labels are named by their ROIs / segments (numbered once for all cases); select them
+            by name (``["liver"]``) or value.
         label_suffix: name ending of label maps in a flat folder (default: ``_label``, ``_mask``
             or ``_seg``).
         progress: show progress bars.
@@ -273,10 +279,11 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             before anything is written, and a refusal removes what the call created. A full disk
             while writing is an ``InputError`` too: finished cases are kept, re-run to resume.
     """
-    settings = _settings(modality, window, image_size, axis, min_pixels, split_components,
-                         test_fraction, test_cases, seed, labels, min_mm2)
     out = Path(out_dir)
     cases = find_cases(source, label_suffix, exclude=out)
+    labels = resolve_names([c.label for c in cases], labels)  # RTSTRUCT / SEG: ROI names → values
+    settings = _settings(modality, window, image_size, axis, min_pixels, split_components,
+                         test_fraction, test_cases, seed, labels, min_mm2)
     names = [c.name for c in cases]
     settings = json.loads(json.dumps(settings))
     meta, manifest, todo, split = _state(out, settings, cases)
@@ -288,7 +295,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     needed = 1 << 20
     notes: dict[str, list[str]] = {}
     for case in tqdm(todo, desc="checking", unit="case", disable=not progress):
-        arr, lab, spacing = _read_case(case)
+        arr, lab, spacing = _read_case(case, labels=settings["labels"])
         _check_normalizable(arr, spacing, case, settings)
         needed += check_slices(arr, _slice_axis(arr, spacing, settings), case.image, settings)
         for note in modality_notes(arr, settings):

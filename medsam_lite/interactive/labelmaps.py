@@ -155,7 +155,8 @@ def boxes3d_from_label_map(label_volume, axis: int = 0, labels=None) -> dict[int
 
 
 def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: int | None = None,
-                          modality=None, window=None, **options) -> np.ndarray:
+                          modality=None, window=None, out=None, format: str | None = None, names=None,
+                          **options) -> np.ndarray:
     """Segment every label of a 3D label map through the volume, one 3D box per label.
 
     Args:
@@ -163,17 +164,28 @@ def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: i
             :class:`~medsam_lite.VolumePredictor` (reuses its encoded slices).
         label_volume: integer array (or ``Volume``) of the same shape whose labels give the 3D boxes.
         model, axis, modality, window, **options: as :func:`~medsam_lite.predict_volume`.
+        out, format, names: write the label map to ``out`` too (``.dcm`` / ``format="dicom-seg"``: a
+            DICOM-SEG referencing the source series), as :func:`~medsam_lite.predict_volume`; ``names``
+            defaults to the names ``label_volume`` carries (an RTSTRUCT's ROIs, a SEG's segments).
 
     Returns:
         A ``uint8`` (``uint16``) label map of the volume's shape; overlaps go to the label with the
         higher predicted IoU on that slice.
     """
+    from ..io.labelout import label_writer
     from .volume import VolumePredictor
 
+    writer = None
+    if out is not None or format is not None:  # checked before any work
+        source = volume.volume if isinstance(volume, VolumePredictor) else volume
+        writer = label_writer(out, format, source, names if names is not None else getattr(label_volume, "names", None))
     vp = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
         volume, model=model, axis=axis, modality=modality, window=window)
     arr = _label_array(label_volume, 3)
     if arr.shape != vp.shape:
         raise InputError(f"label map {arr.shape} and volume {vp.shape} differ in shape; resample the label map "
                          "onto the scan's grid first (io.read_volume aligns flipped label files).")
-    return vp.predict(boxes3d_from_label_map(arr, vp.axis, labels), overlap="score", **options)
+    result = vp.predict(boxes3d_from_label_map(arr, vp.axis, labels), overlap="score", **options)
+    if writer is not None:
+        writer(result)
+    return result

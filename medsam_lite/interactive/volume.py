@@ -38,6 +38,7 @@ from ..checks import check_int
 from ..model.models import check_model
 from ..errors import InputError
 from ..model.inference import Embedding, EmbeddingCache, decode, encode
+from ..io.labelout import label_writer
 from ..io.scans import Volume, read_volume
 from ..model.models import SamModel
 from .predict import resolve_preset
@@ -314,7 +315,8 @@ class VolumePredictor:
 
 
 def predict_volume(volume, box, slice_index=None, axis: int | None = None, model: SamModel | None = None,
-                   *, modality: str | None = None, window=None, **options) -> np.ndarray:
+                   *, modality: str | None = None, window=None, out=None, format: str | None = None,
+                   names: dict | None = None, **options) -> np.ndarray:
     """Segment a target through a 3D scan from a box on one slice (or a 3D box).
 
     The one-call form of :class:`VolumePredictor`: segments the key slice, then moves slice by
@@ -338,6 +340,8 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
         axis: out-of-plane array axis (default: largest spacing's axis for a ``Volume``, else 0).
         model: a :class:`~medsam_lite.models.SamModel` (default: the bundled LiteMedSAM).
         modality: ``"MR"`` (default) or ``"CT"``; with ``window``, the intensity preset.
+        out, format, names: also write the result to ``out`` (``.dcm``: a DICOM-SEG of the source series,
+            segments named by ``names``), checked before any work: :func:`medsam_lite.io.labelout.label_writer`.
         **options: ``margin`` (1 px), ``margin_ratio`` (0.05), ``min_pixels`` (10), ``min_score``
             (0.0), ``max_intensity_change`` (64), ``largest_component`` (False), ``progress``
             (True); see :meth:`VolumePredictor.predict`.
@@ -351,10 +355,14 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
         if given:
             raise InputError(f"{sorted(given)} are already fixed by the VolumePredictor you passed; "
                              "leave them unset or build a new VolumePredictor.")
-        predictor = volume
-    else:
-        predictor = VolumePredictor(volume, model=model, axis=axis, modality=modality, window=window)
-    return predictor.predict(box, slice_index, **options)
+    source = volume.volume if isinstance(volume, VolumePredictor) else volume
+    writer = label_writer(out, format, source, names) if out is not None or format is not None else None
+    predictor = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
+        volume, model=model, axis=axis, modality=modality, window=window)
+    result = predictor.predict(box, slice_index, **options)
+    if writer is not None:
+        writer(result)
+    return result
 
 
 def _as_volume(volume) -> Volume:

@@ -3,6 +3,11 @@ label alignment, and which scan goes with which label map in a source folder.
 
 Arrays are ``(z, y, x)``; spacing, origin and direction are SimpleITK's ``(x, y, z)`` order. The
 conversion between the two lives in :mod:`medsam_lite.io.scans` only.
+
+Labels as sites store them: :mod:`~medsam_lite.io.dicomlabels` (RTSTRUCT / DICOM-SEG in, found by
+``find_cases``), :mod:`~medsam_lite.io.rtstruct`, :mod:`~medsam_lite.io.dicomseg`,
+:mod:`~medsam_lite.io.labelout` (DICOM-SEG / RTSTRUCT out) and :mod:`~medsam_lite.io.challenge`
+(the CVPR24 challenge npz).
 """
 
 from .scans import (

@@ -10,7 +10,10 @@ Source layouts found automatically when ``source`` is a folder (``<ext>`` is any
 
     images/ + labels/ (or images/ + masks/)      DICOM series, one folder per case
     source/images/<case><ext>                    source/<case>/…      (the series' files)
-    source/labels/<case><ext>                    source/<case>_label<ext>   (beside the folder)
+    source/labels/<case><ext>                    source/<case>_label<ext>   (beside the folder;
+                                                 or an RTSTRUCT / DICOM-SEG: <case>_label.dcm, or
+    CVPR24 challenge training files              one such file inside <case>/, io.dicomlabels)
+    source/<case>.npz  (imgs + gts)
 
 In nnU-Net folders only channel ``_0000`` is used; MSD's ``<case>.nii.gz`` without a channel
 suffix works too. Instead of a folder, pass a list of ``(image, label)`` path pairs (case names
@@ -31,6 +34,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..fileutil import NAME_MAX
+from .challenge import is_training_folder, list_cases as list_challenge_files
+from .dicomlabels import label_in_series, label_kind
 from .scans import IMAGE_SUFFIXES, VOLUME_SUFFIXES
 
 LABEL_SUFFIXES = ("_label", "_mask", "_seg")
@@ -106,6 +111,8 @@ def _paired_folders(images: Path, labels: Path) -> list[Case]:
 def _flat_folder(root: Path, suffixes: tuple[str, ...], exclude: Path | None) -> list[Case]:
     entries = _files(root) + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
                                     and p.resolve() != exclude and _is_dicom_dir(p))
+    entries += sorted(p for p in root.iterdir() if p.is_file() and p.name.lower().endswith(".dcm")  # RTSTRUCT / SEG
+                      and any(_split_name(p)[0].endswith(s) for s in suffixes) and label_kind(p))
     labels = {}
     for p in entries:
         stem = _split_name(p)[0]
@@ -121,7 +128,10 @@ def _flat_folder(root: Path, suffixes: tuple[str, ...], exclude: Path | None) ->
         found = labels.pop(name, [])
         if len(found) > 1:
             raise InputError(f"{path.name} has several label files {[p.name for p in found]}; keep one.")
-        if not found:
+        inside = label_in_series(path) if not found and path.is_dir() else None
+        if inside is not None:  # an RTSTRUCT / SEG among the series' files
+            cases.append(Case(_check_name(name, path), path, inside))
+        elif not found:
             missing.append(f"{name}{suffixes[0]}{_split_name(path)[1] or '.nii.gz'} for {path.name}")
         else:
             cases.append(Case(_check_name(name, path), path, found[0]))
@@ -163,6 +173,9 @@ def find_cases(source, label_suffix: str | None = None, exclude=None) -> list[Ca
         if meta.is_file() and '"medsam_lite.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
             raise InputError(f"{root} is already a prepared dataset; open it with open_dataset().")
         for images, labels in PAIRED_FOLDERS:
+            if is_training_folder(root):  # CVPR24 challenge npz: imgs + gts in one file per case
+                cases = [Case(_check_name(p.stem, p), p, p) for p in list_challenge_files(root)]
+                break
             if (root / images).is_dir() and (root / labels).is_dir():
                 cases = _paired_folders(root / images, root / labels)
                 break

@@ -56,12 +56,12 @@ def _header(path: str) -> dict[str, str]:
         reader.ReadImageInformation()
     except RuntimeError:
         return {}
-    return {k: reader.GetMetaData(k).strip() for k in ("0020|0032", "0020|0037", "0020|0013", "0008|103e")
+    return {k: reader.GetMetaData(k).strip() for k in ("0020|0032", "0020|0037", "0020|0013", "0008|103e", "0008|0060")
             if reader.HasMetaDataKey(k)}
 
 
 def list_series(folder: str | os.PathLike) -> list[dict]:
-    """The DICOM series in ``folder`` (not its sub-folders).
+    """The DICOM image series in ``folder`` (not its sub-folders; an RTSTRUCT or SEG there is a label, not a series).
 
     Returns:
         One dict per series: ``uid`` (SeriesInstanceUID), ``description`` (SeriesDescription, may
@@ -74,7 +74,10 @@ def list_series(folder: str | os.PathLike) -> list[dict]:
         out = []
         for uid in uids:
             files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-            out.append(dict(uid=uid, description=_header(files[0]).get("0008|103e", "") if files else "",
+            head = _header(files[0]) if files else {}
+            if head.get("0008|0060", "").upper() in ("SEG", "RTSTRUCT"):
+                continue  # labels of the series (io.dicomlabels), not images
+            out.append(dict(uid=uid, description=head.get("0008|103e", ""),
                             files=len(files), first=files[0] if files else None))
     return out
 

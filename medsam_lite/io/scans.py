@@ -39,6 +39,7 @@ class Volume:
         direction: flattened direction cosine matrix (row-major, as SimpleITK gives it).
         path: where it was read from, if anywhere.
         notes: one line per non-obvious reading step (:func:`read_label`, :func:`align_label`).
+        names: ``{label value: name}`` a label file carried (RTSTRUCT ROI / DICOM-SEG segment names).
     """
 
     array: np.ndarray
@@ -47,6 +48,7 @@ class Volume:
     direction: tuple[float, ...] = field(default=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
     path: str | None = None
     notes: tuple[str, ...] = ()
+    names: dict = field(default_factory=dict)
 
     @property
     def spacing_zyx(self) -> tuple[float, ...]:
@@ -103,6 +105,10 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
         raise InputError(f"{path} is not a regular file (a pipe, socket or device); pass an image file or a "
                          "DICOM series folder (reading it could block forever).")
     nan_index = None
+    if path.is_file() and path.suffix.lower() == ".npz":  # a CVPR24 challenge npz (io.challenge)
+        from .challenge import read_arrays
+
+        return Volume(**read_arrays(path), path=str(path))
     if path.is_file() and _suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
         nan_index = _nifti_nan_index(path)
@@ -209,7 +215,8 @@ def write_volume(array: np.ndarray, path: str | os.PathLike, like: Volume | None
 LOSSY_SUFFIXES = (".jpg", ".jpeg")
 
 
-def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: str | None = None) -> Volume:
+def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: str | None = None,
+               reference=None, names=None) -> Volume:
     """Read a label map (integer values, 0 = background) with its geometry.
 
     Besides :func:`read_volume`'s formats: a palette PNG is read as its palette **indices** (the
@@ -221,6 +228,9 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
         path: the label file (NIfTI, NRRD, MHA, PNG, TIFF, BMP …).
         allow_lossy: read a JPEG anyway, as a binary mask (grey ≥ 128 → 1). Default False: refused.
         series: passed to :func:`read_volume` for a DICOM folder.
+        reference, names: for an RTSTRUCT / DICOM-SEG file, the series folder and ``{value: name}``,
+            see :func:`medsam_lite.io.dicomlabels.read_dicom_label` (ROI names → ``Volume.names``).
+            A challenge ``.npz`` is read from its ``gts``.
 
     Returns:
         :class:`Volume` with an integer ``array`` (``(z, y, x)`` or ``(y, x)``), values ≥ 0.
@@ -230,6 +240,17 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
             (a probability map?), negative values or a non-numeric dtype.
     """
     path = Path(path)
+    if path.suffix.lower() == ".npz" and path.is_file():
+        from .challenge import read_arrays
+
+        return Volume(**read_arrays(path, "gts"), path=str(path))
+    if _suffix(path) == ".dcm":
+        from .dicomlabels import label_kind, read_dicom_label
+
+        if label_kind(path):
+            got = read_dicom_label(path, reference, names)
+            return Volume(got["array"], got["spacing"], got["origin"], got["direction"], str(path),
+                          tuple(got["notes"]), got["names"])
     vol = read_volume(path, series=series)
     notes = []
     lossy = _suffix(path) in LOSSY_SUFFIXES

@@ -1,0 +1,124 @@
+"""Where a predicted mask or label map goes: a volume file (NIfTI, NRRD, MHA) or a DICOM-SEG.
+
+:func:`label_writer` checks everything that can be checked **before** the model runs (the format,
+that a DICOM-SEG has a DICOM series to reference, that the folder can be written) and returns the
+function that writes the result. :func:`~medsam_lite.predict_volume`,
+:func:`~medsam_lite.predict_volume_labels` and ``medsam-lite predict --out seg.dcm`` use it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..fileutil import check_writable
+from .dicomseg import series_files, write_seg
+from .scans import Volume, read_volume, write_volume
+
+#: ``format=`` values; ``None`` follows the suffix (``.dcm`` → DICOM-SEG, else a volume file).
+FORMATS = ("dicom-seg", "rtstruct", "volume")
+
+
+def dicom_series_of(source) -> Path | None:
+    """The DICOM series folder a scan was read from (a :class:`Volume` from a folder, or the folder), else None."""
+    where = getattr(source, "path", source) if not isinstance(source, np.ndarray) else None
+    if where is None or not isinstance(where, (str, os.PathLike)) or not Path(where).is_dir():
+        return None
+    try:
+        series_files(where)
+    except InputError:
+        return None
+    return Path(where)
+
+
+def label_writer(out, format: str | None = None, source=None, names: dict | None = None
+                 ) -> Callable[[np.ndarray], Path]:
+    """Check an output for a mask / label map and return ``write(array) -> path``.
+
+    Args:
+        out: the output file.
+        format: ``"dicom-seg"``, ``"rtstruct"`` (:func:`write_rtstruct`) or ``"volume"``; default None:
+            ``.dcm`` → DICOM-SEG, else a volume file in the format of its suffix (:func:`~medsam_lite.io.write_volume`).
+        source: the scan the array was predicted on: a :class:`Volume` (from
+            :func:`~medsam_lite.io.read_volume`) or its path. A DICOM-SEG needs a scan read from a
+            DICOM series folder (it references the series' instances).
+        names: ``{label value: name}`` for the SEG's segments (a bool mask is label 1).
+
+    Raises:
+        InputError: an unknown format, a DICOM-SEG asked for a scan that is not a DICOM series (or
+            given no scan), a ``.dcm`` name for a volume format, an output folder that does not exist
+            or cannot be written. Raised before any work.
+    """
+    if out is None:
+        raise InputError(f"format={format!r} needs out=<file> to write to.")
+    out = Path(out)
+    if format is not None and format not in FORMATS:
+        raise InputError(f"format must be one of {FORMATS} (or None: from the suffix), got {format!r}.")
+    fmt = format or ("dicom-seg" if out.suffix.lower() == ".dcm" else "volume")
+    if out.is_dir() or not out.parent.is_dir():
+        raise InputError(f"out {out} must be a file path in an existing folder.")
+    check_writable(out.parent, "out")
+    if fmt in ("dicom-seg", "rtstruct"):
+        folder = dicom_series_of(source)
+        if folder is None:
+            what = getattr(source, "path", None) or ("an array" if source is not None else "no scan")
+            raise InputError(f"a DICOM-SEG references the DICOM series it segments, but the scan is {what}, not a "
+                             "DICOM series folder; read the scan from its series folder, or write "
+                             f"{out.with_suffix('').name}.nii.gz instead.")
+        if out.suffix.lower() != ".dcm":
+            raise InputError(f"a DICOM-SEG or RTSTRUCT is written as a .dcm file, got {out.name!r}.")
+        write = write_seg if fmt == "dicom-seg" else write_rtstruct
+        return lambda array: write(np.asarray(array), out, folder, names)
+    if out.suffix.lower() == ".dcm":
+        raise InputError(f"{out.name}: .dcm is written as a DICOM-SEG (format='dicom-seg'); a volume format "
+                         "needs .nii.gz, .nrrd or .mha.")
+    def write(array) -> Path:
+        like = source if isinstance(source, Volume) else read_volume(source) if isinstance(
+            source, (str, os.PathLike)) else None  # a scan given by its path: its geometry, read again
+        array = np.asarray(array)
+        return write_volume(array.astype(np.uint8) if array.dtype == bool else array, out, like=like)
+    return write
+
+
+def write_rtstruct(label_map: np.ndarray, path, series_folder, names: dict | None = None) -> Path:
+    """Write a label map of a DICOM series' grid as an RTSTRUCT (one ROI per label, named), atomically.
+
+    The contours are made by rt-utils' writer (checked in the tests against our own rasteriser:
+    Dice ≥ 0.95 per label); its slice order is matched to ours through the SOP Instance UIDs.
+
+    Raises:
+        InputError: the array's shape is not the series', or it holds no label.
+    """
+    import contextlib
+    import io as text_io
+
+    from rt_utils import RTStructBuilder
+
+    from ..fileutil import atomic_write
+
+    arr = np.asarray(label_map)
+    ours = series_files(series_folder)
+    values = [int(v) for v in np.unique(arr) if v > 0]
+    if not values or arr.ndim != 3 or arr.shape[0] != len(ours):
+        raise InputError(f"an RTSTRUCT is written from a non-empty (z, y, x) label map of the series' {len(ours)} "
+                         f"slices, got shape {arr.shape} with labels {values[:5]}.")
+    import pydicom
+
+    uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in ours]
+    with contextlib.redirect_stdout(text_io.StringIO()):
+        rt = RTStructBuilder.create_new(dicom_series_path=str(series_folder))
+    theirs = [ds.SOPInstanceUID for ds in rt.series_data]
+    if sorted(theirs) != sorted(uids):
+        raise InputError(f"rt-utils reads another set of images from {series_folder} than the series; keep one "
+                         "series per folder.")
+    order = [uids.index(u) for u in theirs]  # rt-utils' slice k is our slice order[k]
+    names = {int(k): str(v) for k, v in (names or {}).items()}
+    for v in values:
+        rt.add_roi(mask=np.moveaxis(arr[order] == v, 0, -1), name=names.get(v, f"label_{v}"))
+    path = Path(path)
+    atomic_write(path, lambda f: rt.ds.save_as(f))
+    return path
