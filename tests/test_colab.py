@@ -89,11 +89,12 @@ def colab(tmp_path_factory):
         "display_name": "Colab (simulated)", "language": "python"}))
     content = tmp / "content"
     content.mkdir()
+    threads = os.environ.get("MEDSAM_LITE_THREADS", "2")  # the test process only waits on the kernel
     env.update(IPYTHONDIR=str(tmp / "ipython"), JUPYTER_PATH=str(tmp / "jupyter"),
                MEDSAM_LITE_REPO=f"file://{repo}", MEDSAM_LITE_CLONE=str(content / "medsam_lite"),
                COLAB_STUB_LOG=str(tmp / "colab_calls.log"),
                PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               MEDSAM_LITE_QUICK="1", OMP_NUM_THREADS="1", MEDSAM_LITE_THREADS="1", MPLBACKEND="agg")
+               MEDSAM_LITE_QUICK="1", OMP_NUM_THREADS=threads, MEDSAM_LITE_THREADS=threads, MPLBACKEND="agg")
     return {"tmp": tmp, "py": py, "env": env, "content": content, "clone": content / "medsam_lite",
             "site": site}
 
