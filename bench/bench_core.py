@@ -45,10 +45,9 @@ def write_section(name: str, text: str, path: Path = RESULTS) -> None:
         new = old[:old.index(start)] + block + old[old.index(end) + len(end):]
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(new)
-    os.replace(tmp, path)
+    from medsam_lite.fileutil import atomic_write_text
+
+    atomic_write_text(path, new)
 
 
 def machine() -> str:

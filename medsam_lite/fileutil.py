@@ -110,7 +110,7 @@ def atomic_path(path: str | Path, *, suffix: str = "", hint: str = "", fsync: bo
     try:
         yield tmp
         if fsync:
-            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))  # Windows syncs writable handles only
             try:
                 os.fsync(fd)
             finally:

@@ -100,7 +100,7 @@ def test_kill_during_embed_then_resume(dataset, model, monkeypatch):
     finished = np.flatnonzero(killed.done)
     assert 1 <= len(finished) < len(wanted), "the child should have been killed mid-run"
     assert set(finished) <= set(wanted.index)
-    assert not list(store_dir.glob(".tmp-*"))
+    assert not list(store_dir.glob(f"{TMP_PREFIX}*"))
     sig = json.loads((store_dir / "signature.json").read_text())
     assert sig["rows"] == len(dataset.slices) and sig["model_name"] == "lite_medsam"
     by_child = {int(r): killed.get(int(r)).numpy().copy() for r in finished}
@@ -293,7 +293,7 @@ def test_kill_at_a_random_point_during_embed_then_rerun(dataset, model, tmp_path
     wanted = select_slices(ds, max_slices_per_case=K)
     store_dir = root / "embeddings" / "lite_medsam"
     assert store.done[wanted.index].all() and store.done.sum() == len(wanted), f"seed {RANDOM_SEED}"
-    assert not list(store_dir.glob(".tmp-*")), f"seed {RANDOM_SEED}, killed after {delay:.2f} s"
+    assert not list(store_dir.glob(f"{TMP_PREFIX}*")), f"seed {RANDOM_SEED}, killed after {delay:.2f} s"
     for row in wanted.index:
         np.testing.assert_allclose(store.get(int(row)).numpy(), fresh_embedding(model, ds, int(row)), atol=2e-3,
                                    rtol=0, err_msg=f"row {row}; seed {RANDOM_SEED}, killed after {delay:.2f} s")

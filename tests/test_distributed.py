@@ -37,6 +37,7 @@ from medsam_lite.train import distributed
 from medsam_lite.data.dataset import open_dataset
 from medsam_lite.train.distributed import DistContext, parse_shard, rank_share
 from medsam_lite.data.store import store_lock
+from medsam_lite.fileutil import TMP_PREFIX
 from medsam_lite.data.embed import open_store, select_slices
 
 SLICES = 2  # central slices per case: sub-01, sub-02 (train: 6 targets each), sub-07 (test)
@@ -153,7 +154,7 @@ def test_two_shard_jobs_started_together_fill_one_store(tiny, model, reference, 
     assert [d["rows_written"] for d in done] == [rows[0::2], rows[1::2]]  # disjoint, each entry written once
     store_file = ds / "embeddings" / "lite_medsam" / "embeddings.npy"
     assert [d["inodes"] for d in done] == [[store_file.stat().st_ino]] * 2  # one store file, never replaced
-    assert not list(store_file.parent.glob(".tmp-*"))
+    assert not list(store_file.parent.glob(f"{TMP_PREFIX}*")) and not list(store_file.parent.glob(".lock*"))
 
     store = assert_store_matches(open_dataset(ds), model, reference, rows)
     assert store.done.all()

@@ -94,6 +94,7 @@ def test_changed_encoder_is_refused_then_recomputed(dataset, model, tmp_path):
     changed = ml.load_model()
     with torch.no_grad():
         changed.image_encoder.patch_embed.seq[0].c.weight.mul_(1.1)  # any change to the encoder
+    changed.weights_changed()  # an in-place edit is announced: the compiled runtime is rebuilt from it
     with pytest.raises(ml.StoreMismatchError, match="encoder_sha256") as info:
         ml.embed(dataset, changed, cases=["sub-01"], max_slices_per_case=1, path=path, progress=False)
     assert "recompute=True" in str(info.value)

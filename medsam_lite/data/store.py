@@ -38,7 +38,7 @@ from .dataset import check_dataset
 from ..model.models import check_model
 from .dataset import Dataset
 from ..errors import InputError, StoreMismatchError
-from ..fileutil import TMP_PREFIX, atomic_path, atomic_write_text, os_error_to_input_error
+from ..fileutil import TMP_PREFIX, atomic_path, atomic_write_text, os_error_to_input_error, remove_empty_folders
 from ..model.hashing import state_sha256
 from ..model.inference import Embedding
 from ..model.models import SamModel
@@ -361,13 +361,7 @@ def _remove_created(path: Path, existing: Path) -> None:
         (path / name).unlink(missing_ok=True)
     for stale in path.glob(f"{TMP_PREFIX}*"):
         stale.unlink(missing_ok=True)
-    folder = path
-    while folder != existing:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (someone else's file) or already gone
-            return
-        folder = folder.parent
+    remove_empty_folders([path, *(p for p in path.parents if existing in p.parents)])  # deepest first
 
 
 _STORE_FILES = ("signature.json", "embeddings.npy", "done.npy", "rows.csv")
