@@ -416,13 +416,16 @@ def test_deleting_a_volume_predictor_stops_its_prefetch(model):
     assert not worker._thread.is_alive() and worker.background_calls <= 1  # only the slice already started
 
 
-def test_closing_a_volume_predictor_or_a_box_prompter_stops_its_prefetch(model):
-    from medsam_lite.interactive.widgets import BoxPrompter
-
+def test_closing_a_volume_predictor_stops_its_prefetch(model):
     vp = ml.VolumePredictor(_ct(), model, modality="CT", prefetch=2)
     vp.prefetch_around(vp.n_slices // 2)
     vp.close()
     assert vp._prefetcher.background_calls <= 1 and vp._prefetcher.pending() == []
+
+
+def test_closing_a_box_prompter_stops_its_prefetch(model):
+    from medsam_lite.interactive.widgets import BoxPrompter
+
     prompter = BoxPrompter(_ct().array, model, modality="CT", slice_index=4, prefetch=2)
     worker = prompter._prefetcher
     prompter.close()
