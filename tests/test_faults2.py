@@ -52,11 +52,11 @@ def test_a_resume_on_another_dataset_with_the_same_case_names_is_refused_before_
     import medsam_lite.train.finetune as ft
 
     monkeypatch.setattr(ft, "embed", lambda *a, **k: pytest.fail("embeddings computed before the refusal"))
-    with pytest.raises(InputError, match="dataset"):
+    with pytest.raises(InputError, match="the dataset differs"):
         ml.finetune(b, run, model, epochs=2, resume=True, **kw)
     assert not (b / "embeddings").exists()
     monkeypatch.undo()
-    with pytest.raises(InputError, match=r"settings \(lr\)"):  # training settings are compared too
+    with pytest.raises(InputError, match=r"settings differ \(lr\)"):  # training settings are compared too
         ml.finetune(a, run, model, epochs=2, resume=True, lr=1e-3, **kw)
     result = ml.finetune(a, run, model, epochs=2, resume=True, **kw)  # the same dataset resumes
     assert list(result.history["epoch"]) == [1, 2]
