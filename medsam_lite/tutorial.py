@@ -9,8 +9,9 @@ and derives everything below it from ``S``. Environment variables override the c
 (or a batch run) can point the same notebooks at another dataset without editing them:
 ``MEDSAM_LITE_DATA``, ``MEDSAM_LITE_MODALITY``, ``MEDSAM_LITE_TEST_CASES`` (comma-separated, or
 ``auto`` for a seeded 20 % split), ``MEDSAM_LITE_LABELS`` (JSON ``{"1": "liver"}`` or ``1,2``),
-``MEDSAM_LITE_WORK``, ``MEDSAM_LITE_THREADS``, ``MEDSAM_LITE_QUICK=1`` (a few central slices per
-case and fewer epochs: less data, the same computation).
+``MEDSAM_LITE_WORK``, ``MEDSAM_LITE_THREADS``, ``MEDSAM_LITE_QUICK=1`` (or ``true``/``yes``/``on``: a few
+central slices per case and fewer epochs: less data, the same computation). A value that means
+nothing (``MEDSAM_LITE_THREADS=abc``, ``MEDSAM_LITE_QUICK=maybe``) is refused naming the variable.
 
 Any notebook can be opened first: :func:`ensure_dataset`, :func:`ensure_embeddings` and
 :func:`ensure_checkpoint` build what is missing by calling the package (each idempotent and

@@ -52,11 +52,11 @@ def test_a_resume_on_another_dataset_with_the_same_case_names_is_refused_before_
     import medsam_lite.train.finetune as ft
 
     monkeypatch.setattr(ft, "embed", lambda *a, **k: pytest.fail("embeddings computed before the refusal"))
-    with pytest.raises(InputError, match="dataset"):
+    with pytest.raises(InputError, match="the dataset differs"):
         ml.finetune(b, run, model, epochs=2, resume=True, **kw)
     assert not (b / "embeddings").exists()
     monkeypatch.undo()
-    with pytest.raises(InputError, match=r"settings \(lr\)"):  # training settings are compared too
+    with pytest.raises(InputError, match=r"settings differ \(lr\)"):  # training settings are compared too
         ml.finetune(a, run, model, epochs=2, resume=True, lr=1e-3, **kw)
     result = ml.finetune(a, run, model, epochs=2, resume=True, **kw)  # the same dataset resumes
     assert list(result.history["epoch"]) == [1, 2]
@@ -416,13 +416,16 @@ def test_deleting_a_volume_predictor_stops_its_prefetch(model):
     assert not worker._thread.is_alive() and worker.background_calls <= 1  # only the slice already started
 
 
-def test_closing_a_volume_predictor_or_a_box_prompter_stops_its_prefetch(model):
-    from medsam_lite.interactive.widgets import BoxPrompter
-
+def test_closing_a_volume_predictor_stops_its_prefetch(model):
     vp = ml.VolumePredictor(_ct(), model, modality="CT", prefetch=2)
     vp.prefetch_around(vp.n_slices // 2)
     vp.close()
     assert vp._prefetcher.background_calls <= 1 and vp._prefetcher.pending() == []
+
+
+def test_closing_a_box_prompter_stops_its_prefetch(model):
+    from medsam_lite.interactive.widgets import BoxPrompter
+
     prompter = BoxPrompter(_ct().array, model, modality="CT", slice_index=4, prefetch=2)
     worker = prompter._prefetcher
     prompter.close()

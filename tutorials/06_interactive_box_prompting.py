@@ -73,7 +73,7 @@ from medsam_lite import io, plotting, samples, tutorial
 from medsam_lite.interactive.widgets import BoxPrompter
 
 threads, device = tutorial.setup_runtime()             # every core (or $MEDSAM_LITE_THREADS); GPU if any
-QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"   # CI: visit fewer slices in part 5
+QUICK = tutorial.env_flag("MEDSAM_LITE_QUICK")        # CI: visit fewer slices in part 5
 model = ml.load_model()                                # LiteMedSAM, offline
 
 scan = io.read_volume(samples.sample_path("brain_slice.png"))       # a Volume: array + geometry

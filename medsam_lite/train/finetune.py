@@ -144,9 +144,9 @@ def _read_last(path: Path) -> dict:
 
 
 def _differs(keys: list) -> str:
-    what = ["the dataset (its content, not only its case names)"] if "dataset_fingerprint" in keys else []
+    what = ["the dataset differs (its content, not only its case names)"] if "dataset_fingerprint" in keys else []
     rest = [k for k in keys if k != "dataset_fingerprint"]
-    return " and ".join(what + ([f"settings ({', '.join(rest)})"] if rest else []))
+    return " and ".join(what + ([f"settings differ ({', '.join(rest)})"] if rest else []))
 
 
 def _split_cases(train_slices: pd.DataFrame, val_cases, val_fraction: float, seed: int):
@@ -340,7 +340,7 @@ def finetune(
         old = json.loads(ckpt["config"])
         diff = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
         if diff:
-            raise InputError(f"cannot resume {last_path}: {_differs(diff)} differ; use the same dataset and "
+            raise InputError(f"cannot resume {last_path}: {_differs(diff)}; use the same dataset and "
                              "settings, or overwrite=True / another out_dir to start a new run.")
     store = embed(dataset, model, cases=train_cases + val_cases, max_slices_per_case=max_slices_per_case,
                   split="train", progress=progress)
