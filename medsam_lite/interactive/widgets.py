@@ -1,100 +1,29 @@
 """Draw a box, get a mask, click to correct it: :class:`BoxPrompter`, a view over an
-:class:`~medsam_lite.interactive.session.AnnotationSession`.
+:class:`~medsam_lite.interactive.session.AnnotationSession`, which holds the objects, prompts and masks.
 
-The view holds only what is shown: jupyter-bbox-widget's canvas, whose boxes are
-``{"x", "y", "width", "height", "label"}`` integers (XYWH, top-left corner, natural image pixels;
-they become XYXY with :func:`~medsam_lite.xywh_to_xyxy` at this edge), a slice slider, the click
-mode, an undo button, the overlay image and a status line. Objects, prompts and masks live in the
-session. A click without drag is reported by a few lines of JavaScript added to the widget's
-module (the widget itself only sends a 0×0 box on mouse-down). Without a front end (``nbmake``, a
-script) nobody draws: ``default_boxes``, :meth:`BoxPrompter.add_box` and :meth:`BoxPrompter.click` work anyway.
+The view holds what is shown: the bbox widget (:mod:`.canvas`; its XYWH boxes become XYXY at this
+edge), a slice slider, the click mode, an undo button, the overlay image and a status line. Without
+a front end (``nbmake``, a script) ``default_boxes``, :meth:`BoxPrompter.add_box` and
+:meth:`BoxPrompter.click` give masks anyway.
 """
 
 from __future__ import annotations
 
 import html
 import io as _io
-import re
 import time
 from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import numpy as np
-from jupyter_bbox_widget import BBoxWidget
 from PIL import Image
 
 from ..errors import InputError
 from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
-from ..plotting import color, overlay
+from ..plotting import overlay
+from .canvas import Canvas, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
 from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
-
-#: JavaScript wrapped around the widget's renderer: a mouse-up within 4 CSS px of its mouse-down on
-#: the image or inside a box sends ``{"type": "medsam-lite-click", "x", "y", "shift"}`` (pixel
-#: centres, natural image pixels), after the widget's own mouse-up handler.
-_CLICK_JS = r"""
-function __medsamLiteRender(base, ctx) {
-  const { model, el } = ctx;
-  const cleanup = base.render(ctx);
-  let down = null;
-  const onDown = (ev) => {
-    const t = ev.target, tag = (t.tagName || '').toLowerCase();
-    down = ev.button === 0 && (tag === 'img' || tag === 'svg' || (t.classList && t.classList.contains('movable')))
-      ? { x: ev.clientX, y: ev.clientY } : null;
-  };
-  const onUp = (ev) => {
-    const d = down; down = null;
-    if (!d || ev.button !== 0 || Math.hypot(ev.clientX - d.x, ev.clientY - d.y) > 4) return;
-    const img = el.querySelector('img[alt="annotate me"]');
-    if (!img || !img.naturalWidth) return;
-    const r = img.getBoundingClientRect();
-    const x = (ev.clientX - r.left) * img.naturalWidth / r.width - 0.5;
-    const y = (ev.clientY - r.top) * img.naturalHeight / r.height - 0.5;
-    if (x < -0.5 || y < -0.5 || x > img.naturalWidth - 0.5 || y > img.naturalHeight - 0.5) return;
-    model.send({ type: 'medsam-lite-click', x, y, shift: ev.shiftKey });
-  };
-  el.addEventListener('mousedown', onDown, true);
-  window.addEventListener('mouseup', onUp);
-  return () => {
-    el.removeEventListener('mousedown', onDown, true);
-    window.removeEventListener('mouseup', onUp);
-    if (typeof cleanup === 'function') cleanup();
-  };
-}
-"""
-_EXPORT = re.compile(r"export\s*\{\s*(\w+)\s+as\s+default\s*\};?\s*$")
-CLICKS_IN_BROWSER = bool(_EXPORT.search(BBoxWidget._esm))  # False: a widget version whose module we cannot wrap
-
-
-class _Canvas(BBoxWidget):
-    """The bbox widget, shown at least 512 CSS px wide (boxes stay in image pixels), reporting clicks."""
-
-    _css = BBoxWidget._css + "\n.medsam-lite-canvas img { width: 512px; max-width: 100%; }\n"
-    _esm = _EXPORT.sub(lambda m: _CLICK_JS + f"export default {{ render: (ctx) => __medsamLiteRender({m.group(1)}, ctx) }};\n",
-                       BBoxWidget._esm)
-
-    def __init__(self, on_click: Callable[[dict], None], **kwargs):
-        self._on_click = on_click
-        super().__init__(**kwargs)
-
-    def _handle_custom_msg(self, content, buffers):
-        if isinstance(content, dict) and content.get("type") == "medsam-lite-click":
-            self._on_click(content)
-        else:
-            super()._handle_custom_msg(content, buffers)
-
-
-def _hex(i: int) -> str:
-    r, g, b = (int(round(v * 255)) for v in color(i))
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
-def _key(box: dict) -> tuple[int, int, int, int]:
-    return (box["x"], box["y"], box["width"], box["height"])
-
-
-def _blank(z: int) -> str:
-    return f"slice {z} is blank (constant): there is nothing to segment, boxes drawn on it are ignored."
 
 
 class BoxPrompter(widgets.VBox):
@@ -118,10 +47,8 @@ class BoxPrompter(widgets.VBox):
     but not encoded: boxes drawn on it are ignored, with a note in the status line.
 
     Args:
-        image: a 2D image (``H×W`` of any real dtype, or ``H×W×3`` ``uint8``), a 3D volume
-            ``(z, y, x)``, a :class:`~medsam_lite.io.Volume`, or a path that
-            :func:`~medsam_lite.io.read_volume` reads. A Volume's (or file's) geometry is kept for
-            :meth:`save`.
+        image: a 2D image (``H×W`` any real dtype, or ``H×W×3`` ``uint8``), a ``(z, y, x)`` volume, a
+            :class:`~medsam_lite.io.Volume` or a path (its geometry is kept for :meth:`save`).
         model: a :class:`~medsam_lite.SamModel` (default: ``load_model()``, LiteMedSAM).
         labels: class names, in order: class ``k`` (1-based) of :attr:`label_map` is
             ``labels[k - 1]``; or ``{value: name}`` for other label values. Default ``["target"]``.
@@ -133,10 +60,8 @@ class BoxPrompter(widgets.VBox):
         slice_index: the slice shown first (default: the first default box's slice, else the
             middle slice). Ignored for 2D images.
         alpha: opacity of the mask overlay.
-        max_cached_embeddings: slice embeddings kept (4 MiB each for LiteMedSAM; least recently
-            used dropped first, re-encoded if visited again).
-        prefetch: for a volume, slices on each side of the shown one to encode in a background
-            thread (default 0), so stepping to the next slice shows its masks at once.
+        max_cached_embeddings, prefetch: see :class:`~medsam_lite.interactive.session.AnnotationSession`
+            (``prefetch``: slices on each side of the shown one encoded in the background).
 
     Attributes:
         session: the :class:`~medsam_lite.interactive.session.AnnotationSession` holding objects,
@@ -162,11 +87,10 @@ class BoxPrompter(widgets.VBox):
         self.timings.update(render_ms=0.0, update_ms=0.0)
         self._shown: dict[int, list[tuple[dict, int]]] = {}  # slice → [(widget box, object id)]
         self._callbacks: list[Callable] = []
-        self._syncing = False
-        self._message = ""
+        self._syncing, self._message = False, ""
         self._selected: int | None = None  # id of the object clicks go to
 
-        items = [self._split_box_item(item) for item in (default_boxes if default_boxes is not None else [])]
+        items = [split_box_item(item) for item in (default_boxes if default_boxes is not None else [])]
         if not s.is_volume:
             s.z = 0
         elif slice_index is not None:
@@ -175,10 +99,10 @@ class BoxPrompter(widgets.VBox):
             s.z = next((s.check_slice(z) for _, _, z in items if z is not None), s.z)
         defaults: dict[int, list[dict]] = {s.z: []}
         for box, label, z in items:
-            defaults.setdefault(s.check_slice(z), []).append(self._to_widget_box(box, label))
+            defaults.setdefault(s.check_slice(z), []).append(to_widget_box(box, s.check_label(label), self.hw))
 
-        self.canvas = _Canvas(self._on_click, classes=list(s.labels),
-                              colors=[_hex(i) for i in range(len(s.labels))], hide_buttons=True)
+        self.canvas = Canvas(self._on_click, classes=list(s.labels),
+                             colors=[hex_color(i) for i in range(len(s.labels))], hide_buttons=True)
         self.canvas.add_class("medsam-lite-canvas")
         self.status = widgets.HTML()
         self.slider = None
@@ -189,8 +113,8 @@ class BoxPrompter(widgets.VBox):
                                                 description="click", style={"button_width": "110px"})
         self.undo_button = widgets.Button(description="undo", icon="undo", layout=widgets.Layout(width="90px"))
         self.undo_button.on_click(lambda _: self.undo())
-        controls = widgets.HBox([self.click_mode, self.undo_button])
-        super().__init__([w for w in (self.slider, self.canvas, controls, self.status) if w is not None])
+        super().__init__([w for w in (self.slider, self.canvas, widgets.HBox([self.click_mode, self.undo_button]),
+                                      self.status) if w is not None])
 
         for z in sorted(defaults, key=lambda k: (k != s.z, k)):  # the shown slice first
             self._update(z, defaults[z], keep_small=True)
@@ -213,25 +137,14 @@ class BoxPrompter(widgets.VBox):
     _prefetcher = property(lambda self: self.session.prefetcher)
     _embeddings = property(lambda self: self.session.embeddings)
 
-    @property
-    def encoder_calls(self) -> int:
-        """How many times the image encoder ran (once per slice visited, never per box)."""
-        return self.session.encoder_calls
-
-    @property
-    def decoder_calls(self) -> int:
-        """How many masks were decoded (a new box, a moved box, a click; an unchanged box never again)."""
-        return self.session.decoder_calls
-
-    @property
-    def prompts(self) -> list[Prompt]:
-        """Every object's box with its mask, by slice, in drawing order within a slice."""
-        return self.session.prompts
-
-    @property
-    def masks(self) -> dict[str, np.ndarray]:
-        """``{label: bool mask}`` per label (union of its objects), ``H×W`` or ``(z, y, x)``; empty if none."""
-        return self.session.masks
+    encoder_calls = property(lambda self: self.session.encoder_calls,
+                             doc="How many times the image encoder ran (once per slice visited, never per box).")
+    decoder_calls = property(lambda self: self.session.decoder_calls,
+                             doc="Masks decoded (a new box, a moved box, a click; an unchanged box never again).")
+    prompts = property(lambda self: self.session.prompts,
+                       doc="Every object's box and mask (:class:`Prompt`), by slice, in drawing order within one.")
+    masks = property(lambda self: self.session.masks,
+                     doc="``{label: bool mask}`` per label (union of its objects), ``H×W`` or ``(z, y, x)``.")
 
     @property
     def label_map(self) -> np.ndarray:
@@ -242,31 +155,6 @@ class BoxPrompter(widgets.VBox):
     def selected(self):
         """The :class:`~medsam_lite.interactive.session.Annotation` clicks go to (``None`` if none)."""
         return next((o for o in self.session.objects if o.id == self._selected), None)
-
-    # -- input checks --------------------------------------------------------------------------
-    def _to_widget_box(self, box, label) -> dict:
-        xyxy = check_boxes(box, self.hw)[0]
-        x0, y0, x1, y1 = (int(round(float(v))) for v in xyxy)
-        if x1 <= x0 or y1 <= y0:
-            raise InputError(f"box {list(map(float, xyxy))} is less than a pixel wide or high once rounded to "
-                             "whole pixels; draw a bigger box.")
-        return {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "label": self.session.check_label(label)}
-
-    @staticmethod
-    def _split_box_item(item) -> tuple:
-        """``(box, label or None, slice or None)`` from ``box``, ``(box, label)`` or ``(box, label, z)``."""
-        try:
-            if len(item) == 4 and all(np.ndim(v) == 0 and not isinstance(v, str) for v in item):
-                return item, None, None
-            if len(item) in (2, 3) and np.shape(item[0]) == (4,):
-                return item[0], item[1], (item[2] if len(item) == 3 else None)
-        except (TypeError, KeyError, IndexError, ValueError):
-            pass
-        raise InputError(f"a box must be [x0, y0, x1, y1] (XYXY), (box, label) or (box, label, slice); got {item!r}.")
-
-    def _is_click_box(self, w: int, h: int) -> bool:
-        """The 0×0 box of a mouse-down, or the few-pixel box a click without drag leaves."""
-        return w <= 0 or h <= 0 or max(w, h) <= max(2, -(-4 * max(self.hw) // 512))
 
     # -- widget boxes → session ------------------------------------------------------------------
     def _update(self, z: int, raw_boxes, keep_small: bool = False) -> None:
@@ -283,7 +171,7 @@ class BoxPrompter(widgets.VBox):
             except (KeyError, TypeError, ValueError):
                 problems.append(f"ignored malformed box {b!r}")
                 continue
-            if w <= 0 or h <= 0 or (not keep_small and self._is_click_box(w, h)):
+            if w <= 0 or h <= 0 or (not keep_small and is_click_box(w, h, self.hw)):
                 continue  # a mouse-down (the real box follows on mouse-up) or a click
             try:
                 label = s.check_label(b.get("label"))
@@ -296,13 +184,13 @@ class BoxPrompter(widgets.VBox):
         ids: list[int | None] = [None] * len(boxes)
         free = list(range(len(old)))
         for i, b in enumerate(boxes):  # unchanged positions keep their object (and its clicks)
-            j = next((j for j in free if _key(old[j][0]) == _key(b)), None)
+            j = next((j for j in free if key(old[j][0]) == key(b)), None)
             if j is not None:
                 free.remove(j)
                 ids[i] = old[j][1]
         new = [i for i, v in enumerate(ids) if v is None]
         if new and s.is_blank(z):
-            problems.append(_blank(z))
+            problems.append(blank_note(z))
             boxes, ids, new = [b for b, v in zip(boxes, ids) if v is not None], [v for v in ids if v is not None], []
         message = "; ".join(problems)
         if z in self._shown and [b for b, _ in old] == boxes and message == self._message:
@@ -310,12 +198,12 @@ class BoxPrompter(widgets.VBox):
         s.timings["decode_ms"] = 0.0
         if len(new) == 1 and len(free) == 1 and len(boxes) == len(old):  # one box moved or resized
             ids[new[0]] = old[free.pop()][1]
-            s.move_box(ids[new[0]], xywh_to_xyxy(_key(boxes[new[0]])))
+            s.move_box(ids[new[0]], xywh_to_xyxy(key(boxes[new[0]])))
             new = []
         for j in free:
             s.remove(old[j][1])
         if new:
-            made = s.add_boxes(np.stack([xywh_to_xyxy(_key(boxes[i])) for i in new]),
+            made = s.add_boxes(np.stack([xywh_to_xyxy(key(boxes[i])) for i in new]),
                                [boxes[i]["label"] for i in new], z)
             for i, obj in zip(new, made):
                 ids[i] = obj.id
@@ -344,10 +232,10 @@ class BoxPrompter(widgets.VBox):
             obj = alive.pop(oid, None)
             if obj is None:
                 continue
-            if not np.array_equal(check_boxes(xywh_to_xyxy(_key(b)), self.hw)[0], obj.box):
-                b = self._to_widget_box(obj.box, obj.label)
+            if not np.array_equal(check_boxes(xywh_to_xyxy(key(b)), self.hw)[0], obj.box):
+                b = to_widget_box(obj.box, obj.label, self.hw)
             entries.append(({**b, "label": obj.label}, oid))
-        entries += [(self._to_widget_box(o.box, o.label), o.id) for o in alive.values()]
+        entries += [(to_widget_box(o.box, o.label, self.hw), o.id) for o in alive.values()]
         self._shown[z] = entries
         if z == self.z:
             self._syncing = True
@@ -361,7 +249,7 @@ class BoxPrompter(widgets.VBox):
         bboxes = self.canvas.bboxes
         if self._syncing or not 0 <= index < len(bboxes):
             return
-        oid = next((oid for b, oid in self._shown.get(self.z, []) if _key(b) == _key(bboxes[index])), None)
+        oid = next((oid for b, oid in self._shown.get(self.z, []) if key(b) == key(bboxes[index])), None)
         if oid is not None:
             self._selected = oid
 
@@ -383,10 +271,9 @@ class BoxPrompter(widgets.VBox):
         self.timings["render_ms"] = (time.perf_counter() - t0) * 1000
 
     def _show_status(self) -> None:
-        s = self.session
-        objs = s.objects_on(self.z)
+        objs = self.session.objects_on(self.z)
         n, k = len(objs), sum(len(o.point_labels) for o in objs)
-        where = f"slice {self.z} of {s.n_slices} · " if self.is_volume else ""
+        where = f"slice {self.z} of {self.session.n_slices} · " if self.is_volume else ""
         clicks = f" · {k} click{'s' * (k != 1)}" if k else ""
         t = self.timings
         text = (f"{where}{n} box{'es' if n != 1 else ''}{clicks} · last mask update {t['update_ms']:.0f} ms "
@@ -419,7 +306,7 @@ class BoxPrompter(widgets.VBox):
         if z not in self.session.embeddings:
             self.status.value = f"<span style='font-family:monospace;font-size:12px'>encoding slice {z}…</span>"
         self.session.set_slice(z)
-        self._message = _blank(z) if self.session.is_blank(z) else ""
+        self._message = blank_note(z) if self.session.is_blank(z) else ""
         self._show_status()
 
     # -- public API ----------------------------------------------------------------------------
@@ -432,27 +319,22 @@ class BoxPrompter(widgets.VBox):
             self._visit(z)
 
     def set_boxes(self, boxes, slice: int | None = None) -> None:
-        """Replace the boxes of one slice (default: the shown one), as if drawn in the widget.
-
-        Args:
-            boxes: a list of ``[x0, y0, x1, y1]`` (XYXY, original pixels, class ``labels[0]``) or
-                ``(box, label)`` pairs; ``[]`` removes all boxes of the slice.
-            slice: the slice of a volume (default: the shown slice).
-        """
+        """Replace the boxes of ``slice`` (default: the shown one), as if drawn in the widget: a list of
+        ``[x0, y0, x1, y1]`` (XYXY, original pixels, class ``labels[0]``) or ``(box, label)``; ``[]`` clears."""
         z = self.session.check_slice(slice)
         new = []
         for item in boxes:
-            box, label, item_z = self._split_box_item(item)
+            box, label, item_z = split_box_item(item)
             if item_z is not None and self.session.check_slice(item_z) != z:
                 raise InputError(f"box {item!r} names slice {item_z}, but set_boxes was asked for slice {z}.")
-            new.append(self._to_widget_box(box, label))
+            new.append(to_widget_box(box, self.session.check_label(label), self.hw))
         self._replace(z, new)
 
     def add_box(self, box, label: str | None = None, slice: int | None = None) -> None:
         """Add one box (``[x0, y0, x1, y1]``, XYXY, original pixels, rounded to whole pixels), as if
         drawn in the widget; class ``label`` (default ``labels[0]``), on ``slice`` (default: shown)."""
-        z = self.session.check_slice(slice)
-        self._replace(z, [b for b, _ in self._shown.get(z, [])] + [self._to_widget_box(box, label)])
+        z, box = self.session.check_slice(slice), to_widget_box(box, self.session.check_label(label), self.hw)
+        self._replace(z, [b for b, _ in self._shown.get(z, [])] + [box])
 
     def _replace(self, z: int, boxes: list[dict]) -> None:
         if boxes:
@@ -476,8 +358,7 @@ class BoxPrompter(widgets.VBox):
         """
         t0 = time.perf_counter()
         objs = self.session.objects_on(self.z)
-        if obj is None:
-            obj = self.selected if self.selected in objs else None
+        obj = obj or (self.selected if self.selected in objs else None)
         if obj is None:
             inside = [o for o in objs if o.box[0] <= x <= o.box[2] and o.box[1] <= y <= o.box[3]]
             obj = min(inside, key=lambda o: int(o.mask.sum()), default=None)
