@@ -1,0 +1,138 @@
+"""Clicks: point and mask-input prompts through the one seam, on every backend; validation; the click decoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import medsam_lite as ml
+from medsam_lite import io, samples
+from medsam_lite.model.inference import decode_logits
+
+
+def _dice(a, b):
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else 2.0 * (a & b).sum() / total
+
+
+@pytest.fixture(scope="module")
+def ct_slice():
+    """A real CT slice (HU) with its liver and spleen masks (case-02 of the bundled CT sample)."""
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-02.nii.gz").array
+    label = io.read_volume(samples.ct_abdomen_dir() / "case-02_label.nii.gz").array
+    z = int(np.argmax((label == 5).sum(axis=(1, 2))))
+    return image[z], label[z] == 5, label[z] == 1
+
+
+@pytest.fixture(scope="module")
+def torch_model():
+    return ml.load_model(backend="torch")
+
+
+@pytest.fixture(scope="module")
+def predictor(torch_model, ct_slice):
+    p = ml.Predictor(torch_model)
+    p.set_image(ct_slice[0], modality="CT")
+    return p
+
+
+def _a_miss(mask, truth):
+    """An XY point inside the truth the mask missed (else inside the truth)."""
+    ys, xs = np.nonzero(truth & ~mask) if (truth & ~mask).any() else np.nonzero(truth)
+    return [float(xs[len(xs) // 2]), float(ys[len(ys) // 2])]
+
+
+def test_box_only_is_the_published_decoder_bit_for_bit(torch_model, predictor, ct_slice):
+    _, liver, spleen = ct_slice
+    boxes = np.stack([ml.box_from_mask(liver), ml.box_from_mask(spleen)])
+    masks, scores, logits = predictor.predict(boxes, return_logits=True)
+    emb, geom = predictor.embedding.tensor, predictor.geometry
+    prompt = torch.from_numpy(geom.box_prompt(boxes))
+    with torch.no_grad():  # the published decoder itself, called as before any click support existed
+        sparse, dense = torch_model.prompt_encoder(points=None, boxes=prompt[:, None, :], masks=None)
+        low, iou = torch_model.mask_decoder(image_embeddings=emb, image_pe=torch_model.prompt_encoder.get_dense_pe(),
+                                            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                            multimask_output=False)
+    expected = geom.logits_to(low, geom.original_hw).numpy()
+    np.testing.assert_array_equal(logits, expected)
+    np.testing.assert_array_equal(scores, iou[:, 0].numpy())
+    assert _dice(masks[0], liver) > 0.8
+
+
+def test_points_and_mask_input_reach_the_decoder(torch_model, predictor, ct_slice):
+    _, liver, _ = ct_slice
+    box = ml.box_from_mask(liver)
+    masks, _, logits = predictor.predict(box, return_logits=True)
+    point = _a_miss(masks[0], liver)
+    with_click = predictor.predict(box, points=[point], point_labels=[1], return_logits=True)[2]
+    with_mask = predictor.predict(box, mask_input=logits, return_logits=True)[2]
+    both = predictor.predict(box, points=[point], point_labels=[1], mask_input=logits, return_logits=True)[2]
+    for other in (with_click, with_mask, both):
+        assert other.shape == logits.shape and not np.array_equal(other, logits)
+    # the same prompt in model pixels straight into the decoder: the seam maps XY by the geometry's scale
+    geom = predictor.geometry
+    sx, sy = geom.scale_xy
+    pts = torch.tensor([[[point[0] * sx, point[1] * sy]]], dtype=torch.float32)
+    with torch.no_grad():
+        low, _ = decode_logits(torch_model, predictor.embedding.tensor, torch.from_numpy(geom.box_prompt(box[None])),
+                               pts, torch.ones(1, 1))
+    np.testing.assert_allclose(with_click, geom.logits_to(low, geom.original_hw).numpy(), atol=1e-3)
+    # points only (SAM's padding point): N targets from N×K×2
+    two = predictor.predict(points=[[point], [_a_miss(np.zeros_like(liver), ct_slice[2])]], point_labels=[[1], [1]])[0]
+    assert two.shape == (2, *liver.shape)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_backends_agree_with_torch_on_points_and_mask_input(backend, predictor, ct_slice, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSAM_LITE_CACHE", str(tmp_path))
+    _, liver, spleen = ct_slice
+    compiled = ml.Predictor(ml.load_model(backend=backend))
+    compiled.set_embedding(predictor.embedding)
+    boxes = np.stack([ml.box_from_mask(liver), ml.box_from_mask(spleen)])
+    _, _, logits = predictor.predict(boxes, return_logits=True)
+    points = [[_a_miss(np.zeros_like(liver), liver), [5.0, 5.0]], [_a_miss(np.zeros_like(spleen), spleen), [6.0, 9.0]]]
+    labels = [[1, 0], [1, 0]]
+    prompts = [dict(boxes=boxes, points=points, point_labels=labels),
+               dict(boxes=boxes, mask_input=logits),
+               dict(boxes=boxes, points=points, point_labels=labels, mask_input=logits),
+               dict(points=points, point_labels=labels)]
+    for prompt in prompts:
+        ref, ref_scores = predictor.predict(**prompt)
+        got, scores = compiled.predict(**prompt)
+        for a, b in zip(ref, got):
+            assert _dice(a, b) >= 0.999, (backend, sorted(prompt))
+        np.testing.assert_allclose(scores, ref_scores, atol=1e-3)
+    assert compiled.model.runtime.name == backend
+
+
+@pytest.mark.parametrize("prompt, words", [
+    (dict(points=[[-3, 10]], point_labels=[1]), "outside"),
+    (dict(points=[[10, 10_000]], point_labels=[1]), "outside"),
+    (dict(points=[[10, 10]], point_labels=[2]), "1 (foreground) or 0"),
+    (dict(points=[[10, 10]]), "need point_labels"),
+    (dict(point_labels=[1]), "without points"),
+    (dict(points=[[10, 10], [20, 20]], point_labels=[1]), "one label per point"),
+    (dict(mask_input=np.zeros((3, 3))), "give a box"),
+    (dict(box=True, mask_input=np.zeros((64, 64), np.float32)), "mask_input must be the logits"),
+    (dict(box=True, mask_input=np.zeros((2, 1, 1), np.float32)), "mask_input must be the logits"),
+    (dict(box=2, points=[[10, 10]], point_labels=[1]), "N×K×2 with N = 2"),
+])
+def test_bad_click_prompts_are_refused(predictor, ct_slice, prompt, words):
+    prompt = dict(prompt)
+    box = prompt.pop("box", None)
+    if box:
+        prompt["boxes"] = np.repeat(ml.box_from_mask(ct_slice[1])[None], int(box), axis=0)
+    with pytest.raises(ml.InputError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        predictor.predict(**prompt)
+
+
+def test_a_model_without_click_decoder_runs_points_on_its_own_decoder(predictor, ct_slice):
+    _, liver, _ = ct_slice
+    plain = ml.load_model(backend="torch", click_decoder=False)
+    assert plain.click_decoder is None
+    assert plain.prompt_parts(clicks=True) == (plain.prompt_encoder, plain.mask_decoder)
+    other = ml.Predictor(plain)
+    other.set_embedding(predictor.embedding)
+    box = ml.box_from_mask(liver)
+    np.testing.assert_array_equal(other.predict(box)[0], predictor.predict(box)[0])  # box-only: the same
