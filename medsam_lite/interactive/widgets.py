@@ -290,8 +290,7 @@ class BoxPrompter(widgets.VBox):
 
     def _on_click(self, content: dict) -> None:
         try:
-            self.click(float(content["x"]), float(content["y"]),
-                       positive=not (content.get("shift") or self.click_mode.value == "background"))
+            self.click(float(content["x"]), float(content["y"]), positive=False if content.get("shift") else None)
         except (InputError, KeyError, TypeError, ValueError) as exc:
             self._message = str(exc) if isinstance(exc, InputError) else f"ignored malformed click {content!r}"
             self._sync(self.z)  # the click's few-pixel box goes
@@ -345,12 +344,13 @@ class BoxPrompter(widgets.VBox):
             self.canvas.bboxes = [dict(b) for b in boxes]
             self._syncing = False
 
-    def click(self, x: float, y: float, positive: bool = True, obj=None):
+    def click(self, x: float, y: float, positive: bool | None = None, obj=None):
         """Add a click at ``(x, y)`` (original pixels of the shown slice) to an object, as a click in
         the widget does, and repaint. Returns the :class:`~medsam_lite.interactive.session.Annotation`.
 
         Args:
-            positive: ``True`` foreground (the object misses this pixel), ``False`` background.
+            positive: ``True`` foreground (the object misses this pixel), ``False`` background;
+                default: as :attr:`click_mode` says.
             obj: the object (default: the selected one, else the smallest whose box holds the point).
 
         Raises:
@@ -364,7 +364,7 @@ class BoxPrompter(widgets.VBox):
             obj = min(inside, key=lambda o: int(o.mask.sum()), default=None)
         if obj is None:
             raise InputError("a click corrects an object's mask: draw a box around the target first (or select one).")
-        obj = self.session.add_click(obj, x, y, positive)
+        obj = self.session.add_click(obj, x, y, self.click_mode.value == "foreground" if positive is None else positive)
         self._selected, self._message = obj.id, ""
         self._sync(obj.slice)
         self._changed(obj.slice, t0)
@@ -372,7 +372,7 @@ class BoxPrompter(widgets.VBox):
 
     def undo(self):
         """Take back the last box, move or click (see :meth:`AnnotationSession.undo`); returns its object."""
-        t0 = time.perf_counter()
+        t0, self.timings["decode_ms"] = time.perf_counter(), 0.0
         obj = self.session.undo()
         if obj is not None:
             self._sync(obj.slice)
