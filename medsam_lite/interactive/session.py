@@ -5,7 +5,7 @@ display: the normalized slices, the current slice, one :class:`Annotation` per o
 its slice, its box and clicks, the mask they give), the order of prompts for :meth:`~AnnotationSession.undo`,
 and the label map written with the scan's geometry (:meth:`~AnnotationSession.save`), or as one case of a
 folder :func:`~medsam_lite.preprocess` reads (:meth:`~AnnotationSession.save_case`, written by :mod:`.annotations`): label a few slices of
-an unlabelled scan, then fine-tune. :class:`~medsam_lite.widgets.BoxPrompter` is a view over it.
+an unlabelled scan, then fine-tune. :class:`~medsam_lite.interactive.widgets.BoxPrompter` is a view over it.
 
 Conventions: boxes are XYXY and clicks XY, float, in **original** pixels of a slice (``x`` = column,
 ``y`` = row); slices are indices ``z`` of a ``(z, y, x)`` volume (``0`` for a 2D image). The session

@@ -109,8 +109,9 @@ class BoxPrompter(widgets.VBox):
         if s.is_volume:
             self.slider = widgets.IntSlider(value=s.z, min=0, max=s.n_slices - 1, description="slice",
                                             continuous_update=False)
-        self.click_mode = widgets.ToggleButtons(options=[("+ foreground", "foreground"), ("− background", "background")],
-                                                description="click", style={"button_width": "110px"})
+        self.click_mode = widgets.ToggleButtons(options=[("+ foreground click", "foreground"),
+                                                         ("− background click (or Shift)", "background")],
+                                                style={"button_width": "auto"})
         self.undo_button = widgets.Button(description="undo", icon="undo", layout=widgets.Layout(width="90px"))
         self.undo_button.on_click(lambda _: self.undo())
         super().__init__([w for w in (self.slider, self.canvas, widgets.HBox([self.click_mode, self.undo_button]),
@@ -253,7 +254,6 @@ class BoxPrompter(widgets.VBox):
         if oid is not None:
             self._selected = oid
 
-    # -- rendering ---------------------------------------------------------------------------------
     def _render(self) -> None:
         """Paint the shown slice's masks (larger first) and clicks into the widget image (PNG bytes)."""
         t0 = time.perf_counter()
