@@ -227,9 +227,10 @@ class BoxPrompter(widgets.VBox):
 
     def _sync(self, z: int) -> None:
         """Session → widget: slice ``z``'s boxes as the session has them (after a click or an undo)."""
-        alive = {o.id: o for o in self.session.objects_on(z)}
-        entries = []
-        for b, oid in self._shown.get(z, []):
+        alive, old, entries = {o.id: o for o in self.session.objects_on(z)}, self._shown.get(z, []), []
+        i, shown = self.canvas.selected_index, self.canvas.bboxes  # keep the selection (a click's box: its object)
+        target = next((o for b, o in old if key(b) == key(shown[i])), self._selected) if 0 <= i < len(shown) else None
+        for b, oid in old:
             obj = alive.pop(oid, None)
             if obj is None:
                 continue
@@ -241,8 +242,7 @@ class BoxPrompter(widgets.VBox):
         if z == self.z:
             self._syncing = True
             self.canvas.bboxes = [dict(b) for b, _ in entries]
-            index = next((i for i, (_, oid) in enumerate(entries) if oid == self._selected), -1)
-            self.canvas.selected_index = index
+            self.canvas.selected_index = next((i for i, (_, oid) in enumerate(entries) if oid == target), -1)
             self._syncing = False
 
     def _select_index(self, index: int) -> None:
