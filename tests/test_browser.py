@@ -201,8 +201,12 @@ def _state(page, root: Path) -> dict:
 def _medsam_lite_state():
     import json, sys
     import numpy as np
-    np.savez({str(masks)!r}, *[p.mask for p in prompter.prompts])
-    return json.dumps({{**prompter.summary(), "executable": sys.executable,
+    for _ in range(100):  # a widget message may be handled meanwhile: take a snapshot no update crossed
+        summary, prompts = prompter.summary(), prompter.prompts
+        if prompter.summary() == summary:
+            break
+    np.savez({str(masks)!r}, *[p.mask for p in prompts])
+    return json.dumps({{**summary, "executable": sys.executable, "masks_saved": len(prompts),
                         "label_map_max": int(prompter.label_map.max())}})
 print(_medsam_lite_state())
 """)
@@ -212,7 +216,7 @@ def _wait_state(page, root: Path, predicate, what: str, timeout: float = 60.0) -
     deadline = time.monotonic() + timeout
     while True:
         state = _state(page, root)
-        if predicate(state):
+        if predicate(state) and state["masks_saved"] == len(state["prompts"]):
             return state
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}; last kernel state: {state}")
