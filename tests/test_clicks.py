@@ -217,3 +217,22 @@ def test_evaluate_with_clicks_adds_dice_at_k_and_noc(liver_dataset, torch_model)
     for row, noc in zip(steps, per_case["noc90"]):
         assert noc == ml.clicks.clicks_to_reach(row, 0.9)
     assert per_case["noc85"].between(0, 2).all()
+
+
+def test_the_shipped_click_decoder_answers_clicks_and_only_clicks(predictor, ct_slice):
+    from medsam_lite.model.checkpoints import CLICK_DECODER
+
+    assert CLICK_DECODER.is_file()  # shipped in the package (pyproject package-data)
+    shipped = ml.load_model(backend="torch")
+    assert shipped.click_decoder is not None
+    assert shipped.prompt_parts(clicks=False) == (shipped.prompt_encoder, shipped.mask_decoder)
+    with_decoder = ml.Predictor(shipped)
+    with_decoder.set_embedding(predictor.embedding)  # predictor: click_decoder too; compare with a plain model
+    plain = ml.Predictor(ml.load_model(backend="torch", click_decoder=False))
+    plain.set_embedding(predictor.embedding)
+    _, liver, _ = ct_slice
+    box = ml.box_from_mask(liver)
+    a, b = with_decoder.predict(box, return_logits=True), plain.predict(box, return_logits=True)
+    np.testing.assert_array_equal(a[2], b[2])  # box only: the published decoder, bit for bit
+    click = dict(points=[_a_miss(a[0][0], liver)], point_labels=[1], mask_input=a[2])
+    assert not np.array_equal(with_decoder.predict(box, **click)[0], plain.predict(box, **click)[0])

@@ -89,7 +89,8 @@ def _upsampled(logits: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor, target: torch.Tensor,
-                      content_hw: np.ndarray, clicks: int, rng: np.random.Generator, first: SamModel | None = None):
+                      content_hw: np.ndarray, clicks: int, rng: np.random.Generator, first: SamModel | None = None,
+                      every_round: bool = True):
     """Loss of one batch over the box round and ``clicks`` corrective-click rounds (summed).
 
     Args:
@@ -103,6 +104,8 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
         first: a frozen model whose box-only answer starts the session (as at inference, where the
             published decoder answers the box): its round is not trained. ``None``: ``trainee``
             answers the box too, and that round's loss counts.
+        every_round: sum the loss over every round (default); ``False``: only the last round is
+            trained, the earlier ones run without gradients (about half the work per round).
 
     Returns:
         ``(loss, logits_after_last_round B×1×S×S)``.
@@ -119,7 +122,8 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
     points, labels = np.zeros((b, 0, 2), np.float32), np.zeros((b, 0), np.float32)
     truth = target[:, 0].detach().cpu().numpy() > 0.5
     lowsize = low.shape[-1]
-    for _ in range(int(clicks)):
+    for r in range(int(clicks)):
+        train_this = every_round or r == int(clicks) - 1
         pred = _upsampled(low.detach(), s)[:, 0].cpu().numpy() > 0
         new = np.zeros((b, 1, 2), np.float32)
         new_label = -np.ones((b, 1), np.float32)  # SAM's "not a point" when the mask is already right
@@ -134,7 +138,9 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
             ch, cw = (int(round(v * lowsize / s)) for v in content_hw[i])
             mask_input[i, :, ch:, :] = MASK_PAD_LOGIT
             mask_input[i, :, :, cw:] = MASK_PAD_LOGIT
-        low, _ = decode_logits(trainee, embeddings, boxes, torch.from_numpy(points).to(boxes.device),
-                               torch.from_numpy(labels).to(boxes.device), mask_input)
-        loss = loss + dice_bce_loss(_upsampled(low, s), target)
+        with torch.set_grad_enabled(train_this and torch.is_grad_enabled()):
+            low, _ = decode_logits(trainee, embeddings, boxes, torch.from_numpy(points).to(boxes.device),
+                                   torch.from_numpy(labels).to(boxes.device), mask_input)
+        if train_this:
+            loss = loss + dice_bce_loss(_upsampled(low, s), target)
     return loss, _upsampled(low, s)
