@@ -136,3 +136,103 @@ def test_a_model_without_click_decoder_runs_points_on_its_own_decoder(predictor,
     other.set_embedding(predictor.embedding)
     box = ml.box_from_mask(liver)
     np.testing.assert_array_equal(other.predict(box)[0], predictor.predict(box)[0])  # box-only: the same
+
+
+# ------------------------------------------------------------------ the robot user and the click metric
+def test_the_robot_clicks_the_interior_of_the_largest_error():
+    truth = np.zeros((60, 80), bool)
+    truth[10:31, 20:41] = True  # 21×21 square, centre (x=30, y=20)
+    assert ml.clicks.next_click(np.zeros_like(truth), truth) == (30, 20, 1)  # a miss: foreground click
+    pred = truth.copy()
+    pred[40:55, 50:75] = True  # a false positive larger than any miss
+    pred[10:13, 20:41] = False  # a small miss
+    x, y, label = ml.clicks.next_click(pred, truth)
+    assert label == 0 and y == 47 and 57 <= x <= 67  # 8 px from the 15×25 blob's border: its middle row
+    assert ml.clicks.next_click(truth, truth) is None
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # training's random clicks stay inside the largest error region
+        x, y, label = ml.clicks.next_click(pred, truth, rng)
+        assert label == 0 and pred[y, x] and not truth[y, x] and 40 <= y < 55
+
+
+def test_clicks_to_reach_counts_clicks_after_the_box():
+    assert ml.clicks.clicks_to_reach([0.9, 0.95], 0.85) == 0
+    assert ml.clicks.clicks_to_reach([0.5, 0.8, 0.91, 0.7], 0.9) == 2
+    assert ml.clicks.clicks_to_reach([0.5, 0.6, 0.7], 0.9) == 2  # never reached: capped at the clicks made
+
+
+def test_simulate_clicks_on_a_real_ct_slice(predictor, ct_slice):
+    hu, liver, _ = ct_slice
+    box = ml.box_from_mask(liver)
+    dices = ml.simulate_clicks(predictor.model, predictor.embedding, liver, box, n_clicks=2)
+    assert dices.shape == (3,) and ((dices >= 0) & (dices <= 1)).all()
+    assert dices[0] == ml.dice(predictor.predict(box)[0][0], liver)  # the box alone: the published decoder
+    with pytest.raises(ml.InputError, match="truth"):
+        ml.simulate_clicks(predictor.model, predictor.embedding, liver[:-1], box)
+    with pytest.raises(ml.InputError, match="n_clicks"):
+        ml.simulate_clicks(predictor.model, predictor.embedding, liver, box, n_clicks=-1)
+
+
+@pytest.fixture(scope="module")
+def liver_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clicks")
+    ml.preprocess(samples.ct_abdomen_dir(), root / "ds", modality="CT", labels=[1, 5], test_cases=["case-03"],
+                  progress=False)
+    return root / "ds"
+
+
+def test_finetune_with_clicks_trains_and_saves_the_prompt_encoder(liver_dataset, torch_model, tmp_path):
+    run = ml.finetune(liver_dataset, tmp_path / "clicks", torch_model, epochs=1, lr=1e-4, cases=["case-01", "case-02"],
+                      max_slices_per_case=2, clicks=2, val_fraction=0, progress=False)
+    ckpt = torch.load(run.best, map_location="cpu", weights_only=True)
+    assert ckpt["clicks"] == "2" and json_clicks(ckpt) == 2
+    base = torch_model.state_dict()
+    changed = [k for k, v in ckpt["model"].items() if k.startswith("prompt_encoder.") and not torch.equal(v, base[k])]
+    assert any(k.startswith(("prompt_encoder.point_embeddings.0.", "prompt_encoder.point_embeddings.1.")) for k in changed)
+    assert any("mask_downscaling" in k for k in changed)  # the mask input is trained too
+    tuned = ml.load_model(checkpoint=run.best, backend="torch")
+    assert tuned.click_decoder is None  # its own decoder answers clicks
+    for k in changed:
+        assert torch.equal(tuned.state_dict()[k], ckpt["model"][k])
+    plain = ml.finetune(liver_dataset, tmp_path / "boxes", torch_model, epochs=1, lr=1e-4, cases=["case-01", "case-02"],
+                        max_slices_per_case=2, val_fraction=0, progress=False)
+    saved = torch.load(plain.best, map_location="cpu", weights_only=True)
+    assert "clicks" not in saved and all(k.startswith("mask_decoder.") for k in saved["model"])
+
+
+def json_clicks(ckpt):
+    import json
+
+    return json.loads(ckpt["config"])["clicks"]
+
+
+def test_evaluate_with_clicks_adds_dice_at_k_and_noc(liver_dataset, torch_model):
+    per_case, per_label = ml.evaluate(torch_model, liver_dataset, cases=["case-03"], max_slices_per_case=3,
+                                      clicks=2, progress=False)
+    plain, _ = ml.evaluate(torch_model, liver_dataset, cases=["case-03"], max_slices_per_case=3, progress=False)
+    np.testing.assert_array_equal(per_case["dsc"].to_numpy(), plain["dsc"].to_numpy())  # box-only unchanged
+    for col in ("dsc@1", "dsc@2", "noc85", "noc90"):
+        assert col in per_case and col in per_label
+    steps = per_case[["dsc", "dsc@1", "dsc@2"]].to_numpy()
+    for row, noc in zip(steps, per_case["noc90"]):
+        assert noc == ml.clicks.clicks_to_reach(row, 0.9)
+    assert per_case["noc85"].between(0, 2).all()
+
+
+def test_the_shipped_click_decoder_answers_clicks_and_only_clicks(predictor, ct_slice):
+    from medsam_lite.model.checkpoints import CLICK_DECODER
+
+    assert CLICK_DECODER.is_file()  # shipped in the package (pyproject package-data)
+    shipped = ml.load_model(backend="torch")
+    assert shipped.click_decoder is not None
+    assert shipped.prompt_parts(clicks=False) == (shipped.prompt_encoder, shipped.mask_decoder)
+    with_decoder = ml.Predictor(shipped)
+    with_decoder.set_embedding(predictor.embedding)  # predictor: click_decoder too; compare with a plain model
+    plain = ml.Predictor(ml.load_model(backend="torch", click_decoder=False))
+    plain.set_embedding(predictor.embedding)
+    _, liver, _ = ct_slice
+    box = ml.box_from_mask(liver)
+    a, b = with_decoder.predict(box, return_logits=True), plain.predict(box, return_logits=True)
+    np.testing.assert_array_equal(a[2], b[2])  # box only: the published decoder, bit for bit
+    click = dict(points=[_a_miss(a[0][0], liver)], point_labels=[1], mask_input=a[2])
+    assert not np.array_equal(with_decoder.predict(box, **click)[0], plain.predict(box, **click)[0])
