@@ -141,7 +141,8 @@ print("ventricles Dice:", round(ml.dice(prompter.masks["ventricles"], truth["ven
 # (no new encoding: a click costs what a box costs), and the point is drawn as a small cross.
 # **undo** takes back the last click (or box). In code, `prompter.click(x, y)` does the same; the
 # state lives in `prompter.session`, an `AnnotationSession` you can also use without any widget.
-# LiteMedSAM was trained with boxes only, so a click can also make a mask worse: undo it then.
+# Clicks go to the click decoder `load_model()` ships (LiteMedSAM's own decoder was trained with
+# boxes only); a click can still make a mask worse: undo it then.
 
 # %%
 brain = prompter.session.objects[0]                   # the brain box's object
