@@ -73,7 +73,7 @@ from medsam_lite import io, plotting, samples, tutorial
 from medsam_lite.interactive.widgets import BoxPrompter
 
 threads, device = tutorial.setup_runtime()             # every core (or $MEDSAM_LITE_THREADS); GPU if any
-QUICK = tutorial.env_flag("MEDSAM_LITE_QUICK")        # CI: visit fewer slices in part 5
+QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"   # CI: visit fewer slices in part 7
 model = ml.load_model()                                # LiteMedSAM, offline
 
 scan = io.read_volume(samples.sample_path("brain_slice.png"))       # a Volume: array + geometry
@@ -88,8 +88,9 @@ print("slice", scan.array.shape, scan.array.dtype)
 # alone (about 0.1 s on a CPU) and the mask is painted into the image at once. Click a class chip
 # (or press `1`, `2`) before drawing to choose the class; click a box and press `Delete` (or its ×)
 # to remove it, and its mask goes too. The status line under the image shows how long the last
-# update took and how often the encoder ran. (A mouse-down inside an existing box moves that box:
-# to box a structure inside a larger one, draw the inner box first, or start the drag outside.)
+# update took and how often the encoder ran. (A drag that starts inside an existing box moves that
+# box, and a click there without dragging adds a point, part 5: to box a structure inside a larger
+# one, draw the inner box first, or start the drag outside.)
 #
 # The `default_boxes` are already drawn when the widget appears: without a browser (e.g. when this
 # notebook runs under `pytest --nbmake`) nobody draws, and the rest of the notebook still has masks.
@@ -133,7 +134,26 @@ assert prompter.encoder_calls == encoder_runs       # no new encoding for a new 
 print("ventricles Dice:", round(ml.dice(prompter.masks["ventricles"], truth["ventricles"]), 3))
 
 # %% [markdown]
-# ## 5. Save the masks
+# ## 5. Correct a mask with a click
+# **Click** (without dragging) where the mask is wrong: the point goes to the selected object (the box
+# last drawn or clicked) — foreground by default, background with the "− background click" button
+# or **Shift**-click. The decoder runs again from the box, every click so far and the previous mask
+# (no new encoding: a click costs what a box costs), and the point is drawn as a small cross.
+# **undo** takes back the last click (or box). In code, `prompter.click(x, y)` does the same; the
+# state lives in `prompter.session`, an `AnnotationSession` you can also use without any widget.
+# Clicks go to the click decoder `load_model()` ships (LiteMedSAM's own decoder was trained with
+# boxes only); a click can still make a mask worse: undo it then.
+
+# %%
+brain = prompter.session.objects[0]                   # the brain box's object
+before = ml.dice(brain.mask, truth["brain"])
+prompter.click(60, 163, obj=brain)                    # a pixel of the brain the mask missed (bottom left)
+print(f"brain Dice: box {before:.3f} → box + 1 click {ml.dice(brain.mask, truth['brain']):.3f}; "
+      f"clicks {brain.points.tolist()}, encoder runs {prompter.encoder_calls}")
+assert prompter.encoder_calls == encoder_runs and len(brain.points) == 1
+
+# %% [markdown]
+# ## 6. Save the masks
 # `save` writes the label map: PNG for a 2D image, NIfTI (`.nii.gz`), NRRD or MHA with the source's
 # geometry for any image. Read it back to check.
 
@@ -144,7 +164,7 @@ print(saved, back.shape, back.dtype, "classes", np.unique(back))
 assert np.array_equal(back, prompter.label_map)
 
 # %% [markdown]
-# ## 6. A 3D volume: a slice slider
+# ## 7. A 3D volume: a slice slider
 # Give `BoxPrompter` a whole volume (a `Volume` from `io.read_volume`, or a `(z, y, x)` array)
 # and it adds a slice slider. The volume is normalized once (MR: 0.5–99.5 percentiles over the
 # brain); each slice's embedding is computed on its **first visit** and kept, so going back to a slice
@@ -189,11 +209,34 @@ print(saved3d, back3d.array.shape, "spacing", back3d.spacing, "same geometry:", 
 assert back3d.same_geometry(volume) and np.array_equal(back3d.array, prompter3d.label_map)
 
 # %% [markdown]
+# ## 8. Annotate a scan, then train on it
+# A scan without labels: box (and click) the organs on a few slices, then `save_case` writes the scan,
+# its label map (same geometry) and `labels.json` into a folder `preprocess` reads — the start of
+# notebooks 02–04 on your own labels. Unlabelled slices are background: `preprocess` takes targets
+# only from the slices you labelled. (Here the boxes come from the sample's labels, to run without
+# a browser; `labels={value: name}` keeps the values of the other scans of a dataset.)
+
+# %%
+ct = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")                  # CT in HU, 3 mm
+ct_truth = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array  # only to place boxes
+annotator = BoxPrompter(ct, model, labels={1: "spleen", 5: "liver"}, modality="CT", slice_index=4,
+                        default_boxes=[(ml.box_from_mask(ct_truth[z] == v), name, z)
+                                       for z in (2, 4) for v, name in ((1, "spleen"), (5, "liver"))])
+annotator
+
+# %%
+image_path, label_path = annotator.save_case("work/06_my_scans", case="my_ct")
+manifest = ml.preprocess("work/06_my_scans", "work/06_my_dataset", modality="CT", min_mm2=64, progress=False)
+print(image_path, label_path)
+print(manifest[["case", "slice", "label_name", "pixels"]].to_string(index=False))
+assert set(zip(manifest["slice"], manifest["label_name"])) == {(z, n) for z in (2, 4) for n in ("spleen", "liver")}
+
+# %% [markdown]
 # ## Notes
 # * **Colab**: the install cell at the top enables Colab's custom widget manager, which this widget
 #   needs; run it first.
 # * **Speed**: a box → mask update is the mask decoder plus repainting the image (~0.1 s here);
-#   only the first visit to a slice runs the image encoder (~2 s). `bench/bench_widget.py` measures
-#   both.
+#   a click costs the same; only the first visit to a slice runs the image encoder (~2 s).
+#   `bench/bench_widget.py` and `bench/bench_clicks_widget.py` measure them.
 # * **Your own scans**: `BoxPrompter("scan.nii.gz", labels=[...], modality="CT")` reads the file
 #   and keeps its geometry for `save`.
