@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .settingsfile import short_path  # noqa: F401  (re-exported: paths the notebooks print)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
 #: and every notebook's install cell in sync). ``$MEDSAM_LITE_REPO`` overrides it there.
