@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-# %%
 
 # %% [markdown]
 # # 01 · Quickstart: organs from boxes on a real CT
@@ -162,6 +161,11 @@ print(f"mean Dice over the organs: modality='CT' {np.mean([ml.dice(m, t) for m, 
 # `data_samples/mr_abdomen` is a real abdominal MR (TotalSegmentator MRI, one patient) with the same
 # organ names; only the values differ (`labels.json`: aorta and inferior vena cava are 23 and 24).
 # MR intensities have no fixed unit, so they are scaled by percentiles: `modality="MR"`.
+#
+# Read the printed Dice per organ before trusting the figure: a box does not guarantee a mask. On
+# this MR sequence the spleen is dark (unlike on the CT), and the model
+# outlines only a bright sliver inside the box. That is the situation for corrective clicks
+# (notebook 08) or for fine-tuning on labelled scans of your sequence (notebooks 02–05).
 
 # %%
 mr_names = samples.sample_labels("mr_abdomen")

@@ -162,7 +162,8 @@ order = list(S.label_names(ds))
 colors = [order.index(v) for v in targets["label"]]
 direction = io.read_volume(tutorial.case_paths(S, sl["case"])[1]).direction   # display: radiological orientation
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-axes[0].imshow(store.get(row).abs().mean(0), cmap="magma")
+flip_rows, flip_cols = plotting.radiological_flips(direction)
+axes[0].imshow(store.get(row).abs().mean(0).numpy()[::-1 if flip_rows else 1, ::-1 if flip_cols else 1], cmap="magma")
 axes[0].set_title("mean |embedding| over 256 channels (64×64)")
 axes[0].set_axis_off()
 plotting.show_masks(image, truth, boxes=boxes, ax=axes[1], direction=direction, colors=colors, legend=[],

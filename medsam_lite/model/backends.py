@@ -212,7 +212,7 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
             print(f"medsam_lite: cached {part} export {folder} is {problem}; rebuilding it.", file=sys.stderr)
     if progress:
         print(f"medsam_lite: exporting the {part} to ONNX for {backend} (once per weights, a few seconds) "
-              f"→ {folder}", file=sys.stderr)
+              f"→ {folder.name} in the export cache", file=sys.stderr)  # no absolute path in stored outputs
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{part}-", dir=folder.parent))
     try:
