@@ -79,7 +79,7 @@ print(model.name, "input", model.input_size, "on", model.device, "|", threads, "
 
 # %% [markdown]
 # ## 2. A real CT slice and one box per organ
-# `data_samples/ct_abdomen` holds a real abdominal CT (TotalSegmentator's example scan, CC BY 4.0,
+# `data_samples/ct_abdomen` holds a real abdominal CT (TotalSegmentator's example scan, licence `CC-BY-4.0`,
 # `3 mm` voxels) cut into three slabs of 10 axial slices of **one patient**, with organ labels
 # (`labels.json` names the values). `io.read_volume` keeps the scan's geometry; arrays are
 # `(z, y, x)` in Hounsfield units.

@@ -69,7 +69,7 @@ S = tutorial.settings()
 print(S.source.read_text(encoding="utf-8"))
 
 # %% [markdown]
-# The sample is a **real** abdominal CT (TotalSegmentator's example scan, CC BY 4.0) cut into three
+# The sample is a **real** abdominal CT (TotalSegmentator's example scan, licence `CC-BY-4.0`) cut into three
 # slabs of 10 axial slices: three "cases", but **one patient**. That is enough to learn the
 # mechanics and to see what fine-tuning does on data like yours — and too little to fine-tune a
 # model for other patients (notebooks 04–05 show both).

@@ -184,7 +184,7 @@ show = sorted({key, *[z for z in kind if kind[z] in ("leaked", "stopped")], *oth
 fig, axes = plt.subplots(2, len(show), figsize=(2.6 * len(show) + 1.5, 5.4), squeeze=False)
 for col, z in enumerate(show):
     plotting.show_masks(vp.slice_image(z), [truth[z]], ax=axes[0, col], direction=scan.direction, colors=[colour],
-                        boxes=[box] if z == key else None, legend=[] if z == key else None,
+                        boxes=[box] if z == key else None,
                         title=f"z={z} label" + (" (key)" if z == key else ""))
     plotting.show_masks(vp.slice_image(z), [mask[z]], ax=axes[1, col], direction=scan.direction, colors=[colour],
                         title=f"{kind[z]}, Dice {ml.dice(mask[z], truth[z]):.2f}")

@@ -122,7 +122,8 @@ plotting.show_masks(session.image[z], [objects[n].mask for n in names.values()],
 import inspect
 
 has_clicks = "points" in inspect.signature(ml.Predictor.predict).parameters
-worst = min(objects.values(), key=lambda o: o.score) if has_clicks and S.clicks else None
+scores = {name: obj.score for name, obj in objects.items()}
+worst = objects[min(scores, key=scores.get)] if has_clicks and S.clicks else None
 if worst is None:
     print("clicks:", "none asked for (clicks = 0 in the settings)" if has_clicks else
           "this medsam_lite has no click decoder yet; boxes only")
