@@ -233,7 +233,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         labels = _env_labels(overrides["MEDSAM_LITE_LABELS"])
     work = Path(overrides.get("MEDSAM_LITE_WORK", values["work"]))
     if not data.exists():
-        where = f"`data` in {source}" if source else "`data=`"
+        where = f"`data` in {source}" if source else "`data=` in the settings cell"
         raise InputError(f"data folder {data} does not exist; set {where} to your folder "
                          "of scans + label maps (notebook 02 lists the layouts).")
     quick = env.get("MEDSAM_LITE_QUICK") == "1"

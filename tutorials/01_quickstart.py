@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 01 · Quickstart: organs from boxes on a real CT
 #

@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 05 · Evaluate: pretrained vs fine-tuned, per label
 #

@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 06 · Interactive box prompting: draw a box, get a mask
 #

@@ -13,7 +13,6 @@
 #     name: python3
 # ---
 
-
 # %% [markdown]
 # # 08 · No labels yet: from a bare scan to a label map and a training set
 #
