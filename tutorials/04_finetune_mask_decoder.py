@@ -80,7 +80,7 @@ S = tutorial.settings()
 # the same Dice in far fewer epochs. `max_minutes=` caps a run on a slow machine.
 #
 # **What one patient can teach.** The sample's three cases are slabs of **one** CT: the model trains
-# on one slab, validates on the next and is tested on the third. Validation and test are then the
+# on one slab, validates on another and is tested on the third. Validation and test are then the
 # same patient, so a gain here is an upper bound on what a new patient would see, and a loss is a
 # warning: with so little data the decoder can unlearn what it knew about organs it already
 # segmented well. Read the per-label curves, not only the mean.
