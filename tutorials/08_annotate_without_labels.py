@@ -114,8 +114,9 @@ plotting.show_masks(session.image[z], [objects[n].mask for n in names.values()],
 # A foreground click adds a missed part, a background click removes a leak:
 # `session.add_click(obj, x, y, positive=True)` decodes the box, every click so far and the
 # previous mask once more; `session.undo()` takes the last prompt back. Clicks need a package
-# with the click decoder; the cell says whether this one has it, and up to `clicks` (settings) clicks
-# go to the object with the lowest predicted IoU, at the centre of its box as a demonstration.
+# with the click decoder; the cell says whether this one has it. As a demonstration (when the
+# settings' `clicks` is above 0), one click goes to the object with the lowest predicted IoU, at
+# the centre of its box, and is taken back.
 
 # %%
 import inspect
