@@ -73,7 +73,6 @@ S = tutorial.settings()
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
