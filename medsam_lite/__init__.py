@@ -6,6 +6,8 @@ Public API (see each function's docstring for shapes and conventions):
 * :func:`preprocess` (alias :func:`prepare_dataset`) — scans + label maps → a training set.
 * :func:`embed`, :func:`finetune`, :func:`evaluate` (:func:`dice`, :func:`nsd`, :func:`predict_case`) —
   embeddings computed once, mask-decoder fine-tuning, DSC/NSD per case.
+* :func:`simulate_clicks` — Dice after a box and each corrective click of a robot user;
+  ``evaluate(..., clicks=K)`` adds Dice@k and NoC@85/90.
 * :func:`predict_volume`, :class:`VolumePredictor`, :func:`box_from_recist` — a 3D scan from one box.
 * :func:`predict_label_map`, :func:`predict_volume_labels` — a label map in, a label map out.
 * :class:`InputError` — the error every public function raises on bad input.
@@ -24,6 +26,7 @@ from .interactive.predict import Predictor, predict
 from .interactive.volume import VolumePredictor, box_from_recist, predict_volume
 from .data.embed import embed
 from .evaluate import dice, evaluate, nsd, predict_case
+from .clicks import simulate_clicks
 from .train.finetune import finetune
 from .data.preprocess import prepare_dataset, preprocess
 from .downloads import fetch_checkpoint
@@ -75,6 +78,7 @@ __all__ = [
     "predict_volume_labels",
     "prepare_dataset",
     "preprocess",
+    "simulate_clicks",
     "xywh_to_xyxy",
     "xyxy_to_xywh",
 ]

@@ -22,12 +22,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_labels
+from .checks import check_int, check_labels
 from .data.dataset import check_dataset
 from .model.models import check_model
 from .data.embed import embed, select_slices
 from .errors import InputError
 from .model.inference import decode
+from .clicks import clicks_to_reach, robot_session
 
 
 def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +109,8 @@ class CaseSegmentation:
         label_names: label value → name.
         spacing: ``(z, row, col)`` voxel size in mm of the stored slices.
         targets: the case's manifest rows with their boxes in stored pixels (``sx0 … sy1``).
+        clicked: with ``clicks=K``: label value → ``K`` volumes, the masks after robot click 1 … K
+            on every target (see :mod:`medsam_lite.clicks`).
     """
 
     case: str
@@ -118,6 +121,7 @@ class CaseSegmentation:
     label_names: dict
     spacing: tuple
     targets: pd.DataFrame = field(repr=False)
+    clicked: dict = field(default_factory=dict, repr=False)
 
     def z(self, slice_index: int) -> int:
         """Position of dataset slice ``slice_index`` in the stack."""
@@ -129,7 +133,7 @@ class CaseSegmentation:
 
 @torch.no_grad()
 def predict_case(model, dataset, case: str, max_slices_per_case: int | None = None, labels=None,
-                 store=None) -> CaseSegmentation:
+                 store=None, clicks: int = 0) -> CaseSegmentation:
     """Segment every target of one case from its ground-truth box, on the stored embeddings.
 
     Args:
@@ -140,6 +144,7 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
         labels: only these label values (default: all of the case's).
         store: an :class:`~medsam_lite.embed.EmbeddingStore` (default: ``embed()`` for the case,
             which reuses what is stored and computes the rest).
+        clicks: also segment each target with ``clicks`` robot clicks after its box (``clicked``).
 
     Returns:
         :class:`CaseSegmentation` at the stored slices' resolution.
@@ -165,6 +170,7 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     names = dict(zip(targets["label"].astype(int), targets["label_name"]))
     truth = {k: np.zeros(image.shape, bool) for k in names}
     pred = {k: np.zeros(image.shape, bool) for k in names}
+    clicked = {k: [np.zeros(image.shape, bool) for _ in range(clicks)] for k in names}
     boxes = targets[["x0", "y0", "x1", "y1"]].to_numpy(np.float32)  # original pixels
     original_hw = (int(chosen["height"].iloc[0]), int(chosen["width"].iloc[0]))
     for _, row in chosen.iterrows():
@@ -182,16 +188,20 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
             k = int(targets.at[t, "label"])
             pred[k][z] |= masks[j]
             truth[k][z] |= dataset.mask(targets.at[t, "mask"])
+            if clicks:
+                after = robot_session(model, emb, dataset.mask(targets.at[t, "mask"]), boxes[t], clicks, "image")[0]
+                for c in range(clicks):
+                    clicked[k][c][z] |= after[c + 1]
     r = chosen.iloc[0]
     geometry = model.geometry(original_hw, (h, w))
     sx, sy = (i / o for i, o in zip(geometry.image_hw[::-1], original_hw[::-1]))
     spacing = (float(r["slice_spacing"]), float(r["spacing_row"]) / sy, float(r["spacing_col"]) / sx)
     targets[["sx0", "sy0", "sx1", "sy1"]] = geometry.box_to_image(boxes)
-    return CaseSegmentation(str(case), slices, image, truth, pred, names, spacing, targets)
+    return CaseSegmentation(str(case), slices, image, truth, pred, names, spacing, targets, clicked)
 
 
 def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cases=None,
-             max_slices_per_case: int | None = None, labels=None, progress: bool = True):
+             max_slices_per_case: int | None = None, labels=None, progress: bool = True, clicks: int = 0):
     """DSC and NSD per case and label (3D) on one split of a prepared dataset.
 
     Every target is segmented from its ground-truth box (no jitter) with ``model``, on the stored
@@ -208,6 +218,10 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
         cases: only these case ids. max_slices_per_case: only this many central slices per case.
         labels: only these label values.
         progress: show a progress bar.
+        clicks: ``K > 0`` also runs the robot user of :mod:`medsam_lite.clicks` on every target (``K``
+            corrective clicks after its box, previous logits as mask input) and adds ``dsc@1`` …
+            ``dsc@K`` (3D Dice after that many clicks; ``dsc`` is after the box alone) and ``noc85`` /
+            ``noc90`` (clicks until the 3D Dice reaches 0.85 / 0.90, capped at ``K``) to both tables.
 
     Returns:
         ``(per_case, per_label)``: ``per_case`` is a DataFrame with one row per (case, label) —
@@ -220,15 +234,19 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
             or not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
         raise InputError(f"tolerance_mm must be a finite number ≥ 0 (mm), got {tolerance_mm!r}.")
     labels = check_labels(labels)
+    clicks = check_int(clicks, "clicks", 0)
     chosen = select_slices(dataset, split, cases, max_slices_per_case)
     store = embed(dataset, model, split=split, cases=cases, max_slices_per_case=max_slices_per_case,
                   progress=progress)
     records = []
     for case in tqdm(sorted(set(chosen["case"])), desc="evaluate", unit="case", disable=not progress):
-        seg = predict_case(model, dataset, case, max_slices_per_case, labels, store)
+        seg = predict_case(model, dataset, case, max_slices_per_case, labels, store, clicks)
         for k, name in sorted(seg.label_names.items()):
             t, p = seg.truth[k], seg.pred[k]
-            records.append({"case": case, "label": k, "label_name": name, "dsc": dice(p, t),
+            steps = [dice(p, t)] + [dice(c, t) for c in seg.clicked.get(k, [])]
+            extra = {**{f"dsc@{c}": steps[c] for c in range(1, len(steps))},
+                     **({"noc85": clicks_to_reach(steps, 0.85), "noc90": clicks_to_reach(steps, 0.90)} if clicks else {})}
+            records.append({**extra, "case": case, "label": k, "label_name": name, "dsc": dice(p, t),
                             "nsd": nsd(p, t, seg.spacing, tolerance_mm),
                             "slices": int(t.any(axis=(1, 2)).sum()), "truth_voxels": int(t.sum()),
                             "pred_voxels": int(p.sum())})
@@ -240,4 +258,10 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
                  .reset_index().drop(columns="label").set_index("label_name"))
     per_label.loc["mean"] = [per_label["dsc"].mean(), per_label["nsd"].mean(), per_case["case"].nunique()]
     per_label["cases"] = per_label["cases"].astype(int)
+    if clicks:
+        extra = [c for c in per_case.columns if c.startswith(("dsc@", "noc"))]
+        means = per_case.groupby("label_name")[extra].mean()
+        per_label = per_label.join(means)
+        per_label.loc["mean", extra] = means.mean()
+        per_case = per_case[[c for c in per_case.columns if c not in extra] + extra]
     return per_case, per_label

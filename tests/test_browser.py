@@ -2,14 +2,17 @@
 
 The test opens ``tutorials/06_interactive_box_prompting.ipynb`` in JupyterLab, runs it, deletes
 the default boxes of the 2D prompter with their × buttons, draws two boxes with the mouse (the
-lateral ventricles, then the whole brain), and checks from the kernel side that:
+lateral ventricles, then the whole brain), clicks once inside the brain box, and checks from the
+kernel side that:
 
 * the kernel runs this interpreter (``sys.executable``) and received the boxes where the mouse drew
   them (within a pixel);
 * the brain box's mask matches the brain (Dice ≥ ``BRAIN_DICE_MIN``, precision ≥ ``BRAIN_PRECISION_MIN``);
 * neither box re-ran the image encoder, and the second box decoded only itself;
 * the image the browser shows is exactly the overlay of those masks (pixels read back from the
-  ``<img>``).
+  ``<img>``);
+* the click (no drag) reached the kernel as a foreground point on the brain object where the mouse
+  clicked, added no box, changed the mask near the click without re-encoding, and is drawn.
 
 It saves ``artifacts/browser_box_prompt.png`` (the widget with both boxes and masks).
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``; scripts/setup.sh installs it as root).
@@ -48,6 +51,10 @@ BRAIN_MARGIN = 4
 BRAIN_DICE_MIN = 0.74
 BRAIN_PRECISION_MIN = 0.90
 VENTRICLE_MARGIN = 3
+# A foreground click at the interior of the largest region the brain box's mask missed (the pretrained
+# decoder, no click decoder shipped yet): 5,410 pixels change, the nearest 1 px from the click, and
+# the brain Dice goes 0.779 → 0.929 (measured headless with the same box and click).
+CLICK_NEAR_PX = 12
 
 pytestmark = [
     pytest.mark.browser,
@@ -194,8 +201,12 @@ def _state(page, root: Path) -> dict:
 def _medsam_lite_state():
     import json, sys
     import numpy as np
-    np.savez({str(masks)!r}, *[p.mask for p in prompter.prompts])
-    return json.dumps({{**prompter.summary(), "executable": sys.executable,
+    for _ in range(100):  # a widget message may be handled meanwhile: take a snapshot no update crossed
+        summary, prompts = prompter.summary(), prompter.prompts
+        if prompter.summary() == summary:
+            break
+    np.savez({str(masks)!r}, *[p.mask for p in prompts])
+    return json.dumps({{**summary, "executable": sys.executable, "masks_saved": len(prompts),
                         "label_map_max": int(prompter.label_map.max())}})
 print(_medsam_lite_state())
 """)
@@ -205,7 +216,7 @@ def _wait_state(page, root: Path, predicate, what: str, timeout: float = 60.0) -
     deadline = time.monotonic() + timeout
     while True:
         state = _state(page, root)
-        if predicate(state):
+        if predicate(state) and state["masks_saved"] == len(state["prompts"]):
             return state
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}; last kernel state: {state}")
@@ -223,6 +234,24 @@ def _draw(page, img, box_xyxy) -> None:
     page.mouse.down()
     page.mouse.move(rect["x"] + x1 * sx, rect["y"] + y1 * sy, steps=10)
     page.mouse.up()
+
+
+def _click(page, img, x: float, y: float) -> None:
+    """Click (no drag) at pixel ``(x, y)`` of the widget's <img> (the centre of that pixel)."""
+    img.scroll_into_view_if_needed()
+    rect = img.bounding_box()
+    natural_w, natural_h = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    page.mouse.click(rect["x"] + (x + 0.5) * rect["width"] / natural_w, rect["y"] + (y + 0.5) * rect["height"] / natural_h)
+
+
+def _robot_click(mask: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """The interior point (farthest from its border) of the largest region of ``truth`` the mask missed."""
+    from scipy import ndimage
+
+    regions, _ = ndimage.label(truth & ~mask)
+    largest = regions == 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
+    y, x = np.unravel_index(np.argmax(ndimage.distance_transform_edt(np.pad(largest, 1))[1:-1, 1:-1]), mask.shape)
+    return float(x), float(y)
 
 
 def _wait_new_image(page, img, old_src: str) -> None:
@@ -322,6 +351,31 @@ def test_draw_boxes_in_jupyterlab(lab):
             assert np.abs(shown[..., :3].astype(int) - expected).max() <= 2
             status = canvas.locator("xpath=..").locator(".widget-html").first.inner_text()
             assert "2 boxes" in status and f"image encoder runs: {encoder_calls}" in status
+
+            # A click without drag inside the brain box, at the robot user's next click (the interior of
+            # the largest region the mask missed): a foreground point on the selected (brain) object,
+            # decoded from the box, the click and the previous logits, with no new encoding.
+            x, y = _robot_click(brain_mask, brain)
+            old_src = img.get_attribute("src")
+            _click(page, img, x, y)
+            state = _wait_state(page, root, lambda s: len(s["prompts"]) == 2 and s["prompts"][1]["clicks"],
+                                "the click to reach the kernel")
+            _wait_new_image(page, img, old_src)
+            [[cx, cy, positive]] = state["prompts"][1]["clicks"]
+            assert positive == 1 and abs(cx - x) <= 1.0 and abs(cy - y) <= 1.0, (cx, cy, x, y)
+            assert not state["prompts"][0]["clicks"] and state["encoder_calls"] == encoder_calls
+            assert state["decoder_calls"] == decoder_calls + 2 and len(canvas.locator("div.image > svg rect.clickable")
+                                                                        .all()) == 2  # no box was added
+            with np.load(root / "prompt_masks.npz") as f:
+                clicked = f["arr_1"]
+            changed = np.argwhere(clicked != brain_mask)
+            nearest = np.hypot(changed[:, 1] - cx, changed[:, 0] - cy).min() if len(changed) else np.inf
+            print(f"click ({cx:.1f}, {cy:.1f}): {len(changed)} pixels changed, nearest {nearest:.1f} px; "
+                  f"brain Dice {ml.dice(clicked, brain):.3f} (box alone {dice:.3f})")
+            assert nearest <= CLICK_NEAR_PX
+            shown = np.frombuffer(base64.b64decode(img.evaluate(IMAGE_PIXELS_JS)), np.uint8).reshape(h, w, 4)
+            assert np.abs(shown[int(round(cy)), int(round(cx)), :3].astype(int) - [0, 220, 0]).max() <= 2  # marker
+            assert "1 click" in canvas.locator("xpath=..").locator(".widget-html").first.inner_text()
 
             SCREENSHOT.parent.mkdir(exist_ok=True)
             canvas.locator("xpath=..").screenshot(path=str(SCREENSHOT))

@@ -146,7 +146,31 @@ assert prompter.encoder_calls == encoder_runs       # no new encoding for a new 
 print(f"{names[small]} Dice:", round(ml.dice(prompter.masks[names[small]], truth[names[small]]), 3))
 
 # %% [markdown]
-# ## 5. Save the masks
+# ## 5. Correct a mask with a click
+# **Click** (without dragging) where the mask is wrong: the point goes to the selected object (the box
+# last drawn or clicked) — foreground by default, background with the "− background click" button
+# or **Shift**-click. The decoder runs again from the box, every click so far and the previous mask
+# (no new encoding: a click costs what a box costs), and the point is drawn as a small cross.
+# **undo** takes back the last click (or box). In code, `prompter.click(x, y)` does the same; the
+# state lives in `prompter.session`, an `AnnotationSession` you can also use without any widget
+# (notebook 08). LiteMedSAM was trained with boxes only, so a click can also make a mask worse: undo
+# it then. Here the click goes on a pixel of the first organ that its mask missed (found from the
+# label, to run without a browser).
+
+# %%
+obj = prompter.session.objects[0]                     # the first box's object
+before = ml.dice(obj.mask, truth[obj.label])
+missed = np.argwhere(truth[obj.label] & ~obj.mask)    # (row, column) of the organ's pixels the mask missed
+if len(missed):
+    y, x = missed[len(missed) // 2]
+    prompter.click(float(x), float(y), obj=obj)
+    print(f"{obj.label} Dice: box {before:.3f} → box + 1 click at ({x}, {y}) {ml.dice(obj.mask, truth[obj.label]):.3f}; "
+          f"encoder runs {prompter.encoder_calls}")
+else:
+    print(f"{obj.label}: the mask misses no pixel of the label; no click needed")
+
+# %% [markdown]
+# ## 6. Save the masks
 # `save` writes the label map: PNG for a 2D image, NIfTI (`.nii.gz`), NRRD or MHA with the source's
 # geometry for any image. Read it back to check.
 
@@ -157,7 +181,7 @@ print(saved, back.shape, back.dtype, "classes", np.unique(back))
 assert np.array_equal(back, prompter.label_map)
 
 # %% [markdown]
-# ## 6. A 3D volume: a slice slider
+# ## 7. A 3D volume: a slice slider
 # Give `BoxPrompter` a whole volume (a `Volume` from `io.read_volume`, or a `(z, y, x)` array)
 # and it adds a slice slider. The volume is normalized once; each slice's embedding is computed on
 # its **first visit** and kept, so going back to a slice costs nothing. With `prefetch=1` the slices
@@ -201,8 +225,9 @@ assert back3d.same_geometry(scan) and np.array_equal(back3d.array, prompter3d.la
 # ## Notes
 # * **Colab**: the install cell at the top enables Colab's custom widget manager, which this widget
 #   needs; run it first.
-# * **Speed**: a box → mask update is the mask decoder plus repainting the image; only the first
-#   visit to a slice runs the image encoder. `bench/bench_widget.py` measures both.
+# * **Speed**: a box → mask update is the mask decoder plus repainting the image, and a click costs
+#   the same; only the first visit to a slice runs the image encoder. `bench/bench_widget.py` and
+#   `bench/bench_clicks_widget.py` measure them.
 # * **Your own scans**: `BoxPrompter("scan.nii.gz", labels=[...], modality="CT")` reads the file
 #   and keeps its geometry for `save`; `prompter.session` is the headless
 #   `AnnotationSession` underneath (notebook 08 uses it directly).

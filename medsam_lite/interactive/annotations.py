@@ -129,7 +129,7 @@ def _like(session) -> Volume | None:
 
 
 def save_label_map(session, path) -> Path:
-    """Write the session's label map (:meth:`~AnnotationSession.to_label_map`): NIfTI / NRRD / MHA with the source's geometry, or PNG for 2D.
+    """Write the session's label map: NIfTI / NRRD / MHA with the source's geometry, or PNG for 2D.
 
     The geometry (spacing, origin, direction) is the one of the Volume or file the session was
     made from (identity for a bare array). Returns the written path.

@@ -59,8 +59,8 @@ class Canvas(BBoxWidget):
     """The bbox widget, shown at least 512 CSS px wide (boxes stay in image pixels), reporting clicks."""
 
     _css = BBoxWidget._css + "\n.medsam-lite-canvas img { width: 512px; max-width: 100%; }\n"
-    _esm = _EXPORT.sub(lambda m: _CLICK_JS + f"export default {{ render: (ctx) => __medsamLiteRender({m.group(1)}, ctx) }};\n",
-                       BBoxWidget._esm)
+    _esm = _EXPORT.sub(lambda m: _CLICK_JS + "export default { render: (ctx) => __medsamLiteRender("
+                       + m.group(1) + ", ctx) };\n", BBoxWidget._esm)
 
     def __init__(self, on_click: Callable[[dict], None], **kwargs):
         self._on_click = on_click

@@ -95,20 +95,36 @@ class Predictor:
             return
         self.embedding = as_embedding(self.model, embedding, original_hw, stored_hw)
 
-    def predict(self, boxes, return_logits: bool = False):
-        """Segment one mask per box from the stored embedding (no new encoding).
+    def predict(self, boxes=None, points=None, point_labels=None, mask_input=None, return_logits: bool = False):
+        """Segment one mask per target from the stored embedding (no new encoding): a box, clicks, or both.
 
         Args:
             boxes: one XYXY box ``[x0, y0, x1, y1]`` or an ``N×4`` array, original image pixels.
-            return_logits: also return the ``N×H×W`` float32 logits.
+            points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY clicks, original pixels.
+            point_labels: ``K`` or ``N×K``: 1 foreground (a miss to add), 0 background (to remove).
+            mask_input: the ``N×H×W`` logits a previous call returned for the same target(s) with
+                ``return_logits=True`` (``H×W`` for one): the decoder refines that mask.
+            return_logits: also return the ``N×H×W`` float32 logits (the next call's ``mask_input``).
 
         Returns:
             ``(masks, scores)``: ``masks`` is ``N×H×W`` bool at the original size, ``scores`` the
-            model's predicted IoU per mask, ``N`` float32 (plus logits if asked).
+            model's predicted IoU per mask, ``N`` float32 (plus logits if asked). Box-only prompts
+            run the published decoder; points or a mask input the model's click decoder
+            (:func:`~medsam_lite.load_model`'s ``click_decoder``).
+
+        Raises:
+            InputError: no image set; no box and no points; a point outside the image, labels other
+                than 0/1, points without labels; a mask input of another shape.
+
+        Example::
+
+            masks, scores, logits = predictor.predict(box, return_logits=True)
+            masks, scores = predictor.predict(box, points=[[120, 88]], point_labels=[1], mask_input=logits)
         """
         if self.embedding is None:
             raise InputError("no image is set; call predictor.set_image(image) first.")
-        masks, scores, logits = decode(self.model, self.embedding, boxes)
+        masks, scores, logits = decode(self.model, self.embedding, boxes, points=points, point_labels=point_labels,
+                                       mask_input=mask_input)
         return (masks, scores, logits) if return_logits else (masks, scores)
 
 

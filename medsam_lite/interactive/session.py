@@ -1,11 +1,13 @@
 """A headless annotation session: objects, their prompts, their masks, undo, and a label map to save.
 
-:class:`AnnotationSession` holds what an annotator builds on an image or a volume — without any
+:class:`AnnotationSession` holds what an annotator builds on an image or a volume, without any
 display: the normalized slices, the current slice, one :class:`Annotation` per object (its class,
-its slice, its box and clicks, the mask they give), the order of prompts for :meth:`~AnnotationSession.undo`,
-and the label map written with the scan's geometry (:meth:`~AnnotationSession.save`), or as one case of a
-folder :func:`~medsam_lite.preprocess` reads (:meth:`~AnnotationSession.save_case`, written by :mod:`.annotations`): label a few slices of
-an unlabelled scan, then fine-tune. :class:`~medsam_lite.widgets.BoxPrompter` is a view over it.
+its slice, its box and clicks, the mask they give), the order of prompts for
+:meth:`~AnnotationSession.undo`, and the label map written with the scan's geometry
+(:meth:`~AnnotationSession.save`) or as one case of a folder :func:`~medsam_lite.preprocess` reads
+(:meth:`~AnnotationSession.save_case`; the files are written by :mod:`.annotations`): label a few
+slices of an unlabelled scan, then fine-tune. :class:`~medsam_lite.interactive.widgets.BoxPrompter`
+is a view over it.
 
 Conventions: boxes are XYXY and clicks XY, float, in **original** pixels of a slice (``x`` = column,
 ``y`` = row); slices are indices ``z`` of a ``(z, y, x)`` volume (``0`` for a 2D image). The session
@@ -25,7 +27,8 @@ from ..errors import InputError
 from ..model.geometry import check_boxes
 from ..model.inference import EmbeddingCache, encode
 from ..model.models import SamModel
-from .annotations import SAVE_SUFFIXES, Annotation, Prompt, as_scan, check_class_names, save_case, save_label_map  # noqa: F401
+from .annotations import SAVE_SUFFIXES, Prompt  # noqa: F401  (re-exported)
+from .annotations import Annotation, as_scan, check_class_names, save_case, save_label_map
 from .predict import Predictor, resolve_preset
 from .prefetch import Prefetcher
 
@@ -108,7 +111,8 @@ class AnnotationSession:
                 raise InputError(f"this is a 2D image: there is no slice {z}; leave the slice out.")
             return 0
         if isinstance(z, bool) or not isinstance(z, (int, np.integer)) or not 0 <= int(z) < self.n_slices:
-            raise InputError(f"slice {z!r} is not a slice index of this volume; use an int in [0, {self.n_slices - 1}].")
+            raise InputError(f"slice {z!r} is not a slice index of this volume; use an int in "
+                             f"[0, {self.n_slices - 1}].")
         return int(z)
 
     def check_label(self, label) -> str:
@@ -240,7 +244,8 @@ class AnnotationSession:
         except (TypeError, ValueError):
             raise InputError(f"a click is two numbers x, y (original pixels), got {x!r}, {y!r}.") from None
         if not (np.isfinite([x, y]).all() and 0 <= x <= w - 1 and 0 <= y <= h - 1):
-            raise InputError(f"click ({x}, {y}) lies outside the {w}×{h} (W×H) image; clicks are XY in original pixels.")
+            raise InputError(f"click ({x}, {y}) lies outside the {w}×{h} (W×H) image; clicks are XY in "
+                             "original pixels.")
         if not isinstance(positive, (bool, np.bool_)):
             raise InputError(f"positive must be True (foreground) or False (background), got {positive!r}.")
         points = np.vstack([obj.points, np.float32([[x, y]])]).astype(np.float32)

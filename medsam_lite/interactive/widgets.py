@@ -109,8 +109,9 @@ class BoxPrompter(widgets.VBox):
         if s.is_volume:
             self.slider = widgets.IntSlider(value=s.z, min=0, max=s.n_slices - 1, description="slice",
                                             continuous_update=False)
-        self.click_mode = widgets.ToggleButtons(options=[("+ foreground", "foreground"), ("− background", "background")],
-                                                description="click", style={"button_width": "110px"})
+        self.click_mode = widgets.ToggleButtons(options=[("+ foreground click", "foreground"),
+                                                         ("− background click (or Shift)", "background")],
+                                                style={"button_width": "auto"})
         self.undo_button = widgets.Button(description="undo", icon="undo", layout=widgets.Layout(width="90px"))
         self.undo_button.on_click(lambda _: self.undo())
         super().__init__([w for w in (self.slider, self.canvas, widgets.HBox([self.click_mode, self.undo_button]),
@@ -226,9 +227,10 @@ class BoxPrompter(widgets.VBox):
 
     def _sync(self, z: int) -> None:
         """Session → widget: slice ``z``'s boxes as the session has them (after a click or an undo)."""
-        alive = {o.id: o for o in self.session.objects_on(z)}
-        entries = []
-        for b, oid in self._shown.get(z, []):
+        alive, old, entries = {o.id: o for o in self.session.objects_on(z)}, self._shown.get(z, []), []
+        i, shown = self.canvas.selected_index, self.canvas.bboxes  # keep the selection (a click's box: its object)
+        target = next((o for b, o in old if key(b) == key(shown[i])), self._selected) if 0 <= i < len(shown) else None
+        for b, oid in old:
             obj = alive.pop(oid, None)
             if obj is None:
                 continue
@@ -240,8 +242,7 @@ class BoxPrompter(widgets.VBox):
         if z == self.z:
             self._syncing = True
             self.canvas.bboxes = [dict(b) for b, _ in entries]
-            index = next((i for i, (_, oid) in enumerate(entries) if oid == self._selected), -1)
-            self.canvas.selected_index = index
+            self.canvas.selected_index = next((i for i, (_, oid) in enumerate(entries) if oid == target), -1)
             self._syncing = False
 
     def _select_index(self, index: int) -> None:
@@ -253,7 +254,6 @@ class BoxPrompter(widgets.VBox):
         if oid is not None:
             self._selected = oid
 
-    # -- rendering ---------------------------------------------------------------------------------
     def _render(self) -> None:
         """Paint the shown slice's masks (larger first) and clicks into the widget image (PNG bytes)."""
         t0 = time.perf_counter()
@@ -290,8 +290,7 @@ class BoxPrompter(widgets.VBox):
 
     def _on_click(self, content: dict) -> None:
         try:
-            self.click(float(content["x"]), float(content["y"]),
-                       positive=not (content.get("shift") or self.click_mode.value == "background"))
+            self.click(float(content["x"]), float(content["y"]), positive=False if content.get("shift") else None)
         except (InputError, KeyError, TypeError, ValueError) as exc:
             self._message = str(exc) if isinstance(exc, InputError) else f"ignored malformed click {content!r}"
             self._sync(self.z)  # the click's few-pixel box goes
@@ -345,12 +344,13 @@ class BoxPrompter(widgets.VBox):
             self.canvas.bboxes = [dict(b) for b in boxes]
             self._syncing = False
 
-    def click(self, x: float, y: float, positive: bool = True, obj=None):
+    def click(self, x: float, y: float, positive: bool | None = None, obj=None):
         """Add a click at ``(x, y)`` (original pixels of the shown slice) to an object, as a click in
         the widget does, and repaint. Returns the :class:`~medsam_lite.interactive.session.Annotation`.
 
         Args:
-            positive: ``True`` foreground (the object misses this pixel), ``False`` background.
+            positive: ``True`` foreground (the object misses this pixel), ``False`` background;
+                default: as :attr:`click_mode` says.
             obj: the object (default: the selected one, else the smallest whose box holds the point).
 
         Raises:
@@ -364,7 +364,7 @@ class BoxPrompter(widgets.VBox):
             obj = min(inside, key=lambda o: int(o.mask.sum()), default=None)
         if obj is None:
             raise InputError("a click corrects an object's mask: draw a box around the target first (or select one).")
-        obj = self.session.add_click(obj, x, y, positive)
+        obj = self.session.add_click(obj, x, y, self.click_mode.value == "foreground" if positive is None else positive)
         self._selected, self._message = obj.id, ""
         self._sync(obj.slice)
         self._changed(obj.slice, t0)
@@ -372,7 +372,7 @@ class BoxPrompter(widgets.VBox):
 
     def undo(self):
         """Take back the last box, move or click (see :meth:`AnnotationSession.undo`); returns its object."""
-        t0 = time.perf_counter()
+        t0, self.timings["decode_ms"] = time.perf_counter(), 0.0
         obj = self.session.undo()
         if obj is not None:
             self._sync(obj.slice)

@@ -178,6 +178,8 @@ def _export(part: str, module: torch.nn.Module, path: Path, input_size: int) -> 
         args = (torch.zeros(1, 3, input_size, input_size),)
         names, outputs = ["image"], ["embedding"]
         dynamic = None  # TinyViT's reshapes bake the batch size into the graph: one image per call
+    elif hasattr(module, "export_args"):  # a graph that names its own inputs (model/prompt_graph.py)
+        args, names, outputs, dynamic = module.export_args()
     else:
         emb = module.image_pe  # 1×C×h×w, same shape as one embedding
         args = (torch.zeros_like(emb), torch.tensor([[10.0, 10.0, 100.0, 100.0], [20.0, 30.0, 90.0, 120.0]]))

@@ -151,41 +151,159 @@ def as_embedding(model: SamModel, tensor, original_hw, stored_hw=None) -> Embedd
 MAX_PIXELS = 25_000 * 25_000
 
 
-def decode_logits(model: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Low-resolution logits for boxes in **model** pixels (the one path to the decoder; training uses it).
+def decode_logits(model: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor | None, points=None,
+                  point_labels=None, mask_input=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-resolution logits for prompts in **model** pixels (the one path to the decoder; training uses it).
 
     Args:
-        embeddings: ``1×C×h×w`` (shared by every box) or ``N×C×h×w`` (one per box).
-        boxes: ``N×4`` float32 XYXY model-input pixels.
+        embeddings: ``1×C×h×w`` (shared by every target) or ``N×C×h×w`` (one per target).
+        boxes: ``N×4`` float32 XYXY model-input pixels, or ``None`` (points only).
+        points: ``N×K×2`` float32 XY model-input pixels, or ``None``.
+        point_labels: ``N×K`` float32, 1 foreground / 0 background (with ``points``).
+        mask_input: ``N×1×256×256`` float32 low-resolution logits of a previous call, or ``None``.
 
     Returns:
-        ``(low_res_logits N×1×256×256, iou N×1)``.
+        ``(low_res_logits N×1×256×256, iou N×1)``. A box-only prompt runs the published decoder;
+        points or a mask input run the model's click decoder (see :class:`SamModel`).
     """
-    return model.decode(embeddings, boxes)
+    return model.decode(embeddings, boxes, points, point_labels, mask_input)
+
+
+#: The low-resolution logit given to the decoder outside the image content (padding) of a mask input.
+MASK_PAD_LOGIT = -20.0
+
+
+def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int, int]):
+    """Validate click prompts in **original** pixels.
+
+    Args:
+        points: ``K×2`` (one target) or ``N×K×2`` XY points (column, row), original pixels.
+        point_labels: ``K`` or ``N×K``: 1 foreground, 0 background.
+        n_boxes: how many boxes come with the points (``None``: no box).
+        image_hw: ``(H, W)`` of the original image.
+
+    Returns:
+        ``(points N×K×2 float32, labels N×K float32)``.
+
+    Raises:
+        InputError: points without labels (or labels without points), shapes that do not pair
+            with each other or with the boxes, labels other than 0/1, a point outside the image.
+    """
+    if point_labels is None:
+        raise InputError("points need point_labels: 1 for a foreground click, 0 for a background click "
+                         "(one label per point, e.g. point_labels=[1]).")
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+        lab = np.asarray(point_labels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"points must be numbers (X, Y in original pixels) and point_labels 0/1, got "
+                         f"{str(points)[:60]!r} and {str(point_labels)[:60]!r}.") from None
+    if pts.ndim == 2:
+        pts = pts[None]
+    if lab.ndim == 1:
+        lab = lab[None]
+    if pts.ndim != 3 or pts.shape[-1] != 2 or pts.shape[1] == 0:
+        raise InputError(f"points must be K×2 (one target) or N×K×2 (N targets), XY in original pixels, "
+                         f"K >= 1; got shape {np.shape(points)}.")
+    if lab.shape != pts.shape[:2]:
+        raise InputError(f"point_labels must hold one label per point: shape {pts.shape[:2]} (or "
+                         f"{pts.shape[1]} for one target) for points of shape {np.shape(points)}; got "
+                         f"{np.shape(point_labels)}.")
+    if n_boxes is not None and pts.shape[0] != n_boxes:
+        raise InputError(f"{n_boxes} boxes and points for {pts.shape[0]} target(s): give points as "
+                         f"N×K×2 with N = {n_boxes} (one row of clicks per box).")
+    if not np.isfinite(pts).all() or not np.isin(lab, (0, 1)).all():
+        raise InputError("point_labels must be 1 (foreground) or 0 (background) and points finite; got labels "
+                         f"{sorted(set(np.unique(lab).tolist()))[:6]}.")
+    h, w = image_hw
+    outside = (pts[..., 0] < 0) | (pts[..., 0] >= w) | (pts[..., 1] < 0) | (pts[..., 1] >= h)
+    if outside.any():
+        bad = pts[outside][0].tolist()
+        raise InputError(f"point {bad} lies outside the {w}×{h} (W×H) image; points are XY (column, row) in "
+                         "original image pixels, 0 <= x < W and 0 <= y < H.")
+    return pts.astype(np.float32), lab.astype(np.float32)
+
+
+def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_hw) -> torch.Tensor:
+    """Logits a previous :func:`decode` returned (``N×H×W`` in ``space_hw``, or ``H×W`` for one
+    target) → the decoder's ``N×1×low×low`` mask input on the model grid (padding: :data:`MASK_PAD_LOGIT`).
+
+    Raises:
+        InputError: not numbers, NaN/Inf, or a shape other than ``(N, *space_hw)``.
+    """
+    try:
+        arr = torch.as_tensor(np.asarray(mask_input, dtype=np.float32))
+    except (TypeError, ValueError):
+        raise InputError(f"mask_input must be the float logits a previous predict(..., return_logits=True) "
+                         f"returned, got {type(mask_input).__name__}.") from None
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[0] != n or tuple(arr.shape[1:]) != tuple(space_hw):
+        raise InputError(f"mask_input must be the logits a previous call returned for the same {n} target(s): "
+                         f"shape ({n}, {space_hw[0]}, {space_hw[1]}) (or {tuple(space_hw)} for one target); got "
+                         f"{tuple(np.shape(mask_input))}. Pass the third output of predict(..., return_logits=True).")
+    if not torch.isfinite(arr).all():
+        raise InputError("mask_input holds NaN or Inf; pass the logits a previous call returned.")
+    rh, rw = geometry.resized_hw
+    ch = max(1, int(round(rh * low / geometry.input_size)))
+    cw = max(1, int(round(rw * low / geometry.input_size)))
+    out = torch.full((n, 1, low, low), MASK_PAD_LOGIT)
+    out[:, :, :ch, :cw] = torch.nn.functional.interpolate(arr[:, None], size=(ch, cw), mode="bilinear",
+                                                          align_corners=False, antialias=True)
+    return out
 
 
 @torch.no_grad()
-def decode(model: SamModel, embedding: Embedding, boxes, checked: bool = False, space: str = "original"):
-    """Segment one mask per box on an encoded image.
+def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = False, space: str = "original",
+           points=None, point_labels=None, mask_input=None):
+    """Segment one mask per target on an encoded image, from a box, clicks, or both.
 
     Args:
         model: the :class:`SamModel` (its decoder may differ from the one that encoded: a fine-tuned
             decoder shares the pretrained encoder).
         embedding: an :class:`Embedding`.
-        boxes: one XYXY box or ``N×4``, **original** pixels; clipped to the image.
+        boxes: one XYXY box or ``N×4``, **original** pixels; clipped to the image. ``None``: points only.
         checked: the boxes already went through :func:`~medsam_lite.transforms.check_boxes`.
         space: ``"original"`` (default) returns masks at the original ``H×W``; ``"image"`` at the
             encoded image's ``h×w`` (a dataset's stored slice).
+        points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY clicks in **original**
+            pixels (mapped to model pixels by the :class:`Geometry`).
+        point_labels: ``K`` or ``N×K``: 1 foreground, 0 background.
+        mask_input: the logits a previous call returned for the same targets (``N×H×W`` in ``space``,
+            or ``H×W`` for one): the decoder refines that mask.
 
     Returns:
         ``(masks, scores, logits)``: ``N×H×W`` bool masks and ``N×H×W`` float32 logits (in ``space``),
-        and ``N`` float32 predicted IoU scores.
+        and ``N`` float32 predicted IoU scores. A box-only prompt gives exactly the published
+        decoder's masks; points or a mask input run the model's click decoder.
+
+    Raises:
+        InputError: no box and no points; a bad box; points outside the image, labels other than 0/1,
+            points without labels; a mask input of the wrong shape.
     """
     geometry = embedding.geometry
-    boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
-    prompts = torch.from_numpy(geometry.box_prompt(boxes))
-    low_res, iou = decode_logits(model, embedding.tensor, prompts)
-    logits = geometry.logits_to(low_res, geometry.image_hw if space == "image" else geometry.original_hw).cpu()
+    out_hw = geometry.image_hw if space == "image" else geometry.original_hw
+    if points is None and point_labels is not None:
+        raise InputError("point_labels were given without points; pass points=[[x, y], …] too.")
+    if boxes is None and points is None:
+        raise InputError("give a box (XYXY, original pixels), points with point_labels, or both.")
+    if boxes is not None:
+        boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
+    prompts = None if boxes is None else torch.from_numpy(geometry.box_prompt(boxes))
+    if points is None and mask_input is None:
+        low_res, iou = decode_logits(model, embedding.tensor, prompts)
+    else:
+        pts = labels = None
+        n = None if boxes is None else len(boxes)
+        if points is not None:
+            pts, labels = check_points(points, point_labels, n, geometry.original_hw)
+            n = len(pts)
+            pts = torch.from_numpy(pts * np.asarray(geometry.scale_xy, np.float32))
+            labels = torch.from_numpy(labels)
+        low = int(model.prompt_parts(clicks=True)[0].mask_input_size[0])
+        masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
+        low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
+    logits = geometry.logits_to(low_res, out_hw).cpu()
     return (logits > 0).numpy(), iou[:, 0].float().cpu().numpy(), logits.numpy()
 
 

@@ -8,17 +8,20 @@ size and preprocessing recipe, and a hash of its weights for cache signatures).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError, InputError
+from .checkpoints import (file_sha256, guess_architecture, load_click_decoder, load_strict, read_checkpoint,
+                          recorded_preset)
 from .intensity import IntensityPreset
 from .geometry import Geometry
+
+__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model", "read_checkpoint", "file_sha256",
+           "guess_architecture"]
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,6 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-_VIT_DEPTH = {12: "vit_b", 24: "vit_l", 32: "vit_h"}
-
-
 class SamModel(torch.nn.Module):
     """A SAM-family model: frozen image encoder, prompt encoder and mask decoder.
 
@@ -77,6 +77,9 @@ class SamModel(torch.nn.Module):
         checkpoint: path of the checkpoint the weights came from.
         preset: the :class:`~medsam_lite.intensity.IntensityPreset` the model was fine-tuned with (read
             from a fine-tuned checkpoint), or ``None``; :class:`~medsam_lite.Predictor` uses it by default.
+        click_decoder: ``ModuleDict(prompt_encoder=…, mask_decoder=…)`` that answers prompts with points
+            or a mask input (LiteMedSAM's published decoder was trained on boxes only), or ``None``:
+            the model's own decoder answers every prompt.
     """
 
     def __init__(self, net: torch.nn.Module, spec: ModelSpec, weights_sha256: str, checkpoint: str,
@@ -89,6 +92,7 @@ class SamModel(torch.nn.Module):
         self.weights_sha256 = weights_sha256
         self.checkpoint = checkpoint
         self.preset = preset
+        self.click_decoder: torch.nn.ModuleDict | None = None  # set by load_model (see attach_click_decoder)
         self.runtime = None  # a compiled CPU runtime (medsam_lite.backends), or None: torch eager
         self._runtime_weights = None
 
@@ -120,19 +124,49 @@ class SamModel(torch.nn.Module):
             return self.runtime.encode(images.float().cpu()).to(self.device)
         return self.image_encoder(images.to(self.device))
 
-    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder: one mask per box (the package's only call of the decoder).
+    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None, points: torch.Tensor | None = None,
+               point_labels: torch.Tensor | None = None, mask_input: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt encoder + mask decoder: one mask per target (the package's only call of the decoder).
 
         One batching rule for every model: ``embeddings`` is ``1×C×h×w`` (one image shared by all
-        ``N`` boxes) or ``N×C×h×w`` (embedding ``i`` pairs with box ``i``, as in a training batch).
+        ``N`` targets) or ``N×C×h×w`` (embedding ``i`` pairs with target ``i``, as in a training batch).
+        A box-only prompt runs the published decoder exactly as before; a prompt with points or a mask
+        input runs :attr:`click_decoder` when the model has one (else the same decoder).
 
         Args:
             embeddings: ``1×256×64×64`` or ``N×256×64×64`` image embeddings.
-            boxes: ``N×4`` XYXY boxes in **model-input** pixels.
+            boxes: ``N×4`` XYXY boxes in **model-input** pixels, or ``None``.
+            points: ``N×K×2`` XY points in **model-input** pixels, or ``None``.
+            point_labels: ``N×K`` (1 foreground, 0 background), with ``points``.
+            mask_input: ``N×1×s×s`` low-resolution logits (``s`` = 4 × the embedding side, 256), or ``None``.
 
         Returns:
             ``(low_res_logits N×1×256×256, iou_predictions N×1)``.
         """
+        if points is None and mask_input is None:
+            return self._decode_boxes(embeddings, boxes)
+        n = int((points if points is not None else boxes).shape[0])
+        if embeddings.shape[0] not in (1, n):
+            raise InputError(f"decode takes one embedding for all targets or one per target; got "
+                             f"{embeddings.shape[0]} embeddings for {n} targets.")
+        pe, md = self.prompt_parts(clicks=True)
+        runtime = self._current_runtime() if not torch.is_grad_enabled() and embeddings.shape[0] == 1 else None
+        if runtime is not None and runtime.name != "torch":
+            from .prompt_graph import decode_prompts
+
+            cpu = [None if t is None else t.float().cpu() for t in (boxes, points, point_labels, mask_input)]
+            logits, iou = decode_prompts(runtime, pe, md, embeddings.float().cpu(), *cpu)
+            return logits.to(self.device), iou.to(self.device)
+        prompts = [None if t is None else t.to(self.device).float() for t in (boxes, points, point_labels, mask_input)]
+        if embeddings.shape[0] > 1 and self.spec.sam_variant is not None:
+            parts = [self._run(pe, md, embeddings[i:i + 1], *[None if t is None else t[i:i + 1] for t in prompts])
+                     for i in range(n)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return self._run(pe, md, embeddings, *prompts)
+
+    def _decode_boxes(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box-only prompts through the published decoder (the path every box-only number comes from)."""
         n = int(boxes.shape[0])
         if embeddings.shape[0] not in (1, n):
             raise InputError(f"decode takes one embedding for all boxes or one per box; got {embeddings.shape[0]} "
@@ -155,6 +189,21 @@ class SamModel(torch.nn.Module):
             dense_prompt_embeddings=dense,
             multimask_output=False,
         )
+
+    @staticmethod
+    def _run(pe, md, embeddings, boxes, points, point_labels, mask_input):
+        """SAM's prompt encoder (points before the box corners; a padding point when there is no box)."""
+        sparse, dense = pe(points=None if points is None else (points, point_labels),
+                           boxes=None if boxes is None else boxes[:, None, :], masks=mask_input)
+        return md(image_embeddings=embeddings.to(dense.device).float(), image_pe=pe.get_dense_pe(),
+                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
+
+    def prompt_parts(self, clicks: bool = False):
+        """``(prompt_encoder, mask_decoder)`` that answer box-only prompts (``clicks=False``: the
+        published ones) or prompts with points / a mask input (the :attr:`click_decoder`, if any)."""
+        if clicks and self.click_decoder is not None:
+            return self.click_decoder["prompt_encoder"], self.click_decoder["mask_decoder"]
+        return self.prompt_encoder, self.mask_decoder
 
     def _weights_version(self) -> tuple:
         """Changes whenever any weight is modified in place or replaced (torch's version counters)."""
@@ -180,64 +229,6 @@ class SamModel(torch.nn.Module):
     def embedding_shape(self) -> tuple[int, int, int]:
         """``(C, h, w)`` of one image embedding (``(256, 64, 64)`` for every model in the table)."""
         return (int(self.prompt_encoder.embed_dim), *(int(v) for v in self.prompt_encoder.image_embedding_size))
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a checkpoint safely (``weights_only=True``).
-
-    Returns:
-        ``(state_dict, meta)``: the flat state dict (``module.`` prefixes removed, ``{"model": …}``
-        or ``{"state_dict": …}`` unwrapped) and the string entries stored beside it (e.g.
-        ``model_name`` in a fine-tuned checkpoint).
-    """
-    path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        lines = str(exc).splitlines() or [""]
-        why = next((ln for ln in lines if "Unsupported" in ln or "GLOBAL" in ln), lines[0]).strip()
-        raise CheckpointError(
-            f"{path} was refused: it is not a plain tensor checkpoint and loading it would need to "
-            f"run code from the file ({why[:200]}). Only load checkpoints you "
-            "trust; re-save them as a state dict with torch.save(model.state_dict(), path)."
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - arbitrary bytes make the unpickler raise anything (KeyError …)
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {str(exc)[:200]}. "
-            "Download it again and compare its size/checksum."
-        ) from None
-    meta = {k: v for k, v in obj.items() if isinstance(v, str)} if isinstance(obj, dict) else {}
-    for key in ("model", "state_dict"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors; expected torch.save(model.state_dict()).")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
-    return state, meta
-
-
-def guess_architecture(state: dict[str, torch.Tensor]) -> str:
-    """Name the architecture a state dict looks like (``lite_medsam``, ``sam vit_b`` …) or ``unknown``."""
-    keys = list(state)
-    if any(k.startswith("image_encoder.layers.") for k in keys):
-        return "lite_medsam (TinyViT encoder)"
-    blocks = {int(k.split(".")[2]) for k in keys if k.startswith("image_encoder.blocks.")}
-    if blocks:
-        variant = _VIT_DEPTH.get(max(blocks) + 1, f"ViT with {max(blocks) + 1} blocks")
-        return f"a SAM/MedSAM {variant} model (medsam_vit_b or sam_{variant})"
-    if keys and all(k.startswith(("mask_decoder.", "prompt_encoder.")) for k in keys):
-        return "a fine-tuned mask decoder only"
-    return "not a SAM-family model"
 
 
 def _build(spec: ModelSpec) -> torch.nn.Module:
@@ -278,6 +269,7 @@ def load_model(
     device: str | torch.device | None = None,
     backend: str | None = None,
     precision: str = "fp32",
+    click_decoder: bool = True,
 ) -> SamModel:
     """Build a model from the table and load its weights safely.
 
@@ -299,6 +291,12 @@ def load_model(
         precision: ``"fp32"`` (default) or ``"bf16"`` (with ``backend="openvino"`` on CPUs with bf16:
             ~2× faster again, masks agree with fp32 at Dice ≈ 0.98 mean, 0.95 worst; recorded in the
             embedding-store signature).
+        click_decoder: answer prompts with points (or a mask input) with the click-trained prompt
+            encoder + decoder shipped in the package (``medsam_lite/model/weights/click_decoder.pt``,
+            trained by ``scripts/train_click_decoder.py``), when it fits the weights (LiteMedSAM's
+            published encoder). Box-only prompts always run the published decoder. Not attached to a
+            checkpoint fine-tuned with ``finetune(clicks=K)`` (its own decoder learned clicks).
+            ``False``: every prompt runs the model's own decoder.
 
     Returns:
         A :class:`SamModel` in eval mode.
@@ -346,12 +344,14 @@ def load_model(
     if partial is not None or checkpoint is None:
         state, _ = read_checkpoint(base_path)
     net = _build(spec)
-    _load_strict(net, state, spec, base_path)
-    digest = file_sha256(base_path)
+    load_strict(net, state, spec, base_path, known=MODELS)
+    digest = base_digest = file_sha256(base_path)
     if partial is not None:
-        _load_strict(net, partial, spec, partial_path, partial_ok=True)
+        load_strict(net, partial, spec, partial_path, partial_ok=True, known=MODELS)
         digest = hashlib.sha256((digest + file_sha256(partial_path)).encode()).hexdigest()
-    model = SamModel(net, spec, digest, str(partial_path or base_path), _preset(meta if checkpoint_given else {}, path))
+    model = SamModel(net, spec, digest, str(partial_path or base_path), recorded_preset(meta if checkpoint_given else {}, path))
+    if click_decoder and not (partial is not None and int(meta.get("clicks", "0") or 0) > 0):
+        model.click_decoder = load_click_decoder(model.prompt_encoder, model.mask_decoder, base_digest)
     model = model.to(device).eval()
     model.set_runtime(_runtime(model, backend, precision, device))
     return model
@@ -374,17 +374,6 @@ def _runtime(model: SamModel, backend: str | None, precision: str, device: torch
                          precision=precision)
 
 
-def _preset(meta: dict, path) -> IntensityPreset | None:
-    """The intensity preset a fine-tuned checkpoint recorded (``meta["preset"]``, JSON), or None."""
-    if not meta.get("preset"):
-        return None
-    try:
-        return IntensityPreset.from_dict(json.loads(meta["preset"]))
-    except (json.JSONDecodeError, InputError) as exc:
-        raise CheckpointError(f"{path} records an unreadable intensity preset ({str(exc)[:120]}); re-save it "
-                              "with medsam_lite.finetune, or remove its 'preset' entry.") from None
-
-
 def _check_device(device) -> torch.device:
     """``device`` as a ``torch.device`` that exists here (default: CUDA if available, else CPU)."""
     if device is None:
@@ -402,34 +391,6 @@ def _check_device(device) -> torch.device:
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise InputError(f"device {device!r} is not available here; use device='cpu'.")
     return dev
-
-
-def _load_strict(net, state, spec: ModelSpec, path: Path, partial_ok: bool = False) -> None:
-    own = net.state_dict()
-    keys = set(state)
-    missing = set(own) - keys if not partial_ok else set()
-    unexpected = keys - set(own)
-    mismatched = [k for k in keys & set(own) if own[k].shape != state[k].shape]
-    if missing or unexpected or mismatched:
-        looks = guess_architecture(state)
-        raise CheckpointError(
-            f"{path} does not fit model {spec.name!r} ({len(missing)} missing, {len(unexpected)} "
-            f"unexpected, {len(mismatched)} wrongly shaped tensors); it looks like {looks}. "
-            f"Pick the matching name in load_model(name=...): {sorted(MODELS)}."
-        )
-    for key in sorted(keys & set(own)):  # right names and shapes, but not weights of this model
-        value, want = state[key], own[key]
-        if want.is_floating_point() and not value.is_floating_point():
-            raise CheckpointError(
-                f"{path}: tensor {key!r} holds {str(value.dtype).replace('torch.', '')} values where the model "
-                f"has {str(want.dtype).replace('torch.', '')} weights; the file is not a trained checkpoint "
-                "(damaged or written by other code). Download or re-save it.")
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise CheckpointError(
-                f"{path}: tensor {key!r} holds {bad} NaN/Inf values (a diverged training run or a damaged "
-                "file); use an earlier checkpoint (e.g. best.pt) or download it again.")
-    net.load_state_dict(state, strict=not partial_ok)
 
 
 def check_model(model) -> SamModel:

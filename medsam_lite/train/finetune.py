@@ -2,7 +2,8 @@
 
 The image encoder stays frozen and never runs during training: every step reads the slices'
 embeddings from the store written by :func:`medsam_lite.embed` (computed on the fly for any slice
-still missing). Only the mask decoder is trained (optionally the prompt encoder too), on box
+still missing). Only the mask decoder is trained (optionally the prompt encoder too; with
+``clicks=K`` also on simulated corrective clicks, see :mod:`medsam_lite.train.steps`), on box
 prompts taken from the ground truth and enlarged by a random 0–20 px per side at 1024 scale (0–5 px
 for a 256 model), with loss = soft Dice + binary cross-entropy, Adam.
 
@@ -44,17 +45,20 @@ from ..checks import check_float, check_int, check_labels
 from ..data.dataset import check_dataset
 from ..model.models import check_model
 from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
-from ..data.embed import embed, model_boxes, select_slices
+from ..data.embed import embed, select_slices
 from ..errors import CheckpointError, InputError
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from ..model.inference import decode_logits
 from ..data.store import encoder_sha256
 from ..model.models import SamModel
+from .steps import click_rounds_loss, dice_bce_loss, jitter_boxes, load_targets, targets_per_label
+
+__all__ = ["finetune", "FinetuneResult", "dice_bce_loss", "jitter_boxes", "load_targets"]
 
 CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
 #: Settings that must match when a run is resumed.
 _RESUME_KEYS = ("model_name", "encoder_sha256", "lr", "batch_size", "seed", "box_jitter",
-                "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels")
+                "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels", "clicks")
 
 
 @dataclass
@@ -79,52 +83,6 @@ class FinetuneResult:
     train_cases: list
     val_cases: list
     targets_per_label: dict = field(default_factory=dict)
-
-
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Soft Dice loss (per sample, averaged) + binary cross-entropy, on ``B×1×S×S`` logits/targets."""
-    prob = torch.sigmoid(logits)
-    dims = tuple(range(1, logits.ndim))
-    inter = (prob * target).sum(dims)
-    soft_dice = 1 - (2 * inter + eps) / (prob.sum(dims) + target.sum(dims) + eps)
-    return soft_dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
-
-
-def jitter_boxes(boxes: np.ndarray, content_hw: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """Enlarge each side of ``N×4`` XYXY model-pixel boxes by a random integer in ``[0, max_shift]``.
-
-    The result is clipped to the image content (``content_hw`` = ``N×2`` resized ``(h, w)`` inside
-    the padded model input), as in MedSAM's training script.
-    """
-    shift = rng.integers(0, int(max_shift) + 1, size=boxes.shape).astype(np.float32)
-    out = boxes + shift * np.array([-1, -1, 1, 1], np.float32)
-    out[:, [0, 1]] = np.maximum(out[:, [0, 1]], 0)
-    out[:, 2] = np.minimum(out[:, 2], content_hw[:, 1] - 1)
-    out[:, 3] = np.minimum(out[:, 3], content_hw[:, 0] - 1)
-    return out
-
-
-def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict:
-    """Training/validation targets in model space.
-
-    Returns:
-        dict with ``rows`` (store row per target, int64 ``N``), ``boxes`` (``N×4`` float32 XYXY
-        model pixels), ``masks`` (``N×S×S`` bool, the stored mask mapped to the model grid,
-        zero-padded), ``content_hw`` (``N×2``, the image area inside the model input) and
-        ``label_names`` (``N`` str).
-    """
-    targets = targets.reset_index(drop=True)
-    s = model.input_size
-    masks = np.zeros((len(targets), s, s), bool)
-    content = np.zeros((len(targets), 2), np.int64)
-    for i, rel in enumerate(targets["mask"]):
-        m = dataset.mask(rel)
-        geom = model.geometry(m.shape)
-        masks[i] = geom.mask_to_model(m)
-        content[i] = geom.resized_hw
-    rows = np.array([store.index(c, z) for c, z in zip(targets["case"], targets["slice"])], np.int64)
-    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "content_hw": content,
-            "label_names": targets["label_name"].astype(str).to_numpy()}
 
 
 def _read_last(path: Path) -> dict:
@@ -211,6 +169,14 @@ def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.nd
     return logits
 
 
+def _click_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray, clicks: int, rng):
+    """The summed loss of the box round and ``clicks`` simulated click rounds (see :mod:`.steps`)."""
+    emb = store.get_batch(data["rows"][idx])
+    target = torch.from_numpy(data["masks"][idx])[:, None].float().to(trainee.device)
+    boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
+    return click_rounds_loss(trainee, emb, boxes, target, data["content_hw"][idx], clicks, rng)[0]
+
+
 @torch.no_grad()
 def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> dict:
     """Mean loss, mean per-target Dice and its mean per label (model grid, padding cropped, tight boxes)."""
@@ -248,6 +214,7 @@ def finetune(
     max_slices_per_case: int | None = None,
     labels=None,
     max_minutes: float | None = None,
+    clicks: int = 0,
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -277,6 +244,13 @@ def finetune(
         max_minutes: a wall-clock budget for this call: no new epoch starts when the previous
             epoch's duration says it would end past the budget (the first epoch always runs).
             ``len(result.history)`` tells how many epochs ran; ``resume=True`` continues later.
+        clicks: ``K > 0`` trains the decoder to take corrective clicks as well (SAM's iterative
+            prompting): each step starts from the box, then ``K`` rounds each add one click sampled
+            from the current error (foreground on a miss, background on a false positive) with the
+            previous logits as mask input; the loss is summed over the box and every round. The
+            prompt encoder (its point embeddings and mask input) is trained with the mask decoder and
+            saved in the checkpoint, which then answers clicks itself (``load_model`` attaches no
+            shipped click decoder to it). ~``K + 1`` times the work per step. ``0`` (default): boxes only.
         resume: continue the run in ``out_dir`` from ``last.pt`` (same settings required).
         overwrite: start again even if ``out_dir`` holds a run (its files are replaced).
         progress: show progress bars.
@@ -294,6 +268,7 @@ def finetune(
     epochs, batch_size = check_int(epochs, "epochs", 1), check_int(batch_size, "batch_size", 1)
     seed, box_jitter = check_int(seed, "seed", 0), check_int(box_jitter, "box_jitter (pixels at 1024 scale)", 0)
     lr = check_float(lr, "lr", 0.0, math.inf)
+    clicks = check_int(clicks, "clicks", 0)
     val_fraction = check_float(val_fraction, "val_fraction", -1e-12, 1.0)
     labels = check_labels(labels)
     if max_minutes is not None:
@@ -319,6 +294,7 @@ def finetune(
         "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "box_jitter": int(box_jitter),
         "train_prompt_encoder": bool(train_prompt_encoder), "train_cases": train_cases, "val_cases": val_cases,
         "max_slices_per_case": max_slices_per_case, "labels": labels, "epochs": int(epochs),
+        **({"clicks": int(clicks)} if clicks else {}),
     }
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -331,7 +307,7 @@ def finetune(
     val = load_targets(dataset, model, targets[targets["case"].isin(val_cases)], store) if val_cases else None
     if len(train["rows"]) == 0:
         raise InputError("the training cases have no targets with the chosen labels.")
-    counts = _targets_per_label(dataset, train, val, labels)
+    counts = targets_per_label(dataset, train, val, labels)
     if progress:
         print("targets per label (train / val / dropped by preprocess's minimum size): " + ", ".join(
             f"{name} {c['train']}/{c['val']}/{c['dropped_by_preprocess']}" for name, c in counts.items()))
@@ -341,6 +317,7 @@ def finetune(
                       "small for preprocess's minimum size, or absent from the training cases); lower "
                       "min_pixels / use min_mm2= in preprocess, or add cases.", stacklevel=2)
 
+    train_prompt_encoder = bool(train_prompt_encoder or clicks)  # clicks train the point embeddings too
     trainee = _trainee(model, train_prompt_encoder)
     params = [p for p in trainee.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -362,7 +339,7 @@ def finetune(
         history = list(ckpt["history"])
         start_epoch = int(ckpt["epoch"]) + 1
 
-    forward = data_parallel(trainee, _forward)  # _forward(trainee, ...); under torchrun through DDP
+    forward = data_parallel(trainee, _click_forward if clicks else _forward)  # under torchrun through DDP
     best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
     shift = int(round(box_jitter * model.input_size / 1024))
     n = len(train["rows"])
@@ -382,9 +359,12 @@ def finetune(
             idx = order[step * batch_size:(step + 1) * batch_size]
             boxes = jitter_boxes(train["boxes"][idx], train["content_hw"][idx], shift, rng)  # whole global batch
             idx, boxes, count, weight = rank_share(idx, boxes)  # this rank's part (all of it in one process)
-            logits = forward(store, train, idx, boxes)
-            target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
-            loss = dice_bce_loss(logits, target)
+            if clicks:
+                loss = forward(store, train, idx, boxes, clicks, rng)
+            else:
+                logits = forward(store, train, idx, boxes)
+                target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
+                loss = dice_bce_loss(logits, target)
             optimizer.zero_grad(set_to_none=True)
             (loss * weight).backward()  # DDP's mean over ranks of weight × loss = the global batch's mean loss
             optimizer.step()
@@ -409,7 +389,7 @@ def finetune(
                 "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
                 "model_name": model.name, "base_checkpoint": _base_checkpoint(model),
                 "encoder_sha256": config["encoder_sha256"], "config": json.dumps(config),
-                "preset": json.dumps(dataset.preset.to_dict()),
+                "preset": json.dumps(dataset.preset.to_dict()), **({"clicks": str(clicks)} if clicks else {}),
                 "optimizer": optimizer.state_dict(), "epoch": epoch, "history": history,
             }
             if improved:  # best before last: a kill between the two leaves last.pt at the previous
@@ -422,17 +402,3 @@ def finetune(
         _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
     barrier()  # under torchrun every rank returns once rank 0 has written the files
     return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts)
-
-
-def _targets_per_label(dataset, train: dict, val: dict | None, labels) -> dict:
-    """Label name → train / val target counts and the targets ``preprocess`` dropped as too small."""
-    names = {int(k): v for k, v in dataset.meta.get("labels", {}).items()}
-    dropped = dataset.meta.get("targets_per_label", {})
-    out = {}
-    for value, name in sorted(names.items()):
-        if labels is not None and value not in labels:
-            continue
-        out[name] = {"train": int((train["label_names"] == name).sum()),
-                     "val": int((val["label_names"] == name).sum()) if val else 0,
-                     "dropped_by_preprocess": int(dropped.get(str(value), dropped.get(name, {})).get("dropped", 0))}
-    return out

@@ -1,0 +1,98 @@
+"""Does a click update the mask at box speed? Box → mask vs click → mask in BoxPrompter, per backend.
+
+On the real CT sample (``data_samples/ct_abdomen/case-02``, its largest liver slice; the liver box
+is drawn, then the robot user's corrective clicks: the interior of the largest error region, positive
+on a miss, negative on a false positive), in one run per backend:
+
+* **box → mask**: a new box set on the canvas as the browser sets it, until the overlay is repainted
+  (decoder + overlay + PNG), median over ``--repeats`` boxes (jittered by a pixel);
+* **first click**: the first click of the session (includes any one-time preparation of the
+  point-prompt path, e.g. building a compiled prompt graph);
+* **click → mask**: each later click (box + every click so far + the previous logits as mask
+  input), median over ``--repeats`` rounds of 3 clicks (undone between rounds).
+
+Run: ``python bench/bench_clicks_widget.py [--threads 2] [--repeats 5]``; prints a markdown table
+with the click/box ratio measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+import medsam_lite as ml
+from medsam_lite import io, samples
+from medsam_lite.interactive.widgets import BoxPrompter
+from medsam_lite.model.backends import available_backends
+
+
+def robot_click(mask, truth):
+    fn, fp = truth & ~mask, mask & ~truth
+    err, positive = (fn, True) if fn.sum() >= fp.sum() else (fp, False)
+    regions, _ = ndimage.label(err)
+    largest = regions == 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
+    y, x = np.unravel_index(np.argmax(ndimage.distance_transform_edt(np.pad(largest, 1))[1:-1, 1:-1]), mask.shape)
+    return float(x), float(y), positive
+
+
+def measure(backend: str, image, truth, z: int, repeats: int) -> dict:
+    model = ml.load_model(backend=backend)
+    prompter = BoxPrompter(image, model, labels=["liver"], modality="CT", slice_index=z)
+    x0, y0, x1, y1 = (int(v) for v in ml.box_from_mask(truth))
+    boxes = []
+    for i in range(repeats + 1):
+        d = i % 2
+        t0 = time.perf_counter()
+        prompter.canvas.bboxes = [{"x": x0 - d, "y": y0 - d, "width": x1 - x0 + 2 * d, "height": y1 - y0 + 2 * d,
+                                   "label": "liver"}]
+        boxes.append((time.perf_counter() - t0) * 1000)
+    obj = prompter.session.objects[0]
+    first, clicks, dices = None, [], []
+    for _ in range(repeats):
+        for _ in range(3):
+            x, y, positive = robot_click(obj.mask, truth)
+            t0 = time.perf_counter()
+            prompter.click(x, y, positive)
+            ms = (time.perf_counter() - t0) * 1000
+            if first is None:
+                first = ms
+            else:
+                clicks.append(ms)
+        dices.append(ml.dice(obj.mask, truth))
+        for _ in range(3):
+            prompter.undo()
+    return {"backend": backend, "box_ms": statistics.median(boxes[1:]), "first_click_ms": first,
+            "click_ms": statistics.median(clicks), "dice_box": ml.dice(obj.mask, truth), "dice_3": dices[0],
+            "click_decoder": model.click_decoder is not None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    d = samples.ct_abdomen_dir()
+    image = io.read_volume(d / "case-02.nii.gz").array
+    label = io.read_volume(d / "case-02_label.nii.gz").array
+    z = int(np.argmax((label == 5).sum(axis=(1, 2))))
+    rows = [measure(b, image, label[z] == 5, z, args.repeats)
+            for b in ["torch", *[b for b in available_backends() if b != "torch"]]]
+    print(f"## Clicks in the widget (`bench/bench_clicks_widget.py`, {args.threads} thread(s), real CT case-02 "
+          f"slice {z}, liver)\n")
+    print("| backend | box → mask (ms) | first click (ms) | click → mask (ms) | click / box | liver Dice box → +3 clicks |"
+          " click decoder |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['backend']} | {r['box_ms']:.0f} | {r['first_click_ms']:.0f} | {r['click_ms']:.0f} | "
+              f"{r['click_ms'] / r['box_ms']:.2f}× | {r['dice_box']:.3f} → {r['dice_3']:.3f} | "
+              f"{'yes' if r['click_decoder'] else 'no (pretrained decoder)'} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Corrective clicks: the robot user of the interactive-segmentation literature, and the click metric.
+
+The robot looks at the error between the current mask and the truth, takes its **largest connected
+error region** and clicks at the pixel of that region **farthest from its border** (scipy's
+Euclidean distance transform; the image edge counts as border): a foreground click (label 1) on a
+missed area, a background click (label 0) on a false positive. Each click is added to the previous
+ones and the previous logits are passed back as the mask input, as a user's session would.
+
+* :func:`next_click` — the robot's next click for one mask (also what training samples from).
+* :func:`simulate_clicks` — Dice after the box and after each click on one 2D image.
+* :func:`clicks_to_reach` — NoC@t: clicks needed to reach a Dice (capped at the clicks made).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from .errors import InputError
+from .model.geometry import check_binary, check_boxes
+from .model.inference import Embedding, decode
+
+__all__ = ["next_click", "simulate_clicks", "clicks_to_reach", "robot_session"]
+
+
+def next_click(pred, truth, rng: np.random.Generator | None = None):
+    """The next corrective click for a predicted mask.
+
+    Args:
+        pred, truth: ``H×W`` bool masks (same pixel space).
+        rng: ``None`` (the robot: the interior point of the largest error region farthest from its
+            border, deterministic) or a generator (training: a uniformly random pixel of that region).
+
+    Returns:
+        ``(x, y, label)`` — column, row (pixel indices of ``pred``'s grid) and 1 (foreground: a miss)
+        or 0 (background: a false positive) — or ``None`` when the mask has no error.
+    """
+    error = np.asarray(pred, bool) ^ np.asarray(truth, bool)
+    if not error.any():
+        return None
+    regions, n = ndimage.label(error)
+    sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+    region = regions == (int(np.argmax(sizes)) + 1)
+    if rng is None:
+        dist = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    else:
+        ys, xs = np.nonzero(region)
+        i = int(rng.integers(len(ys)))
+        y, x = ys[i], xs[i]
+    return int(x), int(y), int(bool(np.asarray(truth)[y, x]))
+
+
+def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks: int, space: str = "original"):
+    """Box, then ``n_clicks`` robot clicks on one target; the masks after each step.
+
+    Args:
+        model: a :class:`~medsam_lite.SamModel`.
+        embedding: the image's :class:`~medsam_lite.Embedding`.
+        truth: ``h×w`` bool truth in ``space`` (``"original"`` pixels, or ``"image"``: a stored slice).
+        box: XYXY box in **original** pixels.
+        n_clicks: how many clicks after the box.
+
+    Returns:
+        ``(masks, points, labels)``: ``n_clicks + 1`` bool masks in ``space`` (after the box, after each
+        click; once the mask is exact the robot stops and the last mask repeats), the clicks in
+        original pixels (``k×2``) and their labels (``k``).
+    """
+    geometry = embedding.geometry
+    hw = geometry.image_hw if space == "image" else geometry.original_hw
+    scale = np.array([geometry.original_hw[1] / hw[1], geometry.original_hw[0] / hw[0]])
+    masks, _, logits = decode(model, embedding, box, space=space)
+    out, points, labels = [masks[0]], [], []
+    for _ in range(n_clicks):
+        click = next_click(out[-1], truth)
+        if click is None:
+            out.append(out[-1])
+            continue
+        x, y, label = click
+        centre = (np.array([x, y]) + 0.5) * scale - 0.5  # the clicked pixel's centre in original pixels
+        points.append(np.clip(centre, 0, np.array(geometry.original_hw[::-1]) - 1))
+        labels.append(label)
+        masks, _, logits = decode(model, embedding, box, space=space, points=np.array(points),
+                                  point_labels=np.array(labels), mask_input=logits)
+        out.append(masks[0])
+    return out, np.array(points, np.float32).reshape(-1, 2), np.array(labels, np.int64)
+
+
+def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str | None = None, window=None
+                    ) -> np.ndarray:
+    """Dice after the box and after each robot click on one 2D image (see the module docstring).
+
+    Args:
+        model: a :class:`~medsam_lite.SamModel` (``load_model()``: clicks run its click decoder).
+        image: ``H×W`` (any real dtype, normalized with ``modality`` / ``window``) or ``H×W×3`` uint8,
+            or an :class:`~medsam_lite.Embedding` of it.
+        truth: ``H×W`` bool (or 0/1) truth mask, original pixels.
+        box: XYXY box, original pixels (e.g. ``box_from_mask(truth)``).
+        n_clicks: clicks after the box (default 3).
+        modality, window: intensity normalization, see :meth:`~medsam_lite.Predictor.set_image`.
+
+    Returns:
+        ``n_clicks + 1`` float Dice values: ``[after the box, after click 1, …]``.
+
+    Raises:
+        InputError: a truth mask that is not binary, empty, or not the image's size; a bad box.
+    """
+    from .interactive.predict import Predictor
+
+    if isinstance(n_clicks, bool) or not isinstance(n_clicks, (int, np.integer)) or n_clicks < 0:
+        raise InputError(f"n_clicks must be an integer >= 0, got {n_clicks!r}.")
+    truth = check_binary(truth, "truth")
+    if isinstance(image, Embedding):
+        embedding = image
+    else:
+        predictor = Predictor(model)
+        if truth.shape != np.shape(image)[:2]:
+            raise InputError(f"truth {truth.shape} and image {np.shape(image)[:2]} differ in size.")
+        check_boxes(box, truth.shape)  # before the encoder runs
+        predictor.set_image(image, modality=modality, window=window)
+        embedding, model = predictor.embedding, predictor.model
+    if truth.shape != embedding.original_hw or not truth.any():
+        raise InputError(f"truth must be a non-empty {embedding.original_hw} mask of the image, got "
+                         f"{truth.shape} with {int(truth.sum())} pixels.")
+    masks = robot_session(model, embedding, truth, box, int(n_clicks))[0]
+    return np.array([_dice(m, truth) for m in masks])
+
+
+def clicks_to_reach(dices, threshold: float) -> int:
+    """NoC@threshold: the fewest clicks after which Dice ≥ ``threshold`` (0 = the box alone),
+    capped at the clicks made (``len(dices) - 1``) when it is never reached."""
+    dices = np.asarray(dices, float)
+    hit = np.flatnonzero(dices >= threshold)
+    return int(hit[0]) if hit.size else len(dices) - 1
+
+
+def _dice(a, b) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total

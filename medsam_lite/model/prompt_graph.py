@@ -1,0 +1,124 @@
+"""Points and mask inputs on the compiled CPU backends: SAM's ``SamOnnxModel`` way, one graph per decoder.
+
+Box-only prompts keep the box graph of :mod:`medsam_lite.model.backends` (``decoder``); a prompt with
+points or a mask input runs the ``prompts`` graph exported here, cached beside it (keyed by the
+prompt encoder's and mask decoder's weights, e.g. the shipped click decoder's). Inputs are SAM's:
+box corners become two points labelled 2 and 3 after the clicks; without a box a padding point
+labelled -1 is appended; ``has_mask_input`` switches the mask input on or off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .backends import _as_array, _DecoderGraph, _export_cached, _Session, state_hash
+
+
+class PromptGraph(_DecoderGraph):
+    """Prompt encoder + mask decoder for points, boxes and a mask input, for ONE image embedding.
+
+    Inputs ``embedding 1×C×h×w``; ``point_coords N×P×2`` model-input pixels and ``point_labels N×P``
+    float (1 foreground, 0 background, 2/3 a box's top-left/bottom-right corner, -1 padding);
+    ``mask_input N×1×4h×4w`` low-res logits and ``has_mask_input`` ``(1,)`` (1.0 use it, 0.0 ignore
+    it). Outputs ``(logits N×1×4h×4w, iou N×1)``: mask token 0, as the torch decoder without multimask.
+    """
+
+    def forward(self, embedding, point_coords, point_labels, mask_input, has_mask_input):
+        pe, md = self.prompt_encoder, self.mask_decoder
+        sparse = pe.pe_layer.forward_with_coords(point_coords + 0.5, pe.input_image_size)
+        labels = point_labels.unsqueeze(-1)
+        sparse = sparse * (labels != -1) + pe.not_a_point_embed.weight * (labels == -1)
+        for i in range(pe.num_point_embeddings):
+            sparse = sparse + pe.point_embeddings[i].weight * (labels == i)
+        flag = has_mask_input.reshape(1, 1, 1, 1)
+        dense = flag * pe.mask_downscaling(mask_input) + (1 - flag) * pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        n = sparse.shape[0]
+        output_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
+        src = embedding.expand(n, -1, -1, -1) + dense
+        pos_src = self.image_pe.expand(n, -1, -1, -1)
+        c, h, w = src.shape[1], src.shape[2], src.shape[3]
+        hs, src = md.transformer(src, pos_src, tokens)
+        upscaled = md.output_upscaling(src.transpose(1, 2).reshape(n, c, h, w))
+        hyper = md.output_hypernetworks_mlps[0](hs[:, 1, :])
+        uc, uh, uw = upscaled.shape[1], upscaled.shape[2], upscaled.shape[3]
+        logits = torch.bmm(hyper.unsqueeze(1), upscaled.reshape(n, uc, uh * uw)).reshape(n, 1, uh, uw)
+        return logits, md.iou_prediction_head(hs[:, 0, :])[:, :1]
+
+    def export_args(self):
+        """``(example inputs, input names, output names, dynamic axes)`` for ``torch.onnx.export``."""
+        emb = self.image_pe
+        h, w = emb.shape[-2:]
+        args = (torch.zeros_like(emb), torch.tensor([[[30.0, 40.0], [10.0, 10.0], [100.0, 100.0]]] * 2),
+                torch.tensor([[1.0, 2.0, 3.0], [0.0, 2.0, 3.0]]), torch.zeros(2, 1, 4 * h, 4 * w), torch.ones(1))
+        names = ["embedding", "point_coords", "point_labels", "mask_input", "has_mask_input"]
+        dynamic = {"point_coords": {0: "n", 1: "p"}, "point_labels": {0: "n", 1: "p"}, "mask_input": {0: "n"},
+                   "low_res_logits": {0: "n"}, "iou": {0: "n"}}
+        return args, names, ["low_res_logits", "iou"], dynamic
+
+
+def prompt_arrays(boxes, points, point_labels, mask_input, n: int, mask_hw) -> tuple[np.ndarray, ...]:
+    """The :class:`PromptGraph` inputs (float32 arrays) for CPU float32 tensors or ``None``.
+
+    Points come first, then the box corners labelled 2 and 3, or the padding point (label -1) when
+    there is no box, as SAM's prompt encoder orders them; a zero mask with ``has_mask_input = 0``
+    when there is no mask input.
+    """
+    coords = [points.numpy()] if points is not None else []
+    labels = [point_labels.numpy()] if points is not None else []
+    if boxes is not None:
+        coords.append(boxes.numpy().reshape(n, 2, 2))
+        labels.append(np.tile(np.array([[2, 3]], np.float32), (n, 1)))
+    else:
+        coords.append(np.zeros((n, 1, 2), np.float32))
+        labels.append(-np.ones((n, 1), np.float32))
+    has_mask = np.array([0.0 if mask_input is None else 1.0], np.float32)
+    mask = np.zeros((n, 1, *mask_hw), np.float32) if mask_input is None else mask_input.numpy()
+    return (np.ascontiguousarray(np.concatenate(coords, 1), np.float32),
+            np.ascontiguousarray(np.concatenate(labels, 1), np.float32),
+            np.ascontiguousarray(mask, np.float32), has_mask)
+
+
+_SESSIONS: dict = {}  # (runtime id, backend, precision, threads, weights hash) → loaded prompts graph
+
+
+@torch.no_grad()
+def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None, points=None, point_labels=None,
+                   mask_input=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run points / mask-input prompts for ONE image in ``runtime``'s backend (a compiled
+    :class:`~medsam_lite.model.backends.CompiledRuntime`).
+
+    Args:
+        runtime: the model's runtime (its backend, precision, threads and cache folder are used).
+        prompt_encoder, mask_decoder: the torch parts to run (e.g. the shipped click decoder),
+            exported once per weights.
+        embedding: ``1×256×64×64`` float32.
+        boxes: ``N×4`` XYXY model-input pixels, or ``None``.
+        points, point_labels: ``N×K×2`` XY model-input pixels and ``N×K`` (1 fg, 0 bg), or ``None``.
+        mask_input: ``N×1×256×256`` low-res logits, or ``None``.
+
+    Returns:
+        ``(low_res_logits N×1×256×256, iou N×1)`` float32 on the CPU.
+    """
+    n = int((points if points is not None else boxes).shape[0])
+    weights = getattr(mask_decoder, "_medsam_lite_prompt_hash", None)
+    version = tuple(t._version for t in (*prompt_encoder.state_dict(keep_vars=True).values(),
+                                         *mask_decoder.state_dict(keep_vars=True).values()))
+    if weights is None or weights[0] != version:  # hashed once per weights, not per call
+        weights = (version, state_hash(prompt_encoder, mask_decoder))
+        mask_decoder._medsam_lite_prompt_hash = weights
+    settings = runtime._settings
+    key = (runtime.name, runtime.precision, runtime.threads, str(settings["cache_dir"]), weights[1])
+    if key not in _SESSIONS:
+        def make():
+            import copy
+
+            return PromptGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder)).cpu().float().eval()
+
+        path = _export_cached("prompts", make, weights[1], runtime.name, settings["cache_dir"],
+                              settings["input_size"], settings["progress"])
+        _SESSIONS[key] = _Session(runtime.name, path, runtime.precision, runtime.threads)
+    arrays = prompt_arrays(boxes, points, point_labels, mask_input, n, tuple(prompt_encoder.mask_input_size))
+    logits, iou = _SESSIONS[key].run(_as_array(embedding, "embedding (1×256×64×64)", 4), *arrays)
+    return torch.from_numpy(logits), torch.from_numpy(iou)

@@ -1,0 +1,146 @@
+"""What one training step computes: targets in model space, box jitter, the loss, and simulated clicks.
+
+:func:`click_rounds_loss` is the iterative prompting of SAM's and micro-sam's training: start from
+the box, then up to ``K`` rounds, each adding one click sampled from the current error (the
+largest error region: half of the clicks at its interior point as the evaluation robot clicks,
+half uniformly inside it) with the previous round's low-resolution logits as the mask input; the
+loss is summed over the rounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ..clicks import next_click
+from ..data.embed import model_boxes
+from ..model.inference import MASK_PAD_LOGIT, decode_logits
+from ..model.models import SamModel
+
+
+def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Soft Dice loss (per sample, averaged) + binary cross-entropy, on ``B×1×S×S`` logits/targets."""
+    prob = torch.sigmoid(logits)
+    dims = tuple(range(1, logits.ndim))
+    inter = (prob * target).sum(dims)
+    soft_dice = 1 - (2 * inter + eps) / (prob.sum(dims) + target.sum(dims) + eps)
+    return soft_dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
+
+
+def jitter_boxes(boxes: np.ndarray, content_hw: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Enlarge each side of ``N×4`` XYXY model-pixel boxes by a random integer in ``[0, max_shift]``.
+
+    The result is clipped to the image content (``content_hw`` = ``N×2`` resized ``(h, w)`` inside
+    the padded model input), as in MedSAM's training script.
+    """
+    shift = rng.integers(0, int(max_shift) + 1, size=boxes.shape).astype(np.float32)
+    out = boxes + shift * np.array([-1, -1, 1, 1], np.float32)
+    out[:, [0, 1]] = np.maximum(out[:, [0, 1]], 0)
+    out[:, 2] = np.minimum(out[:, 2], content_hw[:, 1] - 1)
+    out[:, 3] = np.minimum(out[:, 3], content_hw[:, 0] - 1)
+    return out
+
+
+def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict:
+    """Training/validation targets in model space.
+
+    Returns:
+        dict with ``rows`` (store row per target, int64 ``N``), ``boxes`` (``N×4`` float32 XYXY
+        model pixels), ``masks`` (``N×S×S`` bool, the stored mask mapped to the model grid,
+        zero-padded), ``content_hw`` (``N×2``, the image area inside the model input) and
+        ``label_names`` (``N`` str).
+    """
+    targets = targets.reset_index(drop=True)
+    s = model.input_size
+    masks = np.zeros((len(targets), s, s), bool)
+    content = np.zeros((len(targets), 2), np.int64)
+    for i, rel in enumerate(targets["mask"]):
+        m = dataset.mask(rel)
+        geom = model.geometry(m.shape)
+        masks[i] = geom.mask_to_model(m)
+        content[i] = geom.resized_hw
+    rows = np.array([store.index(c, z) for c, z in zip(targets["case"], targets["slice"])], np.int64)
+    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "content_hw": content,
+            "label_names": targets["label_name"].astype(str).to_numpy()}
+
+
+
+
+def targets_per_label(dataset, train: dict, val: dict | None, labels) -> dict:
+    """Label name → train / val target counts and the targets ``preprocess`` dropped as too small."""
+    names = {int(k): v for k, v in dataset.meta.get("labels", {}).items()}
+    dropped = dataset.meta.get("targets_per_label", {})
+    out = {}
+    for value, name in sorted(names.items()):
+        if labels is not None and value not in labels:
+            continue
+        out[name] = {"train": int((train["label_names"] == name).sum()),
+                     "val": int((val["label_names"] == name).sum()) if val else 0,
+                     "dropped_by_preprocess": int(dropped.get(str(value), dropped.get(name, {})).get("dropped", 0))}
+    return out
+
+
+def _upsampled(logits: torch.Tensor, size: int) -> torch.Tensor:
+    if logits.shape[-1] != size:
+        logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+    return logits
+
+
+def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor, target: torch.Tensor,
+                      content_hw: np.ndarray, clicks: int, rng: np.random.Generator, first: SamModel | None = None,
+                      every_round: bool = True):
+    """Loss of one batch over the box round and ``clicks`` corrective-click rounds (summed).
+
+    Args:
+        trainee: the model being trained (its own decoder answers every prompt: no click decoder).
+        embeddings: ``B×C×h×w`` (embedding ``i`` with target ``i``).
+        boxes: ``B×4`` float32 XYXY model-input pixels (jittered).
+        target: ``B×1×S×S`` float truth on the model grid.
+        content_hw: ``B×2`` image area inside the padded model input.
+        clicks: the number of click rounds after the box (``K >= 1``).
+        rng: draws the clicks.
+        first: a frozen model whose box-only answer starts the session (as at inference, where the
+            published decoder answers the box): its round is not trained. ``None``: ``trainee``
+            answers the box too, and that round's loss counts.
+        every_round: sum the loss over every round (default); ``False``: only the last round is
+            trained, the earlier ones run without gradients (about half the work per round).
+
+    Returns:
+        ``(loss, logits_after_last_round B×1×S×S)``.
+    """
+    s = target.shape[-1]
+    if first is None:
+        low, _ = decode_logits(trainee, embeddings, boxes)
+        loss = dice_bce_loss(_upsampled(low, s), target)
+    else:
+        with torch.no_grad():
+            low, _ = decode_logits(first, embeddings, boxes)
+        loss = torch.zeros((), device=target.device)
+    b = len(boxes)
+    points, labels = np.zeros((b, 0, 2), np.float32), np.zeros((b, 0), np.float32)
+    truth = target[:, 0].detach().cpu().numpy() > 0.5
+    lowsize = low.shape[-1]
+    for r in range(int(clicks)):
+        train_this = every_round or r == int(clicks) - 1
+        pred = _upsampled(low.detach(), s)[:, 0].cpu().numpy() > 0
+        new = np.zeros((b, 1, 2), np.float32)
+        new_label = -np.ones((b, 1), np.float32)  # SAM's "not a point" when the mask is already right
+        for i in range(b):
+            h, w = content_hw[i]
+            click = next_click(pred[i, :h, :w], truth[i, :h, :w], None if rng.random() < 0.5 else rng)
+            if click is not None:
+                new[i, 0], new_label[i, 0] = click[:2], click[2]
+        points, labels = np.concatenate([points, new], 1), np.concatenate([labels, new_label], 1)
+        mask_input = low.detach().clone()
+        for i in range(b):  # outside the image content the mask input is the padding logit, as at inference
+            ch, cw = (int(round(v * lowsize / s)) for v in content_hw[i])
+            mask_input[i, :, ch:, :] = MASK_PAD_LOGIT
+            mask_input[i, :, :, cw:] = MASK_PAD_LOGIT
+        with torch.set_grad_enabled(train_this and torch.is_grad_enabled()):
+            low, _ = decode_logits(trainee, embeddings, boxes, torch.from_numpy(points).to(boxes.device),
+                                   torch.from_numpy(labels).to(boxes.device), mask_input)
+        if train_this:
+            loss = loss + dice_bce_loss(_upsampled(low, s), target)
+    return loss, _upsampled(low, s)
