@@ -4,7 +4,7 @@ Every tutorial from 02 on starts with one settings cell::
 
     S = tutorial.settings()
 
-which reads ``tutorials/settings.toml`` (see :mod:`medsam_lite.settingsfile`: data folder,
+which reads ``tutorials/settings.toml`` (see :mod:`medsam_lite.data.settingsfile`: data folder,
 modality, labels, test cases, ``min_mm2``, work folder, model, epochs, learning rate, batch size,
 clicks, threads/device) and derives everything below it from ``S``. A script passes the same
 entries as keywords instead (``tutorial.settings(data="my_ct", modality="CT")``: no file is read
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .settingsfile import short_path  # noqa: F401  (re-exported: paths the notebooks print)
+from .data.settingsfile import short_path  # noqa: F401  (re-exported: paths the notebooks print)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
 #: and every notebook's install cell in sync). ``$MEDSAM_LITE_REPO`` overrides it there.
@@ -181,7 +181,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     """Build the tutorials' :class:`Settings` from the settings file, keywords and the environment.
 
     With no data folder (``tutorial.settings()``, as every notebook does) it reads the settings file
-    (:func:`medsam_lite.settingsfile.find`); with ``data=`` (a script) only ``file=`` is read.
+    (:func:`medsam_lite.data.settingsfile.find`); with ``data=`` (a script) only ``file=`` is read.
     Keywords override the file; environment variables override both.
 
     Args:
@@ -202,7 +202,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         InputError: no settings file and no data folder, a data folder that does not exist, an
             unknown keyword, or an unreadable override.
     """
-    from . import settingsfile
+    from .data import settingsfile
 
     unknown = sorted(set(more) - set(DEFAULTS))
     if unknown:

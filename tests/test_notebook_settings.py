@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 import medsam_lite as ml
-from medsam_lite import samples, settingsfile, tutorial
+from medsam_lite import samples, tutorial
+from medsam_lite.data import settingsfile
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS", "MEDSAM_LITE_SETTINGS")

@@ -16,7 +16,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 #: The file's name; looked up by :func:`find`.
 NAME = "settings.toml"
@@ -39,7 +39,7 @@ def find() -> Path | None:
             raise InputError(f"MEDSAM_LITE_SETTINGS={env} is not a file; point it at a settings.toml "
                              "(tutorials/settings.toml is the template).")
         return Path(env)
-    for candidate in (Path.cwd() / NAME, Path(__file__).resolve().parents[1] / "tutorials" / NAME):
+    for candidate in (Path.cwd() / NAME, Path(__file__).resolve().parents[2] / "tutorials" / NAME):
         if candidate.is_file():
             return candidate
     return None
@@ -60,7 +60,7 @@ def short_path(path) -> Path:
 
 def _resolve(value: str, base: Path) -> Path:
     if value.startswith("samples:"):
-        from . import samples
+        from .. import samples
 
         return short_path(samples.sample_path(value.split(":", 1)[1]))
     path = Path(value).expanduser()
