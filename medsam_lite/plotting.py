@@ -113,7 +113,8 @@ BOX_COLOR = (1.0, 1.0, 1.0)
 
 
 def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | None = None,
-               labels: Sequence[str] | None = None, direction=None, legend: Sequence[str] | None = None):
+               labels: Sequence[str] | None = None, direction=None, legend: Sequence[str] | None = None,
+               colors: Sequence[int] | None = None):
     """Show an image with mask overlays and XYXY boxes (one colour per index). Returns the axes.
 
     Args:
@@ -125,12 +126,15 @@ def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | 
         direction: the volume's direction (:attr:`medsam_lite.io.Volume.direction`) to show an
             axial slice in radiological orientation (see :func:`radiological_flips`); display only.
         legend: one name per mask: a legend in the masks' colours.
+        colors: colour index per mask (default ``0, 1, 2, …``): keep one colour per label across
+            figures that show different subsets of the labels.
     """
     from matplotlib.patches import Patch
 
     image, masks, boxes = _flip_for_display(image, masks, boxes, direction)
     ax = ax or plt.subplots(figsize=(5, 5))[1]
-    ax.imshow(overlay(image, masks) if masks is not None and len(masks) else overlay(image, np.zeros((0,) + np.shape(image)[:2], bool)))
+    ax.imshow(overlay(image, masks, colors=colors) if masks is not None and len(masks)
+              else overlay(image, np.zeros((0,) + np.shape(image)[:2], bool)))
     if boxes is not None:
         for i, b in enumerate(np.atleast_2d(np.asarray(boxes, dtype=float))):
             if legend is None:
@@ -140,7 +144,8 @@ def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | 
                 ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                            edgecolor=BOX_COLOR, linewidth=1.2, linestyle="--"))
     if legend is not None:
-        handles = [Patch(color=color(i), label=name) for i, name in enumerate(legend)]
+        handles = [Patch(color=color(colors[i] if colors is not None else i), label=name)
+                   for i, name in enumerate(legend)]
         if boxes is not None:
             handles.append(Patch(fill=False, edgecolor=BOX_COLOR, linestyle="--", label="box prompt"))
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=True,
@@ -154,25 +159,34 @@ def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | 
     return ax
 
 
-def compare(image: np.ndarray, panels: dict[str, np.ndarray], box=None, figsize_per: float = 3.5):
+def compare(image: np.ndarray, panels: dict[str, np.ndarray], box=None, figsize_per: float = 3.5,
+            direction=None, colors: Sequence[int] | None = None, legend: Sequence[str] | None = None):
     """Side by side: one panel per named mask (e.g. ground truth, pretrained, fine-tuned).
 
     A panel is one ``H×W`` mask, or an ``N×H×W`` stack (one colour per index, e.g. per label).
+    ``direction``, ``colors`` and ``legend`` are those of :func:`show_masks` (the legend is drawn
+    beside the last panel).
     """
-    fig, axes = plt.subplots(1, len(panels), figsize=(figsize_per * len(panels), figsize_per))
-    for ax, (name, mask) in zip(np.atleast_1d(axes), panels.items()):
+    fig, axes = plt.subplots(1, len(panels), figsize=(figsize_per * len(panels) + (1.5 if legend else 0),
+                                                      figsize_per))
+    axes = np.atleast_1d(axes)
+    for i, (ax, (name, mask)) in enumerate(zip(axes, panels.items())):
         stack = mask if np.ndim(mask) == 3 else [mask]
-        show_masks(image, stack, None if box is None else [box], ax=ax, title=name)
+        show_masks(image, stack, None if box is None else [box], ax=ax, title=name, direction=direction,
+                   colors=colors, legend=legend if legend is not None and i == len(axes) - 1 else None)
     fig.tight_layout()
     return fig
 
 
-def plot_history(history, ax=None):
-    """Training curves from ``finetune``'s history: loss and validation Dice per epoch.
+def plot_history(history, ax=None, label_names: dict | None = None):
+    """Training curves from ``finetune``'s history: loss, and validation Dice per epoch (the mean,
+    and one curve per label when the history has ``val_dice_<label>`` columns), on integer epoch ticks.
 
     ``history`` is a DataFrame or a list of dicts with ``epoch``, ``train_loss`` and ``val_dice``.
+    ``label_names`` (``{value: name}``, in colour order) colours each label as in the overlays.
     """
     import pandas as pd
+    from matplotlib.ticker import MaxNLocator
 
     df = pd.DataFrame(history)
     if ax is None:
@@ -180,12 +194,22 @@ def plot_history(history, ax=None):
     else:
         ax1, ax2 = ax
     ax1.plot(df["epoch"], df["train_loss"], "o-")
-    ax1.set_xlabel("epoch")
     ax1.set_ylabel("train loss (Dice + BCE)")
+    ax1.set_title("training loss")
     if "val_dice" in df:
-        ax2.plot(df["epoch"], df["val_dice"], "o-", color="tab:green")
-    ax2.set_xlabel("epoch")
+        ax2.plot(df["epoch"], df["val_dice"], "o-", color="k", label="mean")
+    names = list((label_names or {}).values())
+    for col in [c for c in df.columns if c.startswith("val_dice_")]:
+        name = col[len("val_dice_"):]
+        ax2.plot(df["epoch"], df[col], ".--", label=name,
+                 color=color(names.index(name)) if name in names else None)
     ax2.set_ylabel("validation Dice")
+    ax2.set_title("validation Dice (held-out training case)")
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
+    for a in (ax1, ax2):
+        a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.figure.tight_layout()
     return ax1.figure
 

@@ -2,16 +2,20 @@
 
 Every tutorial from 02 on starts with one settings cell::
 
-    S = tutorial.settings(data=samples.brain_mri_dir(), modality="MR",
-                          test_cases=["sub-07", "sub-08"], labels=None, work="work")
+    S = tutorial.settings()
 
-and derives everything below it from ``S``. Environment variables override the cell, so a test
-(or a batch run) can point the same notebooks at another dataset without editing them:
+which reads ``tutorials/settings.toml`` (see :mod:`medsam_lite.data.settingsfile`: data folder,
+modality, labels, test cases, ``min_mm2``, work folder, model, epochs, learning rate, batch size,
+clicks, threads/device) and derives everything below it from ``S``. A script passes the same
+entries as keywords instead (``tutorial.settings(data="my_ct", modality="CT")``: no file is read
+then, unless ``file=`` names one; keywords override the file). Environment variables override both,
+so a test (or a batch run) can point the same notebooks at another dataset without editing them:
 ``MEDSAM_LITE_DATA``, ``MEDSAM_LITE_MODALITY``, ``MEDSAM_LITE_TEST_CASES`` (comma-separated, or
 ``auto`` for a seeded 20 % split), ``MEDSAM_LITE_LABELS`` (JSON ``{"1": "liver"}`` or ``1,2``),
 ``MEDSAM_LITE_WORK``, ``MEDSAM_LITE_THREADS``, ``MEDSAM_LITE_QUICK=1`` (or ``true``/``yes``/``on``: a few
-central slices per case and fewer epochs: less data, the same computation). A value that means
-nothing (``MEDSAM_LITE_THREADS=abc``, ``MEDSAM_LITE_QUICK=maybe``) is refused naming the variable.
+central slices per case and fewer epochs: less data, the same computation), ``MEDSAM_LITE_SETTINGS``
+(another file). A value that means nothing (``MEDSAM_LITE_THREADS=abc``, ``MEDSAM_LITE_QUICK=maybe``)
+is refused naming the variable.
 
 Any notebook can be opened first: :func:`ensure_dataset`, :func:`ensure_embeddings` and
 :func:`ensure_checkpoint` build what is missing by calling the package (each idempotent and
@@ -29,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .data.settingsfile import short_path  # noqa: F401  (re-exported: paths the notebooks print)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
 #: and every notebook's install cell in sync). ``$MEDSAM_LITE_REPO`` overrides it there.
@@ -41,7 +46,7 @@ QUICK_EPOCHS = 2
 
 @dataclass
 class Settings:
-    """The tutorials' settings (see :func:`settings`).
+    """The tutorials' settings (see :func:`settings` and ``tutorials/settings.toml``).
 
     Attributes:
         data: folder of scans + label maps (any layout :func:`medsam_lite.preprocess` reads).
@@ -51,8 +56,14 @@ class Settings:
         work: output folder; ``dataset``, ``finetune`` and ``outputs`` live in it.
         quick: quick mode (``MEDSAM_LITE_QUICK=1``).
         max_slices_per_case: None (every slice), or the quick mode's central slices per case.
-        epochs: fine-tuning epochs (5; 2 in quick mode). lr: learning rate (1e-4).
-        threads: torch CPU threads. device: ``"cuda"`` when available, else ``"cpu"``.
+        epochs: fine-tuning epochs (2 in quick mode). lr: learning rate. batch_size: targets per step.
+        threads: torch CPU threads. device: ``"cuda"`` or ``"cpu"`` (``"auto"`` picks a GPU when present).
+        min_mm2: targets under this area (mm²) on a slice are dropped by ``preprocess`` (None: the
+            pixel rule only).
+        model: the model table's name (``"lite_medsam"``). model_checkpoint: its weights file
+            (None: the bundled LiteMedSAM weights).
+        clicks: corrective clicks per target (notebook 08, when the package has clicks).
+        source: the settings file read, or None.
     """
 
     data: Path
@@ -67,6 +78,12 @@ class Settings:
     threads: int = 1
     device: str = "cpu"
     overrides: dict = field(default_factory=dict, repr=False)
+    min_mm2: float | None = None
+    model: str = "lite_medsam"
+    model_checkpoint: Path | None = None
+    batch_size: int = 8
+    clicks: int = 0
+    source: Path | None = None
 
     @property
     def name(self) -> str:
@@ -95,7 +112,32 @@ class Settings:
 
     def preprocess_kwargs(self) -> dict:
         """The keyword arguments of :func:`medsam_lite.preprocess` these settings give."""
-        return {"modality": self.modality, "test_cases": self.test_cases, "labels": self.labels}
+        return {"modality": self.modality, "test_cases": self.test_cases, "labels": self.labels,
+                "min_mm2": self.min_mm2}
+
+    def label_names(self, dataset=None) -> dict[int, str]:
+        """``{value: name}`` of the labels in use: the settings' names, else the prepared
+        ``dataset``'s (every label it holds when the settings choose none)."""
+        if isinstance(self.labels, dict):
+            return dict(self.labels)
+        names = {int(k): v for k, v in (dataset.meta["labels"] if dataset is not None else {}).items()}
+        return {k: names.get(k, f"label_{k}") for k in self.labels} if self.labels else names
+
+    def summary(self) -> str:
+        """The settings in effect, in one line (what every notebook prints)."""
+        labels = (", ".join(f"{k} {v}" for k, v in self.labels.items()) if isinstance(self.labels, dict)
+                  else ", ".join(map(str, self.labels)) if self.labels else "all")
+        parts = [f"settings {self.source.name if self.source else '(arguments)'}", f"data {self.data}",
+                 f"modality {self.modality}", f"labels {labels}",
+                 f"test cases {', '.join(self.test_cases) if self.test_cases else 'auto (20 %)'}",
+                 f"min {self.min_mm2:g} mm²" if self.min_mm2 else "min_mm2 off", f"work {self.work}",
+                 f"model {self.model}" + (f" + {self.model_checkpoint}" if self.model_checkpoint else ""),
+                 f"{self.epochs} epochs, lr {self.lr:g}, batch {self.batch_size}", f"clicks {self.clicks}",
+                 ("quick mode: " + str(QUICK_SLICES) + " central slices per case") if self.quick else "full run",
+                 f"{self.threads} CPU threads, device {self.device}"]
+        if self.overrides:
+            parts.append("overridden by the environment: " + ", ".join(sorted(self.overrides)))
+        return " | ".join(parts)
 
 
 def _env_labels(text: str):
@@ -145,52 +187,102 @@ def setup_runtime(threads: int | None = None) -> tuple[int, str]:
     return int(threads), ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def settings(data, modality: str = "MR", test_cases=None, labels=None, work="work",
-             threads: int | None = None, verbose: bool = True) -> Settings:
-    """Build the tutorials' :class:`Settings`; environment variables override the arguments.
+_UNSET = object()
+#: What :func:`settings` takes when neither the file nor a keyword sets an entry.
+DEFAULTS = {"modality": "MR", "test_cases": None, "labels": None, "work": "work", "threads": None,
+            "min_mm2": None, "model": "lite_medsam", "checkpoint": None, "epochs": 5, "lr": 1e-4,
+            "batch_size": 8, "clicks": 0, "device": "auto"}
+
+
+def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=_UNSET, threads=_UNSET,
+             verbose: bool = True, file=None, **more) -> Settings:
+    """Build the tutorials' :class:`Settings` from the settings file, keywords and the environment.
+
+    With no data folder (``tutorial.settings()``, as every notebook does) it reads the settings file
+    (:func:`medsam_lite.data.settingsfile.find`); with ``data=`` (a script) only ``file=`` is read.
+    Keywords override the file; environment variables override both.
 
     Args:
         data: folder of scans + label maps (``$MEDSAM_LITE_DATA``).
         modality: ``"CT"`` or ``"MR"`` (``$MEDSAM_LITE_MODALITY``); a CT-looking scan with
-            ``"MR"`` (values near −1000) gets a warning naming the fix.
+            ``"MR"`` (values near −1000) gets a warning naming the fix. Default ``"MR"``.
         test_cases: held-out case ids, or None for a seeded 20 % split (``$MEDSAM_LITE_TEST_CASES``).
         labels: ``{value: name}``, a list of values, or None for all (``$MEDSAM_LITE_LABELS``).
-        work: output folder (``$MEDSAM_LITE_WORK``).
+        work: output folder (``$MEDSAM_LITE_WORK``; default ``"work"``).
         threads: torch CPU threads (``$MEDSAM_LITE_THREADS``; default every core).
-        verbose: print the settings in effect.
+        verbose: print the settings in effect (one line).
+        file: a settings file to read (default: found as above when ``data`` is None).
+        **more: the file's other entries: ``min_mm2``, ``model``, ``checkpoint`` (weights of
+            ``model``), ``epochs``, ``lr``, ``batch_size``, ``clicks``, ``device``
+            (``"auto"``/``"cpu"``/``"cuda"``); defaults in :data:`DEFAULTS`.
 
     Raises:
-        InputError: a data folder that does not exist, or an unreadable override.
+        InputError: no settings file and no data folder, a data folder that does not exist, an
+            unknown keyword, or an unreadable override.
     """
+    from .data import settingsfile
+
+    unknown = sorted(set(more) - set(DEFAULTS))
+    if unknown:
+        raise InputError(f"unknown settings {unknown}; the settings are {sorted(set(DEFAULTS) | {'data'})}.")
+    given = {k: v for k, v in dict(modality=modality, test_cases=test_cases, labels=labels, work=work,
+                                  threads=threads, **more).items() if v is not _UNSET}
+    source = None
+    values = dict(DEFAULTS)
+    if file is not None or data is None:
+        source = Path(file) if file is not None else settingsfile.find()
+        if source is None:
+            raise InputError("no settings file found (settings.toml here or in tutorials/) and no data folder "
+                             "given: copy tutorials/settings.toml beside the notebook, or pass data=.")
+        values.update(settingsfile.read(source))
+    values.update(given)
+    if data is not None:
+        values["data"] = data
     env = os.environ
     overrides = {k: env[k] for k in ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES",
                                      "MEDSAM_LITE_LABELS", "MEDSAM_LITE_WORK") if env.get(k)}
-    data = Path(overrides.get("MEDSAM_LITE_DATA", data))
-    modality = overrides.get("MEDSAM_LITE_MODALITY", modality)
+    data = Path(overrides.get("MEDSAM_LITE_DATA", values.get("data", "")))
+    modality = overrides.get("MEDSAM_LITE_MODALITY", values["modality"])
+    test_cases, labels = values["test_cases"], values["labels"]
     if "MEDSAM_LITE_TEST_CASES" in overrides:
         text = overrides["MEDSAM_LITE_TEST_CASES"].strip()
         test_cases = None if text == "auto" else [c.strip() for c in text.split(",") if c.strip()]
     if "MEDSAM_LITE_LABELS" in overrides:
         labels = _env_labels(overrides["MEDSAM_LITE_LABELS"])
-    work = Path(overrides.get("MEDSAM_LITE_WORK", work))
+    work = Path(overrides.get("MEDSAM_LITE_WORK", values["work"]))
     if not data.exists():
-        raise InputError(f"data folder {data} does not exist; set `data=` in the settings cell to your folder "
+        where = f"`data` in {source}" if source else "`data=` in the settings cell"
+        raise InputError(f"data folder {data} does not exist; set {where} to your folder "
                          "of scans + label maps (notebook 02 lists the layouts).")
     quick = env_flag("MEDSAM_LITE_QUICK")
-    threads, device = setup_runtime(threads)
+    threads, device = setup_runtime(values["threads"])
+    if values["device"] == "cpu":
+        device = "cpu"
+    elif values["device"] == "cuda" and device != "cuda":
+        raise InputError("device = \"cuda\" but torch sees no GPU here; use \"auto\" or \"cpu\".")
+    checkpoint = values["checkpoint"]
     s = Settings(data=data, modality=str(modality), test_cases=list(test_cases) if test_cases else None,
                  labels=labels, work=work, quick=quick,
                  max_slices_per_case=QUICK_SLICES if quick else None,
-                 epochs=QUICK_EPOCHS if quick else 5, threads=threads, device=device, overrides=overrides)
+                 epochs=QUICK_EPOCHS if quick else int(values["epochs"]), lr=float(values["lr"]),
+                 threads=threads, device=device, overrides=overrides,
+                 min_mm2=float(values["min_mm2"]) if values["min_mm2"] else None, model=str(values["model"]),
+                 model_checkpoint=Path(checkpoint) if checkpoint else None, batch_size=int(values["batch_size"]),
+                 clicks=int(values["clicks"]), source=source)
     check_modality(s)
     if verbose:
-        print(f"data {s.data} | modality {s.modality} | test cases {s.test_cases or 'auto (20 %)'} | "
-              f"labels {s.labels or 'all'} | work {s.work}")
-        print(f"{'quick mode: ' + str(QUICK_SLICES) + ' central slices per case' if quick else 'full run'}"
-              f" | {threads} CPU threads | device {device}")
-        if overrides:
-            print("overridden by the environment:", ", ".join(sorted(overrides)))
+        print(s.summary())
     return s
+
+
+def load_model(s: Settings, checkpoint=None):
+    """The settings' model (``s.model`` with ``s.model_checkpoint``) on ``s.device``; with
+    ``checkpoint`` a fine-tuned decoder (``best.pt``) applied on top of it."""
+    from .model.models import load_model as load
+
+    if checkpoint is not None:
+        return load(s.model, checkpoint=checkpoint, device=s.device)
+    return load(s.model, checkpoint=s.model_checkpoint, device=s.device)
 
 
 def check_modality(s: Settings) -> bool:
@@ -246,7 +338,7 @@ def ensure_embeddings(s: Settings, model=None):
 
 def finetune_kwargs(s: Settings) -> dict:
     """The :func:`medsam_lite.finetune` keywords notebook 04 uses for ``s`` (one place for both)."""
-    return {"epochs": s.epochs, "lr": s.lr, "batch_size": 8, "seed": 0,
+    return {"epochs": s.epochs, "lr": s.lr, "batch_size": s.batch_size, "seed": 0,
             "max_slices_per_case": s.max_slices_per_case, "resume": True}
 
 

@@ -9,7 +9,11 @@
 # (`jupytext --to ipynb --execute`, nbclient, one fresh kernel per notebook, working directory
 # tutorials/). Figures are PNG at 72 dpi. The widget screenshot of notebook 06
 # (tutorials/images/06_widget.png) is refreshed from tests/test_browser.py when Chromium is
-# present. Wall times go to tutorials/render_times.txt. Fails if tutorials/ grows over 10 MB.
+# present. Wall times go to tutorials/render_times.txt. The notebooks read tutorials/settings.toml
+# (every MEDSAM_LITE_* override is dropped here). Fails if tutorials/ grows over 10 MB, if a stored
+# output holds an absolute path, a progress bar short of its final state or a line repeated as noise
+# (scripts/check_notebook_outputs.py), or if a number in a notebook's prose is not printed by one of
+# its cells (tests/test_notebook_numbers.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -49,3 +53,8 @@ done
 size=$(du -sk --exclude=work --exclude=runs tutorials | cut -f1)
 echo "tutorials/ holds ${size} kB (without work/ and runs/)"
 [ "$size" -le 10240 ] || { echo "tutorials/ is over 10 MB: lower the figures' dpi or their number" >&2; exit 1; }
+
+echo "== stored outputs: relative paths, final progress bars, no repeated noise"
+"$PY" scripts/check_notebook_outputs.py
+echo "== numbers in the prose are printed by the notebooks"
+"$PY" -m pytest -q -p no:cacheprovider tests/test_notebook_numbers.py

@@ -30,7 +30,7 @@ def _install_cell(path):
 
 def test_there_are_numbered_notebooks():
     assert NOTEBOOKS and NOTEBOOKS[0].name == "01_quickstart.ipynb"
-    assert len(NOTEBOOKS) == 7
+    assert len(NOTEBOOKS) == 8 and NOTEBOOKS[-1].name == "08_annotate_without_labels.ipynb"
 
 
 def test_the_package_knows_the_repository_url():

@@ -1,8 +1,9 @@
 """The committed notebooks are their jupytext sources plus the outputs of a clean run.
 
 Each ``tutorials/NN_name.ipynb`` is paired with ``tutorials/NN_name.py`` (percent format): the code
-cells must be the same, in the same order; no stored output may hold an error; and the notebooks
-with a settings cell (02–05, 07) use no sample-specific literal below it.
+cells must be the same, in the same order; no stored output may hold an error; the notebooks 02–08
+open with one settings cell (``tutorial.settings()``, which reads ``tutorials/settings.toml``), and
+those that must run on any data from the settings alone (02–07) use no sample-specific literal below it.
 """
 
 import re
@@ -14,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb"))
-WITH_SETTINGS = ("02", "03", "04", "05", "07")
+WITH_SETTINGS = ("02", "03", "04", "05", "06", "07", "08")
+FROM_SETTINGS_ALONE = ("02", "03", "04", "05", "06", "07")   # 08 starts from a scan and boxes you name
 # what would tie a notebook to the samples below its settings cell
 SAMPLE_LITERALS = re.compile(r"sub-\d\d|brain_mri|sample_dataset|samples\.|[\"']work[/\"']|\.truth\[\d\]|== ?3\b")
 
@@ -64,6 +66,10 @@ def test_one_settings_cell_and_nothing_sample_specific_below_it(path):
     cells = code_cells(jupytext.read(path.with_suffix(".py")))
     settings = [i for i, c in enumerate(cells) if "tutorial.settings(" in c]
     assert settings == [1], f"{path.name}: the settings cell must be the first code cell after the install cell"
+    assert re.search(r"^S = tutorial\.settings\(\)$", cells[1], re.M), \
+        f"{path.name}: the settings come from the settings file alone (`S = tutorial.settings()`), not the notebook"
+    if path.name[:2] not in FROM_SETTINGS_ALONE:
+        return
     for i, cell in enumerate(cells[2:], start=2):
         hit = SAMPLE_LITERALS.search(cell)
         assert not hit, f"{path.name} code cell {i} uses {hit.group(0)!r}; derive it from the settings `S`:\n{cell}"

@@ -14,21 +14,20 @@
 # ---
 
 # %% [markdown]
-# # 01 · Quickstart: a mask from a box
+# # 01 · Quickstart: organs from boxes on a real CT
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/medsam-lite/medsam_lite/blob/main/tutorials/01_quickstart.ipynb)
 #
-# Segment a target in a brain MRI slice and a CT slice with **LiteMedSAM** from one bounding box, on a CPU, offline.
+# Segment abdominal organs on a real CT slice with **LiteMedSAM** from one bounding box each, on a
+# CPU, offline; then the same on a real MR.
 #
-# **What to expect.** The pretrained LiteMedSAM finds large, well-contrasted targets from a box
-# (the whole brain here: Dice ≈ 0.8), but is poor on targets unlike its training data — the
-# brain's lateral ventricles: Dice ≈ 0.1–0.2. Fine-tuning its mask decoder on the 8 sample
-# subjects (notebooks 02–05, ~10 minutes on a 2-core CPU) lifts the held-out 3D Dice from
-# **0.42 to 0.78** on average (white matter 0.46 → 0.77, grey matter 0.66 → 0.81, ventricles
-# 0.15 → 0.77; `bench/RESULTS.md`).
+# **What to expect.** The pretrained LiteMedSAM outlines large, well-contrasted organs (liver,
+# spleen) well from a box; thin or low-contrast targets (the inferior vena cava beside the liver)
+# are harder. The cells print the Dice of every organ against the reference label, and how long
+# each step took. Notebooks 02–05 fine-tune the model's mask decoder on these scans and show, per
+# organ, where that helps and where it does not.
 #
-# **Time:** about 30 s on a 2-core CPU (most of it loading the model and 2 encoder runs of ~1–2 s);
-# a GPU is used automatically when present.
+# **Time:** the last cell prints this notebook's run time; a GPU is used automatically when present.
 
 # %%
 # Colab only (does nothing elsewhere): install medsam_lite from its repository in this kernel.
@@ -55,7 +54,6 @@ if "google.colab" in sys.modules:
     output.enable_custom_widget_manager()
     import importlib
     importlib.invalidate_caches()
-
 # %% [markdown]
 # ## 1. Load the model
 # `load_model()` with no arguments gives **LiteMedSAM**, whose weights ship inside the
@@ -67,114 +65,127 @@ if "google.colab" in sys.modules:
 # %%
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
-import pydicom
 
 import medsam_lite as ml
 from medsam_lite import io, plotting, samples, tutorial
 
+t_start = time.perf_counter()
 threads, device = tutorial.setup_runtime()
 model = ml.load_model()
 print(model.name, "input", model.input_size, "on", model.device, "|", threads, "CPU threads")
 
 # %% [markdown]
-# ## 2. A sample slice and a box
-# The sample slice is an axial brain MRI (a synthetic variant of the MNI ICBM152 template) with a
-# label map: 1 = white matter, 2 = grey matter, 3 = lateral ventricles. Boxes are **XYXY in the
-# image's own pixels**: `[x0, y0, x1, y1]`, top-left corner first. Here we take the box around the
-# whole brain from the label map; with your own data you would read it off a viewer or draw it
-# (notebook 06).
+# ## 2. A real CT slice and one box per organ
+# `data_samples/ct_abdomen` holds a real abdominal CT (TotalSegmentator's example scan, licence `CC-BY-4.0`,
+# `3 mm` voxels) cut into three slabs of 10 axial slices of **one patient**, with organ labels
+# (`labels.json` names the values). `io.read_volume` keeps the scan's geometry; arrays are
+# `(z, y, x)` in Hounsfield units.
+#
+# Boxes are **XYXY in the slice's own pixels**: `[x0, y0, x1, y1]`, top-left corner first. Here we
+# take the tight box around each organ from the reference label map; on your own scans you read it
+# off a viewer or draw it (notebook 06), and notebook 08 starts from a scan with no labels at all.
+#
+# Figures show axial slices the radiological way: anterior up, the patient's right on the viewer's
+# left (`plotting.show_masks(..., direction=scan.direction)` flips the display only), in a
+# soft-tissue window, with one colour per organ and the box prompts dashed in white.
 
 # %%
-image = io.read_volume(samples.sample_path("brain_slice.png")).array
-label = io.read_volume(samples.sample_path("brain_slice_label.png")).array
-names = samples.label_names()
-print("image", image.shape, image.dtype, "| pixels per label", {names[k]: int((label == k).sum()) for k in names})
-
-brain = label > 0
-brain_box = ml.box_from_mask(brain)            # XYXY, original pixels
-print("box", brain_box)
-plotting.show_masks(image, boxes=[brain_box], title="image + box");
+ORGANS = {1: "spleen", 5: "liver", 52: "aorta", 63: "inferior_vena_cava"}   # the values of labels.json we use
+scan = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
+label = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array
+z = int(np.argmax((label == 1).sum(axis=(1, 2))))          # the slice with the most spleen
+ct = scan.array[z]
+truth = np.stack([label[z] == v for v in ORGANS])
+boxes = np.stack([ml.box_from_mask(t) for t in truth])     # XYXY, slice pixels
+print(f"scan (z, y, x) {scan.array.shape} {scan.array.dtype}, spacing (x, y, z) {scan.spacing} mm; slice z={z}")
+print("HU range", ct.min(), "…", ct.max(), "| pixels per organ", {n: int(t.sum()) for n, t in zip(ORGANS.values(), truth)})
+soft_tissue = np.clip(ct.astype(np.float32), -160, 240)   # display window only; the model gets its own
+plotting.show_masks(soft_tissue, boxes=boxes, direction=scan.direction, legend=[],
+                    title=f"CT, axial z={z}: one box per organ");
 
 # %% [markdown]
-# ## 3. Segment from the box
-# `Predictor.set_image` runs the image encoder **once** (1–2 s on a CPU) and keeps the
-# embedding; `predict` runs only the small prompt encoder + mask decoder. `modality="MR"` (the
-# default) scales the slice by its 0.5–99.5 percentiles.
+# ## 3. Segment from the boxes
+# `Predictor.set_image` runs the image encoder **once** and keeps the embedding; `predict` runs only
+# the small prompt encoder + mask decoder, for all boxes at once. `modality="CT"` windows the
+# Hounsfield units the MedSAM way (`[-500, 1000]` HU) before the model sees them.
 
 # %%
 predictor = ml.Predictor(model)
 t0 = time.perf_counter()
-predictor.set_image(image, modality="MR")
+predictor.set_image(ct, modality="CT")
 t_encode = time.perf_counter() - t0
-
 t0 = time.perf_counter()
-masks, scores = predictor.predict(brain_box)
-t_first = time.perf_counter() - t0
-print(f"encode {t_encode:.2f} s, first box {t_first * 1000:.0f} ms, predicted IoU {scores[0]:.2f}")
-print(f"Dice against the label: {ml.dice(masks[0], brain):.3f}")
-plotting.compare(image, {"ground truth": brain, "LiteMedSAM": masks[0]}, box=brain_box);
+masks, scores = predictor.predict(boxes)
+t_decode = time.perf_counter() - t0
+print(f"encoder {t_encode:.2f} s, {len(boxes)} boxes {t_decode * 1000:.0f} ms")
+for name, mask, t, score in zip(ORGANS.values(), masks, truth, scores):
+    print(f"{name:20s} Dice vs label {ml.dice(mask, t):.3f}   predicted IoU {score:.2f}")
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+plotting.show_masks(soft_tissue, truth, direction=scan.direction, ax=axes[0], title="reference labels")
+plotting.show_masks(soft_tissue, masks, boxes, direction=scan.direction, ax=axes[1],
+                    legend=list(ORGANS.values()), title="LiteMedSAM from the boxes")
+fig.tight_layout()
 
 # %% [markdown]
-# ## 4. A second box reuses the embedding — and where the pretrained model falls short
+# ## 4. A second box reuses the embedding
 # A new box on the same image costs only the decoder: the encoder does not run again
-# (`predictor.encoder_calls` stays at 1). The lateral ventricles are a small, dark target the
-# pretrained model was not trained on: expect a poor mask here (Dice ≈ 0.1–0.2). That is what
-# fine-tuning the mask decoder on your own labels is for (notebook 04: 0.15 → 0.77 in 3D).
+# (`predictor.encoder_calls` stays at 1). A looser box — what a hurried reader draws — changes the
+# mask less than you might fear; the printed Dice says by how much.
 
 # %%
-ventricles = label == 3
-ventricle_box = ml.box_from_mask(ventricles)
+loose = boxes[0] + np.array([-4, -4, 4, 4])                  # the spleen's box, 4 px looser on each side
 t0 = time.perf_counter()
-masks2, scores2 = predictor.predict(np.stack([ventricle_box, brain_box]))
-t_second = time.perf_counter() - t0
-print(f"two more boxes in {t_second * 1000:.0f} ms; encoder calls so far: {predictor.encoder_calls}")
+loose_mask, _ = predictor.predict(loose)
+print(f"one more box in {(time.perf_counter() - t0) * 1000:.0f} ms; encoder calls so far: {predictor.encoder_calls}")
 assert predictor.encoder_calls == 1
-print(f"ventricles Dice (pretrained): {ml.dice(masks2[0], ventricles):.3f}")
-plotting.show_masks(image, masks2, boxes=[ventricle_box, brain_box], labels=["ventricles", "brain"]);
+print(f"spleen Dice: tight box {ml.dice(masks[0], truth[0]):.3f}, looser box {ml.dice(loose_mask[0], truth[0]):.3f}")
 
 # %% [markdown]
-# ## 5. A CT slice: say `modality="CT"`
-# CT values are Hounsfield units; the MedSAM recipe windows them to [-500, 1000] HU. Without
-# `modality="CT"` a CT slice is scaled like an MR (by percentiles) — the model then sees another
-# image. This is a real CT slice of a vertebra (`CT_small.dcm`, shipped with pydicom); the box is
-# drawn around the vertebral body.
+# ## 5. Say `modality="CT"`
+# Without `modality="CT"` a CT slice is scaled like an MR (by the `0.5–99.5` percentiles of its
+# voxels) and the model sees another image: the printed mean Dice over the four organs shows what
+# that costs. Every function that normalizes (`preprocess`, `Predictor`, `VolumePredictor`) takes
+# the same `modality`.
 
 # %%
-ct = io.read_volume(pydicom.data.get_testdata_file("CT_small.dcm"))
-ct_slice = ct.array                                 # one slice: (y, x), HU
-print("CT", ct_slice.shape, ct_slice.dtype, "HU range", ct_slice.min(), "…", ct_slice.max())
-vertebra_box = np.array([40, 14, 84, 58], np.float32)   # XYXY, read off the image
-predictor.set_image(ct_slice, modality="CT")
-ct_masks, ct_scores = predictor.predict(vertebra_box)
-print(f"predicted IoU {ct_scores[0]:.2f}, mask {int(ct_masks[0].sum())} px")
-plotting.show_masks(ml.normalize_intensity(ct_slice, "CT"), ct_masks, boxes=[vertebra_box],
-                    title="CT, window [-500, 1000] HU");
+predictor.set_image(ct, modality="MR")                       # wrong on purpose
+wrong, _ = predictor.predict(boxes)
+print(f"mean Dice over the organs: modality='CT' {np.mean([ml.dice(m, t) for m, t in zip(masks, truth)]):.3f}, "
+      f"modality='MR' {np.mean([ml.dice(m, t) for m, t in zip(wrong, truth)]):.3f}")
 
 # %% [markdown]
-# ## 6. A real abdominal CT: every organ from its box, in one call
-# `data_samples/ct_abdomen` holds a real abdominal CT (TotalSegmentator's example scan, 3 mm,
-# CC BY 4.0) with organ labels. `predict_label_map` takes a label map (here the reference labels;
-# with your data, a rough annotation or another tool's output), puts one box around each label's
-# connected component, decodes them all on one embedding and returns a label map — overlaps go to
-# the mask with the higher predicted IoU. Zero-shot Dice per organ on this scan is in
-# `bench/RESULTS.md` (real CT section).
+# ## 6. A real MR: the same call, `modality="MR"`
+# `data_samples/mr_abdomen` is a real abdominal MR (TotalSegmentator MRI, one patient) with the same
+# organ names; only the values differ (`labels.json`: aorta and inferior vena cava are 23 and 24).
+# MR intensities have no fixed unit, so they are scaled by percentiles: `modality="MR"`.
+#
+# Read the printed Dice per organ before trusting the figure: a box does not guarantee a mask. On
+# this MR sequence the spleen is dark (unlike on the CT), and the model
+# outlines only a bright sliver inside the box. That is the situation for corrective clicks
+# (notebook 08) or for fine-tuning on labelled scans of your sequence (notebooks 02–05).
 
 # %%
-abdomen = io.read_volume(samples.ct_abdomen_dir() / "case-02.nii.gz")
-organs = io.read_volume(samples.ct_abdomen_dir() / "case-02_label.nii.gz").array
-names = samples.sample_labels("ct_abdomen")
-z = int(np.argmax((organs == 5).sum(axis=(1, 2))))          # the slice with the most liver
-wanted = [k for k in (1, 2, 3, 5, 6) if (organs[z] == k).sum() >= 50]
-predicted = ml.predict_label_map(abdomen.array[z], organs[z], model=model, labels=wanted, modality="CT")
-for k in wanted:
-    print(f"{names[k]:<14} Dice {ml.dice(predicted == k, organs[z] == k):.3f}")
-plotting.compare(ml.normalize_intensity(abdomen.array[z], "CT"),
-                 {"reference": np.stack([organs[z] == k for k in wanted]),
-                  "LiteMedSAM from boxes": np.stack([predicted == k for k in wanted])});
+mr_names = samples.sample_labels("mr_abdomen")
+mr_values = [v for name in ORGANS.values() for v, n in mr_names.items() if n == name]
+mr = io.read_volume(samples.mr_abdomen_dir() / "case-02.nii.gz")
+mr_label = io.read_volume(samples.mr_abdomen_dir() / "case-02_label.nii.gz").array
+zm = int(np.argmax((mr_label == mr_values[0]).sum(axis=(1, 2))))
+mr_truth = np.stack([mr_label[zm] == v for v in mr_values])
+mr_boxes = np.stack([ml.box_from_mask(t) for t in mr_truth])
+predictor.set_image(mr.array[zm], modality="MR")
+mr_masks, _ = predictor.predict(mr_boxes)
+for name, mask, t in zip(ORGANS.values(), mr_masks, mr_truth):
+    print(f"{name:20s} Dice vs label {ml.dice(mask, t):.3f}")
+plotting.show_masks(mr.array[zm], mr_masks, mr_boxes, direction=mr.direction, legend=list(ORGANS.values()),
+                    title=f"MR, axial z={zm}: LiteMedSAM from one box per organ");
+print(f"this notebook ran in {time.perf_counter() - t_start:.0f} s")
 
 # %% [markdown]
 # ## Next
-# * `02_prepare_custom_dataset` — from a folder of your own scans to a training set.
-# * `06_interactive_box_prompting` — draw the box with the mouse.
-# * `07_3d_volume_segmentation` — a whole 3D scan from one box.
+# * `02_prepare_custom_dataset` — from a folder of labelled scans (`tutorials/settings.toml`) to a
+#   training set; 03–05 fine-tune and evaluate on it.
+# * `06_interactive_box_prompting` — draw the boxes with the mouse.
+# * `07_3d_volume_segmentation` — a whole organ in 3D from one box.
+# * `08_annotate_without_labels` — start from a scan with no label map.

@@ -20,9 +20,9 @@
 #
 # Turn your own scans and label maps into a training set with the **MedSAM recipe**: per-volume
 # normalization, slices along the thick axis, one box per target, a split by case. No
-# preprocessing code to write: change the settings cell and run.
+# preprocessing code to write: say where your data are in `tutorials/settings.toml` and run.
 #
-# **Time:** about 30 s for the 8 sample subjects on a 2-core CPU (no model involved).
+# **Time:** the preparing cell prints how long it took (no model involved).
 
 # %%
 # Colab only (does nothing elsewhere): install medsam_lite from its repository in this kernel.
@@ -49,24 +49,29 @@ if "google.colab" in sys.modules:
     output.enable_custom_widget_manager()
     import importlib
     importlib.invalidate_caches()
-
 # %% [markdown]
-# ## Settings: the only cell to change for your own data
-# Everything below is derived from these settings: point `data` at your folder of scans + label
-# maps (the layouts are in notebook 02), say whether it is CT, which cases to hold out and which
-# labels to use. Outputs go to `work`. (Environment variables such as `MEDSAM_LITE_DATA` override
-# this cell — that is how the tests run these notebooks on a CT dataset; see `medsam_lite.tutorial`.)
+# ## Settings: one file for notebooks 02–08
+# `tutorial.settings()` reads `tutorials/settings.toml`. It is the only place to change for your
+# own data: every notebook from here on reads the same file and defines no settings of its own.
+# Paths in it are relative to the file; `samples:ct_abdomen` is the bundled real CT. Environment
+# variables override it (`MEDSAM_LITE_DATA`, `MEDSAM_LITE_MODALITY`, `MEDSAM_LITE_TEST_CASES`,
+# `MEDSAM_LITE_LABELS`, `MEDSAM_LITE_WORK`, `MEDSAM_LITE_THREADS`, `MEDSAM_LITE_QUICK`): that is how
+# the tests run these notebooks on other data. The line the call prints is the settings in effect;
+# here is the file itself:
 
 # %%
-from medsam_lite import samples, tutorial
+from medsam_lite import tutorial
 
-S = tutorial.settings(
-    data=samples.brain_mri_dir(),      # your folder of scans + label maps
-    modality="MR",                     # "CT" for scans in Hounsfield units
-    test_cases=["sub-07", "sub-08"],   # held-out cases; None = a seeded 20 % of the cases
-    labels=None,                       # None = every label; or e.g. {1: "liver", 2: "tumour"}
-    work="work",                       # output folder: dataset, embeddings, checkpoints, masks
-)
+S = tutorial.settings()
+
+# %%
+print(S.source.read_text(encoding="utf-8"))
+
+# %% [markdown]
+# The sample is a **real** abdominal CT (TotalSegmentator's example scan, licence `CC-BY-4.0`) cut into three
+# slabs of 10 axial slices: three "cases", but **one patient**. That is enough to learn the
+# mechanics and to see what fine-tuning does on data like yours — and too little to fine-tune a
+# model for other patients (notebooks 04–05 show both).
 
 # %% [markdown]
 # ## 1. The folder you need
@@ -83,10 +88,9 @@ S = tutorial.settings(
 # | any | a list of `(image_path, label_path)` pairs, or `{case: (image, label)}` | |
 #
 # Label names come from a `labels.json` (`{"1": "liver", "2": "tumour"}`) in or above the folder,
-# from an MSD / nnU-Net `dataset.json`, or from `labels={1: "liver"}` in the settings.
-#
-# The sample dataset is a flat folder: eight brain-MRI "subjects" with white matter (1),
-# grey matter (2) and the lateral ventricles (3), and a `labels.json` one level up.
+# from an MSD / nnU-Net `dataset.json`, or from `labels` in the settings file. A label map may hold
+# many classes (TotalSegmentator's has over a hundred): only the settings' `labels` are used.
+# No label maps yet? Notebook 08 makes them from boxes.
 
 # %%
 import time
@@ -107,29 +111,32 @@ scan = io.read_volume(cases[0].image)
 print("array (z, y, x):", scan.array.shape, scan.array.dtype, "| spacing (z, y, x) mm:", scan.spacing_zyx)
 print("value range:", scan.array.min(), "…", scan.array.max(), "| thick axis (array order):",
       thick_axis(scan.spacing_zyx, scan.array.shape))
+print("label values in", cases[0].label.name, ":", sorted(int(v) for v in pd.unique(io.read_volume(cases[0].label).array.ravel())))
 
 # %% [markdown]
 # ## 2. The recipe
 # For each case `preprocess`:
 #
 # 1. reads image and label map with SimpleITK and checks they share one geometry;
-# 2. normalizes the **whole volume** to `uint8` (MR and other modalities: 0.5–99.5 percentiles of
-#    the voxels > 0; CT: `modality="CT"` and a window in HU, [-500, 1000] by default — the
-#    settings warn when a scan looks like a CT but `modality` says otherwise);
-# 3. cuts it into slices along the axis of **largest spacing** (here z, 4 mm), or `axis=…`;
+# 2. normalizes the **whole volume** to `uint8` (CT: `modality="CT"` and a window in HU,
+#    `[-500, 1000]` by default; MR and other modalities: the `0.5–99.5` percentiles of the voxels
+#    above 0 — the settings warn when a scan looks like a CT but `modality` says otherwise);
+# 3. cuts it into slices along the axis of **largest spacing** (ties → z), or `axis=…`;
 # 4. keeps one binary target per label per slice (or per connected component with
-#    `split_components=True`), dropping targets under `min_pixels=100`;
-# 5. stores each kept slice **once** as a `uint8` PNG at model resolution (longest side 256, aspect
+#    `split_components=True`), dropping targets too small to prompt: the paper's rule is
+#    `min_pixels=100` on pixels of about `0.8 mm`; on coarser scans that drops whole organs, so the
+#    settings' `min_mm2` states the rule as an area (`64` mm² here);
+# 5. stores each kept slice **once** as a `uint8` PNG at model resolution (longest side `256`, aspect
 #    kept), each target as a 0/255 mask PNG, and one manifest row per target.
 #
-# Cases are split into train/test **by case** (never a subject in both): a seeded 80/20 shuffle by
-# default, or the settings' `test_cases`. Everything is checked before anything is written, and a
-# re-run skips finished cases (an interrupted case is redone). The later notebooks read the same
-# folder, `S.dataset`.
+# Cases are split into train/test **by case** (never a case in both): the settings' `test_cases`,
+# or a seeded 80/20 shuffle. Everything is checked before anything is written, and a re-run skips
+# finished cases (an interrupted case is redone). The later notebooks read the same folder,
+# `S.dataset`.
 
 # %%
 t0 = time.perf_counter()
-manifest = ml.preprocess(S.data, S.dataset, **S.preprocess_kwargs())
+manifest = ml.preprocess(S.data, S.dataset, progress=False, **S.preprocess_kwargs())
 print(f"prepared {manifest['case'].nunique()} cases into {S.dataset} in {time.perf_counter() - t0:.1f} s: "
       f"{manifest[['case', 'slice']].drop_duplicates().shape[0]} slices, {len(manifest)} targets")
 manifest.head()
@@ -143,7 +150,7 @@ manifest.head()
 
 # %%
 ds = open_dataset(S.dataset)
-print({k: ds.meta[k] for k in ("format", "image_size", "modality", "window", "min_pixels", "labels")})
+print({k: ds.meta[k] for k in ("format", "image_size", "modality", "window", "min_pixels", "min_mm2", "labels")})
 print("split:", ds.meta["split"])
 print(sorted(str(p.relative_to(S.dataset)) for p in S.dataset.iterdir()))
 row = manifest.iloc[0]
@@ -153,9 +160,9 @@ print("stored image", ds.image(row["image"]).shape, ds.image(row["image"]).dtype
 # %% [markdown]
 # ## 4. Statistics
 # How many targets of each label each split holds, and how big they are. A label with few
-# targets (here the ventricles: small, on few slices) gets few training samples; a label with
-# **no** target in a split was dropped by `min_pixels` on every slice (coarse pixels make targets
-# small: lower `min_pixels` then).
+# targets gets few training samples; a label with **no** target in the test split cannot be
+# evaluated there (check this table before trusting a per-label score); a label with no target at
+# all was dropped by the size rule on every slice (lower `min_mm2` then).
 
 # %%
 print("targets per label and split")
@@ -168,7 +175,7 @@ plotting.plot_target_sizes(manifest, min_pixels=ds.meta["min_pixels"]);
 # %% [markdown]
 # ## 5. Look at the data
 # Always look before you train: each panel is a stored slice with one target's mask and its box
-# (drawn in the stored image's pixels).
+# (drawn in the stored image's pixels; stored slices keep the scan's array orientation).
 
 # %%
 plotting.plot_dataset_grid(ds, n=8, ncols=4);
@@ -181,12 +188,12 @@ plotting.plot_dataset_grid(ds, n=8, ncols=4);
 
 # %%
 t0 = time.perf_counter()
-again = ml.preprocess(S.data, S.dataset, **S.preprocess_kwargs())
+again = ml.preprocess(S.data, S.dataset, progress=False, **S.preprocess_kwargs())
 print(f"re-run: {time.perf_counter() - t0:.2f} s, same manifest: {again.equals(manifest)}")
 
 mismatched = S.work / "mismatched"
 try:
-    ml.preprocess([(cases[0].image, cases[-1].label)], mismatched, modality=S.modality)
+    ml.preprocess([(cases[0].image, cases[-1].label)], mismatched, modality=S.modality, progress=False)
 except ml.InputError as err:
     print("InputError:", err)
 else:
@@ -196,9 +203,9 @@ print(f"{mismatched} exists:", mismatched.exists())
 # %% [markdown]
 # ## 7. More options
 # ```python
-# # CT in Hounsfield units, nnU-Net layout, soft-tissue window, only labels 1 and 2:
+# # nnU-Net layout, soft-tissue window, only labels 1 and 2:
 # ml.preprocess("Dataset001_Liver/", "work/liver", modality="CT", window="soft_tissue",
-#               labels={1: "liver", 2: "tumour"})
+#               labels={1: "liver", 2: "tumour"}, min_mm2=64)
 # # DICOM series folders patient1/, patient2/ … with patient1_label.nii.gz beside them:
 # ml.preprocess("dicom_export/", "work/ct", modality="CT")
 # # 2D images: photo.png + photo_mask.png; one target per connected component:

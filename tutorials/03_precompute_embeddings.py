@@ -14,16 +14,14 @@
 # ---
 
 # %% [markdown]
-# # 03 · Compute the image embeddings once
+# # 03 · Precompute the image embeddings once
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/medsam-lite/medsam_lite/blob/main/tutorials/03_precompute_embeddings.ipynb)
 #
-# Run the frozen image encoder **once per slice** and store the embeddings beside the dataset,
-# checked by a signature, so that fine-tuning and every new box reuse them.
+# Run LiteMedSAM's image encoder once per stored slice and keep the result on disk: fine-tuning
+# (notebook 04), evaluation (05) and every new box then read it back instead of encoding again.
 #
-# **Time:** the encoder takes ~0.8–2 s per slice on a 2-core CPU: the 298 sample slices take
-# about 6 minutes on a 2-core CPU (measured: 378 s for all 298 slices, `tutorials/render_times.txt`); a GPU does them in seconds.
-# Quick mode (`MEDSAM_LITE_QUICK=1`, used in CI) embeds only 3 central slices per case.
+# **Time:** the embedding cell prints how long it took; a second call takes a fraction of a second.
 
 # %%
 # Colab only (does nothing elsewhere): install medsam_lite from its repository in this kernel.
@@ -50,31 +48,24 @@ if "google.colab" in sys.modules:
     output.enable_custom_widget_manager()
     import importlib
     importlib.invalidate_caches()
-
 # %% [markdown]
-# ## Settings: the only cell to change for your own data
-# Everything below is derived from these settings: point `data` at your folder of scans + label
-# maps (the layouts are in notebook 02), say whether it is CT, which cases to hold out and which
-# labels to use. Outputs go to `work`. (Environment variables such as `MEDSAM_LITE_DATA` override
-# this cell — that is how the tests run these notebooks on a CT dataset; see `medsam_lite.tutorial`.)
+# ## Settings
+# Every choice lives in one file, `tutorials/settings.toml` (notebook 02 walks through it): the
+# data folder, modality, labels, held-out cases, work folder, model and fine-tuning settings.
+# Edit the file, not this notebook; environment variables such as `MEDSAM_LITE_DATA` override it
+# (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import samples, tutorial
+from medsam_lite import tutorial
 
-S = tutorial.settings(
-    data=samples.brain_mri_dir(),      # your folder of scans + label maps
-    modality="MR",                     # "CT" for scans in Hounsfield units
-    test_cases=["sub-07", "sub-08"],   # held-out cases; None = a seeded 20 % of the cases
-    labels=None,                       # None = every label; or e.g. {1: "liver", 2: "tumour"}
-    work="work",                       # output folder: dataset, embeddings, checkpoints, masks
-)
+S = tutorial.settings()
 
 # %% [markdown]
 # ## Why
-# The image encoder is ~95 % of LiteMedSAM's compute (about 75 GFLOPs per 256×256 slice; a box
-# through the decoder is ~0.1 s). It stays **frozen** when we fine-tune, so its output for a slice
-# never changes: compute it once, store it, and let training and every new box read it back. That
-# is what makes fine-tuning on a CPU practical.
+# The image encoder is almost all of LiteMedSAM's compute; the prompt encoder and mask decoder that
+# turn a box into a mask are small. The encoder stays **frozen** when we fine-tune, so its output
+# for a slice never changes: compute it once, store it, and let training and every new box read it
+# back. That is what makes fine-tuning on a CPU practical.
 #
 # This notebook uses the dataset of notebook 02 (`S.dataset`); it is prepared here if missing.
 
@@ -82,30 +73,30 @@ S = tutorial.settings(
 import time
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import plotting
+from medsam_lite import io, plotting
 from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
-model = ml.load_model()
+model = tutorial.load_model(S)
 print(len(ds.slices), "slices in", ds.slices["case"].nunique(), "cases | slices per case embedded:",
       S.max_slices_per_case or "all")
 
 # %% [markdown]
 # ## 1. Embed every slice once
-# `embed` prints the disk estimate first (float16: **2 MiB per 256×64×64 embedding**), then runs the
-# encoder with a progress bar. The store lives beside the dataset in
-# `embeddings/lite_medsam/` as a memory-mapped `.npy` file: reading one embedding does not load the
-# others into memory.
+# `embed` writes the store beside the dataset, in `embeddings/<model>/`, as a memory-mapped `.npy`
+# file (float16 by default: one `256×64×64` embedding per slice): reading one embedding does not load
+# the others into memory. `progress=True` (the default) shows a progress bar and the disk estimate;
+# here the cell prints the time and the size instead.
 
 # %%
 t0 = time.perf_counter()
-store = ml.embed(ds, model, max_slices_per_case=S.max_slices_per_case)
+store = ml.embed(ds, model, max_slices_per_case=S.max_slices_per_case, progress=False)
 t_embed = time.perf_counter() - t0
 print(f"{int(store.done.sum())} of {len(store)} slices stored; this call took {t_embed:.1f} s")
-print("file:", store.path / "embeddings.npy", store.embeddings.shape, store.embeddings.dtype)
+print("file:", store.path / "embeddings.npy", store.embeddings.shape, store.embeddings.dtype,
+      f"{store.embeddings.nbytes / 2**20:.0f} MiB")
 
 # %% [markdown]
 # ## 2. A second call is free
@@ -114,7 +105,7 @@ print("file:", store.path / "embeddings.npy", store.embeddings.shape, store.embe
 
 # %%
 t0 = time.perf_counter()
-store = ml.embed(ds, model, max_slices_per_case=S.max_slices_per_case)
+store = ml.embed(ds, model, max_slices_per_case=S.max_slices_per_case, progress=False)
 print(f"second call: {time.perf_counter() - t0:.2f} s")
 
 # %% [markdown]
@@ -130,22 +121,27 @@ print({k: store.signature[k] for k in ("model_name", "input_size", "recipe", "dt
 print("encoder sha256:", store.signature["encoder_sha256"][:16], "…  dataset sha256:",
       store.signature["dataset_sha256"][:16], "…")
 try:
-    ml.embed(ds, model, dtype="float32", max_slices_per_case=S.max_slices_per_case)
+    ml.embed(ds, model, dtype="float32", max_slices_per_case=S.max_slices_per_case, progress=False)
 except ml.StoreMismatchError as err:
     print("StoreMismatchError:", err)
 
 # %% [markdown]
-# ## 4. A new box on a stored embedding
+# ## 4. New boxes on a stored embedding
 # `Predictor.set_embedding` takes a stored embedding instead of running the encoder: segmenting a
 # new box costs only the decoder. The manifest's boxes are in the **original** slice's pixels; the
 # stored slice is that slice resized (longest side 256), so `prompts.boxes_to_stored` maps them to
 # it (with the same `Geometry` the model uses) and the predictor gets the stored size — the masks
-# then come out at the stored size, like the stored masks.
+# then come out at the stored size, like the stored masks. The slice shown is the test case's slice
+# with the most targets; each label keeps its colour in every notebook (its position in the settings' labels).
 
 # %%
-done = np.flatnonzero(store.done)
-row = int(done[len(done) // 2])
-sl = ds.slices.iloc[row]
+test_cases = [c for c, split in ds.meta["split"].items() if split == "test"]
+per_slice = ds.manifest.groupby(["case", "slice"]).size().rename("targets")
+stored = ds.slices[store.done].join(per_slice, on=["case", "slice"])
+if stored["case"].isin(test_cases).any():
+    stored = stored[stored["case"].isin(test_cases)]
+row = int(stored["targets"].idxmax())                # the stored slice with the most targets
+sl = ds.slices.loc[row]
 targets = ds.manifest[(ds.manifest["case"] == sl["case"]) & (ds.manifest["slice"] == sl["slice"])]
 image = ds.image(sl["image"])
 boxes = prompts.boxes_to_stored(targets[["x0", "y0", "x1", "y1"]].to_numpy(),
@@ -160,12 +156,18 @@ print(f"{len(boxes)} boxes on a stored embedding in {(time.perf_counter() - t0) 
 truth = [ds.mask(m) for m in targets["mask"]]
 print("Dice per target:", {n: round(ml.dice(p, t), 3) for n, p, t in zip(targets["label_name"], masks, truth)})
 
-fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-axes[0].imshow(store.get(row).abs().mean(0), cmap="magma")
+order = list(S.label_names(ds))
+colors = [order.index(v) for v in targets["label"]]
+direction = io.read_volume(tutorial.case_paths(S, sl["case"])[1]).direction   # display: radiological orientation
+fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+flip_rows, flip_cols = plotting.radiological_flips(direction)
+axes[0].imshow(store.get(row).abs().mean(0).numpy()[::-1 if flip_rows else 1, ::-1 if flip_cols else 1], cmap="magma")
 axes[0].set_title("mean |embedding| over 256 channels (64×64)")
 axes[0].set_axis_off()
-plotting.show_masks(image, truth, boxes=boxes, ax=axes[1], title=f"{sl['case']} slice {sl['slice']}: ground truth")
-plotting.show_masks(image, masks, boxes=boxes, ax=axes[2], title="pretrained LiteMedSAM")
+plotting.show_masks(image, truth, boxes=boxes, ax=axes[1], direction=direction, colors=colors, legend=[],
+                    title=f"{sl['case']} slice {sl['slice']}: ground truth")
+plotting.show_masks(image, masks, boxes=boxes, ax=axes[2], direction=direction, colors=colors,
+                    legend=list(targets["label_name"]), title="pretrained, from the stored embedding")
 fig.tight_layout()
 
 # %% [markdown]

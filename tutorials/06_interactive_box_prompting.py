@@ -18,18 +18,17 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/medsam-lite/medsam_lite/blob/main/tutorials/06_interactive_box_prompting.ipynb)
 #
-# Draw boxes with the mouse on a brain MRI slice and on the slices of a volume, and see
-# **LiteMedSAM**'s masks at once — on a CPU, from one encoder run per slice.
+# Draw boxes with the mouse on a CT slice and on the slices of a volume, and see **LiteMedSAM**'s
+# masks at once — on a CPU, from one encoder run per slice.
 #
 # ![The box prompter in JupyterLab: two boxes drawn with the mouse, their masks painted at once](images/06_widget.png)
 #
-# *The widget in a real browser (the screenshot `tests/test_browser.py` takes): a box around the
-# brain and one around the ventricles, drawn with the mouse.* The widget needs a live kernel: on
-# GitHub you see its last picture, not the widget.
+# *The widget in a real browser (the screenshot `tests/test_browser.py` takes, on the synthetic
+# brain MRI slice of `data_samples/`: a box around the brain and one around the ventricles).* The
+# widget needs a live kernel: on GitHub you see its last picture, not the widget.
 #
-# **Time:** about 1 minute on a 2-core CPU (an encoder run of ~1–2 s per visited slice; each box
-# → mask update ~0.2 s, `bench/RESULTS.md`). On Colab, run the install cell first: it enables
-# Colab's custom widget manager.
+# **Time:** the cells print the encoder and box → mask times. On Colab, run the install cell
+# first: it enables Colab's custom widget manager.
 
 # %%
 # Colab only (does nothing elsewhere): install medsam_lite from its repository in this kernel.
@@ -56,50 +55,62 @@ if "google.colab" in sys.modules:
     output.enable_custom_widget_manager()
     import importlib
     importlib.invalidate_caches()
-
 # %% [markdown]
-# ## 1. The model and a sample slice
-# The sample slice is an axial brain MRI (a synthetic variant of the MNI ICBM152 template) with a
-# label map: 1 = white matter, 2 = grey matter, 3 = lateral ventricles. The label map is only used
-# here to place the starting boxes and to score the masks; you would not have it for your own scans.
+# ## Settings
+# Every choice lives in one file, `tutorials/settings.toml` (notebook 02 walks through it): the
+# data folder, modality, labels, held-out cases, work folder, model and fine-tuning settings.
+# Edit the file, not this notebook; environment variables such as `MEDSAM_LITE_DATA` override it
+# (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-import os
+from medsam_lite import tutorial
 
+S = tutorial.settings()
+
+# %% [markdown]
+# ## 1. The model and a slice
+# The scan is the first test case of the settings (the sample: the held-out CT slab), and the
+# slice the one where the settings' first label is largest. The label map is only used here to
+# place the starting box and to score the masks; you would not have it for a new scan
+# (notebook 08 starts from one without).
+
+# %%
 import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import io, plotting, samples, tutorial
+from medsam_lite import io, plotting
+from medsam_lite.interactive import prompts
 from medsam_lite.interactive.widgets import BoxPrompter
 
-threads, device = tutorial.setup_runtime()             # every core (or $MEDSAM_LITE_THREADS); GPU if any
-QUICK = os.environ.get("MEDSAM_LITE_QUICK") == "1"   # CI: visit fewer slices in part 7
-model = ml.load_model()                                # LiteMedSAM, offline
-
-scan = io.read_volume(samples.sample_path("brain_slice.png"))       # a Volume: array + geometry
-label = io.read_volume(samples.sample_path("brain_slice_label.png")).array
-truth = {"brain": label > 0, "ventricles": label == 3}
-print("slice", scan.array.shape, scan.array.dtype)
+model = tutorial.load_model(S)
+case, image_path, label_path = tutorial.case_paths(S)
+scan, label_volume = tutorial.read_case(S, case)              # quick mode: a few slices around the target
+label = label_volume.array
+names = {v: n for v, n in S.label_names(tutorial.ensure_dataset(S)).items() if (label == v).any()}
+first, small = next(iter(names)), tutorial.focus_label(tutorial.ensure_dataset(S), among=names)
+z = prompts.key_slice(label == first)
+ct_slice = scan.array[z]                                     # H×W, original intensities
+truth = {n: label[z] == v for v, n in names.items()}
+print(f"{case} slice {z}: {ct_slice.shape} {ct_slice.dtype}; classes {list(names.values())}")
 
 # %% [markdown]
 # ## 2. Draw a box, get a mask
-# `BoxPrompter` runs the image encoder once for the slice (about 2 s) and keeps the embedding. Then
-# every box you **draw** (drag with the mouse), **move** or **resize** is segmented by the mask decoder
-# alone (about 0.1 s on a CPU) and the mask is painted into the image at once. Click a class chip
-# (or press `1`, `2`) before drawing to choose the class; click a box and press `Delete` (or its ×)
-# to remove it, and its mask goes too. The status line under the image shows how long the last
-# update took and how often the encoder ran. (A drag that starts inside an existing box moves that
-# box, and a click there without dragging adds a point, part 5: to box a structure inside a larger
-# one, draw the inner box first, or start the drag outside.)
+# `BoxPrompter` runs the image encoder once for the slice and keeps the embedding. Then every box
+# you **draw** (drag with the mouse), **move** or **resize** is segmented by the mask decoder alone
+# and the mask is painted into the image at once. Click a class chip (or press `1`, `2`, …) before
+# drawing to choose the class; click a box and press `Delete` (or its ×) to remove it, and its mask
+# goes too. The status line under the image shows how long the last update took and how often the
+# encoder ran. (A mouse-down inside an existing box moves that box: to box a structure inside a
+# larger one, draw the inner box first, or start the drag outside.)
 #
 # The `default_boxes` are already drawn when the widget appears: without a browser (e.g. when this
 # notebook runs under `pytest --nbmake`) nobody draws, and the rest of the notebook still has masks.
-# Boxes are XYXY in the image's pixels; the widget's own XYWH boxes are converted at its edge.
+# Boxes are XYXY in the image's pixels; the widget's own XYWH boxes are converted at its edge. The
+# widget shows the slice as stored (array orientation); the figures below are radiological.
 
 # %%
-brain_box = ml.box_from_mask(truth["brain"])      # a starting box: drag it, or draw your own
-prompter = BoxPrompter(scan, model, labels=["brain", "ventricles"],
-                       default_boxes=[(brain_box, "brain")])
+prompter = BoxPrompter(ct_slice, model, labels=list(names.values()), modality=S.modality,
+                       default_boxes=[(ml.box_from_mask(truth[names[first]]), names[first])])
 prompter
 
 # %% [markdown]
@@ -111,27 +122,28 @@ prompter
 
 # %%
 for p in prompter.prompts:
-    print(f"{p.label:<10} box {p.box.round().astype(int)}  predicted IoU {p.score:.2f}  {p.mask.sum()} px")
+    print(f"{p.label:<20} box {p.box.round().astype(int)}  predicted IoU {p.score:.2f}  {p.mask.sum()} px")
 for name, mask in prompter.masks.items():
     if mask.any():
         print(f"{name}: Dice against the label {ml.dice(mask, truth[name]):.3f}")
 print("image encoder runs:", prompter.encoder_calls, "| boxes decoded:", prompter.decoder_calls)
-plotting.show_masks(scan.array, list(prompter.masks.values()), title="prompter.masks");
+colors = [list(S.label_names(tutorial.ensure_dataset(S))).index(v) for v in names]
+plotting.show_masks(prompter.session.image[0], list(prompter.masks.values()), direction=scan.direction,
+                    colors=colors, legend=list(names.values()), title="prompter.masks");
 
 # %% [markdown]
 # ## 4. A second box costs only the decoder
-# `add_box` adds a box as if you had drawn it (here around the lateral ventricles, class
-# `ventricles`). The encoder does not run again, and the boxes already there are not decoded
-# again either. The pretrained LiteMedSAM is good at the whole brain (Dice ≈ 0.8) but poor at the
-# ventricles (Dice ≈ 0.1): that is what fine-tuning the decoder on your own labels is for.
+# `add_box` adds a box as if you had drawn it (here around the label with the fewest targets in the
+# dataset). The encoder does not run again, and the boxes already there are not decoded again
+# either. The cell prints the update time and the new mask's Dice.
 
 # %%
 encoder_runs = prompter.encoder_calls
-prompter.add_box(ml.box_from_mask(truth["ventricles"]), "ventricles")
+prompter.add_box(ml.box_from_mask(truth[names[small]]), names[small])
 print(f"mask update {prompter.timings['update_ms']:.0f} ms "
       f"(decoder {prompter.timings['decode_ms']:.0f} ms, overlay {prompter.timings['render_ms']:.0f} ms)")
 assert prompter.encoder_calls == encoder_runs       # no new encoding for a new box
-print("ventricles Dice:", round(ml.dice(prompter.masks["ventricles"], truth["ventricles"]), 3))
+print(f"{names[small]} Dice:", round(ml.dice(prompter.masks[names[small]], truth[names[small]]), 3))
 
 # %% [markdown]
 # ## 5. Correct a mask with a click
@@ -140,17 +152,22 @@ print("ventricles Dice:", round(ml.dice(prompter.masks["ventricles"], truth["ven
 # or **Shift**-click. The decoder runs again from the box, every click so far and the previous mask
 # (no new encoding: a click costs what a box costs), and the point is drawn as a small cross.
 # **undo** takes back the last click (or box). In code, `prompter.click(x, y)` does the same; the
-# state lives in `prompter.session`, an `AnnotationSession` you can also use without any widget.
-# Clicks go to the click decoder `load_model()` ships (LiteMedSAM's own decoder was trained with
-# boxes only); a click can still make a mask worse: undo it then.
+# state lives in `prompter.session`, an `AnnotationSession` you can also use without any widget
+# (notebook 08). LiteMedSAM was trained with boxes only, so a click can also make a mask worse: undo
+# it then. Here the click goes on a pixel of the first organ that its mask missed (found from the
+# label, to run without a browser).
 
 # %%
-brain = prompter.session.objects[0]                   # the brain box's object
-before = ml.dice(brain.mask, truth["brain"])
-prompter.click(60, 163, obj=brain)                    # a pixel of the brain the mask missed (bottom left)
-print(f"brain Dice: box {before:.3f} → box + 1 click {ml.dice(brain.mask, truth['brain']):.3f}; "
-      f"clicks {brain.points.tolist()}, encoder runs {prompter.encoder_calls}")
-assert prompter.encoder_calls == encoder_runs and len(brain.points) == 1
+obj = prompter.session.objects[0]                     # the first box's object
+before = ml.dice(obj.mask, truth[obj.label])
+missed = np.argwhere(truth[obj.label] & ~obj.mask)    # (row, column) of the organ's pixels the mask missed
+if len(missed):
+    y, x = missed[len(missed) // 2]
+    prompter.click(float(x), float(y), obj=obj)
+    print(f"{obj.label} Dice: box {before:.3f} → box + 1 click at ({x}, {y}) {ml.dice(obj.mask, truth[obj.label]):.3f}; "
+          f"encoder runs {prompter.encoder_calls}")
+else:
+    print(f"{obj.label}: the mask misses no pixel of the label; no click needed")
 
 # %% [markdown]
 # ## 6. Save the masks
@@ -158,7 +175,7 @@ assert prompter.encoder_calls == encoder_runs and len(brain.points) == 1
 # geometry for any image. Read it back to check.
 
 # %%
-saved = prompter.save("work/06_brain_slice_labels.png")
+saved = prompter.save(S.outputs / "06" / f"{case}_slice{z}_labels.png")
 back = io.read_volume(saved).array
 print(saved, back.shape, back.dtype, "classes", np.unique(back))
 assert np.array_equal(back, prompter.label_map)
@@ -166,77 +183,51 @@ assert np.array_equal(back, prompter.label_map)
 # %% [markdown]
 # ## 7. A 3D volume: a slice slider
 # Give `BoxPrompter` a whole volume (a `Volume` from `io.read_volume`, or a `(z, y, x)` array)
-# and it adds a slice slider. The volume is normalized once (MR: 0.5–99.5 percentiles over the
-# brain); each slice's embedding is computed on its **first visit** and kept, so going back to a slice
-# costs nothing. With `prefetch=1` the slices just above and below are encoded in a background thread
-# while you look at this one, so stepping to the next slice shows its mask without waiting for the
-# encoder. Boxes belong to their slice.
+# and it adds a slice slider. The volume is normalized once; each slice's embedding is computed on
+# its **first visit** and kept, so going back to a slice costs nothing. With `prefetch=1` the slices
+# just above and below are encoded in a background thread while you look at this one, so stepping
+# to the next slice shows its mask without waiting for the encoder. Boxes belong to their slice.
 
 # %%
-subject = samples.brain_mri_dir()
-volume = io.read_volume(subject / "sub-01.nii.gz")
-volume_label = io.read_volume(subject / "sub-01_label.nii.gz").array
-print("volume (z, y, x)", volume.array.shape, "spacing (x, y, z) mm", volume.spacing)
-
-z = 24
-prompter3d = BoxPrompter(volume, model, labels=["brain"], modality="MR", prefetch=1,   # encode z±1 meanwhile
-                         default_boxes=[(ml.box_from_mask(volume_label[z] > 0), "brain", z)])
+print("volume (z, y, x)", scan.array.shape, "spacing (x, y, z) mm", scan.spacing)
+prompter3d = BoxPrompter(scan, model, labels=[names[first]], modality=S.modality, prefetch=1,   # encode z±1 meanwhile
+                         default_boxes=[(ml.box_from_mask(label[z] == first), names[first], z)])
 prompter3d
 
 # %% [markdown]
 # Visit other slices (move the slider, or call `set_slice`) and add a box on each; then come back
-# to slice 24: its embedding is cached, so the encoder runs once per visited slice, not once per visit.
+# to the first slice: its embedding is cached, so the encoder runs once per visited slice, not once
+# per visit.
 
 # %%
-for s in ([20] if QUICK else [16, 20, 28, 32]):
+others = [int(s) for s in prompts.slices_with(label == first) if s != z][:2 if S.quick else 4]
+for s in others:
     prompter3d.set_slice(s)
-    prompter3d.add_box(ml.box_from_mask(volume_label[s] > 0), "brain")
+    prompter3d.add_box(ml.box_from_mask(label[s] == first), names[first])
 runs = prompter3d.encoder_calls
 prompter3d.set_slice(z)
-assert prompter3d.encoder_calls == runs            # slice 24 was already encoded
+assert prompter3d.encoder_calls == runs            # the first slice was already encoded
 print("encoder runs:", prompter3d.encoder_calls, "for slices", prompter3d.summary()["cached_embeddings"])
 for p in prompter3d.prompts:
-    print(f"slice {p.slice}: Dice {ml.dice(p.mask, volume_label[p.slice] > 0):.3f}")
+    print(f"slice {p.slice}: Dice {ml.dice(p.mask, label[p.slice] == first):.3f}")
 
 # %% [markdown]
 # The label map is a volume of the scan's shape; `save` writes it with the scan's spacing, origin
 # and direction, so it overlays the scan in any viewer (3D Slicer, ITK-SNAP).
 
 # %%
-saved3d = prompter3d.save("work/06_sub-01_brain.nii.gz")
+saved3d = prompter3d.save(S.outputs / "06" / f"{case}_{names[first]}.nii.gz")
 back3d = io.read_volume(saved3d)
-print(saved3d, back3d.array.shape, "spacing", back3d.spacing, "same geometry:", back3d.same_geometry(volume))
-assert back3d.same_geometry(volume) and np.array_equal(back3d.array, prompter3d.label_map)
-
-# %% [markdown]
-# ## 8. Annotate a scan, then train on it
-# A scan without labels: box (and click) the organs on a few slices, then `save_case` writes the scan,
-# its label map (same geometry) and `labels.json` into a folder `preprocess` reads — the start of
-# notebooks 02–04 on your own labels. Unlabelled slices are background: `preprocess` takes targets
-# only from the slices you labelled. (Here the boxes come from the sample's labels, to run without
-# a browser; `labels={value: name}` keeps the values of the other scans of a dataset.)
-
-# %%
-ct = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")                  # CT in HU, 3 mm
-ct_truth = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array  # only to place boxes
-annotator = BoxPrompter(ct, model, labels={1: "spleen", 5: "liver"}, modality="CT", slice_index=4,
-                        default_boxes=[(ml.box_from_mask(ct_truth[z] == v), name, z)
-                                       for z in (2, 4) for v, name in ((1, "spleen"), (5, "liver"))])
-annotator
-
-# %%
-image_path, label_path = annotator.save_case("work/06_my_scans", case="my_ct")
-manifest = ml.preprocess("work/06_my_scans", "work/06_my_dataset", modality="CT", min_mm2=64, progress=False)
-print(image_path, label_path)
-print(manifest[["case", "slice", "label_name", "pixels"]].to_string(index=False))
-assert set(zip(manifest["slice"], manifest["label_name"])) == {(z, n) for z in (2, 4) for n in ("spleen", "liver")}
+print(saved3d, back3d.array.shape, "spacing", back3d.spacing, "same geometry:", back3d.same_geometry(scan))
+assert back3d.same_geometry(scan) and np.array_equal(back3d.array, prompter3d.label_map)
 
 # %% [markdown]
 # ## Notes
 # * **Colab**: the install cell at the top enables Colab's custom widget manager, which this widget
 #   needs; run it first.
-# * **Speed**: a box → mask update is the mask decoder plus repainting the image (~0.1 s here);
-#   a click costs the same; only the first visit to a slice runs the image encoder (~2 s).
-#   `bench/bench_widget.py` and `bench/bench_clicks_widget.py` measure them.
+# * **Speed**: a box → mask update is the mask decoder plus repainting the image, and a click costs
+#   the same; only the first visit to a slice runs the image encoder. `bench/bench_widget.py` and
+#   `bench/bench_clicks_widget.py` measure them.
 # * **Your own scans**: `BoxPrompter("scan.nii.gz", labels=[...], modality="CT")` reads the file
-#   and keeps its geometry for `save`.
+#   and keeps its geometry for `save`; `prompter.session` is the headless
+#   `AnnotationSession` underneath (notebook 08 uses it directly).

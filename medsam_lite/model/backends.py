@@ -216,7 +216,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
             print(f"medsam_lite: cached {part} export {folder} is {problem}; rebuilding it.", file=sys.stderr)
     if progress:
         print(f"medsam_lite: exporting the {part} to ONNX for {backend} (once per weights, a few seconds) "
-              f"→ {folder}", file=sys.stderr)
+              f"→ {folder.name} in the export cache", file=sys.stderr)  # no absolute path in stored outputs
     start = time.perf_counter()
     try:
         with atomic_folder(folder) as tmp:

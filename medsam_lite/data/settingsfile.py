@@ -1,0 +1,122 @@
+"""The tutorials' settings file (``tutorials/settings.toml``): found, read and checked.
+
+One TOML file (read with the standard library's ``tomllib``) holds every choice the notebooks make:
+the data folder, modality, labels, held-out cases, the area rule, the work folder, the model, the
+fine-tuning hyper-parameters, clicks and threads/device. :func:`medsam_lite.tutorial.settings`
+reads it when called without a data folder; environment variables still override it.
+
+Paths in the file are relative to the file's own folder; ``"samples:ct_abdomen"`` names a folder of
+the bundled ``data_samples/`` (resolved by :mod:`medsam_lite.samples`, so ``$MEDSAM_LITE_SAMPLES``
+on Colab is honoured).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from ..errors import InputError
+
+#: The file's name; looked up by :func:`find`.
+NAME = "settings.toml"
+
+#: Entries a settings file may hold, with the types each accepts.
+KEYS = {
+    "data": (str,), "modality": (str,), "labels": (dict, list), "test_cases": (list,), "min_mm2": (int, float),
+    "work": (str,), "model": (str,), "checkpoint": (str,), "epochs": (int,), "lr": (int, float),
+    "batch_size": (int,), "clicks": (int,), "threads": (int,), "device": (str,),
+}
+
+
+def find() -> Path | None:
+    """The settings file to read: ``$MEDSAM_LITE_SETTINGS``, else ``settings.toml`` in the working
+    directory (the notebooks run in ``tutorials/``), else the repository's ``tutorials/settings.toml``;
+    None when there is none."""
+    env = os.environ.get("MEDSAM_LITE_SETTINGS")
+    if env:
+        if not Path(env).is_file():
+            raise InputError(f"MEDSAM_LITE_SETTINGS={env} is not a file; point it at a settings.toml "
+                             "(tutorials/settings.toml is the template).")
+        return Path(env)
+    for candidate in (Path.cwd() / NAME, Path(__file__).resolve().parents[2] / "tutorials" / NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def short_path(path) -> Path:
+    """``path`` relative to the working directory when that is short (inside it, or one ``..`` up),
+    else as given: what the notebooks print and store, so outputs carry no absolute path."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path
+    try:
+        rel = Path(os.path.relpath(path, Path.cwd()))
+    except ValueError:  # another drive (Windows)
+        return path
+    return rel if rel.parts[:2] != ("..", "..") else path
+
+
+def _resolve(value: str, base: Path) -> Path:
+    if value.startswith("samples:"):
+        from .. import samples
+
+        return short_path(samples.sample_path(value.split(":", 1)[1]))
+    path = Path(value).expanduser()
+    return short_path(path if path.is_absolute() else base / path)
+
+
+def read(path) -> dict:
+    """The entries of a settings file as :func:`medsam_lite.tutorial.settings` keywords.
+
+    Returns a dict with only the entries present: ``data`` / ``work`` / ``checkpoint`` as paths
+    (relative to the file's folder, printed short), ``labels`` as ``{int: name}`` or a list of ints,
+    ``test_cases`` as a list (or None when empty), ``min_mm2`` None when 0, ``threads`` None when 0
+    (every core), ``checkpoint`` None when empty.
+
+    Raises:
+        InputError: unreadable TOML, an unknown entry or an entry of the wrong type, naming the fix.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise InputError(f"cannot read the settings file {path}: {err}") from err
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise InputError(f"{path}: unknown entries {unknown}; the entries are {sorted(KEYS)}.")
+    for key, value in raw.items():
+        if not isinstance(value, KEYS[key]) or isinstance(value, bool):
+            raise InputError(f"{path}: {key} = {value!r} must be {' or '.join(t.__name__ for t in KEYS[key])}.")
+    base = path.resolve().parent
+    out = dict(raw)
+    for key in ("data", "work"):
+        if key in out:
+            out[key] = _resolve(out[key], base)
+    if "checkpoint" in out:
+        out["checkpoint"] = _resolve(out["checkpoint"], base) if out["checkpoint"] else None
+    if "labels" in out:
+        try:
+            labels = out["labels"]
+            out["labels"] = ({int(k): str(v) for k, v in labels.items()} if isinstance(labels, dict)
+                             else [int(v) for v in labels]) or None
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{path}: labels must map label values to names, e.g. labels = {{ 1 = \"spleen\" }}, "
+                             "or list values, e.g. labels = [1, 5].") from err
+    if "test_cases" in out:
+        out["test_cases"] = [str(c) for c in out["test_cases"]] or None
+    if "min_mm2" in out:
+        out["min_mm2"] = float(out["min_mm2"]) or None
+    if "threads" in out:
+        out["threads"] = out["threads"] or None
+    if "lr" in out:
+        out["lr"] = float(out["lr"])
+    for key in ("epochs", "batch_size", "threads"):
+        if out.get(key) is not None and out[key] < 1:
+            raise InputError(f"{path}: {key} must be a positive integer (threads: 0 = every core).")
+    if out.get("clicks", 0) < 0:
+        raise InputError(f"{path}: clicks must be 0 or more.")
+    if out.get("device", "auto") not in ("auto", "cpu", "cuda"):
+        raise InputError(f"{path}: device = {out['device']!r}; choose \"auto\", \"cpu\" or \"cuda\".")
+    return out
