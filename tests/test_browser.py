@@ -1,6 +1,6 @@
-"""Notebook 06 in a real browser: JupyterLab + Debian's Chromium, driven by Playwright.
+"""The BoxPrompter widget in a real browser: JupyterLab + Debian's Chromium, driven by Playwright.
 
-The test opens ``tutorials/06_interactive_box_prompting.ipynb`` in JupyterLab, runs it, deletes
+The test opens ``tests/browser/widget_brain.ipynb`` (the BoxPrompter part of an earlier notebook 06, on the synthetic brain slice) in JupyterLab, runs it, deletes
 the default boxes of the 2D prompter with their × buttons, draws two boxes with the mouse (the
 lateral ventricles, then the whole brain), clicks once inside the brain box, and checks from the
 kernel side that:
@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "tutorials" / "06_interactive_box_prompting.ipynb"
+NOTEBOOK = ROOT / "tests" / "browser" / "widget_brain.ipynb"  # BoxPrompter on the synthetic brain slice (notebook 06 itself runs on the CT)
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = ROOT / "artifacts" / "browser_box_prompt.png"
 
