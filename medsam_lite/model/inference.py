@@ -29,6 +29,7 @@ import torch
 from ..errors import InputError
 from .intensity import IntensityPreset, to_rgb_uint8
 from .models import SamModel
+from .fullsize import masks_at
 from .geometry import Geometry, check_boxes
 
 
@@ -165,7 +166,8 @@ def decode_logits(model: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor
 
 
 @torch.no_grad()
-def decode(model: SamModel, embedding: Embedding, boxes, checked: bool = False, space: str = "original"):
+def decode(model: SamModel, embedding: Embedding, boxes, checked: bool = False, space: str = "original",
+           logits: bool = True):
     """Segment one mask per box on an encoded image.
 
     Args:
@@ -176,17 +178,24 @@ def decode(model: SamModel, embedding: Embedding, boxes, checked: bool = False, 
         checked: the boxes already went through :func:`~medsam_lite.transforms.check_boxes`.
         space: ``"original"`` (default) returns masks at the original ``H×W``; ``"image"`` at the
             encoded image's ``h×w`` (a dataset's stored slice).
+        logits: also make the full-size logits. ``False`` maps the decoder's logits back only where
+            a mask can be (:func:`~medsam_lite.model.fullsize.masks_at`): the same masks, bit for
+            bit, without a full-size float resize; the third value is then ``None``.
 
     Returns:
-        ``(masks, scores, logits)``: ``N×H×W`` bool masks and ``N×H×W`` float32 logits (in ``space``),
-        and ``N`` float32 predicted IoU scores.
+        ``(masks, scores, logits)``: ``N×H×W`` bool masks, ``N`` float32 predicted IoU scores and
+        ``N×H×W`` float32 logits (in ``space``; ``None`` with ``logits=False``).
     """
     geometry = embedding.geometry
     boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
     prompts = torch.from_numpy(geometry.box_prompt(boxes))
     low_res, iou = decode_logits(model, embedding.tensor, prompts)
-    logits = geometry.logits_to(low_res, geometry.image_hw if space == "image" else geometry.original_hw).cpu()
-    return (logits > 0).numpy(), iou[:, 0].float().cpu().numpy(), logits.numpy()
+    hw = geometry.image_hw if space == "image" else geometry.original_hw
+    scores = iou[:, 0].float().cpu().numpy()
+    if not logits:
+        return masks_at(geometry, low_res, hw), scores, None
+    full = geometry.logits_to(low_res, hw).cpu()
+    return (full > 0).numpy(), scores, full.numpy()
 
 
 class EmbeddingCache:

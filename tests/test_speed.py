@@ -1,0 +1,109 @@
+"""Issue 22: speed without changing results — masks mapped back only where they can be (bitwise equal
+to the published full-size path), the per-part backend choice and its cache, the int8 guard."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import medsam_lite as ml
+from medsam_lite import io, samples
+from medsam_lite.model.fullsize import masks_at
+from medsam_lite.model.geometry import Geometry
+from medsam_lite.model.inference import decode, decode_logits, encode
+
+
+@pytest.fixture(scope="module")
+def ct():
+    """Real CT slices (int16 HU, 101×122) of ``ct_abdomen`` case-02 and their label maps."""
+    d = samples.ct_abdomen_dir()
+    return io.read_volume(d / "case-02.nii.gz").array, io.read_volume(d / "case-02_label.nii.gz").array
+
+
+def _boxes(label: np.ndarray) -> np.ndarray:
+    """A tight box per organ, plus boxes at every border and the whole image (XYXY, original pixels)."""
+    h, w = label.shape
+    organs = [ml.box_from_mask(label == v) for v in np.unique(label) if v > 0 and (label == v).sum() > 30]
+    border = [[0, 0, w - 1, h - 1], [0, 0, w / 3, h / 3], [w * 0.6, h * 0.55, w - 1, h - 1],
+              [0, h * 0.4, w * 0.3, h - 1], [w * 0.7, 0, w - 1, h * 0.25]]
+    return np.array(organs + border, np.float32)
+
+
+def _resized(image, label, hw):
+    if hw is None:
+        return image.astype(np.float32), label
+    return (cv2.resize(image.astype(np.float32), hw[::-1], interpolation=cv2.INTER_LINEAR),
+            cv2.resize(label.astype(np.uint8), hw[::-1], interpolation=cv2.INTER_NEAREST))
+
+
+@pytest.mark.parametrize("hw", [None, (512, 512), (333, 517), (600, 241)])
+def test_masks_at_equals_full_size_path_bitwise(model, ct, hw):
+    """Real CT slices at their own size (101×122, a downsizing way back), 512², and non-square sizes."""
+    image, label = _resized(ct[0][6], ct[1][6], hw)
+    emb = encode(model, image, ml.IntensityPreset.resolve("CT"))
+    boxes = _boxes(label)
+    with torch.no_grad():
+        low, _ = decode_logits(model, emb.tensor, torch.from_numpy(emb.geometry.box_prompt(boxes)))
+    ref = emb.geometry.logits_to_original(low).numpy() > 0
+    assert sum(m.sum() > 100 for m in ref) >= 5  # real masks, not empty ones
+    fast = masks_at(emb.geometry, low, emb.geometry.original_hw)
+    assert fast.dtype == bool and fast.shape == ref.shape
+    assert np.array_equal(fast, ref)
+
+
+def test_decode_and_predict_masks_unchanged(model, ct):
+    image, label = _resized(ct[0][3], ct[1][3], (512, 512))
+    predictor = ml.Predictor(model)
+    predictor.set_image(image, modality="CT")
+    boxes = _boxes(label)
+    masks, scores = predictor.predict(boxes)
+    full_masks, full_scores, logits = predictor.predict(boxes, return_logits=True)
+    assert np.array_equal(masks, full_masks) and np.array_equal(masks, logits > 0)
+    assert np.array_equal(scores, full_scores)
+    m, s, none = decode(model, predictor.embedding, boxes, logits=False)
+    assert none is None and np.array_equal(m, masks)
+
+
+def test_stored_slice_space_and_other_recipes(model, ct):
+    """``space="image"`` (a stored 256-px slice), MedSAM's one-stage ``stretch`` and SAM's two-stage
+    1024 path: the same equality on the real decoder's logits."""
+    image, label = ct[0][5].astype(np.float32), ct[1][5]
+    emb = encode(model, image, ml.IntensityPreset.resolve("CT"))
+    boxes = _boxes(label)
+    with torch.no_grad():
+        low, _ = decode_logits(model, emb.tensor, torch.from_numpy(emb.geometry.box_prompt(boxes)))
+    for geometry, hw in [(Geometry((480, 391), 256, "pad", stored_hw=(256, 208)), (256, 208)),
+                         (Geometry((480, 391), 1024, "stretch"), (480, 391)),
+                         (Geometry((300, 700), 1024, "sam"), (300, 700))]:
+        ref = geometry.logits_to(low, hw).numpy() > 0
+        assert ref.any()
+        assert np.array_equal(masks_at(geometry, low, hw), ref)
+
+
+def test_logits_near_zero_take_the_full_path(monkeypatch):
+    """A pixel whose sign float32 rounding could decide is computed by torch's own path: logits that
+    cancel exactly (-1 and 3 under the 3/4 and 1/4 weights of a 2× resize) and tiny values still give
+    the published masks bit for bit, and the full path was taken for that mask only."""
+    from medsam_lite.model import fullsize
+
+    calls = []
+    full = fullsize._full
+    monkeypatch.setattr(fullsize, "_full", lambda low, *a: calls.append(low.shape[0]) or full(low, *a))
+    yy, xx = np.mgrid[0:256, 0:256]
+    disk = (40.0 - np.hypot(yy - 120.0, xx - 90.0)).astype(np.float32)
+    cancel = disk.copy()
+    cancel[100:140, 150] = -1.0  # output column 2·150+1 draws 3/4 on column 150 and 1/4 on 151
+    cancel[100:140, 151] = 3.0
+    tiny = disk.copy()
+    tiny[np.abs(tiny) < 1] = np.float32(1e-30)
+    low = torch.from_numpy(np.stack([disk, cancel, tiny, np.full_like(disk, -3.0)]))[:, None]
+    geometry = Geometry((512, 512), 256)
+    masks_at(geometry, low[:1], (512, 512))  # builds and checks the plan for this size once
+    calls.clear()
+    ref = geometry.logits_to(low, (512, 512)).numpy() > 0
+    fast = masks_at(geometry, low, (512, 512))
+    assert ref[0].sum() > 10_000 and ref[1, 210:270, 302].all() and not ref[1, 210:270, 301].any() and not ref[3].any()
+    assert np.array_equal(fast, ref)
+    assert calls == [1]  # only the cancelling mask fell back to the full-size resize
