@@ -11,7 +11,7 @@ import torch
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.fullsize import masks_at
-from medsam_lite.model.geometry import Geometry
+from medsam_lite.model.geometry import Geometry, to_rgb_uint8
 from medsam_lite.model.inference import decode, decode_logits, encode
 
 
@@ -107,3 +107,115 @@ def test_logits_near_zero_take_the_full_path(monkeypatch):
     assert ref[0].sum() > 10_000 and ref[1, 210:270, 302].all() and not ref[1, 210:270, 301].any() and not ref[3].any()
     assert np.array_equal(fast, ref)
     assert calls == [1]  # only the cancelling mask fell back to the full-size resize
+
+
+# ---------------------------------------------------------------------------------------------
+# auto per part: the choice logic with injected timings (no test depends on real timing)
+# ---------------------------------------------------------------------------------------------
+from medsam_lite.errors import InputError  # noqa: E402
+from medsam_lite.model import backend_choice as bc  # noqa: E402
+
+TIMINGS = {"onnxruntime": {"encoder": 0.386, "decoder": 0.0208},
+           "openvino": {"encoder": 0.286, "decoder": 0.0296},
+           "torch": {"encoder": 1.368, "decoder": 0.0462}}
+
+
+def test_pick_takes_the_fastest_backend_per_part():
+    choice = bc.pick(TIMINGS)
+    assert (choice["encoder"], choice["decoder"]) == ("openvino", "onnxruntime")
+    assert choice["reason"].startswith("encoder: openvino 286 ms, onnxruntime 386 ms, torch 1368 ms; decoder: onnxruntime")
+    tie = bc.pick({"torch": {"encoder": 1.0, "decoder": 0.02}, "openvino": {"encoder": 1.0, "decoder": 0.02},
+                   "onnxruntime": {"encoder": 1.0, "decoder": 0.03}})
+    assert (tie["encoder"], tie["decoder"]) == ("onnxruntime", "openvino")  # ties go to the documented order
+    only = bc.pick({"torch": {"encoder": 2.0, "decoder": 0.05}})
+    assert (only["encoder"], only["decoder"]) == ("torch", "torch")
+
+
+def test_choice_is_measured_once_per_machine_key_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(bc, "available_backends", lambda: ["onnxruntime", "openvino", "torch"])
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return TIMINGS
+
+    key = bc.machine_key(1, "lite")
+    first = bc.choose(tmp_path, key, measure)
+    assert (first["name"], first["cached"]) == ("openvino+onnxruntime", False) and calls == [1]
+    assert "openvino+onnxruntime" in first["report"] and "measured now" in first["report"]
+    again = bc.choose(tmp_path, key, measure)
+    assert again["cached"] and again["name"] == first["name"] and calls == [1]
+    assert "cached measurement" in again["report"]
+    # another thread count is another machine key: measured again, both entries kept
+    two = bc.choose(tmp_path, bc.machine_key(2, "lite"), lambda: {"onnxruntime": {"encoder": 1, "decoder": 1}})
+    assert two["name"] == "onnxruntime" and not two["cached"]
+    assert bc.choose(tmp_path, key, measure)["cached"] and calls == [1]
+    # a corrupt cache file is measured again, never trusted
+    (tmp_path / "exports" / bc.CHOICE_FILE).write_text("{not json", encoding="utf-8")
+    assert not bc.choose(tmp_path, key, measure)["cached"] and calls == [1, 1]
+    # a cached backend that is no longer installed is measured again
+    monkeypatch.setattr(bc, "available_backends", lambda: ["onnxruntime", "torch"])
+    assert bc.read_choice(tmp_path, key) is None
+
+
+def test_time_parts_interleaves_and_drops_slow_parts():
+    order, clock = [], iter(range(1000))
+
+    def fn(name, part, cost):
+        def call():
+            order.append((name, part))
+            for _ in range(cost - 1):
+                next(clock)
+        return call
+
+    ticks = lambda: next(clock)  # noqa: E731 - one tick per clock read, plus `cost - 1` inside a call
+    calls = {"a": {"encoder": fn("a", "encoder", 2), "decoder": fn("a", "decoder", 5)},
+             "b": {"encoder": fn("b", "encoder", 9), "decoder": fn("b", "decoder", 2)}}
+    out = bc.time_parts(calls, rounds=3, slack=2.0, clock=ticks)
+    assert out["a"]["encoder"] < out["b"]["encoder"] and out["b"]["decoder"] < out["a"]["decoder"]
+    timed = order[4:]  # after the warm-up calls
+    assert timed[:4] == [("a", "encoder"), ("b", "encoder"), ("a", "decoder"), ("b", "decoder")]
+    assert timed.count(("b", "encoder")) == 1 and timed.count(("a", "encoder")) == 3  # b: > 2× slower
+
+
+def test_pairs_are_names_and_errors_name_the_fix():
+    assert bc.split_backend("openvino+onnxruntime") == ("openvino", "onnxruntime")
+    assert bc.split_backend("torch") == ("torch", "torch")
+    assert bc.resolve_backend("torch+torch", "cpu") == "torch+torch"
+    with pytest.raises(InputError, match="encoder\\+decoder"):
+        bc.resolve_backend("openvino+tensorrt", "cpu")
+    with pytest.raises(InputError, match="encoder\\+decoder"):
+        bc.resolve_backend("torch+torch+torch", "cpu")
+
+
+def test_auto_uses_the_cached_pair_and_gives_torch_masks(model, tmp_path, monkeypatch):
+    """A cached choice is used without measuring: each part runs in its own backend."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    from medsam_lite.model import backends
+
+    enc, pe, md = model.image_encoder, model.prompt_encoder, model.mask_decoder
+    arch = f"{sum(p.numel() for p in enc.parameters())}-{sum(p.numel() for p in md.parameters())}-256"
+    key = bc.machine_key(1, arch)
+    bc.write_choice(tmp_path, key, {**bc.pick(TIMINGS), "measured": "test"})
+    monkeypatch.setattr(bc, "time_parts", lambda *a, **k: pytest.fail("measured despite a cached choice"))
+    rt = backends.build_runtime(enc, pe, md, backend="auto", threads=1, cache_dir=tmp_path, progress=False)
+    assert (rt.name, rt.encoder_backend, rt.decoder_backend) == ("openvino+onnxruntime", "openvino", "onnxruntime")
+    assert "cached measurement of test" in rt.report
+    assert rt._encoder.backend == "openvino" and rt._decoder.backend == "onnxruntime"
+    image = io.read_volume(samples.sample_path("brain_slice.png")).array
+    geometry = model.geometry(image.shape)
+    x = geometry.image_to_model(to_rgb_uint8(image))
+    box = torch.tensor([[60.0, 50.0, 200.0, 210.0]])
+    ours = rt.encode(x)
+    with torch.no_grad():
+        ref = model.image_encoder(x)
+        ref_logits, _ = model.decode(ref, box)
+    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+    logits, _ = rt.decode(ours, box)
+    assert np.array_equal(geometry.logits_to_original(logits).numpy() > 0,
+                          geometry.logits_to_original(ref_logits).numpy() > 0)
+    # an explicit pair is the same runtime, without any cache entry
+    forced = backends.build_runtime(enc, pe, md, backend="openvino+onnxruntime", threads=1, cache_dir=tmp_path,
+                                    progress=False)
+    assert (forced.encoder_backend, forced.decoder_backend) == ("openvino", "onnxruntime")

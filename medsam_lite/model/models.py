@@ -292,8 +292,9 @@ def load_model(
             model it names).
         device: ``"cpu"``, ``"cuda"`` … (default: CUDA if available, else CPU).
         backend: where the frozen parts run for inference: ``"auto"`` (default, or
-            ``$MEDSAM_LITE_BACKEND``): on a CPU the fastest installed of ``"onnxruntime"`` and
-            ``"openvino"`` (exported once, cached under ``$MEDSAM_LITE_CACHE``), else ``"torch"``;
+            ``$MEDSAM_LITE_BACKEND``): on a CPU each part in the installed backend measured fastest
+            here (timed once per machine; ``model.runtime.report`` says what and why; exports cached
+            under ``$MEDSAM_LITE_CACHE``), a name, or an ``"encoder+decoder"`` pair;
             on CUDA/MPS always ``"torch"``. Training always runs in torch. The fp32 backends give the
             same embeddings as torch within 1e-4 relative, so stores are shared between them.
         precision: ``"fp32"`` (default) or ``"bf16"`` (with ``backend="openvino"`` on CPUs with bf16:
@@ -370,8 +371,8 @@ def _runtime(model: SamModel, backend: str | None, precision: str, device: torch
         if precision != "fp32":
             raise InputError(f"precision={precision!r} needs backend='openvino'; with torch use precision='fp32'.")
         return None
-    return build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder, backend=resolved,
-                         precision=precision)
+    return build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder,
+                         backend="auto" if backend == "auto" else resolved, precision=precision)
 
 
 def _preset(meta: dict, path) -> IntensityPreset | None:
