@@ -1,8 +1,9 @@
 """Fast CPU inference backends for the frozen model parts: OpenVINO, ONNX Runtime, or torch.
 
 :func:`build_runtime` exports the image encoder and the prompt encoder + mask decoder to ONNX once
-(cached on disk, keyed by each part's weights), loads them into the chosen backend and returns a
-:class:`CompiledRuntime` with the same two calls as the torch model:
+(cached on disk, keyed by each part's weights), loads each part into its backend (``auto``: the one
+measured fastest here, per part — :mod:`.backend_choice`) and returns a :class:`CompiledRuntime`
+with the same two calls as the torch model:
 
 * ``encode(x)``: ``B×3×S×S`` float32 **model-input** image(s) → ``B×256×64×64`` float32 embeddings;
 * ``decode(embedding, boxes)``: one image's ``1×256×64×64`` embedding and ``N×4`` float32 XYXY
