@@ -4,7 +4,7 @@ Per configuration (torch fp32, ONNX Runtime fp32, OpenVINO fp32, OpenVINO bf16, 
 real CT slices (``data_samples/ct_abdomen`` case-02, enlarged to 512×512 — a clinical slice size)
 with one tight box per organ:
 
-* encoder ms: ``model.encode`` of a slice's model input (median over ``--slices`` slices);
+* encoder ms: ``SamModel.encode`` of a slice's model input (median over ``--slices`` slices);
 * decoder ms: the decoder call alone for one box (``SamModel.decode`` under ``no_grad``);
 * box → mask ms: ``Predictor.predict`` for one box on the 512×512 slice (what a widget pays per
   box), and its ratio to the decoder call alone measured in the same rounds; also the old
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=7, help="rounds of the per-box measurements")
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--per-case", action="store_true")
+    parser.add_argument("--per-case", nargs="*", help="configs to time predict_volume with (none given: all)")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     args = parser.parse_args()
     import torch
@@ -88,18 +88,20 @@ def main() -> None:
     masks = {n: [] for n in models}
     predictors = {n: ml.Predictor(m) for n, m in models.items()}
     preset = ml.IntensityPreset.resolve("CT")
+    first = {}
     for img, boxes in slices:  # encoder + agreement, interleaved per slice
+        rgb = prepare_image(img, preset)
         for name, model in models.items():
-            rgb = prepare_image(img, preset)
             x = model.geometry(rgb.shape[:2]).image_to_model(rgb)
-            t, _ = timed(lambda: model.encode(x))
+            t, emb = timed(lambda: model.encode(x))
             res[name]["encoder"].append(t)
-            predictors[name].set_image(img, modality="CT")
+            predictors[name].set_embedding(emb, rgb.shape[:2])
+            first.setdefault(name, predictors[name].embedding)
             masks[name].append(predictors[name].predict(boxes)[0])
     img, boxes = slices[0]
     box = boxes[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]  # the largest organ
-    for p in predictors.values():
-        p.set_image(img, modality="CT")
+    for name, p in predictors.items():
+        p.set_embedding(first[name])
     for _ in range(args.rounds):
         for name, model in models.items():
             p = predictors[name]
@@ -113,7 +115,7 @@ def main() -> None:
             other = slices[1 + k % (len(slices) - 1)][0] if len(slices) > 1 else img
             p = predictors[name]
             res[name]["next"].append(timed(lambda: (p.set_image(other, modality="CT"), p.predict(box)))[0])
-    if args.per_case:
+    if args.per_case is not None:
         from medsam_lite import io, samples
 
         d = samples.ct_abdomen_dir()
@@ -122,6 +124,8 @@ def main() -> None:
         zs, ys, xs = np.nonzero(lab)
         box3d = np.array([xs.min(), ys.min(), zs.min(), xs.max(), ys.max(), zs.max()], np.float32)
         for name, model in models.items():
+            if args.per_case and name not in args.per_case:
+                continue
             t, seg = timed(lambda: ml.predict_volume(vol, box3d, model=model, modality="CT", progress=False))
             res[name]["case"].append(t)
             res[name]["case_dsc"] = float(ml.dice(seg, lab))
