@@ -219,3 +219,24 @@ def test_auto_uses_the_cached_pair_and_gives_torch_masks(model, tmp_path, monkey
     forced = backends.build_runtime(enc, pe, md, backend="openvino+onnxruntime", threads=1, cache_dir=tmp_path,
                                     progress=False)
     assert (forced.encoder_backend, forced.decoder_backend) == ("openvino", "onnxruntime")
+
+
+def test_a_plan_that_disagrees_with_torch_is_not_used(monkeypatch):
+    """The one-off check per size: weights that are not torch's (here: shifted by one pixel) are
+    refused, and the masks still come from the published path."""
+    from medsam_lite.model import fullsize
+
+    probe = fullsize._probe
+    monkeypatch.setattr(fullsize, "_probe", lambda n_in, n_out, axis: np.roll(probe(n_in, n_out, axis), 1, axis=1))
+    fullsize._taps.cache_clear()
+    fullsize._checked_plan.cache_clear()
+    try:
+        geometry = Geometry((300, 451), 256)
+        yy, xx = np.mgrid[0:256, 0:256]
+        low = torch.from_numpy((30.0 - np.hypot(yy - 100.0, xx - 140.0)).astype(np.float32))[None, None]
+        assert fullsize._plan(geometry, (256, 256), (300, 451)) is None
+        ref = geometry.logits_to_original(low).numpy() > 0
+        assert ref.sum() > 1000 and np.array_equal(masks_at(geometry, low, (300, 451)), ref)
+    finally:
+        fullsize._taps.cache_clear()
+        fullsize._checked_plan.cache_clear()

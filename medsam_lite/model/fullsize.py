@@ -75,9 +75,10 @@ def _checked_plan(lh: int, lw: int, size: int, resized_hw: tuple[int, int], two_
     yy, xx = np.meshgrid(np.arange(lh), np.arange(lw), indexing="ij")
     field = (np.sin(yy * 0.37) * np.cos(xx * 0.23) * 8 + np.sin(yy * xx * 0.01)).astype(np.float32)
     ref = _full(torch.from_numpy(field)[None, None], size, resized_hw, two_stage, (h, w))[0].numpy() > 0
-    value, bound = _evaluate(field, rows, cols, (0, h - 1), (0, w - 1))
+    ch, cw = min(h, 1024), min(w, 1024)  # a corner is enough to check the weights, and bounds the memory
+    value, bound = _evaluate(field, rows, cols, (0, ch - 1), (0, cw - 1))
     sure = (np.abs(value) > bound) | (bound == 0)
-    if not np.array_equal((value > 0)[sure], ref[sure]):
+    if not np.array_equal((value > 0)[sure], ref[:ch, :cw][sure]):
         return None
     return rows, cols
 
