@@ -6,7 +6,7 @@ slices 1/4/7 and MR case-02 slices 3/6, one tight box per organ (> 60 px), masks
 decoder on fp32 vs int8 embeddings, Dice per mask. Both encoders compiled with
 ``INFERENCE_PRECISION_HINT="f32"`` (OpenVINO's CPU plugin otherwise runs bf16 on CPUs with bf16).
 
-    OMP_NUM_THREADS=1 python bench/int8_experiments.py plain|convonly|mixed|sq|noattn
+    OMP_NUM_THREADS=1 python bench/int8_experiments.py plain|convonly|matmulonly|mixed|sq|noattn
 
 Prints one JSON line: fp32 ms, int8 ms, speed-up, mask Dice mean / min.
 """
@@ -39,6 +39,8 @@ t=time.time()
 kw = dict(model_type=nncf.ModelType.TRANSFORMER, subset_size=len(calib))
 if variant == "convonly":
     kw["ignored_scope"] = nncf.IgnoredScope(types=["MatMul", "Softmax"])
+elif variant == "matmulonly":
+    kw["ignored_scope"] = nncf.IgnoredScope(types=["Convolution", "GroupConvolution"])
 elif variant == "mixed":
     kw["preset"] = nncf.QuantizationPreset.MIXED
 elif variant == "sq":
