@@ -292,9 +292,8 @@ def load_model(
             model it names).
         device: ``"cpu"``, ``"cuda"`` … (default: CUDA if available, else CPU).
         backend: where the frozen parts run for inference: ``"auto"`` (default, or
-            ``$MEDSAM_LITE_BACKEND``): on a CPU each part in the installed backend measured fastest
-            here (timed once per machine; ``model.runtime.report`` says what and why; exports cached
-            under ``$MEDSAM_LITE_CACHE``), a name, or an ``"encoder+decoder"`` pair;
+            ``$MEDSAM_LITE_BACKEND``): on a CPU each part in the backend measured fastest here (once
+            per machine, cached; ``model.runtime.report`` says why), a name, or a pair ``"enc+dec"``;
             on CUDA/MPS always ``"torch"``. Training always runs in torch. The fp32 backends give the
             same embeddings as torch within 1e-4 relative, so stores are shared between them.
         precision: ``"fp32"`` (default) or ``"bf16"`` (with ``backend="openvino"`` on CPUs with bf16:
