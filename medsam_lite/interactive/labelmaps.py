@@ -131,7 +131,7 @@ def predict_label_map(image, label_map, model=None, labels=None, modality=None, 
     if tuple(np.shape(label_map)[:2]) != predictor.embedding.original_hw:
         raise InputError(f"label map {np.shape(label_map)} and image {predictor.embedding.original_hw} differ in "
                          "size; resample the label map onto the image first.")
-    masks, scores, _ = decode(predictor.model, predictor.embedding, boxes)
+    masks, scores, _ = decode(predictor.model, predictor.embedding, boxes, logits=False)
     return merge_by_score(masks, scores, values)
 
 

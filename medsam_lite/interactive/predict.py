@@ -124,7 +124,7 @@ class Predictor:
         if self.embedding is None:
             raise InputError("no image is set; call predictor.set_image(image) first.")
         masks, scores, logits = decode(self.model, self.embedding, boxes, points=points, point_labels=point_labels,
-                                       mask_input=mask_input)
+                                       mask_input=mask_input, logits=return_logits)
         return (masks, scores, logits) if return_logits else (masks, scores)
 
 
@@ -145,4 +145,4 @@ def predict(image: np.ndarray, boxes, model: SamModel | None = None, modality: s
     rgb = prepare_image(image, preset)
     boxes = check_boxes(boxes, rgb.shape[:2])  # a bad box is refused before the encoder runs
     predictor.set_prepared(rgb, preset)
-    return decode(predictor.model, predictor.embedding, boxes, checked=True)[0]
+    return decode(predictor.model, predictor.embedding, boxes, checked=True, logits=False)[0]

@@ -161,7 +161,7 @@ class VolumePredictor:
         boxes = check_boxes(boxes, self.slice_hw)
         if self.is_blank(index):
             return np.zeros((len(boxes), *self.slice_hw), bool), np.zeros(len(boxes), np.float32)
-        return decode(self.model, self.embed(index), boxes, checked=True)[:2]
+        return decode(self.model, self.embed(index), boxes, checked=True, logits=False)[:2]
 
     def predict(self, box, slice_index=None, *, margin: float = DEFAULTS["margin"],
                 margin_ratio: float = DEFAULTS["margin_ratio"], min_pixels: int = DEFAULTS["min_pixels"],

@@ -1,8 +1,9 @@
 """Fast CPU inference backends for the frozen model parts: OpenVINO, ONNX Runtime, or torch.
 
 :func:`build_runtime` exports the image encoder and the prompt encoder + mask decoder to ONNX once
-(cached on disk, keyed by each part's weights), loads them into the chosen backend and returns a
-:class:`CompiledRuntime` with the same two calls as the torch model:
+(cached on disk, keyed by each part's weights), loads each part into its backend (``auto``: the one
+measured fastest here, per part — :mod:`.backend_choice`) and returns a :class:`CompiledRuntime`
+with the same two calls as the torch model:
 
 * ``encode(x)``: ``B×3×S×S`` float32 **model-input** image(s) → ``B×256×64×64`` float32 embeddings;
 * ``decode(embedding, boxes)``: one image's ``1×256×64×64`` embedding and ``N×4`` float32 XYXY
@@ -36,65 +37,11 @@ from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
 
-#: Every backend name :func:`build_runtime` accepts (``"auto"`` is resolved by :func:`resolve_backend`).
-BACKENDS = ("torch", "openvino", "onnxruntime")
+from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, machine_key,  # noqa: F401
+                             resolve_backend, split_backend)
+
 PRECISIONS = ("fp32", "bf16")
-#: ``"auto"``'s order. Measured in one run (bench/RESULTS.md, Intel Xeon, 2 threads): ONNX Runtime's
-#: encoder as fast as OpenVINO's (729 vs 744 ms) and its decoder twice as fast (61 vs 118 ms per box);
-#: OpenVINO stays the way to bf16 (``precision="bf16"``).
-_FASTEST_FIRST = ("onnxruntime", "openvino", "torch")
-_PIP = {"openvino": "pip install openvino onnx", "onnxruntime": "pip install onnxruntime onnx"}
 _OPSET = 17
-
-
-def _importable(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-        return True
-    except Exception:  # noqa: BLE001 - a broken install (ImportError, OSError from a DLL …) is "not installed"
-        return False
-
-
-def _backend_ready(backend: str) -> bool:
-    # the compiled backends need the ONNX exporter's ``onnx`` package as well
-    return backend == "torch" or (_importable(backend) and _importable("onnx"))
-
-
-def available_backends() -> list[str]:
-    """Installed and importable backends, fastest first (``"torch"`` is always last and present)."""
-    return [b for b in _FASTEST_FIRST if _backend_ready(b)]
-
-
-def resolve_backend(backend: str, device=None) -> str:
-    """The backend to use for ``backend`` on ``device``.
-
-    Args:
-        backend: ``"auto"`` or one of :data:`BACKENDS`.
-        device: where the model lives (``"cpu"``, ``"cuda"``, a ``torch.device``; ``None`` = CPU).
-
-    Returns:
-        ``"auto"`` → on the CPU ``"openvino"`` if installed, else ``"onnxruntime"``, else ``"torch"``;
-        on CUDA/MPS ``"torch"``. An explicit name is returned as is once checked.
-
-    Raises:
-        InputError: an unknown name; a backend that is not installed (the message gives the
-            ``pip install`` line); a compiled backend asked for on a GPU device.
-    """
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    if not isinstance(backend, str) or backend not in ("auto", *BACKENDS):
-        raise InputError(f"unknown backend {backend!r}; choose 'auto' or one of {list(BACKENDS)}.")
-    if backend == "auto":
-        if dev.type != "cpu":
-            return "torch"
-        return available_backends()[0]
-    if backend != "torch":
-        if dev.type != "cpu":
-            raise InputError(f"backend {backend!r} runs on the CPU, but the model is on {dev}; use "
-                             "backend='torch' on a GPU, or device='cpu'.")
-        if not _backend_ready(backend):
-            raise InputError(f"backend {backend!r} is not installed here; install it with "
-                             f"`{_PIP[backend]}`, or use backend='auto' (falls back to torch).")
-    return backend
 
 
 def package_version() -> str:
@@ -220,7 +167,14 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
     start = time.perf_counter()
     try:
         with atomic_folder(folder) as tmp:
-            _export(part, make_module(), tmp / f"{part}.onnx", input_size)
+            twins = [f for b in BACKENDS if not force and b != backend for f in [folder.with_name(
+                folder.name[:-len(backend)] + b)] if _verify(f, part, key, b) is None]  # the same ONNX, another backend
+            if twins:
+                for f in twins[0].iterdir():
+                    if f.name != "meta.json":
+                        shutil.copy2(f, tmp / f.name)
+            else:
+                _export(part, make_module(), tmp / f"{part}.onnx", input_size)
             files = {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             meta = {"part": part, "weights_sha256": key, "medsam_lite": package_version(), "backend": backend,
                     "opset": _OPSET, "torch": torch.__version__, "files": files,
@@ -314,37 +268,53 @@ def _as_array(x: torch.Tensor, what: str, ndim: int) -> np.ndarray:
 
 
 class CompiledRuntime:
-    """The frozen encoder and decoder running in one backend (see the module docstring).
+    """The frozen encoder and decoder, each running in its backend (see the module docstring).
 
     Attributes:
-        name: ``"openvino"``, ``"onnxruntime"`` or ``"torch"`` (eager, nothing exported).
+        name: ``"openvino"``, ``"onnxruntime"``, ``"torch"`` (eager, nothing exported), or an
+            ``"encoder+decoder"`` pair such as ``"openvino+onnxruntime"``.
+        encoder_backend, decoder_backend: the backend of each part.
         precision: ``"fp32"`` or ``"bf16"``.
         threads: the backend's intra-op threads.
         encoder_path, decoder_path: the verified ONNX files in the cache (``None`` for torch).
+        report: one line saying which backend runs each part and why (``auto``'s measurements).
     """
 
-    def __init__(self, name, precision, threads, modules, settings, encoder=None, encoder_path=None):
+    def __init__(self, name, precision, threads, modules, settings, encoder=None, encoder_path=None,
+                 sessions=None, report=None):
         self.name, self.precision, self.threads = name, precision, int(threads)
+        self.encoder_backend, self.decoder_backend = split_backend(name)
+        self.report = report or f"medsam_lite backend {name} (encoder {self.encoder_backend}, decoder " \
+                                f"{self.decoder_backend}; chosen by the caller)"
         self._modules = modules  # (image_encoder, prompt_encoder, mask_decoder) of the torch model
         self._settings = settings  # cache_dir, progress, input_size
         self.encoder_path, self.decoder_path = encoder_path, None
         self._encoder, self._decoder = encoder, None
-        if name != "torch":
-            try:
-                if self._encoder is None and modules[0] is not None:
-                    self.encoder_path = self._export("encoder")
-                    self._encoder = _Session(name, self.encoder_path, precision, threads)
-                self.decoder_path = self._export("decoder")
-                self._decoder = _Session(name, self.decoder_path, precision, threads)
-            except CacheUnusable as exc:  # a read-only home, MEDSAM_LITE_CACHE naming a file, a full disk
-                _warn_cache(settings["cache_dir"], exc, name)
-                if self._encoder is None:
-                    self.name, self.precision = "torch", "fp32"  # every part in torch eager (same interface)
+        sessions = sessions or {}
+        try:
+            if self.encoder_backend != "torch" and self._encoder is None and modules[0] is not None:
+                self.encoder_path, self._encoder = sessions.get("encoder") or self._session("encoder")
+            if self.decoder_backend != "torch":
+                self.decoder_path, self._decoder = sessions.get("decoder") or self._session("decoder")
+        except CacheUnusable as exc:  # a read-only home, MEDSAM_LITE_CACHE naming a file, a full disk
+            _warn_cache(settings["cache_dir"], exc, name)
+            if self._encoder is None:  # every part in torch eager (same interface)
+                self.name, self.precision = "torch", "fp32"
+                self.encoder_backend = self.decoder_backend = "torch"
+            else:
+                self.decoder_backend = "torch"
+                self._decoder = None
+
+    def _session(self, part: str):
+        backend = self.encoder_backend if part == "encoder" else self.decoder_backend
+        path = self._export(part)
+        return path, _Session(backend, path, self.precision, self.threads)
 
     def _export(self, part: str, force: bool = False) -> Path:
         enc, pe, md = self._modules
         key = state_sha256(enc) if part == "encoder" else state_sha256(pe, md)
-        return _export_cached(part, lambda: _export_module(part, enc, pe, md), key, self.name,
+        backend = self.encoder_backend if part == "encoder" else self.decoder_backend
+        return _export_cached(part, lambda: _export_module(part, enc, pe, md), key, backend,
                               self._settings["cache_dir"], self._settings["input_size"],
                               self._settings["progress"], force=force)
 
@@ -397,7 +367,7 @@ class CompiledRuntime:
         """The same encoder with another (e.g. fine-tuned) decoder, exported under its own hash."""
         modules = (self._modules[0], prompt_encoder, mask_decoder)
         return CompiledRuntime(self.name, self.precision, self.threads, modules, self._settings,
-                               encoder=self._encoder, encoder_path=self.encoder_path)
+                               encoder=self._encoder, encoder_path=self.encoder_path, report=self.report)
 
 
 def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, precision: str = "fp32",
@@ -408,18 +378,23 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
         image_encoder, prompt_encoder, mask_decoder: the torch modules (their weights are hashed;
             they are copied to the CPU in float32 for the export and never modified).
             ``image_encoder=None`` builds a decoder-only runtime (``encode`` then refuses).
-        backend: ``"auto"`` or one of :data:`BACKENDS` (see :func:`resolve_backend`; ``"auto"``
-            assumes the CPU). ``"torch"`` returns an eager runtime with the same interface.
+        backend: ``"auto"``, one of :data:`BACKENDS`, or an ``"encoder+decoder"`` pair
+            (``"openvino+onnxruntime"``). ``"auto"`` (assumes the CPU; fp32) runs each part in the
+            backend measured fastest on this machine (:mod:`.backend_choice`: timed once per CPU
+            model, thread count and package versions, cached in ``<cache_dir>/exports/``; the
+            runtime's ``report`` says what was picked and why). ``"torch"`` returns an eager runtime
+            with the same interface.
         precision: ``"fp32"`` (default; embeddings within 1e-4 relative of torch eager) or
             ``"bf16"`` (OpenVINO only; faster, ~4 % embedding error).
         threads: the backend's threads (default ``torch.get_num_threads()``).
         cache_dir: the cache root (default :func:`default_cache_dir`); exports go in ``exports/``.
-        progress: print one line to stderr when an export is built.
+        progress: print one line to stderr when an export is built or ``auto`` measured.
 
     Raises:
         InputError: an unknown or missing backend, an unknown precision, bf16 without OpenVINO,
             threads that are not a positive integer.
     """
+    auto = backend == "auto"
     backend = resolve_backend(backend, "cpu")
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
@@ -432,4 +407,21 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
         raise InputError(f"threads must be a positive integer (or None for torch.get_num_threads()), got {threads!r}.")
     settings = {"cache_dir": Path(cache_dir) if cache_dir is not None else default_cache_dir(),
                 "progress": bool(progress), "input_size": int(prompt_encoder.input_image_size[0])}
-    return CompiledRuntime(backend, precision, threads, (image_encoder, prompt_encoder, mask_decoder), settings)
+    modules = (image_encoder, prompt_encoder, mask_decoder)
+    if auto and precision == "fp32" and image_encoder is not None and len(available_backends()) > 1:
+        return _auto_runtime(modules, int(threads), settings)
+    return CompiledRuntime(backend, precision, threads, modules, settings)
+
+
+def _auto_runtime(modules, threads: int, settings: dict) -> CompiledRuntime:
+    """``auto``: each part in the backend measured fastest here (cached per machine; see :mod:`.backend_choice`)."""
+    enc, pe, md = modules
+    arch = f"{sum(p.numel() for p in enc.parameters())}-{sum(p.numel() for p in md.parameters())}-" \
+           f"{settings['input_size']}"
+    choice, built = auto_choice(lambda name: CompiledRuntime(name, "fp32", threads, modules, settings),
+                                settings["input_size"], (int(pe.embed_dim), *map(int, pe.image_embedding_size)),
+                                machine_key(threads, arch), settings["cache_dir"], settings["progress"])
+    sessions = {part: (rt.encoder_path, rt._encoder) if part == "encoder" else (rt.decoder_path, rt._decoder)
+                for part, rt in ((p, built.get(choice[p])) for p in ("encoder", "decoder")) if rt is not None}
+    return CompiledRuntime(choice["name"], "fp32", threads, modules, settings, sessions=sessions,
+                           report=choice["report"])

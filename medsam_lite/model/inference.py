@@ -29,6 +29,7 @@ import torch
 from ..errors import InputError
 from .intensity import IntensityPreset, to_rgb_uint8
 from .models import SamModel
+from .fullsize import masks_at
 from .geometry import Geometry, check_boxes
 
 
@@ -255,7 +256,7 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
 
 @torch.no_grad()
 def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = False, space: str = "original",
-           points=None, point_labels=None, mask_input=None):
+           points=None, point_labels=None, mask_input=None, logits: bool = True):
     """Segment one mask per target on an encoded image, from a box, clicks, or both.
 
     Args:
@@ -271,10 +272,13 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         point_labels: ``K`` or ``N×K``: 1 foreground, 0 background.
         mask_input: the logits a previous call returned for the same targets (``N×H×W`` in ``space``,
             or ``H×W`` for one): the decoder refines that mask.
+        logits: also make the full-size logits. ``False`` maps the decoder's logits back only where
+            a mask can be (:func:`~medsam_lite.model.fullsize.masks_at`): the same masks, bit for
+            bit, without a full-size float resize; the third value is then ``None``.
 
     Returns:
-        ``(masks, scores, logits)``: ``N×H×W`` bool masks and ``N×H×W`` float32 logits (in ``space``),
-        and ``N`` float32 predicted IoU scores. A box-only prompt gives exactly the published
+        ``(masks, scores, logits)``: ``N×H×W`` bool masks, ``N`` float32 predicted IoU scores and
+        ``N×H×W`` float32 logits (in ``space``; ``None`` with ``logits=False``). A box-only prompt gives exactly the published
         decoder's masks; points or a mask input run the model's click decoder.
 
     Raises:
@@ -303,8 +307,11 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         low = int(model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
-    logits = geometry.logits_to(low_res, out_hw).cpu()
-    return (logits > 0).numpy(), iou[:, 0].float().cpu().numpy(), logits.numpy()
+    scores = iou[:, 0].float().cpu().numpy()
+    if not logits:
+        return masks_at(geometry, low_res, out_hw), scores, None
+    full = geometry.logits_to(low_res, out_hw).cpu()
+    return (full > 0).numpy(), scores, full.numpy()
 
 
 class EmbeddingCache:

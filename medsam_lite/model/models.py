@@ -155,12 +155,16 @@ class SamModel(torch.nn.Module):
                              f"{embeddings.shape[0]} embeddings for {n} targets.")
         pe, md = self.prompt_parts(clicks=True)
         runtime = self._current_runtime() if not torch.is_grad_enabled() and embeddings.shape[0] == 1 else None
-        if runtime is not None and runtime.name != "torch":
+        if runtime is not None and runtime.decoder_backend != "torch":
+            from .backends import CacheUnusable
             from .prompt_graph import decode_prompts
 
             cpu = [None if t is None else t.float().cpu() for t in (boxes, points, point_labels, mask_input)]
-            logits, iou = decode_prompts(runtime, pe, md, embeddings.float().cpu(), *cpu)
-            return logits.to(self.device), iou.to(self.device)
+            try:
+                logits, iou = decode_prompts(runtime, pe, md, embeddings.float().cpu(), *cpu)
+                return logits.to(self.device), iou.to(self.device)
+            except CacheUnusable:  # no export cache (read-only home, full disk): the same prompt in torch
+                pass
         prompts = [None if t is None else t.to(self.device).float() for t in (boxes, points, point_labels, mask_input)]
         if embeddings.shape[0] > 1 and self.spec.sam_variant is not None:
             parts = [self._run(pe, md, embeddings[i:i + 1], *[None if t is None else t[i:i + 1] for t in prompts])
@@ -299,8 +303,8 @@ def load_model(
             model it names).
         device: ``"cpu"``, ``"cuda"`` … (default: CUDA if available, else CPU).
         backend: where the frozen parts run for inference: ``"auto"`` (default, or
-            ``$MEDSAM_LITE_BACKEND``): on a CPU the fastest installed of ``"onnxruntime"`` and
-            ``"openvino"`` (exported once, cached under ``$MEDSAM_LITE_CACHE``), else ``"torch"``;
+            ``$MEDSAM_LITE_BACKEND``): on a CPU each part in the backend measured fastest here (once
+            per machine, cached; ``model.runtime.report`` says why), a name, or a pair ``"enc+dec"``;
             on CUDA/MPS always ``"torch"``. Training always runs in torch. The fp32 backends give the
             same embeddings as torch within 1e-4 relative, so stores are shared between them.
         precision: ``"fp32"`` (default) or ``"bf16"`` (with ``backend="openvino"`` on CPUs with bf16:
@@ -390,8 +394,8 @@ def _runtime(model: SamModel, backend: str | None, precision: str, device: torch
         if precision != "fp32":
             raise InputError(f"precision={precision!r} needs backend='openvino'; with torch use precision='fp32'.")
         return None
-    return build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder, backend=resolved,
-                         precision=precision)
+    return build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder,
+                         backend="auto" if backend == "auto" else resolved, precision=precision)
 
 
 def _check_device(device) -> torch.device:

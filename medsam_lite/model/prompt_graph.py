@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .backends import _as_array, _DecoderGraph, _export_cached, _Session, state_hash
+from .backends import _as_array, _DecoderGraph, _export_cached, _Session
+from .hashing import state_sha256
 
 
 class PromptGraph(_DecoderGraph):
@@ -106,19 +107,20 @@ def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None,
     version = tuple(t._version for t in (*prompt_encoder.state_dict(keep_vars=True).values(),
                                          *mask_decoder.state_dict(keep_vars=True).values()))
     if weights is None or weights[0] != version:  # hashed once per weights, not per call
-        weights = (version, state_hash(prompt_encoder, mask_decoder))
+        weights = (version, state_sha256(prompt_encoder, mask_decoder))
         mask_decoder._medsam_lite_prompt_hash = weights
     settings = runtime._settings
-    key = (runtime.name, runtime.precision, runtime.threads, str(settings["cache_dir"]), weights[1])
+    backend = runtime.decoder_backend  # the decoder's backend (``auto`` may pick another for the encoder)
+    key = (backend, runtime.precision, runtime.threads, str(settings["cache_dir"]), weights[1])
     if key not in _SESSIONS:
         def make():
             import copy
 
             return PromptGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder)).cpu().float().eval()
 
-        path = _export_cached("prompts", make, weights[1], runtime.name, settings["cache_dir"],
+        path = _export_cached("prompts", make, weights[1], backend, settings["cache_dir"],
                               settings["input_size"], settings["progress"])
-        _SESSIONS[key] = _Session(runtime.name, path, runtime.precision, runtime.threads)
+        _SESSIONS[key] = _Session(backend, path, runtime.precision, runtime.threads)
     arrays = prompt_arrays(boxes, points, point_labels, mask_input, n, tuple(prompt_encoder.mask_input_size))
     logits, iou = _SESSIONS[key].run(_as_array(embedding, "embedding (1×256×64×64)", 4), *arrays)
     return torch.from_numpy(logits), torch.from_numpy(iou)

@@ -1,0 +1,146 @@
+"""The way back to full size: masks from the decoder's low-resolution logits, computed only where
+a mask can be, identical to thresholding the full-size logits.
+
+:meth:`Geometry.logits_to` (the published path) upsamples the ``N×1×256×256`` logits to the model
+size, crops the padding and resizes bilinearly to ``(H, W)``; a mask is ``logits > 0``. Both resizes
+are torch's ``bilinear, align_corners=False``: every output pixel is a combination of input pixels
+with **non-negative** weights. So an output pixel can be positive only if one of the low-res pixels
+it draws on is positive, and :func:`masks_at` computes the resize only over the rectangle those
+pixels reach (the box's neighbourhood, found from the logits themselves, not guessed with a margin).
+
+Inside that rectangle it evaluates the same separable weights (read from torch's own kernel, so they
+are the very float32 weights torch uses) in float64, with a bound on the float32 rounding torch's
+kernel can make: a pixel whose float64 value is farther from 0 than that bound has the sign torch
+gives it. A mask with any pixel inside the bound (rare: the logit must be within ~1e-5 of 0) is
+computed by the full published path instead. So the masks are **bitwise identical** to
+``geometry.logits_to(low_res, hw) > 0``, by construction; each (geometry, size) pair is also checked
+once against torch on a test field before the fast path is used for it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Relative bound on torch's float32 rounding in one or two chained bilinear resizes: 128 unit
+#: roundoffs (the worst case of the kernel's ``t0*w0 + t1*w1`` per axis and stage is ~10).
+_ROUNDING = 2.0 ** -17
+
+
+def _probe(n_in: int, n_out: int, axis: int) -> np.ndarray:
+    """``n_out × n_in`` float64 matrix of torch's own bilinear weights along ``axis`` (0 rows, 1 columns).
+
+    Interpolating the rows of an identity matrix gives each weight exactly (``1·w + 0·w' == w``).
+    """
+    eye = torch.eye(n_in, dtype=torch.float32)
+    if axis == 0:
+        out = F.interpolate(eye.reshape(n_in, 1, n_in, 1), size=(n_out, 1), mode="bilinear", align_corners=False)
+    else:
+        out = F.interpolate(eye.reshape(n_in, 1, 1, n_in), size=(1, n_out), mode="bilinear", align_corners=False)
+    return out.reshape(n_in, n_out).T.double().numpy()
+
+
+@lru_cache(maxsize=32)
+def _taps(n_low: int, size: int, resized: int, n_out: int, two_stage: bool, axis: int):
+    """``(index n_out×K int64, weight n_out×K float64)``: the composite 1-D map low-res → output."""
+    if two_stage:
+        matrix = _probe(resized, n_out, axis) @ _probe(n_low, size, axis)[:resized]
+    else:
+        matrix = _probe(n_low, n_out, axis)
+    k = max(int((matrix > 0).sum(1).max()), 1)
+    index = np.zeros((n_out, k), np.int64)
+    weight = np.zeros((n_out, k), np.float64)
+    for o, row in enumerate(matrix):
+        nz = np.nonzero(row > 0)[0]
+        index[o, :len(nz)], weight[o, :len(nz)] = nz, row[nz]
+        index[o, len(nz):] = nz[0] if len(nz) else 0
+    return index, weight
+
+
+def _plan(geometry, low_hw: tuple[int, int], hw: tuple[int, int]):
+    """Row and column taps for ``geometry`` from ``low_hw`` logits to ``hw``, or ``None`` if the
+    one-off check against torch failed (the caller then takes the full path)."""
+    return _checked_plan(int(low_hw[0]), int(low_hw[1]), int(geometry.input_size), tuple(geometry.resized_hw),
+                         geometry.recipe != "stretch", int(hw[0]), int(hw[1]))
+
+
+@lru_cache(maxsize=32)
+def _checked_plan(lh: int, lw: int, size: int, resized_hw: tuple[int, int], two_stage: bool, h: int, w: int):
+    rows = _taps(lh, size, resized_hw[0], h, two_stage, 0)
+    cols = _taps(lw, size, resized_hw[1], w, two_stage, 1)
+    # one-off check on a field with many sign changes: every sure pixel must have torch's sign
+    yy, xx = np.meshgrid(np.arange(lh), np.arange(lw), indexing="ij")
+    field = (np.sin(yy * 0.37) * np.cos(xx * 0.23) * 8 + np.sin(yy * xx * 0.01)).astype(np.float32)
+    ref = _full(torch.from_numpy(field)[None, None], size, resized_hw, two_stage, (h, w))[0].numpy() > 0
+    ch, cw = min(h, 1024), min(w, 1024)  # a corner is enough to check the weights, and bounds the memory
+    value, bound = _evaluate(field, rows, cols, (0, ch - 1), (0, cw - 1))
+    sure = (np.abs(value) > bound) | (bound == 0)
+    if not np.array_equal((value > 0)[sure], ref[:ch, :cw][sure]):
+        return None
+    return rows, cols
+
+
+def _full(low_res: torch.Tensor, size: int, resized_hw, two_stage: bool, hw) -> torch.Tensor:
+    """The published path (:meth:`Geometry.logits_to`), ``N×1×h×w`` → ``N×H×W`` float32."""
+    x = low_res.float()
+    if two_stage:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        x = x[..., :resized_hw[0], :resized_hw[1]]
+    return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)[:, 0]
+
+
+def _evaluate(low: np.ndarray, rows, cols, yr: tuple[int, int], xr: tuple[int, int]):
+    """Float64 values and rounding bounds of the output rectangle ``yr × xr`` (inclusive ranges)."""
+    ri, rw = rows[0][yr[0]:yr[1] + 1], rows[1][yr[0]:yr[1] + 1]
+    ci, cw = cols[0][xr[0]:xr[1] + 1], cols[1][xr[0]:xr[1] + 1]
+    r0, c0 = int(ri.min()), int(ci.min())
+    band = low[r0:int(ri.max()) + 1, c0:int(ci.max()) + 1].astype(np.float64)
+    out = []
+    for x in (band, np.abs(band)):
+        t = sum(rw[:, k, None] * x[ri[:, k] - r0] for k in range(ri.shape[1]))
+        out.append(sum(t[:, ci[:, k] - c0] * cw[:, k] for k in range(ci.shape[1])))
+    value, magnitude = out
+    return value, magnitude * _ROUNDING
+
+
+def masks_at(geometry, low_res_logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+    """``N×1×h×w`` decoder logits → ``N×H×W`` bool masks at ``hw``, equal to
+    ``geometry.logits_to(low_res_logits, hw) > 0`` bit for bit, computed where a mask can be.
+
+    Args:
+        geometry: the :class:`~medsam_lite.model.geometry.Geometry` of the encoded image.
+        low_res_logits: ``N×1×h×w`` float logits (``h = w = 256``), any device.
+        hw: ``(H, W)`` of the masks: original pixels, or image (stored-slice) pixels.
+    """
+    low = low_res_logits.detach().float().cpu().numpy()[:, 0]
+    n, (h, w) = low.shape[0], (int(hw[0]), int(hw[1]))
+    masks = np.zeros((n, h, w), dtype=bool)
+    plan = _plan(geometry, low.shape[1:], (h, w))
+    two_stage = geometry.recipe != "stretch"
+    for i in range(n):
+        positive = low[i] > 0
+        if not positive.any():
+            continue  # every output is a non-negative combination of values <= 0
+        if plan is not None:
+            rows, cols = plan
+            pr, pc = np.nonzero(positive.any(1))[0], np.nonzero(positive.any(0))[0]
+            yr, xr = _reach(rows, pr[0], pr[-1]), _reach(cols, pc[0], pc[-1])
+            if yr is None or xr is None:
+                continue  # the positive logits fall between the samples of a downsizing resize
+            value, bound = _evaluate(low[i], rows, cols, yr, xr)
+            if ((np.abs(value) > bound) | (bound == 0)).all():
+                masks[i, yr[0]:yr[1] + 1, xr[0]:xr[1] + 1] = value > 0
+                continue
+        full = _full(torch.from_numpy(low[i:i + 1, None]), geometry.input_size, geometry.resized_hw, two_stage, (h, w))
+        masks[i] = full[0].numpy() > 0
+    return masks
+
+
+def _reach(taps, lo: int, hi: int) -> tuple[int, int] | None:
+    """The inclusive range of outputs that draw (with weight > 0) on any input in ``lo..hi``, or None."""
+    index, weight = taps
+    hit = np.nonzero(((index >= lo) & (index <= hi) & (weight > 0)).any(1))[0]
+    return (int(hit[0]), int(hit[-1])) if len(hit) else None
