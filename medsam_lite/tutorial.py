@@ -24,7 +24,6 @@ resumable), and say which notebook explains the step.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .data.settingsfile import env_flag, env_labels  # noqa: F401  (tutorial.env_flag is public)
 from .data.settingsfile import short_path  # noqa: F401  (re-exported: paths the notebooks print)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
@@ -140,28 +140,6 @@ class Settings:
         return " | ".join(parts)
 
 
-def _env_labels(text: str):
-    text = text.strip()
-    try:
-        if text.startswith("{"):
-            return {int(k): str(v) for k, v in json.loads(text).items()}
-        return [int(v) for v in text.split(",") if v.strip()]
-    except (ValueError, AttributeError) as err:
-        raise InputError(f"MEDSAM_LITE_LABELS={text!r} is neither JSON {{\"1\": \"liver\"}} nor a list "
-                         "such as 1,2.") from err
-
-
-def env_flag(name: str) -> bool:
-    """An on/off environment variable: ``1/true/yes/on`` → True, unset, empty or ``0/false/no/off`` →
-    False (any case); anything else is refused naming the variable."""
-    text = os.environ.get(name, "").strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("", "0", "false", "no", "off"):
-        return False
-    raise InputError(f"{name}={os.environ[name]!r} is neither on (1, true, yes) nor off (0, false, no, or unset).")
-
-
 def setup_runtime(threads: int | None = None) -> tuple[int, str]:
     """Set torch's CPU threads and pick the device.
 
@@ -248,7 +226,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         text = overrides["MEDSAM_LITE_TEST_CASES"].strip()
         test_cases = None if text == "auto" else [c.strip() for c in text.split(",") if c.strip()]
     if "MEDSAM_LITE_LABELS" in overrides:
-        labels = _env_labels(overrides["MEDSAM_LITE_LABELS"])
+        labels = env_labels(overrides["MEDSAM_LITE_LABELS"])
     work = Path(overrides.get("MEDSAM_LITE_WORK", values["work"]))
     if not data.exists():
         where = f"`data` in {source}" if source else "`data=` in the settings cell"

@@ -12,6 +12,7 @@ on Colab is honoured).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -120,3 +121,26 @@ def read(path) -> dict:
     if out.get("device", "auto") not in ("auto", "cpu", "cuda"):
         raise InputError(f"{path}: device = {out['device']!r}; choose \"auto\", \"cpu\" or \"cuda\".")
     return out
+
+
+def env_labels(text: str):
+    """``$MEDSAM_LITE_LABELS``: JSON ``{"1": "liver"}`` → ``{1: "liver"}``, or ``1,2`` → ``[1, 2]``."""
+    text = text.strip()
+    try:
+        if text.startswith("{"):
+            return {int(k): str(v) for k, v in json.loads(text).items()}
+        return [int(v) for v in text.split(",") if v.strip()]
+    except (ValueError, AttributeError) as err:
+        raise InputError(f"MEDSAM_LITE_LABELS={text!r} is neither JSON {{\"1\": \"liver\"}} nor a list "
+                         "such as 1,2.") from err
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: ``1/true/yes/on`` → True, unset, empty or ``0/false/no/off`` →
+    False (any case); anything else is refused naming the variable."""
+    text = os.environ.get(name, "").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("", "0", "false", "no", "off"):
+        return False
+    raise InputError(f"{name}={os.environ[name]!r} is neither on (1, true, yes) nor off (0, false, no, or unset).")

@@ -24,8 +24,8 @@ import importlib
 import importlib.metadata
 import json
 import os
+import shutil
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -36,6 +36,7 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
+from .sessions import _as_array, _Session  # noqa: F401  (prompt_graph runs its graph in them too)
 
 from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, machine_key,  # noqa: F401
                              resolve_backend, split_backend)
@@ -226,47 +227,6 @@ def _verify(folder: Path, part: str, key: str, backend: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 # Sessions
 # --------------------------------------------------------------------------------------------
-class _Session:
-    """One loaded ONNX graph in one backend: ``run(*arrays) -> list of float32 arrays``."""
-
-    def __init__(self, backend: str, path: Path, precision: str, threads: int):
-        self.lock = threading.Lock()
-        if backend == "openvino":
-            import openvino as ov
-
-            core = ov.Core()
-            config = {"INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY",
-                      "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
-            self._compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-            self._request = self._compiled.create_infer_request()
-        else:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            self._ort = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            self._names = [i.name for i in self._ort.get_inputs()]
-        self.backend = backend
-
-    def run(self, *arrays: np.ndarray) -> list[np.ndarray]:
-        with self.lock:  # one infer request per graph; the lock makes it safe for a prefetch thread
-            if self.backend == "openvino":
-                self._request.infer(list(arrays))
-                return [np.array(self._request.get_output_tensor(i).data, dtype=np.float32)
-                        for i in range(len(self._compiled.outputs))]
-            return [np.asarray(o, dtype=np.float32) for o in
-                    self._ort.run(None, dict(zip(self._names, arrays)))]
-
-
-def _as_array(x: torch.Tensor, what: str, ndim: int) -> np.ndarray:
-    if not torch.is_tensor(x) or x.ndim != ndim:
-        raise InputError(f"{what} must be a {ndim}-D torch tensor, got "
-                         f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
-    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-
-
 class CompiledRuntime:
     """The frozen encoder and decoder, each running in its backend (see the module docstring).
 

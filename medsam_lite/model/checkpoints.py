@@ -6,7 +6,6 @@ from a file (``torch.load(..., weights_only=True)``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 from pathlib import Path

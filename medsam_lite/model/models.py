@@ -8,7 +8,6 @@ size and preprocessing recipe, and a hash of its weights for cache signatures).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from ..errors import CheckpointError, InputError
 from .checkpoints import (file_sha256, guess_architecture, load_click_decoder, load_strict, read_checkpoint,
                           recorded_preset)
+from .runtime import check_device, runtime_for
 from .intensity import IntensityPreset
 from .geometry import Geometry
 
@@ -326,7 +326,7 @@ def load_model(
     """
     if not isinstance(name, str) or name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}.")
-    device = _check_device(device)
+    device = check_device(device)
     partial: dict[str, torch.Tensor] | None = None
     partial_path = path = None
     meta: dict = {}
@@ -374,47 +374,8 @@ def load_model(
     if click_decoder and not (partial is not None and int(meta.get("clicks", "0") or 0) > 0):
         model.click_decoder = load_click_decoder(model.prompt_encoder, model.mask_decoder, base_digest)
     model = model.to(device).eval()
-    model.set_runtime(_runtime(model, backend, precision, device))
+    model.set_runtime(runtime_for(model, backend, precision, device))
     return model
-
-
-def _runtime(model: SamModel, backend: str | None, precision: str, device: torch.device):
-    """The compiled CPU runtime ``backend`` resolves to, or ``None`` for torch eager."""
-    from .backends import BACKENDS, build_runtime, resolve_backend
-
-    if backend is None:
-        backend = os.environ.get("MEDSAM_LITE_BACKEND", "").strip() or "auto"
-        if backend not in ("auto", *BACKENDS):
-            raise InputError(f"MEDSAM_LITE_BACKEND={backend!r} is not a backend; set it to 'auto' or one of "
-                             f"{list(BACKENDS)}, or unset it.")
-    if backend == "auto" and precision == "bf16" and device.type == "cpu":
-        backend = "openvino"  # the backend with a bf16 path
-    resolved = resolve_backend(backend, device)
-    if resolved == "torch":
-        if precision != "fp32":
-            raise InputError(f"precision={precision!r} needs backend='openvino'; with torch use precision='fp32'.")
-        return None
-    return build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder,
-                         backend="auto" if backend == "auto" else resolved, precision=precision)
-
-
-def _check_device(device) -> torch.device:
-    """``device`` as a ``torch.device`` that exists here (default: CUDA if available, else CPU)."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"device {device!r} is not a device name; use 'cpu', 'cuda' or 'cuda:1'.") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available()
-                               or (dev.index is not None and dev.index >= torch.cuda.device_count())):
-        raise InputError(f"device {device!r} is not available here ({torch.cuda.device_count()} CUDA "
-                         "device(s)); use device='cpu' or leave device=None.")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"device {device!r} is not supported; use 'cpu' or 'cuda'.")
-    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise InputError(f"device {device!r} is not available here; use device='cpu'.")
-    return dev
 
 
 def check_model(model) -> SamModel:
