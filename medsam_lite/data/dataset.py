@@ -113,7 +113,7 @@ class Dataset:
     def stored_boxes(self, targets: pd.DataFrame) -> np.ndarray:
         """The boxes of manifest rows ``targets`` (original slice pixels) in **stored-slice** pixels,
         ``N×4`` float32 XYXY (the stored slice is the original resized to longest side ``image_size``)."""
-        from ..interactive.prompts import boxes_to_stored
+        from ..model.geometry import boxes_to_stored
 
         out = np.zeros((len(targets), 4), np.float32)
         for i, row in enumerate(targets.itertuples()):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes, check_numbers
+from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes, check_numbers, boxes_to_stored
 
 __all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "box_from_recist", "boxes_to_stored"]
 
@@ -110,28 +110,6 @@ def recist_from_mask(mask):
     q1, q2 = p1 + u * b + n * lo, p1 + u * b + n * hi
     as_xy = lambda p: (float(p[0]), float(p[1]))  # noqa: E731
     return (as_xy(p1), as_xy(p2)), (as_xy(q1), as_xy(q2))
-
-
-def boxes_to_stored(boxes, original_hw, image_size: int) -> np.ndarray:
-    """Map XYXY boxes from original slice pixels to a prepared dataset's stored-slice pixels.
-
-    Uses :meth:`Geometry.stored <medsam_lite.model.geometry.Geometry.stored>`, preprocess's
-    stored-size rule: the stored slice is the original resized by ``image_size / max(H, W)``.
-
-    Args:
-        boxes: one box or ``N×4`` XYXY, original pixels (a manifest's ``x0, y0, x1, y1``).
-        original_hw: ``(H, W)`` of the original slice (a manifest's ``height``, ``width``).
-        image_size: the dataset's stored longest side (``dataset.image_size``, 256 for LiteMedSAM).
-
-    Returns:
-        ``N×4`` float32 XYXY in stored pixels.
-    """
-    arr = np.asarray(boxes, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise InputError(f"boxes must be XYXY [x0, y0, x1, y1] or N×4, got shape {arr.shape}.")
-    return Geometry.stored(tuple(original_hw), int(image_size)).box_to_image(arr)
 
 
 def box_from_recist(p1, p2, short_axis=None, ratio: float = 0.8, image_shape=None) -> np.ndarray:

@@ -142,13 +142,14 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
     finds the first's export verified and uses it. Raises :class:`CacheUnusable` when the cache
     cannot be written (:class:`CompiledRuntime` then runs that part in torch, with one warning).
     """
-    from ..data.storefiles import store_lock
+    from ..fileutil import FolderLock
 
     folder = cache_dir / "exports" / f"{part}-{key[:16]}-{package_version()}-{backend}"
     if not force and _verify(folder, part, key, backend) is None:
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
-        with store_lock(folder.parent):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with FolderLock(folder.parent, "export", wait=None):  # the one lock (fileutil): wait for the other exporter
             return _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
     except OSError as exc:
         raise CacheUnusable(exc.errno, f"{exc.strerror or exc} ({exc.filename or folder.parent})") from exc

@@ -383,3 +383,25 @@ def xyxy_to_xywh(box) -> np.ndarray:
         raise InputError(f"box {list(box)!r} is inverted; XYXY needs x1 ≥ x0 and y1 ≥ y0. Was it XYWH? "
                          "Convert with xywh_to_xyxy().")
     return np.array([x0, y0, x1 - x0, y1 - y0], dtype=np.float32)
+
+
+def boxes_to_stored(boxes, original_hw, image_size: int) -> np.ndarray:
+    """Map XYXY boxes from original slice pixels to a prepared dataset's stored-slice pixels.
+
+    Uses :meth:`Geometry.stored <medsam_lite.model.geometry.Geometry.stored>`, preprocess's
+    stored-size rule: the stored slice is the original resized by ``image_size / max(H, W)``.
+
+    Args:
+        boxes: one box or ``N×4`` XYXY, original pixels (a manifest's ``x0, y0, x1, y1``).
+        original_hw: ``(H, W)`` of the original slice (a manifest's ``height``, ``width``).
+        image_size: the dataset's stored longest side (``dataset.image_size``, 256 for LiteMedSAM).
+
+    Returns:
+        ``N×4`` float32 XYXY in stored pixels.
+    """
+    arr = np.asarray(boxes, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise InputError(f"boxes must be XYXY [x0, y0, x1, y1] or N×4, got shape {arr.shape}.")
+    return Geometry.stored(tuple(original_hw), int(image_size)).box_to_image(arr)
