@@ -148,7 +148,7 @@ def test_notebook_01_runs_on_colab_in_one_kernel_and_the_install_cell_reruns(col
 
     text = "\n".join(_outputs_text(c) for c in nb.cells)
     assert "ERROR" not in text, text[-3000:]
-    assert "Dice against the label" in text and "CT" in text
+    assert "Dice vs label" in text and "CT" in text
     facts = json.loads(_outputs_text(check).strip().splitlines()[-1])
     clone = colab["clone"]
     # a regular install into the runtime's own site-packages, importable without a restart

@@ -12,7 +12,6 @@ import gc
 import json
 import os
 import shutil
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -198,7 +197,9 @@ def test_an_unusable_export_cache_falls_back_to_torch_with_one_warning(tmp_path,
     else:  # tests may run as root, where chmod does not stop writes: the OS calls fail instead
         monkeypatch.setenv("MEDSAM_LITE_CACHE", str(tmp_path / "cache"))
         if fault == "read-only":
-            monkeypatch.setattr(tempfile, "mkdtemp", _raise(errno.EROFS))
+            from medsam_lite import fileutil  # every file or folder the cache writes starts as a temporary
+
+            monkeypatch.setattr(fileutil, "_new_temp", _raise(errno.EROFS))
         else:
             monkeypatch.setattr(backends, "_export", _raise(errno.ENOSPC))
     with warnings.catch_warnings(record=True) as seen:

@@ -128,7 +128,7 @@ def test_package_source_never_unpickles_untrusted_data():
     assert problems == []
     # and the safe loaders are really used where files are read
     text = {f.name: f.read_text(encoding="utf-8") for f in files}
-    assert "weights_only=True" in text["models.py"] and "allow_pickle=False" in text["store.py"]
+    assert "weights_only=True" in text["checkpoints.py"] and "allow_pickle=False" in text["store.py"]
 
 
 # ------------------------------------------------------------------------------------ run time

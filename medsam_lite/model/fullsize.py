@@ -115,6 +115,7 @@ def masks_at(geometry, low_res_logits: torch.Tensor, hw: tuple[int, int]) -> np.
         low_res_logits: ``N×1×h×w`` float logits (``h = w = 256``), any device.
         hw: ``(H, W)`` of the masks: original pixels, or image (stored-slice) pixels.
     """
+    geometry.check_size()  # a thin image: one InputError naming the size, as logits_to gives
     low = low_res_logits.detach().float().cpu().numpy()[:, 0]
     n, (h, w) = low.shape[0], (int(hw[0]), int(hw[1]))
     masks = np.zeros((n, h, w), dtype=bool)
