@@ -7,6 +7,14 @@ apart. ``predict`` wraps
 :func:`~medsam_lite.predict` / :func:`~medsam_lite.predict_volume`. Exit codes: 0 success, 2 bad
 input or usage (one line that says what to fix, no traceback), 1 an unexpected failure, 130
 interrupted. Boxes on the command line are XYXY in original pixels.
+
+``preprocess``, ``embed``, ``finetune`` and ``evaluate`` also take ``--settings FILE``: the settings
+file the tutorials read (``tutorials/settings.toml``, see :mod:`medsam_lite.data.settingsfile`) gives
+the folders (``data`` → the dataset ``work/<data>_dataset`` → the run ``work/<data>_finetune``),
+modality, labels, test cases, ``min_mm2``, model and checkpoint, epochs, lr, batch size, threads and
+device, so one file drives the notebooks and the command. Precedence: a flag given on the command
+line, then the environment variables of :func:`medsam_lite.tutorial.settings` (``MEDSAM_LITE_DATA``,
+``MEDSAM_LITE_QUICK`` …), then the file, then the function's default.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import numpy as np
 from .fileutil import check_writable
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+#: Subcommands that read ``--settings FILE``.
+SETTINGS_VERBS = ("preprocess", "embed", "finetune", "evaluate")
 
 #: Parameters that are not options: the model (built from --model/--checkpoint/…), progress bars.
 _SKIP = {"model", "progress", "exclude"}
@@ -134,8 +144,10 @@ def _option_type(param: inspect.Parameter):
     return _number(int) if kinds == {"int"} else _number(float) if kinds == {"float"} else str
 
 
-def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str, ...]) -> list[str]:
-    """Add one option per parameter of ``func`` (defaults from its signature); returns their names."""
+def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str, ...], optional: bool = False
+                         ) -> list[str]:
+    """Add one option per parameter of ``func`` (defaults from its signature); returns their names.
+    With ``optional`` the positional arguments may be left out (a settings file gives them)."""
     helps = _doc_args(func)
     names = []
     for name, param in inspect.signature(func).parameters.items():
@@ -144,7 +156,7 @@ def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str
         names.append(name)
         text = helps.get(name, "")
         if name in positional:
-            p.add_argument(name, help=text)
+            p.add_argument(name, help=text, **(dict(nargs="?", default=None) if optional else {}))
             continue
         flag, default = "--" + name.replace("_", "-"), param.default
         if isinstance(default, bool):
@@ -174,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="CPU threads for torch and the inference backend; None = all cores")
     parser.add_argument("--version", action="version", version=f"medsam-lite {ml.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    settings_help = ("a settings file (tutorials/settings.toml) giving the folders and the other options; "
+                     "options given here override it")
     verbs = {"preprocess": (ml.preprocess, ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
              "embed": (ml.embed, ("dataset",), "compute and store the image embedding of every slice"),
              "finetune": (ml.finetune, ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
@@ -182,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
     for verb, (func, positional, text) in verbs.items():
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
-        p.set_defaults(func=func, names=add_function_options(p, func, positional))
+        p.set_defaults(func=func, names=add_function_options(p, func, positional, optional=verb in SETTINGS_VERBS))
+        if verb in SETTINGS_VERBS:
+            p.add_argument("--settings", default=None, metavar="FILE", help=settings_help)
         if "model" in inspect.signature(func).parameters:
             _model_options(p)
         if verb == "evaluate":
@@ -206,6 +222,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", default=None, **_CONVERT["window"], help="CT window name or LOW,HIGH")
     _model_options(p)
     return parser
+
+
+def _given(argv) -> set[str]:
+    """The options and arguments given on the command line ``argv`` (a parse without defaults)."""
+    parser = build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for p in [parser, *[s for a in subs for s in a.choices.values()]]:
+        for action in p._actions:
+            action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+def apply_settings(args, argv) -> None:
+    """Fill ``args`` from ``args.settings`` (a settings file, read by :func:`medsam_lite.tutorial.settings`
+    with its environment overrides) where the command line gave no value; print the settings in effect.
+    Without a settings file, check that the positional arguments were given."""
+    from .errors import InputError
+
+    positional = {"preprocess": ("source", "out_dir"), "embed": ("dataset",), "finetune": ("dataset", "out_dir"),
+                  "evaluate": ("dataset",)}.get(args.command, ())
+    if getattr(args, "settings", None) is None:
+        missing = [name.upper() for name in positional if getattr(args, name) is None]
+        if missing:
+            raise InputError(f"give {' '.join(missing)}, or --settings FILE (tutorials/settings.toml) that names them.")
+        return
+    from . import tutorial
+
+    s = tutorial.settings(file=args.settings, verbose=False)
+    values = {"preprocess": dict(source=s.data, out_dir=s.dataset, **s.preprocess_kwargs()),
+              "embed": dict(dataset=s.dataset, max_slices_per_case=s.max_slices_per_case),
+              "finetune": dict(dataset=s.dataset, out_dir=s.finetune_dir, **tutorial.finetune_kwargs(s)),
+              "evaluate": dict(dataset=s.dataset, max_slices_per_case=s.max_slices_per_case)}[args.command]
+    values.update(threads=s.threads, model=s.model, device=s.device,
+                  checkpoint=str(s.model_checkpoint) if s.model_checkpoint else None)
+    given = _given(argv)
+    for name, value in values.items():
+        if hasattr(args, name) and name not in given:
+            setattr(args, name, value)
+    print(s.summary())
 
 
 def _load(args):
@@ -316,12 +371,19 @@ def _predict(args, ml) -> None:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    from .errors import InputError
+
+    try:
+        apply_settings(args, argv)  # before any work: the file's values where no flag was given
+    except InputError as exc:
+        print(f"medsam-lite {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    from .errors import InputError
 
     def one_line(message, category, *_, **__):  # e.g. an unusable export cache: one line, no source excerpt
         print(f"medsam-lite {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)

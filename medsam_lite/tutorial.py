@@ -25,7 +25,6 @@ resumable), and say which notebook explains the step.
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from .errors import InputError
 from .data.settingsfile import env_flag, env_labels  # noqa: F401  (tutorial.env_flag is public)
-from .data.settingsfile import short_path  # noqa: F401  (re-exported: paths the notebooks print)
+from .data.settingsfile import check_modality, short_path  # noqa: F401  (re-exported: paths the notebooks print)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
 #: and every notebook's install cell in sync). ``$MEDSAM_LITE_REPO`` overrides it there.
@@ -64,6 +63,9 @@ class Settings:
             (None: the bundled LiteMedSAM weights).
         clicks: corrective clicks per target (notebook 08, when the package has clicks).
         source: the settings file read, or None.
+        scan, boxes, reference: notebook 08's scan without labels (a file or a DICOM series folder),
+            its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY, original pixels) and an optional
+            label map to score the result against (None: none).
     """
 
     data: Path
@@ -84,6 +86,9 @@ class Settings:
     batch_size: int = 8
     clicks: int = 0
     source: Path | None = None
+    scan: Path | None = None
+    boxes: dict = field(default_factory=dict)
+    reference: Path | None = None
 
     @property
     def name(self) -> str:
@@ -135,6 +140,8 @@ class Settings:
                  f"{self.epochs} epochs, lr {self.lr:g}, batch {self.batch_size}", f"clicks {self.clicks}",
                  ("quick mode: " + str(QUICK_SLICES) + " central slices per case") if self.quick else "full run",
                  f"{self.threads} CPU threads, device {self.device}"]
+        if self.scan:
+            parts.append(f"scan to annotate {self.scan} ({len(self.boxes)} boxes)")
         if self.overrides:
             parts.append("overridden by the environment: " + ", ".join(sorted(self.overrides)))
         return " | ".join(parts)
@@ -169,7 +176,7 @@ _UNSET = object()
 #: What :func:`settings` takes when neither the file nor a keyword sets an entry.
 DEFAULTS = {"modality": "MR", "test_cases": None, "labels": None, "work": "work", "threads": None,
             "min_mm2": None, "model": "lite_medsam", "checkpoint": None, "epochs": 5, "lr": 1e-4,
-            "batch_size": 8, "clicks": 0, "device": "auto"}
+            "batch_size": 8, "clicks": 0, "device": "auto", "scan": None, "boxes": None, "reference": None}
 
 
 def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=_UNSET, threads=_UNSET,
@@ -192,7 +199,8 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         file: a settings file to read (default: found as above when ``data`` is None).
         **more: the file's other entries: ``min_mm2``, ``model``, ``checkpoint`` (weights of
             ``model``), ``epochs``, ``lr``, ``batch_size``, ``clicks``, ``device``
-            (``"auto"``/``"cpu"``/``"cuda"``); defaults in :data:`DEFAULTS`.
+            (``"auto"``/``"cpu"``/``"cuda"``), ``scan``/``boxes``/``reference`` (notebook 08);
+            defaults in :data:`DEFAULTS`.
 
     Raises:
         InputError: no settings file and no data folder, a data folder that does not exist, an
@@ -246,7 +254,11 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
                  threads=threads, device=device, overrides=overrides,
                  min_mm2=float(values["min_mm2"]) if values["min_mm2"] else None, model=str(values["model"]),
                  model_checkpoint=Path(checkpoint) if checkpoint else None, batch_size=int(values["batch_size"]),
-                 clicks=int(values["clicks"]), source=source)
+                 clicks=int(values["clicks"]), source=source, scan=values["scan"], boxes=dict(values["boxes"] or {}),
+                 reference=values["reference"])
+    if s.boxes and isinstance(labels, dict) and set(s.boxes) - set(labels.values()):
+        raise InputError(f"boxes {sorted(set(s.boxes) - set(labels.values()))} name no label of the settings "
+                         f"({sorted(labels.values())}); name each box after one of the labels.")
     check_modality(s)
     if verbose:
         print(s.summary())
@@ -261,34 +273,6 @@ def load_model(s: Settings, checkpoint=None):
     if checkpoint is not None:
         return load(s.model, checkpoint=checkpoint, device=s.device)
     return load(s.model, checkpoint=s.model_checkpoint, device=s.device)
-
-
-def check_modality(s: Settings) -> bool:
-    """Warn when the first scan's values contradict ``s.modality``; return whether they agree.
-
-    A scan whose lowest values are near −1000 (air in Hounsfield units) is a CT: with ``"MR"`` it
-    would be scaled by percentiles instead of a HU window.
-    """
-    from .data.preprocess import find_cases
-    from .io import scans as io
-
-    try:
-        case = find_cases(s.data, exclude=s.work)[0]
-        arr = io.read_volume(case.image).array
-    except (InputError, IndexError):
-        return True  # preprocess will say what is wrong with the folder
-    low = float(np.percentile(arr, 1)) if arr.size else 0.0
-    looks_ct = low < -500
-    if looks_ct and s.modality.upper() != "CT":
-        warnings.warn(f"{case.image.name} has values near {low:.0f} (air in Hounsfield units): it looks like a CT, "
-                      f"but modality={s.modality!r} scales it as MR. Set modality=\"CT\" in the settings cell.",
-                      stacklevel=3)
-        return False
-    if s.modality.upper() == "CT" and float(arr.min()) >= 0:
-        warnings.warn(f"modality='CT' but {case.image.name} has no negative values: CT in Hounsfield units "
-                      "has air at −1000. If this is not a CT, set modality=\"MR\".", stacklevel=3)
-        return False
-    return True
 
 
 def ensure_dataset(s: Settings):

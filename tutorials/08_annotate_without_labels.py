@@ -64,10 +64,11 @@ S = tutorial.settings()
 
 # %% [markdown]
 # ## 1. Your scan and your boxes
-# Any scan `io.read_volume` reads: NIfTI, NRRD, MHA, or a DICOM series folder. Here the held-out
-# slab of the sample CT, read **without** its label map. The boxes are what you would read off a
-# viewer (or draw with the widget of notebook 06): one per organ, XYXY in the slice's pixels, on
-# one slice, with the label names of the settings. Change these two lines for your own scan.
+# Any scan `io.read_volume` reads: NIfTI, NRRD, MHA, or a DICOM series folder: `scan` in the
+# settings file (here the held-out slab of the sample CT, read **without** its label map). The
+# boxes, its `[boxes]` table, are what you would read off a viewer (or draw with the widget of
+# notebook 06): one per organ, XYXY in the slice's pixels, `name = [slice, x0, y0, x1, y1]`, with
+# the label names of the settings. Change them in the file for your own scan.
 
 # %%
 import time
@@ -76,13 +77,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import io, plotting, samples
+from medsam_lite import io, plotting
 from medsam_lite.interactive.session import AnnotationSession
 from medsam_lite.interactive.volume import VolumePredictor
+from medsam_lite.io.labelout import dicom_series_of, label_writer
 
-SCAN = samples.ct_abdomen_dir() / "case-03.nii.gz"           # your scan (a file, or a DICOM series folder)
-BOXES = {"spleen": (5, [10, 21, 43, 52]), "liver": (5, [41, 26, 106, 83]),     # name: (slice, [x0, y0, x1, y1])
-         "aorta": (5, [49, 40, 60, 50]), "inferior_vena_cava": (5, [59, 46, 70, 55])}
+SCAN = S.scan                  # your scan (a file, or a DICOM series folder): `scan` in the settings
+BOXES = S.boxes                # name: (slice, [x0, y0, x1, y1]): the settings' [boxes]
 
 scan = io.read_volume(SCAN)
 names = {v: n for v, n in S.label_names().items() if n in BOXES}   # label values of the settings
@@ -165,6 +166,10 @@ out = io.write_volume(label_map, S.outputs / "08" / f"{tutorial.short_path(SCAN)
 back = io.read_volume(out)
 print(out, back.array.shape, back.array.dtype, "| same geometry as the scan:", back.same_geometry(scan),
       "| same voxels:", np.array_equal(back.array, label_map))
+if dicom_series_of(scan) is not None:             # a DICOM series: also a DICOM-SEG for PACS viewers
+    seg = label_writer(out.with_name(out.name.replace("_label.nii.gz", "_seg.dcm")), "dicom-seg", scan, names)(label_map)
+    seg_back = io.read_label(seg, reference=SCAN)
+    print(seg, "| segments:", seg_back.names, "| same voxels:", np.array_equal(seg_back.array, label_map))
 present = np.flatnonzero((back.array > 0).any(axis=(1, 2)))
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 for ax, zz in zip(axes, np.unique(np.linspace(present.min(), present.max(), 3).round().astype(int))):
@@ -175,13 +180,16 @@ fig.tight_layout()
 
 # %% [markdown]
 # **How good is it?** With your own scan you would check it by eye, slice by slice, and fix it
-# with more boxes or clicks. This sample has a reference label map, so here the printed Dice per
-# organ says how far boxes on one slice went.
+# with more boxes or clicks. When the settings name a `reference` label map (the sample has one),
+# the printed Dice per organ says how far boxes on one slice went.
 
 # %%
-reference = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array
-for v, name in names.items():
-    print(f"{name:20s} 3D Dice against the reference {ml.dice(label_map == v, reference == v):.3f}")
+if S.reference:
+    reference = io.read_volume(S.reference).array
+    for v, name in names.items():
+        print(f"{name:20s} 3D Dice against the reference {ml.dice(label_map == v, reference == v):.3f}")
+else:
+    print("no reference label map in the settings (reference = \"\"): check the slices by eye")
 
 # %% [markdown]
 # ## 6. From annotated scans to a training set

@@ -27,6 +27,7 @@ KEYS = {
     "data": (str,), "modality": (str,), "labels": (dict, list), "test_cases": (list,), "min_mm2": (int, float),
     "work": (str,), "model": (str,), "checkpoint": (str,), "epochs": (int,), "lr": (int, float),
     "batch_size": (int,), "clicks": (int,), "threads": (int,), "device": (str,),
+    "scan": (str,), "boxes": (dict,), "reference": (str,),
 }
 
 
@@ -95,8 +96,11 @@ def read(path) -> dict:
     for key in ("data", "work"):
         if key in out:
             out[key] = _resolve(out[key], base)
-    if "checkpoint" in out:
-        out["checkpoint"] = _resolve(out["checkpoint"], base) if out["checkpoint"] else None
+    for key in ("checkpoint", "scan", "reference"):
+        if key in out:
+            out[key] = _resolve(out[key], base) if out[key] else None
+    if "boxes" in out:
+        out["boxes"] = read_boxes(out["boxes"], path)
     if "labels" in out:
         try:
             labels = out["labels"]
@@ -121,6 +125,52 @@ def read(path) -> dict:
     if out.get("device", "auto") not in ("auto", "cpu", "cuda"):
         raise InputError(f"{path}: device = {out['device']!r}; choose \"auto\", \"cpu\" or \"cuda\".")
     return out
+
+
+def read_boxes(boxes: dict, path) -> dict[str, tuple[int, list[float]]]:
+    """The ``[boxes]`` table (notebook 08: ``name = [slice, x0, y0, x1, y1]``, XYXY in the scan's
+    original pixels on that slice index of the array's first axis) → ``{name: (slice, [x0, y0, x1, y1])}``."""
+    out = {}
+    for name, value in boxes.items():
+        ok = (isinstance(value, list) and len(value) == 5 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                  for v in value) and isinstance(value[0], int))
+        if not ok or value[0] < 0 or not (value[1] < value[3] and value[2] < value[4]):
+            raise InputError(f"{path}: boxes.{name} = {value!r} must be [slice, x0, y0, x1, y1] with a whole slice "
+                             "index ≥ 0, x0 < x1 and y0 < y1 (XYXY, the scan's pixels), e.g. liver = [5, 41, 26, 106, 83].")
+        out[str(name)] = (int(value[0]), [float(v) for v in value[1:]])
+    return out
+
+
+def check_modality(s) -> bool:
+    """Warn when the first scan of ``s.data`` (a :class:`medsam_lite.tutorial.Settings`) contradicts
+    ``s.modality``; return whether they agree.
+
+    A scan whose lowest values are near −1000 (air in Hounsfield units) is a CT: with ``"MR"`` it
+    would be scaled by percentiles instead of a HU window.
+    """
+    import warnings
+
+    import numpy as np
+
+    from ..io import scans as io
+    from ..io.cases import find_cases
+
+    try:
+        case = find_cases(s.data, exclude=s.work)[0]
+        arr = io.read_volume(case.image).array
+    except (InputError, IndexError):
+        return True  # preprocess will say what is wrong with the folder
+    low = float(np.percentile(arr, 1)) if arr.size else 0.0
+    if low < -500 and s.modality.upper() != "CT":
+        warnings.warn(f"{case.image.name} has values near {low:.0f} (air in Hounsfield units): it looks like a CT, "
+                      f"but modality={s.modality!r} scales it as MR. Set modality=\"CT\" in the settings cell.",
+                      stacklevel=3)
+        return False
+    if s.modality.upper() == "CT" and float(arr.min()) >= 0:
+        warnings.warn(f"modality='CT' but {case.image.name} has no negative values: CT in Hounsfield units "
+                      "has air at −1000. If this is not a CT, set modality=\"MR\".", stacklevel=3)
+        return False
+    return True
 
 
 def env_labels(text: str):
