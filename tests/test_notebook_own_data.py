@@ -27,8 +27,10 @@ NOTEBOOKS = ["02_prepare_custom_dataset", "03_precompute_embeddings", "04_finetu
 #: The labels the settings choose (TotalSegmentator ids of the sample), and how many classes the maps hold.
 CHOSEN = {1: "spleen", 5: "liver", 52: "aorta"}
 CLASSES = 40
-#: Notebook 08's boxes on the unlabelled scan (the sample's case-03, slice 5): XYXY pixels.
-BOXES = {"spleen": [5, 10, 21, 43, 52], "liver": [5, 41, 26, 106, 83], "aorta": [5, 49, 40, 60, 50]}
+#: The unlabelled scan: slices 3–7 of the sample's case-03 (few slices: 08 propagates through all),
+#: and notebook 08's boxes on it (case-03's slice 5 = its slice 2): XYXY pixels.
+BARE_SLICES = (3, 8)
+BOXES = {"spleen": [2, 10, 21, 43, 52], "liver": [2, 41, 26, 106, 83], "aorta": [2, 49, 40, 60, 50]}
 #: The test process only waits while a kernel runs: each kernel gets the session's cores (2 in CI).
 THREADS = os.environ.get("MEDSAM_LITE_THREADS", "2")
 UID = "1.2.826.0.1.3680043.2.1125.23"
@@ -103,7 +105,11 @@ def build_folder(tmp: Path) -> Path:
             sitk.WriteImage(image, str(data / f"{case}{suffix}"))
             sitk.WriteImage(label_out, str(data / f"{case}_label{suffix}"))
     (data / "labels.json").write_text(json.dumps({str(k): v for k, v in sorted(names.items())}), encoding="utf-8")
-    write_series(sitk.ReadImage(str(CT_DIR / "case-03.nii.gz")), bare / "scan-04", UID + ".2")
+    lo, hi = BARE_SLICES
+    write_series(sitk.ReadImage(str(CT_DIR / "case-03.nii.gz"))[:, :, lo:hi], bare / "scan-04", UID + ".2")
+    (tmp / "reference").mkdir()             # its label map, kept apart: 08 scores against it when named
+    sitk.WriteImage(sitk.ReadImage(str(CT_DIR / "case-03_label.nii.gz"))[:, :, lo:hi],
+                    str(tmp / "reference" / "scan-04_label.nii.gz"))
     labels = ", ".join(f'{v} = "{n}"' for v, n in CHOSEN.items())
     boxes = "\n".join(f"{n} = {b}" for n, b in BOXES.items())
     settings = tmp / "my_settings.toml"
@@ -111,7 +117,7 @@ def build_folder(tmp: Path) -> Path:
         f'data = "my_scans"\nmodality = "CT"\nlabels = {{ {labels} }}\ntest_cases = ["case-03"]\n'
         f'min_mm2 = 64\nwork = "my_work"\nepochs = 10\nlr = 1e-4\nbatch_size = 8\nclicks = 1\n'
         f'threads = {THREADS}\ndevice = "cpu"\nscan = "no_labels/scan-04"\n'
-        f'reference = "{CT_DIR / "case-03_label.nii.gz"}"\n\n[boxes]\n{boxes}\n', encoding="utf-8")
+        f'reference = "reference/scan-04_label.nii.gz"\n\n[boxes]\n{boxes}\n', encoding="utf-8")
     return settings
 
 
@@ -186,6 +192,8 @@ def test_notebooks_02_to_08_run_on_ones_own_folder_from_the_settings_file_alone(
     saved = io.read_volume(work / "outputs" / "08" / "scan-04_label.nii.gz")
     assert saved.same_geometry(io.read_volume(tmp_path / "no_labels" / "scan-04"))
     assert sorted(int(v) for v in np.unique(saved.array) if v) == sorted(CHOSEN)
-    seg = io.read_label(work / "outputs" / "08" / "scan-04_seg.dcm", reference=tmp_path / "no_labels" / "scan-04")
+    seg = io.read_label(work / "outputs" / "08" / "scan-04_seg.dcm", reference=tmp_path / "no_labels" / "scan-04",
+                        names=CHOSEN)   # the DICOM-SEG (segments 1, 2, 3) read back by name: the same label map
     np.testing.assert_array_equal(seg.array, saved.array)
+    assert "segments: {1: 'spleen', 5: 'liver', 52: 'aorta'} | same voxels: True" in out
     assert open_dataset(work / "annotated_dataset").manifest["label"].isin(list(CHOSEN)).all()

@@ -168,7 +168,7 @@ print(out, back.array.shape, back.array.dtype, "| same geometry as the scan:", b
       "| same voxels:", np.array_equal(back.array, label_map))
 if dicom_series_of(scan) is not None:             # a DICOM series: also a DICOM-SEG for PACS viewers
     seg = label_writer(out.with_name(out.name.replace("_label.nii.gz", "_seg.dcm")), "dicom-seg", scan, names)(label_map)
-    seg_back = io.read_label(seg, reference=SCAN)
+    seg_back = io.read_label(seg, reference=SCAN, names=names)   # segment names → the label values
     print(seg, "| segments:", seg_back.names, "| same voxels:", np.array_equal(seg_back.array, label_map))
 present = np.flatnonzero((back.array > 0).any(axis=(1, 2)))
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
