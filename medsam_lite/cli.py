@@ -156,6 +156,8 @@ def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str
         names.append(name)
         text = helps.get(name, "")
         if name in positional:
+            if optional:
+                text += " (default: from --settings FILE)"
             p.add_argument(name, help=text, **(dict(nargs="?", default=None) if optional else {}))
             continue
         flag, default = "--" + name.replace("_", "-"), param.default
