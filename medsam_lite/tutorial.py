@@ -128,6 +128,19 @@ class Settings:
         names = {int(k): v for k, v in (dataset.meta["labels"] if dataset is not None else {}).items()}
         return {k: names.get(k, f"label_{k}") for k in self.labels} if self.labels else names
 
+    def annotation_labels(self) -> dict[int, str]:
+        """``{value: name}`` of the labels :attr:`boxes` name (notebook 08), in the settings' order.
+
+        Raises:
+            InputError: a box named after no label of the settings (names: :meth:`label_names`).
+        """
+        names = self.label_names()
+        unknown = sorted(set(self.boxes) - set(names.values()))
+        if unknown:
+            raise InputError(f"boxes {unknown} name no label of the settings ({sorted(names.values())}); name each "
+                             "box after one of the labels (`labels` in the settings file).")
+        return {v: n for v, n in names.items() if n in self.boxes}
+
     def summary(self) -> str:
         """The settings in effect, in one line (what every notebook prints)."""
         labels = (", ".join(f"{k} {v}" for k, v in self.labels.items()) if isinstance(self.labels, dict)
@@ -199,7 +212,8 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         file: a settings file to read (default: found as above when ``data`` is None).
         **more: the file's other entries: ``min_mm2``, ``model``, ``checkpoint`` (weights of
             ``model``), ``epochs``, ``lr``, ``batch_size``, ``clicks``, ``device``
-            (``"auto"``/``"cpu"``/``"cuda"``), ``scan``/``boxes``/``reference`` (notebook 08);
+            (``"auto"``/``"cpu"``/``"cuda"``), ``scan``/``boxes``/``reference`` (notebook 08; boxes
+            ``{name: [slice, x0, y0, x1, y1]}``);
             defaults in :data:`DEFAULTS`.
 
     Raises:
@@ -221,6 +235,8 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
             raise InputError("no settings file found (settings.toml here or in tutorials/) and no data folder "
                              "given: copy tutorials/settings.toml beside the notebook, or pass data=.")
         values.update(settingsfile.read(source))
+    if given.get("boxes"):  # a script's {name: [slice, x0, y0, x1, y1]}, as in the file
+        given["boxes"] = settingsfile.read_boxes(given["boxes"], "boxes=")
     values.update(given)
     if data is not None:
         values["data"] = data
@@ -254,11 +270,9 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
                  threads=threads, device=device, overrides=overrides,
                  min_mm2=float(values["min_mm2"]) if values["min_mm2"] else None, model=str(values["model"]),
                  model_checkpoint=Path(checkpoint) if checkpoint else None, batch_size=int(values["batch_size"]),
-                 clicks=int(values["clicks"]), source=source, scan=values["scan"], boxes=dict(values["boxes"] or {}),
-                 reference=values["reference"])
-    if s.boxes and isinstance(labels, dict) and set(s.boxes) - set(labels.values()):
-        raise InputError(f"boxes {sorted(set(s.boxes) - set(labels.values()))} name no label of the settings "
-                         f"({sorted(labels.values())}); name each box after one of the labels.")
+                 clicks=int(values["clicks"]), source=source, scan=Path(values["scan"]) if values["scan"] else None,
+                 boxes=dict(values["boxes"] or {}),
+                 reference=Path(values["reference"]) if values["reference"] else None)
     check_modality(s)
     if verbose:
         print(s.summary())

@@ -90,10 +90,23 @@ def test_notebook_08_entries_scan_boxes_reference(settings_file):
     s = tutorial.settings(file=settings_file, verbose=False)
     assert s.scan.name == "case-03.nii.gz" and s.scan.is_file() and s.reference is None
     assert s.boxes == {"liver": (5, [41.0, 26.0, 106.0, 83.0]), "aorta": (5, [49.5, 40.0, 60.0, 50.0])}
-    assert "scan to annotate" in s.summary()
-    with pytest.raises(InputError, match="name no label"):   # a box for a label the settings do not choose
-        tutorial.settings(file=settings_file, verbose=False, labels={5: "liver"})
+    assert "scan to annotate" in s.summary() and s.annotation_labels() == {5: "liver", 52: "aorta"}
+    s = tutorial.settings(file=settings_file, verbose=False, labels={5: "liver"})   # the other notebooks still run
+    with pytest.raises(InputError, match="name no label"):   # 08: a box for a label the settings do not choose
+        s.annotation_labels()
     for bad in ("[5, 41, 26, 106]", "[5, 106, 26, 41, 83]", "[1.5, 41, 26, 106, 83]", "[-1, 41, 26, 106, 83]"):
         settings_file.write_text(text + f"\n[boxes]\nliver = {bad}\n", encoding="utf-8")
         with pytest.raises(InputError, match="boxes.liver"):
             settingsfile.read(settings_file)
+
+
+def test_a_script_gives_scan_and_boxes_as_keywords(tmp_path):
+    from medsam_lite import InputError, samples
+
+    scan = samples.ct_abdomen_dir() / "case-03.nii.gz"
+    s = tutorial.settings(data=samples.ct_abdomen_dir(), modality="CT", work=tmp_path, threads=1, verbose=False, scan=str(scan),
+                          boxes={"liver": [5, 41, 26, 106, 83]})
+    assert s.scan == scan and s.boxes == {"liver": (5, [41.0, 26.0, 106.0, 83.0])} and s.reference is None
+    with pytest.raises(InputError, match="boxes"):
+        tutorial.settings(data=samples.ct_abdomen_dir(), modality="CT", work=tmp_path, threads=1, verbose=False,
+                          boxes={"liver": [41, 26, 106, 83]})

@@ -86,7 +86,7 @@ SCAN = S.scan                  # your scan (a file, or a DICOM series folder): `
 BOXES = S.boxes                # name: (slice, [x0, y0, x1, y1]): the settings' [boxes]
 
 scan = io.read_volume(SCAN)
-names = {v: n for v, n in S.label_names().items() if n in BOXES}   # label values of the settings
+names = S.annotation_labels()  # {value: name} of the boxes' labels, from the settings' labels
 model = tutorial.load_model(S)
 print(f"{tutorial.short_path(SCAN).name}: (z, y, x) {scan.array.shape}, spacing (x, y, z) {scan.spacing} mm; "
       f"classes {names}")
