@@ -132,8 +132,14 @@ class Settings:
         """``{value: name}`` of the labels :attr:`boxes` name (notebook 08), in the settings' order.
 
         Raises:
-            InputError: a box named after no label of the settings (names: :meth:`label_names`).
+            InputError: no ``scan`` or no ``[boxes]`` in the settings, or a box named after no label
+                of the settings (names: :meth:`label_names`).
         """
+        if not self.scan or not self.boxes:
+            missing = " and ".join(k for k, v in (("scan", self.scan), ("[boxes]", self.boxes)) if not v)
+            raise InputError(f"notebook 08 needs {missing} in the settings file ({self.source}): set scan = "
+                             "\"path/to/scan.nii.gz\" (or a DICOM series folder) and a [boxes] table, e.g. "
+                             "liver = [5, 41, 26, 106, 83] (slice, then XYXY in the scan's pixels).")
         names = self.label_names()
         unknown = sorted(set(self.boxes) - set(names.values()))
         if unknown:

@@ -94,6 +94,8 @@ def test_notebook_08_entries_scan_boxes_reference(settings_file):
     s = tutorial.settings(file=settings_file, verbose=False, labels={5: "liver"})   # the other notebooks still run
     with pytest.raises(InputError, match="name no label"):   # 08: a box for a label the settings do not choose
         s.annotation_labels()
+    with pytest.raises(InputError, match=r"needs scan in the settings file .*set scan ="):   # 08 without a scan
+        tutorial.settings(file=settings_file, verbose=False, scan="").annotation_labels()
     for bad in ("[5, 41, 26, 106]", "[5, 106, 26, 41, 83]", "[1.5, 41, 26, 106, 83]", "[-1, 41, 26, 106, 83]"):
         settings_file.write_text(text + f"\n[boxes]\nliver = {bad}\n", encoding="utf-8")
         with pytest.raises(InputError, match="boxes.liver"):

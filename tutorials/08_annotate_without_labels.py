@@ -85,8 +85,8 @@ from medsam_lite.io.labelout import dicom_series_of, label_writer
 SCAN = S.scan                  # your scan (a file, or a DICOM series folder): `scan` in the settings
 BOXES = S.boxes                # name: (slice, [x0, y0, x1, y1]): the settings' [boxes]
 
-scan = io.read_volume(SCAN)
 names = S.annotation_labels()  # {value: name} of the boxes' labels, from the settings' labels
+scan = io.read_volume(SCAN)
 model = tutorial.load_model(S)
 print(f"{tutorial.short_path(SCAN).name}: (z, y, x) {scan.array.shape}, spacing (x, y, z) {scan.spacing} mm; "
       f"classes {names}")
