@@ -109,7 +109,7 @@ print(f"{case} slice {z}: {ct_slice.shape} {ct_slice.dtype}; classes {list(names
 # widget shows the slice as stored (array orientation); the figures below are radiological.
 
 # %%
-prompter = BoxPrompter(ct_slice, model, labels=list(names.values()), modality=S.modality,
+prompter = BoxPrompter(ct_slice, model, labels=names, modality=S.modality,
                        default_boxes=[(ml.box_from_mask(truth[names[first]]), names[first])])
 prompter
 
@@ -117,8 +117,8 @@ prompter
 # ## 3. Read the masks
 # The prompter keeps its state: re-run this cell after you change the boxes.
 # `prompter.prompts` lists each box with its mask and the model's predicted IoU;
-# `prompter.masks` is one mask per class (the union of its boxes); `prompter.label_map` numbers the
-# classes `1, 2, …` in the order of `labels`.
+# `prompter.masks` is one mask per class (the union of its boxes); `prompter.label_map` holds each class's
+# value from the settings' labels (`{value: name}`), so it matches the scan's own label map.
 
 # %%
 for p in prompter.prompts:
@@ -190,7 +190,7 @@ assert np.array_equal(back, prompter.label_map)
 
 # %%
 print("volume (z, y, x)", scan.array.shape, "spacing (x, y, z) mm", scan.spacing)
-prompter3d = BoxPrompter(scan, model, labels=[names[first]], modality=S.modality, prefetch=1,   # encode z±1 meanwhile
+prompter3d = BoxPrompter(scan, model, labels={first: names[first]}, modality=S.modality, prefetch=1,   # encode z±1 meanwhile
                          default_boxes=[(ml.box_from_mask(label[z] == first), names[first], z)])
 prompter3d
 
