@@ -89,12 +89,12 @@ def table(res: dict) -> str:
     for organ in a["dsc"]:
         cells = [f"{a[c][organ]:.3f} → {b[c][organ]:.3f}" for c in cols]
         cells += [f"{a[n][organ]:.2f} → {b[n][organ]:.2f}" for n in ("noc85", "noc90")]
-        name = f"**{organ}** (mean)" if organ == "mean" else organ
+        name = "**mean over organs**" if organ == "mean" else organ
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def section(results: list[dict]) -> str:
+def section(results: list[dict], note: str = "") -> str:
     parts = ["## NoC before/after finetune(clicks=3) (`bench/bench_noc_finetune.py --threads 1`)", ""]
     for res in results:
         t = res["times_s"]
@@ -117,7 +117,7 @@ def section(results: list[dict]) -> str:
             f"Wall times: evaluate (shipped) {t['evaluate_shipped']:.0f} s, finetune {t['finetune'] / 60:.1f} min, "
             f"evaluate (fine-tuned) {t['evaluate_finetuned']:.0f} s.",
             ""]
-    return "\n".join(parts)
+    return "\n".join(parts + ([note] if note else []))
 
 
 def main() -> None:
@@ -134,6 +134,7 @@ def main() -> None:
     parser.add_argument("--backend", default=None, help="load_model backend (default: auto)")
     parser.add_argument("--write", action="store_true", help="write the section of bench/RESULTS.md")
     parser.add_argument("--no-run", action="store_true", help="only write the section from the saved JSON files")
+    parser.add_argument("--note", default="", help="a paragraph added at the end of the RESULTS.md section")
     args = parser.parse_args()
     results = []
     for scan in args.scan:
@@ -148,7 +149,7 @@ def main() -> None:
         print(json.dumps(res["times_s"]), flush=True)
         results.append(res)
     if args.write:
-        write_section("bench_noc_finetune", section(results))
+        write_section("bench_noc_finetune", section(results, args.note))
 
 
 if __name__ == "__main__":

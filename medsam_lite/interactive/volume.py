@@ -357,7 +357,8 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             segments named by ``names``), checked before any work: :func:`medsam_lite.io.labelout.label_writer`.
         **options: ``margin`` (1 px), ``margin_ratio`` (0.05), ``min_pixels`` (10), ``min_score``
             (0.0), ``max_intensity_change`` (64), ``largest_component`` (False), ``progress``
-            (True); see :meth:`VolumePredictor.predict`.
+            (True), ``clicks`` (per-slice corrective clicks ``{z: (points K×2 XY, point_labels K)}``);
+            see :meth:`VolumePredictor.predict`.
 
     Returns:
         A ``bool`` mask of the array's shape, or a ``uint8`` label map for a ``{label: prompt}`` dict.
