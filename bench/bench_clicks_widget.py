@@ -2,7 +2,7 @@
 
 On the real CT sample (``data_samples/ct_abdomen/case-02``, its largest liver slice; the liver box
 is drawn, then the robot user's corrective clicks: the interior of the largest error region, positive
-on a miss, negative on a false positive), in one run per backend:
+on a miss, negative on a false positive: ``medsam_lite.clicks.next_click``), in one run per backend:
 
 * **box → mask**: a new box set on the canvas as the browser sets it, until the overlay is repainted
   (decoder + overlay + PNG), median over ``--repeats`` boxes (jittered by a pixel);
@@ -23,41 +23,24 @@ import time
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 import medsam_lite as ml
-from medsam_lite import io, samples
+from medsam_lite.clicks import next_click
 from medsam_lite.interactive.widgets import BoxPrompter
-from medsam_lite.model.backends import available_backends
-
-
-def robot_click(mask, truth):
-    fn, fp = truth & ~mask, mask & ~truth
-    err, positive = (fn, True) if fn.sum() >= fp.sum() else (fp, False)
-    regions, _ = ndimage.label(err)
-    largest = regions == 1 + int(np.argmax(np.bincount(regions.ravel())[1:]))
-    y, x = np.unravel_index(np.argmax(ndimage.distance_transform_edt(np.pad(largest, 1))[1:-1, 1:-1]), mask.shape)
-    return float(x), float(y), positive
+from bench_core import backends_to_measure, ct_case, time_boxes
 
 
 def measure(backend: str, image, truth, z: int, repeats: int) -> dict:
     model = ml.load_model(backend=backend)
     prompter = BoxPrompter(image, model, labels=["liver"], modality="CT", slice_index=z)
-    x0, y0, x1, y1 = (int(v) for v in ml.box_from_mask(truth))
-    boxes = []
-    for i in range(repeats + 1):
-        d = i % 2
-        t0 = time.perf_counter()
-        prompter.canvas.bboxes = [{"x": x0 - d, "y": y0 - d, "width": x1 - x0 + 2 * d, "height": y1 - y0 + 2 * d,
-                                   "label": "liver"}]
-        boxes.append((time.perf_counter() - t0) * 1000)
+    boxes = time_boxes(prompter, ml.box_from_mask(truth), "liver", repeats + 1, jitter=2)
     obj = prompter.session.objects[0]
     first, clicks, dices = None, [], []
     for _ in range(repeats):
         for _ in range(3):
-            x, y, positive = robot_click(obj.mask, truth)
+            x, y, positive = next_click(obj.mask, truth)
             t0 = time.perf_counter()
-            prompter.click(x, y, positive)
+            prompter.click(x, y, bool(positive))
             ms = (time.perf_counter() - t0) * 1000
             if first is None:
                 first = ms
@@ -77,12 +60,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    d = samples.ct_abdomen_dir()
-    image = io.read_volume(d / "case-02.nii.gz").array
-    label = io.read_volume(d / "case-02_label.nii.gz").array
+    image, label = ct_case("case-02")
     z = int(np.argmax((label == 5).sum(axis=(1, 2))))
     rows = [measure(b, image, label[z] == 5, z, args.repeats)
-            for b in ["torch", *[b for b in available_backends() if b != "torch"]]]
+            for b in backends_to_measure()]
     print(f"## Clicks in the widget (`bench/bench_clicks_widget.py`, {args.threads} thread(s), real CT case-02 "
           f"slice {z}, liver)\n")
     print("| backend | box → mask (ms) | first click (ms) | click → mask (ms) | click / box | liver Dice box → +3 clicks |"

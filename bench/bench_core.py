@@ -50,6 +50,36 @@ def write_section(name: str, text: str, path: Path = RESULTS) -> None:
     atomic_write_text(path, new)
 
 
+def ct_case(case: str = "case-02") -> tuple[np.ndarray, np.ndarray]:
+    """``(image HU, label map)`` ``(z, y, x)`` arrays of a case of the real CT sample."""
+    from medsam_lite import io, samples
+
+    d = samples.ct_abdomen_dir()
+    return io.read_volume(d / f"{case}.nii.gz").array, io.read_volume(d / f"{case}_label.nii.gz").array
+
+
+def backends_to_measure() -> list[str]:
+    """``torch`` first, then every compiled backend installed here."""
+    from medsam_lite.model.backends import available_backends
+
+    return ["torch", *[b for b in available_backends() if b != "torch"]]
+
+
+def time_boxes(prompter, box, label: str, n: int, jitter: int) -> list[float]:
+    """Milliseconds for each of ``n`` boxes set on a ``BoxPrompter``'s canvas as the browser sets them
+    (XYWH, whole pixels) until the overlay is repainted; box ``i`` is the XYXY ``box`` grown by
+    ``i % jitter`` pixels on every side, so that every call is a new box."""
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    times = []
+    for i in range(n):
+        d = i % jitter
+        t0 = time.perf_counter()
+        prompter.canvas.bboxes = [{"x": x0 - d, "y": y0 - d, "width": x1 - x0 + 2 * d, "height": y1 - y0 + 2 * d,
+                                   "label": label}]
+        times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()

@@ -22,14 +22,8 @@ import numpy as np
 import torch
 
 import medsam_lite as ml
-from medsam_lite import io, samples
-from medsam_lite.model.backends import available_backends
 from medsam_lite.interactive.widgets import BoxPrompter
-
-
-def _xywh(box, label="organ"):
-    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
-    return {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "label": label}
+from bench_core import backends_to_measure, ct_case, time_boxes
 
 
 def measure(backend: str, image: np.ndarray, label: np.ndarray, boxes: int) -> dict:
@@ -37,13 +31,7 @@ def measure(backend: str, image: np.ndarray, label: np.ndarray, boxes: int) -> d
     z = image.shape[0] // 2
     organ_box = ml.box_from_mask(label[z] == 5)
     prompter = BoxPrompter(image, model, labels=["organ"], modality="CT", slice_index=z, prefetch=0)
-    times = []
-    for i in range(boxes):
-        d = i % 5
-        t0 = time.perf_counter()
-        prompter.canvas.bboxes = [_xywh(organ_box + np.array([-d, -d, d, d], np.float32))]
-        times.append((time.perf_counter() - t0) * 1000)
-    box_ms = statistics.median(times[1:])
+    box_ms = statistics.median(time_boxes(prompter, organ_box, "organ", boxes, jitter=5)[1:])
 
     def step(prefetch: int, start: int) -> float:
         p = BoxPrompter(image, model, labels=["organ"], modality="CT", slice_index=start, prefetch=prefetch)
@@ -51,7 +39,7 @@ def measure(backend: str, image: np.ndarray, label: np.ndarray, boxes: int) -> d
             p._prefetcher.wait(timeout=300)
         t0 = time.perf_counter()
         p.set_slice(start + 1)
-        p.canvas.bboxes = [_xywh(ml.box_from_mask(label[start + 1] == 5))]
+        time_boxes(p, ml.box_from_mask(label[start + 1] == 5), "organ", 1, jitter=1)
         return (time.perf_counter() - t0) * 1000
 
     cold = statistics.median(step(0, s) for s in (z - 3, z - 2, z - 1))
@@ -65,10 +53,8 @@ def main() -> None:
     parser.add_argument("--boxes", type=int, default=15)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    d = samples.ct_abdomen_dir()
-    image = io.read_volume(d / "case-02.nii.gz").array
-    label = io.read_volume(d / "case-02_label.nii.gz").array
-    rows = [measure(b, image, label, args.boxes) for b in ["torch", *[b for b in available_backends() if b != "torch"]]]
+    image, label = ct_case("case-02")
+    rows = [measure(b, image, label, args.boxes) for b in backends_to_measure()]
     base = rows[0]
     print(f"## Interactive latency (`bench/bench_interactive.py`, {args.threads} threads, real CT case-02)\n")
     print("| backend | box → mask (widget, ms) | next slice, not prefetched (ms) | next slice, prefetched (ms) |")

@@ -192,6 +192,7 @@ def test_finetune_with_clicks_trains_and_saves_the_prompt_encoder(liver_dataset,
     assert any("mask_downscaling" in k for k in changed)  # the mask input is trained too
     tuned = ml.load_model(checkpoint=run.best, backend="torch")
     assert tuned.click_decoder is None  # its own decoder answers clicks
+    assert tuned.prompt_parts(clicks=True) == (tuned.prompt_encoder, tuned.mask_decoder)
     for k in changed:
         assert torch.equal(tuned.state_dict()[k], ckpt["model"][k])
     plain = ml.finetune(liver_dataset, tmp_path / "boxes", torch_model, epochs=1, lr=1e-4, cases=["case-01", "case-02"],

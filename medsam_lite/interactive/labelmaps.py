@@ -5,7 +5,8 @@
   mask with the highest predicted IoU (score).
 * 3D: one 3D box per label (its extent in the label volume), propagated slice by slice by
   :class:`~medsam_lite.VolumePredictor` (each slice encoded once for every label); overlaps go to
-  the label with the higher predicted IoU on that slice.
+  the label with the higher predicted IoU on that slice. Optional corrective clicks per label and
+  slice, ``{label: {z: (points, point_labels)}}`` (XY in the slice's original pixels).
 
 Label maps are integer arrays, 0 = background; outputs are ``uint8`` (``uint16`` above 255).
 """
@@ -156,7 +157,7 @@ def boxes3d_from_label_map(label_volume, axis: int = 0, labels=None) -> dict[int
 
 def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: int | None = None,
                           modality=None, window=None, out=None, format: str | None = None, names=None,
-                          **options) -> np.ndarray:
+                          clicks=None, **options) -> np.ndarray:
     """Segment every label of a 3D label map through the volume, one 3D box per label.
 
     Args:
@@ -167,6 +168,11 @@ def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: i
         out, format, names: write the label map to ``out`` too (``.dcm`` / ``format="dicom-seg"``: a
             DICOM-SEG referencing the source series), as :func:`~medsam_lite.predict_volume`; ``names``
             defaults to the names ``label_volume`` carries (an RTSTRUCT's ROIs, a SEG's segments).
+        clicks: corrective clicks per label and slice, ``{label: {z: (points K×2, point_labels K)}}``:
+            XY (column, row) in slice ``z``'s original pixels (``z`` along the slice axis), 1 foreground
+            / 0 background. That label is decoded on slice ``z`` from its propagated box plus the clicks,
+            and its walk goes on from the corrected mask (see
+            :meth:`~medsam_lite.VolumePredictor.predict`). Checked before any slice is encoded.
 
     Returns:
         A ``uint8`` (``uint16``) label map of the volume's shape; overlaps go to the label with the
@@ -185,7 +191,7 @@ def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: i
     if arr.shape != vp.shape:
         raise InputError(f"label map {arr.shape} and volume {vp.shape} differ in shape; resample the label map "
                          "onto the scan's grid first (io.read_volume aligns flipped label files).")
-    result = vp.predict(boxes3d_from_label_map(arr, vp.axis, labels), overlap="score", **options)
+    result = vp.predict(boxes3d_from_label_map(arr, vp.axis, labels), overlap="score", clicks=clicks, **options)
     if writer is not None:
         writer(result)
     return result

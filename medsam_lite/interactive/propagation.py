@@ -4,7 +4,9 @@
 From the middle user slice, walk up, then down: each slice's box is the previous slice's mask box
 grown by a margin (:func:`grow_box`), a user box replaces it on its slice, and the walk in one
 direction stops (or jumps to the next user slice) where the target vanishes: too few pixels, a low
-predicted IoU, or a mean intensity that moved too far from the user's slice.
+predicted IoU, or a mean intensity that moved too far from the user's slice. On a slice with
+user clicks the target is decoded from its box plus the clicks (:func:`~.volprompts.decode_with_clicks`)
+and the walk goes on from that corrected mask; a clicked slice counts as a user slice.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..model.geometry import box_from_mask
+from .volprompts import decode_with_clicks
 
 
 def propagate(vp, keys: dict, z_range: tuple[int, int], clip, *, margin: float, margin_ratio: float,
               min_pixels: int, min_score: float, change: float, largest_component: bool,
-              progress: bool) -> tuple[np.ndarray, np.ndarray]:
+              progress: bool, clicks: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Segment one target through ``vp`` (a :class:`~medsam_lite.VolumePredictor`).
 
     Args:
@@ -25,6 +28,8 @@ def propagate(vp, keys: dict, z_range: tuple[int, int], clip, *, margin: float, 
         z_range: the inclusive slice range ``(lo, hi)`` the walk stays in.
         clip: an XYXY box the grown boxes stay inside (a 3D box's x, y extent), or ``None``.
         change: the largest change of mean intensity (0–255) inside the mask (``inf``: off).
+        clicks: checked user clicks, ``{slice index: (points K×2 float32 XY original slice pixels,
+            labels K float32)}`` (:func:`~.volprompts.check_slice_clicks`), or ``None``.
         margin, margin_ratio, min_pixels, min_score, largest_component, progress: as in
             :meth:`~medsam_lite.VolumePredictor.predict`.
 
@@ -36,6 +41,8 @@ def propagate(vp, keys: dict, z_range: tuple[int, int], clip, *, margin: float, 
     h, w = vp.slice_hw
     masks = np.zeros((vp.n_slices, h, w), bool)
     scores = np.zeros(vp.n_slices, np.float32)
+    clicks = clicks or {}
+    users = set(keys) | set(clicks)  # slices whose mask the user prompted: always kept
     start = sorted(keys)[len(keys) // 2]
     bar = tqdm(total=hi - lo + 1, desc="slices", unit="slice", disable=not progress, leave=False)
     for step in (1, -1):
@@ -48,16 +55,21 @@ def propagate(vp, keys: dict, z_range: tuple[int, int], clip, *, margin: float, 
                 box_z = keys[z]
             elif prev is not None:
                 box_z = grow_box(box_from_mask(prev), margin, margin_ratio, clip, (h, w))
+            elif z in clicks:  # not reached by the walk: a 3D box's x, y extent with the clicks, else the clicks alone
+                box_z = None if clip is None else np.asarray(clip, np.float32)
             else:  # the target vanished: jump to the next user-given slice, if any
-                ahead = [k for k in keys if (k - z) * step > 0]
+                ahead = [k for k in users if (k - z) * step > 0]
                 if not ahead:
                     break
                 z = min(ahead, key=lambda k: abs(k - z))
                 continue
-            (mask,), (score,) = vp.predict_slice(z, box_z)
+            if z in clicks:
+                mask, score = decode_with_clicks(vp, z, box_z, *clicks[z])
+            else:
+                (mask,), (score,) = vp.predict_slice(z, box_z)
             bar.update(1)
             scores[z] = score
-            if z in keys:
+            if z in users:
                 masks[z] = mask
                 prev = mask if mask.sum() >= min_pixels else None
                 ref = _mean(vp, z, mask) if prev is not None else ref

@@ -37,7 +37,8 @@ import numpy as np
 from ..checks import check_int
 from ..model.models import check_model
 from ..errors import InputError
-from ..model.inference import Embedding, EmbeddingCache, decode, encode
+from ..model.inference import (MASK_PAD_LOGIT, Embedding, EmbeddingCache, check_mask_input, check_points, decode,
+                               encode)
 from ..io.labelout import label_writer
 from ..io.scans import Volume, read_volume
 from ..model.models import SamModel
@@ -45,6 +46,7 @@ from .predict import resolve_preset
 from .prompts import box_from_recist  # noqa: F401  (re-exported: medsam_lite.volume.box_from_recist)
 from .prefetch import Prefetcher
 from .propagation import propagate
+from .volprompts import check_label_clicks, check_slice_clicks, parse_box_prompt
 from ..model.geometry import check_boxes
 
 #: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
@@ -149,26 +151,57 @@ class VolumePredictor:
         """
         return self._prefetcher.get(self._check_index(index))
 
-    def predict_slice(self, index: int, boxes) -> tuple[np.ndarray, np.ndarray]:
-        """Segment one or ``N`` XYXY boxes on slice ``index`` (encodes it if needed).
+    def predict_slice(self, index: int, boxes=None, points=None, point_labels=None, mask_input=None,
+                      return_logits: bool = False):
+        """Segment ``N`` targets on slice ``index`` from boxes, clicks, or both (encodes it if needed).
 
-        A blank slice is not encoded (the model would return a confident mask of nothing): its
-        masks are empty and its scores 0.
+        Args:
+            index: the slice along :attr:`axis`.
+            boxes: one XYXY box or ``N×4``, the slice's **original** pixels; ``None``: clicks only.
+            points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY (column, row) in the
+                slice's original pixels. point_labels: ``K`` or ``N×K``, 1 foreground / 0 background.
+            mask_input: the ``N×H×W`` (``H×W``) logits a previous call returned for the same targets
+                on this slice (``return_logits=True``): the decoder refines that mask.
+            return_logits: also return the ``N×H×W`` float32 logits (original pixels).
+
+        Every prompt is checked before the slice is encoded, and goes through the one seam
+        (:func:`~medsam_lite.model.inference.decode`): a box alone runs the published decoder, clicks or
+        a mask input the model's click decoder. A blank slice is not encoded (the model would return
+        a confident mask of nothing): its masks are empty, its scores 0 (its logits
+        :data:`~medsam_lite.model.inference.MASK_PAD_LOGIT`).
 
         Returns:
-            ``(masks N×H×W bool, scores N float32)``, as :meth:`Predictor.predict`.
+            ``(masks N×H×W bool, scores N float32)`` as :meth:`Predictor.predict`, plus the logits
+            with ``return_logits=True``.
+
+        Raises:
+            InputError: a slice outside the volume; no box and no points; a bad box; points outside the
+                slice, labels other than 0/1, points without labels; a mask input of another shape.
         """
-        boxes = check_boxes(boxes, self.slice_hw)
+        index = self._check_index(index)
+        if boxes is None and points is None:
+            raise InputError("give a box (XYXY, the slice's original pixels), points with point_labels, or both.")
+        boxes = None if boxes is None else check_boxes(boxes, self.slice_hw)
+        n = None if boxes is None else len(boxes)
+        if points is not None:
+            n = len(check_points(points, point_labels, n, self.slice_hw)[0])
+        elif point_labels is not None:
+            raise InputError("point_labels were given without points; pass points=[[x, y], …] too.")
+        if mask_input is not None:
+            check_mask_input(mask_input, n, self.slice_hw)
         if self.is_blank(index):
-            return np.zeros((len(boxes), *self.slice_hw), bool), np.zeros(len(boxes), np.float32)
-        return decode(self.model, self.embed(index), boxes, checked=True, logits=False)[:2]
+            empty = np.zeros((n, *self.slice_hw), bool), np.zeros(n, np.float32)
+            return (*empty, np.full((n, *self.slice_hw), MASK_PAD_LOGIT, np.float32)) if return_logits else empty
+        out = decode(self.model, self.embed(index), boxes, checked=True, points=points, point_labels=point_labels,
+                     mask_input=mask_input, logits=return_logits)
+        return out if return_logits else out[:2]
 
     def predict(self, box, slice_index=None, *, margin: float = DEFAULTS["margin"],
                 margin_ratio: float = DEFAULTS["margin_ratio"], min_pixels: int = DEFAULTS["min_pixels"],
                 min_score: float = DEFAULTS["min_score"],
                 max_intensity_change: float | None = DEFAULTS["max_intensity_change"],
                 largest_component: bool = DEFAULTS["largest_component"], progress: bool = True,
-                overlap: str = "last") -> np.ndarray:
+                overlap: str = "last", clicks=None) -> np.ndarray:
         """Segment one target (or several) through the volume from a box prompt.
 
         Args:
@@ -200,6 +233,13 @@ class VolumePredictor:
             overlap: for a ``{label: prompt}`` dict, who gets a voxel two targets claim: ``"last"``
                 (default: later targets overwrite earlier ones) or ``"score"`` (the target whose mask
                 on that slice has the higher predicted IoU).
+            clicks: corrective clicks per slice, ``{z: (points K×2, point_labels K)}`` (``{label: {z: …}}``
+                for a ``{label: prompt}`` dict): XY (column, row) in slice ``z``'s original pixels, 1
+                foreground / 0 background. On slice ``z`` the target is decoded from its box (the user's
+                or the propagated one) plus these clicks, and the walk goes on from that corrected
+                mask; a clicked slice the walk does not reach starts a walk of its own. To correct a
+                propagated result, call again with the same box and ``clicks=`` (the slices' embeddings
+                are cached: only the decoder runs again). See :mod:`medsam_lite.interactive.volprompts`.
 
         Returns:
             ``bool`` mask of the volume's shape for one target; for a ``{label: prompt}`` dict a
@@ -207,7 +247,9 @@ class VolumePredictor:
 
         Raises:
             InputError: a malformed box, a slice index outside the volume, a box outside the slice,
-                a box on a blank slice. (Propagation simply stops at a blank slice.)
+                a box on a blank slice; clicks that are malformed, outside their slice or the 3D box's
+                z-range, or for a label without a prompt — all before any slice is encoded.
+                (Propagation simply stops at a blank slice.)
         """
         options = dict(margin=margin, margin_ratio=margin_ratio, min_pixels=min_pixels, min_score=min_score,
                        max_intensity_change=max_intensity_change,
@@ -218,8 +260,8 @@ class VolumePredictor:
             if slice_index is not None:
                 raise InputError("with a {label: prompt} dict give each target's slice inside it, as "
                                  "{label: (box, slice_index)}; slice_index= must stay None.")
-            return self._predict_labels(box, options, overlap)
-        return self._predict_target(box, slice_index, **options)[0]
+            return self._predict_labels(box, options, overlap, clicks)
+        return self._predict_target(self._prompt(box, slice_index, clicks), **options)[0]
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -231,22 +273,38 @@ class VolumePredictor:
                              f"{self.n_slices} slices (0 … {self.n_slices - 1}).")
         return int(index)
 
-    def _predict_labels(self, targets: Mapping, options: dict, overlap: str = "last") -> np.ndarray:
+    def _prompt(self, box, slice_index, clicks=None, checked_clicks=None):
+        """One target's prompt, checked (before any work) → (user boxes, z-range, clip box, clicks)."""
+        keys, z_range, clip = parse_box_prompt(self, box, slice_index)
+        blank = [k for k in sorted(keys) if self.is_blank(k)]
+        if blank:
+            raise InputError(f"slice {blank[0]} (axis {self.axis}) is blank, with nothing to segment; draw the "
+                             "box on a slice that shows the target.")
+        if checked_clicks is None:
+            checked_clicks = check_slice_clicks(self, clicks, z_range if clip is not None else None)
+        return keys, z_range, clip, checked_clicks
+
+    def _predict_labels(self, targets: Mapping, options: dict, overlap: str = "last", clicks=None) -> np.ndarray:
         if not targets:
             raise InputError("the {label: prompt} dict is empty; give at least one target.")
         labels = list(targets)
         for label in labels:
             if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) or not 0 < label < 65536:
                 raise InputError(f"label {label!r} must be an int in 1 … 65535 (0 is background).")
+        prompts = {}
+        for label in labels:  # every target's prompt is checked before the first is propagated
+            prompt = targets[label]
+            if isinstance(prompt, tuple) and len(prompt) == 2 and (np.ndim(prompt[1]) == 0 or np.ndim(prompt[0]) == 2):
+                prompts[label] = self._prompt(*prompt, checked_clicks={})
+            else:
+                prompts[label] = self._prompt(prompt, None, checked_clicks={})
+        ranges = {k: p[1] if p[2] is not None else None for k, p in prompts.items()}
+        for label, checked in check_label_clicks(self, clicks, labels, ranges).items():
+            prompts[label] = (*prompts[label][:3], checked)
         out = np.zeros(self.shape, np.uint8 if max(labels) < 256 else np.uint16)
         best = np.full(self.shape, -np.inf, np.float32)  # the predicted IoU of the target holding each voxel
         for label in labels:
-            prompt = targets[label]
-            if isinstance(prompt, tuple) and len(prompt) == 2 and (np.ndim(prompt[1]) == 0 or np.ndim(prompt[0]) == 2):
-                box, index = prompt
-            else:
-                box, index = prompt, None
-            mask, scores = self._predict_target(box, index, **options)
+            mask, scores = self._predict_target(prompts[label], **options)
             if overlap == "score":
                 shape = [1, 1, 1]
                 shape[self.axis] = self.n_slices
@@ -256,62 +314,17 @@ class VolumePredictor:
             out[mask] = label
         return out
 
-    def _predict_target(self, box, slice_index, *, margin, margin_ratio, min_pixels, min_score,
+    def _predict_target(self, prompt, *, margin, margin_ratio, min_pixels, min_score,
                         max_intensity_change, largest_component, progress) -> np.ndarray:
         for name, value in (("margin", margin), ("margin_ratio", margin_ratio), ("min_pixels", min_pixels),
                             ("max_intensity_change", 0 if max_intensity_change is None else max_intensity_change)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
                 raise InputError(f"{name} must be a number ≥ 0, got {value!r}.")
         change = np.inf if max_intensity_change is None else float(max_intensity_change)
-        keys, (lo, hi), clip = self._parse_prompt(box, slice_index)
-        blank = [k for k in sorted(keys) if self.is_blank(k)]
-        if blank:
-            raise InputError(f"slice {blank[0]} (axis {self.axis}) is blank, with nothing to segment; draw the "
-                             "box on a slice that shows the target.")
+        keys, (lo, hi), clip, clicks = prompt
         return propagate(self, keys, (lo, hi), clip, margin=margin, margin_ratio=margin_ratio, min_pixels=min_pixels,
-                         min_score=min_score, change=change, largest_component=largest_component, progress=progress)
-
-    def _parse_prompt(self, box, slice_index):
-        """→ (user boxes {slice: XYXY}, inclusive slice range (lo, hi), XYXY clip box or None)."""
-        try:
-            arr = np.asarray(box, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InputError(f"box must be numbers: [x0, y0, x1, y1] with slice_index, or a 3D box "
-                             f"[x0, y0, z0, x1, y1, z1]; got {box!r}.") from None
-        hw = self.slice_hw
-        if arr.shape == (6,):
-            if not np.isfinite(arr).all():
-                raise InputError("the 3D box holds NaN or Inf; give finite coordinates.")
-            x0, y0, z0, x1, y1, z1 = arr
-            z0, z1 = int(round(z0)), int(round(z1))
-            if z1 < z0 or z1 < 0 or z0 > self.n_slices - 1:
-                raise InputError(f"3D box z-range [{z0}, {z1}] is inverted or outside the {self.n_slices} "
-                                 f"slices along axis {self.axis}; the format is [x0, y0, z0, x1, y1, z1].")
-            lo, hi = max(z0, 0), min(z1, self.n_slices - 1)
-            key = lo + (hi - lo) // 2 if slice_index is None else self._check_index(slice_index)
-            if not lo <= key <= hi:
-                raise InputError(f"slice_index {key} lies outside the 3D box's z-range [{lo}, {hi}].")
-            xy = check_boxes([x0, y0, x1, y1], hw)[0]
-            return {key: xy}, (lo, hi), xy
-        if arr.shape == (4,):
-            if slice_index is None or np.ndim(slice_index) != 0:
-                raise InputError("a 2D box [x0, y0, x1, y1] needs the slice it is drawn on: "
-                                 "slice_index=<int>; or pass a 3D box [x0, y0, z0, x1, y1, z1].")
-            return {self._check_index(slice_index): check_boxes(arr, hw)[0]}, (0, self.n_slices - 1), None
-        if arr.ndim == 2 and arr.shape[1] == 4 and arr.shape[0] > 0:
-            indices = [] if slice_index is None else list(np.atleast_1d(slice_index))
-            if len(indices) != arr.shape[0]:
-                raise InputError(f"{arr.shape[0]} boxes need a list of {arr.shape[0]} slice indices "
-                                 f"(slice_index=[…]), one per box; got {slice_index!r}.")
-            indices = [self._check_index(i) for i in indices]
-            if len(set(indices)) != len(indices):
-                raise InputError(f"slice indices {indices} repeat a slice; give one box per slice "
-                                 "(for several targets pass {label: prompt}).")
-            boxes = check_boxes(arr, hw)
-            return dict(zip(indices, boxes)), (0, self.n_slices - 1), None
-        raise InputError(f"box of shape {arr.shape} is not understood: give [x0, y0, x1, y1] with "
-                         "slice_index, N×4 boxes with N slice indices, a 3D box [x0, y0, z0, x1, y1, z1], "
-                         "or {label: prompt} for several targets.")
+                         min_score=min_score, change=change, largest_component=largest_component, progress=progress,
+                         clicks=clicks)
 
 
 def predict_volume(volume, box, slice_index=None, axis: int | None = None, model: SamModel | None = None,
@@ -344,7 +357,8 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             segments named by ``names``), checked before any work: :func:`medsam_lite.io.labelout.label_writer`.
         **options: ``margin`` (1 px), ``margin_ratio`` (0.05), ``min_pixels`` (10), ``min_score``
             (0.0), ``max_intensity_change`` (64), ``largest_component`` (False), ``progress``
-            (True); see :meth:`VolumePredictor.predict`.
+            (True), ``clicks`` (per-slice corrective clicks ``{z: (points K×2 XY, point_labels K)}``);
+            see :meth:`VolumePredictor.predict`.
 
     Returns:
         A ``bool`` mask of the array's shape, or a ``uint8`` label map for a ``{label: prompt}`` dict.

@@ -225,9 +225,9 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
     return pts.astype(np.float32), lab.astype(np.float32)
 
 
-def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_hw) -> torch.Tensor:
-    """Logits a previous :func:`decode` returned (``N×H×W`` in ``space_hw``, or ``H×W`` for one
-    target) → the decoder's ``N×1×low×low`` mask input on the model grid (padding: :data:`MASK_PAD_LOGIT`).
+def check_mask_input(mask_input, n: int, space_hw) -> torch.Tensor:
+    """Validate the logits a previous :func:`decode` returned: ``N×H×W`` float32 (``H×W`` for one
+    target) in the ``space_hw`` pixels of the masks → an ``N×H×W`` float32 tensor.
 
     Raises:
         InputError: not numbers, NaN/Inf, or a shape other than ``(N, *space_hw)``.
@@ -245,6 +245,17 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
                          f"{tuple(np.shape(mask_input))}. Pass the third output of predict(..., return_logits=True).")
     if not torch.isfinite(arr).all():
         raise InputError("mask_input holds NaN or Inf; pass the logits a previous call returned.")
+    return arr
+
+
+def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_hw) -> torch.Tensor:
+    """Logits a previous :func:`decode` returned (``N×H×W`` in ``space_hw``, or ``H×W`` for one
+    target) → the decoder's ``N×1×low×low`` mask input on the model grid (padding: :data:`MASK_PAD_LOGIT`).
+
+    Raises:
+        InputError: as :func:`check_mask_input`.
+    """
+    arr = check_mask_input(mask_input, n, space_hw)
     rh, rw = geometry.resized_hw
     ch = max(1, int(round(rh * low / geometry.input_size)))
     cw = max(1, int(round(rw * low / geometry.input_size)))

@@ -161,7 +161,8 @@ class SamModel(torch.nn.Module):
 
             cpu = [None if t is None else t.float().cpu() for t in (boxes, points, point_labels, mask_input)]
             try:
-                logits, iou = decode_prompts(runtime, pe, md, embeddings.float().cpu(), *cpu)
+                logits, iou = decode_prompts(runtime, pe, md, embeddings.float().cpu(), *cpu,
+                                             weights_version=self.weights_version)
                 return logits.to(self.device), iou.to(self.device)
             except CacheUnusable:  # no export cache (read-only home, full disk): the same prompt in torch
                 pass

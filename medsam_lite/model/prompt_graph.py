@@ -9,6 +9,8 @@ labelled -1 is appended; ``has_mask_input`` switches the mask input on or off.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 
@@ -81,12 +83,24 @@ def prompt_arrays(boxes, points, point_labels, mask_input, n: int, mask_hw) -> t
             np.ascontiguousarray(mask, np.float32), has_mask)
 
 
-_SESSIONS: dict = {}  # (runtime id, backend, precision, threads, weights hash) → loaded prompts graph
+_SESSIONS: dict = {}  # (backend, precision, threads, cache folder, weights hash) → loaded prompts graph
+_HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # mask decoder → ((pe id, version), hash)
+
+
+def prompt_weights_sha256(prompt_encoder, mask_decoder, weights_version: int) -> str:
+    """SHA-256 of the prompt encoder's and mask decoder's tensors, computed once per
+    :attr:`~medsam_lite.model.models.SamModel.weights_version` of the model they belong to (as the
+    encoder hash of :func:`medsam_lite.data.store.encoder_sha256`): nothing is hashed per click."""
+    key = (id(prompt_encoder), int(weights_version))
+    hit = _HASHES.get(mask_decoder)
+    if hit is None or hit[0] != key:
+        hit = _HASHES[mask_decoder] = (key, state_sha256(prompt_encoder, mask_decoder))
+    return hit[1]
 
 
 @torch.no_grad()
 def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None, points=None, point_labels=None,
-                   mask_input=None) -> tuple[torch.Tensor, torch.Tensor]:
+                   mask_input=None, weights_version: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Run points / mask-input prompts for ONE image in ``runtime``'s backend (a compiled
     :class:`~medsam_lite.model.backends.CompiledRuntime`).
 
@@ -98,27 +112,24 @@ def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None,
         boxes: ``N×4`` XYXY model-input pixels, or ``None``.
         points, point_labels: ``N×K×2`` XY model-input pixels and ``N×K`` (1 fg, 0 bg), or ``None``.
         mask_input: ``N×1×256×256`` low-res logits, or ``None``.
+        weights_version: the owning model's :attr:`~medsam_lite.model.models.SamModel.weights_version`
+            (the export is looked up by the weights' hash, recomputed only when it moves on).
 
     Returns:
         ``(low_res_logits N×1×256×256, iou N×1)`` float32 on the CPU.
     """
     n = int((points if points is not None else boxes).shape[0])
-    weights = getattr(mask_decoder, "_medsam_lite_prompt_hash", None)
-    version = tuple(t._version for t in (*prompt_encoder.state_dict(keep_vars=True).values(),
-                                         *mask_decoder.state_dict(keep_vars=True).values()))
-    if weights is None or weights[0] != version:  # hashed once per weights, not per call
-        weights = (version, state_sha256(prompt_encoder, mask_decoder))
-        mask_decoder._medsam_lite_prompt_hash = weights
+    weights = prompt_weights_sha256(prompt_encoder, mask_decoder, weights_version)
     settings = runtime._settings
     backend = runtime.decoder_backend  # the decoder's backend (``auto`` may pick another for the encoder)
-    key = (backend, runtime.precision, runtime.threads, str(settings["cache_dir"]), weights[1])
+    key = (backend, runtime.precision, runtime.threads, str(settings["cache_dir"]), weights)
     if key not in _SESSIONS:
         def make():
             import copy
 
             return PromptGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder)).cpu().float().eval()
 
-        path = _export_cached("prompts", make, weights[1], backend, settings["cache_dir"],
+        path = _export_cached("prompts", make, weights, backend, settings["cache_dir"],
                               settings["input_size"], settings["progress"])
         _SESSIONS[key] = _Session(backend, path, runtime.precision, runtime.threads)
     arrays = prompt_arrays(boxes, points, point_labels, mask_input, n, tuple(prompt_encoder.mask_input_size))
