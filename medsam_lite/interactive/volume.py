@@ -149,19 +149,23 @@ class VolumePredictor:
         """
         return self._prefetcher.get(self._check_index(index))
 
-    def predict_slice(self, index: int, boxes) -> tuple[np.ndarray, np.ndarray]:
+    def predict_slice(self, index: int, boxes, box_space: str = "original") -> tuple[np.ndarray, np.ndarray]:
         """Segment one or ``N`` XYXY boxes on slice ``index`` (encodes it if needed).
 
         A blank slice is not encoded (the model would return a confident mask of nothing): its
         masks are empty and its scores 0.
 
+        Args:
+            box_space: ``"original"`` (slice pixels, default) or ``"model"`` (the decoder's box
+                prompt in model pixels, as :func:`~medsam_lite.model.inference.decode` takes it).
+
         Returns:
             ``(masks N×H×W bool, scores N float32)``, as :meth:`Predictor.predict`.
         """
-        boxes = check_boxes(boxes, self.slice_hw)
+        boxes = check_boxes(boxes, self.slice_hw) if box_space == "original" else np.reshape(boxes, (-1, 4))
         if self.is_blank(index):
             return np.zeros((len(boxes), *self.slice_hw), bool), np.zeros(len(boxes), np.float32)
-        return decode(self.model, self.embed(index), boxes, checked=True, logits=False)[:2]
+        return decode(self.model, self.embed(index), boxes, checked=True, logits=False, box_space=box_space)[:2]
 
     def predict(self, box, slice_index=None, *, margin: float = DEFAULTS["margin"],
                 margin_ratio: float = DEFAULTS["margin_ratio"], min_pixels: int = DEFAULTS["min_pixels"],
