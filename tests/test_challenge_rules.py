@@ -8,8 +8,8 @@ import pytest
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.interactive.challenge import segment_case
-from medsam_lite.interactive.propagation import published_box, propagate_published
+from medsam_lite.interactive.challenge import segment_3d, segment_case
+from medsam_lite.interactive.propagation import published_box
 from medsam_lite.io.challenge import ChallengeCase
 from published_reference import Published, get_bbox256, pad_image, resize_longest_side
 
@@ -49,34 +49,25 @@ def test_published_box_rule_depends_on_the_label_value_as_the_script_does():
 
 
 def test_challenge_3d_path_equals_the_published_loop_on_real_ct(ct_case, torch_model):
+    """segment_case's 3D path (segment_3d per box on one VolumePredictor) gives the script's masks
+    exactly, and encodes each slice the boxes need once for all of them."""
     u8, boxes, lab = ct_case
-    reference = Published(cache=True)
-    want = reference.case_3d(u8, boxes)
-    case = ChallengeCase("3DBox_CT_0001.npz", True, u8, boxes.astype(np.float64), (3.0, 3.0, 3.0), None)
-    got = segment_case(case, torch_model)
-    assert got.shape == want.shape and got.dtype == np.uint8
-    for label in (1, 2, 3):
-        z0, z1 = boxes[label - 1, 2], boxes[label - 1, 5]
-        inner = np.zeros(len(u8), bool)
-        inner[z0 + 1:z1] = True
-        inner[int((z1 - z0) / 2 + z0)] = True
-        assert not (got == label)[~inner].any(), f"label {label} outside the published slice range"
+    want = Published(cache=True).case_3d(u8, boxes)
+    vp = ml.VolumePredictor(u8, model=torch_model, axis=0)
+    got = np.zeros(u8.shape, np.uint8)
+    for label, box in enumerate(boxes.astype(np.float64), start=1):
+        got[segment_3d(vp, box, label)] = label
+    needed = set()
+    for label, (x0, y0, z0, x1, y1, z1) in enumerate(boxes, start=1):
+        inner = {int((z1 - z0) / 2 + z0), *range(z0 + 1, z1)}
+        needed |= inner
+        outside = np.ones(len(u8), bool)
+        outside[sorted(inner)] = False
+        assert not (got == label)[outside].any(), f"label {label} outside the published slice range"
         mismatch = int(((got == label) != (want == label)).sum())
         assert mismatch == 0, f"label {label}: {mismatch} voxels differ from the published loop"
-    # the path segments something real: the liver box finds the liver
-    assert ml.dice(got == 1, lab == 5) > 0.5
-
-
-def test_each_slice_is_encoded_once_for_all_boxes(ct_case, torch_model):
-    u8, boxes, _ = ct_case
-    vp = ml.VolumePredictor(u8, model=torch_model, axis=0)
-    for label, box in enumerate(boxes, start=1):
-        propagate_published(vp, box, label)
-    needed = set()
-    for x0, y0, z0, x1, y1, z1 in boxes:
-        mid = int((z1 - z0) / 2 + z0)
-        needed |= {mid, *range(z0 + 1, z1)}
     assert vp.encoder_calls == len(needed) and set(vp.embeddings.keys()) == needed
+    assert ml.dice(got == 1, lab == 5) > 0.5  # the liver box finds the liver
 
 
 def test_challenge_2d_boxes_are_the_published_prompts(ct_case, torch_model):
