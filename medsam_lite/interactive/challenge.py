@@ -39,6 +39,7 @@ from ..model.models import SamModel, check_model
 from .propagation import propagate_published
 from .volume import VolumePredictor
 
+
 def segment_3d(vp: VolumePredictor, box3d, label: int = 1) -> np.ndarray:
     """One target by the published 3D path → ``bool`` ``D×H×W`` mask.
 

@@ -323,12 +323,15 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
 
 
 def _model_boxes(boxes, size: int) -> np.ndarray:
-    """``N×4`` XYXY box prompts in model pixels (``0 … size``), checked → float32."""
-    arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if boxes is not None else np.zeros((0, 4))
-    if len(arr) == 0 or not np.isfinite(arr).all() or (arr < 0).any() or (arr > size).any() \
-            or (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
-        raise InputError(f"model-pixel boxes must be N×4 XYXY within 0 … {size}, x1 ≥ x0 and y1 ≥ y0; got "
-                         f"{np.asarray(boxes).tolist() if boxes is not None else None}.")
+    """``N×4`` XYXY box prompts in model pixels (normally ``0 … size``; used as given, as the published
+    script passes its prompts), checked to be finite and not inverted → float32."""
+    try:
+        arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if boxes is not None else np.zeros((0, 4))
+    except (TypeError, ValueError):
+        arr = np.full((1, 4), np.nan)
+    if len(arr) == 0 or not np.isfinite(arr).all() or (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
+        raise InputError(f"model-pixel boxes must be N×4 finite XYXY (0 … {size}), x1 ≥ x0 and y1 ≥ y0; got "
+                         f"{str(boxes)[:80]}.")
     return arr.astype(np.float32)
 
 
