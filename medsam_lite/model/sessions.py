@@ -31,6 +31,9 @@ class _Session:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
+            # idle workers sleep instead of spinning: spinning ORT threads took the CPU from the torch /
+            # numpy work after each decoder call (bench/bench_ort_spinning.py, bench/RESULTS.md)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._ort = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self._names = [i.name for i in self._ort.get_inputs()]
         self.backend = backend
