@@ -2,7 +2,8 @@
 
 One :class:`VolumePredictor` on the unseen subject sub-08 is shared by the module, so each slice is
 encoded once for all the tests (about a dozen slices around the lateral ventricles). The
-propagation defaults were chosen on sub-01 and sub-02 (``bench/bench_volume.py``).
+propagation defaults were chosen on sub-01 and sub-02 (``bench/bench_volume.py``). The one-box
+criterion runs on the real CT sample (an organ the pretrained decoder segments), not on the ventricles.
 """
 
 from __future__ import annotations
