@@ -123,20 +123,25 @@ def test_loss_is_low_for_the_right_mask():
     assert dice_bce_loss(good, target) < 0.01 < 1.9 < dice_bce_loss(bad, target)
 
 
+VENTRICLES = 3  # the sample label the pretrained decoder misses most (FACTS: Dice 0.15–0.26 per slice)
+
+
 @pytest.mark.slow
 def test_fine_tuning_helps_on_an_unseen_subject(dataset, model, tmp_path):
-    """Train on sub-01/sub-02, test on sub-07 (held out): mean Dice rises by ≥ 0.15 (CPU, minutes).
+    """Train on the lateral ventricles of sub-01/sub-02, test on sub-07 (held out): Dice rises by ≥ 0.3.
 
-    8 epochs because fewer do not hold the bar (measured with 1 thread; 2 threads gave the same
-    0.366 → 0.517 after 8 epochs):
-    seed 0, lr 1e-4 gains 0.04, 0.00, 0.14, 0.14, 0.17 after epochs 1–5 and 0.151 after 8; lr 3e-4
-    for 5 epochs gains 0.20, 0.18 and 0.09 with seeds 0, 1, 2 (3 Adam steps per epoch: the gain
-    swings from one epoch to the next).
+    The pretrained decoder gets 0.016 on sub-07's ventricles (the slices every test embeds). Measured
+    with 1 thread, these settings (6 targets, 4 epochs of 3 Adam steps, lr 5e-4): gains 0.493, 0.595,
+    0.495, 0.547, 0.560 with seeds 0–4 (lr 1e-3: 0.468, 0.527, 0.537 with seeds 0–2; 3 epochs at
+    5e-4: 0.424, 0.540). The earlier form of this test (every label, 8 epochs at lr 1e-4, mean gain
+    ≥ 0.15) trained 6× more samples and passed its bar by 0.001.
     """
-    _, before = ml.evaluate(model, dataset, max_slices_per_case=MAX_SLICES, progress=False)
-    result = ml.finetune(dataset, tmp_path / "ft", model, epochs=8, lr=1e-4, val_fraction=0,
-                         max_slices_per_case=MAX_SLICES, seed=0, progress=False)
+    kw = dict(max_slices_per_case=MAX_SLICES, labels=[VENTRICLES], progress=False)
+    _, before = ml.evaluate(model, dataset, **kw)
+    result = ml.finetune(dataset, tmp_path / "ft", model, epochs=4, lr=5e-4, batch_size=2, val_fraction=0,
+                         seed=0, **kw)
+    assert set(result.train_cases) == {"sub-01", "sub-02"} and "sub-07" not in result.train_cases
     tuned = ml.load_model(checkpoint=result.best)
-    _, after = ml.evaluate(tuned, dataset, max_slices_per_case=MAX_SLICES, progress=False)
+    _, after = ml.evaluate(tuned, dataset, **kw)
     print(json.dumps({"before": before["dsc"].round(3).to_dict(), "after": after["dsc"].round(3).to_dict()}))
-    assert after.loc["mean", "dsc"] >= before.loc["mean", "dsc"] + 0.15
+    assert after.loc["mean", "dsc"] >= before.loc["mean", "dsc"] + 0.3
