@@ -38,7 +38,6 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checks import check_float, check_int, check_labels
@@ -47,12 +46,11 @@ from ..model.models import check_model
 from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
 from ..data.embed import embed, select_slices
 from ..errors import CheckpointError, InputError
-from ..evaluate import dice
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
-from ..model.inference import decode_logits
 from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
-from .steps import click_rounds_loss, dice_bce_loss, jitter_boxes, load_targets, targets_per_label
+from .steps import (_click_forward, _forward, _validate, dice_bce_loss, jitter_boxes, load_targets,
+                    targets_per_label, train_autocast)
 
 __all__ = ["finetune", "FinetuneResult", "dice_bce_loss", "jitter_boxes", "load_targets"]
 
@@ -166,43 +164,6 @@ def _save_atomic(obj, path: Path) -> None:
         atomic_write(path, lambda f: torch.save(obj, f), hint=hint)
 
 
-def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
-    emb = store.get_batch(data["rows"][idx])
-    boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
-    logits, _ = decode_logits(trainee, emb, boxes)  # embedding i with box i
-    s = trainee.input_size
-    if logits.shape[-1] != s:
-        logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
-    return logits
-
-
-def _click_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray, clicks: int, rng):
-    """The summed loss of the box round and ``clicks`` simulated click rounds (see :mod:`.steps`)."""
-    emb = store.get_batch(data["rows"][idx])
-    target = torch.from_numpy(data["masks"][idx])[:, None].float().to(trainee.device)
-    boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
-    return click_rounds_loss(trainee, emb, boxes, target, data["content_hw"][idx], clicks, rng)[0]
-
-
-@torch.no_grad()
-def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> dict:
-    """Mean loss, mean per-target Dice and its mean per label (model grid, padding cropped, tight boxes)."""
-    losses, dices = [], []
-    for start in range(0, len(data["rows"]), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(data["rows"])))
-        logits = _forward(trainee, store, data, idx, data["boxes"][idx])
-        target = torch.from_numpy(data["masks"][idx])[:, None].float()
-        losses.append(dice_bce_loss(logits, target).item() * len(idx))
-        for j, i in enumerate(idx):
-            h, w = data["content_hw"][i]
-            dices.append(dice((logits[j, 0, :h, :w] > 0).cpu().numpy(), (target[j, 0, :h, :w] > 0.5).numpy()))
-    out = {"val_loss": sum(losses) / len(data["rows"]), "val_dice": float(np.mean(dices))}
-    dices = np.asarray(dices)
-    for name in sorted(set(data["label_names"])):
-        out[f"val_dice_{name}"] = float(dices[data["label_names"] == name].mean())
-    return out
-
-
 def finetune(
     dataset,
     out_dir,
@@ -220,6 +181,7 @@ def finetune(
     labels=None,
     max_minutes: float | None = None,
     clicks: int = 0,
+    precision: str = "fp32",
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
@@ -256,6 +218,10 @@ def finetune(
             prompt encoder (its point embeddings and mask input) is trained with the mask decoder and
             saved in the checkpoint, which then answers clicks itself (``load_model`` attaches no
             shipped click decoder to it). ~``K + 1`` times the work per step. ``0`` (default): boxes only.
+        precision: ``"fp32"`` (default) or ``"bf16"``: the training forward pass under
+            ``torch.autocast(dtype=torch.bfloat16)`` (weights, optimizer state, validation and
+            checkpoints stay fp32), for CPUs with AVX-512 BF16/AMX and GPUs with bf16; see
+            bench/RESULTS.md for its speed and validation curve against fp32. Refused elsewhere.
         resume: continue the run in ``out_dir`` from ``last.pt`` (same settings required).
         overwrite: start again even if ``out_dir`` holds a run (its files are replaced).
         progress: show progress bars.
@@ -274,6 +240,7 @@ def finetune(
     seed, box_jitter = check_int(seed, "seed", 0), check_int(box_jitter, "box_jitter (pixels at 1024 scale)", 0)
     lr = check_float(lr, "lr", 0.0, math.inf)
     clicks = check_int(clicks, "clicks", 0)
+    autocast = train_autocast(precision, model.device)
     val_fraction = check_float(val_fraction, "val_fraction", -1e-12, 1.0)
     labels = check_labels(labels)
     if max_minutes is not None:
@@ -300,7 +267,7 @@ def finetune(
         "lr": float(lr), "batch_size": int(batch_size), "seed": int(seed), "box_jitter": int(box_jitter),
         "train_prompt_encoder": bool(train_prompt_encoder), "train_cases": train_cases, "val_cases": val_cases,
         "max_slices_per_case": max_slices_per_case, "labels": labels, "epochs": int(epochs),
-        **({"clicks": int(clicks)} if clicks else {}),
+        **({"clicks": int(clicks)} if clicks else {}), **({"precision": precision} if precision != "fp32" else {}),
     }
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -371,12 +338,13 @@ def finetune(
             idx = order[step * batch_size:(step + 1) * batch_size]
             boxes = jitter_boxes(train["boxes"][idx], train["content_hw"][idx], shift, rng)  # whole global batch
             idx, boxes, count, weight = rank_share(idx, boxes)  # this rank's part (all of it in one process)
-            if clicks:
-                loss = forward(store, train, idx, boxes, clicks, rng)
-            else:
-                logits = forward(store, train, idx, boxes)
-                target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
-                loss = dice_bce_loss(logits, target)
+            with autocast():  # bf16: the forward pass only; the loss is on fp32 logits
+                if clicks:
+                    loss = forward(store, train, idx, boxes, clicks, rng)
+                else:
+                    logits = forward(store, train, idx, boxes)
+                    target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
+                    loss = dice_bce_loss(logits, target)
             optimizer.zero_grad(set_to_none=True)
             (loss * weight).backward()  # DDP's mean over ranks of weight × loss = the global batch's mean loss
             optimizer.step()

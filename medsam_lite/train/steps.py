@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from ..clicks import next_click
+from ..errors import InputError
+from ..evaluate import dice
 from ..data.embed import model_boxes
 from ..model.inference import MASK_PAD_LOGIT, decode_logits
 from ..model.models import SamModel
@@ -85,7 +87,7 @@ def targets_per_label(dataset, train: dict, val: dict | None, labels) -> dict:
 def _upsampled(logits: torch.Tensor, size: int) -> torch.Tensor:
     if logits.shape[-1] != size:
         logits = F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
-    return logits
+    return logits.float()  # the loss in fp32 under bf16 autocast too
 
 
 def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor, target: torch.Tensor,
@@ -144,3 +146,73 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
         if train_this:
             loss = loss + dice_bce_loss(_upsampled(low, s), target)
     return loss, _upsampled(low, s)
+
+
+#: Training precisions of :func:`medsam_lite.finetune`.
+TRAIN_PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 matmuls natively (CPU: AVX-512 BF16 or AMX; CUDA: compute ≥ 8.0)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or amx())
+    return False
+
+
+def train_autocast(precision: str, device: torch.device):
+    """The context the training forward pass and loss run in: ``torch.autocast`` in bf16, or nothing.
+
+    Weights, gradients, Adam state and checkpoints stay fp32 either way (autocast only lowers the
+    matmuls and convolutions of the forward pass; the loss is computed on fp32 logits).
+
+    Raises:
+        InputError: an unknown precision, or ``"bf16"`` on a device without native bf16.
+    """
+    if precision not in TRAIN_PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; choose one of {list(TRAIN_PRECISIONS)}.")
+    if precision == "fp32":
+        return lambda: torch.autocast(device.type, enabled=False)
+    if not bf16_supported(device):
+        raise InputError(f"precision='bf16' needs a device with native bf16 (a CPU with AVX-512 BF16 or AMX, or a "
+                         f"CUDA GPU of compute capability ≥ 8.0); {device} has none — use precision='fp32'.")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+    emb = store.get_batch(data["rows"][idx])
+    boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
+    logits, _ = decode_logits(trainee, emb, boxes)  # embedding i with box i
+    s = trainee.input_size
+    if logits.shape[-1] != s:
+        logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
+    return logits.float()
+
+
+def _click_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray, clicks: int, rng):
+    """The summed loss of the box round and ``clicks`` simulated click rounds (see :mod:`.steps`)."""
+    emb = store.get_batch(data["rows"][idx])
+    target = torch.from_numpy(data["masks"][idx])[:, None].float().to(trainee.device)
+    boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
+    return click_rounds_loss(trainee, emb, boxes, target, data["content_hw"][idx], clicks, rng)[0]
+
+
+@torch.no_grad()
+def _validate(trainee: SamModel, store, data: dict, batch_size: int) -> dict:
+    """Mean loss, mean per-target Dice and its mean per label (model grid, padding cropped, tight boxes)."""
+    losses, dices = [], []
+    for start in range(0, len(data["rows"]), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(data["rows"])))
+        logits = _forward(trainee, store, data, idx, data["boxes"][idx])
+        target = torch.from_numpy(data["masks"][idx])[:, None].float()
+        losses.append(dice_bce_loss(logits, target).item() * len(idx))
+        for j, i in enumerate(idx):
+            h, w = data["content_hw"][i]
+            dices.append(dice((logits[j, 0, :h, :w] > 0).cpu().numpy(), (target[j, 0, :h, :w] > 0.5).numpy()))
+    out = {"val_loss": sum(losses) / len(data["rows"]), "val_dice": float(np.mean(dices))}
+    dices = np.asarray(dices)
+    for name in sorted(set(data["label_names"])):
+        out[f"val_dice_{name}"] = float(dices[data["label_names"] == name].mean())
+    return out
