@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import time
-from pathlib import Path
 
 from bench_core import ROOT, machine, write_section
 

@@ -71,11 +71,12 @@ def label_writer(out, format: str | None = None, source=None, names: dict | None
                              f"{out.with_suffix('').name}.nii.gz instead.")
         if out.suffix.lower() != ".dcm":
             raise InputError(f"a DICOM-SEG or RTSTRUCT is written as a .dcm file, got {out.name!r}.")
-        write = write_seg if fmt == "dicom-seg" else write_rtstruct
-        return lambda array: write(np.asarray(array), out, folder, names)
+        writer = write_seg if fmt == "dicom-seg" else write_rtstruct
+        return lambda array: writer(np.asarray(array), out, folder, names)
     if out.suffix.lower() == ".dcm":
         raise InputError(f"{out.name}: .dcm is written as a DICOM-SEG (format='dicom-seg'); a volume format "
                          "needs .nii.gz, .nrrd or .mha.")
+
     def write(array) -> Path:
         like = source if isinstance(source, Volume) else read_volume(source) if isinstance(
             source, (str, os.PathLike)) else None  # a scan given by its path: its geometry, read again
