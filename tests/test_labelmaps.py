@@ -60,6 +60,35 @@ def test_a_2d_label_map_in_gives_a_label_map_out(model, ct_case):
     assert predictor.encoder_calls == 1
 
 
+def test_clicks_on_one_label_of_a_2d_label_map(model, ct_case):
+    """A corrective click on the stomach changes the stomach as Predictor's box → click round does, and
+    leaves the other labels' masks as they were; a bad click is refused before any encoding."""
+    image, label = ct_case
+    z = int(np.argmax((label.array == STOMACH).sum(axis=(1, 2))))
+    truth = label.array[z]
+    organs = [k for k in (SPLEEN, LIVER, STOMACH) if (truth == k).sum() > 50]
+    predictor = ml.Predictor(model)
+    predictor.set_image(image.array[z], modality="CT")
+    plain = predict_label_map(None, truth, labels=organs, predictor=predictor)
+    box = ml.box_from_mask(truth == STOMACH)
+    miss = (truth == STOMACH) & (plain != STOMACH)
+    ys, xs = np.nonzero(miss if miss.any() else truth == STOMACH)
+    click = [[float(xs[len(xs) // 2]), float(ys[len(ys) // 2])]]
+    fixed = predict_label_map(None, truth, labels=organs, predictor=predictor, clicks={STOMACH: (click, [1])})
+    _, _, logits = predictor.predict(box, return_logits=True)
+    (expected,), _ = predictor.predict(box, points=click, point_labels=[1], mask_input=logits)
+    assert not np.array_equal(fixed == STOMACH, plain == STOMACH)  # the click changed the stomach
+    assert ((fixed == STOMACH) <= expected).all() and ml.dice(fixed == STOMACH, expected) > 0.9
+    keep = (plain != STOMACH) & (fixed != STOMACH)  # elsewhere the other labels' masks decide as before
+    np.testing.assert_array_equal(fixed[keep], plain[keep])
+    assert predictor.encoder_calls == 1
+    for bad, match in [({STOMACH: ([[1e5, 3]], [1])}, "outside"), ({STOMACH: ([[10, 10]], [2])}, "1 .foreground. or 0"),
+                       ({99: ([[10, 10]], [1])}, "no box"), ({STOMACH: [[10, 10]]}, "pair")]:
+        with pytest.raises(ml.InputError, match=match):
+            predict_label_map(None, truth, labels=organs, clicks=bad, predictor=predictor)
+    assert predictor.encoder_calls == 1
+
+
 @pytest.fixture(scope="module")
 def liver_spleen(model, ct_case):
     """Liver and spleen of case-02 from the Python API (3D boxes from the label map), computed once:

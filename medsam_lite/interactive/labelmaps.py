@@ -2,7 +2,8 @@
 
 * 2D: one box per label **and connected component** of a label map (original pixels, XYXY),
   all decoded in one decoder call on one embedding; where masks overlap, the pixel goes to the
-  mask with the highest predicted IoU (score).
+  mask with the highest predicted IoU (score). Optional corrective clicks per label,
+  ``{label: (points, point_labels)}`` (XY in original pixels).
 * 3D: one 3D box per label (its extent in the label volume), propagated slice by slice by
   :class:`~medsam_lite.VolumePredictor` (each slice encoded once for every label); overlaps go to
   the label with the higher predicted IoU on that slice. Optional corrective clicks per label and
@@ -20,7 +21,7 @@ from scipy import ndimage
 
 from ..checks import check_labels
 from ..errors import InputError
-from ..model.inference import decode
+from ..model.inference import check_points, decode
 from .predict import Predictor
 from .prompts import box3d_from_mask
 from ..model.geometry import box_from_mask
@@ -103,7 +104,7 @@ def merge_by_score(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray) ->
 
 
 def predict_label_map(image, label_map, model=None, labels=None, modality=None, window=None,
-                      predictor: Predictor | None = None) -> np.ndarray:
+                      predictor: Predictor | None = None, clicks=None) -> np.ndarray:
     """Segment every label (and connected component) of a 2D label map from its box, in one decoder call.
 
     Args:
@@ -114,9 +115,17 @@ def predict_label_map(image, label_map, model=None, labels=None, modality=None, 
         labels: only these label values (default: all).
         modality, window: intensity preset (see :meth:`Predictor.set_image`).
         predictor: a :class:`~medsam_lite.Predictor` whose image is set (reuses its embedding).
+        clicks: corrective clicks per label, ``{label: (points K×2 XY original pixels, point_labels K
+            of 1 foreground / 0 background)}``. That label (the component whose box holds most of the
+            clicks, when it has several) is decoded as in the widget: its box alone, then box + clicks
+            with those logits as the mask input (the click decoder).
 
     Returns:
         ``H×W`` ``uint8`` (``uint16``) label map, overlaps resolved by predicted IoU.
+
+    Raises:
+        InputError: sizes differ; clicks for a label that has no box, points outside the image,
+            labels other than 0/1 (all before the encoder runs).
     """
     image_hw = predictor.embedding.original_hw if predictor is not None and predictor.embedding is not None \
         else tuple(np.shape(getattr(image, "array", image))[:2])
@@ -124,6 +133,7 @@ def predict_label_map(image, label_map, model=None, labels=None, modality=None, 
         raise InputError(f"label map {np.shape(getattr(label_map, 'array', label_map))} and image {image_hw} differ in "
                          "size; resample the label map onto the image first.")
     values, boxes = boxes_from_label_map(label_map, labels)
+    clicked = _check_map_clicks(clicks, values, boxes, image_hw)
     if predictor is None:
         predictor = Predictor(model)
         predictor.set_image(image, modality=modality, window=window)
@@ -133,7 +143,37 @@ def predict_label_map(image, label_map, model=None, labels=None, modality=None, 
         raise InputError(f"label map {np.shape(label_map)} and image {predictor.embedding.original_hw} differ in "
                          "size; resample the label map onto the image first.")
     masks, scores, _ = decode(predictor.model, predictor.embedding, boxes, logits=False)
+    for i, (points, point_labels) in clicked.items():
+        _, _, logits = decode(predictor.model, predictor.embedding, boxes[i], logits=True)
+        m, sc, _ = decode(predictor.model, predictor.embedding, boxes[i], points=points, point_labels=point_labels,
+                          mask_input=logits, logits=False)
+        masks[i], scores[i] = m[0], sc[0]
     return merge_by_score(masks, scores, values)
+
+
+def _check_map_clicks(clicks, values: np.ndarray, boxes: np.ndarray, image_hw) -> dict[int, tuple]:
+    """``{label: (points, point_labels)}`` → ``{box index: (points 1×K×2, labels 1×K)}``, checked."""
+    if clicks is None:
+        return {}
+    if not isinstance(clicks, dict):
+        raise InputError("clicks must be {label: (points, point_labels)}: points K×2 XY in original pixels, "
+                         f"point_labels K of 1/0; got {type(clicks).__name__}.")
+    out = {}
+    for label, prompt in clicks.items():
+        rows = np.flatnonzero(values == label)
+        if not len(rows):
+            raise InputError(f"clicks for label {label!r}, which has no box in the label map; the labels are "
+                             f"{sorted(set(values.tolist()))[:20]}.")
+        if not isinstance(prompt, (tuple, list)) or len(prompt) != 2:
+            raise InputError(f"clicks for label {label} must be a pair (points, point_labels), got {str(prompt)[:60]!r}.")
+        points, point_labels = check_points(prompt[0], prompt[1], None, image_hw)
+        if len(points) != 1:
+            raise InputError(f"clicks for label {label} are for one target: points K×2, not {points.shape[0]}×K×2.")
+        p = points[0]
+        inside = [int(((p[:, 0] >= b[0]) & (p[:, 0] <= b[2]) & (p[:, 1] >= b[1]) & (p[:, 1] <= b[3])).sum())
+                  for b in boxes[rows]]
+        out[int(rows[int(np.argmax(inside))])] = (points, point_labels)  # ties → the largest component
+    return out
 
 
 def boxes3d_from_label_map(label_volume, axis: int = 0, labels=None) -> dict[int, list[float]]:
