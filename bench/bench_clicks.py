@@ -9,7 +9,8 @@ of the largest error region; previous logits as mask input). Two models share ea
 * ``shipped``: ``load_model()`` — clicks go to medsam_lite/model/weights/click_decoder.pt.
 
 Box-only prompts run the published decoder in both, so their box-only Dice must be identical.
-Prints a markdown table (mean 2D Dice per organ after the box, +1, +3 clicks) and the target check:
+Prints a markdown table (mean 2D Dice per organ after the box, +1, +3 clicks; mean NoC@85 / NoC@90 =
+clicks to reach that Dice, 0 = the box alone, capped at 3 when never reached) and the target check:
 mean Dice after box + 3 clicks ≥ box-only + 0.05 over organs whose box-only Dice is < 0.9.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python bench/bench_clicks.py --threads 1
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -58,17 +60,20 @@ def run(n_clicks: int):
 
 def report(rows, n_clicks: int) -> str:
     organs = sorted({(r["scan"], r["organ"]) for r in rows})
-    lines = ["| scan | organ | targets | box only | pretrained +1 | pretrained +3 | shipped +1 | shipped +3 |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| scan | organ | targets | box only | pretrained +1 | pretrained +3 | shipped +1 | shipped +3 | "
+             "NoC@85 pretrained / shipped | NoC@90 pretrained / shipped |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     summary = {}
     for scan, organ in organs:
         sel = [r for r in rows if r["scan"] == scan and r["organ"] == organ]
         p = np.array([r["pretrained"] for r in sel])
         s = np.array([r["shipped"] for r in sel])
         assert np.array_equal(p[:, 0], s[:, 0]), "box-only Dice must not depend on the click decoder"
-        summary[(scan, organ)] = (p.mean(0), s.mean(0))
+        noc = {t: [np.mean([ml.clicks.clicks_to_reach(d, t) for d in x]) for x in (p, s)] for t in (0.85, 0.90)}
+        summary[(scan, organ)] = (p.mean(0), s.mean(0), np.array(noc[0.85] + noc[0.90]))
         lines.append(f"| {scan} | {organ} | {len(sel)} | {p[:, 0].mean():.3f} | {p[:, 1].mean():.3f} | "
-                     f"{p[:, n_clicks].mean():.3f} | {s[:, 1].mean():.3f} | {s[:, n_clicks].mean():.3f} |")
+                     f"{p[:, n_clicks].mean():.3f} | {s[:, 1].mean():.3f} | {s[:, n_clicks].mean():.3f} | "
+                     f"{noc[0.85][0]:.2f} / {noc[0.85][1]:.2f} | {noc[0.90][0]:.2f} / {noc[0.90][1]:.2f} |")
     for scan in sorted({o[0] for o in organs}) + ["all"]:
         keys = [o for o in organs if scan in ("all", o[0])]
         hard = [o for o in keys if summary[o][0][0] < 0.9]
@@ -77,8 +82,9 @@ def report(rows, n_clicks: int) -> str:
                 continue
             p = np.mean([summary[o][0] for o in chosen], axis=0)
             s = np.mean([summary[o][1] for o in chosen], axis=0)
+            n = np.mean([summary[o][2] for o in chosen], axis=0)
             lines.append(f"| {scan} | **mean, {name}** ({len(chosen)}) | | {p[0]:.3f} | {p[1]:.3f} | {p[n_clicks]:.3f} | "
-                         f"{s[1]:.3f} | {s[n_clicks]:.3f} |")
+                         f"{s[1]:.3f} | {s[n_clicks]:.3f} | {n[0]:.2f} / {n[1]:.2f} | {n[2]:.2f} / {n[3]:.2f} |")
     hard = [o for o in organs if summary[o][0][0] < 0.9]
     box = np.mean([summary[o][0][0] for o in hard])
     after = np.mean([summary[o][1][n_clicks] for o in hard])
@@ -93,11 +99,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clicks", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", help="also write the per-target Dice rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     rows = run(args.clicks)
     print(report(rows, args.clicks))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows))
     print(f"\n{len(rows)} targets, {time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
           f"{args.threads} thread(s).")
 

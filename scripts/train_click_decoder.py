@@ -4,15 +4,30 @@ LiteMedSAM's published decoder was trained on boxes only: its point embeddings a
 click makes the mask worse. This script trains a copy of its prompt encoder + mask decoder on the
 bundled real abdominal scans with simulated corrective clicks (medsam_lite.train.steps.click_rounds_loss):
 each step starts from the **published** decoder's box-only mask (exactly what a user sees first,
-since box-only prompts keep the published decoder), then 1 … ``--clicks`` rounds (drawn per batch)
-each add one click from the current error with the previous logits as mask input; the last round
-is trained (the earlier ones run without gradients: half the work, this CPU is shared).
+since box-only prompts keep the published decoder), then ``--clicks`` rounds each add one click from
+the current error with the previous logits as mask input (the box kept in every round, as at
+inference); the loss is summed over every click round (``--last-round-only``: the last round of
+1 … ``--clicks`` drawn per batch, the earlier recipe). ``--robot-share`` of the clicks are the
+evaluation robot's (interior of the largest error region), the others uniform inside that region.
+Every target trains, also those whose box mask is already good: the robot then clicks on small
+boundary errors, and the decoder learns not to damage the mask. Learning rates follow a cosine
+decay over ``--epochs``.
+
+``--val`` (recipe pilots only): CT case-02 and every third slice of MR case-01 are left out of
+training and the Dice after the box and each robot click is printed on them after every epoch
+(training cases only: the held-out cases stay out of recipe choice too).
 
 Data: data_samples/ct_abdomen (CT, cases 01-02; case-03 held out) and data_samples/mr_abdomen (MR,
 case-01; case-02 held out), preprocessed with min_mm2=64, every label. The held-out cases are never
 read for training or model selection (fixed epochs), so bench/bench_clicks.py measures on them.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/train_click_decoder.py --minutes 30
+    PYTHONPATH=. OMP_NUM_THREADS=1 python scripts/train_click_decoder.py --threads 1 --epochs 2 --minutes 26 \
+        --batch-size 2 --seed 1 --init first.pt
+
+The shipped file came from two runs: ``--last-round-only --minutes 33`` (seed 0, one epoch from the
+published decoder: ``first.pt``), then the command above (``--init first.pt``: every round, two epochs);
+its config records both (the first under ``init``). One torch thread: on the shared 2-vCPU machine two
+threads were 9× slower per target (3 s vs 28 s) while other jobs ran.
 
 Writes a float16 state dict ``{"model": {prompt_encoder.*, mask_decoder.*}, "base_sha256": …,
 "config": JSON (seed, data files and SHA-256s, cases, settings, history)}``.
@@ -42,7 +57,13 @@ from medsam_lite.train.steps import click_rounds_loss, jitter_boxes, load_target
 SOURCES = [("ct", "CT", ["case-03"]), ("mr", "MR", ["case-02"])]
 
 
-def prepare(work: Path, model) -> list:
+def split_val(data: dict, targets, keep) -> tuple[dict, dict]:
+    """``(train, val)`` parts of ``load_targets`` output; ``keep``: bool per target, True = train."""
+    keep = np.asarray(keep, bool)
+    return ({k: v[keep] for k, v in data.items()}, {k: v[~keep] for k, v in data.items()})
+
+
+def prepare(work: Path, model, val: bool = False) -> list:
     """Preprocess + embed both samples (reused when already there); the training targets of each."""
     out = []
     for name, modality, held_out in SOURCES:
@@ -57,9 +78,37 @@ def prepare(work: Path, model) -> list:
         targets = targets[targets["split"] == "train"].sort_values(["case", "slice", "label"]).reset_index(drop=True)
         data = load_targets(dataset, model, targets, store)
         files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(src.iterdir())}
-        out.append((name, store, data, sorted(set(targets["case"])), files))
-        print(f"{name}: {len(data['rows'])} training targets on {len(set(data['rows'].tolist()))} slices", flush=True)
+        vdata = None
+        if val:
+            keep = (targets["case"] != "case-02").to_numpy() if name == "ct" else (targets["slice"] % 3 != 0).to_numpy()
+            data, vdata = split_val(data, targets, keep)
+        out.append((name, store, data, sorted(set(targets["case"])), files, vdata))
+        print(f"{name}: {len(data['rows'])} training targets on {len(set(data['rows'].tolist()))} slices"
+              + (f", {len(vdata['rows'])} validation targets" if vdata else ""), flush=True)
     return out
+
+
+@torch.no_grad()
+def validate(trainee, published, sources, clicks: int) -> dict:
+    """Dice (model grid) after the box and each robot click on the validation targets (``--val``)."""
+    dices = []
+    for _, store, _, _, _, vdata in sources:
+        for start in range(0, len(vdata["rows"]), 8):
+            idx = np.arange(start, min(start + 8, len(vdata["rows"])))
+            emb = store.get_batch(vdata["rows"][idx])
+            target = torch.from_numpy(vdata["masks"][idx])[:, None].float()
+            boxes = torch.from_numpy(vdata["boxes"][idx])
+            per, rounds = [], []
+            click_rounds_loss(trainee, emb, boxes, target, vdata["content_hw"][idx], clicks, None,
+                              first=published, rounds_out=rounds)
+            for logits in rounds:
+                pred, truth = logits[:, 0] > 0, target[:, 0] > 0.5
+                per.append((2 * (pred & truth).sum((1, 2)) / (pred.sum((1, 2)) + truth.sum((1, 2))).clamp(min=1)).numpy())
+            dices.append(np.stack(per, 1))
+    d = np.concatenate(dices)
+    hard = d[:, 0] < 0.9
+    return {"all": d.mean(0).round(4).tolist(), "box<0.9": d[hard].mean(0).round(4).tolist(),
+            "box>=0.9": d[~hard].mean(0).round(4).tolist(), "n": len(d), "n_hard": int(hard.sum())}
 
 
 def main() -> None:
@@ -75,40 +124,60 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--last-round-only", action="store_true", help="the earlier recipe: loss on the last of "
+                        "1 … --clicks rounds (drawn per batch) only")
+    parser.add_argument("--robot-share", type=float, default=0.5, help="share of clicks at the robot's point")
+    parser.add_argument("--init", help="start from this click decoder file (e.g. an earlier run of this script on "
+                        "the same data) instead of the published prompt encoder + decoder")
+    parser.add_argument("--val", action="store_true", help="recipe pilot: validate on CT case-02 + a third of MR "
+                        "case-01 (left out of training); never for the shipped decoder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     published = ml.load_model(backend="torch", click_decoder=False)
-    sources = prepare(Path(args.work), published)
+    sources = prepare(Path(args.work), published, args.val)
     parts = SimpleNamespace(image_encoder=published.image_encoder,
                             prompt_encoder=copy.deepcopy(published.prompt_encoder),
                             mask_decoder=copy.deepcopy(published.mask_decoder))
     trainee = SamModel(parts, published.spec, published.weights_sha256, published.checkpoint)
+    init_config = None
+    if args.init:
+        obj = torch.load(args.init, map_location="cpu", weights_only=True)
+        assert obj["base_sha256"] == file_sha256(published.checkpoint), "--init was trained on another encoder"
+        state = {k: v.float() for k, v in obj["model"].items()}
+        own = {k: v for k, v in trainee.state_dict().items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
+        assert set(state) == set(own), "--init does not hold this model's prompt encoder + mask decoder"
+        trainee.load_state_dict(state, strict=False)
+        init_config = json.loads(obj["config"])
     for p in trainee.image_encoder.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.Adam([{"params": list(trainee.prompt_encoder.parameters()), "lr": args.prompt_lr},
                                   {"params": list(trainee.mask_decoder.parameters()), "lr": args.lr}])
-    items = [(s, i) for s, (_, _, data, _, _) in enumerate(sources) for i in range(len(data["rows"]))]
+    items = [(s, i) for s, (_, _, data, _, _, _) in enumerate(sources) for i in range(len(data["rows"]))]
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
     shift = int(round(20 * published.input_size / 1024))
     history, started, saved = [], time.perf_counter(), time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        if history and (time.perf_counter() - started + history[-1]["seconds"]) > 60 * args.minutes:
+        if time.perf_counter() - started > 60 * args.minutes:  # the last epoch may stop part-way (recorded)
             break
         rng = np.random.default_rng([args.seed, epoch])
         order = rng.permutation(len(items))
+        for group, base in zip(optimizer.param_groups, base_lrs):  # cosine decay over --epochs
+            group["lr"] = base * 0.5 * (1 + np.cos(np.pi * (epoch - 1) / args.epochs))
         trainee.mask_decoder.train()
         t0, total, count = time.perf_counter(), 0.0, 0
         for start in range(0, len(order), args.batch_size):
             batch = [items[k] for k in order[start:start + args.batch_size]]
             for s in sorted({b[0] for b in batch}):  # one source (one store) per forward
                 idx = np.array([i for src, i in batch if src == s])
-                _, store, data, _, _ = sources[s]
+                _, store, data, _, _, _ = sources[s]
                 boxes = jitter_boxes(data["boxes"][idx], data["content_hw"][idx], shift, rng)
                 emb = store.get_batch(data["rows"][idx])
                 target = torch.from_numpy(data["masks"][idx])[:, None].float()
-                rounds = int(rng.integers(1, args.clicks + 1))  # 1…K clicks; the last round is trained
+                rounds = int(rng.integers(1, args.clicks + 1)) if args.last_round_only else args.clicks
                 loss, _ = click_rounds_loss(trainee, emb, torch.from_numpy(boxes), target, data["content_hw"][idx],
-                                            rounds, rng, first=published, every_round=False)
+                                            rounds, rng, first=published, every_round=not args.last_round_only,
+                                            robot_share=args.robot_share)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -116,25 +185,35 @@ def main() -> None:
             if time.perf_counter() - saved > 300:  # a long epoch on a shared CPU: keep what is learned so far
                 print(f"  epoch {epoch}: {count}/{len(order)} targets, loss {total / count:.4f}, "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
-                save(trainee, args, sources, history + [{"epoch": epoch, "targets_done": count}], published)
+                save(trainee, args, sources, history + [{"epoch": epoch, "targets_done": count}], published, init_config)
                 saved = time.perf_counter()
             if time.perf_counter() - started > 60 * args.minutes:
                 break
-        history.append({"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0})
-        print(f"epoch {epoch}: loss {total / count:.4f} ({history[-1]['seconds']:.0f} s)", flush=True)
-        save(trainee, args, sources, history, published)
+        history.append({"epoch": epoch, "loss": total / count, "seconds": time.perf_counter() - t0,
+                        "targets_done": count, "of": len(order)})
+        if args.val:
+            trainee.mask_decoder.eval()
+            history[-1]["val_dice"] = validate(trainee, published, sources, args.clicks)
+        print(f"epoch {epoch}: loss {total / count:.4f} ({history[-1]['seconds']:.0f} s) "
+              f"{history[-1].get('val_dice', '')}", flush=True)
+        save(trainee, args, sources, history, published, init_config)
 
 
-def save(trainee, args, sources, history, published) -> None:
+def save(trainee, args, sources, history, published, init_config=None) -> None:
     state = {k: v.detach().cpu().half() for k, v in trainee.state_dict().items()
              if k.startswith(("prompt_encoder.", "mask_decoder."))}
     config = {"seed": args.seed, "clicks": args.clicks, "lr": args.lr, "prompt_lr": args.prompt_lr,
-              "batch_size": args.batch_size, "threads": args.threads,
+              "batch_size": args.batch_size, "threads": args.threads, "epochs": args.epochs,
+              "minutes": args.minutes, "every_round": not args.last_round_only, "robot_share": args.robot_share,
+              "lr_schedule": "cosine over epochs", "box_jitter_px_at_1024": 20,
+              "validation": "CT case-02 + MR case-01 slices % 3 == 0 (pilot)" if args.val else None,
               "epochs_run": len(history), "history": history, "torch": torch.__version__,
-              "start": "LiteMedSAM's published prompt encoder + mask decoder; first round from the published decoder",
+              "start": ("LiteMedSAM's published prompt encoder + mask decoder" if init_config is None else
+                        f"the click decoder {Path(args.init).name} (its config under 'init')")
+                       + "; first round from the published decoder", "init": init_config,
               "data": {name: {"train_cases": cases, "targets": int(len(data["rows"])), "files_sha256_16": files,
                               "preprocess": "min_mm2=64, every label"}
-                       for name, _, data, cases, files in sources}}
+                       for name, _, data, cases, files, _ in sources}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")

@@ -92,7 +92,8 @@ def _upsampled(logits: torch.Tensor, size: int) -> torch.Tensor:
 
 def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor, target: torch.Tensor,
                       content_hw: np.ndarray, clicks: int, rng: np.random.Generator, first: SamModel | None = None,
-                      every_round: bool = True):
+                      every_round: bool = True, robot_share: float = 0.5,
+                      rounds_out: list | None = None):
     """Loss of one batch over the box round and ``clicks`` corrective-click rounds (summed).
 
     Args:
@@ -108,6 +109,10 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
             answers the box too, and that round's loss counts.
         every_round: sum the loss over every round (default); ``False``: only the last round is
             trained, the earlier ones run without gradients (about half the work per round).
+        robot_share: the share of clicks at the robot's point (the interior of the largest error
+            region, as the evaluation clicks); the others fall uniformly inside that region.
+            ``rng=None``: every click is the robot's.
+        rounds_out: a list that receives each round's ``B×1×S×S`` logits (box round first).
 
     Returns:
         ``(loss, logits_after_last_round B×1×S×S)``.
@@ -120,6 +125,8 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
         with torch.no_grad():
             low, _ = decode_logits(first, embeddings, boxes)
         loss = torch.zeros((), device=target.device)
+    if rounds_out is not None:
+        rounds_out.append(_upsampled(low, s))
     b = len(boxes)
     points, labels = np.zeros((b, 0, 2), np.float32), np.zeros((b, 0), np.float32)
     truth = target[:, 0].detach().cpu().numpy() > 0.5
@@ -131,7 +138,7 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
         new_label = -np.ones((b, 1), np.float32)  # SAM's "not a point" when the mask is already right
         for i in range(b):
             h, w = content_hw[i]
-            click = next_click(pred[i, :h, :w], truth[i, :h, :w], None if rng.random() < 0.5 else rng)
+            click = next_click(pred[i, :h, :w], truth[i, :h, :w], None if rng is None or rng.random() < robot_share else rng)
             if click is not None:
                 new[i, 0], new_label[i, 0] = click[:2], click[2]
         points, labels = np.concatenate([points, new], 1), np.concatenate([labels, new_label], 1)
@@ -145,6 +152,8 @@ def click_rounds_loss(trainee: SamModel, embeddings: torch.Tensor, boxes: torch.
                                    torch.from_numpy(labels).to(boxes.device), mask_input)
         if train_this:
             loss = loss + dice_bce_loss(_upsampled(low, s), target)
+        if rounds_out is not None:
+            rounds_out.append(_upsampled(low, s))
     return loss, _upsampled(low, s)
 
 
