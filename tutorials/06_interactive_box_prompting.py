@@ -153,8 +153,9 @@ print(f"{names[small]} Dice:", round(ml.dice(prompter.masks[names[small]], truth
 # (no new encoding: a click costs what a box costs), and the point is drawn as a small cross.
 # **undo** takes back the last click (or box). In code, `prompter.click(x, y)` does the same; the
 # state lives in `prompter.session`, an `AnnotationSession` you can also use without any widget
-# (notebook 08). LiteMedSAM was trained with boxes only, so a click can also make a mask worse: undo
-# it then. Here the click goes on a pixel of the first organ that its mask missed (found from the
+# (notebook 08). LiteMedSAM's decoder was trained with boxes only, so clicks go to the click decoder
+# shipped in the package (`bench/bench_clicks.py` measures it); a click can still make a mask worse:
+# undo it then. Here the click goes on a pixel of the first organ that its mask missed (found from the
 # label, to run without a browser).
 
 # %%

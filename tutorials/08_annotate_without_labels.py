@@ -114,20 +114,17 @@ plotting.show_masks(session.image[z], [objects[n].mask for n in names.values()],
 # ## 3. Correct with clicks (when a mask is wrong)
 # A foreground click adds a missed part, a background click removes a leak:
 # `session.add_click(obj, x, y, positive=True)` decodes the box, every click so far and the
-# previous mask once more; `session.undo()` takes the last prompt back. Clicks need a package
-# with the click decoder; the cell says whether this one has it. As a demonstration (when the
+# previous mask once more; `session.undo()` takes the last prompt back. Clicks go to the click
+# decoder shipped in the package (LiteMedSAM's own decoder was trained on boxes only; a checkpoint of
+# `finetune(..., clicks=K)` answers clicks with its own decoder). As a demonstration (when the
 # settings' `clicks` is above 0), one click goes to the object with the lowest predicted IoU, at
 # the centre of its box, and is taken back.
 
 # %%
-import inspect
-
-has_clicks = "points" in inspect.signature(ml.Predictor.predict).parameters
 scores = {name: obj.score for name, obj in objects.items()}
-worst = objects[min(scores, key=scores.get)] if has_clicks and S.clicks else None
+worst = objects[min(scores, key=scores.get)] if S.clicks else None
 if worst is None:
-    print("clicks:", "none asked for (clicks = 0 in the settings)" if has_clicks else
-          "this medsam_lite has no click decoder yet; boxes only")
+    print("clicks: none asked for (clicks = 0 in the settings)")
 else:
     x, y = (worst.box[0] + worst.box[2]) / 2, (worst.box[1] + worst.box[3]) / 2
     area = int(worst.mask.sum())
