@@ -170,13 +170,20 @@ def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str
     return names
 
 
-def _model_options(p: argparse.ArgumentParser) -> None:
+def _model_options(p: argparse.ArgumentParser, taken) -> None:
+    """load_model's options; one the verb's function has itself (finetune's training ``precision``)
+    stays the function's, and the model is then loaded with load_model's default for it."""
     from .model.models import MODELS, load_model
 
     helps, defaults = _doc_args(load_model), inspect.signature(load_model).parameters
     p.add_argument("--model", default=defaults["name"].default, choices=sorted(MODELS), help=helps.get("name"))
-    for name in ("checkpoint", "device", "backend", "precision"):
+    for name in ("checkpoint", "device", "backend"):
         p.add_argument("--" + name, default=defaults[name].default, help=helps.get(name))
+    if "precision" in taken:
+        p.set_defaults(model_precision=defaults["precision"].default)
+    else:
+        p.add_argument("--precision", dest="model_precision", metavar="PRECISION",
+                       default=defaults["precision"].default, help=helps.get("precision"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         if verb in SETTINGS_VERBS:
             p.add_argument("--settings", default=None, metavar="FILE", help=settings_help)
         if "model" in inspect.signature(func).parameters:
-            _model_options(p)
+            _model_options(p, inspect.signature(func).parameters)
         if verb == "evaluate":
             p.add_argument("--out", default=None, help="write the per-case table to this CSV file")
         if verb == "finetune":
@@ -222,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                    ".dcm: a DICOM-SEG referencing the source DICOM series)")
     p.add_argument("--modality", default=None, help=_doc_args(ml.Predictor.set_image).get("modality"))
     p.add_argument("--window", default=None, **_CONVERT["window"], help="CT window name or LOW,HIGH")
-    _model_options(p)
+    _model_options(p, ())
     return parser
 
 
@@ -271,7 +278,7 @@ def _load(args):
 
     # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
     return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device),
-                      backend=args.backend, precision=args.precision)
+                      backend=args.backend, precision=args.model_precision)
 
 
 def _run(args) -> int:

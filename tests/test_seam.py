@@ -95,6 +95,16 @@ def test_every_cli_option_has_the_functions_default():
     assert "--cases" in evaluate_help and "--labels" in evaluate_help
 
 
+def test_precision_means_training_for_finetune_and_the_model_elsewhere():
+    """finetune(precision=) and load_model(precision=) share a name: finetune's --precision is the
+    training one (the model loads at load_model's default), evaluate's the model's."""
+    parser = cli.build_parser()
+    args = parser.parse_args(["finetune", "ds", "out", "--precision", "bf16"])
+    assert args.precision == "bf16" and args.model_precision == "fp32"
+    args = parser.parse_args(["evaluate", "ds", "--precision", "bf16"])
+    assert args.model_precision == "bf16" and "precision" not in args.names
+
+
 @pytest.mark.parametrize("argv", [["preprocess", "a", "b", "--window", "a,b"], ["--threads", "-1", "embed", "x"],
                                   ["preprocess", "a", "b", "--window", "0,nan"], ["--threads", "0", "embed", "x"],
                                   ["finetune", "a", "b", "--lr", "fast"]])
