@@ -199,8 +199,9 @@ def main() -> None:
             loads.append(os.getloadavg()[0])
             print(rows[-1], file=sys.stderr, flush=True)
     print(f"\nThreads: {args.threads}; cases {args.size or 'native'} px in-plane; load average (1 min) "
-          f"{min(loads):.1f}–{max(loads):.1f} during the run; whole run {time.perf_counter() - begin:.0f} s "
-          "(other processes shared the CPU: compare ratios, not absolute times).\n")
+          f"{min(loads):.1f}–{max(loads):.1f} during the run; whole run {time.perf_counter() - begin:.0f} s"
+          + (" (other processes shared the CPU: compare ratios, not absolute times)" if max(loads) > 2.5 else "")
+          + ".\n")
     print("| case | arm | backend | encoder calls | seconds | × vs published | DSC per target | max abs ΔDSC "
           "| segs identical | peak RSS MB (limit 8192) |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -131,8 +131,10 @@ def main() -> None:
             res[name]["case_dsc"] = float(ml.dice(seg, lab))
     ref = masks.get("torch fp32")
     print(f"\nThreads: {args.threads}; {len(slices)} real CT slices enlarged to {args.size}²; load average "
-          f"{os.getloadavg()[0]:.1f} (other processes shared the 2 CPUs: absolute times are inflated and noisy, "
-          f"ratios come from interleaved rounds); models loaded in {setup_s:.0f} s; auto = {auto_name}.\n")
+          f"{os.getloadavg()[0]:.1f}"
+          + (" (other processes shared the 2 CPUs: absolute times are inflated and noisy, ratios come from "
+             "interleaved rounds)" if os.getloadavg()[0] > 2.5 else " (ratios come from interleaved rounds)")
+          + f"; models loaded in {setup_s:.0f} s; auto = {auto_name}.\n")
     print("| backend, precision | encoder ms | decoder ms/box | box → mask ms (× decoder) | box → mask, old "
           "full-size path ms | next slice ms | per case s | mask Dice vs torch fp32 min / mean |")
     print("|---|---|---|---|---|---|---|---|")
