@@ -94,13 +94,16 @@ def table(res: dict) -> str:
 
 
 def section(results: list[dict], note: str = "") -> str:
-    parts = ["## NoC before/after finetune(clicks=3) (`bench/bench_noc_finetune.py --threads 1`)", ""]
+    threads = sorted({res["threads"] for res in results})
+    parts = [f"## NoC before/after finetune(clicks=3) (`bench/bench_noc_finetune.py --threads "
+             f"{'/'.join(map(str, threads))}`)", ""]
     for res in results:
         t = res["times_s"]
         parts += [
             f"**{res['scan']}**, {res['date']} · {res['machine']} · torch threads {res['threads']} · backend "
-            f"{res['backend']} · load average before/after {res['load_before'][0]:.1f}/{res['load_after'][0]:.1f} "
-            "(shared machine, other jobs running: wall times are inflated).",
+            f"{res['backend']} · load average before/after {res['load_before'][0]:.1f}/{res['load_after'][0]:.1f}"
+            + (" (shared machine, other jobs running: wall times are inflated)."
+               if max(res['load_before'][0], res['load_after'][0]) > 2.5 else " (idle machine)."),
             "",
             f"The real {res['scan']} sample is the user's data: test case {res['test_case']} held out; "
             f"`finetune(clicks=3)` on {', '.join(res['train_cases'])} ({res['train_targets']} targets: at most "
