@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
     for verb, (func, positional, text) in verbs.items():
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
-        p.set_defaults(func=func, names=add_function_options(p, func, positional, optional=verb in SETTINGS_VERBS))
+        p.set_defaults(func=func, positional=positional,
+                       names=add_function_options(p, func, positional, optional=verb in SETTINGS_VERBS))
         if verb in SETTINGS_VERBS:
             p.add_argument("--settings", default=None, metavar="FILE", help=settings_help)
         if "model" in inspect.signature(func).parameters:
@@ -249,10 +250,8 @@ def apply_settings(args, argv) -> None:
     Without a settings file, check that the positional arguments were given."""
     from .errors import InputError
 
-    positional = {"preprocess": ("source", "out_dir"), "embed": ("dataset",), "finetune": ("dataset", "out_dir"),
-                  "evaluate": ("dataset",)}.get(args.command, ())
     if getattr(args, "settings", None) is None:
-        missing = [name.upper() for name in positional if getattr(args, name) is None]
+        missing = [name.upper() for name in getattr(args, "positional", ()) if getattr(args, name) is None]
         if missing:
             raise InputError(f"give {' '.join(missing)}, or --settings FILE (tutorials/settings.toml) that names them.")
         return

@@ -61,7 +61,7 @@ class Settings:
             pixel rule only).
         model: the model table's name (``"lite_medsam"``). model_checkpoint: its weights file
             (None: the bundled LiteMedSAM weights).
-        clicks: corrective clicks per target (notebook 08, when the package has clicks).
+        clicks: corrective clicks per target (notebook 08; the shipped click decoder answers them).
         source: the settings file read, or None.
         scan, boxes, reference: notebook 08's scan without labels (a file or a DICOM series folder),
             its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY, original pixels) and an optional

@@ -32,6 +32,23 @@ def _keep_torch_threads():
         torch.set_num_threads(THREADS)
 
 
+@pytest.fixture
+def count_state_dicts(monkeypatch):
+    """``start()`` makes every ``torch.nn.Module.state_dict`` call from then on append its module's class
+    name to the list it returns (a per-call rebuild or hash of the weights shows up there); the
+    test's ``monkeypatch`` undoes it."""
+    def start() -> list:
+        calls, real = [], torch.nn.Module.state_dict
+
+        def counting(self, *args, **kwargs):
+            calls.append(type(self).__name__)
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.nn.Module, "state_dict", counting)
+        return calls
+    return start
+
+
 @pytest.fixture(scope="session")
 def model():
     import medsam_lite as ml

@@ -129,20 +129,13 @@ def test_the_lock_waits_or_fails_as_its_caller_chose(tmp_path):
 
 
 # ------------------------------------------------------------------------------ weights version
-def test_runtime_follows_weights_changed_and_builds_no_state_dict_per_call(monkeypatch):
+def test_runtime_follows_weights_changed_and_builds_no_state_dict_per_call(count_state_dicts):
     if "onnxruntime" not in backends.available_backends():
         pytest.skip("onnxruntime is not installed")
     m = ml.load_model(backend="onnxruntime")
     emb = torch.randn(1, 256, 64, 64, generator=torch.Generator().manual_seed(0))
     box = torch.tensor([[40.0, 50.0, 150.0, 170.0]])
-    calls = []
-    real = torch.nn.Module.state_dict
-
-    def counting(self, *args, **kwargs):
-        calls.append(type(self).__name__)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.Module, "state_dict", counting)
+    calls = count_state_dicts()
     with torch.no_grad():
         before = [m.decode(emb, box)[0] for _ in range(5)]
     assert calls == []  # nothing hashed or rebuilt per call

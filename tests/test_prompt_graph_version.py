@@ -12,7 +12,7 @@ from medsam_lite.model import backends
 from medsam_lite.model.prompt_graph import prompt_weights_sha256
 
 
-def test_click_prompts_hash_nothing_per_click_and_follow_weights_changed(monkeypatch):
+def test_click_prompts_hash_nothing_per_click_and_follow_weights_changed(monkeypatch, count_state_dicts):
     if "onnxruntime" not in backends.available_backends():
         pytest.skip("onnxruntime is not installed")
     m = ml.load_model(backend="onnxruntime")
@@ -21,14 +21,7 @@ def test_click_prompts_hash_nothing_per_click_and_follow_weights_changed(monkeyp
     pts, labels = torch.tensor([[[90.0, 100.0], [60.0, 70.0]]]), torch.tensor([[1.0, 0.0]])
     with torch.no_grad():
         first = m.decode(emb, box, pts, labels)[0]  # loads (or exports once) the prompts graph
-    calls = []
-    real = torch.nn.Module.state_dict
-
-    def counting(self, *args, **kwargs):
-        calls.append(type(self).__name__)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.Module, "state_dict", counting)
+    calls = count_state_dicts()
     with torch.no_grad():
         again = [m.decode(emb, box, pts, labels)[0] for _ in range(3)]
     assert calls == []  # nothing hashed per click

@@ -21,8 +21,9 @@ from scipy import ndimage
 
 from ..checks import check_labels
 from ..errors import InputError
-from ..model.inference import check_points, decode
+from ..model.inference import decode
 from .predict import Predictor
+from .volprompts import check_target_clicks
 from .prompts import box3d_from_mask
 from ..model.geometry import box_from_mask
 
@@ -164,11 +165,7 @@ def _check_map_clicks(clicks, values: np.ndarray, boxes: np.ndarray, image_hw) -
         if not len(rows):
             raise InputError(f"clicks for label {label!r}, which has no box in the label map; the labels are "
                              f"{sorted(set(values.tolist()))[:20]}.")
-        if not isinstance(prompt, (tuple, list)) or len(prompt) != 2:
-            raise InputError(f"clicks for label {label} must be a pair (points, point_labels), got {str(prompt)[:60]!r}.")
-        points, point_labels = check_points(prompt[0], prompt[1], None, image_hw)
-        if len(points) != 1:
-            raise InputError(f"clicks for label {label} are for one target: points K×2, not {points.shape[0]}×K×2.")
+        points, point_labels = check_target_clicks(prompt, image_hw, f"clicks for label {label}")
         p = points[0]
         inside = [int(((p[:, 0] >= b[0]) & (p[:, 0] <= b[2]) & (p[:, 1] >= b[1]) & (p[:, 1] <= b[3])).sum())
                   for b in boxes[rows]]

@@ -93,14 +93,9 @@ def check_slice_clicks(vp, clicks, z_range: tuple[int, int] | None = None
     out = {}
     for z, prompt in clicks.items():
         z = vp._check_index(z)
-        if not isinstance(prompt, (tuple, list)) or len(prompt) != 2:
-            raise InputError(f"clicks on slice {z} must be a pair (points, point_labels): points K×2 XY in the "
-                             f"slice's original pixels, point_labels K of 1 (foreground) / 0 (background); got "
-                             f"{str(prompt)[:60]!r}.")
-        points, labels = check_points(prompt[0], prompt[1], None, vp.slice_hw)
-        if len(points) != 1:
-            raise InputError(f"clicks on slice {z} are for one target: points K×2, not {points.shape[0]}×K×2; for "
-                             "several targets pass {label: prompt} with clicks={label: {slice: (points, labels)}}.")
+        points, labels = check_target_clicks(prompt, vp.slice_hw, f"clicks on slice {z}",
+                                             "; for several targets pass {label: prompt} with "
+                                             "clicks={label: {slice: (points, labels)}}")
         if z_range is not None and not z_range[0] <= z <= z_range[1]:
             raise InputError(f"clicks on slice {z} lie outside the 3D box's z-range [{z_range[0]}, {z_range[1]}]; "
                              "click on a slice inside it, or widen the box.")
@@ -109,6 +104,25 @@ def check_slice_clicks(vp, clicks, z_range: tuple[int, int] | None = None
                              "that shows the target.")
         out[z] = (points[0], labels[0])
     return out
+
+
+def check_target_clicks(prompt, image_hw, where: str, several: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """One target's clicks ``(points K×2 XY original pixels, point_labels K of 1/0)``, checked.
+
+    Args:
+        where: what the message names (``"clicks on slice 4"``, ``"clicks for label 6"``).
+        several: advice appended when the points are ``N×K×2`` (several targets).
+
+    Returns:
+        ``(points 1×K×2 float32, labels 1×K float32)``.
+    """
+    if not isinstance(prompt, (tuple, list)) or len(prompt) != 2:
+        raise InputError(f"{where} must be a pair (points, point_labels): points K×2 XY in original pixels, "
+                         f"point_labels K of 1 (foreground) / 0 (background); got {str(prompt)[:60]!r}.")
+    points, labels = check_points(prompt[0], prompt[1], None, image_hw)
+    if len(points) != 1:
+        raise InputError(f"{where} are for one target: points K×2, not {points.shape[0]}×K×2{several}.")
+    return points, labels
 
 
 def check_label_clicks(vp, clicks, labels, z_ranges: dict) -> dict[int, dict]:

@@ -194,10 +194,7 @@ def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.nd
     emb = store.get_batch(data["rows"][idx])
     boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
     logits, _ = decode_logits(trainee, emb, boxes)  # embedding i with box i
-    s = trainee.input_size
-    if logits.shape[-1] != s:
-        logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
-    return logits.float()
+    return _upsampled(logits, trainee.input_size)
 
 
 def _click_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray, clicks: int, rng):
