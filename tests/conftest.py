@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-# This machine has 2 cores; one pytest process uses both (never run two torch processes unpinned).
+# This machine has 2 cores: one pytest process uses both, or (scripts/test.sh: pytest -n 2) each of two
+# worker processes uses one, MEDSAM_LITE_THREADS=1 (never run two torch processes unpinned).
 THREADS = int(os.environ.get("MEDSAM_LITE_THREADS", "2"))
 torch.set_num_threads(THREADS)
 

@@ -21,9 +21,10 @@ def cli_exe():
 
 
 def run_cli(*args, check=False, cwd=None):
-    env = dict(os.environ, OMP_NUM_THREADS="2")
-    proc = subprocess.run([cli_exe(), "--threads", "2", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=cwd)
+    threads = os.environ.get("MEDSAM_LITE_THREADS", "2")  # 1 per process when tests run in parallel
+    env = dict(os.environ, OMP_NUM_THREADS=threads)
+    proc = subprocess.run([cli_exe(), "--threads", threads, *map(str, args)], capture_output=True, text=True,
+                          encoding="utf-8", env=env, timeout=600, cwd=cwd)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
