@@ -33,6 +33,19 @@ def _keep_torch_threads():
         torch.set_num_threads(THREADS)
 
 
+@pytest.fixture(autouse=True)
+def _keep_locale():
+    """SimpleITK's GDCM writer (the tests' DICOM series helpers) switches the process locale to "C":
+    every later text decode in that process (``subprocess.run(..., text=True)``, ``open``) would then be
+    ASCII. Put the locale back after every test, so no test depends on which ran before it."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 @pytest.fixture
 def count_state_dicts(monkeypatch):
     """``start()`` makes every ``torch.nn.Module.state_dict`` call from then on append its module's class

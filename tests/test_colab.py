@@ -56,7 +56,7 @@ STUB = {
 
 def _run(cmd, env, cwd="/", **kw):
     """Run outside the checkout: ``python -c`` puts its working directory on ``sys.path``."""
-    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=300, **kw)
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=300, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def spawn(code: str) -> subprocess.Popen:
                PYTHONUNBUFFERED="1")
     prelude = "import torch; torch.set_num_threads(1)\nimport medsam_lite as ml\n"
     return subprocess.Popen([sys.executable, "-c", prelude + textwrap.dedent(code)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8")
 
 
 def wait_for(proc: subprocess.Popen, ready, what: str):

@@ -125,7 +125,7 @@ def reports(prefix: Path) -> dict[int, dict]:
 
 
 def run(cmd: list, what: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], env=ENV, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run([str(c) for c in cmd], env=ENV, capture_output=True, text=True, encoding="utf-8", timeout=900)
     assert proc.returncode == 0, f"{what} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     return proc
 
@@ -144,7 +144,7 @@ def test_two_shard_jobs_started_together_fill_one_store(tiny, model, reference, 
     ds = fresh_copy(tiny, tmp_path / "ds")
     procs = [subprocess.Popen([sys.executable, str(wrapper), str(tmp_path / f"shard{i}"), "--threads", "1",
                                "embed", str(ds), "--shard", f"{i}/2"], env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]  # both race to create the store
+                              stderr=subprocess.PIPE, text=True, encoding="utf-8") for i in range(2)]  # both race to create the store
     outputs = [p.communicate(timeout=900) for p in procs]
     for i, (p, (out, err)) in enumerate(zip(procs, outputs)):
         assert p.returncode == 0, f"shard {i}/2 failed:\n{err[-4000:]}"

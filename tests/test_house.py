@@ -111,7 +111,7 @@ def test_cli_writes_0644_under_umask_022(tmp_path, umask022, capsys):
 def test_the_lock_waits_or_fails_as_its_caller_chose(tmp_path):
     holder = ("import time; from medsam_lite.fileutil import FolderLock\n"
               f"with FolderLock({str(tmp_path)!r}, 'preprocess'):\n    print('held', flush=True); time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, encoding="utf-8",
                             env={**os.environ, "PYTHONPATH": str(Path(ml.__file__).parents[1])})
     try:
         assert proc.stdout.readline().strip() == "held"

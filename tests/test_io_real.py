@@ -205,7 +205,7 @@ def _refusal(path) -> str:
             "except ml.InputError as e:\n    print(e)\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     try:
-        done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, encoding="utf-8",
                               timeout=120, env=env)
     except subprocess.TimeoutExpired:
         return "hung"

@@ -221,7 +221,7 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
     out.mkdir()
     holder = ("import sys, time; from medsam_lite.fileutil import FolderLock\n"
               f"with FolderLock({str(out)!r}, 'preprocess'):\n    print('held', flush=True); time.sleep(60)\n")
-    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True,
+    other = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE, text=True, encoding="utf-8",
                              env={**os.environ, "PYTHONPATH": str(Path(ml.__file__).parents[1])})
     try:
         assert other.stdout.readline().strip() == "held"  # another run really holds out/.lock
