@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import sys
 
 import numpy as np
@@ -243,8 +244,31 @@ def test_bad_arguments_are_refused_before_anything_is_written(model, sample, tmp
         rt.decode(sample["embedding"], torch.zeros(2, 3))
 
 
+def test_bf16_on_a_cpu_without_it_is_refused_before_any_export(model, tmp_path, monkeypatch):
+    # OpenVINO runs a bf16 hint in f32 on such a CPU (AVX2 only) while the user believes it is bf16
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(backends, "openvino_cpu_has_bf16", lambda: False)
+    with pytest.raises(InputError, match="native bf16.*precision='fp32'"):
+        backends.build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder,
+                               backend="openvino", precision="bf16", cache_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_openvino_reports_bf16_only_where_the_cpu_has_it():
+    pytest.importorskip("openvino")
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else None
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo to check OpenVINO's answer against")
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    if not native and "avx_ne_convert" in flags:
+        pytest.skip("AVX-NE-CONVERT CPU: OpenVINO may run bf16 on it without AVX-512")
+    assert backends.openvino_cpu_has_bf16() == native
+
+
 def test_openvino_bf16_is_opt_in_and_close(model, sample, cache, torch_decoded):
     pytest.importorskip("openvino")
+    if not backends.openvino_cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX-512 BF16 / AMX); build_runtime refuses it (tested above)")
     rt = backends.build_runtime(model.image_encoder, model.prompt_encoder, model.mask_decoder,
                                 backend="openvino", precision="bf16", threads=1, cache_dir=cache, progress=False)
     assert rt._encoder._compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16"

@@ -36,7 +36,7 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
-from .sessions import _as_array, _Session  # noqa: F401  (prompt_graph runs its graph in them too)
+from .sessions import _as_array, _Session, openvino_cpu_has_bf16  # noqa: F401  (prompt_graph runs its graph in them too)
 
 from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, machine_key,  # noqa: F401
                              resolve_backend, split_backend)
@@ -346,14 +346,14 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
             runtime's ``report`` says what was picked and why). ``"torch"`` returns an eager runtime
             with the same interface.
         precision: ``"fp32"`` (default; embeddings within 1e-4 relative of torch eager) or
-            ``"bf16"`` (OpenVINO only; faster, ~4 % embedding error).
+            ``"bf16"`` (OpenVINO on a CPU with AVX-512 BF16 or AMX only; faster, ~4 % embedding error).
         threads: the backend's threads (default ``torch.get_num_threads()``).
         cache_dir: the cache root (default :func:`default_cache_dir`); exports go in ``exports/``.
         progress: print one line to stderr when an export is built or ``auto`` measured.
 
     Raises:
-        InputError: an unknown or missing backend, an unknown precision, bf16 without OpenVINO,
-            threads that are not a positive integer.
+        InputError: an unknown or missing backend, an unknown precision, bf16 without OpenVINO or
+            on a CPU without native bf16, threads that are not a positive integer.
     """
     auto = backend == "auto"
     backend = resolve_backend(backend, "cpu")
@@ -362,6 +362,9 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
     if precision == "bf16" and backend != "openvino":
         raise InputError(f"precision='bf16' needs backend='openvino' (got {backend!r}); install it with "
                          f"`{_PIP['openvino']}` and pass backend='openvino', or use precision='fp32'.")
+    if precision == "bf16" and not openvino_cpu_has_bf16():
+        raise InputError("precision='bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); this one has "
+                         "neither, and OpenVINO would run fp32 while reporting bf16 — use precision='fp32'.")
     if threads is None:
         threads = torch.get_num_threads()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:

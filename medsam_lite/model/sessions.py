@@ -11,6 +11,14 @@ import torch
 from ..errors import InputError
 
 
+def openvino_cpu_has_bf16() -> bool:
+    """Whether OpenVINO runs bf16 natively on this CPU (AVX-512 BF16 or AMX: ``"BF16"`` among the CPU
+    plugin's ``OPTIMIZATION_CAPABILITIES``). Elsewhere OpenVINO silently runs a bf16 hint in f32."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 class _Session:
     """One loaded ONNX graph in one backend: ``run(*arrays) -> list of float32 arrays``."""
 
