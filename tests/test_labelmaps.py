@@ -1,5 +1,6 @@
 """Many labels in one call: a label map in, a label map out — 2D and 3D, Python and CLI, geometry kept."""
 
+import os
 import subprocess
 import sys
 
@@ -116,7 +117,8 @@ def test_cli_labels_from_writes_a_label_map_with_the_scans_geometry(tmp_path, ct
     only = tmp_path / "liver_spleen.nii.gz"
     io.write_volume(np.where(np.isin(label.array, [LIVER, SPLEEN]), label.array, 0).astype(np.uint8), only, like=label)
     out = tmp_path / "out.nii.gz"
-    cli = [sys.executable, "-m", "medsam_lite.cli", "--threads", "2", "predict", str(src / "case-02.nii.gz"),
+    threads = os.environ.get("MEDSAM_LITE_THREADS", "2")  # 1 per process when the tests run in parallel
+    cli = [sys.executable, "-m", "medsam_lite.cli", "--threads", threads, "predict", str(src / "case-02.nii.gz"),
            "--labels-from", str(only), "--modality", "CT", "--out", str(out)]
     proc = subprocess.run(cli, capture_output=True, text=True, encoding="utf-8", timeout=900)
     assert proc.returncode == 0, proc.stderr
