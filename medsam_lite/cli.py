@@ -292,6 +292,10 @@ def _run(args) -> int:
             raise ml.InputError(f"--out {out} must be a CSV file path in an existing folder.")
         check_writable(out.parent, "--out")
     kwargs = {name: getattr(args, name) for name in args.names}
+    if "dataset" in kwargs:  # a wrong folder is refused at once, not after the model has loaded (seconds)
+        from .data.dataset import open_dataset
+
+        open_dataset(kwargs["dataset"])
     if "model" in inspect.signature(args.func).parameters:
         kwargs["model"] = _load(args)
     result = args.func(**kwargs)

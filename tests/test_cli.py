@@ -74,6 +74,20 @@ def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+@pytest.mark.parametrize("verb", [["embed"], ["evaluate"], ["finetune"]])
+def test_a_wrong_dataset_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys, verb):
+    from medsam_lite import cli
+
+    def no_model(args):
+        raise AssertionError("the model was loaded before the dataset was checked")
+
+    monkeypatch.setattr(cli, "_load", no_model)
+    argv = ["--threads", "1", *verb, str(tmp_path / "nothing")] + ([str(tmp_path / "out")] if verb == ["finetune"] else [])
+    assert cli.main(argv) == 2
+    assert "not a prepared dataset" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_box_on_a_2d_image_is_checked(tmp_path, brain_slice):
     proc = run_cli("predict", samples.sample_path("brain_slice.png"), "--box", 50, 50, 10, 10,
                    "--out", tmp_path / "m.png")
