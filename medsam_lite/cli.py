@@ -294,7 +294,6 @@ def _run(args) -> int:
     kwargs = {name: getattr(args, name) for name in args.names}
     if "dataset" in kwargs:  # a wrong folder is refused at once, not after the model has loaded (seconds)
         from .data.dataset import open_dataset
-
         open_dataset(kwargs["dataset"])
     if "model" in inspect.signature(args.func).parameters:
         kwargs["model"] = _load(args)
