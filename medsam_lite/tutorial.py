@@ -211,7 +211,9 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         modality: ``"CT"`` or ``"MR"`` (``$MEDSAM_LITE_MODALITY``); a CT-looking scan with
             ``"MR"`` (values near −1000) gets a warning naming the fix. Default ``"MR"``.
         test_cases: held-out case ids, or None for a seeded 20 % split (``$MEDSAM_LITE_TEST_CASES``).
-        labels: ``{value: name}``, a list of values, or None for all (``$MEDSAM_LITE_LABELS``).
+        labels: ``{value: name}``, a list of values and / or names (``["liver", "spleen"]``, resolved
+            to ``{value: name}`` through the data's label names: ``labels.json``, RTSTRUCT / SEG),
+            or None for all (``$MEDSAM_LITE_LABELS``).
         work: output folder (``$MEDSAM_LITE_WORK``; default ``"work"``).
         threads: torch CPU threads (``$MEDSAM_LITE_THREADS``; default every core).
         verbose: print the settings in effect (one line).
@@ -223,8 +225,9 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
             defaults in :data:`DEFAULTS`.
 
     Raises:
-        InputError: no settings file and no data folder, a data folder that does not exist, an
-            unknown keyword, or an unreadable override.
+        InputError: no settings file and no data folder (or a file without ``data``), a data folder
+            that does not exist, a label name the data does not carry, an unknown keyword, or an
+            unreadable override.
     """
     from .data import settingsfile
 
@@ -249,7 +252,10 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     env = os.environ
     overrides = {k: env[k] for k in ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES",
                                      "MEDSAM_LITE_LABELS", "MEDSAM_LITE_WORK") if env.get(k)}
-    data = Path(overrides.get("MEDSAM_LITE_DATA", values.get("data", "")))
+    if not overrides.get("MEDSAM_LITE_DATA") and values.get("data") in (None, ""):
+        raise InputError(f"no data folder: {source} has no `data` entry (the working directory is never used by "
+                         "default); add data = \"my_scans\" (relative to the file) or \"samples:ct_abdomen\".")
+    data = Path(overrides.get("MEDSAM_LITE_DATA", values["data"]))
     modality = overrides.get("MEDSAM_LITE_MODALITY", values["modality"])
     test_cases, labels = values["test_cases"], values["labels"]
     if "MEDSAM_LITE_TEST_CASES" in overrides:
@@ -262,6 +268,10 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         where = f"`data` in {source}" if source else "`data=` in the settings cell"
         raise InputError(f"data folder {data} does not exist; set {where} to your folder "
                          "of scans + label maps (notebook 02 lists the layouts).")
+    if labels is not None and any(isinstance(v, str) for v in (labels if not isinstance(labels, dict) else ())):
+        from .io.cases import find_cases, resolve_label_names
+
+        labels = resolve_label_names(labels, data, find_cases(data, exclude=work))  # names → {value: name}
     quick = env_flag("MEDSAM_LITE_QUICK")
     threads, device = setup_runtime(values["threads"])
     if values["device"] == "cpu":

@@ -89,3 +89,42 @@ def test_a_missing_data_folder_names_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ml.InputError, match="settings.toml"):
         tutorial.settings(verbose=False)
+
+
+def test_labels_by_name_in_the_file_resolve_through_the_datas_label_names(tmp_path, monkeypatch):
+    """Issue 34 item 5: labels = ["Liver", "spleen"] (names, any case) as the CLI and preprocess take them."""
+    (tmp_path / "settings.toml").write_text('data = "samples:ct_abdomen"\nmodality = "CT"\n'
+                                            'labels = ["Liver", "spleen", 52]\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    s = tutorial.settings(verbose=False, threads=1)
+    assert s.labels == {5: "liver", 1: "spleen", 52: "aorta"} and s.label_names() == s.labels
+    monkeypatch.setenv("MEDSAM_LITE_LABELS", "aorta,inferior_vena_cava")
+    assert tutorial.settings(verbose=False, threads=1).labels == {52: "aorta", 63: "inferior_vena_cava"}
+    monkeypatch.delenv("MEDSAM_LITE_LABELS")
+    (tmp_path / "settings.toml").write_text('data = "samples:ct_abdomen"\nlabels = ["livre"]\n', encoding="utf-8")
+    with pytest.raises(ml.InputError, match=r"livre.*names are .*liver"):
+        tutorial.settings(verbose=False, threads=1)
+    with pytest.raises(ml.InputError, match="livre"):   # Python: refused before any work, nothing written
+        ml.preprocess(samples.ct_abdomen_dir(), tmp_path / "ds", labels=["livre"], progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("text, match", [
+    ('data = "x"\nlabels = [1.5, 5]\n', r"labels \[1.5\]"),            # was read as 1 and 5
+    ('data = "x"\nlabels = [true]\n', "labels"),
+    ('data = ""\n', "data = \"\" is empty"),                          # was the file's own folder
+])
+def test_issue29_settings_values_are_refused_not_guessed(tmp_path, text, match):
+    path = tmp_path / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ml.InputError, match=match):
+        settingsfile.read(path)
+
+
+def test_issue29_no_data_entry_is_refused_and_a_bom_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)          # the working directory must not become the data folder
+    (tmp_path / "settings.toml").write_text('modality = "CT"\n', encoding="utf-8")
+    with pytest.raises(ml.InputError, match="no `data` entry"):
+        tutorial.settings(verbose=False, threads=1)
+    (tmp_path / "settings.toml").write_bytes('\ufeffdata = "samples:ct_abdomen"\nlabels = [5]\n'.encode("utf-8"))
+    assert settingsfile.read(tmp_path / "settings.toml")["labels"] == [5]   # was "Invalid statement (line 1, column 1)"

@@ -31,7 +31,8 @@ from ..errors import InputError
 from ..fileutil import (TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space,
                         remove_empty_folders)
 from ..model.intensity import IntensityPreset
-from ..io.dicomlabels import resolve_names
+from ..io.dicomlabels import resolve_names  # noqa: F401
+from ..io.cases import resolve_label_names
 from ..io.scans import Volume, align_label, read_label, read_volume
 from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report  # noqa: F401
 from .prepstate import _label_names, _manifest_frame, _state
@@ -255,8 +256,9 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         labels: ``{value: name}`` of the labels to extract, or a list of values; default None = every
             label value found, named from a ``labels.json`` (``{"1": "liver"}``) or MSD/nnU-Net
             ``dataset.json`` in or above the source folder, else ``"label_<k>"``. RTSTRUCT / DICOM-SEG
-            labels are named by their ROIs / segments (numbered once for all cases); select them
-            by name (``["liver"]``) or value.
+            labels are named by their ROIs / segments (numbered once for all cases). Any label
+            may be selected by name (``["liver", "spleen"]``, names from those files, any case)
+            or value (:func:`~medsam_lite.io.cases.resolve_label_names`).
         label_suffix: name ending of label maps in a flat folder (default: ``_label``, ``_mask``
             or ``_seg``).
         progress: show progress bars.
@@ -281,7 +283,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     """
     out = Path(out_dir)
     cases = find_cases(source, label_suffix, exclude=out)
-    labels = resolve_names([c.label for c in cases], labels)  # RTSTRUCT / SEG: ROI names → values
+    labels = resolve_label_names(labels, source, cases)  # names → values (labels.json, RTSTRUCT / SEG names)
     settings = _settings(modality, window, image_size, axis, min_pixels, split_components,
                          test_fraction, test_cases, seed, labels, min_mm2)
     names = [c.name for c in cases]

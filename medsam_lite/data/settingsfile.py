@@ -78,11 +78,13 @@ def read(path) -> dict:
     (every core), ``checkpoint`` None when empty.
 
     Raises:
-        InputError: unreadable TOML, an unknown entry or an entry of the wrong type, naming the fix.
+        InputError: unreadable TOML, an unknown entry or an entry of the wrong type, an empty
+            ``data`` (never this file's folder by accident), naming
+            the fix. A UTF-8 byte-order mark (Windows editors) is read as nothing.
     """
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (Windows editors) is not TOML
     except (OSError, tomllib.TOMLDecodeError) as err:
         raise InputError(f"cannot read the settings file {path}: {err}") from err
     unknown = sorted(set(raw) - set(KEYS))
@@ -91,6 +93,9 @@ def read(path) -> dict:
     for key, value in raw.items():
         if not isinstance(value, KEYS[key]) or isinstance(value, bool):
             raise InputError(f"{path}: {key} = {value!r} must be {' or '.join(t.__name__ for t in KEYS[key])}.")
+    if "data" in raw and isinstance(raw["data"], str) and not raw["data"].strip():
+        raise InputError(f"{path}: data = \"\" is empty; name your folder of scans + label maps "
+                         "(relative to this file), e.g. data = \"my_scans\", or \"samples:ct_abdomen\".")
     base = path.resolve().parent
     out = dict(raw)
     for key in ("data", "work"):
@@ -102,13 +107,7 @@ def read(path) -> dict:
     if "boxes" in out:
         out["boxes"] = read_boxes(out["boxes"], path)
     if "labels" in out:
-        try:
-            labels = out["labels"]
-            out["labels"] = ({int(k): str(v) for k, v in labels.items()} if isinstance(labels, dict)
-                             else [int(v) for v in labels]) or None
-        except (TypeError, ValueError) as err:
-            raise InputError(f"{path}: labels must map label values to names, e.g. labels = {{ 1 = \"spleen\" }}, "
-                             "or list values, e.g. labels = [1, 5].") from err
+        out["labels"] = read_labels(out["labels"], path)
     if "test_cases" in out:
         out["test_cases"] = [str(c) for c in out["test_cases"]] or None
     if "min_mm2" in out:
@@ -125,6 +124,29 @@ def read(path) -> dict:
     if out.get("device", "auto") not in ("auto", "cpu", "cuda"):
         raise InputError(f"{path}: device = {out['device']!r}; choose \"auto\", \"cpu\" or \"cuda\".")
     return out
+
+
+def read_labels(labels, path="labels"):
+    """``labels`` of a settings file: ``{value = "name"}`` → ``{int: name}``; a list of whole values
+    and / or names (``[1, 5]``, ``["liver", "spleen"]``) → that list (names are resolved later against
+    the data's label names, :func:`medsam_lite.io.cases.resolve_label_names`); ``[]`` / ``{}`` → None.
+
+    Raises:
+        InputError: a value that is not a whole number (``1.5``, ``true``), or a key that is not one.
+    """
+    def whole(v) -> bool:
+        return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and v.strip().isdigit())
+
+    if isinstance(labels, dict):
+        if not all(whole(k) and isinstance(v, str) and v.strip() for k, v in labels.items()):
+            raise InputError(f"{path}: labels must map whole label values to names, e.g. labels = "
+                             f"{{ 1 = \"spleen\", 5 = \"liver\" }}, got {labels!r}.")
+        return {int(k): str(v) for k, v in labels.items()} or None
+    bad = [v for v in labels if not (whole(v) or (isinstance(v, str) and v.strip()))]
+    if bad:
+        raise InputError(f"{path}: labels {bad} are neither whole label values nor names; write e.g. "
+                         "labels = [1, 5] or labels = [\"liver\", \"spleen\"].")
+    return [int(v) if whole(v) else v.strip() for v in labels] or None
 
 
 def read_boxes(boxes: dict, path) -> dict[str, tuple[int, list[float]]]:
@@ -174,15 +196,16 @@ def check_modality(s) -> bool:
 
 
 def env_labels(text: str):
-    """``$MEDSAM_LITE_LABELS``: JSON ``{"1": "liver"}`` → ``{1: "liver"}``, or ``1,2`` → ``[1, 2]``."""
+    """``$MEDSAM_LITE_LABELS``: JSON ``{"1": "liver"}`` → ``{1: "liver"}``, or ``1,2`` / ``liver,spleen``
+    → ``[1, 2]`` / ``["liver", "spleen"]`` (values and names as in the settings file)."""
     text = text.strip()
     try:
         if text.startswith("{"):
-            return {int(k): str(v) for k, v in json.loads(text).items()}
-        return [int(v) for v in text.split(",") if v.strip()]
+            return read_labels(json.loads(text), "MEDSAM_LITE_LABELS")
+        return read_labels([v.strip() for v in text.split(",") if v.strip()], "MEDSAM_LITE_LABELS")
     except (ValueError, AttributeError) as err:
         raise InputError(f"MEDSAM_LITE_LABELS={text!r} is neither JSON {{\"1\": \"liver\"}} nor a list "
-                         "such as 1,2.") from err
+                         "such as 1,2 or liver,spleen.") from err
 
 
 def env_flag(name: str) -> bool:
