@@ -2,7 +2,9 @@
 :class:`~medsam_lite.interactive.session.AnnotationSession`, which holds the objects, prompts and masks.
 
 The view holds what is shown: the bbox widget (:mod:`.canvas`; its XYWH boxes become XYXY at this
-edge), a slice slider, the click mode, an undo button, the overlay image and a status line. Without
+edge), the slice in radiological orientation for a scan with geometry (patient's right on the
+viewer's left, anterior at the top: :attr:`BoxPrompter.view` converts boxes and clicks between
+display and array pixels at the widget's edge; every API here takes array pixels), a slice slider, the click mode, an undo button, the overlay image and a status line. Without
 a front end (``nbmake``, a script) ``default_boxes``, :meth:`BoxPrompter.add_box` and
 :meth:`BoxPrompter.click` give masks anyway.
 """
@@ -21,8 +23,8 @@ from PIL import Image
 from ..errors import InputError
 from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
-from ..plotting import overlay
-from .canvas import Canvas, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
+from ..plotting import display_flips, overlay
+from .canvas import Canvas, View, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
 from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
 
 
@@ -67,7 +69,10 @@ class BoxPrompter(widgets.VBox):
         session: the :class:`~medsam_lite.interactive.session.AnnotationSession` holding objects,
             prompts and masks (headless: usable without this view).
         predictor: the session's :class:`~medsam_lite.Predictor`.
-        canvas: the ``BBoxWidget``; ``canvas.bboxes`` holds the shown slice's boxes (XYWH).
+        canvas: the ``BBoxWidget``; ``canvas.bboxes`` holds the shown slice's boxes (XYWH, display
+            pixels: see ``view``).
+        view: the :class:`~medsam_lite.interactive.canvas.View` between array and display pixels
+            (radiological flips of a volume with geometry; none for a bare array or a 2D image).
         slider: the ``IntSlider`` choosing the slice (``None`` for 2D images).
         click_mode: ``ToggleButtons``, ``"foreground"`` or ``"background"``.
         status: the ``HTML`` status line.
@@ -101,6 +106,7 @@ class BoxPrompter(widgets.VBox):
         for box, label, z in items:
             defaults.setdefault(s.check_slice(z), []).append(to_widget_box(box, s.check_label(label), self.hw))
 
+        self.view = View(self.hw, *(display_flips(s.source) if s.is_volume else (False, False)))
         self.canvas = Canvas(self._on_click, classes=list(s.labels),
                              colors=[hex_color(i) for i in range(len(s.labels))], hide_buttons=True)
         self.canvas.add_class("medsam-lite-canvas")
@@ -229,7 +235,8 @@ class BoxPrompter(widgets.VBox):
         """Session → widget: slice ``z``'s boxes as the session has them (after a click or an undo)."""
         alive, old, entries = {o.id: o for o in self.session.objects_on(z)}, self._shown.get(z, []), []
         i, shown = self.canvas.selected_index, self.canvas.bboxes  # keep the selection (a click's box: its object)
-        target = next((o for b, o in old if key(b) == key(shown[i])), self._selected) if 0 <= i < len(shown) else None
+        target = (next((o for b, o in old if key(b) == key(self.view.box(shown[i]))), self._selected)
+                  if 0 <= i < len(shown) else None)
         for b, oid in old:
             obj = alive.pop(oid, None)
             if obj is None:
@@ -241,7 +248,7 @@ class BoxPrompter(widgets.VBox):
         self._shown[z] = entries
         if z == self.z:
             self._syncing = True
-            self.canvas.bboxes = [dict(b) for b, _ in entries]
+            self.canvas.bboxes = self.view.boxes(b for b, _ in entries)
             self.canvas.selected_index = next((i for i, (_, oid) in enumerate(entries) if oid == target), -1)
             self._syncing = False
 
@@ -250,7 +257,7 @@ class BoxPrompter(widgets.VBox):
         bboxes = self.canvas.bboxes
         if self._syncing or not 0 <= index < len(bboxes):
             return
-        oid = next((oid for b, oid in self._shown.get(self.z, []) if key(b) == key(bboxes[index])), None)
+        oid = next((oid for b, oid in self._shown.get(self.z, []) if key(b) == key(self.view.box(bboxes[index]))), None)
         if oid is not None:
             self._selected = oid
 
@@ -266,7 +273,7 @@ class BoxPrompter(widgets.VBox):
                 rgb[y, max(x - 2, 0):x + 3] = c
                 rgb[max(y - 2, 0):y + 3, x] = c
         buffer = _io.BytesIO()
-        Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+        Image.fromarray(self.view.image(rgb)).save(buffer, format="PNG", compress_level=1)
         self.canvas.image_bytes = buffer.getvalue()
         self.timings["render_ms"] = (time.perf_counter() - t0) * 1000
 
@@ -286,11 +293,12 @@ class BoxPrompter(widgets.VBox):
     # -- widget events -------------------------------------------------------------------------
     def _on_bboxes(self, change) -> None:
         if not self._syncing:
-            self._update(self.z, change["new"])
+            self._update(self.z, self.view.boxes(change["new"]))  # display → array pixels
 
     def _on_click(self, content: dict) -> None:
         try:
-            self.click(float(content["x"]), float(content["y"]), positive=False if content.get("shift") else None)
+            x, y = self.view.point(float(content["x"]), float(content["y"]))  # display → array pixels
+            self.click(x, y, positive=False if content.get("shift") else None)
         except (InputError, KeyError, TypeError, ValueError) as exc:
             self._message = str(exc) if isinstance(exc, InputError) else f"ignored malformed click {content!r}"
             self._sync(self.z)  # the click's few-pixel box goes
@@ -299,7 +307,7 @@ class BoxPrompter(widgets.VBox):
     def _visit(self, z: int) -> None:
         self.session.z = z
         self._syncing = True
-        self.canvas.bboxes = [dict(b) for b, _ in self._shown.get(z, [])]
+        self.canvas.bboxes = self.view.boxes(b for b, _ in self._shown.get(z, []))
         self._syncing = False
         self._render()
         if z not in self.session.embeddings:
@@ -341,7 +349,7 @@ class BoxPrompter(widgets.VBox):
         self._update(z, boxes, keep_small=True)
         if z == self.z:
             self._syncing = True
-            self.canvas.bboxes = [dict(b) for b in boxes]
+            self.canvas.bboxes = self.view.boxes(boxes)
             self._syncing = False
 
     def click(self, x: float, y: float, positive: bool | None = None, obj=None):
