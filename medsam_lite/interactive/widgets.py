@@ -23,7 +23,8 @@ from PIL import Image
 from ..errors import InputError
 from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
-from ..plotting import display_flips, overlay
+from ..plotting import display_flips, display_window, overlay
+from .predict import resolve_preset
 from .canvas import Canvas, View, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
 from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
 
@@ -106,9 +107,11 @@ class BoxPrompter(widgets.VBox):
         for box, label, z in items:
             defaults.setdefault(s.check_slice(z), []).append(to_widget_box(box, s.check_label(label), self.hw))
 
+        self._display_ct = (s.array.dtype != np.uint8
+                            and resolve_preset(s.predictor.model, modality, window).modality == "CT")
         self.view = View(self.hw, *(display_flips(s.source) if s.is_volume else (False, False)))
         self.canvas = Canvas(self._on_click, classes=list(s.labels),
-                             colors=[hex_color(i) for i in range(len(s.labels))], hide_buttons=True)
+                             colors=[hex_color(name) for name in s.labels], hide_buttons=True)
         self.canvas.add_class("medsam-lite-canvas")
         self.status = widgets.HTML()
         self.slider = None
@@ -266,7 +269,7 @@ class BoxPrompter(widgets.VBox):
         t0 = time.perf_counter()
         objs = sorted(self.session.objects_on(self.z), key=lambda o: -int(np.count_nonzero(o.mask)))
         masks = np.asarray([o.mask for o in objs], bool).reshape(-1, *self.hw)
-        rgb = overlay(self.session.image[self.z], masks, self.alpha, [self.labels.index(o.label) for o in objs])
+        rgb = overlay(self._display_slice(self.z), masks, self.alpha, [o.label for o in objs])
         for o in objs:  # a 5-pixel cross per click: green foreground, red background
             for (x, y), positive in zip(np.round(o.points).astype(int), o.point_labels):
                 c = (0, 220, 0) if positive else (230, 0, 0)
@@ -276,6 +279,14 @@ class BoxPrompter(widgets.VBox):
         Image.fromarray(self.view.image(rgb)).save(buffer, format="PNG", compress_level=1)
         self.canvas.image_bytes = buffer.getvalue()
         self.timings["render_ms"] = (time.perf_counter() - t0) * 1000
+
+    def _display_slice(self, z: int) -> np.ndarray:
+        """Slice ``z`` as shown: a CT in the soft-tissue display window (W400/L40,
+        :func:`medsam_lite.plotting.display_window`), not the model's wide input window; others as encoded."""
+        s = self.session
+        if self._display_ct:
+            return display_window(s.array[z] if s.is_volume else s.array, "CT")
+        return s.image[z]
 
     def _show_status(self) -> None:
         objs = self.session.objects_on(self.z)
