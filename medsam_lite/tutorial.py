@@ -64,7 +64,8 @@ class Settings:
         clicks: corrective clicks per target (notebook 08; the shipped click decoder answers them).
         source: the settings file read, or None.
         scan, boxes, reference: notebook 08's scan without labels (a file or a DICOM series folder),
-            its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY, original pixels) and an optional
+            its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY pixels of the slice as displayed,
+            radiological orientation: :meth:`boxes_on` gives array pixels) and an optional
             label map to score the result against (None: none).
     """
 
@@ -146,6 +147,35 @@ class Settings:
             raise InputError(f"boxes {unknown} name no label of the settings ({sorted(names.values())}); name each "
                              "box after one of the labels (`labels` in the settings file).")
         return {v: n for v, n in names.items() if n in self.boxes}
+
+    def boxes_on(self, scan) -> dict[str, tuple[int, np.ndarray]]:
+        """:attr:`boxes` in array pixels of ``scan`` (a :class:`~medsam_lite.io.Volume`):
+        ``{name: (slice, XYXY float32)}``.
+
+        The settings give boxes in the pixels of the slice as the figures show it (radiological
+        orientation, :func:`medsam_lite.plotting.display_flips`); a scan stored RAS (most NIfTI)
+        is flipped in both axes for display, a DICOM series in LPS not at all.
+
+        Raises:
+            InputError: a slice index or a box outside the scan.
+        """
+        from .model.geometry import check_boxes
+        from .plotting import display_flips
+
+        shape = np.shape(scan.array)
+        h, w = shape[-2:]
+        flip_rows, flip_cols = display_flips(scan)
+        out = {}
+        for name, (z, box) in self.boxes.items():
+            if len(shape) == 3 and not 0 <= z < shape[0]:
+                raise InputError(f"boxes.{name}: slice {z} is outside the scan's {shape[0]} slices (0 … {shape[0] - 1}).")
+            x0, y0, x1, y1 = (float(v) for v in box)
+            if flip_cols:
+                x0, x1 = (w - 1) - x1, (w - 1) - x0
+            if flip_rows:
+                y0, y1 = (h - 1) - y1, (h - 1) - y0
+            out[name] = (int(z), check_boxes([x0, y0, x1, y1], (h, w))[0])
+        return out
 
     def summary(self) -> str:
         """The settings in effect, in one line (what every notebook prints)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import medsam_lite as ml
@@ -128,3 +129,24 @@ def test_issue29_no_data_entry_is_refused_and_a_bom_is_read(tmp_path, monkeypatc
         tutorial.settings(verbose=False, threads=1)
     (tmp_path / "settings.toml").write_bytes('\ufeffdata = "samples:ct_abdomen"\nlabels = [5]\n'.encode("utf-8"))
     assert settingsfile.read(tmp_path / "settings.toml")["labels"] == [5]   # was "Invalid statement (line 1, column 1)"
+
+
+def test_settings_boxes_are_display_pixels_the_same_on_the_dicom_sample_and_its_nifti(monkeypatch, tmp_path):
+    """Issue 34 item 1: [boxes] are read off the figures (radiological): the same numbers fit the
+    organ on the LPS DICOM series (no flip) and on the RAS-stored NIfTI of the same slab (both flipped)."""
+    from medsam_lite import io
+
+    monkeypatch.chdir(tmp_path)
+    s = tutorial.settings(verbose=False, threads=1)
+    assert s.scan.name == "case-03" and s.reference.name == "case-03_label.dcm"     # the DICOM sample
+    names = s.annotation_labels()
+    dicom = io.read_volume(s.scan)
+    ref = io.read_label(s.reference, reference=s.scan, names=names).array          # RTSTRUCT by ROI name
+    nifti = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
+    nifti_ref = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array
+    for scan, label in ((dicom, ref), (nifti, nifti_ref)):
+        for name, (z, box) in s.boxes_on(scan).items():
+            value = next(v for v, n in names.items() if n == name)
+            tight = ml.box_from_mask(label[z] == value)
+            assert np.abs(box - tight).max() <= 3, (name, box, tight)                # the box around the organ
+    np.testing.assert_array_equal(dicom.array, nifti.array[:, ::-1, ::-1])          # the same slab, LPS-stored

@@ -150,8 +150,12 @@ def read_labels(labels, path="labels"):
 
 
 def read_boxes(boxes: dict, path) -> dict[str, tuple[int, list[float]]]:
-    """The ``[boxes]`` table (notebook 08: ``name = [slice, x0, y0, x1, y1]``, XYXY in the scan's
-    original pixels on that slice index of the array's first axis) → ``{name: (slice, [x0, y0, x1, y1])}``."""
+    """The ``[boxes]`` table (notebook 08: ``name = [slice, x0, y0, x1, y1]``) → ``{name: (slice, [x0, y0, x1, y1])}``.
+
+    Coordinates are XYXY pixels of the slice **as every figure and the widget show it**
+    (radiological orientation: the patient's right on the viewer's left, anterior at the top), on
+    that slice index of the array's first axis; :meth:`medsam_lite.tutorial.Settings.boxes_on`
+    turns them into array pixels with the scan's direction."""
     out = {}
     for name, value in boxes.items():
         ok = (isinstance(value, list) and len(value) == 5 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
