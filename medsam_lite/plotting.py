@@ -184,7 +184,7 @@ BOX_COLOR = (1.0, 1.0, 1.0)
 
 def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | None = None,
                labels: Sequence[str] | None = None, direction=None, legend: Sequence[str] | None = None,
-               colors: Sequence | None = None, modality: str | None = None):
+               colors: Sequence | None = None, modality: str | None = None, points=None, point_labels=None):
     """Show an image with mask overlays and XYXY boxes (one colour per index). Returns the axes.
 
     Args:
@@ -196,6 +196,9 @@ def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | 
         direction: the volume's direction (:attr:`medsam_lite.io.Volume.direction`) to show an
             axial slice in radiological orientation (see :func:`radiological_flips`); display only.
         legend: one name per mask: a legend in the masks' colours.
+        points, point_labels: clicks ``N×2`` ``(x, y)`` in the image's pixels and ``1`` foreground /
+            ``0`` background each (default all foreground): drawn as stars (green / vermillion,
+            white edge), flipped with the image.
         modality: window a non-``uint8`` image for display (:func:`display_window`: CT soft
             tissue W400/L40, else percentiles) instead of min-max scaling it.
         colors: colour per mask: a label name (:data:`LABEL_COLORS`, the same in every figure) or
@@ -208,6 +211,7 @@ def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | 
         colors = list(legend)  # colour by label name: one colour per label everywhere
     if modality is not None and np.asarray(image).dtype != np.uint8:
         image = display_window(image, modality)
+    h, w = np.shape(image)[:2]
     image, masks, boxes = _flip_for_display(image, masks, boxes, direction)
     ax = ax or plt.subplots(figsize=(5, 5))[1]
     ax.imshow(overlay(image, masks, colors=colors) if masks is not None and len(masks)
@@ -221,6 +225,20 @@ def show_masks(image: np.ndarray, masks=None, boxes=None, ax=None, title: str | 
                 x0, y0, x1, y1 = b
                 ax.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
                                            edgecolor=BOX_COLOR, linewidth=1.2, linestyle="--"))
+    if points is not None and len(points):
+        pts = np.atleast_2d(np.asarray(points, dtype=float)).copy()
+        lab = np.ones(len(pts), int) if point_labels is None else np.asarray(point_labels, int)
+        if direction is not None:
+            flip_rows, flip_cols = radiological_flips(direction)
+            if flip_cols:
+                pts[:, 0] = (w - 1) - pts[:, 0]
+            if flip_rows:
+                pts[:, 1] = (h - 1) - pts[:, 1]
+        for positive, c in ((1, OKABE_ITO["bluish_green"]), (0, OKABE_ITO["vermillion"])):
+            sel = lab == positive
+            if sel.any():
+                ax.plot(pts[sel, 0], pts[sel, 1], linestyle="none", marker="*", markersize=15, color=c,
+                        markeredgecolor="w", markeredgewidth=1.0)
     if legend is not None:
         handles = [Patch(color=color(colors[i] if colors is not None else i), label=name)
                    for i, name in enumerate(legend)]

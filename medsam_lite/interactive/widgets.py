@@ -23,7 +23,7 @@ from PIL import Image
 from ..errors import InputError
 from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
-from ..plotting import display_flips, display_window, overlay
+from ..plotting import display_flips, display_window, overlay, radiological_flips
 from .predict import resolve_preset
 from .canvas import Canvas, View, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
 from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
@@ -63,6 +63,9 @@ class BoxPrompter(widgets.VBox):
         slice_index: the slice shown first (default: the first default box's slice, else the
             middle slice). Ignored for 2D images.
         alpha: opacity of the mask overlay.
+        direction: show the image flipped into radiological orientation as this direction says
+            (:func:`medsam_lite.plotting.radiological_flips`; e.g. an axial slice of a volume:
+            ``scan.direction``); default: a volume's own geometry, none for a 2D image.
         max_cached_embeddings, prefetch: see :class:`~medsam_lite.interactive.session.AnnotationSession`
             (``prefetch``: slices on each side of the shown one encoded in the background).
 
@@ -83,7 +86,7 @@ class BoxPrompter(widgets.VBox):
 
     def __init__(self, image, model: SamModel | None = None, labels: Sequence[str] = ("target",), *,
                  modality: str | None = None, window=None, default_boxes=None, slice_index: int | None = None,
-                 alpha: float = 0.45, max_cached_embeddings: int = 32, prefetch: int = 0):
+                 alpha: float = 0.45, max_cached_embeddings: int = 32, prefetch: int = 0, direction=None):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not 0 <= float(alpha) <= 1:
             raise InputError(f"alpha (mask opacity) must be a number in [0, 1], got {alpha!r}.")
         self.alpha = float(alpha)
@@ -109,7 +112,8 @@ class BoxPrompter(widgets.VBox):
 
         self._display_ct = (s.array.dtype != np.uint8
                             and resolve_preset(s.predictor.model, modality, window).modality == "CT")
-        self.view = View(self.hw, *(display_flips(s.source) if s.is_volume else (False, False)))
+        self.view = View(self.hw, *(radiological_flips(direction) if direction is not None
+                                    else display_flips(s.source) if s.is_volume else (False, False)))
         self.canvas = Canvas(self._on_click, classes=list(s.labels),
                              colors=[hex_color(name) for name in s.labels], hide_buttons=True)
         self.canvas.add_class("medsam-lite-canvas")
