@@ -422,7 +422,8 @@ QUICK_HALF_SLICES = 3
 
 
 def read_case(s: Settings, case: str | None = None):
-    """``(scan, label)`` :class:`~medsam_lite.io.Volume` pair of one case (see :func:`case_paths`).
+    """``(scan, label)`` :class:`~medsam_lite.io.Volume` pair of one case (see :func:`case_paths`);
+    an RTSTRUCT / DICOM-SEG label is rasterised on the scan with the settings' label values.
 
     In quick mode both are cropped, along the thick axis (largest spacing), to the key slice of
     :func:`focus_label` ± :data:`QUICK_HALF_SLICES`; the crop keeps the physical geometry (origin
@@ -436,7 +437,14 @@ def read_case(s: Settings, case: str | None = None):
     from .data.preprocess import thick_axis
 
     case, image_path, label_path = case_paths(s, case)
-    scan, label = io.read_volume(image_path), io.read_volume(label_path)
+    scan = io.read_volume(image_path)
+    # an RTSTRUCT / DICOM-SEG: its ROI names → the label values preprocess gave them (numbered over all cases)
+    names = s.labels if isinstance(s.labels, dict) else None
+    if names is None and str(label_path).lower().endswith(".dcm"):
+        from .io.cases import find_cases, resolve_label_names
+
+        names = resolve_label_names(None, s.data, find_cases(s.data, exclude=s.work)) or None
+    label = io.read_label(label_path, reference=image_path, names=names)
     if not s.quick or scan.array.ndim != 3:
         return scan, label
     axis = thick_axis(scan.spacing_zyx, scan.array.shape)
