@@ -21,12 +21,14 @@ OKABE_ITO = {
 COLORS = np.array(list(OKABE_ITO.values()))
 
 #: THE label → colour table: a label name has one colour in every figure, the widget and the demo
-#: (names compare in lower case, spaces as ``_``). Neighbours that meet in an abdominal slice
-#: (liver/kidney, aorta/IVC, spleen/stomach) get colours a colour-blind reader tells apart.
+#: (names compare in lower case, spaces as ``_``). The seven abdominal organs get the assignment that
+#: keeps neighbours on a slice (liver/kidney/IVC/stomach/spleen, aorta/IVC, …) furthest apart under
+#: simulated protan-, deuteran- and tritanopia (tests/test_display.py).
 LABEL_COLORS = {
     "liver": OKABE_ITO["orange"], "spleen": OKABE_ITO["sky_blue"], "kidney_right": OKABE_ITO["bluish_green"],
-    "kidney_left": OKABE_ITO["yellow"], "aorta": OKABE_ITO["vermillion"], "inferior_vena_cava": OKABE_ITO["blue"],
-    "stomach": OKABE_ITO["reddish_purple"], "gallbladder": OKABE_ITO["yellow"], "pancreas": OKABE_ITO["bluish_green"],
+    "kidney_left": OKABE_ITO["vermillion"], "aorta": OKABE_ITO["reddish_purple"],
+    "inferior_vena_cava": OKABE_ITO["yellow"], "stomach": OKABE_ITO["blue"],
+    "gallbladder": OKABE_ITO["bluish_green"], "pancreas": OKABE_ITO["yellow"],
     "white_matter": OKABE_ITO["sky_blue"], "grey_matter": OKABE_ITO["orange"], "gray_matter": OKABE_ITO["orange"],
     "lateral_ventricles": OKABE_ITO["vermillion"], "ventricles": OKABE_ITO["vermillion"],
     "brain": OKABE_ITO["sky_blue"], "target": OKABE_ITO["orange"],

