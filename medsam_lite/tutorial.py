@@ -301,7 +301,12 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     if labels is not None and any(isinstance(v, str) for v in (labels if not isinstance(labels, dict) else ())):
         from .io.cases import find_cases, resolve_label_names
 
-        labels = resolve_label_names(labels, data, find_cases(data, exclude=work))  # names → {value: name}
+        origin = (f"MEDSAM_LITE_LABELS={overrides['MEDSAM_LITE_LABELS']}" if "MEDSAM_LITE_LABELS" in overrides
+                  else "labels=" if "labels" in given else f"labels in {source}")
+        try:
+            labels = resolve_label_names(labels, data, find_cases(data, exclude=work))  # names → {value: name}
+        except InputError as err:
+            raise InputError(f"{origin}: {err}") from None
     quick = env_flag("MEDSAM_LITE_QUICK")
     threads, device = setup_runtime(values["threads"])
     if values["device"] == "cpu":

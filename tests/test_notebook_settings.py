@@ -108,6 +108,10 @@ def test_labels_by_name_in_the_file_resolve_through_the_datas_label_names(tmp_pa
     with pytest.raises(ml.InputError, match="livre"):   # Python: refused before any work, nothing written
         ml.preprocess(samples.ct_abdomen_dir(), tmp_path / "ds", labels=["livre"], progress=False)
     assert not (tmp_path / "ds").exists()
+    d = samples.ct_abdomen_dir()                          # and accepted by name: the values labels.json gives
+    manifest = ml.preprocess([(d / "case-03.nii.gz", d / "case-03_label.nii.gz")], tmp_path / "ds2", modality="CT",
+                             labels=["Liver", 52], min_mm2=64, progress=False)
+    assert sorted(manifest["label"].unique()) == [5, 52] and set(manifest["label_name"]) == {"liver", "aorta"}
 
 
 @pytest.mark.parametrize("text, match", [
