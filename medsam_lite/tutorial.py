@@ -33,6 +33,7 @@ import numpy as np
 from .errors import InputError
 from .data.settingsfile import env_flag, env_labels  # noqa: F401  (tutorial.env_flag is public)
 from .data.settingsfile import check_modality, short_path  # noqa: F401  (re-exported: paths the notebooks print)
+from .data.settingsfile import boxes_on, dicom_label_names  # noqa: F401  (tutorial.boxes_on(S.boxes, scan): notebook 08)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
 #: and every notebook's install cell in sync). ``$MEDSAM_LITE_REPO`` overrides it there.
@@ -64,8 +65,7 @@ class Settings:
         clicks: corrective clicks per target (notebook 08; the shipped click decoder answers them).
         source: the settings file read, or None.
         scan, boxes, reference: notebook 08's scan without labels (a file or a DICOM series folder),
-            its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY pixels of the slice as displayed,
-            radiological orientation: :meth:`boxes_on` gives array pixels) and an optional
+            its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY, displayed pixels: :func:`boxes_on`) and an optional
             label map to score the result against (None: none).
     """
 
@@ -148,34 +148,6 @@ class Settings:
                              "box after one of the labels (`labels` in the settings file).")
         return {v: n for v, n in names.items() if n in self.boxes}
 
-    def boxes_on(self, scan) -> dict[str, tuple[int, np.ndarray]]:
-        """:attr:`boxes` in array pixels of ``scan`` (a :class:`~medsam_lite.io.Volume`):
-        ``{name: (slice, XYXY float32)}``.
-
-        The settings give boxes in the pixels of the slice as the figures show it (radiological
-        orientation, :func:`medsam_lite.plotting.display_flips`); a scan stored RAS (most NIfTI)
-        is flipped in both axes for display, a DICOM series in LPS not at all.
-
-        Raises:
-            InputError: a slice index or a box outside the scan.
-        """
-        from .model.geometry import check_boxes
-        from .plotting import display_flips
-
-        shape = np.shape(scan.array)
-        h, w = shape[-2:]
-        flip_rows, flip_cols = display_flips(scan)
-        out = {}
-        for name, (z, box) in self.boxes.items():
-            if len(shape) == 3 and not 0 <= z < shape[0]:
-                raise InputError(f"boxes.{name}: slice {z} is outside the scan's {shape[0]} slices (0 … {shape[0] - 1}).")
-            x0, y0, x1, y1 = (float(v) for v in box)
-            if flip_cols:
-                x0, x1 = (w - 1) - x1, (w - 1) - x0
-            if flip_rows:
-                y0, y1 = (h - 1) - y1, (h - 1) - y0
-            out[name] = (int(z), check_boxes([x0, y0, x1, y1], (h, w))[0])
-        return out
 
     def summary(self) -> str:
         """The settings in effect, in one line (what every notebook prints)."""
@@ -241,9 +213,8 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         modality: ``"CT"`` or ``"MR"`` (``$MEDSAM_LITE_MODALITY``); a CT-looking scan with
             ``"MR"`` (values near −1000) gets a warning naming the fix. Default ``"MR"``.
         test_cases: held-out case ids, or None for a seeded 20 % split (``$MEDSAM_LITE_TEST_CASES``).
-        labels: ``{value: name}``, a list of values and / or names (``["liver", "spleen"]``, resolved
-            to ``{value: name}`` through the data's label names: ``labels.json``, RTSTRUCT / SEG),
-            or None for all (``$MEDSAM_LITE_LABELS``).
+        labels: ``{value: name}``, a list of values and / or names (``["liver", 5]``: resolved through the
+            data's ``labels.json`` / RTSTRUCT / SEG names), or None for all (``$MEDSAM_LITE_LABELS``).
         work: output folder (``$MEDSAM_LITE_WORK``; default ``"work"``).
         threads: torch CPU threads (``$MEDSAM_LITE_THREADS``; default every core).
         verbose: print the settings in effect (one line).
@@ -255,9 +226,8 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
             defaults in :data:`DEFAULTS`.
 
     Raises:
-        InputError: no settings file and no data folder (or a file without ``data``), a data folder
-            that does not exist, a label name the data does not carry, an unknown keyword, or an
-            unreadable override.
+        InputError: no settings file and no data folder (or no ``data`` entry), a data folder that does
+            not exist, a label name the data does not carry, an unknown keyword, or an unreadable override.
     """
     from .data import settingsfile
 
@@ -282,31 +252,15 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     env = os.environ
     overrides = {k: env[k] for k in ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES",
                                      "MEDSAM_LITE_LABELS", "MEDSAM_LITE_WORK") if env.get(k)}
-    if not overrides.get("MEDSAM_LITE_DATA") and values.get("data") in (None, ""):
-        raise InputError(f"no data folder: {source} has no `data` entry (the working directory is never used by "
-                         "default); add data = \"my_scans\" (relative to the file) or \"samples:ct_abdomen\".")
-    data = Path(overrides.get("MEDSAM_LITE_DATA", values["data"]))
+    data = settingsfile.data_folder(overrides.get("MEDSAM_LITE_DATA") or values.get("data"), source)
     modality = overrides.get("MEDSAM_LITE_MODALITY", values["modality"])
     test_cases, labels = values["test_cases"], values["labels"]
     if "MEDSAM_LITE_TEST_CASES" in overrides:
         text = overrides["MEDSAM_LITE_TEST_CASES"].strip()
         test_cases = None if text == "auto" else [c.strip() for c in text.split(",") if c.strip()]
-    if "MEDSAM_LITE_LABELS" in overrides:
-        labels = env_labels(overrides["MEDSAM_LITE_LABELS"])
+    labels = env_labels(env_text) if (env_text := overrides.get("MEDSAM_LITE_LABELS")) else labels
     work = Path(overrides.get("MEDSAM_LITE_WORK", values["work"]))
-    if not data.exists():
-        where = f"`data` in {source}" if source else "`data=` in the settings cell"
-        raise InputError(f"data folder {data} does not exist; set {where} to your folder "
-                         "of scans + label maps (notebook 02 lists the layouts).")
-    if labels is not None and any(isinstance(v, str) for v in (labels if not isinstance(labels, dict) else ())):
-        from .io.cases import find_cases, resolve_label_names
-
-        origin = (f"MEDSAM_LITE_LABELS={overrides['MEDSAM_LITE_LABELS']}" if "MEDSAM_LITE_LABELS" in overrides
-                  else "labels=" if "labels" in given else f"labels in {source}")
-        try:
-            labels = resolve_label_names(labels, data, find_cases(data, exclude=work))  # names → {value: name}
-        except InputError as err:
-            raise InputError(f"{origin}: {err}") from None
+    labels = settingsfile.resolve_labels(labels, data, work, f"MEDSAM_LITE_LABELS={env_text}" if env_text else f"labels ({source})")
     quick = env_flag("MEDSAM_LITE_QUICK")
     threads, device = setup_runtime(values["threads"])
     if values["device"] == "cpu":
@@ -427,8 +381,7 @@ QUICK_HALF_SLICES = 3
 
 
 def read_case(s: Settings, case: str | None = None):
-    """``(scan, label)`` :class:`~medsam_lite.io.Volume` pair of one case (see :func:`case_paths`);
-    an RTSTRUCT / DICOM-SEG label is rasterised on the scan with the settings' label values.
+    """``(scan, label)`` :class:`~medsam_lite.io.Volume` pair of one case (:func:`case_paths`; RTSTRUCT / SEG too).
 
     In quick mode both are cropped, along the thick axis (largest spacing), to the key slice of
     :func:`focus_label` ± :data:`QUICK_HALF_SLICES`; the crop keeps the physical geometry (origin
@@ -442,14 +395,8 @@ def read_case(s: Settings, case: str | None = None):
     from .data.preprocess import thick_axis
 
     case, image_path, label_path = case_paths(s, case)
-    scan = io.read_volume(image_path)
-    # an RTSTRUCT / DICOM-SEG: its ROI names → the label values preprocess gave them (numbered over all cases)
-    names = s.labels if isinstance(s.labels, dict) else None
-    if names is None and str(label_path).lower().endswith(".dcm"):
-        from .io.cases import find_cases, resolve_label_names
-
-        names = resolve_label_names(None, s.data, find_cases(s.data, exclude=s.work)) or None
-    label = io.read_label(label_path, reference=image_path, names=names)
+    scan, label = io.read_volume(image_path), io.read_label(label_path, reference=image_path,
+                                                            names=dicom_label_names(s, label_path))
     if not s.quick or scan.array.ndim != 3:
         return scan, label
     axis = thick_axis(scan.spacing_zyx, scan.array.shape)

@@ -261,7 +261,7 @@ def test_the_rtstruct_folder_is_two_dicom_cases_with_labels_by_name(tmp_path, mo
     for value, original in ((1, 1), (2, 5)):
         t, p = truth == original, label.array == value
         assert 2 * (t & p).sum() / (t.sum() + p.sum()) > 0.99
-    boxes = s.boxes_on(scan)
+    boxes = tutorial.boxes_on(s.boxes, scan)
     assert np.abs(boxes["liver"][1] - ml_box(label.array[5] == 2)).max() <= 3
 
 

@@ -149,7 +149,7 @@ def test_settings_boxes_are_display_pixels_the_same_on_the_dicom_sample_and_its_
     nifti = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
     nifti_ref = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array
     for scan, label in ((dicom, ref), (nifti, nifti_ref)):
-        for name, (z, box) in s.boxes_on(scan).items():
+        for name, (z, box) in tutorial.boxes_on(s.boxes, scan).items():
             value = next(v for v, n in names.items() if n == name)
             tight = ml.box_from_mask(label[z] == value)
             assert np.abs(box - tight).max() <= 3, (name, box, tight)                # the box around the organ

@@ -69,7 +69,7 @@ S = tutorial.settings()
 # labels). The boxes, its `[boxes]` table, are what you would read off a figure or a viewer (or draw
 # with the widget of notebook 06): one per organ, `name = [slice, x0, y0, x1, y1]`, XYXY in the
 # pixels of the slice **as displayed** (radiological: the patient's right on the viewer's left,
-# anterior at the top), with the label names of the settings. `S.boxes_on(scan)` turns them into the
+# anterior at the top), with the label names of the settings. `tutorial.boxes_on(S.boxes, scan)` turns them into the
 # array's pixels with the scan's direction, so the same numbers fit a DICOM series and a NIfTI of it.
 
 # %%
@@ -87,7 +87,7 @@ from medsam_lite.io.labelout import dicom_series_of, label_writer
 SCAN = S.scan                  # your scan (a file, or a DICOM series folder): `scan` in the settings
 names = S.annotation_labels()  # {value: name} of the boxes' labels, from the settings' labels
 scan = io.read_volume(SCAN)
-BOXES = S.boxes_on(scan)       # name: (slice, XYXY array pixels): the settings' [boxes], displayed → array
+BOXES = tutorial.boxes_on(S.boxes, scan)  # name: (slice, XYXY array pixels): the settings' [boxes], displayed → array
 model = tutorial.load_model(S)
 print(f"{tutorial.short_path(SCAN).name}: (z, y, x) {scan.array.shape}, spacing (x, y, z) {scan.spacing} mm; "
       f"classes {names}")

@@ -154,8 +154,8 @@ def read_boxes(boxes: dict, path) -> dict[str, tuple[int, list[float]]]:
 
     Coordinates are XYXY pixels of the slice **as every figure and the widget show it**
     (radiological orientation: the patient's right on the viewer's left, anterior at the top), on
-    that slice index of the array's first axis; :meth:`medsam_lite.tutorial.Settings.boxes_on`
-    turns them into array pixels with the scan's direction."""
+    that slice index of the array's first axis; :func:`boxes_on` turns them into array pixels with
+    the scan's direction."""
     out = {}
     for name, value in boxes.items():
         ok = (isinstance(value, list) and len(value) == 5 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -221,3 +221,80 @@ def env_flag(name: str) -> bool:
     if text in ("", "0", "false", "no", "off"):
         return False
     raise InputError(f"{name}={os.environ[name]!r} is neither on (1, true, yes) nor off (0, false, no, or unset).")
+
+
+def resolve_labels(labels, data, work, origin: str = "labels"):
+    """The tutorials' ``labels`` with names (``["liver", 52]``) → ``{value: name}`` through the data's
+    label names (:func:`medsam_lite.io.cases.resolve_label_names`); without names, as given.
+
+    Raises:
+        InputError: a name the data does not carry, prefixed with where the labels came from (``origin``).
+    """
+    if labels is None or isinstance(labels, dict) or not any(isinstance(v, str) for v in labels):
+        return labels
+    from ..io.cases import find_cases, resolve_label_names
+
+    try:
+        return resolve_label_names(labels, data, find_cases(data, exclude=work))
+    except InputError as err:
+        raise InputError(f"{origin}: {err}") from None
+
+
+def dicom_label_names(s, label_path):
+    """``names=`` for reading one case's label file in the tutorials: an RTSTRUCT / DICOM-SEG's ROI
+    names → the values ``preprocess`` gave them (numbered over all cases); None for other files."""
+    if isinstance(s.labels, dict):
+        return s.labels
+    if not str(label_path).lower().endswith(".dcm"):
+        return None
+    from ..io.cases import find_cases, resolve_label_names
+
+    return resolve_label_names(None, s.data, find_cases(s.data, exclude=s.work)) or None
+
+
+def boxes_on(boxes: dict, scan) -> dict:
+    """``[boxes]`` (``{name: (slice, XYXY)}`` in the pixels of the slice as the figures show it,
+    :func:`read_boxes`) → ``{name: (slice, XYXY float32)}`` in array pixels of ``scan`` (a
+    :class:`~medsam_lite.io.Volume`): a RAS-stored scan (most NIfTI) is flipped in both axes for
+    display (:func:`medsam_lite.io.display.display_flips`), a DICOM series in LPS not at all.
+
+    Raises:
+        InputError: a slice index or a box outside the scan.
+    """
+    import numpy as np
+
+    from ..io.display import display_flips
+    from ..model.geometry import check_boxes
+
+    shape = np.shape(scan.array)
+    h, w = shape[-2:]
+    flip_rows, flip_cols = display_flips(scan)
+    out = {}
+    for name, (z, box) in boxes.items():
+        if len(shape) == 3 and not 0 <= z < shape[0]:
+            raise InputError(f"boxes.{name}: slice {z} is outside the scan's {shape[0]} slices (0 … {shape[0] - 1}).")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if flip_cols:
+            x0, x1 = (w - 1) - x1, (w - 1) - x0
+        if flip_rows:
+            y0, y1 = (h - 1) - y1, (h - 1) - y0
+        out[name] = (int(z), check_boxes([x0, y0, x1, y1], (h, w))[0])
+    return out
+
+
+def data_folder(value, source) -> Path:
+    """The tutorials' data folder: ``value`` (the settings' ``data`` or ``$MEDSAM_LITE_DATA``), which
+    must be given (the working directory is never used by default) and exist.
+
+    Raises:
+        InputError: no data entry, or a folder that does not exist; naming the settings file.
+    """
+    if value in (None, ""):
+        raise InputError(f"no data folder: {source} has no `data` entry (the working directory is never used by "
+                         "default); add data = \"my_scans\" (relative to the file) or \"samples:ct_abdomen\".")
+    data = Path(value)
+    if not data.exists():
+        where = f"`data` in {source}" if source else "`data=` in the settings cell"
+        raise InputError(f"data folder {data} does not exist; set {where} to your folder "
+                         "of scans + label maps (notebook 02 lists the layouts).")
+    return data

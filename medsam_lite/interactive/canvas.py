@@ -75,7 +75,7 @@ class Canvas(BBoxWidget):
 
 class View:
     """Array pixels ↔ the widget's display pixels of one ``H×W`` slice: the image is shown flipped
-    (``flip_rows``, ``flip_cols``: radiological orientation, :func:`medsam_lite.plotting.display_flips`),
+    (``flip_rows``, ``flip_cols``: radiological orientation, :func:`medsam_lite.io.display.display_flips`),
     and every box and click crossing the widget's edge is converted here, so the session, the
     prompts and the masks stay in array pixels.
 

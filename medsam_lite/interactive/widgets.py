@@ -1,12 +1,10 @@
 """Draw a box, get a mask, click to correct it: :class:`BoxPrompter`, a view over an
 :class:`~medsam_lite.interactive.session.AnnotationSession`, which holds the objects, prompts and masks.
 
-The view holds what is shown: the bbox widget (:mod:`.canvas`; its XYWH boxes become XYXY at this
-edge), the slice in radiological orientation for a scan with geometry (patient's right on the
-viewer's left, anterior at the top: :attr:`BoxPrompter.view` converts boxes and clicks between
-display and array pixels at the widget's edge; every API here takes array pixels), a slice slider, the click mode, an undo button, the overlay image and a status line. Without
-a front end (``nbmake``, a script) ``default_boxes``, :meth:`BoxPrompter.add_box` and
-:meth:`BoxPrompter.click` give masks anyway.
+The view holds what is shown: the bbox widget (:mod:`.canvas`: XYWH boxes and clicks in the pixels
+of the radiological view become XYXY array pixels at this edge; every API takes array pixels), a
+slice slider, the click mode, an undo button, the overlay image and a status line. Without a front
+end (``nbmake``, a script) ``default_boxes``, :meth:`BoxPrompter.add_box` and :meth:`BoxPrompter.click` give masks.
 """
 
 from __future__ import annotations
@@ -23,9 +21,10 @@ from PIL import Image
 from ..errors import InputError
 from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
-from ..plotting import display_flips, display_window, overlay, radiological_flips
-from .predict import resolve_preset
+from ..io.display import display_flips, display_window, radiological_flips
+from ..plotting import overlay
 from .canvas import Canvas, View, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
+from .predict import resolve_preset
 from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
 
 
@@ -34,8 +33,7 @@ class BoxPrompter(widgets.VBox):
 
     Example::
 
-        prompter = BoxPrompter(image, labels=["tumour", "liver"],
-                               default_boxes=[([40, 52, 90, 110], "tumour")])
+        prompter = BoxPrompter(image, labels=["tumour", "liver"], default_boxes=[([40, 52, 90, 110], "tumour")])
         prompter                                    # draw, move, delete boxes; click to correct
         prompter.label_map                          # H×W uint8, 1 = tumour, 2 = liver
         prompter.save("tumour_mask.png")
@@ -63,9 +61,8 @@ class BoxPrompter(widgets.VBox):
         slice_index: the slice shown first (default: the first default box's slice, else the
             middle slice). Ignored for 2D images.
         alpha: opacity of the mask overlay.
-        direction: show the image flipped into radiological orientation as this direction says
-            (:func:`medsam_lite.plotting.radiological_flips`; e.g. an axial slice of a volume:
-            ``scan.direction``); default: a volume's own geometry, none for a 2D image.
+        direction: show the image in radiological orientation as this direction says (an axial
+            slice of a volume: ``scan.direction``); default: a volume's own geometry, none for 2D.
         max_cached_embeddings, prefetch: see :class:`~medsam_lite.interactive.session.AnnotationSession`
             (``prefetch``: slices on each side of the shown one encoded in the background).
 
@@ -73,10 +70,8 @@ class BoxPrompter(widgets.VBox):
         session: the :class:`~medsam_lite.interactive.session.AnnotationSession` holding objects,
             prompts and masks (headless: usable without this view).
         predictor: the session's :class:`~medsam_lite.Predictor`.
-        canvas: the ``BBoxWidget``; ``canvas.bboxes`` holds the shown slice's boxes (XYWH, display
-            pixels: see ``view``).
-        view: the :class:`~medsam_lite.interactive.canvas.View` between array and display pixels
-            (radiological flips of a volume with geometry; none for a bare array or a 2D image).
+        canvas: the ``BBoxWidget``; ``canvas.bboxes``: the shown slice's boxes (XYWH, display pixels).
+        view: the :class:`~medsam_lite.interactive.canvas.View` between array and display pixels.
         slider: the ``IntSlider`` choosing the slice (``None`` for 2D images).
         click_mode: ``ToggleButtons``, ``"foreground"`` or ``"background"``.
         status: the ``HTML`` status line.
@@ -110,10 +105,9 @@ class BoxPrompter(widgets.VBox):
         for box, label, z in items:
             defaults.setdefault(s.check_slice(z), []).append(to_widget_box(box, s.check_label(label), self.hw))
 
-        self._display_ct = (s.array.dtype != np.uint8
-                            and resolve_preset(s.predictor.model, modality, window).modality == "CT")
-        self.view = View(self.hw, *(radiological_flips(direction) if direction is not None
-                                    else display_flips(s.source) if s.is_volume else (False, False)))
+        self._display_ct = s.array.dtype != np.uint8 and resolve_preset(s.predictor.model, modality, window).modality == "CT"
+        flips = radiological_flips(direction) if direction is not None else display_flips(s.source) if s.is_volume else ()
+        self.view = View(self.hw, *flips)
         self.canvas = Canvas(self._on_click, classes=list(s.labels),
                              colors=[hex_color(name) for name in s.labels], hide_buttons=True)
         self.canvas.add_class("medsam-lite-canvas")
@@ -285,12 +279,9 @@ class BoxPrompter(widgets.VBox):
         self.timings["render_ms"] = (time.perf_counter() - t0) * 1000
 
     def _display_slice(self, z: int) -> np.ndarray:
-        """Slice ``z`` as shown: a CT in the soft-tissue display window (W400/L40,
-        :func:`medsam_lite.plotting.display_window`), not the model's wide input window; others as encoded."""
+        """Slice ``z`` as shown: a CT in the soft-tissue display window, not the model's; others as encoded."""
         s = self.session
-        if self._display_ct:
-            return display_window(s.array[z] if s.is_volume else s.array, "CT")
-        return s.image[z]
+        return display_window(s.array[z] if s.is_volume else s.array, "CT") if self._display_ct else s.image[z]
 
     def _show_status(self) -> None:
         objs = self.session.objects_on(self.z)
