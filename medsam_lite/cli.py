@@ -98,7 +98,7 @@ def _number(kind):
 
 
 def _label(value: str):
-    """A label value (``5``) or, for RTSTRUCT / DICOM-SEG labels, an ROI name (``liver``)."""
+    """A label value (``5``) or a name (``liver``: from labels.json / dataset.json, RTSTRUCT / SEG ROIs)."""
     return int(value) if value.strip().isdigit() else value
 
 
