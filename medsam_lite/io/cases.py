@@ -274,7 +274,8 @@ def resolve_label_names(labels, source, cases=None):
     names of RTSTRUCT / DICOM-SEG label files (:func:`medsam_lite.io.dicomlabels.resolve_names`).
 
     Names match ignoring case and surrounding spaces; values (ints, digit strings) pass through.
-    ``labels`` without any name is returned unchanged (None, ``[1, 5]``, ``{1: "liver"}``).
+    ``labels`` without any name is returned unchanged (``[1, 5]``, ``{1: "liver"}``; None too,
+    except for RTSTRUCT / SEG labels: then every ROI name, numbered).
 
     Raises:
         InputError: a name the data does not carry (the message lists the names it does), a value
@@ -283,8 +284,9 @@ def resolve_label_names(labels, source, cases=None):
     from ..errors import InputError
     from .dicomlabels import resolve_names
 
-    if labels is None:
-        return None
+    if labels is None:  # every label; RTSTRUCT / SEG: their names, numbered once for all files
+        cases = find_cases(source) if cases is None and isinstance(source, (str, os.PathLike)) else (cases or [])
+        return resolve_names([c.label for c in cases], None)
     if isinstance(labels, (str, numbers.Integral)):
         labels = [labels]
     items = list(labels.items()) if isinstance(labels, Mapping) else list(labels)
