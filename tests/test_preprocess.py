@@ -440,9 +440,11 @@ def test_plot_helpers_show_every_label(sample_dataset):
     fig = plotting.plot_dataset_grid(out, n=6, ncols=3, split="test")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 6 and all("test" in t for t in titles)
-    assert {"white_matter", "grey_matter", "lateral_ventricles"} <= {t.split("· ")[1].split("\n")[0] for t in titles}
+    # each panel names its label by value and name ("1 white_matter")
+    assert {"white_matter", "grey_matter", "lateral_ventricles"} <= {t.split("· ")[1].split("\n")[0].split(" ", 1)[1]
+                                                                      for t in titles}
     assert sum(len(ax.patches) for ax in fig.axes) == 6  # one box per panel
     fig2 = plotting.plot_target_sizes(manifest, min_pixels=100)
     legend = [t.get_text() for t in fig2.axes[0].get_legend().get_texts()]
-    assert set(legend) == {"white_matter", "grey_matter", "lateral_ventricles", "min_pixels = 100"}
+    assert set(legend) == {"1 white_matter", "2 grey_matter", "3 lateral_ventricles", "min_pixels = 100"}
     plt.close("all")
