@@ -245,6 +245,7 @@ def build_rtstruct_folder(tmp: Path) -> Path:
 
 
 def test_the_rtstruct_folder_is_two_dicom_cases_with_labels_by_name(tmp_path, monkeypatch):
+    import medsam_lite as ml
     from medsam_lite import io, tutorial
     from medsam_lite.io.cases import find_cases
 
@@ -261,14 +262,8 @@ def test_the_rtstruct_folder_is_two_dicom_cases_with_labels_by_name(tmp_path, mo
     for value, original in ((1, 1), (2, 5)):
         t, p = truth == original, label.array == value
         assert 2 * (t & p).sum() / (t.sum() + p.sum()) > 0.99
-    boxes = tutorial.boxes_on(s.boxes, scan)
-    assert np.abs(boxes["liver"][1] - ml_box(label.array[5] == 2)).max() <= 3
-
-
-def ml_box(mask):
-    import medsam_lite as ml
-
-    return ml.box_from_mask(mask)
+    boxes = tutorial.boxes_on(s.boxes, scan)                        # displayed pixels = array pixels (LPS)
+    assert np.abs(boxes["liver"][1] - ml.box_from_mask(label.array[5] == 2)).max() <= 3
 
 
 def test_notebooks_02_to_08_run_on_two_dicom_scans_with_rtstructs(tmp_path, monkeypatch):
