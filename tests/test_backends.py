@@ -13,7 +13,8 @@ import torch
 
 from medsam_lite.model import backends
 from medsam_lite.errors import InputError
-from medsam_lite.model.geometry import box_from_mask, to_rgb_uint8
+from medsam_lite.model.geometry import box_from_mask
+from medsam_lite.model.intensity import to_rgb_uint8
 
 COMPILED = ["onnxruntime", "openvino"]
 

@@ -76,7 +76,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
 
 @pytest.mark.parametrize("verb", [["embed"], ["evaluate"], ["finetune"]])
 def test_a_wrong_dataset_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys, verb):
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     def no_model(args):
         raise AssertionError("the model was loaded before the dataset was checked")

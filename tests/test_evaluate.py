@@ -7,7 +7,7 @@ from surface_distance import compute_surface_dice_at_tolerance, compute_surface_
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.evaluate import dice
+from medsam_lite.metrics import dice
 from conftest import MAX_SLICES
 
 

@@ -22,7 +22,8 @@ import SimpleITK as sitk
 import torch
 
 import medsam_lite as ml
-from medsam_lite import cli, io, samples
+from medsam_lite import io, samples
+from medsam_lite.app import cli
 from medsam_lite.errors import CheckpointError, InputError
 from medsam_lite.model import backends
 
@@ -236,7 +237,7 @@ def test_two_exports_into_an_empty_cache_take_turns(tmp_path, monkeypatch):
 
     def run():
         try:
-            paths.append(backends._export_cached("decoder", lambda: None, "ab" * 32, "onnxruntime", tmp_path,
+            paths.append(backends.export_cached("decoder", lambda: None, "ab" * 32, "onnxruntime", tmp_path,
                                                  256, progress=False))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -288,7 +289,7 @@ def test_label_names_given_as_digit_strings_are_read(tmp_path):
 # ------------------------------------------------------------------ 9 + weak: environment variables
 @pytest.mark.parametrize("value", ["abc", "0", "-2"])
 def test_medsam_lite_threads_that_is_not_a_positive_number_is_named(monkeypatch, value):
-    from medsam_lite import tutorial
+    from medsam_lite.app import tutorial
 
     monkeypatch.setenv("MEDSAM_LITE_THREADS", value)
     with pytest.raises(InputError, match="MEDSAM_LITE_THREADS"):
@@ -297,7 +298,7 @@ def test_medsam_lite_threads_that_is_not_a_positive_number_is_named(monkeypatch,
 
 @pytest.mark.parametrize("value, quick", [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False)])
 def test_medsam_lite_quick_reads_the_usual_spellings(monkeypatch, value, quick):
-    from medsam_lite import tutorial
+    from medsam_lite.app import tutorial
 
     monkeypatch.setenv("MEDSAM_LITE_QUICK", value)
     monkeypatch.setenv("MEDSAM_LITE_THREADS", "1")
@@ -305,7 +306,7 @@ def test_medsam_lite_quick_reads_the_usual_spellings(monkeypatch, value, quick):
 
 
 def test_medsam_lite_quick_that_is_neither_on_nor_off_is_named(monkeypatch):
-    from medsam_lite import tutorial
+    from medsam_lite.app import tutorial
 
     monkeypatch.setenv("MEDSAM_LITE_QUICK", "maybe")
     monkeypatch.setenv("MEDSAM_LITE_THREADS", "1")

@@ -96,7 +96,7 @@ def test_finetune_writes_0644_under_umask_022(tiny, model, tmp_path, umask022):
 
 
 def test_cli_writes_0644_under_umask_022(tmp_path, umask022, capsys):
-    from medsam_lite.cli import main
+    from medsam_lite.app.cli import main
 
     image, label = (io.read_volume(samples.sample_path(n)).array for n in ("brain_slice.png", "brain_slice_label.png"))
     box = [float(v) for v in ml.box_from_mask(label == 1)]
@@ -193,7 +193,7 @@ def test_thin_image_through_predictor_and_predict(hw, model, monkeypatch):
 
 @pytest.mark.parametrize("hw", THIN)
 def test_thin_image_through_the_cli(hw, tmp_path, capsys):
-    from medsam_lite.cli import main
+    from medsam_lite.app.cli import main
 
     io.write_volume(_thin(hw), tmp_path / "thin.png")
     out = tmp_path / "mask.png"

@@ -175,7 +175,7 @@ def test_cli_predict_writes_a_seg_that_references_the_series(tmp_path, ct):
     import highdicom as hd
     import pydicom
 
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     series, label = ct
     ys, xs = np.nonzero((label[4:6] == 5).any(axis=0))
@@ -223,7 +223,7 @@ def test_dicom_output_for_a_non_dicom_source_is_refused_before_any_work(tmp_path
     with pytest.raises(ml.InputError, match="DICOM-SEG references"):
         ml.predict_volume(np.zeros((3, 8, 8)), [1, 1, 0, 5, 5, 2], model="not a model", format="dicom-seg",
                           out=tmp_path / "x.dcm")
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     assert cli.main(["predict", str(nifti), "--box3d", "40", "30", "4", "90", "80", "6", "--out",
                      str(tmp_path / "x.dcm"), "--checkpoint", str(tmp_path / "missing.pth")]) == 2
@@ -288,7 +288,7 @@ def test_bad_challenge_files_are_refused_before_any_output(tmp_path):
 
 
 def test_cli_challenge_agrees_with_the_published_path_on_real_ct(tmp_path):
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     ct = samples.ct_abdomen_dir()
     u8, boxes, gts, spacing = _challenge_3d(ct / "case-03.nii.gz", ct / "case-03_label.nii.gz", [5, 1, 6],
@@ -317,7 +317,7 @@ def test_cli_challenge_agrees_with_the_published_path_on_real_ct(tmp_path):
 
 
 def test_run_challenge_reports_dsc_and_nsd_with_gts(tmp_path, model):
-    from medsam_lite.evaluate import dice, nsd
+    from medsam_lite.metrics import dice, nsd
 
     ct = samples.ct_abdomen_dir()
     u8, _, gts, _ = _challenge_3d(ct / "case-01.nii.gz", ct / "case-01_label.nii.gz", [5, 6])
@@ -336,7 +336,7 @@ def test_run_challenge_reports_dsc_and_nsd_with_gts(tmp_path, model):
 
 
 def test_rtstruct_out_reads_back_through_our_rasteriser(tmp_path, ct):
-    from medsam_lite.io.labelout import label_writer
+    from medsam_lite.io.formats import label_writer
 
     series, label = ct
     small = np.where(np.isin(label, [1, 5]), label, 0)
@@ -347,7 +347,7 @@ def test_rtstruct_out_reads_back_through_our_rasteriser(tmp_path, ct):
 
 
 def test_cli_preprocess_selects_dicom_labels_by_name(tmp_path, ct):
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     series, label = ct
     src = tmp_path / "src"

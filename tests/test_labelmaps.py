@@ -118,7 +118,7 @@ def test_cli_labels_from_writes_a_label_map_with_the_scans_geometry(tmp_path, ct
     io.write_volume(np.where(np.isin(label.array, [LIVER, SPLEEN]), label.array, 0).astype(np.uint8), only, like=label)
     out = tmp_path / "out.nii.gz"
     threads = os.environ.get("MEDSAM_LITE_THREADS", "2")  # 1 per process when the tests run in parallel
-    cli = [sys.executable, "-m", "medsam_lite.cli", "--threads", threads, "predict", str(src / "case-02.nii.gz"),
+    cli = [sys.executable, "-m", "medsam_lite.app.cli", "--threads", threads, "predict", str(src / "case-02.nii.gz"),
            "--labels-from", str(only), "--modality", "CT", "--out", str(out)]
     proc = subprocess.run(cli, capture_output=True, text=True, encoding="utf-8", timeout=900)
     assert proc.returncode == 0, proc.stderr

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.model.models import MODELS, guess_architecture, read_checkpoint
+from medsam_lite.model.models import MODELS
+from medsam_lite.model.checkpoints import guess_architecture, read_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""medsam_lite.tutorial: the settings the notebooks share, and their prerequisites built on demand."""
+"""medsam_lite.app.tutorial: the settings the notebooks share, and their prerequisites built on demand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 import medsam_lite as ml
-from medsam_lite import io, samples, tutorial
+from medsam_lite import io, samples
+from medsam_lite.app import tutorial
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS")

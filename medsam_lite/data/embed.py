@@ -21,12 +21,13 @@ from ..checks import check_cases, check_int
 from .dataset import check_dataset
 from ..model.models import check_model
 from .dataset import Dataset
-from ..train.distributed import dist_context, embed_on_all_ranks, parse_shard, shard_rows
+from ..distributed import any_rank, barrier, dist_context, init_distributed, parse_shard, shard_rows
 from ..errors import InputError
 from ..fileutil import os_error_to_input_error
 from ..model.inference import encode_images
 from ..model.models import SamModel
-from .store import DTYPES, EmbeddingStore, EntryWriter, open_store  # noqa: F401  (re-exported)
+from .store import EmbeddingStore, open_store, reload_store
+from .storefiles import EntryWriter
 
 
 def select_slices(dataset: Dataset, split: str | None = None, cases=None,
@@ -182,4 +183,23 @@ def embed(
     finally:
         bar.close()
         writer.close()
+    return store
+
+
+def embed_on_all_ranks(embed_fn, wanted_rows, model, progress: bool, **kwargs):
+    """``embed`` under torchrun: every rank its share, then all wait until the store is complete.
+
+    Pass 1: rank ``r`` of ``W`` computes rows ``r::W`` of ``wanted_rows``. After a barrier, if
+    any rank still misses rows (each machine has its own copy of the store), the ranks of each
+    machine complete their copy, split by local rank. Every rank must call this.
+    """
+    ctx = init_distributed(model.device)
+    progress = progress and ctx.is_main
+    store = embed_fn(model=model, shard=(ctx.rank, ctx.world_size), progress=progress, **kwargs)
+    barrier()
+    store = reload_store(store)
+    if any_rank(not store.done[np.asarray(wanted_rows, dtype=np.int64)].all()):
+        store = embed_fn(model=model, shard=(ctx.local_rank, ctx.local_world_size), progress=progress, **kwargs)
+        barrier()
+        store = reload_store(store)
     return store

@@ -42,7 +42,7 @@ from ..fileutil import TMP_PREFIX, atomic_path, atomic_write_text, os_error_to_i
 from ..model.hashing import state_sha256
 from ..model.inference import Embedding
 from ..model.models import SamModel
-from .storefiles import EntryWriter, store_lock  # noqa: F401  (EntryWriter re-exported)
+from .storefiles import store_lock
 
 STORE_FORMAT = "medsam_lite.embeddings/1"
 DTYPES = ("float16", "float32")

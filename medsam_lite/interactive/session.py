@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..model.geometry import check_boxes
 from ..model.inference import EmbeddingCache, encode
 from ..model.models import SamModel
-from .annotations import SAVE_SUFFIXES, Prompt  # noqa: F401  (re-exported)
+from .annotations import Prompt
 from .annotations import Annotation, as_scan, check_class_names, save_case, save_label_map
 from .predict import Predictor, resolve_preset
 from .prefetch import Prefetcher

@@ -39,11 +39,10 @@ from ..model.models import check_model
 from ..errors import InputError
 from ..model.inference import (MASK_PAD_LOGIT, Embedding, EmbeddingCache, check_mask_input, check_points, decode,
                                encode)
-from ..io.labelout import label_writer
+from ..io.formats import label_writer
 from ..io.scans import Volume, read_volume
 from ..model.models import SamModel
 from .predict import resolve_preset
-from .prompts import box_from_recist  # noqa: F401  (re-exported: medsam_lite.volume.box_from_recist)
 from .prefetch import Prefetcher
 from .propagation import propagate
 from .volprompts import check_label_clicks, check_slice_clicks, parse_box_prompt
@@ -359,7 +358,7 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
         model: a :class:`~medsam_lite.models.SamModel` (default: the bundled LiteMedSAM).
         modality: ``"MR"`` (default) or ``"CT"``; with ``window``, the intensity preset.
         out, format, names: also write the result to ``out`` (``.dcm``: a DICOM-SEG of the source series,
-            segments named by ``names``), checked before any work: :func:`medsam_lite.io.labelout.label_writer`.
+            segments named by ``names``), checked before any work: :func:`medsam_lite.io.formats.label_writer`.
         **options: ``margin`` (1 px), ``margin_ratio`` (0.05), ``min_pixels`` (10), ``min_score``
             (0.0), ``max_intensity_change`` (64), ``largest_component`` (False), ``progress``
             (True), ``clicks`` (per-slice corrective clicks ``{z: (points K×2 XY, point_labels K)}``);

@@ -6,7 +6,7 @@ conversion between the two lives in :mod:`medsam_lite.io.scans` only.
 
 Labels as sites store them: :mod:`~medsam_lite.io.dicomlabels` (RTSTRUCT / DICOM-SEG in, found by
 ``find_cases``), :mod:`~medsam_lite.io.rtstruct`, :mod:`~medsam_lite.io.dicomseg`,
-:mod:`~medsam_lite.io.labelout` (DICOM-SEG / RTSTRUCT out) and :mod:`~medsam_lite.io.challenge`
+:mod:`~medsam_lite.io.formats` (DICOM-SEG / RTSTRUCT out) and :mod:`~medsam_lite.io.challenge`
 (the CVPR24 challenge npz).
 """
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .scans import LOSSY_SUFFIXES, WRITE_SUFFIXES, Volume, _suffix, write_volume
+from .scans import LOSSY_SUFFIXES, WRITE_SUFFIXES, Volume, file_suffix, write_volume
 
 #: Formats a mask is written to as 0/255 (image formats); every other format gets 0/1.
 IMAGE_FORMATS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -44,7 +44,7 @@ def check_label_output(path: str | os.PathLike, *, label_map: bool, ndim: int | 
         InputError: an unknown suffix, a label map to JPEG, a volume to a 2D-image format.
     """
     path = Path(path)
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     if suffix not in WRITE_SUFFIXES:
         raise InputError(f"cannot write {path.name!r}: the suffix must be one of {', '.join(WRITE_SUFFIXES)} "
                          "(any letter case).")

@@ -74,7 +74,7 @@ class Volume:
         return image
 
 
-def _suffix(path: Path) -> str:
+def file_suffix(path: Path) -> str:
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
@@ -109,10 +109,10 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
         from .challenge import read_arrays
 
         return Volume(**read_arrays(path), path=str(path))
-    if path.is_file() and _suffix(path) in (".nii", ".nii.gz"):
+    if path.is_file() and file_suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
         nan_index = _nifti_nan_index(path)
-    if path.is_file() and _suffix(path) in (".tif", ".tiff"):
+    if path.is_file() and file_suffix(path) in (".tif", ".tiff"):
         from .tiff import check_tiff
 
         check_tiff(path)  # one SimpleITK would read as 8-bit RGBA, losing bits
@@ -135,7 +135,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
             raise InputError(f"{path} holds {nan_index.size:,} NaN voxels; replace them (e.g. numpy.nan_to_num) "
                              "and save the file again.")
         array.reshape(-1)[nan_index] = np.nan  # NIfTI order (x fastest) is the (z, y, x) C order
-    if image.GetDimension() == 3 and array.shape[0] == 1 and _suffix(path) in IMAGE_SUFFIXES + (".dcm",):
+    if image.GetDimension() == 3 and array.shape[0] == 1 and file_suffix(path) in IMAGE_SUFFIXES + (".dcm",):
         array = array[0]  # a single 2D slice read as a 1-slice volume
         return Volume(array, image.GetSpacing()[:2], image.GetOrigin()[:2],
                       _direction_2d(image.GetDirection()), str(path))
@@ -176,7 +176,7 @@ def write_volume(array: np.ndarray, path: str | os.PathLike, like: Volume | None
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    suffix = _suffix(path)
+    suffix = file_suffix(path)
     if suffix not in WRITE_SUFFIXES:
         raise InputError(f"cannot write {path.name!r}: the suffix must be one of {', '.join(WRITE_SUFFIXES)}.")
     if array.dtype.kind not in "uif":
@@ -244,7 +244,7 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
         from .challenge import read_arrays
 
         return Volume(**read_arrays(path, "gts"), path=str(path))
-    if _suffix(path) == ".dcm":
+    if file_suffix(path) == ".dcm":
         from .dicomlabels import label_kind, read_dicom_label
 
         if label_kind(path):
@@ -253,14 +253,14 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
                           tuple(got["notes"]), got["names"])
     vol = read_volume(path, series=series)
     notes = []
-    lossy = _suffix(path) in LOSSY_SUFFIXES
+    lossy = file_suffix(path) in LOSSY_SUFFIXES
     if lossy and not allow_lossy:
         raise InputError(
             f"label {path} is a JPEG: its lossy compression changes label values (a 0/255 mask becomes "
             "values 0–13 and 242–255, i.e. dozens of labels). Save masks as PNG (lossless), or read a binary "
             "mask anyway with medsam_lite.io.read_label(path, allow_lossy=True).")
     lab = vol.array
-    if _suffix(path) == ".png":
+    if file_suffix(path) == ".png":
         from PIL import Image
 
         with Image.open(path) as im:

@@ -119,13 +119,6 @@ class IntensityPreset:
         return {"modality": self.modality, "window": list(self.window) if self.window else None,
                 "window_name": self.window_name, "percentiles": list(self.percentiles)}
 
-    def describe(self) -> str:
-        """One line for messages, e.g. ``CT window [-500, 1000] (medsam)``."""
-        if self.window is None:
-            return f"{self.modality}, {self.percentiles[0]:g}–{self.percentiles[1]:g} percentiles of voxels > 0"
-        name = f" ({self.window_name})" if self.window_name else ""
-        return f"{self.modality} window [{self.window[0]:g}, {self.window[1]:g}]{name}"
-
     def bounds(self, image: np.ndarray) -> tuple[float, float]:
         """The ``(low, high)`` clip bounds this preset gives ``image`` (a slice or a whole volume)."""
         if self.window is not None:

@@ -14,14 +14,13 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, InputError
-from .checkpoints import (file_sha256, guess_architecture, load_click_decoder, load_strict, read_checkpoint,
-                          recorded_preset)
+from ..fileutil import file_sha256
+from .checkpoints import load_click_decoder, load_strict, read_checkpoint, recorded_preset
 from .runtime import check_device, runtime_for
 from .intensity import IntensityPreset
 from .geometry import Geometry
 
-__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model", "read_checkpoint", "file_sha256",
-           "guess_architecture"]
+__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model"]
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ import weakref
 import numpy as np
 import torch
 
-from .backends import _as_array, _DecoderGraph, _export_cached, _Session
+from .backends import DecoderGraph, export_cached
+from .sessions import GraphSession, as_array
 from .hashing import state_sha256
 
 
-class PromptGraph(_DecoderGraph):
+class PromptGraph(DecoderGraph):
     """Prompt encoder + mask decoder for points, boxes and a mask input, for ONE image embedding.
 
     Inputs ``embedding 1×C×h×w``; ``point_coords N×P×2`` model-input pixels and ``point_labels N×P``
@@ -129,9 +130,9 @@ def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None,
 
             return PromptGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder)).cpu().float().eval()
 
-        path = _export_cached("prompts", make, weights, backend, settings["cache_dir"],
+        path = export_cached("prompts", make, weights, backend, settings["cache_dir"],
                               settings["input_size"], settings["progress"])
-        _SESSIONS[key] = _Session(backend, path, runtime.precision, runtime.threads)
+        _SESSIONS[key] = GraphSession(backend, path, runtime.precision, runtime.threads)
     arrays = prompt_arrays(boxes, points, point_labels, mask_input, n, tuple(prompt_encoder.mask_input_size))
-    logits, iou = _SESSIONS[key].run(_as_array(embedding, "embedding (1×256×64×64)", 4), *arrays)
+    logits, iou = _SESSIONS[key].run(as_array(embedding, "embedding (1×256×64×64)", 4), *arrays)
     return torch.from_numpy(logits), torch.from_numpy(iou)
