@@ -197,6 +197,27 @@ def test_cli_predict_writes_a_seg_that_references_the_series(tmp_path, ct):
     np.testing.assert_array_equal(pixels > 0, nifti > 0)
 
 
+def test_cli_predict_format_rtstruct_writes_an_rtstruct_of_the_series(tmp_path, ct):
+    """``--out x.dcm --format rtstruct`` reaches the RTSTRUCT writer through the one format registry
+    (a ``.dcm`` alone stays a DICOM-SEG); a format that cannot take the name is refused before any work."""
+    import pydicom
+
+    from medsam_lite.app import cli
+
+    series, label = ct
+    ys, xs = np.nonzero((label[4:6] == 5).any(axis=0))
+    box3d = [xs.min(), ys.min(), 4, xs.max(), ys.max(), 5]
+    common = ["predict", str(series), "--box3d", *map(str, box3d), "--modality", "CT", "--backend", "torch"]
+    assert cli.main(common + ["--out", str(tmp_path / "rs.nii.gz"), "--format", "rtstruct"]) == 2  # before any work
+    assert cli.main(common + ["--out", str(tmp_path / "rs.dcm"), "--format", "rtstruct"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rs.dcm"]
+    ds = pydicom.dcmread(tmp_path / "rs.dcm")
+    assert ds.Modality == "RTSTRUCT" and [r.ROIName for r in ds.StructureSetROISequence] == ["segmentation"]
+    back = io.read_label(tmp_path / "rs.dcm", reference=series)
+    assert back.names == {1: "segmentation"}
+    assert not back.array[:4].any() and not back.array[6:].any() and _dice(back.array[4:6] == 1, label[4:6] == 5) > 0.5
+
+
 def test_predict_volume_labels_round_trips_names_through_seg(tmp_path, ct, model):
     import highdicom as hd
 

@@ -24,7 +24,7 @@ from medsam_lite import io, samples
 from medsam_lite.data.dataset import MANIFEST_COLUMNS, open_dataset
 from medsam_lite.data import prepcheck
 from medsam_lite.io.cases import find_cases
-from medsam_lite.data.preprocess import thick_axis
+from medsam_lite.io.scans import thick_axis
 from medsam_lite.model.geometry import Geometry
 
 pp_module = importlib.import_module("medsam_lite.data.preprocess")  # the attribute is the function

@@ -102,7 +102,7 @@ import medsam_lite as ml
 from medsam_lite import io, plotting
 from medsam_lite.data.dataset import open_dataset
 from medsam_lite.io.cases import find_cases
-from medsam_lite.data.preprocess import thick_axis
+from medsam_lite.io.scans import thick_axis
 
 cases = find_cases(S.data, exclude=S.work)
 for case in cases:

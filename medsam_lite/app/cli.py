@@ -72,16 +72,12 @@ def _positive_int(value: str) -> int:
 def _window(value: str):
     """``"medsam"`` (a window name) or ``"-160,240"`` (low,high) → the ``window`` argument."""
     from ..errors import InputError
-    from ..model.intensity import CT_WINDOWS, check_window
+    from ..model.intensity import parse_window
 
-    if "," not in value:
-        if value not in CT_WINDOWS:
-            raise argparse.ArgumentTypeError(f"unknown window {value!r}; use one of {sorted(CT_WINDOWS)} or LOW,HIGH")
-        return value
     try:
-        return check_window(value.split(","))
-    except InputError:
-        raise argparse.ArgumentTypeError(f"LOW,HIGH must be two finite numbers with HIGH > LOW, got {value!r}") from None
+        return parse_window(value)  # the one CT-window check
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number(kind):
@@ -188,6 +184,7 @@ def _model_options(p: argparse.ArgumentParser, taken) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     import medsam_lite as ml
+    from ..io.formats import FORMATS
 
     fmt = _Formatter
     parser = _Parser(prog="medsam-lite", description=__doc__.splitlines()[0], formatter_class=fmt)
@@ -227,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a label map on the same grid: one box per label (and 2D component) → a label map out")
     p.add_argument("--slice", type=_number(int), default=None, help="key slice index of --box in a volume")
     p.add_argument("--out", required=True, help="mask file (.nii.gz/.nrrd/.mha keep the source geometry; .png for 2D; "
-                   ".dcm: a DICOM-SEG referencing the source DICOM series)")
+                   ".dcm: a DICOM-SEG referencing the source DICOM series, or an RTSTRUCT with --format rtstruct)")
+    p.add_argument("--format", default=None, choices=[f.name for f in FORMATS],
+                   help="output format (medsam_lite.io.formats); default: from the --out suffix (.dcm: dicom-seg)")
     p.add_argument("--modality", default=None, help=_doc_args(ml.Predictor.set_image).get("modality"))
     p.add_argument("--window", default=None, **_CONVERT["window"], help="CT window name or LOW,HIGH")
     _model_options(p, ())
@@ -321,18 +320,15 @@ def _run(args) -> int:
 
 def _predict(args, ml) -> None:
     from ..io import scans as io
+    from ..io.formats import check_label_output, label_writer
 
     if sum(x is not None for x in (args.box, args.box3d, args.labels_from)) != 1:
         raise ml.InputError("give exactly one of --box X0 Y0 X1 Y1, --box3d X0 Y0 Z0 X1 Y1 Z1 or --labels-from FILE.")
-    from ..io.labelfiles import check_label_output, write_label_map, write_mask
-
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise ml.InputError(f"--out {out} must be a file path in an existing folder.")
     label_map = args.labels_from is not None
-    dicom = out.suffix.lower() == ".dcm"  # DICOM-SEG: the source must be a DICOM series (checked once read)
-    if not dicom:
-        check_label_output(out, label_map=label_map)  # the output's format before the scan is read
+    check_label_output(out, label_map=label_map, format=args.format)  # the output's format before the scan is read
     check_writable(out.parent, "--out")  # before reading the image and running the model
     source = io.read_volume(args.image)
     comps = source.array.shape[-1] if source.array.ndim > len(source.spacing) else 1
@@ -342,13 +338,9 @@ def _predict(args, ml) -> None:
                             "VectorIndexSelectionCast(image, 0)) and predict on that.")
     is_volume = len(source.spacing) == 3
     given = io.read_label(args.labels_from, reference=args.image) if args.labels_from is not None else None
-    dicom_seg = None
-    if dicom:  # checked before the model runs: the source must be a DICOM series
-        from ..io.formats import label_writer
-
-        dicom_seg = label_writer(out, "dicom-seg", source, given.names if given is not None else {1: "segmentation"})
-    else:
-        check_label_output(out, label_map=label_map, ndim=3 if is_volume else 2)  # before the model runs
+    # the registry's whole pre-work check (a DICOM output needs a DICOM series source) before the model runs
+    write = label_writer(out, args.format, source, given.names if given is not None else {1: "segmentation"},
+                         label_map=label_map, ndim=3 if is_volume else 2)
     if args.labels_from is not None:
         from ..interactive.labelmaps import predict_label_map, predict_volume_labels
 
@@ -357,10 +349,7 @@ def _predict(args, ml) -> None:
             mask = predict_volume_labels(source, labels, model=_load(args), modality=args.modality, window=args.window)
         else:
             mask = predict_label_map(source.array, labels, model=_load(args), modality=args.modality, window=args.window)
-        if dicom_seg is not None:
-            dicom_seg(mask)
-        else:
-            write_label_map(mask, out, like=source)
+        write(mask)
         print(f"label map with labels {[int(v) for v in np.unique(mask) if v]} → {out}")
         return
     if is_volume:
@@ -374,10 +363,7 @@ def _predict(args, ml) -> None:
         if args.slice is not None:
             raise ml.InputError(f"{args.image} is a 2D image; --slice is only for volumes.")
         mask = ml.predict(source.array, args.box, model=_load(args), modality=args.modality, window=args.window)[0]
-    if dicom_seg is not None:
-        dicom_seg(mask.astype("uint8"))
-    else:
-        write_mask(mask, out, like=source)  # 0/255 in image formats, 0/1 in volume formats (io.labelfiles)
+    write(mask.astype(bool))  # 0/255 in image formats, 0/1 in volume formats, a segment in DICOM (io.formats)
     print(f"mask with {int(mask.sum())} voxels → {out}")
 
 

@@ -407,13 +407,12 @@ def read_case(s: Settings, case: str | None = None):
 
     from ..io import scans as io
     from ..interactive.prompts import key_slice
-    from ..data.preprocess import thick_axis
 
     case, image_path, label_path = case_paths(s, case)
     scan, label = io.read_volume(image_path), io.read_volume(label_path)
     if not s.quick or scan.array.ndim != 3:
         return scan, label
-    axis = thick_axis(scan.spacing_zyx, scan.array.shape)
+    axis = scan.slice_axis()
     k = focus_label(ensure_dataset(s))
     target = np.moveaxis(label.array == k, axis, 0)
     if not target.any():

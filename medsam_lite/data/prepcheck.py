@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import InputError
-from ..model.intensity import check_window
+from ..model.intensity import parse_window
 from ..model.geometry import Geometry
 from ..model.intensity import CT_WINDOWS
 
@@ -104,11 +104,9 @@ def recorded_settings(modality, window, image_size, axis, min_pixels, split_comp
               test_cases, seed, labels, min_mm2=None) -> dict:
     if not isinstance(modality, str) or not modality:
         raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
-    if isinstance(window, str):
-        if window not in CT_WINDOWS:
-            raise InputError(f"unknown CT window {window!r}; choose one of {sorted(CT_WINDOWS)} or (low, high).")
-    elif window is not None:
-        window = list(check_window(window))
+    window = parse_window(window)  # the one CT-window check (model.intensity)
+    if isinstance(window, tuple):
+        window = list(window)
     if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 16:
         raise InputError(f"image_size must be an integer ≥ 16 (256 for LiteMedSAM, 1024 for MedSAM), got {image_size!r}.")
     if isinstance(axis, str):

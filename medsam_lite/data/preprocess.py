@@ -32,24 +32,15 @@ from ..fileutil import (TMP_PREFIX, FolderLock, atomic_write, atomic_write_text,
                         remove_empty_folders)
 from ..model.intensity import IntensityPreset
 from ..io.dicomlabels import resolve_names
-from ..io.scans import Volume, align_label, read_label, read_volume
+from ..io.scans import Volume, align_label, read_label, read_volume, thick_axis
 from .prepcheck import recorded_settings, check_slices, minimum_text, modality_notes, per_label, report
 from .prepstate import resolve_label_names, manifest_frame, resume_state
 from ..model.geometry import Geometry, box_from_mask, resize_slice
 from ..model.intensity import CT_WINDOWS, normalize_intensity
 
-__all__ = ["prepare_dataset", "preprocess", "thick_axis"]
+__all__ = ["prepare_dataset", "preprocess"]
 
 #: Name endings that mark a label map in a flat folder (``case_label.nii.gz`` …), tried in order.
-
-
-def thick_axis(spacing_zyx, shape=None) -> int:
-    """The slicing axis in array order ``(z, y, x)``: the one of largest spacing (ties → the first,
-    so z); a size-1 axis in ``shape`` wins (a one-slice volume)."""
-    if shape is not None and 1 in tuple(shape):
-        return tuple(shape).index(1)
-    s = np.asarray(spacing_zyx, dtype=float)
-    return int(np.flatnonzero(s >= s.max() * (1 - 1e-6))[0])
 
 
 def _gray(vol: Volume) -> np.ndarray:

@@ -401,9 +401,8 @@ def _as_volume(volume) -> Volume:
 
 
 def _pick_axis(volume: Volume, axis) -> int:
-    if axis is None:  # a size-1 axis is the slice axis (as in preprocess), else the largest spacing's
-        single = [a for a, n in enumerate(volume.array.shape[:3]) if n == 1]
-        return single[0] if single else int(np.argmax(volume.spacing_zyx))  # ties → the first, axis 0
+    if axis is None:  # the Volume's rule, the one preprocess uses (a size-1 axis, else the largest spacing's)
+        return volume.slice_axis()
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
         raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
     return int(axis) % 3
