@@ -17,9 +17,9 @@ How a distributed run matches a single-process one:
   checkpoints and ``history.csv`` are written by rank 0 only, in the format of a single process.
 * **Embedding.** Shard ``i`` of ``n`` computes the rows ``i::n`` of the *selected* slices (not of
   the missing ones, so shards started at different times still split the work the same way).
-  One process at a time checks or creates the store's files (:func:`medsam_lite.store.store_lock`), so a second
+  One process at a time checks or creates the store's files (:func:`medsam_lite.data.storefiles.store_lock`), so a second
   creator never replaces files someone writes into. Entries are written with positioned writes
-  (:class:`medsam_lite.store.EntryWriter`), each shard into its own rows' bytes, data before its ``done`` flag.
+  (:class:`medsam_lite.data.storefiles.EntryWriter`), each shard into its own rows' bytes, data before its ``done`` flag.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     """Segment every target of one case from its ground-truth box, on the stored embeddings.
 
     Args:
-        model: a :class:`~medsam_lite.models.SamModel` (pretrained or fine-tuned).
+        model: a :class:`~medsam_lite.model.models.SamModel` (pretrained or fine-tuned).
         dataset: a prepared dataset folder or ``Dataset``.
         case: the case id.
         max_slices_per_case: only this many consecutive central slices (see ``select_slices``).
@@ -155,7 +155,7 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
     spacing is used.
 
     Args:
-        model: a :class:`~medsam_lite.models.SamModel`, e.g. ``load_model()`` or
+        model: a :class:`~medsam_lite.model.models.SamModel`, e.g. ``load_model()`` or
             ``load_model(checkpoint="runs/ft/best.pt")``.
         dataset: a prepared dataset folder or ``Dataset``.
         split: ``"test"`` (default), ``"train"``, or ``None`` for every case.

@@ -313,7 +313,7 @@ def ensure_dataset(s: Settings):
     """The prepared dataset of ``s`` (notebook 02), prepared now if missing or unfinished.
 
     Calls :func:`medsam_lite.preprocess` (which skips finished cases) and returns
-    :func:`medsam_lite.dataset.open_dataset` of :attr:`Settings.dataset`.
+    :func:`medsam_lite.data.dataset.open_dataset` of :attr:`Settings.dataset`.
     """
     from ..data.dataset import open_dataset
     from ..data.preprocess import preprocess

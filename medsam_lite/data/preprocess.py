@@ -1,14 +1,14 @@
 """``preprocess``: from a folder of scans and label maps to a prepared training set (MedSAM recipe).
 
 Source layouts (nnU-Net/MSD, images/ + labels/, flat folders, DICOM series) are found by
-:func:`medsam_lite.cases.find_cases`.
+:func:`medsam_lite.io.cases.find_cases`.
 
 The recipe, per case: read image and label map with SimpleITK (their shape, spacing, origin and
 direction must agree), normalize the whole volume to ``uint8`` (CT window or 0.5–99.5 percentiles
-of the voxels > 0, :func:`~medsam_lite.transforms.normalize_intensity`), cut it into slices along
+of the voxels > 0, :func:`~medsam_lite.model.intensity.normalize_intensity`), cut it into slices along
 the axis of largest spacing, and keep one binary target per label (or per connected component) per
 slice with at least ``min_pixels`` pixels. The output is the folder described in
-:mod:`medsam_lite.dataset`; everything is checked before anything is written.
+:mod:`medsam_lite.data.dataset`; everything is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
 
     Returns:
         The manifest (also saved as ``out_dir/manifest.csv``): one row per target with the columns
-        of :data:`medsam_lite.dataset.MANIFEST_COLUMNS`. Boxes ``x0, y0, x1, y1`` are XYXY,
+        of :data:`medsam_lite.data.dataset.MANIFEST_COLUMNS`. Boxes ``x0, y0, x1, y1`` are XYXY,
         inclusive, in original slice pixels; image/mask paths are relative to ``out_dir``.
 
     Raises:

@@ -177,7 +177,7 @@ def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
             raise InputError(f"{folder} has an {images}/ folder: preprocess would read it as {images}/ + "
                              f"{labels}/ and skip flat files; save into another folder.")
     meta = folder / "dataset.json"
-    if meta.is_file() and '"medsam_lite.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
+    if meta.is_file() and '"medsam_lite.data.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
         raise InputError(f"{folder} is a prepared dataset; save the case into a source folder of scans.")
     names = {str(v): n for n, v in session.label_values.items()}
     labels_json = folder / "labels.json"

@@ -1,6 +1,6 @@
 """Prompts derived from masks: key slices, 3D boxes, RECIST lines, and boxes between pixel spaces.
 
-Pixel spaces (see :mod:`medsam_lite.transforms`):
+Pixel spaces (see :mod:`medsam_lite.model.geometry`):
 
 * **original** — the slice as read from the scan, ``H×W`` (a manifest's ``height``/``width``);
 * **stored** — a prepared dataset's slice PNG: the original resized so its longest side is the

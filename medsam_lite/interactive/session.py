@@ -334,12 +334,12 @@ class AnnotationSession:
 
     def save(self, path) -> Path:
         """Write :meth:`to_label_map` (NIfTI / NRRD / MHA with the scan's geometry, or PNG for 2D);
-        see :func:`~medsam_lite.interactive.annotation_files.save_label_map`."""
+        see :func:`~medsam_lite.interactive.annotations.save_label_map`."""
         return save_label_map(self, path)
 
     def save_case(self, folder, case: str | None = None) -> tuple[Path, Path]:
         """Save the scan and its label map as one case of a folder :func:`~medsam_lite.preprocess`
-        reads; see :func:`~medsam_lite.interactive.annotation_files.save_case`."""
+        reads; see :func:`~medsam_lite.interactive.annotations.save_case`."""
         return save_case(self, folder, case)
 
     def close(self) -> None:

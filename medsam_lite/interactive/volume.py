@@ -20,7 +20,7 @@ Conventions:
   with the largest spacing for a :class:`~medsam_lite.io.Volume`, else 0). Slice ``i`` is the 2D
   array ``np.take(array, i, axis)``.
 * A 2D box is ``XYXY`` in that slice's original pixels: ``x`` = column, ``y`` = row, inclusive of
-  the target's extreme pixels (as :func:`~medsam_lite.transforms.box_from_mask` makes them).
+  the target's extreme pixels (as :func:`~medsam_lite.model.geometry.box_from_mask` makes them).
 * A 3D box is ``[x0, y0, z0, x1, y1, z1]`` as in the LiteMedSAM challenge: ``x, y`` as above, ``z``
   the slice index along ``axis``, all inclusive. The key slice is its middle,
   ``z0 + (z1 - z0) // 2``, and propagation never leaves ``[z0, z1]`` nor the box's ``x, y`` extent.
@@ -66,7 +66,7 @@ class VolumePredictor:
     Args:
         volume: a :class:`~medsam_lite.io.Volume`, a ``(z, y, x)`` array of any real dtype, or a
             path :func:`~medsam_lite.io.read_volume` reads (NIfTI, NRRD, MHA, DICOM series folder).
-        model: a :class:`~medsam_lite.models.SamModel` (default: ``load_model()``, LiteMedSAM); a
+        model: a :class:`~medsam_lite.model.models.SamModel` (default: ``load_model()``, LiteMedSAM); a
             fine-tuned one loads with ``load_model(checkpoint=...)``.
         axis: the array axis slices are taken across (default: the largest spacing's axis for a
             ``Volume``, ties and plain arrays → 0).
@@ -82,9 +82,9 @@ class VolumePredictor:
             ``io.write_volume(mask, path, like=vp.volume)``).
         axis: the out-of-plane array axis.
         image: the normalized ``uint8`` volume, same shape as the input array.
-        preset: the :class:`~medsam_lite.intensity.IntensityPreset` applied to the volume.
-        embeddings: an :class:`~medsam_lite.inference.EmbeddingCache`, slice index →
-            :class:`~medsam_lite.inference.Embedding`, filled on demand. They depend
+        preset: the :class:`~medsam_lite.model.intensity.IntensityPreset` applied to the volume.
+        embeddings: an :class:`~medsam_lite.model.inference.EmbeddingCache`, slice index →
+            :class:`~medsam_lite.model.inference.Embedding`, filled on demand. They depend
             only on the image, the axis and the image encoder: a predictor of the same volume with a
             fine-tuned decoder can take them over (``other.embeddings.update(vp.embeddings)``).
         encoder_calls: how many slices were encoded (each at most once).
@@ -143,7 +143,7 @@ class VolumePredictor:
         return bool(image.min() == image.max())
 
     def embed(self, index: int) -> Embedding:
-        """The :class:`~medsam_lite.inference.Embedding` of slice ``index``; encodes only the first time.
+        """The :class:`~medsam_lite.model.inference.Embedding` of slice ``index``; encodes only the first time.
 
         Raises:
             InputError: the slice is blank (see :meth:`is_blank`).
@@ -355,7 +355,7 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             ``{label: prompt}`` for a label map. See :meth:`VolumePredictor.predict`.
         slice_index: the slice (or slices) the box is drawn on, along ``axis``.
         axis: out-of-plane array axis (default: largest spacing's axis for a ``Volume``, else 0).
-        model: a :class:`~medsam_lite.models.SamModel` (default: the bundled LiteMedSAM).
+        model: a :class:`~medsam_lite.model.models.SamModel` (default: the bundled LiteMedSAM).
         modality: ``"MR"`` (default) or ``"CT"``; with ``window``, the intensity preset.
         out, format, names: also write the result to ``out`` (``.dcm``: a DICOM-SEG of the source series,
             segments named by ``names``), checked before any work: :func:`medsam_lite.io.formats.label_writer`.

@@ -94,7 +94,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
     """Read a NIfTI / NRRD / MHA / DICOM file, a DICOM series folder, or a 2D image file.
 
     Args:
-        path: a file, or a folder holding a DICOM series (see :mod:`medsam_lite.dicom`: slices
+        path: a file, or a folder holding a DICOM series (see :mod:`medsam_lite.io.dicom`: slices
             sorted by position, spacing from the positions, RescaleSlope/Intercept applied).
         series: SeriesInstanceUID to read from a folder holding several series.
 

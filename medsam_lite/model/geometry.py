@@ -15,7 +15,7 @@ Conventions (one source of truth for the whole package):
   - ``"sam"`` (SAM): resize the longest side to ``S``, ImageNet mean/std on 0–255, pad.
 
   Each resize is the published one (:meth:`Geometry.image_to_model`).
-* Intensity presets (CT windows, MR percentiles) live in :mod:`medsam_lite.intensity`.
+* Intensity presets (CT windows, MR percentiles) live in :mod:`medsam_lite.model.intensity`.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ _HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # mask decoder
 
 def prompt_weights_sha256(prompt_encoder, mask_decoder, weights_version: int) -> str:
     """SHA-256 of the prompt encoder's and mask decoder's tensors, computed once per
-    :attr:`~medsam_lite.model.models.SamModel.weights_version` of the model they belong to (as the
+    ``weights_version`` (:class:`~medsam_lite.model.models.SamModel`) of the model they belong to (as the
     encoder hash of :func:`medsam_lite.data.store.encoder_sha256`): nothing is hashed per click."""
     key = (id(prompt_encoder), int(weights_version))
     hit = _HASHES.get(mask_decoder)
@@ -113,7 +113,7 @@ def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None,
         boxes: ``N×4`` XYXY model-input pixels, or ``None``.
         points, point_labels: ``N×K×2`` XY model-input pixels and ``N×K`` (1 fg, 0 bg), or ``None``.
         mask_input: ``N×1×256×256`` low-res logits, or ``None``.
-        weights_version: the owning model's :attr:`~medsam_lite.model.models.SamModel.weights_version`
+        weights_version: the owning model's ``weights_version`` (:class:`~medsam_lite.model.models.SamModel`)
             (the export is looked up by the weights' hash, recomputed only when it moves on).
 
     Returns:
