@@ -1,5 +1,5 @@
-"""Issue 18, the house's plumbing: one atomic write that keeps the umask, one lock, the weights
-version of the compiled runtime, Geometry's rule for thin images, and work done once per call."""
+"""fileutil and the plumbing that uses it: one atomic write that keeps the umask, one lock, the
+weights version of the compiled runtime, Geometry's rule for thin images, and work done once per call."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from medsam_lite.data.dataset import open_dataset
 from medsam_lite.model import backends
 from medsam_lite.model.geometry import Geometry
 from medsam_lite.train import finetune as finetune_module
+from medsam_lite.errors import InputError
 
 
 @pytest.fixture
@@ -260,3 +261,11 @@ def test_evaluate_hashes_the_slice_images_once(tmp_path, model, monkeypatch):
     monkeypatch.setattr(store_module, "_rows_with_hashes", lambda d: counted.append(1) or real(d))
     per_case, _ = ml.evaluate(model, ds, split=None, max_slices_per_case=1, progress=False)
     assert per_case["case"].nunique() == 2 and counted == [1]  # once for the store, not once more per case
+
+
+def test_an_atomic_write_onto_a_folder_is_an_input_error(tmp_path):
+    from medsam_lite.fileutil import atomic_write_text
+
+    (tmp_path / "x.csv").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        atomic_write_text(tmp_path / "x.csv", "a,b\n")

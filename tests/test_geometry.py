@@ -1,4 +1,5 @@
-"""Intensity presets and the mapping between original and model pixels."""
+"""model/geometry.py and model/intensity.py: intensity presets and the mapping between original and
+model pixels."""
 
 import numpy as np
 import pytest

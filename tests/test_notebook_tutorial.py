@@ -12,6 +12,7 @@ import SimpleITK as sitk
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.app import tutorial
+from medsam_lite.errors import InputError
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS")
@@ -134,3 +135,30 @@ def test_ensure_checkpoint_trains_once_then_reads_back(tmp_path, clean_env, caps
     assert tutorial.ensure_checkpoint(s, train=False) == best
     tuned = ml.load_model(checkpoint=best, device="cpu")
     assert tuned.checkpoint == str(best)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2"])
+def test_medsam_lite_threads_that_is_not_a_positive_number_is_named(monkeypatch, value):
+    from medsam_lite.app import tutorial
+
+    monkeypatch.setenv("MEDSAM_LITE_THREADS", value)
+    with pytest.raises(InputError, match="MEDSAM_LITE_THREADS"):
+        tutorial.settings(samples.brain_mri_dir(), verbose=False)
+
+
+@pytest.mark.parametrize("value, quick", [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False)])
+def test_medsam_lite_quick_reads_the_usual_spellings(monkeypatch, value, quick):
+    from medsam_lite.app import tutorial
+
+    monkeypatch.setenv("MEDSAM_LITE_QUICK", value)
+    monkeypatch.setenv("MEDSAM_LITE_THREADS", "1")
+    assert tutorial.settings(samples.brain_mri_dir(), verbose=False).quick is quick
+
+
+def test_medsam_lite_quick_that_is_neither_on_nor_off_is_named(monkeypatch):
+    from medsam_lite.app import tutorial
+
+    monkeypatch.setenv("MEDSAM_LITE_QUICK", "maybe")
+    monkeypatch.setenv("MEDSAM_LITE_THREADS", "1")
+    with pytest.raises(InputError, match="MEDSAM_LITE_QUICK"):
+        tutorial.settings(samples.brain_mri_dir(), verbose=False)

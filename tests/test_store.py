@@ -1,4 +1,5 @@
-"""Issue 15, the faults that remained: each test fails on the tree before its fix.
+"""The embedding store (data/store.py) and the refusals around it: a store of another dataset,
+swapped rows or files, read-only datasets, full disks, manifest files that are not files.
 
 Real data: two MNI-derived brain subjects (``data_samples/brain_mri``, white matter only) prepared
 with ``ml.preprocess`` into a temporary folder; embeddings of one central slice per case. Every
