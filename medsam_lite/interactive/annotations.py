@@ -77,10 +77,12 @@ class Annotation:
 
     _STATE = ("box", "points", "point_labels", "mask", "score", "logits")
 
-    def _push(self) -> None:
+    def push_state(self) -> None:
+        """Remember the current state (for undo)."""
         self.history.append(tuple(getattr(self, k) for k in self._STATE))
 
-    def _pop(self) -> None:
+    def pop_state(self) -> None:
+        """Go back to the state last remembered by :meth:`push_state`."""
         for k, v in zip(self._STATE, self.history.pop()):
             setattr(self, k, v)
 

@@ -114,7 +114,7 @@ class VolumePredictor:
     def prefetch_around(self, index: int) -> None:
         """Encode the :attr:`prefetch` slices on each side of ``index`` in the background (nearest
         first, skipping blank and cached ones); a later call replaces what is still waiting."""
-        index = self._check_index(index)
+        index = self.check_index(index)
         order = [index + d * s for d in range(1, self.prefetch + 1) for s in (1, -1)]
         self._prefetcher.request([z for z in order if 0 <= z < self.n_slices and not self.is_blank(z)])
 
@@ -135,7 +135,7 @@ class VolumePredictor:
 
     def slice_image(self, index: int) -> np.ndarray:
         """The normalized ``uint8`` slice ``index`` along :attr:`axis`, ``H×W``."""
-        return np.take(self.image, self._check_index(index), axis=self.axis)
+        return np.take(self.image, self.check_index(index), axis=self.axis)
 
     def is_blank(self, index: int) -> bool:
         """True if slice ``index`` is constant once normalized (e.g. outside the body): nothing to segment."""
@@ -148,7 +148,7 @@ class VolumePredictor:
         Raises:
             InputError: the slice is blank (see :meth:`is_blank`).
         """
-        return self._prefetcher.get(self._check_index(index))
+        return self._prefetcher.get(self.check_index(index))
 
     def predict_slice(self, index: int, boxes=None, points=None, point_labels=None, mask_input=None,
                       return_logits: bool = False, box_space: str = "original"):
@@ -179,7 +179,7 @@ class VolumePredictor:
             InputError: a slice outside the volume; no box and no points; a bad box; points outside the
                 slice, labels other than 0/1, points without labels; a mask input of another shape.
         """
-        index = self._check_index(index)
+        index = self.check_index(index)
         if boxes is None and points is None:
             raise InputError("give a box (XYXY, the slice's original pixels), points with point_labels, or both.")
         if box_space == "model":  # the published challenge rules: model-pixel prompts, used as given
@@ -269,7 +269,8 @@ class VolumePredictor:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _check_index(self, index) -> int:
+    def check_index(self, index) -> int:
+        """``index`` as an int slice index along :attr:`axis` (0 … n_slices − 1), else :class:`InputError`."""
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
             raise InputError(f"slice index must be an int, got {index!r}.")
         if not 0 <= int(index) < self.n_slices:
