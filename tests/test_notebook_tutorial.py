@@ -162,3 +162,19 @@ def test_medsam_lite_quick_that_is_neither_on_nor_off_is_named(monkeypatch):
     monkeypatch.setenv("MEDSAM_LITE_THREADS", "1")
     with pytest.raises(InputError, match="MEDSAM_LITE_QUICK"):
         tutorial.settings(samples.brain_mri_dir(), verbose=False)
+
+
+def test_reading_settings_sets_no_torch_threads_and_one_table_gives_the_defaults():
+    """Reading settings has no torch side effect (the CLI and a script inherit nothing); threads are
+    set where work starts. The dataclass and settings() take their defaults from one table."""
+    import torch
+
+    from medsam_lite.app import config
+
+    torch.set_num_threads(1)
+    s = tutorial.settings(data=samples.ct_abdomen_dir(), modality="CT", threads=2, verbose=False)
+    assert s.threads == 2 and torch.get_num_threads() == 1
+    assert tutorial.setup_runtime(s.threads)[0] == 2 and torch.get_num_threads() == 2
+    bare = tutorial.Settings(data=samples.ct_abdomen_dir())
+    for key in ("modality", "epochs", "lr", "threads", "device", "batch_size", "clicks", "model", "min_mm2"):
+        assert getattr(bare, key) == config.DEFAULTS[key], key

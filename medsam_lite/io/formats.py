@@ -133,8 +133,8 @@ def check_label_output(path: str | os.PathLike, *, label_map: bool | None, ndim:
         raise InputError(f"cannot write a label map as {path.name!r}: JPEG is lossy and changes label values "
                          f"(a few % of pixels would carry another label). Use {stem}.png (lossless) or .nii.gz.")
     if ndim == 3 and fmt.flat:
-        raise InputError(f"the result is a volume, but {suffix} holds one 2D image; write it as "
-                         f"{stem}.nii.gz (or .nrrd, .mha).")
+        raise InputError(f"the result is a volume, but {fmt.name.upper()} ({suffix}) holds one 2D image; write it "
+                         f"as {stem}.nii.gz (or .nrrd, .mha).")
     return fmt
 
 
