@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import sys
+import threading
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from medsam_lite.model import backends
+import medsam_lite as ml
+from medsam_lite import io
+from medsam_lite import samples
 from medsam_lite.errors import InputError
+from medsam_lite.model import backends
 from medsam_lite.model.geometry import box_from_mask
 from medsam_lite.model.intensity import to_rgb_uint8
-import errno
-import threading
-import warnings
-from pathlib import Path
-import medsam_lite as ml
-from medsam_lite import samples
-from medsam_lite import io
 
 COMPILED = ["onnxruntime", "openvino"]
 
@@ -288,6 +288,19 @@ def test_openvino_bf16_is_opt_in_and_close(model, sample, cache, torch_decoded):
 
 
 # ---- shared by the tests below (from test_faults2.py)
+def _cache_file(tmp_path, monkeypatch) -> Path:
+    blocker = tmp_path / "cache_is_a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MEDSAM_LITE_CACHE", str(blocker))
+    return blocker
+
+
+def _raise(code):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    return fail
+
+
 SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
 
 

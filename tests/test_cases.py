@@ -3,12 +3,28 @@ beside them (labels.json, dataset.json).
 """
 
 from __future__ import annotations
+
 import json
 import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+
 import medsam_lite as ml
 from medsam_lite import io
+from medsam_lite import samples
+
+
+# ---- shared by the tests below (from test_faults2.py)
+SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
+
+
+def _png_source(folder: Path) -> Path:
+    folder.mkdir()
+    shutil.copy(SLICE, folder / "s1.png")
+    shutil.copy(SLICE_LABEL, folder / "s1_label.png")
+    return folder
 
 
 def test_a_dataset_json_holding_a_list_is_warned_about_not_raised(tmp_path):

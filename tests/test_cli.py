@@ -4,13 +4,14 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-import SimpleITK as sitk
 from medsam_lite.app import cli
 
 SUBCOMMANDS = ["preprocess", "embed", "finetune", "predict", "evaluate"]
@@ -98,6 +99,13 @@ def test_box_on_a_2d_image_is_checked(tmp_path, brain_slice):
 
 
 # ---- shared by the tests below (from test_faults2.py)
+def _cache_file(tmp_path, monkeypatch) -> Path:
+    blocker = tmp_path / "cache_is_a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MEDSAM_LITE_CACHE", str(blocker))
+    return blocker
+
+
 SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
 
 

@@ -6,10 +6,10 @@ from scipy import ndimage
 from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
 
 import medsam_lite as ml
-from medsam_lite import io, samples
-from medsam_lite.metrics import dice
 from conftest import MAX_SLICES
+from medsam_lite import io, samples
 from medsam_lite.errors import InputError
+from medsam_lite.metrics import dice
 
 
 def reference_nsd(pred, truth, spacing, tolerance):

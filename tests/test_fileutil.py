@@ -19,10 +19,10 @@ import medsam_lite as ml
 from medsam_lite import fileutil, io, samples
 from medsam_lite.data import store as store_module
 from medsam_lite.data.dataset import open_dataset
+from medsam_lite.errors import InputError
 from medsam_lite.model import backends
 from medsam_lite.model.geometry import Geometry
 from medsam_lite.train import finetune as finetune_module
-from medsam_lite.errors import InputError
 
 
 @pytest.fixture

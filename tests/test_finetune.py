@@ -7,11 +7,10 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
 from conftest import MAX_SLICES
-from medsam_lite.errors import InputError
 from medsam_lite import samples
-from medsam_lite import io
+from medsam_lite.errors import InputError
+from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
 
 TINY = dict(max_slices_per_case=2, lr=1e-4, batch_size=4, seed=3, progress=False)
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.io.cases import find_cases
 from medsam_lite.errors import InputError
+from medsam_lite.io.cases import find_cases
 
 CT_LIVER, CT_SPLEEN = 5, 1
 

@@ -9,8 +9,8 @@ import pytest
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.interactive.labelmaps import boxes_from_label_map, merge_by_score, predict_label_map, predict_volume_labels
 from medsam_lite.errors import InputError
+from medsam_lite.interactive.labelmaps import boxes_from_label_map, merge_by_score, predict_label_map, predict_volume_labels
 
 LIVER, SPLEEN, STOMACH = 5, 1, 6
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.model.models import MODELS
-from medsam_lite.model.checkpoints import guess_architecture, read_checkpoint
 from medsam_lite.errors import CheckpointError
+from medsam_lite.model.checkpoints import guess_architecture, read_checkpoint
+from medsam_lite.model.models import MODELS
 
 
 @pytest.fixture(scope="module")

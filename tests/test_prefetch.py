@@ -1,12 +1,13 @@
 """Neighbouring slices encoded in the background: same embeddings, no double work, nothing left running."""
 
+import gc
+
 import numpy as np
 import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.inference import encode
-import gc
 
 
 def test_prefetched_slices_equal_foreground_ones_and_are_not_encoded_twice(model):
@@ -53,6 +54,11 @@ def test_the_widget_prefetches_neighbours_of_the_shown_slice(model):
     prompter.add_box(box, slice=5)
     assert prompter.masks[prompter.labels[0]][5].any()
     assert np.isfinite(prompter.timings["decode_ms"])
+
+
+# ---- shared by the tests below (from test_faults2.py)
+def _ct():
+    return io.read_volume(samples.ct_abdomen_dir() / "case-01.nii.gz")
 
 
 def test_deleting_a_volume_predictor_stops_its_prefetch(model):

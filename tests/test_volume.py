@@ -19,8 +19,8 @@ from scipy import ndimage
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.interactive.volume import VolumePredictor, predict_volume
 from medsam_lite.interactive.prompts import box_from_recist
+from medsam_lite.interactive.volume import VolumePredictor, predict_volume
 
 SUBJECT = "sub-08"
 VENTRICLES, WHITE_MATTER = 3, 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..model.geometry import check_binary, box_from_mask, check_boxes, check_numbers
+from ..model.geometry import box_from_mask, boxes_to_stored, check_binary, check_boxes, check_numbers
 
 __all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "box_from_recist", "boxes_to_stored"]
 
