@@ -9,7 +9,7 @@ map, this script writes, deterministically (fixed UIDs, no dates):
   orientation, UIDs (SimpleITK's GDCM writer: the package has no series writer);
 * ``ct_dicom/case-03_label.dcm``: an RTSTRUCT with one ROI per organ of the tutorials (spleen, liver,
   aorta, inferior_vena_cava), written by the package's own RTSTRUCT writer
-  (:func:`medsam_lite.io.labelout.write_rtstruct`), so the folder is also a one-case dataset in the
+  (:func:`medsam_lite.io.formats.write_rtstruct`), so the folder is also a one-case dataset in the
   ``<case>/`` + ``<case>_label.dcm`` layout ``preprocess`` reads (ROI names become label names).
 
 The script then reads both back with the package (``io.read_volume``, ``io.read_label``) and checks
@@ -68,7 +68,7 @@ def make(out: Path = HERE / "ct_dicom", source: Path = HERE / "ct_abdomen") -> P
     import SimpleITK as sitk
 
     from medsam_lite import io
-    from medsam_lite.io.labelout import write_rtstruct
+    from medsam_lite.io.formats import write_rtstruct
 
     image = sitk.DICOMOrient(sitk.ReadImage(str(source / f"{CASE}.nii.gz")), "LPS")
     label = sitk.DICOMOrient(sitk.ReadImage(str(source / f"{CASE}_label.nii.gz")), "LPS")

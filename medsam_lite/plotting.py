@@ -10,8 +10,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .io.display import (DISPLAY_WINDOWS, display_flips, display_window, radiological_flips,  # noqa: F401
-                         stored_for_display)
+from .io.display import display_window, radiological_flips, stored_for_display
 
 #: The Okabe–Ito palette (Okabe & Ito 2008), distinguishable with every common colour-vision
 #: deficiency; black is left out (it vanishes on a scan). RGB in [0, 1].
@@ -350,13 +349,13 @@ def plot_dataset_grid(dataset, n: int = 8, split: str | None = None, ncols: int 
     by label name (:data:`LABEL_COLORS`).
 
     Args:
-        dataset: a prepared dataset folder or a :class:`~medsam_lite.dataset.Dataset`.
+        dataset: a prepared dataset folder or a :class:`~medsam_lite.data.dataset.Dataset`.
         n: number of panels.
         split: ``"train"`` or ``"test"`` to show only that split (default: both).
         ncols: panels per row.
         seed: sampling seed.
         source: the data folder the dataset was prepared from: its scans' geometry turns axial
-            slices (``axis`` 0) into radiological orientation (:func:`display_flips`), as in every
+            slices (``axis`` 0) into radiological orientation (:func:`medsam_lite.io.display.display_flips`), as in every
             other figure. Without it slices are shown in array order.
     """
     from .data.dataset import open_dataset

@@ -52,9 +52,9 @@ done
 
 if [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " =~ " demo " ]]; then
   # the README's first figure and the printout its numbers are checked against (tests/test_notebook_numbers.py)
-  echo "== demo (python -m medsam_lite.demo → tutorials/images/demo_overlay.png, demo_printout.txt)"
+  echo "== demo (python -m medsam_lite.app.demo → tutorials/images/demo_overlay.png, demo_printout.txt)"
   rm -rf runs/demo_render
-  "$PY" -m medsam_lite.demo --out runs/demo_render
+  "$PY" -m medsam_lite.app.demo --out runs/demo_render
   cp runs/demo_render/overlay.png tutorials/images/demo_overlay.png
   cp runs/demo_render/printout.txt tutorials/images/demo_printout.txt
 fi

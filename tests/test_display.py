@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from medsam_lite import plotting
+from medsam_lite.io.display import display_window
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Machado, Oliveira & Fernandes 2009, severity 1.0, on linear RGB.
@@ -57,9 +58,9 @@ def test_neighbouring_organs_stay_apart_for_colour_blind_readers():
 
 def test_the_ct_display_window_is_soft_tissue_not_the_model_input_window():
     hu = np.array([-1000, -160, 40, 240, 1000], np.float32)
-    np.testing.assert_array_equal(plotting.display_window(hu, "CT"), [0, 0, 127, 255, 255])
+    np.testing.assert_array_equal(display_window(hu, "CT"), [0, 0, 127, 255, 255])
     mr = np.array([0, 10, 50, 100], np.float32)
-    assert plotting.display_window(mr, "MR").max() == 255
+    assert display_window(mr, "MR").max() == 255
 
 
 @pytest.mark.slow

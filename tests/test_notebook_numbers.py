@@ -103,7 +103,7 @@ def test_every_number_in_the_prose_is_printed_by_the_notebook(path):
 # ---------------------------------------------------------------- the README and the demo (issue 34)
 README = ROOT / "README.md"
 RESULTS = ROOT / "bench" / "RESULTS.md"
-#: One run's printout of ``python -m medsam_lite.demo`` (its ``printout.txt``), beside the README's figure.
+#: One run's printout of ``python -m medsam_lite.app.demo`` (its ``printout.txt``), beside the README's figure.
 DEMO_PRINTOUT = ROOT / "tutorials" / "images" / "demo_printout.txt"
 #: README sections whose numbers are results: the first screen and the sample-data results.
 CHECKED_SECTIONS = ("", "## First result", "## What it does on the sample data")

@@ -223,7 +223,7 @@ def build_rtstruct_folder(tmp: Path) -> Path:
     """``tmp/dicom_scans/<case>/`` series + ``<case>_label.dcm`` RTSTRUCT for two cases; the settings file."""
     import SimpleITK as sitk
 
-    from medsam_lite.io.labelout import write_rtstruct
+    from medsam_lite.io.formats import write_rtstruct
 
     maker = _sample_maker()
     data = tmp / "dicom_scans"
@@ -246,7 +246,8 @@ def build_rtstruct_folder(tmp: Path) -> Path:
 
 def test_the_rtstruct_folder_is_two_dicom_cases_with_labels_by_name(tmp_path, monkeypatch):
     import medsam_lite as ml
-    from medsam_lite import io, tutorial
+    from medsam_lite import io
+    from medsam_lite.app import tutorial
     from medsam_lite.io.cases import find_cases
 
     settings = build_rtstruct_folder(tmp_path)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import medsam_lite as ml
-from medsam_lite import samples, tutorial
-from medsam_lite.data import settingsfile
+from medsam_lite import samples
+from medsam_lite.app import tutorial
+from medsam_lite.app import config
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS", "MEDSAM_LITE_SETTINGS")
@@ -82,7 +83,7 @@ def test_a_bad_file_is_refused_naming_the_entry(tmp_path, text, match):
     path = tmp_path / "settings.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ml.InputError, match=match):
-        settingsfile.read(path)
+        config.read(path)
 
 
 def test_a_missing_data_folder_names_the_file(tmp_path, monkeypatch):
@@ -123,7 +124,7 @@ def test_issue29_settings_values_are_refused_not_guessed(tmp_path, text, match):
     path = tmp_path / "settings.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ml.InputError, match=match):
-        settingsfile.read(path)
+        config.read(path)
 
 
 def test_issue29_no_data_entry_is_refused_and_a_bom_is_read(tmp_path, monkeypatch):
@@ -132,7 +133,7 @@ def test_issue29_no_data_entry_is_refused_and_a_bom_is_read(tmp_path, monkeypatc
     with pytest.raises(ml.InputError, match="no `data` entry"):
         tutorial.settings(verbose=False, threads=1)
     (tmp_path / "settings.toml").write_bytes('\ufeffdata = "samples:ct_abdomen"\nlabels = [5]\n'.encode("utf-8"))
-    assert settingsfile.read(tmp_path / "settings.toml")["labels"] == [5]   # was "Invalid statement (line 1, column 1)"
+    assert config.read(tmp_path / "settings.toml")["labels"] == [5]   # was "Invalid statement (line 1, column 1)"
 
 
 def test_settings_boxes_are_display_pixels_the_same_on_the_dicom_sample_and_its_nifti(monkeypatch, tmp_path):

@@ -69,7 +69,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import io, plotting, samples, tutorial
+from medsam_lite import io, plotting, samples
+from medsam_lite.io.display import display_window
+from medsam_lite.app import tutorial
 
 t_start = time.perf_counter()
 threads, device = tutorial.setup_runtime()
@@ -101,7 +103,7 @@ truth = np.stack([label[z] == v for v in ORGANS])
 boxes = np.stack([ml.box_from_mask(t) for t in truth])     # XYXY, slice pixels
 print(f"scan (z, y, x) {scan.array.shape} {scan.array.dtype}, spacing (x, y, z) {scan.spacing} mm; slice z={z}")
 print("HU range", ct.min(), "…", ct.max(), "| pixels per organ", {n: int(t.sum()) for n, t in zip(ORGANS.values(), truth)})
-soft_tissue = plotting.display_window(ct, "CT")            # display window W400/L40 only; the model gets its own
+soft_tissue = display_window(ct, "CT")            # display window W400/L40 only; the model gets its own
 plotting.show_masks(soft_tissue, boxes=boxes, direction=scan.direction, legend=[],
                     title=f"CT, axial z={z}: one box per organ");
 

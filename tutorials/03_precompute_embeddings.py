@@ -56,7 +56,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -76,6 +76,7 @@ import matplotlib.pyplot as plt
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
+from medsam_lite.io.display import radiological_flips, stored_for_display
 from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
@@ -158,10 +159,10 @@ truth = [ds.mask(m) for m in targets["mask"]]
 print("Dice per target:", {n: round(ml.dice(p, t), 3) for n, p, t in zip(targets["label_name"], masks, truth)})
 
 colors = list(targets["label_name"])                 # one colour per label name in every figure
-shown = plotting.stored_for_display(image, ds.preset)  # CT: soft-tissue display window, not the model's input window
+shown = stored_for_display(image, ds.preset)  # CT: soft-tissue display window, not the model's input window
 direction = io.read_volume(tutorial.case_paths(S, sl["case"])[1]).direction   # display: radiological orientation
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-flip_rows, flip_cols = plotting.radiological_flips(direction)
+flip_rows, flip_cols = radiological_flips(direction)
 axes[0].imshow(store.get(row).abs().mean(0).numpy()[::-1 if flip_rows else 1, ::-1 if flip_cols else 1], cmap="magma")
 axes[0].set_title("mean |embedding| over 256 channels (64×64)")
 axes[0].set_axis_off()

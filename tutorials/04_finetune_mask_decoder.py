@@ -56,7 +56,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -92,6 +92,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
+from medsam_lite.io.display import stored_for_display
 from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
@@ -168,7 +169,7 @@ for v in shown:
     print(f"{names[v]:20s} Dice on this slice: pretrained {ml.dice(before.pred[v][z], before.truth[v][z]):.3f}"
           f" → fine-tuned {ml.dice(after.pred[v][z], after.truth[v][z]):.3f}")
 direction = io.read_volume(tutorial.case_paths(S, test_case)[1]).direction
-image = plotting.stored_for_display(before.image[z], ds.preset)   # CT: soft-tissue display window
+image = stored_for_display(before.image[z], ds.preset)   # CT: soft-tissue display window
 truth = [before.truth[v][z] for v in shown]
 plotting.compare(image, {"reference": truth, "pretrained": [before.pred[v][z] for v in shown],
                          "fine-tuned": [after.pred[v][z] for v in shown]},

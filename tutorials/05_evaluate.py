@@ -56,7 +56,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -87,6 +87,7 @@ import pandas as pd
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
+from medsam_lite.io.display import stored_for_display
 from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
@@ -169,7 +170,7 @@ for case in sorted(per_case_1["case"].unique()):
     after = ml.predict_case(tuned, ds, case, max_slices_per_case=S.max_slices_per_case)
     z = prompts.key_slice(before.truth[tutorial.focus_label(ds, among=before.truth)])
     shown = [v for v in names if v in before.truth]
-    image = plotting.stored_for_display(before.image[z], ds.preset)
+    image = stored_for_display(before.image[z], ds.preset)
     direction = io.read_volume(tutorial.case_paths(S, case)[1]).direction
     truth = [before.truth[v][z] for v in shown]
     fig = plotting.compare(image, {"reference": truth, "pretrained": [before.pred[v][z] for v in shown],

@@ -58,7 +58,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -81,6 +81,7 @@ import numpy as np
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
+from medsam_lite.io.display import radiological_flips
 from medsam_lite.interactive import prompts
 from medsam_lite.interactive.volume import VolumePredictor
 
@@ -240,7 +241,7 @@ print(f"{names[organ]} from a RECIST line: 3D Dice {ml.dice(organ_pred, organ_ma
       f"{vp.encoder_calls} slices encoded so far")
 ax = plotting.show_masks(scan.array[z_r], [organ_pred[z_r]], boxes=[recist_box], direction=scan.direction, modality=S.modality,
                          legend=[names[organ]], title="RECIST line → box → mask")
-flip_rows, flip_cols = plotting.radiological_flips(scan.direction)   # draw the measured lines where the display put them
+flip_rows, flip_cols = radiological_flips(scan.direction)   # draw the measured lines where the display put them
 h, w = organ_mask[z_r].shape
 xs = [w - 1 - p[0] if flip_cols else p[0] for p in (p1, p2, q1, q2)]
 ys = [h - 1 - p[1] if flip_rows else p[1] for p in (p1, p2, q1, q2)]

@@ -25,7 +25,7 @@ from ..io.display import display_flips, display_window, radiological_flips
 from ..plotting import overlay
 from .canvas import Canvas, View, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
 from .predict import resolve_preset
-from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
+from .session import AnnotationSession
 
 
 class BoxPrompter(widgets.VBox):
@@ -150,7 +150,7 @@ class BoxPrompter(widgets.VBox):
     decoder_calls = property(lambda self: self.session.decoder_calls,
                              doc="Masks decoded (a new box, a moved box, a click; an unchanged box never again).")
     prompts = property(lambda self: self.session.prompts,
-                       doc="Every object's box and mask (:class:`Prompt`), by slice, in drawing order within one.")
+                       doc="Every object's box and mask (:class:`~medsam_lite.interactive.session.Prompt`), by slice, in drawing order within one.")
     masks = property(lambda self: self.session.masks,
                      doc="``{label: bool mask}`` per label (union of its objects), ``H×W`` or ``(z, y, x)``.")
 

@@ -1,8 +1,9 @@
-"""The tutorials' settings file (``tutorials/settings.toml``): found, read and checked.
+"""The one configuration: the settings file (``tutorials/settings.toml``), found, read and checked,
+and the one table of defaults (:data:`DEFAULTS`) that the notebooks, scripts and the CLI share.
 
 One TOML file (read with the standard library's ``tomllib``) holds every choice the notebooks make:
 the data folder, modality, labels, held-out cases, the area rule, the work folder, the model, the
-fine-tuning hyper-parameters, clicks and threads/device. :func:`medsam_lite.tutorial.settings`
+fine-tuning hyper-parameters, clicks and threads/device. :func:`medsam_lite.app.tutorial.settings`
 reads it when called without a data folder; environment variables still override it.
 
 Paths in the file are relative to the file's own folder; ``"samples:ct_abdomen"`` names a folder of
@@ -29,6 +30,13 @@ KEYS = {
     "batch_size": (int,), "clicks": (int,), "threads": (int,), "device": (str,),
     "scan": (str,), "boxes": (dict,), "reference": (str,),
 }
+
+#: What :func:`medsam_lite.app.tutorial.settings` takes when neither the file nor a keyword sets an
+#: entry; also :class:`~medsam_lite.app.tutorial.Settings`' field defaults (one table). ``threads``
+#: None = every core (set where work starts, never when settings are read); ``device`` ``"auto"``.
+DEFAULTS = {"modality": "MR", "test_cases": None, "labels": None, "work": "work", "threads": None,
+            "min_mm2": None, "model": "lite_medsam", "checkpoint": None, "epochs": 5, "lr": 1e-4,
+            "batch_size": 8, "clicks": 0, "device": "auto", "scan": None, "boxes": None, "reference": None}
 
 
 def find() -> Path | None:
@@ -70,7 +78,7 @@ def _resolve(value: str, base: Path) -> Path:
 
 
 def read(path) -> dict:
-    """The entries of a settings file as :func:`medsam_lite.tutorial.settings` keywords.
+    """The entries of a settings file as :func:`medsam_lite.app.tutorial.settings` keywords.
 
     Returns a dict with only the entries present: ``data`` / ``work`` / ``checkpoint`` as paths
     (relative to the file's folder, printed short), ``labels`` as ``{int: name}`` or a list of ints,
@@ -154,7 +162,7 @@ def read_boxes(boxes: dict, path) -> dict[str, tuple[int, list[float]]]:
 
     Coordinates are XYXY pixels of the slice **as every figure and the widget show it**
     (radiological orientation: the patient's right on the viewer's left, anterior at the top), on
-    that slice index of the array's first axis; :func:`boxes_on` turns them into array pixels with
+    that slice index of the array's first axis; :func:`medsam_lite.app.tutorial.boxes_on` turns them into array pixels with
     the scan's direction."""
     out = {}
     for name, value in boxes.items():
@@ -168,7 +176,7 @@ def read_boxes(boxes: dict, path) -> dict[str, tuple[int, list[float]]]:
 
 
 def check_modality(s) -> bool:
-    """Warn when the first scan of ``s.data`` (a :class:`medsam_lite.tutorial.Settings`) contradicts
+    """Warn when the first scan of ``s.data`` (a :class:`medsam_lite.app.tutorial.Settings`) contradicts
     ``s.modality``; return whether they agree.
 
     A scan whose lowest values are near −1000 (air in Hounsfield units) is a CT: with ``"MR"`` it
@@ -250,36 +258,6 @@ def dicom_label_names(s, label_path):
     from ..io.cases import find_cases, resolve_label_names
 
     return resolve_label_names(None, s.data, find_cases(s.data, exclude=s.work)) or None
-
-
-def boxes_on(boxes: dict, scan) -> dict:
-    """``[boxes]`` (``{name: (slice, XYXY)}`` in the pixels of the slice as the figures show it,
-    :func:`read_boxes`) → ``{name: (slice, XYXY float32)}`` in array pixels of ``scan`` (a
-    :class:`~medsam_lite.io.Volume`): a RAS-stored scan (most NIfTI) is flipped in both axes for
-    display (:func:`medsam_lite.io.display.display_flips`), a DICOM series in LPS not at all.
-
-    Raises:
-        InputError: a slice index or a box outside the scan.
-    """
-    import numpy as np
-
-    from ..io.display import display_flips
-    from ..model.geometry import check_boxes
-
-    shape = np.shape(scan.array)
-    h, w = shape[-2:]
-    flip_rows, flip_cols = display_flips(scan)
-    out = {}
-    for name, (z, box) in boxes.items():
-        if len(shape) == 3 and not 0 <= z < shape[0]:
-            raise InputError(f"boxes.{name}: slice {z} is outside the scan's {shape[0]} slices (0 … {shape[0] - 1}).")
-        x0, y0, x1, y1 = (float(v) for v in box)
-        if flip_cols:
-            x0, x1 = (w - 1) - x1, (w - 1) - x0
-        if flip_rows:
-            y0, y1 = (h - 1) - y1, (h - 1) - y0
-        out[name] = (int(z), check_boxes([x0, y0, x1, y1], (h, w))[0])
-    return out
 
 
 def data_folder(value, source) -> Path:
