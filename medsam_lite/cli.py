@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 import warnings
@@ -186,9 +187,39 @@ def _model_options(p: argparse.ArgumentParser, taken) -> None:
                        default=defaults["precision"].default, help=helps.get("precision"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Each verb's one-line help (shown by ``medsam-lite --help`` without importing the verbs' modules).
+_VERB_HELP = {"preprocess": "scans + label maps → a prepared dataset folder",
+              "embed": "compute and store the image embedding of every slice",
+              "finetune": "fine-tune the mask decoder on stored embeddings",
+              "evaluate": "DSC and NSD per case and label on a split",
+              "challenge": "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)",
+              "predict": "image or volume + box → mask file"}
+
+
+def chosen_verb(argv) -> str | None:
+    """The subcommand named on the command line ``argv`` (``None``: none, e.g. ``--help``), found before
+    any parser is built: only that verb's options are built from its function (its module imported)."""
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--threads":
+            i += 2
+            continue
+        if token.startswith("-"):
+            i += 1
+            continue
+        return token if token in _VERB_HELP else None
+    return None
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The ``medsam-lite`` parser. With ``argv`` only the verb it names gets its options (the others are
+    listed with their one-line help), so ``--help`` and ``predict`` import neither torch nor the
+    training code; without, every verb is built in full."""
     import medsam_lite as ml
 
+    only = chosen_verb(argv) if argv is not None else None
     fmt = _Formatter
     parser = _Parser(prog="medsam-lite", description=__doc__.splitlines()[0], formatter_class=fmt)
     parser.add_argument("--threads", type=_positive_int, default=None,
@@ -197,14 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     settings_help = ("a settings file (tutorials/settings.toml) giving the folders and the other options; "
                      "options given here override it")
-    verbs = {"preprocess": (ml.preprocess, ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
-             "embed": (ml.embed, ("dataset",), "compute and store the image embedding of every slice"),
-             "finetune": (ml.finetune, ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
-             "evaluate": (ml.evaluate, ("dataset",), "DSC and NSD per case and label on a split"),
-             "challenge": (ml.run_challenge, ("in_dir", "out_dir"),
-                           "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
-    for verb, (func, positional, text) in verbs.items():
+    verbs = {"preprocess": ("preprocess", ("source", "out_dir")), "embed": ("embed", ("dataset",)),
+             "finetune": ("finetune", ("dataset", "out_dir")), "evaluate": ("evaluate", ("dataset",)),
+             "challenge": ("run_challenge", ("in_dir", "out_dir"))}
+    for verb, (func_name, positional) in verbs.items():
+        text = _VERB_HELP[verb]
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
+        if argv is not None and verb != only:
+            continue  # listed in --help; its options are built when it is the verb given
+        func = getattr(ml, func_name)
         p.set_defaults(func=func, positional=positional,
                        names=add_function_options(p, func, positional, optional=verb in SETTINGS_VERBS))
         if verb in SETTINGS_VERBS:
@@ -217,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.epilog = ("several GPUs or processes: torchrun --nproc_per_node N -m medsam_lite.cli finetune ... "
                         "(DistributedDataParallel; --batch-size stays the global batch)")
 
-    p = sub.add_parser("predict", help="image or volume + box → mask file", formatter_class=fmt)
+    p = sub.add_parser("predict", help=_VERB_HELP["predict"], formatter_class=fmt)
+    if argv is not None and only != "predict":
+        return parser
     p.add_argument("image", help="2D image (PNG/JPG/DICOM/2D NIfTI) or 3D volume (NIfTI/NRRD/MHA/DICOM folder)")
     p.add_argument("--box", nargs=4, type=_number(float), metavar=("X0", "Y0", "X1", "Y1"),
                    help="XYXY box in original pixels (on --slice for a volume)")
@@ -236,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _given(argv) -> set[str]:
     """The options and arguments given on the command line ``argv`` (a parse without defaults)."""
-    parser = build_parser()
+    parser = build_parser(argv)
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for p in [parser, *[s for a in subs for s in a.choices.values()]]:
         for action in p._actions:
@@ -272,11 +306,15 @@ def apply_settings(args, argv) -> None:
 
 
 def _load(args):
-    from .train.distributed import default_device
     from .model.models import load_model
 
-    # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
-    return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device),
+    device = args.device
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # (a single process imports no torch here)
+        from .train.distributed import default_device
+
+        # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
+        device = default_device(args.device)
+    return load_model(args.model, checkpoint=args.checkpoint, device=device,
                       backend=args.backend, precision=args.model_precision)
 
 
@@ -383,7 +421,7 @@ def _predict(args, ml) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)  # before any heavy import: --help and bad usage are instant
     from .errors import InputError
 
     try:
@@ -391,10 +429,10 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"medsam-lite {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads:  # torch reads it when (and if) it is imported; the compiled backends read it too
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(args.threads)
 
     def one_line(message, category, *_, **__):  # e.g. an unusable export cache: one line, no source excerpt
         print(f"medsam-lite {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)

@@ -36,6 +36,7 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
+from .exportcache import _verify, default_cache_dir, export_folder, package_version  # noqa: F401  (torch-free)
 from .sessions import _as_array, _Session, openvino_cpu_has_bf16  # noqa: F401  (prompt_graph runs its graph in them too)
 
 from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, machine_key,  # noqa: F401
@@ -43,20 +44,6 @@ from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, ma
 
 PRECISIONS = ("fp32", "bf16")
 _OPSET = 17
-
-
-def package_version() -> str:
-    """The installed ``medsam-lite`` version (``"0"`` if it is not installed as a distribution)."""
-    try:
-        return importlib.metadata.version("medsam-lite")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
-
-
-def default_cache_dir() -> Path:
-    """``$MEDSAM_LITE_CACHE`` if set, else ``~/.cache/medsam_lite``."""
-    env = os.environ.get("MEDSAM_LITE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "medsam_lite"
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +131,7 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
     """
     from ..fileutil import FolderLock
 
-    folder = cache_dir / "exports" / f"{part}-{key[:16]}-{package_version()}-{backend}"
+    folder = export_folder(cache_dir, part, key, backend)
     if not force and _verify(folder, part, key, backend) is None:
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
@@ -199,30 +186,6 @@ def _warn_cache(cache_dir: Path, exc: OSError, backend: str) -> None:
 
 class CacheWarning(UserWarning):
     """The export cache could not be used; the model runs in torch (see :func:`build_runtime`)."""
-
-
-def _verify(folder: Path, part: str, key: str, backend: str) -> str | None:
-    """``None`` if ``folder`` holds a sound export for these weights, else what is wrong with it."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, ValueError):
-        return "unreadable (meta.json is not valid JSON)"
-    expected = {"part": part, "weights_sha256": key, "medsam_lite": package_version(), "backend": backend}
-    stale = [k for k, v in expected.items() if not isinstance(meta, dict) or meta.get(k) != v]
-    if stale:
-        return f"stale ({', '.join(stale)} differ)"
-    files = meta.get("files")
-    if not isinstance(files, dict) or f"{part}.onnx" not in files:
-        return "incomplete (meta.json lists no ONNX file)"
-    for name, sha in files.items():
-        path = folder / name
-        if not path.is_file():
-            return f"incomplete ({name} is missing)"
-        if file_sha256(path) != sha:
-            return f"corrupt ({name} does not match its SHA-256 in meta.json)"
-    return None
 
 
 # --------------------------------------------------------------------------------------------
