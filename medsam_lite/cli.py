@@ -1,20 +1,12 @@
 """The ``medsam-lite`` command: a thin shell over the Python functions.
 
-Each subcommand mirrors one function (``preprocess``, ``embed``, ``finetune``, ``evaluate``) and is
-**built from its signature**: every parameter becomes an option with the function's own default
-and its docstring's description (parsed by ``docstring_parser``) as help, so the two cannot drift
-apart. ``predict`` wraps
-:func:`~medsam_lite.predict` / :func:`~medsam_lite.predict_volume`. Exit codes: 0 success, 2 bad
-input or usage (one line that says what to fix, no traceback), 1 an unexpected failure, 130
-interrupted. Boxes on the command line are XYXY in original pixels.
-
-``preprocess``, ``embed``, ``finetune`` and ``evaluate`` also take ``--settings FILE``: the settings
-file the tutorials read (``tutorials/settings.toml``, see :mod:`medsam_lite.data.settingsfile`) gives
-the folders (``data`` → the dataset ``work/<data>_dataset`` → the run ``work/<data>_finetune``),
-modality, labels, test cases, ``min_mm2``, model and checkpoint, epochs, lr, batch size, threads and
-device, so one file drives the notebooks and the command. Precedence: a flag given on the command
-line, then the environment variables of :func:`medsam_lite.tutorial.settings` (``MEDSAM_LITE_DATA``,
-``MEDSAM_LITE_QUICK`` …), then the file, then the function's default.
+Each subcommand mirrors one function (``preprocess``, ``embed``, ``finetune``, ``evaluate``) and is **built
+from its signature** (only the verb named: ``--help`` imports no torch): every parameter becomes an option
+with the function's default and its docstring's description (``docstring_parser``) as help, so the two cannot
+drift apart. ``predict`` wraps :func:`~medsam_lite.predict` / :func:`~medsam_lite.predict_volume`. Exit codes:
+0 success, 2 bad input or usage (one line that says what to fix), 1 an unexpected failure, 130 interrupted.
+Boxes are XYXY in original pixels. ``--settings FILE`` (:mod:`medsam_lite.data.settingsfile`) gives the four
+verbs' folders and options as the notebooks read them; a flag wins, then the environment, the file, the default.
 """
 
 from __future__ import annotations
@@ -187,39 +179,11 @@ def _model_options(p: argparse.ArgumentParser, taken) -> None:
                        default=defaults["precision"].default, help=helps.get("precision"))
 
 
-#: Each verb's one-line help (shown by ``medsam-lite --help`` without importing the verbs' modules).
-_VERB_HELP = {"preprocess": "scans + label maps → a prepared dataset folder",
-              "embed": "compute and store the image embedding of every slice",
-              "finetune": "fine-tune the mask decoder on stored embeddings",
-              "evaluate": "DSC and NSD per case and label on a split",
-              "challenge": "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)",
-              "predict": "image or volume + box → mask file"}
-
-
-def chosen_verb(argv) -> str | None:
-    """The subcommand named on the command line ``argv`` (``None``: none, e.g. ``--help``), found before
-    any parser is built: only that verb's options are built from its function (its module imported)."""
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        token = args[i]
-        if token == "--threads":
-            i += 2
-            continue
-        if token.startswith("-"):
-            i += 1
-            continue
-        return token if token in _VERB_HELP else None
-    return None
-
-
 def build_parser(argv=None) -> argparse.ArgumentParser:
-    """The ``medsam-lite`` parser. With ``argv`` only the verb it names gets its options (the others are
-    listed with their one-line help), so ``--help`` and ``predict`` import neither torch nor the
-    training code; without, every verb is built in full."""
     import medsam_lite as ml
 
-    only = chosen_verb(argv) if argv is not None else None
+    rest = [a for i, a in enumerate(argv or []) if a[:1] != "-" and (i == 0 or argv[i - 1] != "--threads")]
+    only = "*" if argv is None else (rest or [""])[0]  # with argv only the verb named gets its options
     fmt = _Formatter
     parser = _Parser(prog="medsam-lite", description=__doc__.splitlines()[0], formatter_class=fmt)
     parser.add_argument("--threads", type=_positive_int, default=None,
@@ -228,15 +192,17 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     settings_help = ("a settings file (tutorials/settings.toml) giving the folders and the other options; "
                      "options given here override it")
-    verbs = {"preprocess": ("preprocess", ("source", "out_dir")), "embed": ("embed", ("dataset",)),
-             "finetune": ("finetune", ("dataset", "out_dir")), "evaluate": ("evaluate", ("dataset",)),
-             "challenge": ("run_challenge", ("in_dir", "out_dir"))}
-    for verb, (func_name, positional) in verbs.items():
-        text = _VERB_HELP[verb]
+    verbs = {"preprocess": ("preprocess", ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
+             "embed": ("embed", ("dataset",), "compute and store the image embedding of every slice"),
+             "finetune": ("finetune", ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
+             "evaluate": ("evaluate", ("dataset",), "DSC and NSD per case and label on a split"),
+             "challenge": ("run_challenge", ("in_dir", "out_dir"),
+                           "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
+    for verb, (func, positional, text) in verbs.items():
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
-        if argv is not None and verb != only:
-            continue  # listed in --help; its options are built when it is the verb given
-        func = getattr(ml, func_name)
+        if only not in ("*", verb):
+            continue  # listed in --help; its options (and its module) only when it is the verb given
+        func = getattr(ml, func)
         p.set_defaults(func=func, positional=positional,
                        names=add_function_options(p, func, positional, optional=verb in SETTINGS_VERBS))
         if verb in SETTINGS_VERBS:
@@ -249,8 +215,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
             p.epilog = ("several GPUs or processes: torchrun --nproc_per_node N -m medsam_lite.cli finetune ... "
                         "(DistributedDataParallel; --batch-size stays the global batch)")
 
-    p = sub.add_parser("predict", help=_VERB_HELP["predict"], formatter_class=fmt)
-    if argv is not None and only != "predict":
+    p = sub.add_parser("predict", help="image or volume + box → mask file", formatter_class=fmt)
+    if only not in ("*", "predict"):
         return parser
     p.add_argument("image", help="2D image (PNG/JPG/DICOM/2D NIfTI) or 3D volume (NIfTI/NRRD/MHA/DICOM folder)")
     p.add_argument("--box", nargs=4, type=_number(float), metavar=("X0", "Y0", "X1", "Y1"),
@@ -308,14 +274,11 @@ def apply_settings(args, argv) -> None:
 def _load(args):
     from .model.models import load_model
 
-    device = args.device
-    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # (a single process imports no torch here)
-        from .train.distributed import default_device
-
-        # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
-        device = default_device(args.device)
-    return load_model(args.model, checkpoint=args.checkpoint, device=device,
-                      backend=args.backend, precision=args.model_precision)
+    device = args.device  # under torchrun (WORLD_SIZE > 1) each process takes cuda:LOCAL_RANK unless --device
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # (one process imports no torch here)
+        device = __import__(f"{__package__}.train.distributed", fromlist=["_"]).default_device(args.device)
+    return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
+                      precision=args.model_precision)
 
 
 def _run(args) -> int:
@@ -431,8 +394,7 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     if args.threads:  # torch reads it when (and if) it is imported; the compiled backends read it too
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(args.threads)
+        getattr(sys.modules.get("torch"), "set_num_threads", lambda n: None)(args.threads)
 
     def one_line(message, category, *_, **__):  # e.g. an unusable export cache: one line, no source excerpt
         print(f"medsam-lite {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)

@@ -2,8 +2,8 @@
 inference path of a fresh process imports neither torch nor timm.
 
 The session ``model`` (torch, the default backend) has exported both parts and written the manifest
-(model/exported.py) the torch-free loader finds them by; :func:`load_exported` is that loader, called
-here directly because this test process has torch imported (``load_model`` then takes the torch path).
+(model/exported.py) the torch-free loader finds them by; ``exported_model`` is that loader, called here
+directly because this test process has torch imported (``load_model`` then takes the torch path).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import pytest
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.model.exported import ExportedModel, load_exported
+from medsam_lite.model.exported import ExportedModel
+from medsam_lite.model.models import exported_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def exported(model):
     if model.runtime is None or "torch" in model.runtime.name.split("+"):
         pytest.skip("the default backend here is torch (no compiled backend installed): nothing is exported")
-    out = load_exported(threads=model.runtime.threads)
+    out = exported_model(threads=model.runtime.threads)
     assert isinstance(out, ExportedModel), "the torch load wrote no usable manifest for its exports"
     assert out.runtime.name == model.runtime.name
     return out

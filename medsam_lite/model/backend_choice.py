@@ -128,12 +128,20 @@ def _key_id(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_choice(cache_dir: Path, key: dict) -> dict | None:
-    """The cached choice for ``key``, or ``None`` (no file, another machine/versions, unreadable)."""
+def loadable_backends() -> list[str]:
+    """The backends that can run an export already made (no ``onnx`` needed, unlike
+    :func:`available_backends`, which can also export), in ``auto``'s order."""
+    return [b for b in _FASTEST_FIRST if b == "torch" or _importable(b)]
+
+
+def read_choice(cache_dir: Path, key: dict, installed: list[str] | None = None) -> dict | None:
+    """The cached choice for ``key``, or ``None`` (no file, another machine/versions, unreadable, or a
+    chosen backend not among ``installed``, default :func:`available_backends`)."""
     try:
         entries = json.loads((Path(cache_dir) / "exports" / CHOICE_FILE).read_text(encoding="utf-8"))
         entry = entries[_key_id(key)]
-        ok = entry["key"] == key and all(entry[p] in available_backends() for p in ("encoder", "decoder"))
+        installed = available_backends() if installed is None else installed
+        ok = entry["key"] == key and all(entry[p] in installed for p in ("encoder", "decoder"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return entry if ok else None

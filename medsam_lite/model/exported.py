@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileutil import atomic_write_text, file_sha256
-from .backend_choice import BACKENDS, available_backends, machine_key, pair_name, read_choice, split_backend
+from .backend_choice import BACKENDS, loadable_backends, machine_key, pair_name, read_choice, split_backend
 from .exportcache import _verify, default_cache_dir, export_folder, package_version
 from .geometry import Geometry
 from .intensity import IntensityPreset
@@ -185,13 +185,14 @@ def _sound(cache_dir: Path, part: str, key: str, backend: str) -> Path | None:
     return folder / f"{part}.onnx" if _verify(folder, part, key, backend) is None else None
 
 
-def load_exported(name: str = "lite_medsam", checkpoint=None, device=None, backend=None, precision: str = "fp32",
-                  click_decoder: bool = True, threads: int | None = None, cache_dir=None):
+def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None, device=None, backend=None,
+                  precision: str = "fp32", click_decoder: bool = True, threads: int | None = None, cache_dir=None):
     """An :class:`ExportedModel` for these ``load_model`` arguments, or ``None`` when the torch path must
     load it (a GPU may be meant, another precision or backend, no manifest, an export or the backend
     choice missing, numpy's resize not verified bit for bit here). Never raises on those: ``load_model``
-    then gives today's model and today's errors."""
-    if name not in _table() or precision != "fp32" or not isinstance(click_decoder, bool):
+    then gives today's model and today's errors. ``spec``: the model table's row for ``name``;
+    ``torch_loader``: ``load_model``'s torch path (called with the same arguments on first torch use)."""
+    if spec is None or precision != "fp32" or not isinstance(click_decoder, bool):
         return None
     if device is None:
         if gpu_present():
@@ -216,25 +217,25 @@ def load_exported(name: str = "lite_medsam", checkpoint=None, device=None, backe
         return None
     threads = int(threads) if threads is not None else default_threads()
     if backend == "auto":
-        installed = available_backends()
-        if len(installed) > 1:
-            choice = read_choice(cache_dir, machine_key(threads, manifest["arch"]))
-            if choice is None:
-                return None  # auto has not measured this machine yet: the torch path does it once
-            enc_backend, dec_backend, report = choice["encoder"], choice["decoder"], None
-            name_ = pair_name(enc_backend, dec_backend)
-            report = (f"medsam_lite backend auto → {name_} (encoder {enc_backend}, decoder {dec_backend}; cached "
-                      f"measurement of {choice.get('measured', '?')}, {threads} thread(s): {choice['reason']}; "
-                      "loaded without torch)")
-        else:
-            enc_backend = dec_backend = installed[0]
-            report = None
+        # ``auto`` measured among the backends that could export (``onnx`` installed); running an export
+        # needs only the runtime itself, so ``onnx`` (seconds to import) is looked for only when it must be
+        installed = loadable_backends()
+        if len(installed) <= 1 or importlib.util.find_spec("onnx") is None:
+            return None  # the torch path runs every part in torch then
+        choice = read_choice(cache_dir, machine_key(threads, manifest["arch"]), installed)
+        if choice is None:
+            return None  # auto has not measured this machine yet: the torch path does it once
+        enc_backend, dec_backend = choice["encoder"], choice["decoder"]
+        name_ = pair_name(enc_backend, dec_backend)
+        report = (f"medsam_lite backend auto → {name_} (encoder {enc_backend}, decoder {dec_backend}; cached "
+                  f"measurement of {choice.get('measured', '?')}, {threads} thread(s): {choice['reason']}; "
+                  "loaded without torch)")
     else:
         if not all(p in BACKENDS for p in split_backend(backend)):
             return None
         enc_backend, dec_backend = split_backend(backend)
         report = None
-        if not all(p in available_backends() for p in (enc_backend, dec_backend)):
+        if not all(p in loadable_backends() for p in (enc_backend, dec_backend)):
             return None
     if "torch" in (enc_backend, dec_backend):
         return None
@@ -246,14 +247,8 @@ def load_exported(name: str = "lite_medsam", checkpoint=None, device=None, backe
     report = report or (f"medsam_lite backend {runtime_name} (encoder {enc_backend}, decoder {dec_backend}; "
                         "chosen by the caller; loaded without torch)")
     runtime = ExportedRuntime(runtime_name, threads, encoder_path, decoder_path, report, cache_dir)
-    return ExportedModel(manifest, runtime, dict(name=name, checkpoint=checkpoint, device="cpu",
-                                                 backend=backend, precision=precision, click_decoder=click_decoder))
-
-
-def _table():
-    from .models import MODELS
-
-    return MODELS
+    return ExportedModel(spec, manifest, runtime, torch_loader, dict(
+        name=name, checkpoint=checkpoint, device="cpu", backend=backend, precision=precision, click_decoder=click_decoder))
 
 
 class ExportedModel:
@@ -272,13 +267,10 @@ class ExportedModel:
 
     torch_free = True
 
-    def __init__(self, manifest: dict, runtime: ExportedRuntime, load_args: dict):
-        self._manifest = manifest
-        self.runtime = runtime
-        self._load_args = load_args
-        self._torch = None
-        self._prompts = None
-        self.spec = _table()[manifest["name"]]
+    def __init__(self, spec, manifest: dict, runtime: ExportedRuntime, torch_loader, load_args: dict):
+        self._manifest, self.runtime, self.spec = manifest, runtime, spec
+        self._torch_loader, self._load_args = torch_loader, load_args
+        self._torch = self._prompts = None
         self.weights_sha256 = manifest["weights_sha256"]
         self.checkpoint = manifest["source"]  # the file given (as the torch path records it), else the bundled one
         self.preset = IntensityPreset.from_dict(manifest["preset"]) if manifest.get("preset") else None
@@ -379,10 +371,7 @@ class ExportedModel:
         """The :class:`~medsam_lite.model.sammodel.SamModel` of the same arguments (loaded on first use,
         with torch; the exports are cached, so only the import and the weights take time)."""
         if self._torch is None:
-            from .models import _load_torch_model
-
-            args = dict(self._load_args)
-            self._torch = _load_torch_model(**args)
+            self._torch = self._torch_loader(**self._load_args)
         return self._torch
 
     def prompt_parts(self, clicks: bool = False):
@@ -392,7 +381,8 @@ class ExportedModel:
         self.torch_model().weights_changed()
 
     def __getattr__(self, name: str):
-        if name.startswith("__") or name in ("_torch", "_manifest", "_load_args", "_prompts", "runtime", "spec"):
+        if name.startswith("__") or name in ("_torch", "_manifest", "_load_args", "_torch_loader", "_prompts",
+                                             "runtime", "spec"):
             raise AttributeError(name)
         return getattr(self.torch_model(), name)
 

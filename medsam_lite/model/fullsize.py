@@ -245,3 +245,19 @@ def bilinear_matches_torch() -> bool:
         if not np.array_equal(resize_exact(x, (ho, wo)).view(np.int32), ref.numpy().view(np.int32)):
             return False
     return True
+
+
+def back_to_size(geometry, low_res, iou, hw: tuple[int, int], logits: bool):
+    """The decoder's output at ``hw`` → ``(masks N×H×W bool, scores N float32, logits N×H×W float32 or
+    None)``: numpy arrays (the torch-free model) in numpy, torch tensors through torch; the same bits."""
+    if isinstance(low_res, np.ndarray):
+        scores = np.asarray(iou, np.float32)[:, 0].copy()
+        if not logits:
+            return masks_exact(geometry, low_res, hw), scores, None
+        full = logits_exact(geometry, low_res, hw)
+        return full > 0, scores, full
+    scores = iou[:, 0].float().cpu().numpy()
+    if not logits:
+        return masks_at(geometry, low_res, hw), scores, None
+    full = geometry.logits_to(low_res, hw).cpu()
+    return (full > 0).numpy(), scores, full.numpy()

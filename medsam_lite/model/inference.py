@@ -20,9 +20,7 @@ chosen by :func:`~medsam_lite.load_model`). Validation happens here, once, at th
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +29,8 @@ import numpy as np
 from ..errors import InputError
 from .intensity import IntensityPreset, to_rgb_uint8
 from .geometry import Geometry, check_boxes
+from .fullsize import back_to_size
+from .sessions import from_numpy as _from_numpy, is_tensor as _is_tensor, no_grad as _no_grad
 
 if TYPE_CHECKING:
     from .models import SamModel
@@ -39,16 +39,6 @@ if TYPE_CHECKING:
 def _torch_free(model) -> bool:
     """Whether ``model`` is an :class:`~medsam_lite.model.exported.ExportedModel` (numpy in and out)."""
     return getattr(type(model), "torch_free", False)
-
-
-def _is_tensor(x) -> bool:
-    torch = sys.modules.get("torch")  # a tensor cannot exist before torch is imported
-    return torch is not None and torch.is_tensor(x)
-
-
-def _no_grad():
-    torch = sys.modules.get("torch")
-    return torch.no_grad() if torch is not None else nullcontext()
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,13 +101,8 @@ def encode_images(model: SamModel, images, original_hws=None, preset: IntensityP
     geometries = [model.geometry(hw, rgb.shape[:2]) if hw is not None and tuple(hw) != rgb.shape[:2]
                   else model.geometry(rgb.shape[:2])
                   for rgb, hw in zip(images, original_hws or [None] * len(images))]
-    if _torch_free(model):
-        inputs = np.concatenate([g.image_to_model_array(rgb) for g, rgb in zip(geometries, images)])
-    else:
-        import torch
-
-        inputs = torch.cat([g.image_to_model(rgb) for g, rgb in zip(geometries, images)])
-    out = model.encode(inputs)
+    inputs = np.concatenate([g.image_to_model_array(rgb) for g, rgb in zip(geometries, images)])
+    out = model.encode(inputs if _torch_free(model) else _from_numpy(inputs))
     return [Embedding(out[i:i + 1], g, preset) for i, g in enumerate(geometries)]
 
 
@@ -363,35 +348,11 @@ def _decode(model, embedding, boxes, checked, space, points, point_labels, mask_
             n = len(pts)
             pts = as_input(pts * np.asarray(geometry.scale_xy, np.float32))
             labels = as_input(labels)
-        if free:
-            low = int(model.mask_input_size[0])
-        else:
-            low = int(model.prompt_parts(clicks=True)[0].mask_input_size[0])
+        low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
-        if free and masks_in is not None:
-            masks_in = masks_in.numpy()
+        masks_in = masks_in.numpy() if free and masks_in is not None else masks_in
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
-    if free:  # numpy all the way: the same float32 numbers as torch's resize (model/fullsize.py)
-        from .fullsize import logits_exact, masks_exact
-
-        scores = np.asarray(iou, np.float32)[:, 0].copy()
-        if not logits:
-            return masks_exact(geometry, low_res, out_hw), scores, None
-        full = logits_exact(geometry, low_res, out_hw)
-        return full > 0, scores, full
-    from .fullsize import masks_at
-
-    scores = iou[:, 0].float().cpu().numpy()
-    if not logits:
-        return masks_at(geometry, low_res, out_hw), scores, None
-    full = geometry.logits_to(low_res, out_hw).cpu()
-    return (full > 0).numpy(), scores, full.numpy()
-
-
-def _from_numpy(array: np.ndarray):
-    import torch
-
-    return torch.from_numpy(array)
+    return back_to_size(geometry, low_res, iou, out_hw, logits)  # numpy for the torch-free model, the same bits
 
 
 def _model_boxes(boxes, size: int) -> np.ndarray:

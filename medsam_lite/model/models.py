@@ -174,12 +174,21 @@ def load_model(
     if not isinstance(name, str) or name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}.")
     if "torch" not in sys.modules:  # a torch-free process: run from the cached exports when they are all there
-        from .exported import load_exported
-
-        model = load_exported(name, checkpoint, device, backend, precision, click_decoder)
+        model = exported_model(name, checkpoint, device, backend, precision, click_decoder)
         if model is not None:
             return model
     return _load_torch_model(name, checkpoint, device, backend, precision, click_decoder)
+
+
+def exported_model(name: str = "lite_medsam", checkpoint=None, device=None, backend=None, precision: str = "fp32",
+                   click_decoder: bool = True, threads: int | None = None):
+    """The torch-free :class:`~medsam_lite.model.exported.ExportedModel` :func:`load_model` gives in a process
+    without torch, or ``None`` where it would take the torch path (also callable where torch is imported:
+    tests, benchmarks; ``threads`` default: torch's default count, read without torch)."""
+    from .exported import load_exported
+
+    return load_exported(MODELS.get(name), _load_torch_model, name, checkpoint, device, backend, precision,
+                         click_decoder, threads)
 
 
 def _load_torch_model(name: str = "lite_medsam", checkpoint=None, device=None, backend=None, precision: str = "fp32",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +160,22 @@ def _as_array(x, what: str, ndim: int) -> np.ndarray:
         raise InputError(f"{what} must be a {ndim}-D torch tensor, got "
                          f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
     return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
+
+def is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor (never imports torch: a tensor cannot exist before it is)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.is_tensor(x)
+
+
+def no_grad():
+    """``torch.no_grad()`` when torch is imported, else nothing to do."""
+    torch = sys.modules.get("torch")
+    return torch.no_grad() if torch is not None else nullcontext()
+
+
+def from_numpy(array: np.ndarray):
+    """``torch.from_numpy(array)`` (imports torch)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
