@@ -132,3 +132,33 @@ def test_help_imports_no_torch():
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_compiled_model_cache_gives_the_same_numbers(model, backend, tmp_path):
+    """The second session of an export loads the compiled model cached beside it (ONNX Runtime's optimised
+    graph, OpenVINO's blob) and answers bit for bit as the first, which compiled it."""
+    pytest.importorskip(backend)
+    import shutil
+
+    from medsam_lite.model.exportcache import _verify
+    from medsam_lite.model.sessions import _Session
+
+    from medsam_lite.model.exportcache import default_cache_dir
+
+    source = default_cache_dir() / "exports"
+    folders = [f for f in source.glob(f"decoder-*-{backend}") if _verify(f, "decoder", json.loads(
+        (f / "meta.json").read_text())["weights_sha256"], backend) is None]
+    if not folders:
+        pytest.skip(f"no {backend} decoder export in the cache")
+    shutil.copytree(folders[0], tmp_path / "exports" / folders[0].name)
+    path = tmp_path / "exports" / folders[0].name / "decoder.onnx"
+    rng = np.random.default_rng(0)
+    emb = (0.1 * rng.standard_normal((1, 256, 64, 64))).astype(np.float32)
+    boxes = np.array([[30, 40, 150, 170], [10, 10, 200, 100]], np.float32)
+    first = _Session(backend, path, "fp32", 1).run(emb, boxes)
+    cached = sorted(p.name for p in (tmp_path / "exports" / "compiled" / folders[0].name / backend).iterdir())
+    assert cached and (backend == "openvino" or "decoder.optimized.onnx" in cached), cached
+    second = _Session(backend, path, "fp32", 1).run(emb, boxes)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
