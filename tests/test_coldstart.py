@@ -141,13 +141,13 @@ def test_compiled_model_cache_gives_the_same_numbers(model, backend, tmp_path):
     pytest.importorskip(backend)
     import shutil
 
-    from medsam_lite.model.exportcache import _verify
+    from medsam_lite.model.exportcache import verify_export
     from medsam_lite.model.sessions import _Session
 
     from medsam_lite.model.exportcache import default_cache_dir
 
     source = default_cache_dir() / "exports"
-    folders = [f for f in source.glob(f"decoder-*-{backend}") if _verify(f, "decoder", json.loads(
+    folders = [f for f in source.glob(f"decoder-*-{backend}") if verify_export(f, "decoder", json.loads(
         (f / "meta.json").read_text())["weights_sha256"], backend) is None]
     if not folders:
         pytest.skip(f"no {backend} decoder export in the cache")

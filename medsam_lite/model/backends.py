@@ -15,15 +15,14 @@ Exports live in ``$MEDSAM_LITE_CACHE`` (default ``~/.cache/medsam_lite``) under
 ``meta.json`` holding every exported file's SHA-256. A file that does not match (truncated, edited,
 another version) is rebuilt, never trusted; a fine-tuned decoder has other weights, hence its own
 export. In fp32 the embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"``
-(OpenVINO only) is ~1.7x faster again at ~4 % embedding error. Training stays in torch.
+(OpenVINO only) is ~1.7x faster again at ~4 % embedding error. Training stays in torch. Compiled models
+are cached beside the exports (:mod:`.sessions`), and a manifest per checkpoint lets a process without
+torch find its exports (:mod:`.exported`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import json
-import os
 import shutil
 import sys
 import time
@@ -36,7 +35,7 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
-from .exportcache import _verify, default_cache_dir, export_folder, package_version  # noqa: F401  (torch-free)
+from .exportcache import default_cache_dir, export_folder, package_version, verify_export
 from .sessions import _as_array, _Session, openvino_cpu_has_bf16  # noqa: F401  (prompt_graph runs its graph in them too)
 
 from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, machine_key,  # noqa: F401
@@ -132,7 +131,7 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
     from ..fileutil import FolderLock
 
     folder = export_folder(cache_dir, part, key, backend)
-    if not force and _verify(folder, part, key, backend) is None:
+    if not force and verify_export(folder, part, key, backend) is None:
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -145,7 +144,7 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
 def _export_locked(folder: Path, part: str, make_module, key: str, backend: str, input_size: int,
                    progress: bool, force: bool) -> Path:
     if not force:
-        problem = _verify(folder, part, key, backend)
+        problem = verify_export(folder, part, key, backend)
         if problem is None:
             return folder / f"{part}.onnx"
         if folder.exists():
@@ -157,7 +156,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
     try:
         with atomic_folder(folder) as tmp:
             twins = [f for b in BACKENDS if not force and b != backend for f in [folder.with_name(
-                folder.name[:-len(backend)] + b)] if _verify(f, part, key, b) is None]  # the same ONNX, another backend
+                folder.name[:-len(backend)] + b)] if verify_export(f, part, key, b) is None]  # the same ONNX, another backend
             if twins:
                 for f in twins[0].iterdir():
                     if f.name != "meta.json":
@@ -170,7 +169,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
                     "export_seconds": round(time.perf_counter() - start, 2)}
             atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
     except OSError:  # another process finished the same export first: use theirs if it is sound
-        if _verify(folder, part, key, backend) is not None:
+        if verify_export(folder, part, key, backend) is not None:
             raise
     if progress:
         print(f"medsam_lite: {part} export done in {time.perf_counter() - start:.1f} s.", file=sys.stderr)

@@ -34,7 +34,7 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "medsam_lite"
 
 
-def _verify(folder: Path, part: str, key: str, backend: str) -> str | None:
+def verify_export(folder: Path, part: str, key: str, backend: str) -> str | None:
     """``None`` if ``folder`` holds a sound export for these weights, else what is wrong with it."""
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))

@@ -35,7 +35,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileutil import atomic_write_text, file_sha256
 from .backend_choice import BACKENDS, loadable_backends, machine_key, pair_name, read_choice, split_backend
-from .exportcache import _verify, default_cache_dir, export_folder, package_version
+from .exportcache import verify_export, default_cache_dir, export_folder, package_version
 from .geometry import Geometry
 from .intensity import IntensityPreset
 
@@ -182,7 +182,7 @@ class ExportedRuntime:
 
 def _sound(cache_dir: Path, part: str, key: str, backend: str) -> Path | None:
     folder = export_folder(cache_dir, part, key, backend)
-    return folder / f"{part}.onnx" if _verify(folder, part, key, backend) is None else None
+    return folder / f"{part}.onnx" if verify_export(folder, part, key, backend) is None else None
 
 
 def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None, device=None, backend=None,
