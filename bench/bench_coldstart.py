@@ -35,10 +35,11 @@ PNG = ROOT / "data_samples" / "brain_slice.png"
 BOX = ["40", "50", "120", "150"]
 
 
-def run_once(argv: list[str], env: dict) -> dict:
-    """One whole process: wall seconds, user + system CPU seconds, peak RSS (MiB), exit code."""
+def run_once(argv: list[str], env: dict, cwd: Path) -> dict:
+    """One whole process: wall seconds, user + system CPU seconds, peak RSS (MiB), exit code. ``cwd``
+    holds no package (``python -c`` puts the working folder before ``PYTHONPATH``)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -83,16 +84,20 @@ def main(argv=None) -> int:
     env_a, env_b = dict(env, PYTHONPATH=str(ROOT)), dict(env, PYTHONPATH=str(base))
     # the torch path once: exports, auto's choice and the manifest are in the cache (as after any first use)
     subprocess.run([sys.executable, "-c", "import torch, medsam_lite as ml; ml.load_model()"], env=env_a, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for env_x, want in ((env_a, str(ROOT)), (env_b, str(base))):  # each side imports its own package
+        where = subprocess.run([sys.executable, "-c", "import medsam_lite; print(medsam_lite.__file__)"], env=env_x,
+                               cwd=tmp, check=True, capture_output=True, text=True).stdout
+        assert where.startswith(want), (where, want)
     load_before = os.getloadavg()[0]
     rows = []
     for name, cmd in commands(tmp / "m.png").items():
         cmd_b = [c.replace(str(tmp / "m.png"), str(tmp / "m_base.png")) for c in cmd]
-        run_once(cmd, env_a), run_once(cmd_b, env_b)  # warm-up pair (fills the compiled-model caches)
+        run_once(cmd, env_a, tmp), run_once(cmd_b, env_b, tmp)  # warm-up pair (fills the compiled-model caches)
         a, b = [], []
         for _ in range(args.runs):
-            a.append(run_once(cmd, env_a))
-            b.append(run_once(cmd_b, env_b))
+            a.append(run_once(cmd, env_a, tmp))
+            b.append(run_once(cmd_b, env_b, tmp))
         ratio = statistics.median(x["wall"] / y["wall"] for x, y in zip(a, b))
         row = {"name": name, "ratio": ratio,
                **{f"{side}_{k}": statistics.median(r[k] for r in runs) for side, runs in (("a", a), ("b", b))

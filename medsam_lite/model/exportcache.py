@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 from ..fileutil import file_sha256
@@ -20,6 +21,7 @@ def export_folder(cache_dir, part: str, key: str, backend: str) -> Path:
     return Path(cache_dir) / "exports" / f"{part}-{key[:16]}-{package_version()}-{backend}"
 
 
+@lru_cache(maxsize=1)
 def package_version() -> str:
     """The installed ``medsam-lite`` version (``"0"`` if it is not installed as a distribution)."""
     try:
