@@ -60,9 +60,18 @@ def baseline_tree(rev: str) -> Path:
     return out
 
 
-def commands(out_png: Path) -> dict[str, list[str]]:
+def cli_entry(pyproject: str) -> str:
+    """The ``medsam-lite`` console script's ``module:function`` as a ``pyproject.toml`` text declares it
+    (each side runs its own command: the module moved between the baseline and now)."""
+    import tomllib
+
+    return tomllib.loads(pyproject)["project"]["scripts"]["medsam-lite"]
+
+
+def commands(out_png: Path, entry: str) -> dict[str, list[str]]:
     py = sys.executable
-    cli = [py, "-c", "import sys; from medsam_lite.cli import main; sys.exit(main())"]
+    module, func = entry.split(":")
+    cli = [py, "-c", f"import sys; from {module} import {func}; sys.exit({func}())"]
     return {"import medsam_lite": [py, "-c", "import medsam_lite"],
             "medsam-lite --help": cli + ["--help"],
             "medsam-lite predict PNG --box (exports cached)": cli + ["predict", str(PNG), "--box", *BOX,
@@ -91,8 +100,11 @@ def main(argv=None) -> int:
         assert where.startswith(want), (where, want)
     load_before = os.getloadavg()[0]
     rows = []
-    for name, cmd in commands(tmp / "m.png").items():
-        cmd_b = [c.replace(str(tmp / "m.png"), str(tmp / "m_base.png")) for c in cmd]
+    entry_b = cli_entry(subprocess.run(["git", "-C", str(ROOT), "show", f"{args.baseline_rev}:pyproject.toml"],
+                                       check=True, capture_output=True, text=True).stdout)
+    commands_b = commands(tmp / "m_base.png", entry_b)
+    for name, cmd in commands(tmp / "m.png", cli_entry((ROOT / "pyproject.toml").read_text())).items():
+        cmd_b = commands_b[name]
         run_once(cmd, env_a, tmp), run_once(cmd_b, env_b, tmp)  # warm-up pair (fills the compiled-model caches)
         a, b = [], []
         for _ in range(args.runs):

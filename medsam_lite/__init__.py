@@ -36,16 +36,17 @@ _LAZY = {
     "MODELS": ".model.models", "SamModel": ".model.models", "load_model": ".model.models",
     "Embedding": ".model.inference", "decode": ".model.inference", "encode": ".model.inference",
     "Predictor": ".interactive.predict", "predict": ".interactive.predict",
-    "VolumePredictor": ".interactive.volume", "box_from_recist": ".interactive.volume",
-    "predict_volume": ".interactive.volume",
+    "VolumePredictor": ".interactive.volume", "predict_volume": ".interactive.volume",
+    "box_from_recist": ".interactive.prompts",
     "embed": ".data.embed",
-    "dice": ".evaluate", "evaluate": ".evaluate", "nsd": ".evaluate", "predict_case": ".evaluate",
+    "evaluate": ".evaluate", "predict_case": ".evaluate",
+    "dice": ".metrics", "nsd": ".metrics",
     "simulate_clicks": ".clicks",
     "finetune": ".train.finetune",
     "prepare_dataset": ".data.preprocess", "preprocess": ".data.preprocess",
     "fetch_checkpoint": ".downloads",
     "predict_label_map": ".interactive.labelmaps", "predict_volume_labels": ".interactive.labelmaps",
-    "run_challenge": ".interactive.challenge",
+    "run_challenge": ".app.challenge",
 }
 #: Submodules reachable as attributes (``ml.io``, ``ml.labelmaps``, ``ml.widgets``: ipywidgets on first use).
 _SUBMODULES = {"io": ".io", "labelmaps": ".interactive.labelmaps", "widgets": ".interactive.widgets"}

@@ -89,7 +89,7 @@ import json, sys
 import numpy as np
 import medsam_lite as ml
 after_import = sorted(m for m in ("torch", "timm", "torchvision", "SimpleITK") if m in sys.modules)
-from medsam_lite import cli
+from medsam_lite.app import cli
 from medsam_lite.io import scans
 model = ml.load_model()
 image = scans.read_volume(sys.argv[1]).array
@@ -123,7 +123,7 @@ def test_inference_path_imports_no_torch(model, exported, tmp_path):
 
 
 def test_help_imports_no_torch():
-    code = ("import sys, contextlib, io\nfrom medsam_lite import cli\n"
+    code = ("import sys, contextlib, io\nfrom medsam_lite.app import cli\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    try:\n        cli.main(['--help'])\n    except SystemExit:\n        pass\n"
             "    try:\n        cli.main(['predict', '--help'])\n    except SystemExit:\n        pass\n"
@@ -142,7 +142,7 @@ def test_compiled_model_cache_gives_the_same_numbers(model, backend, tmp_path):
     import shutil
 
     from medsam_lite.model.exportcache import verify_export
-    from medsam_lite.model.sessions import _Session
+    from medsam_lite.model.sessions import GraphSession
 
     from medsam_lite.model.exportcache import default_cache_dir
 
@@ -156,9 +156,9 @@ def test_compiled_model_cache_gives_the_same_numbers(model, backend, tmp_path):
     rng = np.random.default_rng(0)
     emb = (0.1 * rng.standard_normal((1, 256, 64, 64))).astype(np.float32)
     boxes = np.array([[30, 40, 150, 170], [10, 10, 200, 100]], np.float32)
-    first = _Session(backend, path, "fp32", 1).run(emb, boxes)
+    first = GraphSession(backend, path, "fp32", 1).run(emb, boxes)
     cached = sorted(p.name for p in (tmp_path / "exports" / "compiled" / folders[0].name / backend).iterdir())
     assert cached and (backend == "openvino" or "decoder.optimized.onnx" in cached), cached
-    second = _Session(backend, path, "fp32", 1).run(emb, boxes)
+    second = GraphSession(backend, path, "fp32", 1).run(emb, boxes)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))

@@ -167,14 +167,14 @@ class ExportedRuntime:
     """
 
     def __init__(self, name: str, threads: int, encoder_path: Path, decoder_path: Path, report: str, cache_dir: Path):
-        from .sessions import _Session
+        from .sessions import GraphSession
 
         self.name, self.precision, self.threads = name, "fp32", int(threads)
         self.encoder_backend, self.decoder_backend = split_backend(name)
         self.encoder_path, self.decoder_path, self.report = encoder_path, decoder_path, report
         self._settings = {"cache_dir": cache_dir}
-        self._encoder = _Session(self.encoder_backend, encoder_path, "fp32", threads)
-        self._decoder = _Session(self.decoder_backend, decoder_path, "fp32", threads)
+        self._encoder = GraphSession(self.encoder_backend, encoder_path, "fp32", threads)
+        self._decoder = GraphSession(self.decoder_backend, decoder_path, "fp32", threads)
 
     def __repr__(self) -> str:
         return f"ExportedRuntime(name={self.name!r}, precision='fp32', threads={self.threads})"
@@ -361,9 +361,9 @@ class ExportedModel:
                           self.runtime.decoder_backend)
             if path is None:
                 return None
-            from .sessions import _Session
+            from .sessions import GraphSession
 
-            self._prompts = _Session(self.runtime.decoder_backend, path, "fp32", self.runtime.threads)
+            self._prompts = GraphSession(self.runtime.decoder_backend, path, "fp32", self.runtime.threads)
         return self._prompts
 
     # ---- everything else: the torch model ------------------------------------------------------------

@@ -15,14 +15,12 @@ from pathlib import Path
 
 from ..errors import CheckpointError, InputError
 from ..fileutil import file_sha256
-from .geometry import Geometry  # noqa: F401
 
 if TYPE_CHECKING:
     from .exported import ExportedModel
     from .sammodel import SamModel
 
-__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model", "read_checkpoint", "file_sha256",
-           "guess_architecture"]
+__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class ModelSpec:
     Attributes:
         name: the key users pass to :func:`load_model`.
         input_size: the square side ``S`` of the model input (256 or 1024).
-        recipe: the preprocessing recipe, see :mod:`medsam_lite.transforms`.
+        recipe: the preprocessing recipe, see :mod:`medsam_lite.model.geometry`.
         sam_variant: ``segment_anything`` registry key, or ``None`` for LiteMedSAM.
         filename: the usual checkpoint file name.
         url: where users download the checkpoint.
@@ -75,10 +73,6 @@ def __getattr__(name):
         from .sammodel import SamModel
 
         return SamModel
-    if name in ("guess_architecture", "read_checkpoint"):
-        from . import checkpoints
-
-        return getattr(checkpoints, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -19,7 +19,7 @@ class SamModel(torch.nn.Module):
         spec: the :class:`ModelSpec` of the architecture.
         weights_sha256: SHA-256 of the weights' file(s); part of every embedding-store signature.
         checkpoint: path of the checkpoint the weights came from.
-        preset: the :class:`~medsam_lite.intensity.IntensityPreset` the model was fine-tuned with (read
+        preset: the :class:`~medsam_lite.model.intensity.IntensityPreset` the model was fine-tuned with (read
             from a fine-tuned checkpoint), or ``None``; :class:`~medsam_lite.Predictor` uses it by default.
         weights_version: a counter :meth:`weights_changed` bumps; the compiled runtime and the cached
             encoder hash follow it.
@@ -39,7 +39,7 @@ class SamModel(torch.nn.Module):
         self.checkpoint = checkpoint
         self.preset = preset
         self.click_decoder: torch.nn.ModuleDict | None = None  # set by load_model (see attach_click_decoder)
-        self.runtime = None  # a compiled CPU runtime (medsam_lite.backends), or None: torch eager
+        self.runtime = None  # a compiled CPU runtime (medsam_lite.model.backends), or None: torch eager
         self.weights_version = 0  # bumped by weights_changed(); the runtime is rebuilt when it moves on
         self._runtime_version = None
 
@@ -65,7 +65,7 @@ class SamModel(torch.nn.Module):
         """``B×3×S×S`` model inputs → ``B×256×64×64`` float32 image embeddings (on this model's device).
 
         The package's only call of the image encoder (through a compiled CPU runtime when
-        :func:`load_model` chose one); :func:`medsam_lite.inference.encode` is the seam around it.
+        :func:`load_model` chose one); :func:`medsam_lite.model.inference.encode` is the seam around it.
         """
         if self._current_runtime() is not None:
             return self.runtime.encode(images.float().cpu()).to(self.device)

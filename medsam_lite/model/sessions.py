@@ -28,7 +28,7 @@ def openvino_cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-class _Session:
+class GraphSession:
     """One loaded ONNX graph in one backend: ``run(*arrays) -> list of float32 arrays``."""
 
     def __init__(self, backend: str, path: Path, precision: str, threads: int):
@@ -153,7 +153,8 @@ def prompt_arrays(boxes, points, point_labels, mask_input, n: int, mask_hw) -> t
             np.ascontiguousarray(mask, np.float32), has_mask)
 
 
-def _as_array(x, what: str, ndim: int) -> np.ndarray:
+def as_array(x, what: str, ndim: int) -> np.ndarray:
+    """``x`` (a CPU or GPU torch tensor with ``ndim`` dimensions) as a contiguous float32 array."""
     import torch
 
     if not torch.is_tensor(x) or x.ndim != ndim:
