@@ -1,9 +1,9 @@
 """The ``medsam-lite`` command: a thin shell over the Python functions.
 
 Each subcommand mirrors one function (``preprocess``, ``embed``, ``finetune``, ``evaluate``) and is
-**built from its signature**: every parameter becomes an option with the function's own default
-and its docstring's description (parsed by ``docstring_parser``) as help, so the two cannot drift
-apart. ``predict`` wraps
+**built from its signature** (only the verb named: ``--help`` imports no torch): every parameter becomes an
+option with the function's own default and its docstring's description (parsed by ``docstring_parser``) as
+help, so the two cannot drift apart. ``predict`` wraps
 :func:`~medsam_lite.predict` / :func:`~medsam_lite.predict_volume`. Exit codes: 0 success, 2 bad
 input or usage (one line that says what to fix, no traceback), 1 an unexpected failure, 130
 interrupted. Boxes on the command line are XYXY in original pixels.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 import warnings
@@ -182,10 +183,11 @@ def _model_options(p: argparse.ArgumentParser, taken) -> None:
                        default=defaults["precision"].default, help=helps.get("precision"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv=None) -> argparse.ArgumentParser:
     import medsam_lite as ml
-    from ..io.formats import FORMATS
 
+    rest = [a for i, a in enumerate(argv or []) if a[:1] != "-" and (i == 0 or argv[i - 1] != "--threads")]
+    only = "*" if argv is None else (rest or [""])[0]  # with argv only the verb named gets its options
     fmt = _Formatter
     parser = _Parser(prog="medsam-lite", description=__doc__.splitlines()[0], formatter_class=fmt)
     parser.add_argument("--threads", type=_positive_int, default=None,
@@ -194,14 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     settings_help = ("a settings file (tutorials/settings.toml) giving the folders and the other options; "
                      "options given here override it")
-    verbs = {"preprocess": (ml.preprocess, ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
-             "embed": (ml.embed, ("dataset",), "compute and store the image embedding of every slice"),
-             "finetune": (ml.finetune, ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
-             "evaluate": (ml.evaluate, ("dataset",), "DSC and NSD per case and label on a split"),
-             "challenge": (ml.run_challenge, ("in_dir", "out_dir"),
+    verbs = {"preprocess": ("preprocess", ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
+             "embed": ("embed", ("dataset",), "compute and store the image embedding of every slice"),
+             "finetune": ("finetune", ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
+             "evaluate": ("evaluate", ("dataset",), "DSC and NSD per case and label on a split"),
+             "challenge": ("run_challenge", ("in_dir", "out_dir"),
                            "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
     for verb, (func, positional, text) in verbs.items():
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
+        if only not in ("*", verb):
+            continue  # listed in --help; its options (and its module) only when it is the verb given
+        func = getattr(ml, func)
         p.set_defaults(func=func, positional=positional,
                        names=add_function_options(p, func, positional, optional=verb in SETTINGS_VERBS))
         if verb in SETTINGS_VERBS:
@@ -215,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(DistributedDataParallel; --batch-size stays the global batch)")
 
     p = sub.add_parser("predict", help="image or volume + box → mask file", formatter_class=fmt)
+    if only not in ("*", "predict"):
+        return parser
+    from ..io.formats import FORMATS  # (SimpleITK: only for the verb that writes)
+
     p.add_argument("image", help="2D image (PNG/JPG/DICOM/2D NIfTI) or 3D volume (NIfTI/NRRD/MHA/DICOM folder)")
     p.add_argument("--box", nargs=4, type=_number(float), metavar=("X0", "Y0", "X1", "Y1"),
                    help="XYXY box in original pixels (on --slice for a volume)")
@@ -235,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _given(argv) -> set[str]:
     """The options and arguments given on the command line ``argv`` (a parse without defaults)."""
-    parser = build_parser()
+    parser = build_parser(argv)
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for p in [parser, *[s for a in subs for s in a.choices.values()]]:
         for action in p._actions:
@@ -271,12 +280,15 @@ def apply_settings(args, argv) -> None:
 
 
 def _load(args):
-    from ..distributed import default_device
     from ..model.models import load_model
 
-    # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
-    return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device),
-                      backend=args.backend, precision=args.model_precision)
+    device = args.device  # under torchrun (WORLD_SIZE > 1) each process takes cuda:LOCAL_RANK unless --device
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # (one process imports no torch here)
+        from ..distributed import default_device  # (imports torch)
+
+        device = default_device(args.device)
+    return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
+                      precision=args.model_precision)
 
 
 def _run(args) -> int:
@@ -369,7 +381,7 @@ def _predict(args, ml) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)  # before any heavy import: --help and bad usage are instant
     from ..errors import InputError
 
     try:
@@ -377,10 +389,9 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"medsam-lite {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads:  # torch reads it when (and if) it is imported; the compiled backends read it too
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        getattr(sys.modules.get("torch"), "set_num_threads", lambda n: None)(args.threads)
 
     def one_line(message, category, *_, **__):  # e.g. an unusable export cache: one line, no source excerpt
         print(f"medsam-lite {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)

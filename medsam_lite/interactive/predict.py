@@ -7,12 +7,17 @@ thin shells over the seam in :mod:`medsam_lite.model.inference` (:func:`~medsam_
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import InputError
 from ..model.inference import Embedding, as_embedding, decode, encode_images, prepare_image
 from ..model.intensity import IntensityPreset
-from ..model.models import SamModel, load_model
+from ..model.models import is_model, load_model
+
+if TYPE_CHECKING:
+    from ..model.models import SamModel
 from ..model.geometry import Geometry, check_boxes
 
 
@@ -36,14 +41,16 @@ class Predictor:
         masks, scores = predictor.predict([[40, 52, 90, 110]])
 
     Attributes:
-        model: the :class:`~medsam_lite.model.models.SamModel`.
+        model: the :class:`~medsam_lite.model.sammodel.SamModel` (or the torch-free
+            :class:`~medsam_lite.model.exported.ExportedModel` :func:`~medsam_lite.load_model` gives in a
+            process without torch; embeddings are then numpy arrays).
         embedding: the current :class:`~medsam_lite.model.inference.Embedding` (``embedding.tensor`` is
             ``1×256×64×64`` float32), or ``None``.
         encoder_calls: how many times the image encoder ran (a new box does not add one).
     """
 
     def __init__(self, model: SamModel | None = None):
-        if model is not None and not isinstance(model, SamModel):
+        if model is not None and not is_model(model):
             raise InputError(f"model must be a medsam_lite SamModel, got {type(model).__name__}; "
                              "make one with medsam_lite.load_model(name, checkpoint=...).")
         self.model = model if model is not None else load_model()

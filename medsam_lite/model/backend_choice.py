@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from ..errors import InputError
 
 #: Every backend name :func:`resolve_backend` accepts (``"auto"`` and ``"enc+dec"`` pairs besides).
@@ -76,9 +74,9 @@ def resolve_backend(backend: str, device=None) -> str:
         InputError: an unknown name; a backend that is not installed (the message gives the
             ``pip install`` line); a compiled backend asked for on a GPU device.
     """
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    dev = _device_type(device)
     if backend == "auto":
-        return available_backends()[0] if dev.type == "cpu" else "torch"
+        return available_backends()[0] if dev == "cpu" else "torch"
     parts = split_backend(backend) if isinstance(backend, str) else (None,)
     if not all(p in BACKENDS for p in parts) or backend.count("+") > 1:
         raise InputError(f"unknown backend {backend!r}; choose 'auto', one of {list(BACKENDS)}, or an "
@@ -86,13 +84,24 @@ def resolve_backend(backend: str, device=None) -> str:
     for part in parts:
         if part == "torch":
             continue
-        if dev.type != "cpu":
-            raise InputError(f"backend {part!r} runs on the CPU, but the model is on {dev}; use "
+        if dev != "cpu":
+            raise InputError(f"backend {part!r} runs on the CPU, but the model is on {device}; use "
                              "backend='torch' on a GPU, or device='cpu'.")
         if not _backend_ready(part):
             raise InputError(f"backend {part!r} is not installed here; install it with "
                              f"`{PIP_INSTALL[part]}`, or use backend='auto' (falls back to torch).")
     return backend
+
+
+def _device_type(device) -> str:
+    """``"cpu"``, ``"cuda"`` … of a device name or ``torch.device`` (``None``: the CPU), without importing torch."""
+    if device is None:
+        return "cpu"
+    if isinstance(device, str):
+        return device.split(":", 1)[0].strip()
+    import torch
+
+    return torch.device(device).type
 
 
 def machine_key(threads: int, arch: str) -> dict:
@@ -119,12 +128,20 @@ def _key_id(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_choice(cache_dir: Path, key: dict) -> dict | None:
-    """The cached choice for ``key``, or ``None`` (no file, another machine/versions, unreadable)."""
+def loadable_backends() -> list[str]:
+    """The backends that can run an export already made (no ``onnx`` needed, unlike
+    :func:`available_backends`, which can also export), in ``auto``'s order."""
+    return [b for b in _FASTEST_FIRST if b == "torch" or _importable(b)]
+
+
+def read_choice(cache_dir: Path, key: dict, installed: list[str] | None = None) -> dict | None:
+    """The cached choice for ``key``, or ``None`` (no file, another machine/versions, unreadable, or a
+    chosen backend not among ``installed``, default :func:`available_backends`)."""
     try:
         entries = json.loads((Path(cache_dir) / "exports" / CHOICE_FILE).read_text(encoding="utf-8"))
         entry = entries[_key_id(key)]
-        ok = entry["key"] == key and all(entry[p] in available_backends() for p in ("encoder", "decoder"))
+        installed = available_backends() if installed is None else installed
+        ok = entry["key"] == key and all(entry[p] in installed for p in ("encoder", "decoder"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return entry if ok else None
@@ -231,6 +248,8 @@ def auto_choice(make_runtime, input_size: int, embedding_shape, key: dict, cache
         (empty when the choice came from the cache).
     """
     from functools import partial
+
+    import torch
 
     built: dict = {}
 

@@ -15,15 +15,14 @@ Exports live in ``$MEDSAM_LITE_CACHE`` (default ``~/.cache/medsam_lite``) under
 ``meta.json`` holding every exported file's SHA-256. A file that does not match (truncated, edited,
 another version) is rebuilt, never trusted; a fine-tuned decoder has other weights, hence its own
 export. In fp32 the embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"``
-(OpenVINO only) is ~1.7x faster again at ~4 % embedding error. Training stays in torch.
+(OpenVINO only) is ~1.7x faster again at ~4 % embedding error. Training stays in torch. Compiled models
+are cached beside the exports (:mod:`.sessions`), and a manifest per checkpoint lets a process without
+torch find its exports (:mod:`.exported`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import json
-import os
 import shutil
 import sys
 import time
@@ -36,6 +35,7 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
+from .exportcache import default_cache_dir, export_folder, package_version, verify_export
 from .sessions import GraphSession, as_array, openvino_cpu_has_bf16
 
 from .backend_choice import (PIP_INSTALL, BACKENDS, auto_choice, available_backends, machine_key,
@@ -43,20 +43,6 @@ from .backend_choice import (PIP_INSTALL, BACKENDS, auto_choice, available_backe
 
 PRECISIONS = ("fp32", "bf16")
 _OPSET = 17
-
-
-def package_version() -> str:
-    """The installed ``medsam-lite`` version (``"0"`` if it is not installed as a distribution)."""
-    try:
-        return importlib.metadata.version("medsam-lite")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
-
-
-def default_cache_dir() -> Path:
-    """``$MEDSAM_LITE_CACHE`` if set, else ``~/.cache/medsam_lite``."""
-    env = os.environ.get("MEDSAM_LITE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "medsam_lite"
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,8 +130,8 @@ def export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pat
     """
     from ..fileutil import FolderLock
 
-    folder = cache_dir / "exports" / f"{part}-{key[:16]}-{package_version()}-{backend}"
-    if not force and _verify(folder, part, key, backend) is None:
+    folder = export_folder(cache_dir, part, key, backend)
+    if not force and verify_export(folder, part, key, backend) is None:
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +144,7 @@ def export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pat
 def _export_locked(folder: Path, part: str, make_module, key: str, backend: str, input_size: int,
                    progress: bool, force: bool) -> Path:
     if not force:
-        problem = _verify(folder, part, key, backend)
+        problem = verify_export(folder, part, key, backend)
         if problem is None:
             return folder / f"{part}.onnx"
         if folder.exists():
@@ -170,7 +156,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
     try:
         with atomic_folder(folder) as tmp:
             twins = [f for b in BACKENDS if not force and b != backend for f in [folder.with_name(
-                folder.name[:-len(backend)] + b)] if _verify(f, part, key, b) is None]  # the same ONNX, another backend
+                folder.name[:-len(backend)] + b)] if verify_export(f, part, key, b) is None]  # the same ONNX, another backend
             if twins:
                 for f in twins[0].iterdir():
                     if f.name != "meta.json":
@@ -183,7 +169,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
                     "export_seconds": round(time.perf_counter() - start, 2)}
             atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
     except OSError:  # another process finished the same export first: use theirs if it is sound
-        if _verify(folder, part, key, backend) is not None:
+        if verify_export(folder, part, key, backend) is not None:
             raise
     if progress:
         print(f"medsam_lite: {part} export done in {time.perf_counter() - start:.1f} s.", file=sys.stderr)
@@ -199,30 +185,6 @@ def _warn_cache(cache_dir: Path, exc: OSError, backend: str) -> None:
 
 class CacheWarning(UserWarning):
     """The export cache could not be used; the model runs in torch (see :func:`build_runtime`)."""
-
-
-def _verify(folder: Path, part: str, key: str, backend: str) -> str | None:
-    """``None`` if ``folder`` holds a sound export for these weights, else what is wrong with it."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, ValueError):
-        return "unreadable (meta.json is not valid JSON)"
-    expected = {"part": part, "weights_sha256": key, "medsam_lite": package_version(), "backend": backend}
-    stale = [k for k, v in expected.items() if not isinstance(meta, dict) or meta.get(k) != v]
-    if stale:
-        return f"stale ({', '.join(stale)} differ)"
-    files = meta.get("files")
-    if not isinstance(files, dict) or f"{part}.onnx" not in files:
-        return "incomplete (meta.json lists no ONNX file)"
-    for name, sha in files.items():
-        path = folder / name
-        if not path.is_file():
-            return f"incomplete ({name} is missing)"
-        if file_sha256(path) != sha:
-            return f"corrupt ({name} does not match its SHA-256 in meta.json)"
-    return None
 
 
 # --------------------------------------------------------------------------------------------

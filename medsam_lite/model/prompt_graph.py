@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .backends import DecoderGraph, export_cached
-from .sessions import GraphSession, as_array
+from .sessions import GraphSession, as_array, prompt_arrays
 from .hashing import state_sha256
 
 
@@ -60,28 +60,6 @@ class PromptGraph(DecoderGraph):
         dynamic = {"point_coords": {0: "n", 1: "p"}, "point_labels": {0: "n", 1: "p"}, "mask_input": {0: "n"},
                    "low_res_logits": {0: "n"}, "iou": {0: "n"}}
         return args, names, ["low_res_logits", "iou"], dynamic
-
-
-def prompt_arrays(boxes, points, point_labels, mask_input, n: int, mask_hw) -> tuple[np.ndarray, ...]:
-    """The :class:`PromptGraph` inputs (float32 arrays) for CPU float32 tensors or ``None``.
-
-    Points come first, then the box corners labelled 2 and 3, or the padding point (label -1) when
-    there is no box, as SAM's prompt encoder orders them; a zero mask with ``has_mask_input = 0``
-    when there is no mask input.
-    """
-    coords = [points.numpy()] if points is not None else []
-    labels = [point_labels.numpy()] if points is not None else []
-    if boxes is not None:
-        coords.append(boxes.numpy().reshape(n, 2, 2))
-        labels.append(np.tile(np.array([[2, 3]], np.float32), (n, 1)))
-    else:
-        coords.append(np.zeros((n, 1, 2), np.float32))
-        labels.append(-np.ones((n, 1), np.float32))
-    has_mask = np.array([0.0 if mask_input is None else 1.0], np.float32)
-    mask = np.zeros((n, 1, *mask_hw), np.float32) if mask_input is None else mask_input.numpy()
-    return (np.ascontiguousarray(np.concatenate(coords, 1), np.float32),
-            np.ascontiguousarray(np.concatenate(labels, 1), np.float32),
-            np.ascontiguousarray(mask, np.float32), has_mask)
 
 
 _SESSIONS: dict = {}  # (backend, precision, threads, cache folder, weights hash) → loaded prompts graph
