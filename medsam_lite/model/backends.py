@@ -130,6 +130,10 @@ def _export_module(part: str, image_encoder, prompt_encoder, mask_decoder) -> to
     return module.cpu().float().eval()
 
 
+#: Export folders this process has built or loaded: never evicted by it (:func:`.exportcache.evict`).
+_IN_USE: set = set()
+
+
 class CacheUnusable(OSError):
     """The export cache cannot hold an export (a file in its place, read-only, full disk)."""
 
@@ -144,13 +148,20 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
     """
     from ..fileutil import FolderLock
 
+    from .exportcache import evict, touch
+
     folder = cache_dir / "exports" / f"{part}-{key[:16]}-{package_version()}-{backend}"
     if not force and _verify(folder, part, key, backend) is None:
+        _IN_USE.add(folder)
+        touch(folder)  # its last use, for the size cap's LRU order
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FolderLock(folder.parent, "export", wait=None):  # the one lock (fileutil): wait for the other exporter
-            return _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
+            path = _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
+            _IN_USE.add(folder)
+            evict(folder.parent, keep=_IN_USE)  # the cache grew: keep it under its size cap (exportcache)
+            return path
     except OSError as exc:
         raise CacheUnusable(exc.errno, f"{exc.strerror or exc} ({exc.filename or folder.parent})") from exc
 
@@ -191,7 +202,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
 
 
 def _warn_cache(cache_dir: Path, exc: OSError, backend: str) -> None:
-    warnings.warn(f"medsam_lite: the export cache {cache_dir} is unusable ({exc.strerror}); running the model "
+    warnings.warn(f"medsam_lite: the export cache {cache_dir} is unusable ({exc.strerror or exc}); running the model "
                   f"in torch instead of {backend} (correct, slower). Fix: set MEDSAM_LITE_CACHE to a writable "
                   "folder with free space (e.g. export MEDSAM_LITE_CACHE=$TMPDIR/medsam_lite), or pass "
                   "backend='torch' to skip the export.", CacheWarning, stacklevel=2)
@@ -372,6 +383,13 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
     settings = {"cache_dir": Path(cache_dir) if cache_dir is not None else default_cache_dir(),
                 "progress": bool(progress), "input_size": int(prompt_encoder.input_image_size[0])}
     modules = (image_encoder, prompt_encoder, mask_decoder)
+    if backend != "torch":  # decided once, for every errno and depth of the path: torch, one warning
+        from .exportcache import cache_problem
+
+        problem = cache_problem(settings["cache_dir"])
+        if problem is not None:
+            _warn_cache(settings["cache_dir"], problem, backend)
+            return CompiledRuntime("torch", "fp32", threads, modules, settings)
     if auto and precision == "fp32" and image_encoder is not None and len(available_backends()) > 1:
         return _auto_runtime(modules, int(threads), settings)
     return CompiledRuntime(backend, precision, threads, modules, settings)
