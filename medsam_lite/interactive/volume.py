@@ -375,7 +375,9 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             raise InputError(f"{sorted(given)} are already fixed by the VolumePredictor you passed; "
                              "leave them unset or build a new VolumePredictor.")
     source = volume.volume if isinstance(volume, VolumePredictor) else volume
-    writer = label_writer(out, format, source, names) if out is not None or format is not None else None
+    values = ([int(k) for k in box] if all(isinstance(k, (int, np.integer)) for k in box) else None) if isinstance(
+        box, dict) else [1]  # a {label: prompt} map (its keys are checked by predict), else one mask: label 1
+    writer = label_writer(out, format, source, names, values) if out is not None or format is not None else None
     predictor = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
         volume, model=model, axis=axis, modality=modality, window=window)
     result = predictor.predict(box, slice_index, **options)

@@ -73,6 +73,28 @@ def _key(name: str) -> str:
     return " ".join(str(name).split()).lower()
 
 
+def distinct_names(names: list[str], numbers: list, what: str) -> tuple[list[str], list[str]]:
+    """Names of a file's ROIs / segments, made distinct: two different ROIs both named ``liver`` stay
+    two labels, the later one named ``liver (ROI 7)`` (its number in the file), with a note.
+    Names that differ only in case or spacing count as the same (as ``labels=`` matches them).
+
+    Returns:
+        ``(names in the same order, notes)``.
+    """
+    out, notes, seen = [], [], {}
+    for name, number in zip(names, numbers):
+        key = _key(name)
+        if key in seen:
+            new = f"{name} ({what} {number})"
+            notes.append(f"{what}s {seen[key][1]} and {number} are both named {name!r}: kept as two labels, "
+                         f"{what} {number} as {new!r}")
+            name = new
+        else:
+            seen[key] = (name, number)
+        out.append(name)
+    return out, notes
+
+
 def read_dicom_label(path, reference=None, names=None):
     """Read an RTSTRUCT or DICOM-SEG as a label map on its series' grid.
 
@@ -132,8 +154,11 @@ def names_in_file(path) -> list[str]:
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     if getattr(ds, "Modality", "") == "SEG":
-        return [str(s.SegmentLabel) for s in getattr(ds, "SegmentSequence", [])]
-    return [str(getattr(r, "ROIName", "") or f"ROI {r.ROINumber}") for r in getattr(ds, "StructureSetROISequence", [])]
+        items = list(getattr(ds, "SegmentSequence", []))
+        return distinct_names([str(s.SegmentLabel) for s in items], [s.SegmentNumber for s in items], "segment")[0]
+    items = list(getattr(ds, "StructureSetROISequence", []))
+    return distinct_names([str(getattr(r, "ROIName", "") or f"ROI {r.ROINumber}") for r in items],
+                          [r.ROINumber for r in items], "ROI")[0]
 
 
 def resolve_names(label_paths, labels=None):

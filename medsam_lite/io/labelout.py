@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileutil import check_writable
-from .dicomseg import series_files, write_seg
+from .dicomseg import check_names, series_datasets, series_files, source_fixes, write_seg
 from .scans import Volume, read_volume, write_volume
 
 #: ``format=`` values; ``None`` follows the suffix (``.dcm`` → DICOM-SEG, else a volume file).
@@ -35,7 +35,7 @@ def dicom_series_of(source) -> Path | None:
     return Path(where)
 
 
-def label_writer(out, format: str | None = None, source=None, names: dict | None = None
+def label_writer(out, format: str | None = None, source=None, names: dict | None = None, values=None
                  ) -> Callable[[np.ndarray], Path]:
     """Check an output for a mask / label map and return ``write(array) -> path``.
 
@@ -46,12 +46,16 @@ def label_writer(out, format: str | None = None, source=None, names: dict | None
         source: the scan the array was predicted on: a :class:`Volume` (from
             :func:`~medsam_lite.io.read_volume`) or its path. A DICOM-SEG needs a scan read from a
             DICOM series folder (it references the series' instances).
-        names: ``{label value: name}`` for the SEG's segments (a bool mask is label 1).
+        names: ``{label value: name}`` (or ``{name: value}``) for the SEG's segments / RTSTRUCT's ROIs
+            (a bool mask is label 1); checked here (:func:`~medsam_lite.io.dicomseg.check_names`).
+        values: the label values the result can hold (``{1}`` for one mask, a label map's values),
+            when the caller knows them: ``names`` naming another value is refused here.
 
     Raises:
         InputError: an unknown format, a DICOM-SEG asked for a scan that is not a DICOM series (or
             given no scan), a ``.dcm`` name for a volume format, an output folder that does not exist
-            or cannot be written. Raised before any work.
+            or cannot be written, names DICOM cannot hold, a series a DICOM label cannot reference
+            (:func:`~medsam_lite.io.dicomseg.source_fixes`). Raised before any work.
     """
     if out is None:
         raise InputError(f"format={format!r} needs out=<file> to write to.")
@@ -71,6 +75,8 @@ def label_writer(out, format: str | None = None, source=None, names: dict | None
                              f"{out.with_suffix('').name}.nii.gz instead.")
         if out.suffix.lower() != ".dcm":
             raise InputError(f"a DICOM-SEG or RTSTRUCT is written as a .dcm file, got {out.name!r}.")
+        names = check_names(names, values)
+        source_fixes(series_datasets(folder), warn=False)  # refuses a series no SEG can reference; warns when writing
         writer = write_seg if fmt == "dicom-seg" else write_rtstruct
         return lambda array: writer(np.asarray(array), out, folder, names)
     if out.suffix.lower() == ".dcm":
@@ -117,9 +123,27 @@ def write_rtstruct(label_map: np.ndarray, path, series_folder, names: dict | Non
         raise InputError(f"rt-utils reads another set of images from {series_folder} than the series; keep one "
                          "series per folder.")
     order = [uids.index(u) for u in theirs]  # rt-utils' slice k is our slice order[k]
-    names = {int(k): str(v) for k, v in (names or {}).items()}
+    names = check_names(names)
     for v in values:
         rt.add_roi(mask=np.moveaxis(arr[order] == v, 0, -1), name=names.get(v, f"label_{v}"))
+    _complete_references(rt.ds, source_fixes(rt.series_data))
+    rt.ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: ROI names in any script
     path = Path(path)
     atomic_write(path, lambda f: rt.ds.save_as(f))
     return path
+
+
+def _complete_references(ds, fixes: dict) -> None:
+    """Fill what an anonymised series left empty in an RTSTRUCT (:func:`~.dicomseg.source_fixes`): the
+    referenced SOP class of each image (from the file meta) and the Study UID."""
+    classes = set(fixes["sop_class"].values())
+    for elem in list(ds.iterall()):
+        if elem.keyword == "ReferencedSOPClassUID" and not str(elem.value or "").strip() and len(classes) == 1:
+            elem.value = next(iter(classes))
+    if fixes["study"]:
+        if not str(getattr(ds, "StudyInstanceUID", "") or "").strip():
+            ds.StudyInstanceUID = fixes["study"]
+        for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", []):
+            for study in getattr(fr, "RTReferencedStudySequence", []):
+                if not str(getattr(study, "ReferencedSOPInstanceUID", "") or "").strip():
+                    study.ReferencedSOPInstanceUID = fixes["study"]
