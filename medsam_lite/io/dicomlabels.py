@@ -86,8 +86,8 @@ def distinct_names(names: list[str], numbers: list, what: str) -> tuple[list[str
         key = _key(name)
         if key in seen:
             new = f"{name} ({what} {number})"
-            notes.append(f"{what}s {seen[key][1]} and {number} are both named {name!r}: kept as two labels, "
-                         f"{what} {number} as {new!r}")
+            notes.append(f"{what} {number} ({name!r}) has the name of {what} {seen[key][1]} ({seen[key][0]!r}): "
+                         f"kept as two labels, {what} {number} as {new!r}")
             name = new
         else:
             seen[key] = (name, number)
