@@ -404,9 +404,25 @@ def _as_volume(volume) -> Volume:
 
 
 def _pick_axis(volume: Volume, axis) -> int:
+    """The out-of-plane axis: ``axis`` if given, else a size-1 axis, else the largest spacing's; its
+    slices (the other two axes) must be at least 2×2 pixels."""
+    shape = tuple(int(n) for n in volume.array.shape[:3])
+    planes = {a: tuple(n for b, n in enumerate(shape) if b != a) for a in range(3)}
+    usable = [a for a in range(3) if min(planes[a]) >= 2]
     if axis is None:  # a size-1 axis is the slice axis (as in preprocess), else the largest spacing's
-        single = [a for a, n in enumerate(volume.array.shape[:3]) if n == 1]
-        return single[0] if single else int(np.argmax(volume.spacing_zyx))  # ties → the first, axis 0
+        if not usable:
+            raise InputError(f"the volume {shape} has no axis whose slices are at least 2×2 pixels (across "
+                             + ", ".join(f"axis={a} they are {planes[a][0]}×{planes[a][1]}" for a in range(3))
+                             + "): it is a line of voxels, not an image. Pass a volume with two axes of ≥ 2 voxels.")
+        single = [a for a in usable if shape[a] == 1]
+        spacing = np.asarray(volume.spacing_zyx, float)
+        return single[0] if single else max(usable, key=lambda a: (spacing[a], -a))  # ties → the first
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
         raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
-    return int(axis) % 3
+    axis = int(axis) % 3
+    if axis not in usable:
+        raise InputError(f"slices across axis={axis} of the volume {shape} are {planes[axis][0]}×{planes[axis][1]} "
+                         "pixels; a slice needs at least 2×2. "
+                         + (f"Pass axis={usable[0]} (slices {planes[usable[0]][0]}×{planes[usable[0]][1]})."
+                            if usable else "No axis of this volume gives such slices."))
+    return axis
