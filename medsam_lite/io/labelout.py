@@ -126,16 +126,28 @@ def write_rtstruct(label_map: np.ndarray, path, series_folder, names: dict | Non
     names = check_names(names)
     for v in values:
         rt.add_roi(mask=np.moveaxis(arr[order] == v, 0, -1), name=names.get(v, f"label_{v}"))
-    _complete_references(rt.ds, source_fixes(rt.series_data))
+    _complete_rtstruct(rt.ds, source_fixes(rt.series_data), rt.series_data[0])
     rt.ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: ROI names in any script
     path = Path(path)
     atomic_write(path, lambda f: rt.ds.save_as(f))
     return path
 
 
-def _complete_references(ds, fixes: dict) -> None:
-    """Fill what an anonymised series left empty in an RTSTRUCT (:func:`~.dicomseg.source_fixes`): the
-    referenced SOP class of each image (from the file meta) and the Study UID."""
+def _complete_rtstruct(ds, fixes: dict, first) -> None:
+    """Make rt-utils' RTSTRUCT valid (dciodvfy): contour coordinates as DS of ≤ 16 characters (rt-utils
+    writes up to 19), the Type 2 attributes it leaves out (empty), the Frame of Reference UID; and fill
+    what an anonymised series left empty (:func:`~.dicomseg.source_fixes`): the referenced SOP class of
+    each image (from the file meta) and the Study UID."""
+    from pydicom.valuerep import DSfloat
+
+    for roi in getattr(ds, "ROIContourSequence", []):
+        for contour in getattr(roi, "ContourSequence", []):
+            contour.ContourData = [DSfloat(float(v), auto_format=True) for v in contour.ContourData]
+    for keyword in ("ReferringPhysicianName", "AccessionNumber", "OperatorsName", "PositionReferenceIndicator"):
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    if not str(getattr(ds, "FrameOfReferenceUID", "") or "").strip():
+        ds.FrameOfReferenceUID = first.FrameOfReferenceUID
     classes = set(fixes["sop_class"].values())
     for elem in list(ds.iterall()):
         if elem.keyword == "ReferencedSOPClassUID" and not str(elem.value or "").strip() and len(classes) == 1:
