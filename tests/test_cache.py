@@ -38,9 +38,10 @@ def test_a_cache_under_a_file_at_any_depth_runs_in_torch_with_one_warning(tmp_pa
 
 @pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC, errno.ENAMETOOLONG, errno.EIO])
 def test_every_errno_of_the_cache_is_one_answer_before_any_export(tmp_path, monkeypatch, model, code):
-    from medsam_lite import fileutil
+    from types import SimpleNamespace
 
-    monkeypatch.setattr(fileutil, "_new_temp", _raise(code))  # as a read-only / full / odd file system answers
+    # the probe's temporary file fails as a read-only / full / odd file system answers (tests may run as root)
+    monkeypatch.setattr(exportcache, "tempfile", SimpleNamespace(mkstemp=_raise(code)))
     monkeypatch.setattr(backends, "_export", lambda *a: pytest.fail("exported into an unusable cache"))
     assert exportcache.cache_problem(tmp_path / "c").errno == code
     with warnings.catch_warnings(record=True) as seen:

@@ -408,8 +408,7 @@ def test_one_box_reaches_85_percent_of_a_box_on_every_slice(model, ct_scan):
 
 
 @pytest.mark.parametrize("shape, axis, match", [
-    ((40, 1, 1), None, r"no axis whose slices are at least 2×2 pixels \(across axis=0 they are 1×1, axis=1 they "
-                       r"are 40×1"),
+    ((40, 1, 1), None, r"no axis whose slices are at least 2×2 pixels \(slices across axis=0: 1×1, axis=1: 40×1"),
     ((1, 40, 1), None, "no axis whose slices"),
     ((40, 1, 30), 0, r"slices across axis=0 of the volume \(40, 1, 30\) are 1×30 pixels.*Pass axis=1"),
     ((40, 30, 1), 1, r"Pass axis=2"),

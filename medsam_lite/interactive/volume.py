@@ -375,8 +375,7 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             raise InputError(f"{sorted(given)} are already fixed by the VolumePredictor you passed; "
                              "leave them unset or build a new VolumePredictor.")
     source = volume.volume if isinstance(volume, VolumePredictor) else volume
-    values = ([int(k) for k in box] if all(isinstance(k, (int, np.integer)) for k in box) else None) if isinstance(
-        box, dict) else [1]  # a {label: prompt} map (its keys are checked by predict), else one mask: label 1
+    values = list(box) if isinstance(box, dict) else [1]  # a {label: prompt} map (keys checked by predict), or label 1
     writer = label_writer(out, format, source, names, values) if out is not None or format is not None else None
     predictor = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
         volume, model=model, axis=axis, modality=modality, window=window)
@@ -403,26 +402,19 @@ def _as_volume(volume) -> Volume:
                      f"got {type(volume).__name__}.")
 
 
-def _pick_axis(volume: Volume, axis) -> int:
-    """The out-of-plane axis: ``axis`` if given, else a size-1 axis, else the largest spacing's; its
-    slices (the other two axes) must be at least 2×2 pixels."""
+def _pick_axis(volume: Volume, axis) -> int:  # slices (the other two axes) must be at least 2×2
     shape = tuple(int(n) for n in volume.array.shape[:3])
-    planes = {a: tuple(n for b, n in enumerate(shape) if b != a) for a in range(3)}
-    usable = [a for a in range(3) if min(planes[a]) >= 2]
-    if axis is None:  # a size-1 axis is the slice axis (as in preprocess), else the largest spacing's
-        if not usable:
-            raise InputError(f"the volume {shape} has no axis whose slices are at least 2×2 pixels (across "
-                             + ", ".join(f"axis={a} they are {planes[a][0]}×{planes[a][1]}" for a in range(3))
-                             + "): it is a line of voxels, not an image. Pass a volume with two axes of ≥ 2 voxels.")
-        single = [a for a in usable if shape[a] == 1]
-        spacing = np.asarray(volume.spacing_zyx, float)
-        return single[0] if single else max(usable, key=lambda a: (spacing[a], -a))  # ties → the first
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
+    plane = {a: "×".join(str(n) for b, n in enumerate(shape) if b != a) for a in range(3)}
+    usable = [a for a in range(3) if min(n for b, n in enumerate(shape) if b != a) >= 2]
+    if axis is not None and (isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer))
+                             or not -3 <= axis < 3):
         raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
-    axis = int(axis) % 3
-    if axis not in usable:
-        raise InputError(f"slices across axis={axis} of the volume {shape} are {planes[axis][0]}×{planes[axis][1]} "
-                         "pixels; a slice needs at least 2×2. "
-                         + (f"Pass axis={usable[0]} (slices {planes[usable[0]][0]}×{planes[usable[0]][1]})."
-                            if usable else "No axis of this volume gives such slices."))
-    return axis
+    if not usable:
+        raise InputError(f"the volume {shape} has no axis whose slices are at least 2×2 pixels (slices across " + ", ".join(
+            f"axis={a}: {plane[a]}" for a in range(3)) + "); it is a line of voxels, not an image.")
+    if axis is None:  # a size-1 axis is the slice axis (as in preprocess), else the largest spacing's (ties: first)
+        return max(usable, key=lambda a: (shape[a] == 1, float(volume.spacing_zyx[a]), -a))
+    if int(axis) % 3 not in usable:
+        raise InputError(f"slices across axis={int(axis) % 3} of the volume {shape} are {plane[int(axis) % 3]} pixels; "
+                         f"a slice needs at least 2×2. Pass axis={usable[0]} (slices {plane[usable[0]]}).")
+    return int(axis) % 3

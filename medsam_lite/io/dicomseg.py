@@ -111,10 +111,11 @@ def check_names(names, values=None) -> dict[int, str]:
                              "must be distinct (reading the file back would merge them).")
         seen[name.lower()] = value
     if values is not None:
-        extra = sorted(set(out) - {int(v) for v in values})
+        held = sorted({int(v) for v in values if isinstance(v, (int, np.integer))})
+        extra = sorted(set(out) - set(held))
         if extra:
             raise InputError(f"names {{{', '.join(f'{v}: {out[v]!r}' for v in extra)}}} name label value(s) "
-                             f"{extra} the result cannot hold (its labels: {sorted(int(v) for v in values)}; one "
+                             f"{extra} the result cannot hold (its labels: {held}; one "
                              "mask is label 1): name the result's labels, e.g. names={1: 'liver'}.")
     return out
 

@@ -14,8 +14,10 @@ Exports live in ``$MEDSAM_LITE_CACHE`` (default ``~/.cache/medsam_lite``) under
 ``exports/<part>-<sha16 of the part's state dict>-<medsam_lite version>-<backend>/`` beside a
 ``meta.json`` holding every exported file's SHA-256. A file that does not match (truncated, edited,
 another version) is rebuilt, never trusted; a fine-tuned decoder has other weights, hence its own
-export. In fp32 the embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"``
-(OpenVINO only) is ~1.7x faster again at ~4 % embedding error. Training stays in torch.
+export; beyond ``$MEDSAM_LITE_CACHE_MAX_MB`` (default 500) the least recently used exports are evicted
+(:mod:`.exportcache`, which also decides once whether the cache can be used at all). In fp32 the
+embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"`` (OpenVINO only) is ~1.7x
+faster again at ~4 % embedding error. Training stays in torch.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,14 +38,14 @@ IN_USE_SECONDS = 120.0
 def cache_problem(cache_dir: str | os.PathLike) -> OSError | None:
     """``None`` if ``<cache_dir>/exports`` exists (or was created) and a file can be created in it,
     else the ``OSError`` that says why not (any errno, at any level of the path)."""
-    from ..fileutil import _new_temp
-
     exports = Path(cache_dir).expanduser() / "exports"
     try:
         exports.mkdir(parents=True, exist_ok=True)
         if not exports.is_dir():  # mkdir(exist_ok) accepts a dangling or odd entry on some systems
             raise NotADirectoryError(20, "Not a directory", str(exports))
-        os.unlink(_new_temp(exports))
+        fd, probe = tempfile.mkstemp(prefix=".medsam-tmp-", dir=exports)  # as every cache write starts
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         return exc
     return None
@@ -118,8 +120,6 @@ def evict(exports: Path, keep=(), cap: int | None = None, now: float | None = No
         The removed folders (each renamed to a hidden temporary first, so no half-removed export is
         ever seen under its name).
     """
-    from ..fileutil import _new_temp
-
     cap = max_bytes() if cap is None else cap
     if cap is None:
         return []
@@ -133,9 +133,9 @@ def evict(exports: Path, keep=(), cap: int | None = None, now: float | None = No
             break
         if folder.resolve() in keep or now - used < IN_USE_SECONDS:
             continue
+        tmp = exports / f".medsam-tmp-evicted-{secrets.token_hex(6)}"
         try:
-            tmp = _new_temp(exports, directory=True)
-            os.replace(folder, tmp)  # atomic: readers see the export whole or not at all
+            os.rename(folder, tmp)  # atomic: readers see the export whole or not at all
         except OSError:
             continue
         shutil.rmtree(tmp, ignore_errors=True)
