@@ -73,28 +73,6 @@ def _key(name: str) -> str:
     return " ".join(str(name).split()).lower()
 
 
-def distinct_names(names: list[str], numbers: list, what: str) -> tuple[list[str], list[str]]:
-    """Names of a file's ROIs / segments, made distinct: two different ROIs both named ``liver`` stay
-    two labels, the later one named ``liver (ROI 7)`` (its number in the file), with a note.
-    Names that differ only in case or spacing count as the same (as ``labels=`` matches them).
-
-    Returns:
-        ``(names in the same order, notes)``.
-    """
-    out, notes, seen = [], [], {}
-    for name, number in zip(names, numbers):
-        key = _key(name)
-        if key in seen:
-            new = f"{name} ({what} {number})"
-            notes.append(f"{what} {number} ({name!r}) has the name of {what} {seen[key][1]} ({seen[key][0]!r}): "
-                         f"kept as two labels, {what} {number} as {new!r}")
-            name = new
-        else:
-            seen[key] = (name, number)
-        out.append(name)
-    return out, notes
-
-
 def read_dicom_label(path, reference=None, names=None):
     """Read an RTSTRUCT or DICOM-SEG as a label map on its series' grid.
 
@@ -151,6 +129,8 @@ def read_dicom_label(path, reference=None, names=None):
 def names_in_file(path) -> list[str]:
     """The ROI (RTSTRUCT) or segment (SEG) names of a label file, in file order, from its header."""
     import pydicom
+
+    from .dicomseg import distinct_names
 
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     if getattr(ds, "Modality", "") == "SEG":

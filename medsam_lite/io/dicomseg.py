@@ -120,6 +120,28 @@ def check_names(names, values=None) -> dict[int, str]:
     return out
 
 
+def distinct_names(names: list[str], numbers: list, what: str) -> tuple[list[str], list[str]]:
+    """Names of a file's ROIs / segments, made distinct: two different ROIs both named ``liver`` stay
+    two labels, the later one named ``liver (ROI 7)`` (its number in the file), with a note.
+    Names that differ only in case or spacing count as the same (as ``labels=`` matches them).
+
+    Returns:
+        ``(names in the same order, notes)``.
+    """
+    out, notes, seen = [], [], {}
+    for name, number in zip(names, numbers):
+        key = " ".join(str(name).split()).lower()  # as labels= matches names (dicomlabels)
+        if key in seen:
+            new = f"{name} ({what} {number})"
+            notes.append(f"{what} {number} ({name!r}) has the name of {what} {seen[key][1]} ({seen[key][0]!r}): "
+                         f"kept as two labels, {what} {number} as {new!r}")
+            name = new
+        else:
+            seen[key] = (name, number)
+        out.append(name)
+    return out, notes
+
+
 def source_fixes(datasets, warn: bool = True) -> dict:
     """What an (anonymised) series needs before a SEG / RTSTRUCT can reference it, decided from headers.
 
@@ -233,8 +255,6 @@ def read_seg(path: str | os.PathLike, datasets) -> tuple[np.ndarray, dict[int, s
         raise InputError(f"SEG {path.name} could not be mapped onto the series' slices ({exc}).") from None
     out = np.zeros(stack.shape[:3], np.uint16)
     names, empty, overlap = {}, [], 0
-    from .dicomlabels import distinct_names
-
     labels, same_name = distinct_names([str(seg.get_segment_description(n).SegmentLabel) for n in numbers], numbers,
                                        "segment")
     for i, number in enumerate(numbers):

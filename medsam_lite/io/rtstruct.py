@@ -149,7 +149,7 @@ def read_rtstruct(path: str | os.PathLike, datasets, geometry) -> tuple[np.ndarr
     names: dict[int, str] = {}
     skipped: dict[str, list[str]] = {}
     partial: list[str] = []
-    from .dicomlabels import distinct_names
+    from .dicomseg import distinct_names
 
     rois = list(getattr(ds, "StructureSetROISequence", []))
     distinct, same_name = distinct_names([str(getattr(r, "ROIName", "") or f"ROI {r.ROINumber}") for r in rois],
