@@ -127,3 +127,19 @@ def test_a_fractional_seg_is_read_at_half_its_maximum_value(tmp_path, series):
     stored = np.round(prob * 200) / 200  # what the file holds, in steps of 1/200
     np.testing.assert_array_equal(read.array, (stored >= 0.5).astype(np.uint16))
     assert read.names == {1: "liver probability"} and "FRACTIONAL" in read.notes[0] and "0.5" in read.notes[0]
+
+
+def test_predict_volume_writes_a_seg_of_an_anonymised_series(tmp_path, anonymised, series, model):
+    """The probe's case end to end: the series reads and propagates, and the SEG is written after it."""
+    import highdicom as hd
+
+    liver = series[1] == 5
+    liver[:1] = liver[3:] = False  # two slices keep the test short
+    x0, y0, x1, y1 = ml.box_from_mask(liver[1])
+    with pytest.warns(UserWarning, match="no StudyInstanceUID"):
+        mask = ml.predict_volume(anonymised, [x0, y0, 1, x1, y1, 2], model=model, modality="CT", out=tmp_path / "pred.dcm",
+                                 names={"liver": 1}, progress=False)
+    assert ml.dice(mask, liver) > 0.5 and not mask[[0, 3]].any()  # the liver is found, inside the 3D box
+    seg = hd.seg.segread(tmp_path / "pred.dcm")
+    assert seg.get_segment_description(1).SegmentLabel == "liver"
+    np.testing.assert_array_equal(io.read_label(tmp_path / "pred.dcm", reference=anonymised).array, mask)
