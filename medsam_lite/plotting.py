@@ -222,7 +222,7 @@ def plot_dataset_grid(dataset, n: int = 8, split: str | None = None, ncols: int 
     in original slice pixels, is drawn in the stored image's pixels (``Geometry.box_to_model``).
 
     Args:
-        dataset: a prepared dataset folder or a :class:`~medsam_lite.dataset.Dataset`.
+        dataset: a prepared dataset folder or a :class:`~medsam_lite.data.dataset.Dataset`.
         n: number of panels.
         split: ``"train"`` or ``"test"`` to show only that split (default: both).
         ncols: panels per row.

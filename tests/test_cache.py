@@ -117,7 +117,7 @@ def test_a_new_export_evicts_under_the_lock_and_keeps_the_exports_in_use(tmp_pat
 
     monkeypatch.setattr(backends, "_export", export)
     monkeypatch.setattr(exportcache, "evict", evict)
-    path = backends._export_cached("decoder", lambda: None, "ab" * 32, "onnxruntime", tmp_path, 256, False)
+    path = backends.export_cached("decoder", lambda: None, "ab" * 32, "onnxruntime", tmp_path, 256, False)
     assert locked and path.is_file()
     left = sorted(p.name for p in exports.iterdir() if not p.name.startswith("."))
     assert left == sorted([stale[2].name, path.parent.name])  # 4 MB ≤ 5 MB: the two oldest went

@@ -1,4 +1,4 @@
-"""DICOM-SEG out and in (io/dicomseg.py, io/labelout.py), round 3 of the fault probe: anonymised series,
+"""DICOM-SEG out and in (io/dicomseg.py, io/formats.py), round 3 of the fault probe: anonymised series,
 names in any script, names given as {name: value}, names DICOM cannot hold, FRACTIONAL SEGs. Checked with
 highdicom and pydicom, not only with our own reader."""
 
@@ -13,7 +13,7 @@ import medsam_lite as ml
 from dicom_series import CT_CLASS, UID, anonymise, write_series
 from medsam_lite import io, samples
 from medsam_lite.io.dicomseg import write_seg
-from medsam_lite.io.labelout import label_writer
+from medsam_lite.io.formats import label_writer
 
 
 @pytest.fixture(scope="module")

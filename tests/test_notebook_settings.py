@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 import medsam_lite as ml
-from medsam_lite import samples, tutorial
-from medsam_lite.data import settingsfile
+from medsam_lite import samples
+from medsam_lite.app import tutorial
+from medsam_lite.app import config
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS", "MEDSAM_LITE_SETTINGS")
@@ -81,7 +82,7 @@ def test_a_bad_file_is_refused_naming_the_entry(tmp_path, text, match):
     path = tmp_path / "settings.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ml.InputError, match=match):
-        settingsfile.read(path)
+        config.read(path)
 
 
 def test_a_missing_data_folder_names_the_file(tmp_path, monkeypatch):

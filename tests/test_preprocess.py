@@ -22,7 +22,9 @@ from PIL import Image
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.data.dataset import MANIFEST_COLUMNS, open_dataset
-from medsam_lite.data.preprocess import find_cases, thick_axis
+from medsam_lite.data import prepcheck
+from medsam_lite.io.cases import find_cases
+from medsam_lite.io.scans import thick_axis
 from medsam_lite.model.geometry import Geometry
 
 pp_module = importlib.import_module("medsam_lite.data.preprocess")  # the attribute is the function
@@ -123,7 +125,7 @@ def test_split_is_by_case_seeded_and_reproducible(sample_dataset, tmp_path):
     again = ml.preprocess(samples.brain_mri_dir(), tmp_path / "a", labels=[3], progress=False)
     assert open_dataset(tmp_path / "a").meta["split"] == split
     assert set(again.loc[again.split == "test", "case"]) == test
-    splits = {json.dumps(pp_module._split(SUBJECTS, dict(test_cases=None, test_fraction=0.2, seed=s)))
+    splits = {json.dumps(prepcheck.assign_split(SUBJECTS, dict(test_cases=None, test_fraction=0.2, seed=s)))
               for s in range(5)}
     assert len(splits) > 1  # the seed matters
     fixed = ml.preprocess(samples.brain_mri_dir(), tmp_path / "b", labels=[3], test_cases=["sub-07", "sub-08"],

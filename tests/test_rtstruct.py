@@ -1,4 +1,4 @@
-"""RTSTRUCT in and out (io/rtstruct.py, io/labelout.py), round 3 of the fault probe: two ROIs with one
+"""RTSTRUCT in and out (io/rtstruct.py, io/formats.py), round 3 of the fault probe: two ROIs with one
 name, structure sets with no readable ROI, non-ASCII ROI names and anonymised series on the way out.
 The structure sets are made with rt-utils' writer, not with the code under test."""
 
@@ -87,7 +87,7 @@ def test_rtstruct_out_of_an_anonymised_series_with_non_ascii_names(tmp_path, ser
 
     folder = anonymise(write_series(tmp_path / "case"))
     label = series[1]
-    from medsam_lite.io.labelout import label_writer
+    from medsam_lite.io.formats import label_writer
 
     with pytest.warns(UserWarning, match="no StudyInstanceUID"):
         label_writer(tmp_path / "rs.dcm", "rtstruct", io.read_volume(folder), {1: "Milz ß", 5: "Leber 肝"})(

@@ -69,7 +69,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import io, plotting, samples, tutorial
+from medsam_lite import io, plotting, samples
+from medsam_lite.app import tutorial
 
 t_start = time.perf_counter()
 threads, device = tutorial.setup_runtime()

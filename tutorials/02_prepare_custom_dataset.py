@@ -60,7 +60,7 @@ if "google.colab" in sys.modules:
 # here is the file itself:
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -101,7 +101,8 @@ from IPython.display import display
 import medsam_lite as ml
 from medsam_lite import io, plotting
 from medsam_lite.data.dataset import open_dataset
-from medsam_lite.data.preprocess import find_cases, thick_axis
+from medsam_lite.io.cases import find_cases
+from medsam_lite.io.scans import thick_axis
 
 cases = find_cases(S.data, exclude=S.work)
 for case in cases:

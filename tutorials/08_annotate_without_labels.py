@@ -58,7 +58,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -80,7 +80,7 @@ import medsam_lite as ml
 from medsam_lite import io, plotting
 from medsam_lite.interactive.session import AnnotationSession
 from medsam_lite.interactive.volume import VolumePredictor
-from medsam_lite.io.labelout import dicom_series_of, label_writer
+from medsam_lite.io.formats import dicom_series_of, label_writer
 
 SCAN = S.scan                  # your scan (a file, or a DICOM series folder): `scan` in the settings
 BOXES = S.boxes                # name: (slice, [x0, y0, x1, y1]): the settings' [boxes]

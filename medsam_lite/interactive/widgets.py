@@ -23,7 +23,7 @@ from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
 from ..plotting import overlay
 from .canvas import Canvas, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
-from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
+from .session import AnnotationSession
 
 
 class BoxPrompter(widgets.VBox):

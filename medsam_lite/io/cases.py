@@ -170,7 +170,7 @@ def find_cases(source, label_suffix: str | None = None, exclude=None) -> list[Ca
         if not root.is_dir():
             raise InputError(f"source {root} is not a folder; pass a folder or a list of (image, label) pairs.")
         meta = root / "dataset.json"
-        if meta.is_file() and '"medsam_lite.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
+        if meta.is_file() and '"medsam_lite.dataset/' in meta.read_text(encoding="utf-8", errors="ignore"):
             raise InputError(f"{root} is already a prepared dataset; open it with open_dataset().")
         for images, labels in PAIRED_FOLDERS:
             if is_training_folder(root):  # CVPR24 challenge npz: imgs + gts in one file per case

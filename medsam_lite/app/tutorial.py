@@ -4,7 +4,7 @@ Every tutorial from 02 on starts with one settings cell::
 
     S = tutorial.settings()
 
-which reads ``tutorials/settings.toml`` (see :mod:`medsam_lite.data.settingsfile`: data folder,
+which reads ``tutorials/settings.toml`` (see :mod:`medsam_lite.app.config`: data folder,
 modality, labels, test cases, ``min_mm2``, work folder, model, epochs, learning rate, batch size,
 clicks, threads/device) and derives everything below it from ``S``. A script passes the same
 entries as keywords instead (``tutorial.settings(data="my_ct", modality="CT")``: no file is read
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .data.settingsfile import env_flag, env_labels  # noqa: F401  (tutorial.env_flag is public)
-from .data.settingsfile import check_modality, short_path  # noqa: F401  (re-exported: paths the notebooks print)
+from ..errors import InputError
+from .config import DEFAULTS, check_modality, env_flag, env_labels
+from .config import short_path  # a notebook helper: the paths the notebooks print (tutorial.short_path)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
 #: and every notebook's install cell in sync). ``$MEDSAM_LITE_REPO`` overrides it there.
@@ -56,7 +56,9 @@ class Settings:
         quick: quick mode (``MEDSAM_LITE_QUICK=1``).
         max_slices_per_case: None (every slice), or the quick mode's central slices per case.
         epochs: fine-tuning epochs (2 in quick mode). lr: learning rate. batch_size: targets per step.
-        threads: torch CPU threads. device: ``"cuda"`` or ``"cpu"`` (``"auto"`` picks a GPU when present).
+        threads: torch CPU threads (None: every core), set where work starts (:func:`load_model`,
+            the CLI), never by reading settings. device: ``"cuda"`` or ``"cpu"`` (``"auto"`` picks a
+            GPU when present). Defaults: :data:`medsam_lite.app.config.DEFAULTS`, one table.
         min_mm2: targets under this area (mm²) on a slice are dropped by ``preprocess`` (None: the
             pixel rule only).
         model: the model table's name (``"lite_medsam"``). model_checkpoint: its weights file
@@ -69,22 +71,22 @@ class Settings:
     """
 
     data: Path
-    modality: str = "MR"
-    test_cases: list | None = None
-    labels: dict | list | None = None
-    work: Path = Path("work")
+    modality: str = DEFAULTS["modality"]
+    test_cases: list | None = DEFAULTS["test_cases"]
+    labels: dict | list | None = DEFAULTS["labels"]
+    work: Path = Path(DEFAULTS["work"])
     quick: bool = False
     max_slices_per_case: int | None = None
-    epochs: int = 5
-    lr: float = 1e-4
-    threads: int = 1
-    device: str = "cpu"
+    epochs: int = DEFAULTS["epochs"]
+    lr: float = DEFAULTS["lr"]
+    threads: int | None = DEFAULTS["threads"]
+    device: str = DEFAULTS["device"]
     overrides: dict = field(default_factory=dict, repr=False)
-    min_mm2: float | None = None
-    model: str = "lite_medsam"
-    model_checkpoint: Path | None = None
-    batch_size: int = 8
-    clicks: int = 0
+    min_mm2: float | None = DEFAULTS["min_mm2"]
+    model: str = DEFAULTS["model"]
+    model_checkpoint: Path | None = DEFAULTS["checkpoint"]
+    batch_size: int = DEFAULTS["batch_size"]
+    clicks: int = DEFAULTS["clicks"]
     source: Path | None = None
     scan: Path | None = None
     boxes: dict = field(default_factory=dict)
@@ -166,17 +168,14 @@ class Settings:
         return " | ".join(parts)
 
 
-def setup_runtime(threads: int | None = None) -> tuple[int, str]:
-    """Set torch's CPU threads and pick the device.
+def resolve_threads(threads: int | None = None) -> int:
+    """The CPU thread count to use: ``threads``, else ``$MEDSAM_LITE_THREADS``, else every core.
 
-    Args:
-        threads: CPU threads for torch (default: ``$MEDSAM_LITE_THREADS``, else every core).
+    Nothing is set here (see :func:`setup_runtime`).
 
-    Returns:
-        ``(threads, device)`` with device ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+    Raises:
+        InputError: ``threads`` or ``$MEDSAM_LITE_THREADS`` is not a whole number ≥ 1.
     """
-    import torch
-
     env = os.environ.get("MEDSAM_LITE_THREADS", "").strip()
     if threads is None and env:
         if not env.isdigit() or int(env) < 1:
@@ -187,15 +186,26 @@ def setup_runtime(threads: int | None = None) -> tuple[int, str]:
         threads = os.cpu_count() or 1
     if isinstance(threads, bool) or int(threads) < 1:
         raise InputError(f"threads must be a positive integer, got {threads!r}.")
-    torch.set_num_threads(int(threads))
-    return int(threads), ("cuda" if torch.cuda.is_available() else "cpu")
+    return int(threads)
+
+
+def setup_runtime(threads: int | None = None) -> tuple[int, str]:
+    """Set torch's CPU threads and pick the device: called where work starts, not when settings are read.
+
+    Args:
+        threads: CPU threads for torch (default: ``$MEDSAM_LITE_THREADS``, else every core).
+
+    Returns:
+        ``(threads, device)`` with device ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+    """
+    import torch
+
+    threads = resolve_threads(threads)
+    torch.set_num_threads(threads)
+    return threads, ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 _UNSET = object()
-#: What :func:`settings` takes when neither the file nor a keyword sets an entry.
-DEFAULTS = {"modality": "MR", "test_cases": None, "labels": None, "work": "work", "threads": None,
-            "min_mm2": None, "model": "lite_medsam", "checkpoint": None, "epochs": 5, "lr": 1e-4,
-            "batch_size": 8, "clicks": 0, "device": "auto", "scan": None, "boxes": None, "reference": None}
 
 
 def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=_UNSET, threads=_UNSET,
@@ -203,7 +213,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     """Build the tutorials' :class:`Settings` from the settings file, keywords and the environment.
 
     With no data folder (``tutorial.settings()``, as every notebook does) it reads the settings file
-    (:func:`medsam_lite.data.settingsfile.find`); with ``data=`` (a script) only ``file=`` is read.
+    (:func:`medsam_lite.app.config.find`); with ``data=`` (a script) only ``file=`` is read.
     Keywords override the file; environment variables override both.
 
     Args:
@@ -226,7 +236,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         InputError: no settings file and no data folder, a data folder that does not exist, an
             unknown keyword, or an unreadable override.
     """
-    from .data import settingsfile
+    from . import config
 
     unknown = sorted(set(more) - set(DEFAULTS))
     if unknown:
@@ -236,13 +246,13 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     source = None
     values = dict(DEFAULTS)
     if file is not None or data is None:
-        source = Path(file) if file is not None else settingsfile.find()
+        source = Path(file) if file is not None else config.find()
         if source is None:
             raise InputError("no settings file found (settings.toml here or in tutorials/) and no data folder "
                              "given: copy tutorials/settings.toml beside the notebook, or pass data=.")
-        values.update(settingsfile.read(source))
+        values.update(config.read(source))
     if given.get("boxes"):  # a script's {name: [slice, x0, y0, x1, y1]}, as in the file
-        given["boxes"] = settingsfile.read_boxes(given["boxes"], "boxes=")
+        given["boxes"] = config.read_boxes(given["boxes"], "boxes=")
     values.update(given)
     if data is not None:
         values["data"] = data
@@ -263,11 +273,15 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         raise InputError(f"data folder {data} does not exist; set {where} to your folder "
                          "of scans + label maps (notebook 02 lists the layouts).")
     quick = env_flag("MEDSAM_LITE_QUICK")
-    threads, device = setup_runtime(values["threads"])
-    if values["device"] == "cpu":
-        device = "cpu"
-    elif values["device"] == "cuda" and device != "cuda":
-        raise InputError("device = \"cuda\" but torch sees no GPU here; use \"auto\" or \"cpu\".")
+    threads = resolve_threads(values["threads"])  # the number only: torch is set where work starts
+    device = values["device"]
+    if device != "cpu":
+        import torch
+
+        gpu = torch.cuda.is_available()
+        if device == "cuda" and not gpu:
+            raise InputError("device = \"cuda\" but torch sees no GPU here; use \"auto\" or \"cpu\".")
+        device = "cuda" if gpu else "cpu"
     checkpoint = values["checkpoint"]
     s = Settings(data=data, modality=str(modality), test_cases=list(test_cases) if test_cases else None,
                  labels=labels, work=work, quick=quick,
@@ -288,7 +302,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
 def load_model(s: Settings, checkpoint=None):
     """The settings' model (``s.model`` with ``s.model_checkpoint``) on ``s.device``; with
     ``checkpoint`` a fine-tuned decoder (``best.pt``) applied on top of it."""
-    from .model.models import load_model as load
+    from ..model.models import load_model as load
 
     if checkpoint is not None:
         return load(s.model, checkpoint=checkpoint, device=s.device)
@@ -299,10 +313,10 @@ def ensure_dataset(s: Settings):
     """The prepared dataset of ``s`` (notebook 02), prepared now if missing or unfinished.
 
     Calls :func:`medsam_lite.preprocess` (which skips finished cases) and returns
-    :func:`medsam_lite.dataset.open_dataset` of :attr:`Settings.dataset`.
+    :func:`medsam_lite.data.dataset.open_dataset` of :attr:`Settings.dataset`.
     """
-    from .data.dataset import open_dataset
-    from .data.preprocess import preprocess
+    from ..data.dataset import open_dataset
+    from ..data.preprocess import preprocess
 
     if not (s.dataset / "dataset.json").exists():
         print(f"{s.dataset} is not prepared yet: preparing it now (notebook 02 explains this step).")
@@ -312,7 +326,7 @@ def ensure_dataset(s: Settings):
 
 def ensure_embeddings(s: Settings, model=None):
     """The embedding store of ``s``'s dataset (notebook 03): computes missing entries, reuses the rest."""
-    from .data.embed import embed
+    from ..data.embed import embed
 
     ds = ensure_dataset(s)
     return embed(ds, model, max_slices_per_case=s.max_slices_per_case, progress=False)
@@ -335,7 +349,7 @@ def ensure_checkpoint(s: Settings, model=None, train: bool = True) -> Path | Non
             return s.checkpoint
         print(f"no fine-tuned decoder at {s.checkpoint}: run notebook 04 to train one; using the pretrained model.")
         return None
-    from .train.finetune import finetune
+    from ..train.finetune import finetune
 
     if not s.checkpoint.exists():
         print(f"no fine-tuned decoder at {s.checkpoint}: training it now "
@@ -351,7 +365,7 @@ def focus_label(dataset, among=None) -> int:
     Args:
         among: only consider these label values (e.g. ``seg.truth.keys()`` of one case).
     """
-    from .data.dataset import open_dataset
+    from ..data.dataset import open_dataset
 
     manifest = dataset if hasattr(dataset, "groupby") else open_dataset(dataset).manifest
     counts = manifest.groupby("label").size()
@@ -365,7 +379,7 @@ def focus_label(dataset, among=None) -> int:
 def case_paths(s: Settings, case: str | None = None):
     """``(case, image_path, label_path)`` of one case of ``s.data`` (default: the first test case,
     else the last case found)."""
-    from .data.preprocess import find_cases
+    from ..io.cases import find_cases
 
     cases = find_cases(s.data, exclude=s.work)
     by_name = {c.name: c for c in cases}
@@ -391,15 +405,14 @@ def read_case(s: Settings, case: str | None = None):
     """
     import SimpleITK as sitk
 
-    from .io import scans as io
-    from .interactive.prompts import key_slice
-    from .data.preprocess import thick_axis
+    from ..io import scans as io
+    from ..interactive.prompts import key_slice
 
     case, image_path, label_path = case_paths(s, case)
     scan, label = io.read_volume(image_path), io.read_volume(label_path)
     if not s.quick or scan.array.ndim != 3:
         return scan, label
-    axis = thick_axis(scan.spacing_zyx, scan.array.shape)
+    axis = scan.slice_axis()
     k = focus_label(ensure_dataset(s))
     target = np.moveaxis(label.array == k, axis, 0)
     if not target.any():

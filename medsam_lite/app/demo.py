@@ -1,4 +1,4 @@
-"""The main job on the bundled sample data: ``python -m medsam_lite.demo``.
+"""The main job on the bundled sample data: ``python -m medsam_lite.app.demo``.
 
 1. Zero-shot: segments five abdominal organs on one axial slice of the real CT sample
    (TotalSegmentator's example scan, ``data_samples/ct_abdomen``) from one box each with the bundled

@@ -1,8 +1,9 @@
-"""The tutorials' settings file (``tutorials/settings.toml``): found, read and checked.
+"""The one configuration: the settings file (``tutorials/settings.toml``), found, read and checked,
+and the one table of defaults (:data:`DEFAULTS`) that the notebooks, scripts and the CLI share.
 
 One TOML file (read with the standard library's ``tomllib``) holds every choice the notebooks make:
 the data folder, modality, labels, held-out cases, the area rule, the work folder, the model, the
-fine-tuning hyper-parameters, clicks and threads/device. :func:`medsam_lite.tutorial.settings`
+fine-tuning hyper-parameters, clicks and threads/device. :func:`medsam_lite.app.tutorial.settings`
 reads it when called without a data folder; environment variables still override it.
 
 Paths in the file are relative to the file's own folder; ``"samples:ct_abdomen"`` names a folder of
@@ -29,6 +30,13 @@ KEYS = {
     "batch_size": (int,), "clicks": (int,), "threads": (int,), "device": (str,),
     "scan": (str,), "boxes": (dict,), "reference": (str,),
 }
+
+#: What :func:`medsam_lite.app.tutorial.settings` takes when neither the file nor a keyword sets an
+#: entry; also :class:`~medsam_lite.app.tutorial.Settings`' field defaults (one table). ``threads``
+#: None = every core (set where work starts, never when settings are read); ``device`` ``"auto"``.
+DEFAULTS = {"modality": "MR", "test_cases": None, "labels": None, "work": "work", "threads": None,
+            "min_mm2": None, "model": "lite_medsam", "checkpoint": None, "epochs": 5, "lr": 1e-4,
+            "batch_size": 8, "clicks": 0, "device": "auto", "scan": None, "boxes": None, "reference": None}
 
 
 def find() -> Path | None:
@@ -70,7 +78,7 @@ def _resolve(value: str, base: Path) -> Path:
 
 
 def read(path) -> dict:
-    """The entries of a settings file as :func:`medsam_lite.tutorial.settings` keywords.
+    """The entries of a settings file as :func:`medsam_lite.app.tutorial.settings` keywords.
 
     Returns a dict with only the entries present: ``data`` / ``work`` / ``checkpoint`` as paths
     (relative to the file's folder, printed short), ``labels`` as ``{int: name}`` or a list of ints,
@@ -142,7 +150,7 @@ def read_boxes(boxes: dict, path) -> dict[str, tuple[int, list[float]]]:
 
 
 def check_modality(s) -> bool:
-    """Warn when the first scan of ``s.data`` (a :class:`medsam_lite.tutorial.Settings`) contradicts
+    """Warn when the first scan of ``s.data`` (a :class:`medsam_lite.app.tutorial.Settings`) contradicts
     ``s.modality``; return whether they agree.
 
     A scan whose lowest values are near −1000 (air in Hounsfield units) is a CT: with ``"MR"`` it
