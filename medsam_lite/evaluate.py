@@ -62,6 +62,21 @@ class CaseSegmentation:
         return int(hit[0])
 
 
+#: The most robot clicks per target :func:`evaluate` runs: each click keeps one volume per label in
+#: memory and runs the decoder once per target (interactive benchmarks use 5, SAM's up to 20).
+MAX_CLICKS = 20
+
+
+def check_clicks(clicks) -> int:
+    """``clicks`` as a whole number 0 … :data:`MAX_CLICKS` (before any work)."""
+    clicks = check_int(clicks, "clicks", 0)
+    if clicks > MAX_CLICKS:
+        raise InputError(f"clicks={clicks} is more than {MAX_CLICKS} robot clicks per target: every click keeps one "
+                         "volume per label in memory and runs the decoder once per target, and interactive "
+                         f"benchmarks stop at 5 (CVPR 2025) to 20 (SAM); pass clicks ≤ {MAX_CLICKS}.")
+    return clicks
+
+
 @torch.no_grad()
 def predict_case(model, dataset, case: str, max_slices_per_case: int | None = None, labels=None,
                  store=None, clicks: int = 0) -> CaseSegmentation:
@@ -83,13 +98,14 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     dataset, model = check_dataset(dataset), check_model(model)
     if not isinstance(case, str):
         raise InputError(f"case must be a case id (a string such as 'sub-07'), got {case!r}.")
+    clicks = check_clicks(clicks)  # before any embedding (each click holds a volume per label)
+    labels = check_labels(labels)
     chosen = select_slices(dataset, None, [case], max_slices_per_case)
     if store is None:
         store = embed(dataset, model, cases=[case], max_slices_per_case=max_slices_per_case, progress=False)
     else:
         store.check_serves(dataset)
     targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
-    labels = check_labels(labels)
     if labels is not None:
         targets = targets[targets["label"].isin(labels)]
     targets = targets.sort_values(["slice", "label", "component"]).reset_index(drop=True)
@@ -181,7 +197,7 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
             or not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
         raise InputError(f"tolerance_mm must be a finite number ≥ 0 (mm), got {tolerance_mm!r}.")
     labels = check_labels(labels)
-    clicks = check_int(clicks, "clicks", 0)
+    clicks = check_clicks(clicks)
     chosen = select_slices(dataset, split, cases, max_slices_per_case)
     _check_spacing(chosen)  # before any embedding is computed
     store = embed(dataset, model, split=split, cases=cases, max_slices_per_case=max_slices_per_case,

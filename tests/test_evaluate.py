@@ -124,6 +124,20 @@ def test_evaluate_matches_direct_metrics_on_its_volumes(result, dataset, model):
     assert dice(mask, seg.pred[t["label"]][z]) > 0.98
 
 
+def test_clicks_beyond_the_bound_are_refused_before_any_work(small_dataset, model, monkeypatch):
+    """A million clicks allocated a volume per click per label (MemoryError) before any work."""
+    import importlib
+
+    ev = importlib.import_module("medsam_lite.evaluate")  # the module (ml.evaluate is the function)
+    monkeypatch.setattr(ev, "embed", lambda *a, **k: pytest.fail("embedded before refusing clicks"))
+    for clicks in (ev.MAX_CLICKS + 1, 10**6):
+        with pytest.raises(ml.InputError, match=rf"clicks={clicks} is more than {ev.MAX_CLICKS} .*one volume per label"):
+            ml.evaluate(model, small_dataset, clicks=clicks, progress=False)
+        case = small_dataset.manifest["case"].iloc[0]
+        with pytest.raises(ml.InputError, match="more than"):
+            ml.predict_case(model, small_dataset, case, clicks=clicks)
+
+
 # ---- shared by the tests below (from test_faults2.py)
 SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
 

@@ -408,6 +408,18 @@ def test_one_box_reaches_85_percent_of_a_box_on_every_slice(model, ct_scan):
     assert vp.encoder_calls == len(vp.embeddings) < scan.array.shape[0]  # each slice once, not the whole scan
 
 
+@pytest.mark.parametrize("shape, axis, match", [
+    ((40, 1, 1), None, r"no axis whose slices are at least 2×2 pixels \(slices across axis=0: 1×1, axis=1: 40×1"),
+    ((1, 40, 1), None, "no axis whose slices"),
+    ((40, 1, 30), 0, r"slices across axis=0 of the volume \(40, 1, 30\) are 1×30 pixels.*Pass axis=1"),
+    ((40, 30, 1), 1, r"Pass axis=2"),
+])
+def test_a_volume_without_2d_slices_along_the_axis_names_axis(shape, axis, match):
+    """(40, 1, 1) took a 1-voxel axis automatically and failed later without naming axis=."""
+    with pytest.raises(ml.InputError, match=match):
+        ml.VolumePredictor(np.zeros(shape, np.float32), model="never loaded", axis=axis)
+
+
 # ---- shared by the tests below (from test_faults2.py)
 def brain(case: str):
     d = samples.brain_mri_dir()

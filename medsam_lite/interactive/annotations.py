@@ -162,18 +162,30 @@ def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
         ``(image path, label path)``.
 
     Raises:
-        InputError: a bad case name, a different scan already saved under that name, a
-            ``labels.json`` giving a value another name, or a folder ``preprocess`` would not
-            read as a flat folder. Nothing is written then.
+        InputError: a bad case name, a ``folder`` that is (or lies under) a file, an empty label
+            map (nothing annotated), a different scan already saved under that name, a folder where
+            one of the three files goes, a ``labels.json`` giving a value another name, or a folder
+            ``preprocess`` would not read as a flat folder. All checked first: nothing is written then.
     """
     folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise InputError(f"cannot save into {folder}: {existing} is a file, not a folder; pass a folder (it is "
+                         "created if needed).")
     stem = re.sub(r"(\.nii\.gz|\.[A-Za-z0-9]+)$", "", Path(session.source.path).name) if (
         session.source is not None and session.source.path) else "case"
     case = stem if case is None else case
-    if not isinstance(case, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", case) or re.search(
+    if not isinstance(case, str) or not re.fullmatch(r"[^\W_][\w.-]{0,100}", case) or re.search(
             r"_(label|mask|seg)$|_\d{4}$", case):
-        raise InputError(f"case name {case!r} must be letters, digits, '.', '_' or '-' (≤ 100), not ending in "
-                         "_label, _mask, _seg or a 4-digit channel; pass case='…'.")
+        raise InputError(f"case name {case!r} must be letters (any script), digits, '.', '_' or '-' (≤ 100, "
+                         "starting with a letter or digit), not ending in _label, _mask, _seg or a 4-digit channel; "
+                         "pass case='…'.")
+    label_map = session.to_label_map()
+    if not label_map.any():
+        raise InputError("nothing to save: the session's label map is empty (no object annotated yet, or every "
+                         "mask was undone); annotate at least one object before save_case.")
     for images, labels in PAIRED_FOLDERS:  # the layout rule of io.cases, not a copy
         if (folder / images).is_dir():
             raise InputError(f"{folder} has an {images}/ folder: preprocess would read it as {images}/ + "
@@ -200,6 +212,10 @@ def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
     colour = not session.is_volume and scan.array.ndim == 3
     ext = ".png" if not session.is_volume and scan.array.dtype == np.uint8 else ".nii.gz"
     image_path, label_path = folder / f"{case}{ext}", folder / f"{case}{LABEL_SUFFIXES[0]}{ext}"
+    for path in (image_path, label_path, labels_json):  # every file checked before the first is written
+        if path.exists() and not path.is_file():
+            raise InputError(f"{path} is a folder (or not a regular file); move it away or choose another case "
+                             "name (case='…'). Nothing was written.")
     write_image = True
     if image_path.exists():
         old = read_volume(image_path)
@@ -213,6 +229,6 @@ def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
         atomic_write(image_path, lambda f: rgb.save(f, format="PNG"))
     elif write_image:
         write_volume(scan.array, image_path, like=scan)
-    write_volume(session.to_label_map(), label_path, like=scan if not colour else None)
+    write_volume(label_map, label_path, like=scan if not colour else None)
     atomic_write_text(labels_json, json.dumps(dict(sorted(names.items(), key=lambda kv: int(kv[0]))), indent=1))
     return image_path, label_path

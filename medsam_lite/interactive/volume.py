@@ -94,7 +94,7 @@ class VolumePredictor:
                  modality: str | None = None, window=None, prefetch: int = 0):
         self.volume = _as_volume(volume)
         array = self.volume.array
-        self.axis = _pick_axis(self.volume, axis)
+        self.axis = self.volume.slice_axis(axis)  # the one rule (preprocess's too); slices ≥ 2×2
         self.model = check_model(model)
         self.preset = resolve_preset(self.model, modality, window)
         self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
@@ -375,7 +375,8 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             raise InputError(f"{sorted(given)} are already fixed by the VolumePredictor you passed; "
                              "leave them unset or build a new VolumePredictor.")
     source = volume.volume if isinstance(volume, VolumePredictor) else volume
-    writer = label_writer(out, format, source, names) if out is not None or format is not None else None
+    values = list(box) if isinstance(box, dict) else [1]  # a {label: prompt} map (keys checked by predict), or label 1
+    writer = label_writer(out, format, source, names, values) if out is not None or format is not None else None
     predictor = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
         volume, model=model, axis=axis, modality=modality, window=window)
     result = predictor.predict(box, slice_index, **options)
@@ -399,11 +400,3 @@ def _as_volume(volume) -> Volume:
         return Volume(volume)
     raise InputError(f"volume must be a medsam_lite.io.Volume, a 3D numpy array or a file path, "
                      f"got {type(volume).__name__}.")
-
-
-def _pick_axis(volume: Volume, axis) -> int:
-    if axis is None:  # the Volume's rule, the one preprocess uses (a size-1 axis, else the largest spacing's)
-        return volume.slice_axis()
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
-        raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
-    return int(axis) % 3

@@ -37,7 +37,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..fileutil import atomic_path, check_writable
-from .dicomseg import series_files, write_seg
+from .dicomseg import check_names, series_datasets, series_files, source_fixes, write_seg
 from .scans import Volume, direction_2d, file_suffix, read_volume
 
 
@@ -150,7 +150,7 @@ def dicom_series_of(source) -> Path | None:
     return Path(where)
 
 
-def label_writer(out, format: str | None = None, source=None, names: dict | None = None, *,
+def label_writer(out, format: str | None = None, source=None, names: dict | None = None, values=None, *,
                  label_map: bool | None = None, ndim: int | None = None) -> Callable[[np.ndarray], Path]:
     """Check an output for a mask / label map **before any work** and return ``write(array) -> path``.
 
@@ -162,7 +162,10 @@ def label_writer(out, format: str | None = None, source=None, names: dict | None
             :func:`~medsam_lite.io.read_volume`) or its path; its geometry is kept (rule
             ``"source"``). A DICOM format needs a scan read from a DICOM series folder (it
             references the series' instances).
-        names: ``{label value: name}`` for DICOM segments / ROIs (a bool mask is label 1).
+        names: ``{label value: name}`` (or ``{name: value}``) for DICOM segments / ROIs (a bool mask
+            is label 1); checked here (:func:`~medsam_lite.io.dicomseg.check_names`).
+        values: the label values the result can hold (``{1}`` for one mask, a label map's values),
+            when the caller knows them: ``names`` naming another value is refused here.
         label_map: True / False when known before the work (a label map is never written lossy);
             None: decided by the array (``bool`` = a mask).
         ndim: 2 or 3 when known (a volume is refused by a 2D-image format before the work).
@@ -170,7 +173,8 @@ def label_writer(out, format: str | None = None, source=None, names: dict | None
     Raises:
         InputError: an unknown format or suffix, a DICOM format for a scan that is not a DICOM
             series (or no scan), a label map to JPEG, a volume to PNG, an output folder that does
-            not exist or cannot be written. Raised before any work.
+            not exist or cannot be written, names DICOM cannot hold, a series a DICOM label cannot
+            reference (:func:`~medsam_lite.io.dicomseg.source_fixes`). Raised before any work.
     """
     if out is None:
         raise InputError(f"format={format!r} needs out=<file> to write to.")
@@ -186,6 +190,8 @@ def label_writer(out, format: str | None = None, source=None, names: dict | None
             raise InputError(f"a {'DICOM-SEG' if fmt.name == 'dicom-seg' else 'RTSTRUCT'} references the DICOM "
                              f"series it segments, but the scan is {what}, not a DICOM series folder; read the scan "
                              f"from its series folder, or write {out.with_suffix('').name}.nii.gz instead.")
+        names = check_names(names, values)
+        source_fixes(series_datasets(folder), warn=False)  # refuses a series no SEG can reference; warns when writing
         writer = write_seg if fmt.name == "dicom-seg" else write_rtstruct
         return lambda array: writer(np.asarray(array).astype(np.uint8) if np.asarray(array).dtype == bool
                                     else np.asarray(array), out, folder, names)
@@ -319,9 +325,39 @@ def write_rtstruct(label_map: np.ndarray, path, series_folder, names: dict | Non
         raise InputError(f"rt-utils reads another set of images from {series_folder} than the series; keep one "
                          "series per folder.")
     order = [uids.index(u) for u in theirs]  # rt-utils' slice k is our slice order[k]
-    names = {int(k): str(v) for k, v in (names or {}).items()}
+    names = check_names(names)
     for v in values:
         rt.add_roi(mask=np.moveaxis(arr[order] == v, 0, -1), name=names.get(v, f"label_{v}"))
+    _complete_rtstruct(rt.ds, source_fixes(rt.series_data), rt.series_data[0])
+    rt.ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8: ROI names in any script
     path = Path(path)
     atomic_write(path, lambda f: rt.ds.save_as(f))
     return path
+
+
+def _complete_rtstruct(ds, fixes: dict, first) -> None:
+    """Make rt-utils' RTSTRUCT valid (dciodvfy): contour coordinates as DS of ≤ 16 characters (rt-utils
+    writes up to 19), the Type 2 attributes it leaves out (empty), the Frame of Reference UID; and fill
+    what an anonymised series left empty (:func:`~.dicomseg.source_fixes`): the referenced SOP class of
+    each image (from the file meta) and the Study UID."""
+    from pydicom.valuerep import DSfloat
+
+    for roi in getattr(ds, "ROIContourSequence", []):
+        for contour in getattr(roi, "ContourSequence", []):
+            contour.ContourData = [DSfloat(float(v), auto_format=True) for v in contour.ContourData]
+    for keyword in ("ReferringPhysicianName", "AccessionNumber", "OperatorsName", "PositionReferenceIndicator"):
+        if keyword not in ds:
+            setattr(ds, keyword, "")
+    if not str(getattr(ds, "FrameOfReferenceUID", "") or "").strip():
+        ds.FrameOfReferenceUID = first.FrameOfReferenceUID
+    classes = set(fixes["sop_class"].values())
+    for elem in list(ds.iterall()):
+        if elem.keyword == "ReferencedSOPClassUID" and not str(elem.value or "").strip() and len(classes) == 1:
+            elem.value = next(iter(classes))
+    if fixes["study"]:
+        if not str(getattr(ds, "StudyInstanceUID", "") or "").strip():
+            ds.StudyInstanceUID = fixes["study"]
+        for fr in getattr(ds, "ReferencedFrameOfReferenceSequence", []):
+            for study in getattr(fr, "RTReferencedStudySequence", []):
+                if not str(getattr(study, "ReferencedSOPInstanceUID", "") or "").strip():
+                    study.ReferencedSOPInstanceUID = fixes["study"]

@@ -61,10 +61,35 @@ class Volume:
         """Spacing in array order: ``(z, y, x)`` (or ``(y, x)`` in 2D)."""
         return tuple(reversed(self.spacing))
 
-    def slice_axis(self) -> int:
+    def slice_axis(self, axis: int | None = None) -> int:
         """The axis a volume is sliced across, in array order ``(z, y, x)``: the one rule
-        (:func:`thick_axis`) that ``preprocess`` and :class:`~medsam_lite.VolumePredictor` both use."""
-        return thick_axis(self.spacing_zyx, self.array.shape[: len(self.spacing)])
+        (:func:`thick_axis`) that ``preprocess`` and :class:`~medsam_lite.VolumePredictor` both use.
+        A slice (the other two axes) must be at least 2×2 pixels.
+
+        Args:
+            axis: the axis asked for (0, 1, 2 or -3…-1), checked; None: :func:`thick_axis`'s choice.
+
+        Raises:
+            InputError: ``axis`` is not 0, 1 or 2; its slices are smaller than 2×2 (the message names
+                an ``axis=`` that works); no axis of the volume has slices of 2×2 (a line of voxels).
+        """
+        if axis is not None and (isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer))
+                                 or not -3 <= axis < 3):
+            raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
+        shape = tuple(int(n) for n in self.array.shape[: len(self.spacing)])
+        if len(shape) == 3:
+            plane = {a: "×".join(str(n) for b, n in enumerate(shape) if b != a) for a in range(3)}
+            usable = [a for a in range(3) if min(n for b, n in enumerate(shape) if b != a) >= 2]
+            if not usable:
+                raise InputError(f"the volume {shape} has no axis whose slices are at least 2×2 pixels (slices across "
+                                 + ", ".join(f"axis={a}: {plane[a]}" for a in range(3))
+                                 + "); it is a line of voxels, not an image.")
+            if axis is not None and int(axis) % 3 not in usable:
+                raise InputError(f"slices across axis={int(axis) % 3} of the volume {shape} are "
+                                 f"{plane[int(axis) % 3]} pixels; a slice needs at least 2×2. Pass axis={usable[0]} "
+                                 f"(slices {plane[usable[0]]}).")
+        # with one usable axis, thick_axis picks it: a size-1 axis wins, and a volume without one has all usable
+        return thick_axis(self.spacing_zyx, shape) if axis is None else int(axis) % 3
 
     def same_geometry(self, other: "Volume", tol: float = 1e-4) -> bool:
         """True if shape, spacing, origin and direction agree (within ``tol``)."""

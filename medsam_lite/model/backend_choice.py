@@ -19,7 +19,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -157,10 +156,9 @@ def write_choice(cache_dir: Path, key: dict, choice: dict) -> Path:
     except (OSError, ValueError):
         entries = {}
     entries[_key_id(key)] = {**choice, "key": key}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-choice-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(entries, handle, indent=1)
-    os.replace(tmp, path)
+    from ..fileutil import atomic_write_text  # the one atomic write: the umask's mode (0644), as every cache file
+
+    atomic_write_text(path, json.dumps(entries, indent=1))
     return path
 
 
@@ -223,7 +221,10 @@ def choose(cache_dir: Path, key: dict, measure) -> dict:
     if entry is None:
         entry = pick(measure())
         entry["measured"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        write_choice(cache_dir, key, entry)
+        try:
+            write_choice(cache_dir, key, entry)
+        except (OSError, InputError) as exc:  # the cache filled up since it was checked: measure again next time
+            print(f"medsam_lite: the backend choice could not be cached ({exc}).", file=sys.stderr)
     name = pair_name(entry["encoder"], entry["decoder"])
     how = f"cached measurement of {entry.get('measured', '?')}" if cached else "measured now"
     report = (f"medsam_lite backend auto → {name} (encoder {entry['encoder']}, decoder {entry['decoder']}; "

@@ -14,8 +14,10 @@ Exports live in ``$MEDSAM_LITE_CACHE`` (default ``~/.cache/medsam_lite``) under
 ``exports/<part>-<sha16 of the part's state dict>-<medsam_lite version>-<backend>/`` beside a
 ``meta.json`` holding every exported file's SHA-256. A file that does not match (truncated, edited,
 another version) is rebuilt, never trusted; a fine-tuned decoder has other weights, hence its own
-export. In fp32 the embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"``
-(OpenVINO only) is ~1.7x faster again at ~4 % embedding error. Training stays in torch. Compiled models
+export; beyond ``$MEDSAM_LITE_CACHE_MAX_MB`` (default 500) the least recently used exports are evicted
+(:mod:`.exportcache`, which also decides once whether the cache can be used at all). In fp32 the
+embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"`` (OpenVINO only) is ~1.7x
+faster again at ~4 % embedding error. Training stays in torch. Compiled models
 are cached beside the exports (:mod:`.sessions`), and a manifest per checkpoint lets a process without
 torch find its exports (:mod:`.exported`).
 """
@@ -35,7 +37,7 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
-from .exportcache import default_cache_dir, export_folder, package_version, verify_export
+from .exportcache import cache_problem, default_cache_dir, evict, export_folder, package_version, touch, verify_export
 from .sessions import GraphSession, as_array, openvino_cpu_has_bf16
 
 from .backend_choice import (PIP_INSTALL, BACKENDS, auto_choice, available_backends, machine_key,
@@ -116,6 +118,10 @@ def _export_module(part: str, image_encoder, prompt_encoder, mask_decoder) -> to
     return module.cpu().float().eval()
 
 
+#: Export folders this process has built or loaded: never evicted by it (:func:`.exportcache.evict`).
+_IN_USE: set = set()
+
+
 class CacheUnusable(OSError):
     """The export cache cannot hold an export (a file in its place, read-only, full disk)."""
 
@@ -132,11 +138,16 @@ def export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pat
 
     folder = export_folder(cache_dir, part, key, backend)
     if not force and verify_export(folder, part, key, backend) is None:
+        _IN_USE.add(folder)
+        touch(folder)  # its last use, for the size cap's LRU order
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FolderLock(folder.parent, "export", wait=None):  # the one lock (fileutil): wait for the other exporter
-            return _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
+            path = _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
+            _IN_USE.add(folder)
+            evict(folder.parent, keep=_IN_USE)  # the cache grew: keep it under its size cap (exportcache)
+            return path
     except OSError as exc:
         raise CacheUnusable(exc.errno, f"{exc.strerror or exc} ({exc.filename or folder.parent})") from exc
 
@@ -177,7 +188,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
 
 
 def _warn_cache(cache_dir: Path, exc: OSError, backend: str) -> None:
-    warnings.warn(f"medsam_lite: the export cache {cache_dir} is unusable ({exc.strerror}); running the model "
+    warnings.warn(f"medsam_lite: the export cache {cache_dir} is unusable ({exc.strerror or exc}); running the model "
                   f"in torch instead of {backend} (correct, slower). Fix: set MEDSAM_LITE_CACHE to a writable "
                   "folder with free space (e.g. export MEDSAM_LITE_CACHE=$TMPDIR/medsam_lite), or pass "
                   "backend='torch' to skip the export.", CacheWarning, stacklevel=2)
@@ -334,6 +345,11 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
     settings = {"cache_dir": Path(cache_dir) if cache_dir is not None else default_cache_dir(),
                 "progress": bool(progress), "input_size": int(prompt_encoder.input_image_size[0])}
     modules = (image_encoder, prompt_encoder, mask_decoder)
+    if backend != "torch":  # decided once, for every errno and depth of the path: torch, one warning
+        problem = cache_problem(settings["cache_dir"])
+        if problem is not None:
+            _warn_cache(settings["cache_dir"], problem, backend)
+            return CompiledRuntime("torch", "fp32", threads, modules, settings)
     if auto and precision == "fp32" and image_encoder is not None and len(available_backends()) > 1:
         return _auto_runtime(modules, int(threads), settings)
     return CompiledRuntime(backend, precision, threads, modules, settings)
