@@ -122,3 +122,23 @@ def test_a_new_export_evicts_under_the_lock_and_keeps_the_exports_in_use(tmp_pat
     left = sorted(p.name for p in exports.iterdir() if not p.name.startswith("."))
     assert left == sorted([stale[2].name, path.parent.name])  # 4 MB ≤ 5 MB: the two oldest went
     assert path.parent.resolve() in {p.resolve() for p in backends._IN_USE}
+
+
+def test_compiled_models_go_with_their_export_and_manifests_are_never_evicted(tmp_path, monkeypatch):
+    """``exports/compiled/<export>/`` (OpenVINO blobs, ORT's optimised graph) counts toward its export's
+    size and leaves with it; ``compiled/`` and ``models/`` (the torch-free manifests) are not exports."""
+    now = time.time()
+    exports = tmp_path / "exports"
+    old = _fake_export(exports, "encoder-0000000000000000-0-openvino", 1.0, now - 7200)
+    new = _fake_export(exports, "encoder-1111111111111111-0-openvino", 1.0, now - 3600)
+    for folder in (old, new):
+        (exports / "compiled" / folder.name).mkdir(parents=True)
+        (exports / "compiled" / folder.name / "blob").write_bytes(b"\0" * 1_000_000)
+    (exports / "models").mkdir()
+    (exports / "models" / "abc.json").write_text("{}")
+    os.utime(exports / "compiled", (now - 99999, now - 99999))
+    os.utime(exports / "models", (now - 99999, now - 99999))
+    monkeypatch.setenv("MEDSAM_LITE_CACHE_MAX_MB", "3")  # two exports with their compiled models: 4 MB
+    assert exportcache.evict(exports) == [old]
+    assert not (exports / "compiled" / old.name).exists()
+    assert (exports / "compiled" / new.name / "blob").exists() and (exports / "models" / "abc.json").exists()

@@ -37,7 +37,8 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
-from .exportcache import cache_problem, default_cache_dir, evict, export_folder, package_version, touch, verify_export
+from . import exportcache
+from .exportcache import cache_problem, default_cache_dir, export_folder, package_version, verify_export
 from .sessions import GraphSession, as_array, openvino_cpu_has_bf16
 
 from .backend_choice import (PIP_INSTALL, BACKENDS, auto_choice, available_backends, machine_key,
@@ -139,14 +140,14 @@ def export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pat
     folder = export_folder(cache_dir, part, key, backend)
     if not force and verify_export(folder, part, key, backend) is None:
         _IN_USE.add(folder)
-        touch(folder)  # its last use, for the size cap's LRU order
+        exportcache.touch(folder)  # its last use, for the size cap's LRU order
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FolderLock(folder.parent, "export", wait=None):  # the one lock (fileutil): wait for the other exporter
             path = _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
             _IN_USE.add(folder)
-            evict(folder.parent, keep=_IN_USE)  # the cache grew: keep it under its size cap (exportcache)
+            exportcache.evict(folder.parent, keep=_IN_USE)  # the cache grew: keep it under its size cap (exportcache)
             return path
     except OSError as exc:
         raise CacheUnusable(exc.errno, f"{exc.strerror or exc} ({exc.filename or folder.parent})") from exc
