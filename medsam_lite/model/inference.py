@@ -31,6 +31,7 @@ from .intensity import IntensityPreset, to_rgb_uint8
 from .models import SamModel
 from .fullsize import masks_at
 from .geometry import Geometry, check_boxes
+from .clickrule import rule_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,8 +214,12 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
     if n_boxes is not None and pts.shape[0] != n_boxes:
         raise InputError(f"{n_boxes} boxes and points for {pts.shape[0]} target(s): give points as "
                          f"N×K×2 with N = {n_boxes} (one row of clicks per box).")
-    if not np.isfinite(pts).all() or not np.isin(lab, (0, 1)).all():
-        raise InputError("point_labels must be 1 (foreground) or 0 (background) and points finite; got labels "
+    if not np.isfinite(pts).all():
+        bad = pts[~np.isfinite(pts).all(axis=-1)][0].tolist()
+        raise InputError(f"point {bad} is not a finite position: points are XY (column, row) in original image "
+                         "pixels, two finite numbers each (a NaN or Inf click cannot be placed).")
+    if not np.isin(lab, (0, 1)).all():
+        raise InputError("point_labels must be 1 (foreground) or 0 (background); got labels "
                          f"{sorted(set(np.unique(lab).tolist()))[:6]}.")
     h, w = image_hw
     outside = (pts[..., 0] < 0) | (pts[..., 0] >= w) | (pts[..., 1] < 0) | (pts[..., 1] >= h)
@@ -267,7 +272,8 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
 
 @torch.no_grad()
 def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = False, space: str = "original",
-           points=None, point_labels=None, mask_input=None, logits: bool = True, box_space: str = "original"):
+           points=None, point_labels=None, mask_input=None, logits: bool = True, box_space: str = "original",
+           click_rule=None):
     """Segment one mask per target on an encoded image, from a box, clicks, or both.
 
     Args:
@@ -289,11 +295,17 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         logits: also make the full-size logits. ``False`` maps the decoder's logits back only where
             a mask can be (:func:`~medsam_lite.model.fullsize.masks_at`): the same masks, bit for
             bit, without a full-size float resize; the third value is then ``None``.
+        click_rule: how the click decoder's answer is combined with the previous mask (the
+            ``mask_input``'s, or with a box and no ``mask_input`` the box's own mask): a rule of
+            :mod:`medsam_lite.model.clickrule`; default ``model.click_rule`` if set, else
+            :data:`~medsam_lite.model.clickrule.DEFAULT_RULE` (keep only the change in the connected
+            region under each click). Not used without points, nor for points without a box or mask input.
 
     Returns:
         ``(masks, scores, logits)``: ``N×H×W`` bool masks, ``N`` float32 predicted IoU scores and
         ``N×H×W`` float32 logits (in ``space``; ``None`` with ``logits=False``). A box-only prompt gives exactly the published
-        decoder's masks; points or a mask input run the model's click decoder.
+        decoder's masks; points or a mask input run the model's click decoder, and with points the
+        click rule keeps the previous mask (and its logits) outside the region each click corrects.
 
     Raises:
         InputError: no box and no points; a bad box; points outside the image, labels other than 0/1,
@@ -320,12 +332,28 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         n = None if prompts is None else len(prompts)
         if points is not None:
             pts, labels = check_points(points, point_labels, n, geometry.original_hw)
-            n = len(pts)
+            xy, n = pts, len(pts)
             pts = torch.from_numpy(pts * np.asarray(geometry.scale_xy, np.float32))
             labels = torch.from_numpy(labels)
+        rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
+        if rule is not None and not callable(getattr(rule, "accept", None)):
+            raise InputError(f"click_rule must be a rule of medsam_lite.model.clickrule (LocalRule(), "
+                             f"DecoderRule()), got {type(rule).__name__}.")
         low = int(model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
+        if rule is not None:
+            if mask_input is not None:  # the mask the click corrects: the previous call's
+                prev_logits = np.asarray(mask_input, np.float32).reshape(n, *out_hw)
+            else:  # clicks with a box but no previous logits: they correct the box's own mask
+                prev_logits = geometry.logits_to(decode_logits(model, embedding.tensor, prompts)[0], out_hw).cpu().numpy()
+            full = geometry.logits_to(low_res, out_hw).cpu().numpy()
+            if space == "image":
+                (h, w), (ih, iw) = geometry.original_hw, geometry.image_hw
+                xy = (xy + 0.5) * np.float32([iw / w, ih / h]) - 0.5
+            accept = rule.accept(prev_logits > 0, full > 0, xy, labels.numpy())
+            full = np.where(accept, full, prev_logits)
+            return full > 0, iou[:, 0].float().cpu().numpy(), (full if logits else None)
     scores = iou[:, 0].float().cpu().numpy()
     if not logits:
         return masks_at(geometry, low_res, out_hw), scores, None
