@@ -132,3 +132,14 @@ def test_a_nan_click_blames_the_point_not_the_labels(stomach):
     with pytest.raises(ml.InputError, match=r"point \[nan, 5\.0\] is not a finite position") as err:
         predictor.predict(ml.box_from_mask(truth), points=[[np.nan, 5]], point_labels=[1])
     assert "label" not in str(err.value)
+
+
+def test_slabs_of_one_scan_are_not_held_out():
+    from medsam_lite.data.sources import shared_sources
+
+    ct, brain = samples.ct_abdomen_dir(), samples.brain_mri_dir()
+    notes = shared_sources({c: ct / f"{c}.nii.gz" for c in ("case-01", "case-02")}, {"case-03": ct / "case-03.nii.gz"})
+    assert len(notes) == 2 and all("slabs of one scan" in n for n in notes)  # the bundled CT: three slabs
+    assert "same file" in shared_sources({"a": ct / "case-01.nii.gz"}, {"b": ct / "case-01.nii.gz"})[0]
+    assert shared_sources({"sub-01": brain / "sub-01.nii.gz"}, {"sub-02": brain / "sub-02.nii.gz",
+                                                               "ct": ct / "case-01.nii.gz"}) == []

@@ -29,12 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "rule_of"]
-
-_EIGHT = np.ones((3, 3), bool)
-
 
 @dataclass(frozen=True)
 class DecoderRule:
@@ -91,43 +87,57 @@ class LocalRule:
                 label = int(label)
                 if label not in regions:
                     change = (proposed[n] & ~previous[n]) if label == 1 else (previous[n] & ~proposed[n])
-                    if change.any():
-                        grown = ndimage.binary_dilation(change, _EIGHT, iterations=self.gap) if self.gap else change
-                        lab = ndimage.label(grown, _EIGHT)[0]
-                        regions[label] = (change, lab, np.where(change, lab, 0))
-                    else:
-                        regions[label] = None
+                    regions[label] = _regions(change, self.gap)
                 if regions[label] is None:
                     continue
-                change, lab, changed_lab = regions[label]
+                (r0, c0), change, lab = regions[label]  # the changes' bounding window, its region ids
                 col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
-                k = self._region_at(changed_lab, row, col)
+                k = self._region_at(np.where(change, lab, 0), row - r0, col - c0)
                 if k == 0:
                     continue
                 region = (lab == k) & change
                 if self.radius is not None:
                     rad = max(self.radius * np.sqrt(previous[n].sum() / np.pi), self.reach)
-                    yy, xx = np.ogrid[:h, :w]
+                    yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
                     region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
-                out[n] |= region
+                out[n, r0:r0 + region.shape[0], c0:c0 + region.shape[1]] |= region
         return out
 
     def _region_at(self, lab: np.ndarray, row: int, col: int) -> int:
-        """The region id of the changed pixel at ``(row, col)``, else of the nearest changed pixel
-        within :attr:`reach` (0: none)."""
-        if lab[row, col]:
+        """The region id of the changed pixel at ``(row, col)`` (window coordinates, may lie outside
+        the window), else of the nearest changed pixel within :attr:`reach` (0: none)."""
+        if 0 <= row < lab.shape[0] and 0 <= col < lab.shape[1] and lab[row, col]:
             return int(lab[row, col])
         r = int(np.ceil(self.reach))
         if r <= 0:
             return 0
         r0, c0 = max(row - r, 0), max(col - r, 0)
-        window = lab[r0:row + r + 1, c0:col + r + 1]
+        window = lab[r0:max(row + r + 1, 0), c0:max(col + r + 1, 0)]
         ys, xs = np.nonzero(window)
         if ys.size == 0:
             return 0
         d2 = (ys + r0 - row) ** 2 + (xs + c0 - col) ** 2
         i = int(np.argmin(d2))
         return int(window[ys[i], xs[i]]) if d2[i] <= self.reach ** 2 else 0
+
+
+def _regions(change: np.ndarray, gap: int):
+    """The changes' bounding window: ``((row0, col0), change window, region ids)`` — changes closer
+    than ``2 × gap`` pixels share an id (8-connected after a dilation by ``gap``) — or ``None``."""
+    import cv2
+
+    rows, cols = np.flatnonzero(change.any(axis=1)), np.flatnonzero(change.any(axis=0))
+    if rows.size == 0:
+        return None
+    h, w = change.shape
+    r0, r1 = max(rows[0] - gap, 0), min(rows[-1] + gap + 1, h)
+    c0, c1 = max(cols[0] - gap, 0), min(cols[-1] + gap + 1, w)
+    window = change[r0:r1, c0:c1]
+    grown = np.ascontiguousarray(window).view(np.uint8)
+    if gap:
+        grown = cv2.dilate(grown, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8))
+    lab = cv2.connectedComponents(grown, connectivity=8, ltype=cv2.CV_32S)[1]
+    return (int(r0), int(c0)), window, lab
 
 
 #: The rule :func:`~medsam_lite.model.inference.decode` uses when neither the call nor the model names one.
