@@ -54,7 +54,11 @@ def test_a_click_on_a_slice_grows_the_mask_where_clicked(vp, ct):
     np.testing.assert_array_equal(same, after)
 
 
-def test_per_slice_points_with_boxes_pair_target_by_target(vp, ct):
+def test_per_slice_points_with_boxes_pair_target_by_target(vp, ct, monkeypatch):
+    from medsam_lite.model.clickrule import DecoderRule
+
+    # the decoder's whole answer: the click rule would keep a spleen the decoder did not change at the click
+    monkeypatch.setattr(vp.model, "click_rule", DecoderRule(), raising=False)
     label = ct[1][4]
     boxes = np.stack([ml.box_from_mask(label == k) for k in (SPLEEN, STOMACH)])
     masks, _, logits = vp.predict_slice(4, boxes, return_logits=True)
