@@ -6,11 +6,11 @@ largest error region, the previous logits as mask input) on the same slice embed
 * decoders: ``published`` (``load_model(click_decoder=False)``: LiteMedSAM's box-trained decoder
   answers clicks) and ``shipped`` (``load_model()``: clicks go to ``model/weights/click_decoder.pt``);
 * rules (:mod:`medsam_lite.model.clickrule`): ``alone`` (``DecoderRule``: the decoder's whole answer),
-  ``local`` (``LocalRule()``, the default: only the decoder's change, in the click's direction, in the
-  region under the click: changes ≤ 4 px apart grouped, the nearest region within 4 px), ``local
-  strict`` (``LocalRule(gap=0, reach=1.5)``: only the 8-connected change touching the click) and
-  ``local r=1`` (``LocalRule(radius=1)``: cut to a disc of the mask's equivalent radius) and
-  ``local strict r=1`` (both).
+  ``local`` (``LocalRule(gap=2, reach=4, radius=None)``: only the decoder's change, in the click's
+  direction, in the region under the click: changes ≤ 4 px apart grouped, the nearest region within
+  4 px), ``local strict`` (``gap=0, reach=1.5``: only the 8-connected change touching the click),
+  ``local r=1`` (``local`` cut to a disc of the previous mask's equivalent radius around the click)
+  and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench).
 
 The shipped default is chosen **leave one domain out**: for each unseen domain, the pair that meets the
 most "Done means" conditions on the *other* unseen domains (ties: the larger mean change over all
@@ -59,8 +59,9 @@ import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
-RULES = {"alone": DecoderRule(), "local": LocalRule(), "local strict": LocalRule(gap=0, reach=1.5),
-         "local r=1": LocalRule(radius=1.0), "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0)}
+RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None),
+         "local strict": LocalRule(gap=0, reach=1.5, radius=None), "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0),
+         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0)}  # the last: LocalRule()'s defaults
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 

@@ -13,10 +13,10 @@ from medsam_lite.model.clickrule import DEFAULT_RULE, DecoderRule, LocalRule
 
 @pytest.fixture(scope="module")
 def stomach(model):
-    """A real CT slice's embedding (case-03, slice 5, never a training slice of the click decoder's
-    rule) with its stomach truth: the box mask misses a thin sliver along the border."""
-    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[5]
-    truth = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array[5] == 6
+    """A real CT slice's embedding (case-03, slice 7; 122×101) with its stomach truth: the box mask
+    misses a thin band along the border."""
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[7]
+    truth = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array[7] == 6
     predictor = ml.Predictor(model)
     predictor.set_image(image, modality="CT")
     return predictor, truth
@@ -92,13 +92,13 @@ def test_a_click_in_an_error_region_fixes_it_there_on_a_real_slice(stomach):
     changed = out ^ mask
     assert changed.any() and not (mask & ~out).any()  # a foreground click only adds
     ys, xs = np.nonzero(changed)
-    assert np.hypot(ys - y, xs - x).max() < 25  # near the click: the sliver it was placed on
+    assert np.hypot(ys - y, xs - x).max() < 12  # near the click: the band it was placed on
     assert truth[changed].mean() >= 0.8
 
 
 def test_the_annotation_session_keeps_the_mask_away_from_its_click(model, stomach):
     predictor, truth = stomach
-    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[5]
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[7]
     from medsam_lite.interactive.session import AnnotationSession
 
     session = AnnotationSession(image, model, labels=["stomach"], modality="CT")
@@ -109,7 +109,7 @@ def test_the_annotation_session_keeps_the_mask_away_from_its_click(model, stomac
     changed = obj.mask ^ before
     assert changed.any() and not (before & ~obj.mask).any()
     ys, xs = np.nonzero(changed)
-    assert np.hypot(ys - y, xs - x).max() < 25
+    assert np.hypot(ys - y, xs - x).max() < 12
     session.close()
 
 
@@ -121,7 +121,7 @@ def test_simulate_clicks_refuses_several_boxes_before_encoding(model, stomach, m
     for n_clicks in (0, 2):
         with pytest.raises(ml.InputError, match="one truth mask takes one box.*got 2 boxes"):
             ml.simulate_clicks(model, predictor.embedding, truth, two, n_clicks=n_clicks)
-    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[5]
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[7]
     monkeypatch.setattr(ml.Predictor, "set_image", lambda *a, **k: pytest.fail("encoded before the check"))
     with pytest.raises(ml.InputError, match="got 2 boxes"):
         ml.simulate_clicks(model, image, truth, two, n_clicks=2, modality="CT")

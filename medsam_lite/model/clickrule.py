@@ -14,9 +14,10 @@ never reaches it: its masks are the published decoder's, bit for bit.
 Rules (strategy objects with one method, :meth:`accept`):
 
 * :class:`LocalRule` (the default): for each click, the decoder's changes **in the click's direction**
-  (added pixels for a foreground click, removed ones for a background click) are grouped into regions;
-  only the region under the click (or the nearest within ``reach`` pixels) is kept, optionally cut to
-  a disc around the click (``radius``). A change elsewhere, or against a click's direction, is dropped.
+  (added pixels for a foreground click, removed ones for a background click) are split into connected
+  regions; only the region under the click (or the nearest within ``reach`` pixels) is kept, cut to a
+  disc around the click as large as the previous mask (``radius``). A change elsewhere, or against a
+  click's direction, is dropped; where the decoder did not change the clicked pixel, nothing changes.
 * :class:`DecoderRule`: the decoder's answer everywhere (the behaviour before the rule existed).
 
 Choose per model (``model.click_rule = DecoderRule()``) or per call (``decode(..., click_rule=…)``).
@@ -54,17 +55,20 @@ class LocalRule:
     click, or of the nearest changed pixel within ``reach`` pixels, is kept (its changed pixels only); with ``radius`` it is also cut to a disc
     around the click. Every other change is dropped: the previous mask stays there.
 
+    The defaults (``gap=0, reach=1.5, radius=1.0``: the 8-connected change touching the click, within
+    the previous mask's equivalent radius of it) were chosen leave-one-domain-out on domains the click
+    decoder never trained on (``bench/bench_clicks.py``; ``bench/RESULTS.md``, "Clicks by domain").
+
     Args:
-        gap: pixels (≥ 0): how far apart changes may lie and still be one region.
+        gap: pixels (≥ 0): how far apart changes may lie and still be one region (0: 8-connected).
         reach: pixels: how far from the click the nearest changed pixel may lie.
-        radius: ``None`` (default: no cut) or a factor ``f``: keep only changes within
-            ``f × sqrt(area / π)`` of the click, ``area`` the previous mask's pixels (its equivalent
-            radius; at least ``reach``).
+        radius: ``None`` (no cut) or a factor ``f``: keep only changes within ``f × sqrt(area / π)`` of
+            the click, ``area`` the previous mask's pixels (its equivalent radius; at least ``reach``).
     """
 
-    gap: int = 2
-    reach: float = 4.0
-    radius: float | None = None
+    gap: int = 0
+    reach: float = 1.5
+    radius: float | None = 1.0
     name = "local"
 
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
