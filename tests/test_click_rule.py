@@ -143,3 +143,9 @@ def test_slabs_of_one_scan_are_not_held_out():
     assert "same file" in shared_sources({"a": ct / "case-01.nii.gz"}, {"b": ct / "case-01.nii.gz"})[0]
     assert shared_sources({"sub-01": brain / "sub-01.nii.gz"}, {"sub-02": brain / "sub-02.nii.gz",
                                                                "ct": ct / "case-01.nii.gz"}) == []
+
+
+def test_a_click_rule_that_is_not_a_rule_is_refused_before_decoding(stomach):
+    predictor, truth = stomach
+    with pytest.raises(ml.InputError, match="click_rule must be a rule"):
+        predictor.predict(ml.box_from_mask(truth), points=[[40, 50]], point_labels=[1], click_rule="local")

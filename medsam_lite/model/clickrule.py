@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "rule_of"]
+__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "rule_of", "combine"]
 
 @dataclass(frozen=True)
 class DecoderRule:
@@ -149,5 +149,23 @@ DEFAULT_RULE = LocalRule()
 
 
 def rule_of(model, rule=None):
-    """The rule to use: ``rule`` if given, else ``model.click_rule`` if set, else :data:`DEFAULT_RULE`."""
-    return rule if rule is not None else (getattr(model, "click_rule", None) or DEFAULT_RULE)
+    """The rule to use: ``rule`` if given, else ``model.click_rule`` if set, else :data:`DEFAULT_RULE`.
+
+    Raises:
+        InputError: something without an ``accept`` method.
+    """
+    rule = rule if rule is not None else (getattr(model, "click_rule", None) or DEFAULT_RULE)
+    if not callable(getattr(rule, "accept", None)):
+        from ..errors import InputError
+
+        raise InputError(f"click_rule must be a rule of medsam_lite.model.clickrule (LocalRule(), DecoderRule()), "
+                         f"got {type(rule).__name__}.")
+    return rule
+
+
+def combine(rule, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``N×H×W`` float32 logits: the decoder's ``proposed`` logits where ``rule`` accepts them, the
+    ``previous`` ones elsewhere (so the next click's mask input is the mask shown). Points ``N×K×2``
+    XY and labels ``N×K`` in the logits' pixels."""
+    accept = rule.accept(previous > 0, proposed > 0, points, labels)
+    return np.where(accept, proposed, previous).astype(np.float32, copy=False)

@@ -31,7 +31,7 @@ from .intensity import IntensityPreset, to_rgb_uint8
 from .models import SamModel
 from .fullsize import masks_at
 from .geometry import Geometry, check_boxes
-from .clickrule import rule_of
+from .clickrule import combine, rule_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -336,9 +336,6 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
             pts = torch.from_numpy(pts * np.asarray(geometry.scale_xy, np.float32))
             labels = torch.from_numpy(labels)
         rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
-        if rule is not None and not callable(getattr(rule, "accept", None)):
-            raise InputError(f"click_rule must be a rule of medsam_lite.model.clickrule (LocalRule(), "
-                             f"DecoderRule()), got {type(rule).__name__}.")
         low = int(model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
@@ -347,12 +344,9 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
                 prev_logits = np.asarray(mask_input, np.float32).reshape(n, *out_hw)
             else:  # clicks with a box but no previous logits: they correct the box's own mask
                 prev_logits = geometry.logits_to(decode_logits(model, embedding.tensor, prompts)[0], out_hw).cpu().numpy()
-            full = geometry.logits_to(low_res, out_hw).cpu().numpy()
-            if space == "image":
-                (h, w), (ih, iw) = geometry.original_hw, geometry.image_hw
-                xy = (xy + 0.5) * np.float32([iw / w, ih / h]) - 0.5
-            accept = rule.accept(prev_logits > 0, full > 0, xy, labels.numpy())
-            full = np.where(accept, full, prev_logits)
+            if space == "image":  # the clicks in the stored slice's pixels, as the masks
+                xy = (xy + 0.5) * np.float32(geometry.image_hw[::-1]) / np.float32(geometry.original_hw[::-1]) - 0.5
+            full = combine(rule, prev_logits, geometry.logits_to(low_res, out_hw).cpu().numpy(), xy, labels.numpy())
             return full > 0, iou[:, 0].float().cpu().numpy(), (full if logits else None)
     scores = iou[:, 0].float().cpu().numpy()
     if not logits:
