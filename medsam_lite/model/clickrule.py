@@ -17,7 +17,8 @@ Rules (strategy objects with one method, :meth:`accept`):
   (added pixels for a foreground click, removed ones for a background click) are split into connected
   regions; only the region under the click (or the nearest within ``reach`` pixels) is kept, cut to a
   disc around the click as large as the previous mask (``radius``). A change elsewhere, or against a
-  click's direction, is dropped; where the decoder did not change the clicked pixel, nothing changes.
+  click's direction, is dropped; where the decoder changed neither the clicked pixel nor a neighbour,
+  nothing changes.
 * :class:`DecoderRule`: the decoder's answer everywhere (the behaviour before the rule existed).
 
 Choose per model (``model.click_rule = DecoderRule()``) or per call (``decode(..., click_rule=…)``).
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "rule_of", "combine"]
+
 
 @dataclass(frozen=True)
 class DecoderRule:
