@@ -24,9 +24,11 @@ from .model.geometry import box_from_mask, xywh_to_xyxy, xyxy_to_xywh
 from .model.models import MODELS, SamModel, load_model
 from .model.inference import Embedding, decode, encode
 from .interactive.predict import Predictor, predict
-from .interactive.volume import VolumePredictor, box_from_recist, predict_volume
+from .interactive.volume import VolumePredictor, predict_volume
+from .interactive.prompts import box_from_recist
 from .data.embed import embed
-from .evaluate import dice, evaluate, nsd, predict_case
+from .evaluate import evaluate, predict_case
+from .metrics import dice, nsd
 from .clicks import simulate_clicks
 from .train.finetune import finetune
 from .data.preprocess import prepare_dataset, preprocess
@@ -34,7 +36,7 @@ from .downloads import fetch_checkpoint
 from . import io
 from .interactive import labelmaps
 from .interactive.labelmaps import predict_label_map, predict_volume_labels
-from .interactive.challenge import run_challenge
+from .app.challenge import run_challenge
 
 try:
     __version__ = _version("medsam-lite")  # one source of truth: pyproject.toml, through the installed metadata

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import medsam_lite as ml
-from medsam_lite import cli, io, samples
+from medsam_lite import io, samples
+from medsam_lite.app import cli
 
 PACKAGE = Path(ml.__file__).parent
 

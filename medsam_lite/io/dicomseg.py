@@ -28,10 +28,10 @@ def series_files(folder: str | os.PathLike, series: str | None = None) -> list[s
     """The image files of one series of ``folder``, in the slice order of :func:`~medsam_lite.io.read_volume`."""
     import SimpleITK as sitk
 
-    from .dicom import _pick, _quiet
+    from .dicom import pick_series, quiet_pydicom
 
-    with _quiet():
-        uid = _pick(Path(folder), series)
+    with quiet_pydicom():
+        uid = pick_series(Path(folder), series)
         return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
 
 

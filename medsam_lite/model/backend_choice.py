@@ -32,7 +32,7 @@ BACKENDS = ("torch", "openvino", "onnxruntime")
 #: The order ``auto`` falls back to without measurements (and breaks ties in): ONNX Runtime first
 #: (bench/RESULTS.md: fastest decoder on both machine kinds measured so far).
 _FASTEST_FIRST = ("onnxruntime", "openvino", "torch")
-_PIP = {"openvino": "pip install openvino onnx", "onnxruntime": "pip install onnxruntime onnx"}
+PIP_INSTALL = {"openvino": "pip install openvino onnx", "onnxruntime": "pip install onnxruntime onnx"}
 CHOICE_FILE = "backend_choice.json"
 
 
@@ -91,7 +91,7 @@ def resolve_backend(backend: str, device=None) -> str:
                              "backend='torch' on a GPU, or device='cpu'.")
         if not _backend_ready(part):
             raise InputError(f"backend {part!r} is not installed here; install it with "
-                             f"`{_PIP[part]}`, or use backend='auto' (falls back to torch).")
+                             f"`{PIP_INSTALL[part]}`, or use backend='auto' (falls back to torch).")
     return backend
 
 

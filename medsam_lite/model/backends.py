@@ -36,9 +36,9 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
-from .sessions import _as_array, _Session, openvino_cpu_has_bf16  # noqa: F401  (prompt_graph runs its graph in them too)
+from .sessions import GraphSession, as_array, openvino_cpu_has_bf16
 
-from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, machine_key,  # noqa: F401
+from .backend_choice import (PIP_INSTALL, BACKENDS, auto_choice, available_backends, machine_key,
                              resolve_backend, split_backend)
 
 PRECISIONS = ("fp32", "bf16")
@@ -62,7 +62,7 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------------------------
 # What gets exported
 # --------------------------------------------------------------------------------------------
-class _DecoderGraph(torch.nn.Module):
+class DecoderGraph(torch.nn.Module):
     """Prompt encoder (boxes only) + mask decoder for ONE image embedding and N boxes.
 
     Written from the decoder's parts, so it gives the same numbers for LiteMedSAM's decoder (which
@@ -126,7 +126,7 @@ def _export_module(part: str, image_encoder, prompt_encoder, mask_decoder) -> to
     if part == "encoder":
         module = copy.deepcopy(image_encoder)
     else:
-        module = _DecoderGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder))
+        module = DecoderGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder))
     return module.cpu().float().eval()
 
 
@@ -134,7 +134,7 @@ class CacheUnusable(OSError):
     """The export cache cannot hold an export (a file in its place, read-only, full disk)."""
 
 
-def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Path, input_size: int,
+def export_cached(part: str, make_module, key: str, backend: str, cache_dir: Path, input_size: int,
                    progress: bool, force: bool = False) -> Path:
     """Path of a verified ONNX export of ``part``, building (atomically) what is missing or bad.
 
@@ -269,13 +269,13 @@ class CompiledRuntime:
     def _session(self, part: str):
         backend = self.encoder_backend if part == "encoder" else self.decoder_backend
         path = self._export(part)
-        return path, _Session(backend, path, self.precision, self.threads)
+        return path, GraphSession(backend, path, self.precision, self.threads)
 
     def _export(self, part: str, force: bool = False) -> Path:
         enc, pe, md = self._modules
         key = state_sha256(enc) if part == "encoder" else state_sha256(pe, md)
         backend = self.encoder_backend if part == "encoder" else self.decoder_backend
-        return _export_cached(part, lambda: _export_module(part, enc, pe, md), key, backend,
+        return export_cached(part, lambda: _export_module(part, enc, pe, md), key, backend,
                               self._settings["cache_dir"], self._settings["input_size"],
                               self._settings["progress"], force=force)
 
@@ -291,7 +291,7 @@ class CompiledRuntime:
                              "pass the model's image_encoder to build_runtime to encode images.")
         if self._encoder is None:
             return enc(x.to(next(enc.parameters()).device, torch.float32)).float().cpu()
-        arr = _as_array(x, "x (B×3×S×S model input)", 4)
+        arr = as_array(x, "x (B×3×S×S model input)", 4)
         return torch.from_numpy(np.concatenate([self._encoder.run(arr[i:i + 1])[0] for i in range(len(arr))]))
 
     @torch.no_grad()
@@ -306,8 +306,8 @@ class CompiledRuntime:
             embedding = embedding[None]
         if torch.is_tensor(boxes) and boxes.ndim == 1:
             boxes = boxes[None]
-        emb = _as_array(embedding, "embedding (1×256×64×64)", 4)
-        box = _as_array(boxes, "boxes (N×4 XYXY, model-input pixels)", 2)
+        emb = as_array(embedding, "embedding (1×256×64×64)", 4)
+        box = as_array(boxes, "boxes (N×4 XYXY, model-input pixels)", 2)
         if emb.shape[0] != 1:
             raise InputError(f"decode takes the embedding of ONE image (1×256×64×64), got {emb.shape}; "
                              "call it once per image.")
@@ -361,7 +361,7 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
         raise InputError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
     if precision == "bf16" and backend != "openvino":
         raise InputError(f"precision='bf16' needs backend='openvino' (got {backend!r}); install it with "
-                         f"`{_PIP['openvino']}` and pass backend='openvino', or use precision='fp32'.")
+                         f"`{PIP_INSTALL['openvino']}` and pass backend='openvino', or use precision='fp32'.")
     if precision == "bf16" and not openvino_cpu_has_bf16():
         raise InputError("precision='bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); this one has "
                          "neither, and OpenVINO would run fp32 while reporting bf16 — use precision='fp32'.")

@@ -15,7 +15,7 @@ Conventions (one source of truth for the whole package):
   - ``"sam"`` (SAM): resize the longest side to ``S``, ImageNet mean/std on 0–255, pad.
 
   Each resize is the published one (:meth:`Geometry.image_to_model`).
-* Intensity presets (CT windows, MR percentiles) live in :mod:`medsam_lite.intensity`.
+* Intensity presets (CT windows, MR percentiles) live in :mod:`medsam_lite.model.intensity`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 
-from .intensity import (CT_WINDOWS, PERCENTILES, IntensityPreset, check_numeric, check_window,  # noqa: F401
-                        normalize_intensity, to_rgb_uint8)
-
-_check_window = check_window  # the name other modules used before intensity.py existed
 
 RECIPES = ("pad", "stretch", "sam")
 _SAM_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)

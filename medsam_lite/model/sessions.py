@@ -19,7 +19,7 @@ def openvino_cpu_has_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-class _Session:
+class GraphSession:
     """One loaded ONNX graph in one backend: ``run(*arrays) -> list of float32 arrays``."""
 
     def __init__(self, backend: str, path: Path, precision: str, threads: int):
@@ -56,7 +56,7 @@ class _Session:
                     self._ort.run(None, dict(zip(self._names, arrays)))]
 
 
-def _as_array(x: torch.Tensor, what: str, ndim: int) -> np.ndarray:
+def as_array(x: torch.Tensor, what: str, ndim: int) -> np.ndarray:
     if not torch.is_tensor(x) or x.ndim != ndim:
         raise InputError(f"{what} must be a {ndim}-D torch tensor, got "
                          f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}.")
