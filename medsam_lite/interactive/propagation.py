@@ -182,3 +182,124 @@ def _largest_component(masks: np.ndarray) -> np.ndarray:
         return masks
     sizes = np.bincount(labels.ravel())[1:]
     return labels == 1 + int(np.argmax(sizes))
+
+
+def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | None = None, z_range=None, *,
+                       margin: float = 1.0, margin_ratio: float = 0.05, min_pixels: int = 10,
+                       change: float = 64.0, min_change: float = 0.02) -> np.ndarray:
+    """Correct one target's 3D mask with clicks on any slice (axis-0 stack of ``vp``'s slices).
+
+    Each new click acts on its slice and then travels through the neighbouring slices:
+
+    * **foreground** (the target is here): on the clicked slice the target is decoded from a box
+      (the slice's current mask box, else the nearest masked slice's, widened to take in the click)
+      plus every click on that slice (:func:`~.volprompts.decode_with_clicks`); the part of that mask
+      connected to the click is **added**. If the slice had no mask (the walk stopped short of it),
+      the walk goes on from there: outwards while the target is found (package rules: grown boxes,
+      ``min_pixels``, ``change``), and back towards the existing mask to fill the gap.
+      On slices that had a mask, the neighbours' masks decoded from the corrected one are added.
+    * **background** (the target is not here): the decoded mask is **intersected** with the current
+      one and the clicked pixel's leak removed (its 2D component if it is the smaller part, else a
+      disk around it); the neighbours are intersected with masks decoded from the corrected slice.
+
+    A walk stops where the slice's mask changes by less than ``min_change`` of its area (it rejoined
+    the old mask), where the target vanishes, or at ``z_range``: the slices a click cannot reach
+    stay as they were. Masks only grow with a foreground click and only shrink with a background one.
+
+    Args:
+        vp: a :class:`~medsam_lite.VolumePredictor` (its cached slice embeddings are reused).
+        masks: ``n_slices×H×W`` bool, the target's current mask, slices along ``vp.axis`` first.
+        new_clicks: ``[(z, x, y, is_foreground), …]``: slice index along ``vp.axis``, XY (column, row)
+            in the slice's original pixels; applied in order.
+        all_clicks: every click of the target so far, ``{z: (points K×2 XY float32, labels K float32)}``
+            (the new ones included); default: the new ones.
+        z_range: inclusive ``(lo, hi)`` the walks stay in (a box's z-extent), default the whole volume.
+        margin, margin_ratio, min_pixels, change: the package's propagation options
+            (:meth:`~medsam_lite.VolumePredictor.predict`).
+
+    Returns:
+        The corrected ``n_slices×H×W`` bool masks (a new array).
+    """
+    masks = np.array(masks, bool, copy=True)
+    n, h, w = masks.shape
+    lo, hi = z_range if z_range is not None else (0, n - 1)
+    if all_clicks is None:
+        all_clicks = {}
+        for z, x, y, fg in new_clicks:
+            pts, lab = all_clicks.get(z, (np.zeros((0, 2), np.float32), np.zeros(0, np.float32)))
+            all_clicks[z] = (np.vstack([pts, [[x, y]]]).astype(np.float32), np.append(lab, float(fg)).astype(np.float32))
+    for z, x, y, fg in new_clicks:
+        if vp.is_blank(z):
+            continue
+        old = masks[z]
+        box = _click_box(masks, z, x, y, fg)
+        pts, lab = all_clicks.get(z, (np.array([[x, y]], np.float32), np.array([float(fg)], np.float32)))
+        decoded, _ = decode_with_clicks(vp, z, None if box is None else grow_box(box, margin, margin_ratio, None, (h, w)),
+                                        pts, lab)
+        if fg:
+            part = _component_at(decoded, x, y)
+            if not part.any():  # the decoder left the clicked pixel out: a small disk says "here" at least
+                part = _disk(h, w, x, y, 2)
+            new = old | part
+        else:
+            new = old & decoded
+            if new[int(y), int(x)]:
+                comp = _component_at(new, x, y)
+                new = new & ~comp if comp.sum() * 2 <= new.sum() else new & ~_disk(h, w, x, y, 3)
+        extending = fg and not old.any()
+        masks[z] = new
+        if new.sum() < min_pixels:
+            continue
+        ref = _mean(vp, z, new)
+        for step in (1, -1):
+            prev, k = new, z + step
+            while lo <= k <= hi and not vp.is_blank(k):
+                before = masks[k]
+                if not fg and not before.any():
+                    break  # a background click only removes: nothing to remove here
+                box_k = grow_box(box_from_mask(prev), margin, margin_ratio, None, (h, w))
+                if k in all_clicks:
+                    m, _ = decode_with_clicks(vp, k, box_k, *all_clicks[k])
+                else:
+                    (m,), _ = vp.predict_slice(k, box_k)
+                if m.sum() < min_pixels or abs(_mean(vp, k, m) - ref) > change:
+                    break  # the target vanished (or the walk slid onto other tissue): leave the rest as it was
+                after = (before | m) if fg else (before & m)
+                if not before.any() and not extending:
+                    break
+                changed = np.count_nonzero(after != before)
+                masks[k] = after
+                if changed <= min_change * max(before.sum(), 1) and before.any():
+                    break  # rejoined the old mask
+                prev, k = after, k + step
+    if z_range is not None:  # nothing outside the target's z-extent
+        masks[:lo] = False
+        masks[hi + 1:] = False
+    return masks
+
+
+def _click_box(masks: np.ndarray, z: int, x: float, y: float, fg: bool):
+    """The XYXY box a click on slice ``z`` is decoded with: the slice's mask box, else the nearest
+    masked slice's; a foreground click widens it to take the click in; ``None`` without any mask."""
+    filled = np.flatnonzero(masks.reshape(len(masks), -1).any(1))
+    if filled.size == 0:
+        return None
+    source = z if masks[z].any() else int(filled[np.argmin(np.abs(filled - z))])
+    box = box_from_mask(masks[source])
+    if fg:
+        box = np.array([min(box[0], x), min(box[1], y), max(box[2], x), max(box[3], y)], np.float32)
+    return box
+
+
+def _component_at(mask: np.ndarray, x: float, y: float) -> np.ndarray:
+    from scipy import ndimage
+
+    if not mask[int(y), int(x)]:
+        return np.zeros_like(mask)
+    labels, _ = ndimage.label(mask)
+    return labels == labels[int(y), int(x)]
+
+
+def _disk(h: int, w: int, x: float, y: float, r: float) -> np.ndarray:
+    yy, xx = np.ogrid[:h, :w]
+    return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
