@@ -10,7 +10,7 @@ case; ``imgs`` D×H×W uint8: CT windowed W400/L40, MR percentiles; ``spacing`` 
   (``scripts/train_click_decoder.py``) trained on CT case-01/02 — slabs of the same patient:
   not a held-out patient.
 * ``MR_case-02``: real abdominal MR, 7 organs (the click decoder trained on MR case-01, same patient).
-* ``MRbrain_sub-08``: the synthetic brain MR (3 structures, 40×197×160): a domain the click decoder
+* ``MRbrain_sub-08``: the synthetic brain MR (3 structures; a 12-slice slab of 40×197×160): a domain the click decoder
   and LiteMedSAM's fine-tunes in this repository never saw — the unseen case.
 * ``CT_case-01``: real CT, 9 organs (a training slab of the click decoder), with ``--all``.
 
@@ -23,7 +23,9 @@ Without ``--harness`` the protocol runs from ``bench/cvpr25/loop.py`` (a re-impl
 what CI runs). With it, the official ``CVPR25_iter_eval.py`` runs **unchanged** in a temporary
 folder: the only thing replaced is the ``docker`` program it calls, by ``bench/cvpr25/docker``
 first on ``PATH`` (``docker container run … sh predict.sh`` → ``medsam-lite challenge ./inputs
-./outputs``; ``docker image load`` / ``rmi`` do nothing). It needs torch, ``connected-components-3d``,
+./outputs``; ``docker image load`` / ``rmi`` do nothing). Its requirements pin numpy 1.26; on numpy 2
+``bench/cvpr25/numpy2_shim/sitecustomize.py`` restores the ``np.Inf`` alias its ``SurfaceDice.py`` uses
+(on its PYTHONPATH only). It needs torch, ``connected-components-3d``,
 pandas, scipy, scikit-image (no GPU: it takes its CPU path). Each step is a fresh process, as in the
 challenge; slice embeddings persist across steps in the cache folder.
 
@@ -87,7 +89,14 @@ def build_case(name: str, folder: Path) -> tuple[Path, np.ndarray]:
     gts = np.zeros(lab.shape, np.uint8)
     for i, v in enumerate(values, start=1):  # skimage.segmentation.relabel_sequential
         gts[lab == v] = i
-    imgs = normalize_intensity(vol.array, modality)
+    if name.startswith("MRbrain"):  # a 12-slice slab around the structures' middle (time budget)
+        z = np.nonzero(gts.any((1, 2)))[0]
+        mid = (z.min() + z.max()) // 2
+        keep = slice(max(0, mid - 6), mid + 6)
+        vol_array, gts = vol.array[keep], gts[keep]
+    else:
+        vol_array = vol.array
+    imgs = normalize_intensity(vol_array, modality)
     np.random.seed(2025)
     boxes = [box3d(gts == k) for k in range(1, len(values) + 1)]
     path = folder / f"{name}.npz"
@@ -109,6 +118,7 @@ def run_official(harness: Path, cases: dict, work: Path, env: dict) -> dict:
     for path in cases.values():
         shutil.copy(path, tmp / "imgs" / path.name)
     env = dict(env, PATH=f"{ROOT / 'bench' / 'cvpr25'}{os.pathsep}{env['PATH']}", MEDSAM_LITE_PYTHON=sys.executable)
+    env["PYTHONPATH"] = f"{ROOT / 'bench' / 'cvpr25' / 'numpy2_shim'}{os.pathsep}{env['PYTHONPATH']}"
     start = time.time()
     proc = subprocess.run([sys.executable, "CVPR25_iter_eval.py", "-i", "imgs", "-o", "seg", "-d", "team_docker",
                            "-val_gts", "none"], cwd=tmp, env=env, capture_output=True, text=True)

@@ -8,7 +8,8 @@ embeddings depend only on the slice's pixels and the image encoder, so they are 
 
 with ``sha256`` over the model's weights hash, its weights version, its encoder runtime
 (name, precision), the model input size and the slice's shape and bytes (the uint8 image the model
-sees). ``<cache>`` is ``$MEDSAM_LITE_CACHE`` or ``~/.cache/medsam_lite`` (the export cache's folder).
+sees). ``<cache>`` is ``$MEDSAM_LITE_CACHE`` or ``~/.cache/medsam_lite`` (the export cache's folder);
+``$MEDSAM_LITE_EMBEDDING_CACHE`` names another folder for the embeddings alone.
 A click step then runs only the decoder. Files are written atomically
 (:func:`~medsam_lite.fileutil.atomic_write`); a damaged file is re-encoded. The folder is kept
 under ``$MEDSAM_LITE_EMBEDDING_CACHE_MB`` (default 2048 MB): :func:`prune` removes the least
@@ -30,7 +31,10 @@ DEFAULT_CAP_MB = 2048
 
 
 def cache_folder() -> Path:
-    """``<$MEDSAM_LITE_CACHE or ~/.cache/medsam_lite>/embeddings``."""
+    """``$MEDSAM_LITE_EMBEDDING_CACHE`` if set, else ``<$MEDSAM_LITE_CACHE or ~/.cache/medsam_lite>/embeddings``."""
+    own = os.environ.get("MEDSAM_LITE_EMBEDDING_CACHE")
+    if own:
+        return Path(own).expanduser()
     env = os.environ.get("MEDSAM_LITE_CACHE")
     root = Path(env).expanduser() if env else Path.home() / ".cache" / "medsam_lite"
     return root / "embeddings"

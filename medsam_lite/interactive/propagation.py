@@ -264,6 +264,8 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
                     (m,), _ = vp.predict_slice(k, box_k)
                 if m.sum() < min_pixels or abs(_mean(vp, k, m) - ref) > change:
                     break  # the target vanished (or the walk slid onto other tissue): leave the rest as it was
+                if extending and before.any():
+                    break  # the gap up to the old mask is filled: the old mask stays as it was
                 after = (before | m) if fg else (before & m)
                 if not before.any() and not extending:
                     break
