@@ -9,7 +9,7 @@ case; ``imgs`` D×H×W uint8: CT windowed W400/L40, MR percentiles; ``spacing`` 
 * ``CT_case-03``: real abdominal CT, the 6 organs of the slab (10×101×122). The click decoder
   (``scripts/train_click_decoder.py``) trained on CT case-01/02 — slabs of the same patient:
   not a held-out patient.
-* ``MR_case-02``: real abdominal MR, 7 organs (the click decoder trained on MR case-01, same patient).
+* ``MR_case-02``: real abdominal MR, 9 organs (the click decoder trained on MR case-01, same patient).
 * ``MRbrain_sub-08``: the synthetic brain MR (3 structures; a 12-slice slab of 40×197×160): a domain the click decoder
   and LiteMedSAM's fine-tunes in this repository never saw — the unseen case.
 * ``CT_case-01``: real CT, 9 organs (a training slab of the click decoder), with ``--all``.

@@ -1,4 +1,12 @@
-"""``run_challenge``: segment a folder of CVPR24 "MedSAM on Laptop" npz files as the published script does.
+"""``run_challenge``: segment a folder of challenge npz files — CVPR24 "MedSAM on Laptop" as the published
+script does, and CVPR25 "Foundation Models for Interactive 3D Biomedical Image Segmentation" steps.
+
+**CVPR25** (format in :mod:`medsam_lite.io.challenge`; :func:`segment_case25`): the harness runs this
+program afresh for each step of a case. The box step propagates each class from its middle-slice box
+inside its z-extent (the package's rules, :func:`box25_mask`); a click step corrects ``prev_pred``
+with the click the harness just added per class, in 3D (:meth:`medsam_lite.VolumePredictor.refine`).
+Slice embeddings are kept on disk between the steps' processes
+(:mod:`medsam_lite.interactive.embedcache`), so a click step runs only the decoder.
 
 The file format is in :mod:`medsam_lite.io.challenge`. The inference follows the LiteMedSAM
 branch's ``CVPR24_LiteMedSAM_infer.py``:
@@ -117,7 +125,8 @@ def _new_clicks(case, k: int) -> tuple[list, list]:
 def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
     """``segs`` of one CVPR25 case (uint8 ``D×H×W``, class ``k`` → label ``k``).
 
-    * **Box step** (no ``clicks``): each class's box by :func:`box25_mask`.
+    * **Box step** (no ``clicks``): each class's box by :func:`box25_mask`. Where classes overlap the
+      smaller one wins (:func:`_paint`).
     * **Click step**: the previous prediction (``prev_pred``; without it the box step again) is
       corrected, per class, by the click the harness added at this step
       (:meth:`~medsam_lite.VolumePredictor.refine`, with the class's earlier clicks on the same
@@ -131,11 +140,12 @@ def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
     segs = np.zeros(case.imgs.shape, np.uint8 if n < 256 else np.uint16)
     vp = VolumePredictor(case.imgs, model=model, axis=0, disk_cache=disk_cache)
     boxes = case.boxes25 or [None] * n
+    masks = {}
     if case.clicks is None:
         for k, box in enumerate(boxes, start=1):
             if box is not None:
-                segs[box25_mask(vp, box)] = k
-        return segs
+                masks[k] = box25_mask(vp, box)
+        return _paint(segs, masks)
     prev = case.prev_pred
     for k in range(1, n + 1):
         box = boxes[k - 1]
@@ -146,7 +156,15 @@ def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
         if new:
             z_range = None if box is None else (box["z_min"], box["z_max"])
             mask = vp.refine(mask, new, previous_clicks=earlier, z_range=z_range)
-        segs[mask] = k
+        masks[k] = mask
+    return _paint(segs, masks)
+
+
+def _paint(segs: np.ndarray, masks: dict) -> np.ndarray:
+    """Class masks → label map; where masks overlap the smaller target wins (larger ones are painted
+    first): a small organ beside a large one is not erased by the large one's leak."""
+    for k in sorted(masks, key=lambda k: (-int(masks[k].sum()), k)):
+        segs[masks[k]] = k
     return segs
 
 

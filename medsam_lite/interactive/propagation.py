@@ -186,25 +186,28 @@ def _largest_component(masks: np.ndarray) -> np.ndarray:
 
 def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | None = None, z_range=None, *,
                        margin: float = 1.0, margin_ratio: float = 0.05, min_pixels: int = 10,
-                       change: float = 64.0, min_change: float = 0.02) -> np.ndarray:
+                       change: float = 64.0) -> np.ndarray:
     """Correct one target's 3D mask with clicks on any slice (axis-0 stack of ``vp``'s slices).
 
     Each new click acts on its slice and then travels through the neighbouring slices:
 
     * **foreground** (the target is here): on the clicked slice the target is decoded from a box
       (the slice's current mask box, else the nearest masked slice's, widened to take in the click)
-      plus every click on that slice (:func:`~.volprompts.decode_with_clicks`); the part of that mask
-      connected to the click is **added**. If the slice had no mask (the walk stopped short of it),
-      the walk goes on from there: outwards while the target is found (package rules: grown boxes,
-      ``min_pixels``, ``change``), and back towards the existing mask to fill the gap.
-      On slices that had a mask, the neighbours' masks decoded from the corrected one are added.
-    * **background** (the target is not here): the decoded mask is **intersected** with the current
-      one and the clicked pixel's leak removed (its 2D component if it is the smaller part, else a
-      disk around it); the neighbours are intersected with masks decoded from the corrected slice.
+      plus every click on that slice (:func:`~.volprompts.decode_with_clicks`); the region of the
+      decoded mask the current mask lacks, connected to the click, is **added** (a 2-px disk if the
+      decoder left the click out). If the slice had no mask (the walk stopped short of it), the walk
+      goes on from there: outwards while the target is found (package rules: grown boxes,
+      ``min_pixels``, ``change``), and back towards the existing mask, filling the gap up to it.
+    * **background** (the target is not here): the region of the current mask the decoder left out,
+      connected to the click, is **removed** (if the decoder kept the click: its 2D component when it
+      is the smaller part of the mask, else a 3-px disk).
 
-    A walk stops where the slice's mask changes by less than ``min_change`` of its area (it rejoined
-    the old mask), where the target vanishes, or at ``z_range``: the slices a click cannot reach
-    stay as they were. Masks only grow with a foreground click and only shrink with a background one.
+    Then, slice by slice away from the click, each neighbour is decoded from the previous slice's
+    corrected mask box, and the difference to its current mask (what it adds for a foreground
+    click, what it leaves out for a background one) is applied where it touches the previous
+    slice's change. A walk stops where there is no such change, where the target vanishes, or at
+    ``z_range``: the slices a click cannot reach stay as they were. Masks only grow with a
+    foreground click and only shrink with a background one.
 
     Args:
         vp: a :class:`~medsam_lite.VolumePredictor` (its cached slice embeddings are reused).
@@ -236,25 +239,24 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
         pts, lab = all_clicks.get(z, (np.array([[x, y]], np.float32), np.array([float(fg)], np.float32)))
         decoded, _ = decode_with_clicks(vp, z, None if box is None else grow_box(box, margin, margin_ratio, None, (h, w)),
                                         pts, lab)
-        if fg:
-            part = _component_at(decoded, x, y)
-            if not part.any():  # the decoder left the clicked pixel out: a small disk says "here" at least
-                part = _disk(h, w, x, y, 2)
-            new = old | part
-        else:
-            new = old & decoded
-            if new[int(y), int(x)]:
-                comp = _component_at(new, x, y)
-                new = new & ~comp if comp.sum() * 2 <= new.sum() else new & ~_disk(h, w, x, y, 3)
+        if fg:  # add the decoded region around the click (the part of it the mask lacked)
+            delta = _component_at(decoded & ~old, x, y)
+            if not delta.any():  # the decoder left the clicked pixel out: a small disk says "here" at least
+                delta = _disk(h, w, x, y, 2) & ~old
+        else:  # remove the leak around the click: the part of the mask the decoder left out there
+            delta = _component_at(old & ~decoded, x, y)
+            if not delta.any():  # the decoder kept the clicked pixel: its 2D component if it is the smaller
+                comp = _component_at(old, x, y)  # part of the mask, else a disk around it
+                delta = comp if comp.sum() * 2 <= old.sum() else old & _disk(h, w, x, y, 3)
         extending = fg and not old.any()
-        masks[z] = new
-        if new.sum() < min_pixels:
-            continue
-        ref = _mean(vp, z, new)
+        masks[z] = (old | delta) if fg else (old & ~delta)
+        ref = _mean(vp, z, masks[z]) if masks[z].any() else None
         for step in (1, -1):
-            prev, k = new, z + step
-            while lo <= k <= hi and not vp.is_blank(k):
+            prev, prev_delta, k = masks[z], delta, z + step
+            while lo <= k <= hi and prev.sum() >= min_pixels and not vp.is_blank(k):
                 before = masks[k]
+                if extending and before.any():
+                    break  # the gap up to the old mask is filled: the old mask stays as it was
                 if not fg and not before.any():
                     break  # a background click only removes: nothing to remove here
                 box_k = grow_box(box_from_mask(prev), margin, margin_ratio, None, (h, w))
@@ -262,18 +264,17 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
                     m, _ = decode_with_clicks(vp, k, box_k, *all_clicks[k])
                 else:
                     (m,), _ = vp.predict_slice(k, box_k)
-                if m.sum() < min_pixels or abs(_mean(vp, k, m) - ref) > change:
+                if m.sum() < min_pixels or (ref is not None and abs(_mean(vp, k, m) - ref) > change):
                     break  # the target vanished (or the walk slid onto other tissue): leave the rest as it was
-                if extending and before.any():
-                    break  # the gap up to the old mask is filled: the old mask stays as it was
-                after = (before | m) if fg else (before & m)
-                if not before.any() and not extending:
-                    break
-                changed = np.count_nonzero(after != before)
-                masks[k] = after
-                if changed <= min_change * max(before.sum(), 1) and before.any():
-                    break  # rejoined the old mask
-                prev, k = after, k + step
+                if extending:
+                    delta_k = m
+                else:  # what differs here, where it continues the previous slice's change
+                    differ = (m & ~before) if fg else (before & ~m)
+                    delta_k = _overlapping(differ, prev_delta)
+                if not delta_k.any():
+                    break  # the correction does not continue here
+                masks[k] = (before | delta_k) if fg else (before & ~delta_k)
+                prev, prev_delta, k = masks[k], delta_k, k + step
     if z_range is not None:  # nothing outside the target's z-extent
         masks[:lo] = False
         masks[hi + 1:] = False
@@ -291,6 +292,17 @@ def _click_box(masks: np.ndarray, z: int, x: float, y: float, fg: bool):
     if fg:
         box = np.array([min(box[0], x), min(box[1], y), max(box[2], x), max(box[3], y)], np.float32)
     return box
+
+
+def _overlapping(mask: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The 2D components of ``mask`` that touch ``seed`` (dilated by one pixel)."""
+    from scipy import ndimage
+
+    if not mask.any() or not seed.any():
+        return np.zeros_like(mask)
+    labels, _ = ndimage.label(mask)
+    hit = np.unique(labels[ndimage.binary_dilation(seed) & mask])
+    return np.isin(labels, hit[hit > 0])
 
 
 def _component_at(mask: np.ndarray, x: float, y: float) -> np.ndarray:
