@@ -210,7 +210,8 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
 
     Args:
         in_dir: folder of CVPR24 challenge npz files (2D: ``imgs`` H×W×3 uint8 + ``boxes`` N×4 XYXY;
-            3D, names starting with ``3D``: ``imgs`` D×H×W uint8 + ``boxes`` N×6 + ``spacing``).
+            3D, names starting with ``3D``: ``imgs`` D×H×W uint8 + ``boxes`` N×6 + ``spacing``) or of
+            CVPR25 steps (``boxes`` as a list of dicts and/or ``clicks``; :mod:`medsam_lite.io.challenge`).
         out_dir: where ``<same name>.npz`` (``segs``, box ``i`` → label ``i``) and ``efficiency.csv``
             (``case``, ``time`` in seconds) are written; created if needed.
         model: a :class:`~medsam_lite.SamModel` (default: the bundled LiteMedSAM).
@@ -223,8 +224,9 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
         ``spacing``, 1 mm pixels in 2D).
 
     Raises:
-        InputError: ``in_dir`` holds no npz, a file is malformed (checked for every file before any
-            is segmented), or ``out_dir`` cannot be written.
+        InputError: ``in_dir`` holds no npz, a file is malformed or holds nothing to segment (a
+            constant image, a box whose key slice is blank: :func:`check_case`) — checked for every
+            file before any is segmented — or ``out_dir`` cannot be written.
     """
     files = list_cases(in_dir)
     out = Path(out_dir)
@@ -233,12 +235,13 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
                          "choose another folder.")
     check_writable(out, "out_dir")
     checked, size = {}, 0
-    for path in files:  # check every file before any work: readable, well formed, something to segment
+    for path in files:  # check every file before any work: readable and well formed …
         case = read_case(path)
-        check_case(case)
         size += case.imgs.nbytes
         if size < 2 ** 29:  # keep what was read (a harness step holds one case) unless it is large
             checked[path] = case
+    for path in files:  # … then something to segment in each
+        check_case(checked.get(path) or read_case(path))
     model = check_model(model)
     out.mkdir(parents=True, exist_ok=True)
     rows, used_disk = [], False

@@ -143,9 +143,10 @@ def load_npz(path: str | os.PathLike) -> dict:
         if not zipfile.is_zipfile(path):
             with open(path, "rb") as f:
                 head = f.read(6)
-            what = "a single .npy array, not an npz archive" if head == b"\x93NUMPY" else "not a zip (npz) file"
-            raise InputError(f"{path} is {what}; a challenge case is one .npz archive (np.savez_compressed) "
-                             "holding imgs and boxes. Save it with np.savez_compressed(path, imgs=…, boxes=…).")
+            what = "a single .npy array, not an npz archive" if head == b"\x93NUMPY" else "not a zip archive"
+            raise InputError(f"{path} is not a readable npz file ({what}; truncated?); a challenge case is one .npz "
+                             "archive holding imgs and boxes: copy it again, or save it with "
+                             "np.savez_compressed(path, imgs=…, boxes=…).")
         out = {}
         with zipfile.ZipFile(path) as z:
             objects = {}
