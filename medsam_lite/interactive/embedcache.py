@@ -58,8 +58,9 @@ class DiskEmbeddings:
             only not kept.
     """
 
-    def __init__(self, folder: str | os.PathLike | None = None):
+    def __init__(self, folder: str | os.PathLike | None = None, key: str = ""):
         self.folder = Path(folder) if folder is not None else cache_folder()
+        self.key = key
         self.hits = self.writes = 0
         self.usable = True
 
@@ -70,6 +71,20 @@ class DiskEmbeddings:
         digest.update(np.ascontiguousarray(image).tobytes())
         name = digest.hexdigest()
         return self.folder / name[:2] / f"{name}.npy"
+
+    def encode(self, model, image: np.ndarray):
+        """The :class:`~medsam_lite.model.inference.Embedding` of the ``H×W`` uint8 slice ``image``: from
+        disk when this model encoded it before (in any process), else encoded now and stored."""
+        import torch
+
+        from ..model.inference import Embedding, encode
+
+        stored = self.get(self.key, image)
+        if stored is not None and stored.shape[1:] == tuple(model.embedding_shape):
+            return Embedding(torch.from_numpy(stored).to(model.device), model.geometry(image.shape[:2]))
+        embedding = encode(model, image)
+        self.put(self.key, image, embedding.tensor.detach().cpu().numpy())
+        return embedding
 
     def get(self, key: str, image: np.ndarray) -> np.ndarray | None:
         path = self._path(key, image)
@@ -97,6 +112,19 @@ class DiskEmbeddings:
             self.writes += 1
         except (OSError, InputError):
             self.usable = False  # keep working without the cache
+
+
+def for_model(model, disk_cache) -> DiskEmbeddings | None:
+    """``disk_cache`` of :class:`~medsam_lite.VolumePredictor` → its :class:`DiskEmbeddings` (``None``: off).
+
+    Args:
+        disk_cache: ``True`` (:func:`cache_folder`), a folder, or ``False``/``None``.
+    """
+    if disk_cache is False or disk_cache is None:
+        return None
+    if not isinstance(disk_cache, (bool, str, os.PathLike)):
+        raise InputError(f"disk_cache must be True, False or a folder, got {type(disk_cache).__name__}.")
+    return DiskEmbeddings(None if disk_cache is True else disk_cache, model_key(model))
 
 
 def cap_bytes() -> int:

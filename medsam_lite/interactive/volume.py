@@ -44,8 +44,10 @@ from ..io.scans import Volume, read_volume
 from ..model.models import SamModel
 from .predict import resolve_preset
 from .prompts import box_from_recist  # noqa: F401  (re-exported: medsam_lite.volume.box_from_recist)
+from .embedcache import for_model
 from .prefetch import Prefetcher
 from .propagation import propagate
+from .refine3d import refine_volume
 from .volprompts import check_label_clicks, check_slice_clicks, parse_box_prompt
 from ..model.geometry import check_boxes
 
@@ -77,9 +79,8 @@ class VolumePredictor:
         window: CT window name or ``(low, high)``, see ``normalize_intensity``.
         prefetch: how many neighbouring slices on each side :meth:`prefetch_around` encodes in a
             background thread (default 0: none; the widget uses it while you look at a slice).
-        disk_cache: also keep slice embeddings on disk between processes, keyed by the slice's content
-            and the model (:mod:`medsam_lite.interactive.embedcache`): ``True`` (the cache folder,
-            ``$MEDSAM_LITE_CACHE``/``embeddings``), a folder, or ``False`` (default: memory only).
+        disk_cache: also keep slice embeddings on disk across processes (:mod:`~medsam_lite.interactive.embedcache`):
+            ``True`` (the cache folder), a folder, or ``False`` (default: memory only).
 
     Attributes:
         volume: the :class:`~medsam_lite.io.Volume` (geometry for writing the result with
@@ -104,26 +105,9 @@ class VolumePredictor:
         self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
         self.embeddings = EmbeddingCache()
         self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
-        self.disk = None
-        if disk_cache is not False and disk_cache is not None:
-            from .embedcache import DiskEmbeddings, model_key
-
-            self.disk = DiskEmbeddings(None if disk_cache is True else disk_cache)
-            self._disk_key = model_key(self.model)
-        self._prefetcher = Prefetcher.owned(self, lambda vp, z: vp._encode_slice(z), self.embeddings)
-
-    def _encode_slice(self, index: int) -> Embedding:
-        image = self.slice_image(index)
-        if self.disk is not None:
-            import torch
-
-            stored = self.disk.get(self._disk_key, image)
-            if stored is not None and stored.shape[1:] == tuple(self.model.embedding_shape):
-                return Embedding(torch.from_numpy(stored).to(self.model.device), self.model.geometry(image.shape[:2]))
-        embedding = encode(self.model, image)
-        if self.disk is not None:
-            self.disk.put(self._disk_key, image, embedding.tensor.detach().cpu().numpy())
-        return embedding
+        self.disk = for_model(self.model, disk_cache)  # slice embeddings kept on disk, or None
+        self._prefetcher = Prefetcher.owned(self, lambda vp, z: encode(vp.model, vp.slice_image(z)) if vp.disk is None
+                                            else vp.disk.encode(vp.model, vp.slice_image(z)), self.embeddings)
 
     def close(self) -> None:
         """Stop the background prefetch (after the slice being encoded); also done when collected."""
@@ -290,91 +274,11 @@ class VolumePredictor:
             return self._predict_labels(box, options, overlap, clicks)
         return self._predict_target(self._prompt(box, slice_index, clicks), **options)[0]
 
-    def refine(self, mask, clicks, *, previous_clicks=None, z_range=None, margin: float = DEFAULTS["margin"],
-               margin_ratio: float = DEFAULTS["margin_ratio"], min_pixels: int = DEFAULTS["min_pixels"],
-               max_intensity_change: float | None = DEFAULTS["max_intensity_change"]) -> np.ndarray:
-        """Correct a target's 3D mask with clicks given as **3D** points, on any slice.
-
-        A foreground click on a slice the mask does not reach extends the propagation to it (and on
-        from it while the target is found, and back to fill the gap); one inside the covered range
-        adds the decoded part around it there and on the neighbouring slices; a background click
-        removes what leaked around it, there and on the neighbours; slices a click cannot reach stay
-        as they were (:func:`~medsam_lite.interactive.propagation.refine_with_clicks`). Only the
-        decoder runs on slices already encoded.
-
-        Example::
-
-            mask = vp.predict([x0, y0, z0, x1, y1, z1])
-            mask = vp.refine(mask, [((z, y, x), True)])   # array indices of the volume, foreground
-
-        Args:
-            mask: the target's current mask, the volume's shape (bool or 0/1).
-            clicks: new clicks ``[((i0, i1, i2), is_foreground), …]``: **array indices** of the volume
-                (for the default ``axis=0``: ``(z, y, x)``, as ``np.argwhere`` gives them).
-            previous_clicks: the target's earlier clicks, same form; they are decoded again with a new
-                click on their slice.
-            z_range: inclusive ``(lo, hi)`` along :attr:`axis` the target lies in (a 3D box's), or
-                ``None`` (the whole volume); the mask outside it is cleared.
-            margin, margin_ratio, min_pixels, max_intensity_change: as in :meth:`predict`.
-
-        Returns:
-            The corrected ``bool`` mask of the volume's shape.
-
-        Raises:
-            InputError: a mask of another shape or not binary; a click outside the volume, not
-                ``((i0, i1, i2), bool)``; a bad ``z_range``. All before any slice is encoded.
-        """
-        from .propagation import refine_with_clicks
-
-        arr = np.asarray(mask)
-        if arr.shape != self.shape or not (arr.dtype == bool or np.isin(arr, (0, 1)).all()):
-            raise InputError(f"mask must be a binary array of the volume's shape {self.shape}, got shape {arr.shape} "
-                             f"dtype {arr.dtype}.")
-        new = self._clicks3d(clicks, "clicks")
-        old = self._clicks3d(previous_clicks or [], "previous_clicks")
-        if z_range is not None:
-            try:
-                lo, hi = (self._check_index(int(v)) for v in z_range)
-            except (TypeError, ValueError):
-                raise InputError(f"z_range must be (lo, hi) slice indices, got {z_range!r}.") from None
-            if hi < lo:
-                raise InputError(f"z_range {z_range} is inverted; give (lo, hi) with lo ≤ hi.")
-            z_range = (lo, hi)
-        every: dict = {}
-        for z, x, y, fg in old + new:
-            pts, lab = every.get(z, (np.zeros((0, 2), np.float32), np.zeros(0, np.float32)))
-            every[z] = (np.vstack([pts, [[x, y]]]).astype(np.float32), np.append(lab, float(fg)).astype(np.float32))
-        stack = np.moveaxis(arr.astype(bool), self.axis, 0)
-        change = np.inf if max_intensity_change is None else float(max_intensity_change)
-        out = refine_with_clicks(self, stack, new, every, z_range, margin=margin, margin_ratio=margin_ratio,
-                                 min_pixels=min_pixels, change=change)
-        return np.moveaxis(out, 0, self.axis)
+    def refine(self, mask, clicks, **options) -> np.ndarray:
+        """Correct a 3D mask with clicks at 3D array indices (z, y, x): :func:`~.refine3d.refine_volume`."""
+        return refine_volume(self, mask, clicks, **options)
 
     # -- internals -------------------------------------------------------------------------------
-
-    def _clicks3d(self, clicks, what: str) -> list:
-        """``[((i0, i1, i2), fg), …]`` (array indices) → ``[(slice, x, y, fg), …]`` along :attr:`axis`."""
-        out = []
-        if not isinstance(clicks, (list, tuple)):
-            raise InputError(f"{what} must be a list of ((i0, i1, i2), is_foreground); got {type(clicks).__name__}.")
-        for click in clicks:
-            try:
-                point, fg = click
-                index = [int(v) for v in point]
-                if len(index) != 3 or any(float(v) != int(v) for v in point):
-                    raise ValueError
-            except (TypeError, ValueError):
-                raise InputError(f"{what}: {str(click)[:60]!r} is not ((i0, i1, i2), is_foreground) with whole "
-                                 "array indices.") from None
-            if not all(0 <= i < n for i, n in zip(index, self.shape)):
-                raise InputError(f"{what}: {index} lies outside the volume {self.shape} (array indices).")
-            if not isinstance(fg, (bool, np.bool_, int, np.integer)) or int(fg) not in (0, 1):
-                raise InputError(f"{what}: is_foreground must be True/False (or 1/0), got {fg!r}.")
-            z = index[self.axis]
-            row, col = [v for a, v in enumerate(index) if a != self.axis]
-            out.append((z, float(col), float(row), bool(fg)))
-        return out
-
 
     def _check_index(self, index) -> int:
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
