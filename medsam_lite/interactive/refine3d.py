@@ -117,8 +117,9 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
       goes on from there: outwards while the target is found (package rules: grown boxes,
       ``min_pixels``, ``change``), and back towards the existing mask, filling the gap up to it.
     * **background** (the target is not here): the region of the current mask the decoder left out,
-      connected to the click, is **removed** (if the decoder kept the click: its 2D component when it
-      is the smaller part of the mask, else a 3-px disk).
+      connected to the click, is **removed** unless it is most of the slice's mask (if the decoder kept
+      the click, or took most: the click's 2D component when it is the smaller part of the mask, else a
+      disk of radius √area / 6, 1–3 px).
 
     Then, slice by slice away from the click, each neighbour is decoded from the previous slice's
     corrected mask box, and the difference to its current mask (what it adds for a foreground
@@ -163,9 +164,12 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
                 delta = _disk(h, w, x, y, 2) & ~old
         else:  # remove the leak around the click: the part of the mask the decoder left out there
             delta = _component_at(old & ~decoded, x, y)
+            if delta.sum() * 2 > old.sum():  # the decoder lost most of the target: not a leak, keep its component
+                delta = np.zeros_like(old)
             if not delta.any():  # the decoder kept the clicked pixel: its 2D component if it is the smaller
                 comp = _component_at(old, x, y)  # part of the mask, else a disk around it
-                delta = comp if comp.sum() * 2 <= old.sum() else old & _disk(h, w, x, y, 3)
+                radius = float(np.clip(np.sqrt(old.sum()) / 6, 1, 3))  # a small target loses a small disk
+                delta = comp if comp.sum() * 2 <= old.sum() else old & _disk(h, w, x, y, radius)
         extending = fg and not old.any()
         masks[z] = (old | delta) if fg else (old & ~delta)
         ref = _mean(vp, z, masks[z]) if masks[z].any() else None
@@ -189,8 +193,8 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
                 else:  # what differs here, where it continues the previous slice's change
                     differ = (m & ~before) if fg else (before & ~m)
                     delta_k = _overlapping(differ, prev_delta)
-                if not delta_k.any():
-                    break  # the correction does not continue here
+                if not delta_k.any() or (not fg and delta_k.sum() * 2 > before.sum()):
+                    break  # the correction does not continue here (or would take most of the target away)
                 masks[k] = (before | delta_k) if fg else (before & ~delta_k)
                 prev, prev_delta, k = masks[k], delta_k, k + step
     if z_range is not None:  # nothing outside the target's z-extent
