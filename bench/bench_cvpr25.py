@@ -157,7 +157,7 @@ def main() -> None:
             which = "official CVPR25_iter_eval.py (unchanged; docker replaced by bench/cvpr25/docker)"
         else:
             def command(inputs, outputs):
-                proc = subprocess.run([sys.executable, "-m", "medsam_lite.cli", "challenge", str(inputs), str(outputs)],
+                proc = subprocess.run([sys.executable, "-m", "medsam_lite.app.cli", "challenge", str(inputs), str(outputs)],
                                       env=env, capture_output=True, text=True)
                 if proc.returncode:
                     print(proc.stderr[-2000:])

@@ -72,7 +72,7 @@ def next_click(segs_cls: np.ndarray, gts_cls: np.ndarray):
 
 
 def scores(gts: np.ndarray, segs: np.ndarray, spacing) -> tuple[float, float]:
-    from medsam_lite.evaluate import dice, nsd
+    from medsam_lite.metrics import dice, nsd
 
     labels = np.sort(np.unique(gts))[1:]
     d = float(np.mean([dice(segs == c, gts == c) for c in labels]))

@@ -75,15 +75,14 @@ class DiskEmbeddings:
     def encode(self, model, image: np.ndarray):
         """The :class:`~medsam_lite.model.inference.Embedding` of the ``H×W`` uint8 slice ``image``: from
         disk when this model encoded it before (in any process), else encoded now and stored."""
-        import torch
-
-        from ..model.inference import Embedding, encode
+        from ..model.inference import as_embedding, encode
 
         stored = self.get(self.key, image)
         if stored is not None and stored.shape[1:] == tuple(model.embedding_shape):
-            return Embedding(torch.from_numpy(stored).to(model.device), model.geometry(image.shape[:2]))
+            return as_embedding(model, stored, image.shape[:2])  # numpy for a torch-free model, else a tensor
         embedding = encode(model, image)
-        self.put(self.key, image, embedding.tensor.detach().cpu().numpy())
+        tensor = embedding.tensor
+        self.put(self.key, image, tensor if isinstance(tensor, np.ndarray) else tensor.detach().cpu().numpy())
         return embedding
 
     def get(self, key: str, image: np.ndarray) -> np.ndarray | None:

@@ -182,4 +182,3 @@ def _largest_component(masks: np.ndarray) -> np.ndarray:
         return masks
     sizes = np.bincount(labels.ravel())[1:]
     return labels == 1 + int(np.argmax(sizes))
-

@@ -61,7 +61,7 @@ def refine_volume(vp, mask, clicks, *, previous_clicks=None, z_range=None, margi
     old = clicks_3d(vp, previous_clicks or [], "previous_clicks")
     if z_range is not None:
         try:
-            lo, hi = (vp._check_index(int(v)) for v in z_range)
+            lo, hi = (vp.check_index(int(v)) for v in z_range)
         except (TypeError, ValueError):
             raise InputError(f"z_range must be (lo, hi) slice indices, got {z_range!r}.") from None
         if hi < lo:

@@ -43,13 +43,13 @@ from tqdm.auto import tqdm
 from ..checks import check_float, check_int, check_labels
 from ..data.dataset import check_dataset
 from ..model.models import check_model
-from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
+from ..distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
 from ..data.embed import embed, select_slices
 from ..errors import CheckpointError, InputError
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
-from .steps import (_click_forward, _forward, _validate, dice_bce_loss, jitter_boxes, load_targets,
+from .steps import (click_forward, target_forward, validate, dice_bce_loss, jitter_boxes, load_targets,
                     targets_per_label, train_autocast)
 
 __all__ = ["finetune", "FinetuneResult", "dice_bce_loss", "jitter_boxes", "load_targets"]
@@ -318,7 +318,7 @@ def finetune(
         start_epoch = int(ckpt["epoch"]) + 1
 
     base_checkpoint = _base_checkpoint(model)  # read once, not every epoch
-    forward = data_parallel(trainee, _click_forward if clicks else _forward)  # under torchrun through DDP
+    forward = data_parallel(trainee, click_forward if clicks else target_forward)  # under torchrun through DDP
     best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
     shift = int(round(box_jitter * model.input_size / 1024))
     n = len(train["rows"])
@@ -354,7 +354,7 @@ def finetune(
         total = all_sum(total)  # every rank's share of the epoch's loss
         trainee.mask_decoder.eval()
         t0 = time.perf_counter()
-        scores = (_validate(trainee, store, val, batch_size) if val and ctx.is_main
+        scores = (validate(trainee, store, val, batch_size) if val and ctx.is_main
                   else {"val_loss": math.nan, "val_dice": math.nan})
         row = {"epoch": epoch, "train_loss": total / n, **scores, "train_samples": n,
                "train_seconds": train_seconds, "samples_per_s": n / train_seconds,

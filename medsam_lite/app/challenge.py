@@ -44,8 +44,8 @@ from ..fileutil import atomic_write_text, check_writable
 from ..io.challenge import list_cases, read_case, write_segs
 from ..model.inference import decode, encode
 from ..model.models import SamModel, check_model
-from .propagation import propagate, propagate_published
-from .volume import VolumePredictor
+from ..interactive.propagation import propagate, propagate_published
+from ..interactive.volume import VolumePredictor
 
 
 def segment_3d(vp: VolumePredictor, box3d, label: int = 1) -> np.ndarray:
@@ -94,7 +94,7 @@ def box25_mask(vp: VolumePredictor, box: dict) -> np.ndarray:
     ``z_min … z_max``) → ``bool`` ``D×H×W``: the package's propagation
     (:meth:`~medsam_lite.VolumePredictor.predict`'s rules and defaults) from ``z_mid`` kept inside
     ``[z_min, z_max]``; no ``x, y`` clip (the box is the middle slice's only)."""
-    from .volume import DEFAULTS
+    from ..interactive.volume import DEFAULTS
 
     xyxy = np.array([box["z_mid_x_min"], box["z_mid_y_min"], box["z_mid_x_max"], box["z_mid_y_max"]], np.float32)
     opts = {k: v for k, v in DEFAULTS.items() if k != "max_intensity_change"}
@@ -193,7 +193,7 @@ def check_case(case) -> None:
 
 
 def _scores(case, segs: np.ndarray, tolerance_mm: float) -> dict:
-    from ..evaluate import dice, nsd
+    from ..metrics import dice, nsd
 
     spacing = tuple(reversed(case.spacing)) if case.is_3d and case.spacing else None
     values = [v for v in range(1, case.n_classes + 1)]
@@ -257,7 +257,7 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
         atomic_write_text(out / "efficiency.csv", pd.DataFrame(rows)[["case", "time"]].to_csv(index=False))
         used_disk = used_disk or case.cvpr25
     if used_disk:  # keep the on-disk slice embeddings under their size cap
-        from .embedcache import prune
+        from ..interactive.embedcache import prune
 
         prune()
     return pd.DataFrame(rows)
