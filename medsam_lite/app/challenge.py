@@ -1,4 +1,12 @@
-"""``run_challenge``: segment a folder of CVPR24 "MedSAM on Laptop" npz files as the published script does.
+"""``run_challenge``: segment a folder of challenge npz files — CVPR24 "MedSAM on Laptop" as the published
+script does, and CVPR25 "Foundation Models for Interactive 3D Biomedical Image Segmentation" steps.
+
+**CVPR25** (format in :mod:`medsam_lite.io.challenge`; :func:`segment_case25`): the harness runs this
+program afresh for each step of a case. The box step propagates each class from its middle-slice box
+inside its z-extent (the package's rules, :func:`box25_mask`); a click step corrects ``prev_pred``
+with the click the harness just added per class, in 3D (:meth:`medsam_lite.VolumePredictor.refine`).
+Slice embeddings are kept on disk between the steps' processes
+(:mod:`medsam_lite.interactive.embedcache`), so a click step runs only the decoder.
 
 The file format is in :mod:`medsam_lite.io.challenge`. The inference follows the LiteMedSAM
 branch's ``CVPR24_LiteMedSAM_infer.py``:
@@ -36,7 +44,7 @@ from ..fileutil import atomic_write_text, check_writable
 from ..io.challenge import list_cases, read_case, write_segs
 from ..model.inference import decode, encode
 from ..model.models import SamModel, check_model
-from ..interactive.propagation import propagate_published
+from ..interactive.propagation import propagate, propagate_published
 from ..interactive.volume import VolumePredictor
 
 
@@ -60,6 +68,8 @@ def box_prompts(boxes: np.ndarray, hw: tuple[int, int], size: int) -> np.ndarray
 
 def segment_case(case, model: SamModel) -> np.ndarray:
     """``segs`` of one :class:`~medsam_lite.io.challenge.ChallengeCase` (uint8, box ``i`` → label ``i``)."""
+    if case.cvpr25:
+        return segment_case25(case, model)
     n = len(case.boxes)
     dtype = np.uint8 if n < 256 else np.uint16
     if case.is_3d:
@@ -79,11 +89,114 @@ def segment_case(case, model: SamModel) -> np.ndarray:
     return segs
 
 
+def box25_mask(vp: VolumePredictor, box: dict) -> np.ndarray:
+    """One CVPR25 box (``get_boxes.py``: a 2D XYXY box on slice ``z_mid``, the target's extent
+    ``z_min … z_max``) → ``bool`` ``D×H×W``: the package's propagation
+    (:meth:`~medsam_lite.VolumePredictor.predict`'s rules and defaults) from ``z_mid`` kept inside
+    ``[z_min, z_max]``; no ``x, y`` clip (the box is the middle slice's only)."""
+    from ..interactive.volume import DEFAULTS
+
+    xyxy = np.array([box["z_mid_x_min"], box["z_mid_y_min"], box["z_mid_x_max"], box["z_mid_y_max"]], np.float32)
+    opts = {k: v for k, v in DEFAULTS.items() if k != "max_intensity_change"}
+    return propagate(vp, {box["z_mid"]: xyxy}, (box["z_min"], box["z_max"]), None,
+                     change=float(DEFAULTS["max_intensity_change"]), **opts)[0]
+
+
+def _new_clicks(case, k: int) -> tuple[list, list]:
+    """Class ``k``'s (from 1) clicks → (the newest, the earlier ones), each ``[((z, y, x), is_fg), …]``.
+
+    The newest is the last of the kind ``clicks_order[k - 1][-1]`` names (``None``: this step added
+    none for the class); without ``clicks_order`` every click is taken as new.
+    """
+    entry = case.clicks[k - 1]
+    every = [(p, True) for p in entry["fg"]] + [(p, False) for p in entry["bg"]]
+    if case.clicks_order is None:
+        return every, []
+    order = case.clicks_order[k - 1]
+    last = order[-1] if order else None
+    if last is None or not entry[last]:
+        return [], every
+    newest = (entry[last][-1], last == "fg")
+    rest = [(p, True) for p in entry["fg"][:-1 if last == "fg" else None]] + \
+           [(p, False) for p in entry["bg"][:-1 if last == "bg" else None]]
+    return [newest], rest
+
+
+def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
+    """``segs`` of one CVPR25 case (uint8 ``D×H×W``, class ``k`` → label ``k``).
+
+    * **Box step** (no ``clicks``): each class's box by :func:`box25_mask`. Where classes overlap the
+      smaller one wins (:func:`_paint`).
+    * **Click step**: the previous prediction (``prev_pred``; without it the box step again) is
+      corrected, per class, by the click the harness added at this step
+      (:meth:`~medsam_lite.VolumePredictor.refine`, with the class's earlier clicks on the same
+      slice, inside the box's ``z_min … z_max``). A class with neither box nor earlier mask starts
+      from its clicks alone.
+
+    Slice embeddings come from the on-disk cache when an earlier step (another process) computed
+    them (``disk_cache``, :mod:`~medsam_lite.interactive.embedcache`): a click step runs the decoder only.
+    """
+    n = case.n_classes
+    segs = np.zeros(case.imgs.shape, np.uint8 if n < 256 else np.uint16)
+    vp = VolumePredictor(case.imgs, model=model, axis=0, disk_cache=disk_cache)
+    boxes = case.boxes25 or [None] * n
+    masks = {}
+    if case.clicks is None:
+        for k, box in enumerate(boxes, start=1):
+            if box is not None:
+                masks[k] = box25_mask(vp, box)
+        return _paint(segs, masks)
+    prev = case.prev_pred
+    for k in range(1, n + 1):
+        box = boxes[k - 1]
+        mask = prev == k if prev is not None else np.zeros(case.imgs.shape, bool)
+        if prev is None and box is not None:
+            mask = box25_mask(vp, box)
+        new, earlier = _new_clicks(case, k)
+        if new:
+            z_range = None if box is None else (box["z_min"], box["z_max"])
+            mask = vp.refine(mask, new, previous_clicks=earlier, z_range=z_range)
+        masks[k] = mask
+    return _paint(segs, masks)
+
+
+def _paint(segs: np.ndarray, masks: dict) -> np.ndarray:
+    """Class masks → label map; where masks overlap the smaller target wins (larger ones are painted
+    first): a small organ beside a large one is not erased by the large one's leak."""
+    for k in sorted(masks, key=lambda k: (-int(masks[k].sum()), k)):
+        segs[masks[k]] = k
+    return segs
+
+
+def check_case(case) -> None:
+    """What can be known before any case runs: refuse an image with nothing to segment.
+
+    Raises:
+        InputError: a constant image (every pixel the same: blank, or a mask saved as the image), a
+            2D/3D CVPR24 box or a CVPR25 box whose key slice is constant.
+    """
+    imgs = case.imgs
+    if imgs.size == 0 or imgs.min() == imgs.max():
+        raise InputError(f"{case.name}: the image is constant (every pixel is {int(imgs.flat[0]) if imgs.size else '-'}"
+                         "): there is nothing to segment, and the model would still return a mask for any box. "
+                         "Check that imgs holds the scan (not a mask or an empty slice).")
+    if case.cvpr25:
+        keys = [(k, b["z_mid"]) for k, b in enumerate(case.boxes25 or [], start=1) if b is not None]
+    elif case.is_3d:
+        keys = [(k, int((b[5] - b[2]) / 2 + b[2])) for k, b in enumerate(case.boxes, start=1)]
+    else:
+        keys = []
+    for k, z in keys:
+        if 0 <= z < imgs.shape[0] and imgs[z].min() == imgs[z].max():
+            raise InputError(f"{case.name}: the key slice {z} of box {k} is constant (blank): the box cannot be "
+                             "segmented there. Check the box's z-range against imgs (D×H×W).")
+
+
 def _scores(case, segs: np.ndarray, tolerance_mm: float) -> dict:
     from ..metrics import dice, nsd
 
     spacing = tuple(reversed(case.spacing)) if case.is_3d and case.spacing else None
-    values = [v for v in range(1, len(case.boxes) + 1)]
+    values = [v for v in range(1, case.n_classes + 1)]
     if not values:
         return {"dsc": np.nan, "nsd": np.nan}
     d = [dice(segs == v, case.gts == v) for v in values]
@@ -97,7 +210,8 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
 
     Args:
         in_dir: folder of CVPR24 challenge npz files (2D: ``imgs`` H×W×3 uint8 + ``boxes`` N×4 XYXY;
-            3D, names starting with ``3D``: ``imgs`` D×H×W uint8 + ``boxes`` N×6 + ``spacing``).
+            3D, names starting with ``3D``: ``imgs`` D×H×W uint8 + ``boxes`` N×6 + ``spacing``) or of
+            CVPR25 steps (``boxes`` as a list of dicts and/or ``clicks``; :mod:`medsam_lite.io.challenge`).
         out_dir: where ``<same name>.npz`` (``segs``, box ``i`` → label ``i``) and ``efficiency.csv``
             (``case``, ``time`` in seconds) are written; created if needed.
         model: a :class:`~medsam_lite.SamModel` (default: the bundled LiteMedSAM).
@@ -110,8 +224,9 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
         ``spacing``, 1 mm pixels in 2D).
 
     Raises:
-        InputError: ``in_dir`` holds no npz, a file is malformed (checked for every file before any
-            is segmented), or ``out_dir`` cannot be written.
+        InputError: ``in_dir`` holds no npz, a file is malformed or holds nothing to segment (a
+            constant image, a box whose key slice is blank: :func:`check_case`) — checked for every
+            file before any is segmented — or ``out_dir`` cannot be written.
     """
     files = list_cases(in_dir)
     out = Path(out_dir)
@@ -119,14 +234,20 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
         raise InputError(f"out_dir {out} is in_dir: the outputs keep the input names and would replace them; "
                          "choose another folder.")
     check_writable(out, "out_dir")
-    for path in files:  # check every file before any work
-        read_case(path)
+    checked, size = {}, 0
+    for path in files:  # check every file before any work: readable and well formed …
+        case = read_case(path)
+        size += case.imgs.nbytes
+        if size < 2 ** 29:  # keep what was read (a harness step holds one case) unless it is large
+            checked[path] = case
+    for path in files:  # … then something to segment in each
+        check_case(checked.get(path) or read_case(path))
     model = check_model(model)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, used_disk = [], False
     for path in tqdm(files, desc="cases", unit="case", disable=not progress):
         start = time.perf_counter()
-        case = read_case(path)
+        case = checked.pop(path, None) or read_case(path)
         segs = segment_case(case, model)
         write_segs(out / path.name, segs)
         row = {"case": path.name, "time": time.perf_counter() - start}
@@ -134,7 +255,12 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
             row.update(_scores(case, segs, tolerance_mm))
         rows.append(row)
         atomic_write_text(out / "efficiency.csv", pd.DataFrame(rows)[["case", "time"]].to_csv(index=False))
+        used_disk = used_disk or case.cvpr25
+    if used_disk:  # keep the on-disk slice embeddings under their size cap
+        from ..interactive.embedcache import prune
+
+        prune()
     return pd.DataFrame(rows)
 
 
-__all__ = ["box_prompts", "run_challenge", "segment_3d", "segment_case"]
+__all__ = ["box25_mask", "box_prompts", "check_case", "run_challenge", "segment_3d", "segment_case", "segment_case25"]

@@ -201,7 +201,8 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
              "finetune": ("finetune", ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
              "evaluate": ("evaluate", ("dataset",), "DSC and NSD per case and label on a split"),
              "challenge": ("run_challenge", ("in_dir", "out_dir"),
-                           "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
+                           "CVPR24/CVPR25 challenge npz files → segs npz + efficiency.csv (CVPR24: the published "
+                           "LiteMedSAM path; CVPR25: its box and click steps)")}
     for verb, (func, positional, text) in verbs.items():
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
         if only not in ("*", verb):

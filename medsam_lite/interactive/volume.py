@@ -43,8 +43,10 @@ from ..io.formats import label_writer
 from ..io.scans import Volume, read_volume
 from ..model.models import SamModel
 from .predict import resolve_preset
+from .embedcache import for_model
 from .prefetch import Prefetcher
 from .propagation import propagate
+from .refine3d import refine_volume
 from .volprompts import check_label_clicks, check_slice_clicks, parse_box_prompt
 from ..model.geometry import check_boxes
 
@@ -76,6 +78,8 @@ class VolumePredictor:
         window: CT window name or ``(low, high)``, see ``normalize_intensity``.
         prefetch: how many neighbouring slices on each side :meth:`prefetch_around` encodes in a
             background thread (default 0: none; the widget uses it while you look at a slice).
+        disk_cache: also keep slice embeddings on disk across processes (:mod:`~medsam_lite.interactive.embedcache`):
+            ``True`` (the cache folder), a folder, or ``False`` (default: memory only).
 
     Attributes:
         volume: the :class:`~medsam_lite.io.Volume` (geometry for writing the result with
@@ -91,7 +95,7 @@ class VolumePredictor:
     """
 
     def __init__(self, volume, model: SamModel | None = None, axis: int | None = None,
-                 modality: str | None = None, window=None, prefetch: int = 0):
+                 modality: str | None = None, window=None, prefetch: int = 0, disk_cache=False):
         self.volume = _as_volume(volume)
         array = self.volume.array
         self.axis = self.volume.slice_axis(axis)  # the one rule (preprocess's too); slices ≥ 2×2
@@ -100,7 +104,9 @@ class VolumePredictor:
         self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
         self.embeddings = EmbeddingCache()
         self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
-        self._prefetcher = Prefetcher.owned(self, lambda vp, z: encode(vp.model, vp.slice_image(z)), self.embeddings)
+        self.disk = for_model(self.model, disk_cache)  # slice embeddings kept on disk, or None
+        self._prefetcher = Prefetcher.owned(self, lambda vp, z: encode(vp.model, vp.slice_image(z)) if vp.disk is None
+                                            else vp.disk.encode(vp.model, vp.slice_image(z)), self.embeddings)
 
     def close(self) -> None:
         """Stop the background prefetch (after the slice being encoded); also done when collected."""
@@ -266,6 +272,10 @@ class VolumePredictor:
                                  "{label: (box, slice_index)}; slice_index= must stay None.")
             return self._predict_labels(box, options, overlap, clicks)
         return self._predict_target(self._prompt(box, slice_index, clicks), **options)[0]
+
+    def refine(self, mask, clicks, **options) -> np.ndarray:
+        """Correct a 3D mask with clicks at 3D array indices (z, y, x): :func:`~.refine3d.refine_volume`."""
+        return refine_volume(self, mask, clicks, **options)
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -13,6 +13,23 @@ One ``.npz`` file per case (the LiteMedSAM branch's ``CVPR24_LiteMedSAM_infer.py
   a later box overwrites an earlier one where they overlap) and ``OUT_DIR/efficiency.csv``
   (columns ``case``, ``time``: seconds per case), as the challenge's script writes them.
 
+**CVPR 2025** ("Foundation Models for Interactive 3D Biomedical Image Segmentation", harness
+``CVPR25_iter_eval.py`` of JunMa11/CVPR-MedSegFMCompetition): any name; ``imgs`` ``D×H×W`` uint8,
+``spacing`` (the harness passes it to its NSD with the ``D×H×W`` arrays as they are), and
+
+* ``boxes``: a pickled object array of one dict per class ``{z_min, z_max, z_mid, z_mid_x_min,
+  z_mid_y_min, z_mid_x_max, z_mid_y_max}`` (``get_boxes.py``: the target's z-extent, and a 2D XYXY box
+  on its middle labelled slice ``z_mid``, inclusive pixels); absent in a clicks-only case;
+* ``clicks`` (from the first click step): per class ``{"fg": [[z, y, x], …], "bg": [[z, y, x], …]}``
+  — array indices of ``D×H×W`` (the harness takes them from ``np.argwhere``); ``clicks_order``: per
+  class the kinds in the order they were added (``"fg"``, ``"bg"`` or ``None`` for a step without a
+  click); ``prev_pred``: the previous step's ``segs``.
+
+Class ``k`` (counting from 1) is label ``k`` in ``segs``. The object arrays are read with a
+restricted unpickler (:func:`load_npz`) that admits lists, dicts, strings, numbers, ``None`` and numpy
+arrays/scalars only: nothing in a file can run code. Detection: a file is CVPR25 when its ``boxes``
+is an object array or it holds ``clicks`` / ``clicks_order`` / ``prev_pred``.
+
 This module only reads and writes the files; :func:`medsam_lite.run_challenge` segments them.
 """
 
@@ -28,6 +45,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileutil import atomic_write
+from .challenge25 import is_cvpr25, load_npz, read_cvpr25, write_case25  # noqa: F401  (write_case25 re-exported)
 
 
 @dataclass
@@ -41,6 +59,13 @@ class ChallengeCase:
         boxes: ``N×4`` (2D, XYXY) or ``N×6`` (3D) float64, original pixels / slice indices.
         spacing: ``(x, y, z)`` mm for 3D (``None`` if absent), ``None`` for 2D.
         gts: the ground-truth label map if present, else ``None``.
+        cvpr25: the file is in the CVPR 2025 format (module docstring); then:
+        boxes25: per class a dict ``{z_min, z_max, z_mid, z_mid_x_min, z_mid_y_min, z_mid_x_max,
+            z_mid_y_max}`` of Python ints (``None``: that class has no box), or ``None`` without boxes.
+        clicks: per class ``{"fg": [(z, y, x), …], "bg": [(z, y, x), …]}`` (array indices of
+            ``D×H×W``), or ``None`` (the box step).
+        clicks_order: per class the kinds in the order added (``"fg"``/``"bg"``/``None``), or ``None``.
+        prev_pred: the previous step's ``segs`` (``D×H×W`` integer), or ``None``.
     """
 
     name: str
@@ -49,14 +74,22 @@ class ChallengeCase:
     boxes: np.ndarray
     spacing: tuple[float, ...] | None
     gts: np.ndarray | None
+    cvpr25: bool = False
+    boxes25: list | None = None
+    clicks: list | None = None
+    clicks_order: list | None = None
+    prev_pred: np.ndarray | None = None
+
+    @property
+    def n_classes(self) -> int:
+        """How many targets the case asks for (CVPR25: boxes or click lists; CVPR24: boxes)."""
+        if not self.cvpr25:
+            return len(self.boxes)
+        return len(self.boxes25) if self.boxes25 is not None else len(self.clicks or [])
 
 
 def _load(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f"{path} is not a readable npz file ({exc}); is it truncated? Copy it again.") from None
+    return load_npz(path)  # object arrays (CVPR25) through the restricted unpickler
 
 
 def read_case(path: str | os.PathLike, need_boxes: bool = True) -> ChallengeCase:
@@ -72,6 +105,8 @@ def read_case(path: str | os.PathLike, need_boxes: bool = True) -> ChallengeCase
     """
     path = Path(path)
     data = _load(path)
+    if is_cvpr25(data):
+        return ChallengeCase(**read_cvpr25(path, data))
     is_3d = path.name.startswith("3D")
     where = f"{path.name} ({'3D' if is_3d else '2D'}: name {'starts' if is_3d else 'does not start'} with '3D')"
     if "imgs" not in data:
@@ -211,3 +246,4 @@ def write_case(path: str | os.PathLike, imgs: np.ndarray, boxes: np.ndarray, gts
     np.savez_compressed(buffer, **arrays)
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
     return path
+
