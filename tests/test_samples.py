@@ -66,3 +66,17 @@ def test_bad_input_is_refused_before_any_work():
         samples.synthetic_lesion(np.zeros((2, 8, 8)), np.zeros((2, 8, 8), bool), np.random.default_rng(0))
     with pytest.raises(InputError, match="radius_px"):
         samples.synthetic_lesion(np.zeros((8, 8)), np.ones((8, 8), bool), np.random.default_rng(0), radius_px=(0, 3))
+
+
+def test_notebook_06_lesion_slice_is_the_recipe():
+    """``tutorial.unseen_lesion_slice()``: ``brain_mri/sub-05`` slice 16, seed 2026, MR, radius (5, 11)."""
+    from medsam_lite import io
+    from medsam_lite.app import tutorial
+
+    image, lesion, volume = tutorial.unseen_lesion_slice()
+    label = io.read_volume(samples.brain_mri_dir() / "sub-05_label.nii.gz").array[16]
+    again = samples.synthetic_lesion(volume.array[16].astype(np.float32), label == 1, np.random.default_rng(2026), "MR", (5, 11))
+    assert np.array_equal(image, again[0]) and np.array_equal(lesion, again[1])
+    assert lesion.any() and (lesion <= (label == 1)).all() and volume.array.shape[1:] == image.shape
+    with pytest.raises(InputError, match="outside"):
+        tutorial.unseen_lesion_slice(z=10_000)

@@ -231,6 +231,7 @@ assert dice_click > dice_box                                   # the click fixed
 # geometry for any image. Read it back to check.
 
 # %%
+(S.outputs / "06").mkdir(parents=True, exist_ok=True)                 # save writes into an existing folder
 saved = prompter.save(S.outputs / "06" / f"{case}_slice{z}_labels.png")
 back = io.read_volume(saved).array
 print(saved, back.shape, back.dtype, "classes", np.unique(back))
