@@ -30,7 +30,7 @@ this bench ran; nothing here was tuned on the unseen domains). Unseen by the cli
 * ``CT lesions`` / ``MR lesions``: synthetic lesions inside the liver, spleen and kidneys of the CT
   case-03 / MR case-02 slabs (a target kind the decoder never saw, on a seen scan).
 
-A synthetic lesion (:func:`add_lesion`, seeded): a round blob, radius 3–7 px (abdomen, 3 mm pixels) or
+A synthetic lesion (:func:`medsam_lite.samples.synthetic_lesion`, seeded): a round blob, radius 3–7 px (abdomen, 3 mm pixels) or
 5–11 px (brain, 1 mm), its outline perturbed by 2nd/3rd angular harmonics (±15 %); placed where the
 organ holds it (distance to the organ border ≥ radius); intensity = organ median + δ (CT: ±25–60 HU,
 MR: ±20–40 % of the slice's 1–99 % range, hypo or hyper by a coin), with texture (Gaussian-smoothed
@@ -53,7 +53,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 import medsam_lite as ml
 from medsam_lite import io, samples
@@ -63,39 +62,6 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          "local strict": LocalRule(gap=0, reach=1.5, radius=None), "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0),
          "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0)}  # the last: LocalRule()'s defaults
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
-
-
-def add_lesion(image: np.ndarray, organ: np.ndarray, rng: np.random.Generator, modality: str,
-               radius_px: tuple[float, float]):
-    """A synthetic lesion inside ``organ`` (``H×W`` bool) of ``image`` (``H×W`` float) → ``(image, truth)``
-    or ``None`` when the organ cannot hold one (see the module docstring)."""
-    r0 = rng.uniform(*radius_px)
-    depth = ndimage.distance_transform_edt(organ)
-    ys, xs = np.nonzero(depth >= r0 + 1)
-    if ys.size == 0:
-        return None
-    i = int(rng.integers(ys.size))
-    cy, cx = float(ys[i]), float(xs[i])
-    h, w = image.shape
-    s = 4  # supersampling: the partial-volume fraction of each pixel
-    yy, xx = np.mgrid[0:h * s, 0:w * s]
-    yy, xx = (yy + 0.5) / s - 0.5 - cy, (xx + 0.5) / s - 0.5 - cx
-    theta, rad = np.arctan2(yy, xx), np.hypot(yy, xx)
-    p1, p2 = rng.uniform(0, 2 * np.pi, 2)
-    edge = r0 * (1 + 0.15 * np.sin(2 * theta + p1) + 0.10 * np.sin(3 * theta + p2))
-    frac = (rad <= edge).reshape(h, s, w, s).mean(axis=(1, 3))
-    values = image[organ]
-    sign = 1 if rng.random() < 0.5 else -1
-    if modality == "CT":
-        delta = sign * rng.uniform(25, 60)
-    else:
-        lo, hi = np.percentile(image, [1, 99])
-        delta = sign * rng.uniform(0.2, 0.4) * (hi - lo)
-    texture = ndimage.gaussian_filter(rng.standard_normal((h, w)), 1.0)
-    texture *= 0.25 * abs(delta) / (texture.std() + 1e-9)
-    lesion = np.median(values) + delta + texture
-    out = (1 - frac) * image + frac * lesion
-    return out, frac >= 0.5
 
 
 def slices(domain: str):
@@ -117,7 +83,7 @@ def slices(domain: str):
                 continue
             targets = []
             for k in ORGANS_FOR_LESIONS[modality]:
-                made = add_lesion(image, label[z] == k, rng, modality, (3, 7))
+                made = samples.synthetic_lesion(image, label[z] == k, rng, modality, (3, 7))
                 if made is not None and made[1].sum() * px >= 64:
                     image, truth = made
                     targets.append((f"lesion in {names[k]}", truth))
@@ -139,8 +105,9 @@ def slices(domain: str):
             for z in (16, 22, 28):
                 image, targets = vol.array[z].astype(np.float32), []
                 for _ in range(2):
-                    made = add_lesion(image, (label[z] == 1) & ~np.any([t for _, t in targets] or [np.zeros_like(image, bool)], axis=0),
-                                      rng, "MR", (5, 11))
+                    made = samples.synthetic_lesion(
+                        image, (label[z] == 1) & ~np.any([t for _, t in targets] or [np.zeros_like(image, bool)], axis=0),
+                        rng, "MR", (5, 11))
                     if made is not None:
                         image, truth = made
                         targets.append(("lesion in white matter", truth))

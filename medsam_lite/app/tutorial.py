@@ -457,3 +457,28 @@ def read_case(s: Settings, case: str | None = None):
                          tuple(sub.GetDirection()), vol.path)
 
     return crop(scan), crop(label)
+
+
+def unseen_lesion_slice(subject: str = "sub-05", z: int = 16, seed: int = 2026, radius_px=(5, 11)):
+    """A slice the click decoder never trained on, with a lesion of a kind no training label has
+    (notebook 06's click example): the bundled synthetic brain MRI ``brain_mri/<subject>``, slice
+    ``z``, with :func:`medsam_lite.samples.synthetic_lesion` in its white matter (label 1), seeded.
+
+    Returns ``(image, lesion, volume)``: ``image`` ``H×W`` float64 (the MR slice's intensities with the
+    lesion), ``lesion`` ``H×W`` bool (the lesion's mask, same pixels), and the subject's
+    :class:`medsam_lite.io.Volume` (its ``direction`` shows the slice in radiological orientation).
+    """
+    from .. import samples
+    from ..io import read_volume
+
+    folder = samples.brain_mri_dir()
+    volume = read_volume(folder / f"{subject}.nii.gz")
+    label = read_volume(folder / f"{subject}_label.nii.gz").array
+    if not 0 <= z < volume.array.shape[0]:
+        raise InputError(f"slice {z} is outside {subject} (0…{volume.array.shape[0] - 1}); choose a slice in range.")
+    made = samples.synthetic_lesion(volume.array[z].astype(np.float32), label[z] == 1, np.random.default_rng(seed),
+                                    "MR", radius_px)
+    if made is None:
+        raise InputError(f"{subject} slice {z} has no white matter deep enough for a lesion of {radius_px} px; "
+                         "choose another slice.")
+    return made[0], made[1], volume
