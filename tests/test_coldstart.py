@@ -109,7 +109,7 @@ def test_inference_path_imports_no_torch(model, exported, tmp_path):
     env.pop("MKL_NUM_THREADS", None)
     out = tmp_path / "m.png"
     run = subprocess.run([sys.executable, "-c", _SCRIPT, str(samples.sample_path("brain_slice.png")), str(out)],
-                         env=env, capture_output=True, text=True, timeout=300)
+                         env=env, capture_output=True, text=True, encoding="utf-8", timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["type"] == "ExportedModel"
@@ -129,7 +129,7 @@ def test_help_imports_no_torch():
             "    try:\n        cli.main(['predict', '--help'])\n    except SystemExit:\n        pass\n"
             "print('torch' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "False"
 

@@ -69,5 +69,5 @@ def test_importing_the_model_code_emits_no_dependency_future_warning():
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     code = "from medsam_lite.model.models import _tools; _tools(); print('quiet')"
     run = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True,
-                         text=True, env=env, timeout=300)
+                         text=True, encoding="utf-8", env=env, timeout=300)
     assert run.returncode == 0 and "quiet" in run.stdout, run.stderr[-2000:]

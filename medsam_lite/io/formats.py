@@ -172,16 +172,22 @@ def label_writer(out, format: str | None = None, source=None, names: dict | None
 
     Raises:
         InputError: an unknown format or suffix, a DICOM format for a scan that is not a DICOM
-            series (or no scan), a label map to JPEG, a volume to PNG, an output folder that does
-            not exist or cannot be written, names DICOM cannot hold, a series a DICOM label cannot
+            series (or no scan), a label map to JPEG, a volume to PNG, an output folder that cannot be
+            made (a file on its path) or written (a missing one is made), names DICOM cannot hold, a series a DICOM label cannot
             reference (:func:`~medsam_lite.io.dicomseg.source_fixes`). Raised before any work.
     """
     if out is None:
         raise InputError(f"format={format!r} needs out=<file> to write to.")
     out = Path(out)
     fmt = check_label_output(out, label_map=label_map, ndim=ndim, format=format)
-    if out.is_dir() or not out.parent.is_dir():
-        raise InputError(f"out {out} must be a file path in an existing folder.")
+    if out.is_dir():
+        raise InputError(f"out {out} is a folder; give a file path (e.g. {out / 'labels.nii.gz'}).")
+    if not out.parent.is_dir():  # a missing output folder is made (as io.write_volume always did); one under a file is refused
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"out {out}: its folder {out.parent} cannot be created ({exc.strerror or exc}); "
+                             "choose a path in a folder you can write.") from None
     check_writable(out.parent, "out")
     if fmt.dicom:
         folder = dicom_series_of(source)
