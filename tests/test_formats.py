@@ -388,3 +388,18 @@ def test_a_seg_of_another_series_is_refused(tmp_path, ct):
     with pytest.raises(ml.InputError, match="frame of reference .* belongs to another scan"):
         io.read_label(tmp_path / "case-02_label.dcm")
     assert other.is_dir()
+
+
+def test_label_writer_makes_a_missing_output_folder_and_refuses_one_under_a_file(tmp_path):
+    from medsam_lite.io.formats import label_writer
+
+    scan = io.read_volume(samples.sample_path("brain_slice.png"))
+    mask = np.zeros(scan.array.shape, bool)
+    mask[10:20, 10:30] = True
+    out = tmp_path / "new" / "deeper" / "mask.png"
+    written = label_writer(out, None, scan, None)(mask)
+    assert np.array_equal(io.read_volume(written).array > 0, mask)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ml.InputError, match="cannot be created"):
+        label_writer(tmp_path / "a_file" / "sub" / "mask.png", None, scan, None)
+    assert (tmp_path / "a_file").read_text() == "x"
