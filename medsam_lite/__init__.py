@@ -28,7 +28,7 @@ from .interactive.volume import VolumePredictor, box_from_recist, predict_volume
 from .data.embed import embed
 from .evaluate import dice, evaluate, nsd, predict_case
 from .clicks import simulate_clicks
-from .train.finetune import finetune
+from .train.finetune import FinetuneConfig, finetune
 from .data.preprocess import prepare_dataset, preprocess
 from .downloads import fetch_checkpoint
 from . import io
@@ -69,6 +69,7 @@ __all__ = [
     "encode",
     "evaluate",
     "fetch_checkpoint",
+    "FinetuneConfig",
     "finetune",
     "load_model",
     "normalize_intensity",

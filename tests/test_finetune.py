@@ -38,15 +38,20 @@ def two_epochs(dataset, model, tmp_path_factory):
 def test_outputs_and_history(two_epochs):
     r = two_epochs
     assert r.best.is_file() and r.last.is_file() and (r.last.parent / "history.csv").is_file()
-    assert list(r.history["epoch"]) == [1, 2]
+    assert list(r.history["epoch"]) == [0, 1, 2]  # epoch 0: the pretrained decoder, validated first
     assert {"train_loss", "val_dice", "samples_per_s", "val_dice_white_matter"} <= set(r.history.columns)
     assert r.val_cases and not set(r.val_cases) & set(r.train_cases)
-    assert r.history["val_dice"].between(0, 1).all() and (r.history["train_loss"] > 0).all()
+    assert r.history["val_dice"].between(0, 1).all() and (r.history["train_loss"].iloc[1:] > 0).all()
+    assert np.isnan(r.history["train_loss"].iloc[0]) and r.history["train_samples"].iloc[0] == 0
     ckpt = torch.load(r.last, map_location="cpu", weights_only=True)  # only safe types inside
     assert ckpt["model_name"] == "lite_medsam" and ckpt["epoch"] == 2 and "optimizer" in ckpt
     assert all(k.startswith("mask_decoder.") for k in ckpt["model"])
-    best_epoch = int(r.history["val_dice"].idxmax()) + 1
-    assert torch.load(r.best, map_location="cpu", weights_only=True)["epoch"] == best_epoch
+    assert torch.load(r.best, map_location="cpu", weights_only=True)["epoch"] == r.best_epoch
+    h = r.history.set_index("epoch")
+    labels = [c for c in h.columns if c.startswith("val_dice_")]
+    ok = [e for e in h.index if (h.loc[e, labels] >= h.loc[0, labels] - ml.FinetuneConfig().guard_tolerance).all()]
+    assert r.best_epoch in ok and h.loc[r.best_epoch, "val_dice"] == h.loc[ok, "val_dice"].max()
+    assert set(r.change) == {c[len("val_dice_"):] for c in labels} and "epoch 0" in r.summary
 
 
 def test_checkpoint_loads_and_predicts(two_epochs, dataset, model):
@@ -74,7 +79,7 @@ def test_seeded_run_is_repeatable_and_resume_continues_it(two_epochs, dataset, m
 
     ml.finetune(dataset, tmp_path / "c", model, epochs=1, **TINY)
     resumed = ml.finetune(dataset, tmp_path / "c", model, epochs=2, resume=True, **TINY)
-    assert list(resumed.history["epoch"]) == [1, 2]
+    assert list(resumed.history["epoch"]) == [0, 1, 2]
     assert _same(_decoder(resumed.last), _decoder(two_epochs.last))
 
 
@@ -90,9 +95,9 @@ def test_existing_run_is_protected(two_epochs, dataset, model):
 
 def test_time_budget_stops_between_epochs_and_resume_goes_on(dataset, model, tmp_path):
     short = ml.finetune(dataset, tmp_path, model, epochs=3, max_minutes=1e-4, **TINY)
-    assert list(short.history["epoch"]) == [1]  # the first epoch always runs, then the budget is spent
+    assert list(short.history["epoch"]) == [0, 1]  # the first epoch always runs, then the budget is spent
     longer = ml.finetune(dataset, tmp_path, model, epochs=2, resume=True, **TINY)
-    assert list(longer.history["epoch"]) == [1, 2]
+    assert list(longer.history["epoch"]) == [0, 1, 2]
 
 
 def test_bad_settings_are_explained(dataset, model, tmp_path):

@@ -44,7 +44,7 @@ MANIFEST_COLUMNS = [
 
 _INTEGER_COLUMNS = ["slice", "label", "component", "pixels", "height", "width"]
 #: Text columns: read as strings, never as missing values (a case named "NA", "nan" or "null").
-TEXT_COLUMNS = ["case", "label_name", "split", "image", "mask"]
+TEXT_COLUMNS = ["case", "label_name", "split", "image", "mask", "weak"]
 
 
 def read_manifest_csv(path) -> pd.DataFrame:
@@ -179,6 +179,15 @@ class Dataset:
         """
         return _read_png(self.file(relative)) > 0
 
+    def weak_mask(self, relative: str) -> np.ndarray:
+        """A stored weak target (``weak`` = ``"box"`` / ``"recist"`` in the manifest): ``h×w`` uint8,
+        0 outside the box, 128 inside it, 255 on RECIST line pixels (stored-slice pixels).
+
+        Raises:
+            InputError: the file is missing, not a regular file or not a readable PNG.
+        """
+        return _read_png(self.file(relative))
+
     def split(self, name: str) -> pd.DataFrame:
         """The manifest rows of one split (``"train"`` or ``"test"``)."""
         return self.manifest[self.manifest["split"] == name].reset_index(drop=True)
@@ -216,6 +225,9 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
     missing = set(MANIFEST_COLUMNS) - set(manifest.columns)
     if missing:
         raise InputError(f"{manifest_path} lacks columns {sorted(missing)}; re-run preprocess().")
+    if "weak" not in manifest.columns:  # datasets written before weak labels: every target is a mask
+        manifest["weak"] = ""
+    manifest["weak"] = manifest["weak"].fillna("").astype(str)
     if manifest.empty:  # written so before the first case is done
         return Dataset(root, meta, manifest)
     numbers = manifest[_INTEGER_COLUMNS + ["x0", "y0", "x1", "y1"]]

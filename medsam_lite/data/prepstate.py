@@ -72,7 +72,10 @@ def _is_done(out: Path, meta: dict, manifest: pd.DataFrame, name: str) -> bool:
 
 
 def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    weak = any(r.get("weak") for r in rows)  # box / RECIST targets: the "weak" column (else not written)
+    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS + (["weak"] if weak else []))
+    if weak:
+        df["weak"] = df["weak"].fillna("")
     return df.sort_values(["case", "slice", "label", "component"], kind="stable").reset_index(drop=True)
 
 

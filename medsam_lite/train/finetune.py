@@ -26,6 +26,7 @@ see :mod:`medsam_lite.distributed`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -49,15 +50,63 @@ from ..errors import CheckpointError, InputError
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
-from .steps import (_click_forward, _forward, _validate, dice_bce_loss, jitter_boxes, load_targets,
-                    targets_per_label, train_autocast)
+from .losses import BoxAsMaskLoss, BoxSupervisedLoss, DiceBCELoss, dice_bce_loss, loss_config
+from .steps import (_click_forward, _forward, _validate, jitter_boxes, load_targets, loss_batch, targets_per_label,
+                    train_autocast)
 
-__all__ = ["finetune", "FinetuneResult", "dice_bce_loss", "jitter_boxes", "load_targets"]
+__all__ = ["finetune", "FinetuneConfig", "FinetuneResult", "GUARD_TOLERANCE", "dice_bce_loss", "jitter_boxes",
+           "load_targets", "DiceBCELoss", "BoxSupervisedLoss", "BoxAsMaskLoss"]
 
 CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
 #: Settings that must match when a run is resumed.
 _RESUME_KEYS = ("dataset_fingerprint", "model_name", "encoder_sha256", "lr", "batch_size", "seed", "box_jitter",
-                "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels", "clicks")
+                "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels", "clicks",
+                "loss", "guard_tolerance")
+#: A resumed run written before a key existed had that key's value then (its loss was Dice + BCE, no guard).
+_RESUME_DEFAULTS = {"loss": {"name": "dice_bce", "dice": 1.0, "bce": 1.0}, "guard_tolerance": None}
+
+#: The default of :attr:`FinetuneConfig.guard_tolerance`: a checkpoint may lose at most this much
+#: validation Dice on any label against the pretrained decoder (epoch 0) to be chosen as ``best.pt``.
+GUARD_TOLERANCE = 0.01
+
+
+@dataclass
+class FinetuneConfig:
+    """Every setting of :func:`finetune`, with its default (the one place the defaults live).
+
+    ``finetune(ds, out, model, epochs=4, lr=1e-4)`` and ``finetune(ds, out, model,
+    config=FinetuneConfig(epochs=4, lr=1e-4))`` are the same call; keywords given beside ``config``
+    replace its fields. See :func:`finetune` for what each field does.
+    """
+
+    epochs: int = 10
+    lr: float = 1e-5
+    batch_size: int = 8
+    seed: int = 0
+    box_jitter: int = 20
+    train_prompt_encoder: bool = False
+    val_cases: object = None
+    val_fraction: float = 0.2
+    cases: object = None
+    max_slices_per_case: int | None = None
+    labels: object = None
+    max_minutes: float | None = None
+    clicks: int = 0
+    precision: str = "fp32"
+    loss: object = None
+    guard_tolerance: float | None = GUARD_TOLERANCE
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def replace(self, **changes) -> "FinetuneConfig":
+        """A copy with ``changes``; an unknown name is an InputError listing the known ones."""
+        known = set(self.__dataclass_fields__)
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InputError(f"finetune() got unknown setting(s) {unknown}; the settings are {sorted(known)} "
+                             "(see help(medsam_lite.FinetuneConfig)).")
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -65,15 +114,25 @@ class FinetuneResult:
     """What :func:`finetune` returns.
 
     Attributes:
-        best: path of the checkpoint with the best validation Dice (``best.pt``).
+        best: path of the chosen checkpoint (``best.pt``; see :func:`finetune`'s guard).
         last: path of the latest epoch's checkpoint (``last.pt``).
-        history: one row per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_dice`` (mean
-            over validation targets), ``val_dice_<label name>`` (mean per label), ``train_samples``,
-            ``train_seconds``, ``samples_per_s`` (training loop only), ``val_seconds``.
-        train_cases, val_cases: the case ids used for training and for validation.
+        history: one row per epoch, **epoch 0 = the starting (pretrained) decoder, validated before
+            any training** (its ``train_loss`` is NaN, ``train_samples`` 0): ``epoch``,
+            ``train_loss``, ``val_loss``, ``val_dice`` (mean over validation targets),
+            ``val_dice_<label name>`` (mean per label), ``train_samples``, ``train_seconds``,
+            ``samples_per_s`` (training loop only), ``val_seconds``. Without validation cases the
+            ``val_*`` columns are NaN.
+        train_cases, val_cases: the case ids used for training and for validation (``val_cases``
+            empty: no validation, ``best.pt`` = the last epoch).
         targets_per_label: label name → ``{"train": n, "val": n, "dropped_by_preprocess": n}``: how
             many targets each label had (a label with 0 training targets was never trained on —
             e.g. a small organ below ``preprocess``'s minimum size at coarse spacing).
+        best_epoch: the epoch ``best.pt`` holds (0: the starting decoder was kept).
+        kept_pretrained: True when no trained epoch passed the guard and ``best.pt`` is the
+            starting decoder.
+        change: label name → ``{"epoch0", "best", "change"}``: validation Dice of the starting
+            decoder, of ``best.pt``, and the difference (empty without validation).
+        summary: the sentences the run printed about its choice (also for ``progress=False``).
     """
 
     best: Path
@@ -82,6 +141,70 @@ class FinetuneResult:
     train_cases: list
     val_cases: list
     targets_per_label: dict = field(default_factory=dict)
+    best_epoch: int = 0
+    kept_pretrained: bool = False
+    change: dict = field(default_factory=dict)
+    summary: str = ""
+
+
+def _label_columns(history: list[dict]) -> list[str]:
+    return sorted({k for h in history for k in h if k.startswith("val_dice_")})
+
+
+def _qualifies(row: dict, base: dict | None, tolerance: float | None) -> bool:
+    """Whether ``row`` loses no label's validation Dice by more than ``tolerance`` against ``base``."""
+    if base is None or tolerance is None:
+        return True
+    for col in _label_columns([base]):
+        b, r = base.get(col, math.nan), row.get(col, math.nan)
+        if not math.isnan(b) and (math.isnan(r) or r < b - tolerance):
+            return False
+    return True
+
+
+def _choose(history: list[dict], tolerance: float | None) -> int:
+    """The epoch ``best.pt`` must hold: best mean validation Dice among the epochs that pass the guard
+    against epoch 0 (epoch 0 itself always passes; ties → the earlier). Without validation: the last.
+    ``tolerance=None``: no guard, the best trained epoch (epoch 0 is no candidate, as before the guard)."""
+    scored = [h for h in history if not math.isnan(h.get("val_dice", math.nan))]
+    if not scored:
+        return int(history[-1]["epoch"])
+    base = next((h for h in scored if int(h["epoch"]) == 0), None)
+    pool = [h for h in scored if (tolerance is not None or int(h["epoch"]) > 0) and _qualifies(h, base, tolerance)]
+    if not pool:  # tolerance=None and only epoch 0 so far
+        return int(history[-1]["epoch"])
+    return int(max(pool, key=lambda h: (h["val_dice"], -int(h["epoch"])))["epoch"])
+
+
+def _summary(history: list[dict], best_epoch: int, tolerance: float | None, val_cases: list) -> tuple[str, dict, bool]:
+    """``(text, per-label change, kept_pretrained)`` of a run's choice of ``best.pt``."""
+    rows = {int(h["epoch"]): h for h in history}
+    last = int(history[-1]["epoch"])
+    if not val_cases:
+        return (f"no validation case (a dataset with a single training case, val_fraction=0 or val_cases=[]): "
+                f"best.pt is the last epoch ({last}); nothing guards it against the pretrained decoder — check "
+                "it on held-out cases (medsam_lite.evaluate).", {}, False)
+    base, best = rows.get(0), rows[best_epoch]
+    change = {}
+    if base is not None:
+        for col in _label_columns([base]):
+            name = col[len("val_dice_"):]
+            change[name] = {"epoch0": float(base[col]), "best": float(best.get(col, math.nan)),
+                            "change": float(best.get(col, math.nan) - base[col])}
+    per_label = ", ".join(f"{n} {c['epoch0']:.3f} → {c['best']:.3f} ({c['change']:+.3f})" for n, c in change.items())
+    kept = best_epoch == 0 and last > 0
+    if tolerance is None:
+        head = f"best.pt = epoch {best_epoch} (best mean validation Dice; guard off)"
+    elif kept:
+        losers = sorted({col[len('val_dice_'):] for h in history if int(h["epoch"]) > 0
+                         for col in _label_columns([base]) if h.get(col, math.nan) < base[col] - tolerance})
+        head = (f"no trained epoch kept every label within {tolerance} validation Dice of the pretrained decoder "
+                f"(lost: {', '.join(losers) or 'none, but none scored higher either'}): best.pt is the starting "
+                "decoder (epoch 0)")
+    else:
+        head = (f"best.pt = epoch {best_epoch}: the best mean validation Dice among the epochs that lose no label "
+                f"by more than {tolerance} against the pretrained decoder (epoch 0)")
+    return f"{head}. Validation Dice per label, epoch 0 → best: {per_label}.", change, kept
 
 
 def _read_last(path: Path) -> dict:
@@ -155,6 +278,24 @@ def _base_checkpoint(model: SamModel) -> str:
     return str(model.checkpoint)
 
 
+def _check_loss(loss, targets: pd.DataFrame, clicks: int):
+    """The loss object of a run: ``loss`` checked, or the default for the targets' kinds."""
+    weak = "weak" in targets and (targets["weak"].fillna("") != "").any()
+    if loss is None:
+        return BoxSupervisedLoss() if weak else DiceBCELoss()
+    if not callable(loss) or not isinstance(getattr(loss, "name", None), str):
+        raise InputError(f"loss must be a loss object with a name and config() (e.g. medsam_lite.train.losses."
+                         f"DiceBCELoss() or BoxSupervisedLoss()), got {loss!r}.")
+    if weak and not getattr(loss, "weak_ok", False):
+        raise InputError(f"the selected targets include box / RECIST annotations (weak labels), which {loss!r} "
+                         "cannot train on (it needs masks); use medsam_lite.train.losses.BoxSupervisedLoss() "
+                         "(the default for such a dataset), or labels=/cases= without weak targets.")
+    if clicks and not isinstance(loss, DiceBCELoss) or (clicks and weak):
+        raise InputError("clicks=K trains on masks with Dice + BCE (the click rounds need the true mask); "
+                         "use the default loss and a dataset of masks with clicks, or clicks=0.")
+    return loss
+
+
 def _save_atomic(obj, path: Path) -> None:
     """``torch.save`` (or ``to_csv`` for a DataFrame) through a temporary name, then rename."""
     hint = "free some space (or pick another out_dir), then resume with resume=True."
@@ -164,28 +305,8 @@ def _save_atomic(obj, path: Path) -> None:
         atomic_write(path, lambda f: torch.save(obj, f), hint=hint)
 
 
-def finetune(
-    dataset,
-    out_dir,
-    model: SamModel | None = None,
-    epochs: int = 10,
-    lr: float = 1e-5,
-    batch_size: int = 8,
-    seed: int = 0,
-    box_jitter: int = 20,
-    train_prompt_encoder: bool = False,
-    val_cases=None,
-    val_fraction: float = 0.2,
-    cases=None,
-    max_slices_per_case: int | None = None,
-    labels=None,
-    max_minutes: float | None = None,
-    clicks: int = 0,
-    precision: str = "fp32",
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> FinetuneResult:
+def finetune(dataset, out_dir, model: SamModel | None = None, config: FinetuneConfig | None = None,
+             **settings) -> FinetuneResult:
     """Fine-tune the mask decoder on the training split's stored embeddings.
 
     Args:
@@ -204,7 +325,9 @@ def finetune(
         val_cases: training-split cases held out for validation. Default: ``val_fraction`` of the
             training cases (at least one), picked with ``seed``. The test split is never used.
         val_fraction: share of training cases for validation when ``val_cases`` is None; 0 turns
-            validation off (then ``best.pt`` is the last epoch).
+            validation off (then ``best.pt`` is the last epoch). A dataset with a single training
+            case (e.g. a folder of two scans: one train, one test) has no validation case: the run
+            trains, says so, and ``best.pt`` is the last epoch.
         cases: train only on these case ids (default: every training case).
         max_slices_per_case: at most this many consecutive central slices per case (quick runs).
         labels: train only on these label values (default: all).
@@ -222,17 +345,44 @@ def finetune(
             ``torch.autocast(dtype=torch.bfloat16)`` (weights, optimizer state, validation and
             checkpoints stay fp32), for CPUs with AVX-512 BF16/AMX and GPUs with bf16; see
             bench/RESULTS.md for its speed and validation curve against fp32. Refused elsewhere.
+        loss: the training loss object (default :class:`~medsam_lite.train.losses.DiceBCELoss`,
+            soft Dice + BCE; a dataset with box / RECIST targets defaults to
+            :class:`~medsam_lite.train.losses.BoxSupervisedLoss`). Its ``config()`` is stored in the
+            checkpoints and is a resume key: resuming with another loss is refused.
+        guard_tolerance: the guard against the pretrained model (default
+            :data:`GUARD_TOLERANCE` = 0.01 Dice). The starting decoder is validated first (epoch 0,
+            in ``history``); ``best.pt`` is the epoch with the best mean validation Dice **among the
+            epochs whose validation Dice of every label is at most this much below epoch 0's**.
+            If no trained epoch qualifies, the run says so and ``best.pt`` is the starting decoder.
+            ``None``: no guard (best mean validation Dice over the trained epochs).
         resume: continue the run in ``out_dir`` from ``last.pt`` (same settings required).
         overwrite: start again even if ``out_dir`` holds a run (its files are replaced).
         progress: show progress bars.
 
+        config: a :class:`FinetuneConfig` holding all of the above (keywords given beside it win).
+
     Returns:
-        :class:`FinetuneResult` with the checkpoint paths and the per-epoch history.
+        :class:`FinetuneResult` with the checkpoint paths, the per-epoch history (epoch 0 = the
+        starting decoder), ``best_epoch`` and the per-label change against epoch 0 (``change``,
+        ``summary``; printed with ``progress=True``).
 
     Raises:
         InputError: bad settings, an existing run without ``resume``/``overwrite``, or a resume
             with other settings. StoreMismatchError: stored embeddings of another model/dataset.
     """
+    cfg = (config if config is not None else FinetuneConfig())
+    if not isinstance(cfg, FinetuneConfig):
+        raise InputError(f"config must be a medsam_lite.FinetuneConfig, got {type(cfg).__name__}.")
+    cfg = cfg.replace(**settings)
+    return _finetune(dataset, out_dir, model, cfg)
+
+
+def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
+    epochs, lr, batch_size, seed, box_jitter = cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, cfg.box_jitter
+    train_prompt_encoder, val_cases, val_fraction, cases = cfg.train_prompt_encoder, cfg.val_cases, cfg.val_fraction, cfg.cases
+    max_slices_per_case, labels, max_minutes, clicks = cfg.max_slices_per_case, cfg.labels, cfg.max_minutes, cfg.clicks
+    precision, resume, overwrite, progress = cfg.precision, cfg.resume, cfg.overwrite, cfg.progress
+    tolerance = cfg.guard_tolerance
     call_started = time.perf_counter()
     dataset = check_dataset(dataset)
     model = check_model(model)
@@ -245,6 +395,8 @@ def finetune(
     labels = check_labels(labels)
     if max_minutes is not None:
         max_minutes = check_float(max_minutes, "max_minutes", 0.0, math.inf)
+    if tolerance is not None:
+        tolerance = check_float(tolerance, "guard_tolerance (validation Dice)", 0.0, 1.0)
     if not isinstance(out_dir, (str, os.PathLike)) or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
         raise InputError(f"out_dir must be a folder path (it is created if missing), got {out_dir!r}.")
     out_dir = Path(out_dir)
@@ -261,6 +413,7 @@ def finetune(
     targets = targets.sort_values(["case", "slice", "label", "component"]).reset_index(drop=True)
     if targets.empty:
         raise InputError("no training targets selected; check cases=, labels= and max_slices_per_case=.")
+    loss = _check_loss(cfg.loss, targets, clicks)
     config = {
         "model_name": model.name, "encoder_sha256": encoder_sha256(model), "dataset": str(dataset.root),
         "dataset_fingerprint": dataset_fingerprint(dataset),
@@ -268,6 +421,7 @@ def finetune(
         "train_prompt_encoder": bool(train_prompt_encoder), "train_cases": train_cases, "val_cases": val_cases,
         "max_slices_per_case": max_slices_per_case, "labels": labels, "epochs": int(epochs),
         **({"clicks": int(clicks)} if clicks else {}), **({"precision": precision} if precision != "fp32" else {}),
+        "loss": loss_config(loss), "guard_tolerance": tolerance,
     }
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -281,14 +435,16 @@ def finetune(
     ckpt = _read_last(last_path) if resume and last_path.is_file() else None
     if ckpt is not None:  # before the embeddings are computed
         old = json.loads(ckpt["config"])
-        diff = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
+        diff = [k for k in _RESUME_KEYS if old.get(k, _RESUME_DEFAULTS.get(k)) != config.get(k)]
         if diff:
             raise InputError(f"cannot resume {last_path}: {_differs(diff)}; use the same dataset and "
                              "settings, or overwrite=True / another out_dir to start a new run.")
     store = embed(dataset, model, cases=train_cases + val_cases, max_slices_per_case=max_slices_per_case,
                   split="train", progress=progress)
-    train = load_targets(dataset, model, targets[targets["case"].isin(train_cases)], store)
-    val = load_targets(dataset, model, targets[targets["case"].isin(val_cases)], store) if val_cases else None
+    images = bool(getattr(loss, "needs_image", False))
+    train = load_targets(dataset, model, targets[targets["case"].isin(train_cases)], store, images=images)
+    val = (load_targets(dataset, model, targets[targets["case"].isin(val_cases)], store, images=images)
+           if val_cases else None)
     if len(train["rows"]) == 0:
         raise InputError("the training cases have no targets with the chosen labels.")
     counts = targets_per_label(dataset, train, val, labels)
@@ -306,7 +462,7 @@ def finetune(
     params = [p for p in trainee.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     history: list[dict] = []
-    start_epoch = 1
+    start_epoch = 0  # epoch 0: the starting decoder, validated before any training
     out_dir.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:  # a kill during _save_atomic leaves a whole temporary copy of a run file behind
         for stale in out_dir.glob(f"{TMP_PREFIX}*"):  # only our own temporary names, never a user's file
@@ -319,7 +475,7 @@ def finetune(
 
     base_checkpoint = _base_checkpoint(model)  # read once, not every epoch
     forward = data_parallel(trainee, _click_forward if clicks else _forward)  # under torchrun through DDP
-    best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
+    best_epoch = _choose(history, tolerance) if history else -1
     shift = int(round(box_jitter * model.input_size / 1024))
     n = len(train["rows"])
     steps = math.ceil(n / batch_size)
@@ -327,44 +483,45 @@ def finetune(
     last_epoch_seconds = 0.0
     for epoch in epoch_bar:
         elapsed = time.perf_counter() - call_started
-        if max_minutes is not None and epoch > start_epoch and from_main(
+        if max_minutes is not None and epoch > max(start_epoch, 1) and from_main(
                 elapsed + last_epoch_seconds > 60 * max_minutes):  # rank 0's clock decides for all ranks
             break
         rng = np.random.default_rng([seed, epoch])  # per-epoch stream: resume repeats it exactly
         order = rng.permutation(n)
         trainee.mask_decoder.train()
         total, t0 = 0.0, time.perf_counter()
-        for step in tqdm(range(steps), desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress):
+        for step in tqdm(range(steps if epoch else 0), desc=f"epoch {epoch}", unit="step", leave=False,
+                         disable=not progress or epoch == 0):
             idx = order[step * batch_size:(step + 1) * batch_size]
             boxes = jitter_boxes(train["boxes"][idx], train["content_hw"][idx], shift, rng)  # whole global batch
             idx, boxes, count, weight = rank_share(idx, boxes)  # this rank's part (all of it in one process)
             with autocast():  # bf16: the forward pass only; the loss is on fp32 logits
                 if clicks:
-                    loss = forward(store, train, idx, boxes, clicks, rng)
+                    step_loss = forward(store, train, idx, boxes, clicks, rng)
                 else:
                     logits = forward(store, train, idx, boxes)
-                    target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
-                    loss = dice_bce_loss(logits, target)
+                    step_loss = loss(logits, loss_batch(train, idx, logits.device))
             optimizer.zero_grad(set_to_none=True)
-            (loss * weight).backward()  # DDP's mean over ranks of weight × loss = the global batch's mean loss
+            (step_loss * weight).backward()  # DDP's mean over ranks of weight × loss = the global batch's mean loss
             optimizer.step()
-            total += loss.item() * count
+            total += step_loss.item() * count
         train_seconds = time.perf_counter() - t0
         trainee.weights_changed()  # the optimizer changed them in place
         total = all_sum(total)  # every rank's share of the epoch's loss
         trainee.mask_decoder.eval()
         t0 = time.perf_counter()
-        scores = (_validate(trainee, store, val, batch_size) if val and ctx.is_main
+        scores = (_validate(trainee, store, val, batch_size, loss) if val and ctx.is_main
                   else {"val_loss": math.nan, "val_dice": math.nan})
-        row = {"epoch": epoch, "train_loss": total / n, **scores, "train_samples": n,
-               "train_seconds": train_seconds, "samples_per_s": n / train_seconds,
+        trained = n if epoch else 0
+        row = {"epoch": epoch, "train_loss": total / n if epoch else math.nan, **scores, "train_samples": trained,
+               "train_seconds": train_seconds, "samples_per_s": trained / train_seconds if epoch else math.nan,
                "val_seconds": time.perf_counter() - t0}
         row = from_main(row)  # rank 0 validates; every rank keeps the same history
         val_dice = row["val_dice"]
         history.append(row)
-        improved = not val or val_dice > best_dice
-        if improved:
-            best_dice = val_dice if val else best_dice
+        chosen_epoch = _choose(history, tolerance)
+        improved = chosen_epoch == epoch and chosen_epoch != best_epoch
+        best_epoch = chosen_epoch
         if ctx.is_main:  # one writer: the files are those of a single-process run
             ckpt = {
                 "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
@@ -382,4 +539,11 @@ def finetune(
     if ctx.is_main and not best_path.exists():  # resumed a finished run
         _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
     barrier()  # under torchrun every rank returns once rank 0 has written the files
-    return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts)
+    best_epoch = _choose(history, tolerance)
+    text, change, kept = _summary(history, best_epoch, tolerance, val_cases)
+    if kept:
+        warnings.warn(text, stacklevel=3)
+    elif progress:
+        print(text)
+    return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts,
+                          best_epoch=best_epoch, kept_pretrained=kept, change=change, summary=text)
