@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
+from medsam_lite.train.finetune import _choose, dice_bce_loss, jitter_boxes
+from medsam_lite.train.losses import DiceBCELoss
 from conftest import MAX_SLICES
 
 TINY = dict(max_slices_per_case=2, lr=1e-4, batch_size=4, seed=3, progress=False)
@@ -90,7 +91,43 @@ def test_existing_run_is_protected(two_epochs, dataset, model):
         ml.finetune(dataset, out, model, epochs=2, **TINY)
     with pytest.raises(ml.InputError, match="settings differ.*lr"):
         ml.finetune(dataset, out, model, epochs=3, resume=True, **{**TINY, "lr": 1e-3})
+    with pytest.raises(ml.InputError, match="settings differ.*loss"):  # a new loss term is not mixed into a run
+        ml.finetune(dataset, out, model, epochs=3, resume=True, loss=DiceBCELoss(dice=2.0), **TINY)
     assert two_epochs.last.stat().st_mtime_ns == stamp
+
+
+def test_guard_keeps_the_pretrained_decoder_when_every_epoch_loses_a_label(dataset, model, tmp_path):
+    """A deliberately harmful learning rate wrecks the decoder: no trained epoch passes the guard, so
+    best.pt is the starting decoder (epoch 0), the run says so, and the per-label change is reported."""
+    with pytest.warns(UserWarning, match="best.pt is the starting decoder"):
+        r = ml.finetune(dataset, tmp_path, model, epochs=1, **{**TINY, "lr": 0.5})
+    assert r.kept_pretrained and r.best_epoch == 0
+    h = r.history.set_index("epoch")
+    assert h.loc[1, "val_dice"] < h.loc[0, "val_dice"] - 0.05  # the harm is real
+    best = _decoder(r.best)
+    start = {f"mask_decoder.{k}": v for k, v in model.mask_decoder.state_dict().items()}
+    assert _same(best, start) and not _same(_decoder(r.last), start)
+    assert all(c["change"] == 0 for c in r.change.values()) and r.best_row["val_dice"] == h.loc[0, "val_dice"]
+    assert _choose(r.history.to_dict("records"), None) == 1  # guard off: the old rule (best trained epoch)
+
+
+def test_no_validation_case_trains_and_says_so(dataset, model, tmp_path):
+    """One training case (a folder of two scans: one train, one test): no validation case. The run
+    trains, says so, and best.pt is the last epoch (issue 34: `val_dice.idxmax()` raised on all-NaN)."""
+    r = ml.finetune(dataset, tmp_path, model, epochs=1, cases=["sub-01"], **TINY)
+    assert r.train_cases == ["sub-01"] and r.val_cases == [] and r.history["val_dice"].isna().all()
+    assert r.best_epoch == 1 and torch.load(r.best, map_location="cpu", weights_only=True)["epoch"] == 1
+    assert "no validation case" in r.summary and not r.kept_pretrained
+    assert r.best_row["train_samples"] > 0
+
+
+def test_config_dataclass_and_keywords_are_one_call(dataset, model, tmp_path):
+    cfg = ml.FinetuneConfig(epochs=1, **TINY)
+    assert cfg.guard_tolerance == 0.01 and ml.FinetuneConfig().lr == 1e-5  # the one place of defaults
+    with pytest.raises(ml.InputError, match="unknown setting.*epoch_count"):
+        ml.finetune(dataset, tmp_path, model, config=cfg, epoch_count=3)
+    with pytest.raises(ml.InputError, match="loss must be a loss object"):
+        ml.finetune(dataset, tmp_path, model, config=cfg, loss="dice")
 
 
 def test_time_budget_stops_between_epochs_and_resume_goes_on(dataset, model, tmp_path):

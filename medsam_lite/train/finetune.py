@@ -146,6 +146,12 @@ class FinetuneResult:
     change: dict = field(default_factory=dict)
     summary: str = ""
 
+    @property
+    def best_row(self) -> pd.Series:
+        """The ``history`` row of ``best.pt``'s epoch (use it rather than ``val_dice.idxmax()``, which
+        fails without validation and ignores the guard)."""
+        return self.history.set_index("epoch").loc[self.best_epoch]
+
 
 def _label_columns(history: list[dict]) -> list[str]:
     return sorted({k for h in history for k in h if k.startswith("val_dice_")})
@@ -199,8 +205,9 @@ def _summary(history: list[dict], best_epoch: int, tolerance: float | None, val_
         losers = sorted({col[len('val_dice_'):] for h in history if int(h["epoch"]) > 0
                          for col in _label_columns([base]) if h.get(col, math.nan) < base[col] - tolerance})
         head = (f"no trained epoch kept every label within {tolerance} validation Dice of the pretrained decoder "
-                f"(lost: {', '.join(losers) or 'none, but none scored higher either'}): best.pt is the starting "
-                "decoder (epoch 0)")
+                f"(lost: {', '.join(losers)}): best.pt is the starting decoder (epoch 0)") if losers else (
+                "no trained epoch scored a higher mean validation Dice than the pretrained decoder: best.pt is the "
+                "starting decoder (epoch 0)")
     else:
         head = (f"best.pt = epoch {best_epoch}: the best mean validation Dice among the epochs that lose no label "
                 f"by more than {tolerance} against the pretrained decoder (epoch 0)")
