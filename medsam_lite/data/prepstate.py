@@ -84,7 +84,8 @@ def _label_names(requested, found: set[int], source, cases: list[Case], meta: di
     if isinstance(requested, dict):
         names = {int(k): v for k, v in requested.items()}
     else:
-        folder = Path(source) if isinstance(source, (str, os.PathLike)) else cases[0].label.parent
+        folder = Path(source) if isinstance(source, (str, os.PathLike)) else next(
+            (c.label.parent for c in cases if c.label is not None), cases[0].image.parent)
         from_files = labels_from_files([folder, folder.parent])
         names = {int(v): from_files.get(int(v), f"label_{int(v)}")
                  for v in (requested if requested is not None else sorted(found))}
