@@ -370,10 +370,10 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     names = [c.name for c in cases]
     settings = json.loads(json.dumps(settings))
     meta, manifest, todo, split = _state(out, settings, cases)
-    in_test = [c.name for c in weak_only if split[c.name] == "test"]
+    in_test = sorted(n for n in {c.name for c in weak_only} | set(weak_by_case) if split[n] == "test")
     if in_test:
-        raise InputError(f"case(s) {in_test} have weak labels only but fell in the test split; test cases are "
-                         "scored against label maps: pass test_cases= naming cases with label maps.")
+        raise InputError(f"case(s) {in_test} have weak labels but fell in the test split; test cases are scored "
+                         "against label maps only: pass test_cases= naming cases with label maps and no weak labels.")
     if not todo:
         return manifest  # everything is done: nothing to check or write
 
