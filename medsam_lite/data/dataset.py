@@ -12,6 +12,9 @@ Layout written by :func:`medsam_lite.preprocess` (format ``medsam_lite.dataset/1
     <root>/images/<case>/<slice:04d>.png            uint8 grayscale slice, normalized per volume,
                                                     longest side = image_size, aspect kept
     <root>/masks/<case>/<slice:04d>_l<label>_c<component>.png   uint8 0/255, same size as its image
+    <root>/masks/<case>/<slice:04d>_l<label>_w<k>.png           a weak target (``weak`` column "box" /
+                                                    "recist"; component 1000 + k): uint8, 128 inside the
+                                                    box, 255 on RECIST line pixels (see Dataset.weak_mask)
 
 Coordinates: ``x0, y0, x1, y1`` is the target's XYXY box (inclusive extreme pixels) in the
 **original** slice pixels (``height × width`` before resizing); ``spacing_row`` / ``spacing_col``

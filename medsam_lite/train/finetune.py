@@ -5,13 +5,20 @@ embeddings from the store written by :func:`medsam_lite.embed` (computed on the 
 still missing). Only the mask decoder is trained (optionally the prompt encoder too; with
 ``clicks=K`` also on simulated corrective clicks, see :mod:`medsam_lite.train.steps`), on box
 prompts taken from the ground truth and enlarged by a random 0–20 px per side at 1024 scale (0–5 px
-for a 256 model), with loss = soft Dice + binary cross-entropy, Adam.
+for a 256 model), with an injectable loss object (default soft Dice + binary cross-entropy; box /
+RECIST targets: :class:`~medsam_lite.train.losses.BoxSupervisedLoss`), Adam. All settings and their
+defaults are one :class:`FinetuneConfig`.
+
+**The pretrained model is epoch 0**: the starting decoder is validated before any training, and
+``best.pt`` is the best epoch *among those that lose no label's validation Dice by more than*
+``guard_tolerance`` (default 0.01) *against epoch 0* — the starting decoder itself when no trained
+epoch qualifies (the run says so). A label can therefore not get silently worse on validation.
 
 Output folder::
 
-    best.pt       the epoch with the best validation Dice     } written atomically, each with the
-    last.pt       the latest epoch (for resume=True)          } optimizer state and the history
-    history.csv   one row per epoch
+    best.pt       the guarded best epoch (epoch 0 = the starting decoder)  } written atomically, each
+    last.pt       the latest epoch (for resume=True)                         } with the optimizer state
+    history.csv   one row per epoch, epoch 0 first                           } and the history
 
 A checkpoint holds ``{"model": {mask_decoder.* [, prompt_encoder.*]}, "model_name", ...,
 "optimizer", "epoch", "history"}`` — only tensors, numbers, strings, lists and dicts, so it loads
