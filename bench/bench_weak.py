@@ -12,7 +12,9 @@ per subject), no validation split (best.pt = last epoch; the guard is not what i
 * ``pretrained``: ``load_model()`` as shipped;
 * ``mask``: ``finetune`` on the masks (Dice + BCE);
 * ``box``: ``finetune`` on the boxes with ``BoxSupervisedLoss`` (projection + pairwise);
-* ``box_nopair``: the same without the pairwise term (ablation);
+* ``box_pseudo``: ``box`` + intensity pseudo-masks (inside the box, intensities frequent there and
+  rare in a band just outside it are foreground; ``BoxSupervisedLoss(pseudo=1)``);
+* ``box_nopair``: projection (+ lines) only, no pairwise term (ablation);
 * ``box_as_mask``: the filled box taken as the mask (``BoxAsMaskLoss``: the naive alternative).
 
 Score: ``evaluate`` (3D DSC per label, truth boxes) on the test subjects' central ``--test-slices``
@@ -31,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ARMS = ("mask", "box", "box_nopair", "box_as_mask")
+ARMS = ("mask", "box", "box_pseudo", "box_nopair", "box_as_mask")
 
 
 def main() -> None:
@@ -47,6 +49,7 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="append the section to bench/RESULTS.md")
+    parser.add_argument("--work", type=Path, default=None, help="folder to keep (and reuse) the prepared datasets")
     args = parser.parse_args()
     import torch
 
@@ -59,7 +62,7 @@ def main() -> None:
     started = time.perf_counter()
     train, test = args.train.split(","), args.test.split(",")
     d = samples.brain_mri_dir()
-    work = Path(tempfile.mkdtemp(prefix="bench_weak_"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_weak_"))
     both = {c: (d / f"{c}.nii.gz", d / f"{c}_label.nii.gz") for c in train + test}
     masks = ml.preprocess(both, work / "masks", test_cases=test, progress=False)
     rows = masks[masks["split"] == "train"]
@@ -73,6 +76,7 @@ def main() -> None:
     _, pre = ml.evaluate(model, work / "masks", **kw)
     results = {"pretrained": {s: pre["dsc"].to_dict() for s in args.seeds.split(",")}}
     losses = {"mask": ("masks", DiceBCELoss()), "box": ("boxes", BoxSupervisedLoss()),
+              "box_pseudo": ("boxes", BoxSupervisedLoss(pseudo=1.0)),
               "box_nopair": ("boxes", BoxSupervisedLoss(pairwise=0.0)), "box_as_mask": ("boxes", BoxAsMaskLoss())}
     seconds, targets = {}, {}
     for arm in args.arms.split(","):
@@ -81,7 +85,7 @@ def main() -> None:
             t0 = time.perf_counter()
             r = ml.finetune(work / folder, work / f"ft_{arm}_{seed}", model, epochs=args.epochs, lr=args.lr,
                             batch_size=args.batch_size, seed=int(seed), val_fraction=0, loss=loss,
-                            max_slices_per_case=args.slices, progress=False)
+                            max_slices_per_case=args.slices, progress=False, overwrite=True)
             seconds[f"{arm}/{seed}"] = round(time.perf_counter() - t0, 1)
             targets[arm] = int(r.history["train_samples"].iloc[-1])
             _, after = ml.evaluate(ml.load_model(checkpoint=r.best), work / "masks", **kw)
@@ -124,7 +128,7 @@ def _write(s: dict, labels: list, args) -> None:
         lines.append(f"| {a} | " + " | ".join(f"{s['mean_dsc'][a][k]:.3f}" for k in labels)
                      + f" | {s['mean_dsc'][a]['mean']:.3f} | {'' if rec is None else f'{rec:.0%}'} |")
     lines.append("\nArms: `mask` = Dice + BCE on the label maps; `box` = `BoxSupervisedLoss` (projection + "
-                 "pairwise); `box_nopair` = projection only; `box_as_mask` = the filled box as the mask. "
+                 "pairwise); `box_pseudo` = the same + intensity pseudo-masks (`pseudo=1`); `box_nopair` = projection only; `box_as_mask` = the filled box as the mask. "
                  f"Fine-tune seconds: {json.dumps(s['finetune_seconds'])}.\n")
     path = Path(__file__).with_name("RESULTS.md")
     path.write_text(path.read_text(encoding="utf-8") + "\n".join(lines) + "\n", encoding="utf-8")

@@ -10,7 +10,7 @@ from medsam_lite import io, samples
 from medsam_lite.data.dataset import open_dataset
 from medsam_lite.interactive.session import AnnotationSession
 from medsam_lite.io.weaklabels import WeakAnnotation, read_weak_labels, write_weak_labels
-from medsam_lite.train.losses import BoxSupervisedLoss, DiceBCELoss, LossBatch
+from medsam_lite.train.losses import BoxSupervisedLoss, DiceBCELoss, LossBatch, intensity_pseudo_mask
 
 VENTRICLES = 3
 
@@ -42,6 +42,20 @@ def test_projection_loss_prefers_the_mask_that_fills_the_box():
     mixed = LossBatch(box.repeat(2, 1, 1, 1), torch.tensor([False, True]), None, image.repeat(2, 1, 1, 1))
     both = fill.repeat(2, 1, 1, 1)  # a mask target with the right mask + a box target filled: both low
     assert loss(both, mixed) < 0.05
+
+
+def test_intensity_pseudo_mask_finds_the_object_the_box_holds():
+    """A dark object inside a tight box on bright tissue: its pixels are foreground, the tissue in the
+    box (as frequent in the band outside the box) background, nothing outside the box labelled."""
+    image = torch.full((1, 1, 64, 64), 0.8)
+    image[..., 20:40, 20:30] = 0.1  # the object: two dark blocks, bright tissue between them
+    image[..., 20:40, 36:44] = 0.1
+    box = torch.zeros_like(image)
+    box[..., 20:40, 20:44] = 1
+    target, weight = intensity_pseudo_mask(image, box, ring=6)
+    obj = image < 0.5
+    assert target[obj].all() and not target[~obj].any() and (weight[box == 0] == 0).all()
+    assert weight[(box > 0) & ~obj].all()  # the tissue between the blocks: labelled background
 
 
 def test_weak_label_files_round_trip(tmp_path):

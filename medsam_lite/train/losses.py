@@ -39,7 +39,7 @@ class LossBatch:
         target: ``B×1×S×S`` float: the mask (mask targets) or the filled box (weak targets).
         weak: ``B`` bool: the target is a box / RECIST annotation, not a mask.
         lines: ``B×1×S×S`` float, 1 on RECIST line pixels (foreground evidence), else 0; or None.
-        image: ``B×1×S×S`` float in [0, 1], the stored slice on the model grid (for pairwise
+        image: ``B×1×S×S`` float in [0, 1] (−1 on the padding), the stored slice on the model grid (for pairwise
             terms; filled when the loss has ``needs_image = True``), else None.
     """
 
@@ -136,22 +136,23 @@ class BoxSupervisedLoss:
     weak_ok = True
 
     def __init__(self, pairwise: float = 1.0, lines: float = 1.0, sigma: float = 0.05, threshold: float = 0.5,
-                 mask_loss: DiceBCELoss | None = None):
-        self.pairwise, self.lines = float(pairwise), float(lines)
+                 pseudo: float = 0.0, ring: int = 10, mask_loss: DiceBCELoss | None = None):
+        self.pairwise, self.lines, self.pseudo, self.ring = float(pairwise), float(lines), float(pseudo), int(ring)
         self.sigma, self.threshold = float(sigma), float(threshold)
         self.mask_loss = mask_loss if mask_loss is not None else DiceBCELoss()
 
     @property
     def needs_image(self) -> bool:
-        return self.pairwise > 0
+        return self.pairwise > 0 or self.pseudo > 0
 
     def config(self) -> dict:
         return {"name": self.name, "pairwise": self.pairwise, "lines": self.lines, "sigma": self.sigma,
-                "threshold": self.threshold, "mask_loss": loss_config(self.mask_loss)}
+                "threshold": self.threshold, **({"pseudo": self.pseudo, "ring": self.ring} if self.pseudo else {}),
+                "mask_loss": loss_config(self.mask_loss)}
 
     def __repr__(self) -> str:
         return (f"BoxSupervisedLoss(pairwise={self.pairwise}, lines={self.lines}, sigma={self.sigma}, "
-                f"threshold={self.threshold})")
+                f"threshold={self.threshold}, pseudo={self.pseudo})")
 
     def weak_terms(self, logits: torch.Tensor, batch: LossBatch) -> torch.Tensor:
         """Per-sample loss ``B`` of weak targets (all of ``logits`` taken as weak)."""
@@ -172,6 +173,10 @@ class BoxSupervisedLoss:
                 num = num - (w * same).flatten(1).sum(-1)
                 den = den + w.flatten(1).sum(-1)
             loss = loss + self.pairwise * num / den.clamp_min(1.0)
+        if self.pseudo > 0 and batch.image is not None:
+            target, weight = intensity_pseudo_mask(batch.image, box, self.ring)
+            bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="none")
+            loss = loss + self.pseudo * bce.flatten(1).sum(-1) / weight.flatten(1).sum(-1).clamp_min(1.0)
         if self.lines > 0 and batch.lines is not None:
             n = batch.lines.flatten(1).sum(-1)
             on = -(batch.lines * F.logsigmoid(logits)).flatten(1).sum(-1)
@@ -190,6 +195,42 @@ class BoxSupervisedLoss:
                             None if batch.image is None else batch.image[weak])
             total = total + self.weak_terms(logits[weak], sub).sum() / len(weak)
         return total
+
+
+@torch.no_grad()
+def intensity_pseudo_mask(image: torch.Tensor, box: torch.Tensor, ring: int = 10, bins: int = 32,
+                          low: float = 0.35, high: float = 0.65):
+    """Pseudo-mask from intensities: inside the box, pixels whose intensity is frequent inside the box
+    and rare in a ``ring``-pixel band just outside it (which holds no object: the box is tight) are
+    foreground, those as frequent outside as inside are background; the rest are not used.
+
+    Args:
+        image: ``B×1×S×S`` in [0, 1], padding < 0 (not counted). box: ``B×1×S×S`` filled boxes.
+
+    Returns:
+        ``(target, weight)`` ``B×1×S×S`` float: 1/0 labels and 1 where a label is given.
+    """
+    target, weight = torch.zeros_like(box), torch.zeros_like(box)
+    for i in range(len(box)):
+        inside = box[i, 0] > 0.5
+        rows, cols = inside.any(1).nonzero(), inside.any(0).nonzero()
+        if not len(rows):
+            continue
+        y0, y1, x0, x1 = int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+        band = torch.zeros_like(inside)
+        band[max(0, y0 - ring):y1 + ring + 1, max(0, x0 - ring):x1 + ring + 1] = True
+        img = image[i, 0]
+        band &= ~inside & (img >= 0)
+        if band.sum() < 20:
+            continue
+        k = (img.clamp(0, 1) * (bins - 1)).round().long()
+        h_in = torch.bincount(k[inside], minlength=bins).float() / inside.sum()
+        h_out = torch.bincount(k[band], minlength=bins).float() / band.sum()
+        score = (h_in / (h_in + h_out).clamp_min(1e-6))[k]
+        fg, bg = inside & (score >= high), inside & (score <= low)
+        target[i, 0][fg] = 1.0
+        weight[i, 0][fg | bg] = 1.0
+    return target, weight
 
 
 def loss_config(loss) -> dict:

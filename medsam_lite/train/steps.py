@@ -48,7 +48,7 @@ def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store, images:
         model pixels), ``masks`` (``N×S×S`` bool, the stored mask mapped to the model grid,
         zero-padded; for a weak target the filled box), ``weak`` (``N`` bool: a box / RECIST
         target), ``lines`` (``N×S×S`` bool RECIST line pixels, or None when no target has lines),
-        ``images`` (``N×S×S`` float32 in [0, 1], or None), ``content_hw`` (``N×2``, the image area
+        ``images`` (``N×S×S`` float32 in [0, 1], −1 on the padding; or None), ``content_hw`` (``N×2``, the image area
         inside the model input) and ``label_names`` (``N`` str).
     """
     targets = targets.reset_index(drop=True)
@@ -59,7 +59,7 @@ def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store, images:
              else np.full(len(targets), "", object))
     weak = kinds != ""
     lines = np.zeros((len(targets), s, s), bool) if (kinds == "recist").any() else None
-    pixels = np.zeros((len(targets), s, s), np.float32) if images else None
+    pixels = np.full((len(targets), s, s), -1.0, np.float32) if images else None  # padding: -1
     for i, (rel, h, w) in enumerate(zip(targets["mask"], targets["height"], targets["width"])):
         raw = dataset.weak_mask(rel) if weak[i] else dataset.mask(rel)  # stored-slice pixels
         geom = model.geometry((int(h), int(w)), raw.shape)  # of an (h, w) original slice
