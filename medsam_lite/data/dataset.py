@@ -228,9 +228,8 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
     missing = set(MANIFEST_COLUMNS) - set(manifest.columns)
     if missing:
         raise InputError(f"{manifest_path} lacks columns {sorted(missing)}; re-run preprocess().")
-    if "weak" not in manifest.columns:  # datasets written before weak labels: every target is a mask
-        manifest["weak"] = ""
-    manifest["weak"] = manifest["weak"].fillna("").astype(str)
+    if "weak" in manifest.columns:  # written only when box / RECIST targets exist; "" = a mask target
+        manifest["weak"] = manifest["weak"].fillna("").astype(str)
     if manifest.empty:  # written so before the first case is done
         return Dataset(root, meta, manifest)
     numbers = manifest[_INTEGER_COLUMNS + ["x0", "y0", "x1", "y1"]]
