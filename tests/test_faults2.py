@@ -58,7 +58,7 @@ def test_a_resume_on_another_dataset_with_the_same_case_names_is_refused_before_
     with pytest.raises(InputError, match=r"settings differ \(lr\)"):  # training settings are compared too
         ml.finetune(a, run, model, epochs=2, resume=True, lr=1e-3, **kw)
     result = ml.finetune(a, run, model, epochs=2, resume=True, **kw)  # the same dataset resumes
-    assert list(result.history["epoch"]) == [1, 2]
+    assert list(result.history["epoch"]) == [0, 1, 2]  # epoch 0: the starting decoder
 
 
 # ------------------------------------------------------------------ 2, 3: label and mask writers

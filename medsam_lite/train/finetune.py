@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -297,6 +298,10 @@ def _check_loss(loss, targets: pd.DataFrame, clicks: int):
     weak = "weak" in targets and (targets["weak"].fillna("") != "").any()
     if loss is None:
         return BoxSupervisedLoss() if weak else DiceBCELoss()
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise InputError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or pass a loss object.")
+        loss = LOSSES[loss]()
     if not callable(loss) or not isinstance(getattr(loss, "name", None), str):
         raise InputError(f"loss must be a loss object with a name and config() (e.g. medsam_lite.train.losses."
                          f"DiceBCELoss() or BoxSupervisedLoss()), got {loss!r}.")
@@ -359,7 +364,8 @@ def finetune(dataset, out_dir, model: SamModel | None = None, config: FinetuneCo
             ``torch.autocast(dtype=torch.bfloat16)`` (weights, optimizer state, validation and
             checkpoints stay fp32), for CPUs with AVX-512 BF16/AMX and GPUs with bf16; see
             bench/RESULTS.md for its speed and validation curve against fp32. Refused elsewhere.
-        loss: the training loss object (default :class:`~medsam_lite.train.losses.DiceBCELoss`,
+        loss: the training loss object, or its name (``"dice_bce"``, ``"box_supervised"``,
+            ``"box_as_mask"``; default :class:`~medsam_lite.train.losses.DiceBCELoss`,
             soft Dice + BCE; a dataset with box / RECIST targets defaults to
             :class:`~medsam_lite.train.losses.BoxSupervisedLoss`). Its ``config()`` is stored in the
             checkpoints and is a resume key: resuming with another loss is refused.
@@ -389,6 +395,23 @@ def finetune(dataset, out_dir, model: SamModel | None = None, config: FinetuneCo
         raise InputError(f"config must be a medsam_lite.FinetuneConfig, got {type(cfg).__name__}.")
     cfg = cfg.replace(**settings)
     return _finetune(dataset, out_dir, model, cfg)
+
+
+def _published_signature() -> inspect.Signature:
+    """``finetune``'s signature as tools see it (``help``, the CLI's options): every
+    :class:`FinetuneConfig` field as a keyword with its default (``config=`` is accepted too)."""
+    P = inspect.Parameter
+    params = [P("dataset", P.POSITIONAL_OR_KEYWORD), P("out_dir", P.POSITIONAL_OR_KEYWORD),
+              P("model", P.POSITIONAL_OR_KEYWORD, default=None, annotation="SamModel | None")]
+    params += [P(f.name, P.KEYWORD_ONLY, default=f.default, annotation=f.type) for f in dataclasses.fields(FinetuneConfig)]
+    return inspect.Signature(params, return_annotation="FinetuneResult")
+
+
+finetune.__signature__ = _published_signature()
+
+
+#: Loss names a settings file or the CLI may give (``loss = "box_supervised"``).
+LOSSES = {"dice_bce": DiceBCELoss, "box_supervised": BoxSupervisedLoss, "box_as_mask": BoxAsMaskLoss}
 
 
 def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
