@@ -13,11 +13,9 @@ slice with at least ``min_pixels`` pixels. The output is the folder described in
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -37,6 +35,7 @@ from ..model.intensity import IntensityPreset
 from ..io.dicomlabels import resolve_names
 from ..io.scans import Volume, align_label, read_label, read_volume
 from ..io.weaklabels import read_weak_labels
+from .weakprep import check_weak, weak_by_case, weak_only_cases, weak_rows
 from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report  # noqa: F401
 from .prepstate import _label_names, _manifest_frame, _state
 from ..model.geometry import CT_WINDOWS, Geometry, box_from_mask, normalize_intensity, resize_slice
@@ -72,13 +71,9 @@ def _read_case(case: Case, notes: list | None = None, labels=None) -> tuple[np.n
     other reading steps (:func:`~medsam_lite.io.read_label`) are appended to ``notes``. ``labels``
     ({value: name}) numbers the ROI / segment names of an RTSTRUCT / DICOM-SEG label."""
     image = read_volume(case.image)
-    if case.label is None:  # a case with weak labels only (boxes / RECIST lines): no label map
-        arr = _gray(image)
-        spacing = tuple(float(s) for s in image.spacing_zyx)
-        if arr.ndim == 2:
-            arr, spacing = arr[None], (math.nan,) + spacing
-        if arr.dtype == bool or arr.dtype.kind not in "uif" or (arr.dtype.kind == "f" and not np.isfinite(arr).all()):
-            raise InputError(f"image {case.image} has dtype {arr.dtype} or non-finite values; expected a scalar image.")
+    if case.label is None:  # weak labels only (boxes / RECIST lines): an all-background label map
+        arr, spacing = _gray(image), tuple(float(s) for s in image.spacing_zyx)
+        arr, spacing = (arr[None], (math.nan,) + spacing) if arr.ndim == 2 else (arr, spacing)
         return arr, np.zeros(arr.shape, np.uint8), spacing
     label = read_label(case.label, reference=case.image, names=labels if isinstance(labels, dict) else None)
     for vol, what in ((image, "image"), (label, "label")):
@@ -183,39 +178,6 @@ def _save_png(array: np.ndarray, path: Path) -> None:
     atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
-def _weak_mask(ann, value: int, h: int, w: int, hw: tuple[int, int]) -> np.ndarray:
-    """The stored weak target of one annotation: ``hw`` uint8, 128 inside the box, 255 on RECIST lines."""
-    sy, sx = hw[0] / h, hw[1] / w
-    x0, y0, x1, y1 = ann.box
-    out = np.zeros(hw, np.uint8)
-    r0, r1 = int(math.floor(y0 * sy)), min(hw[0] - 1, max(int(math.floor(y0 * sy)), int(math.ceil((y1 + 1) * sy)) - 1))
-    c0, c1 = int(math.floor(x0 * sx)), min(hw[1] - 1, max(int(math.floor(x0 * sx)), int(math.ceil((x1 + 1) * sx)) - 1))
-    out[max(r0, 0):r1 + 1, max(c0, 0):c1 + 1] = 128
-    for (ax, ay), (bx, by) in ann.lines:  # pixel centres along each line, at stored resolution
-        n = int(math.ceil(max(abs(bx - ax) * sx, abs(by - ay) * sy) * 2)) + 2
-        xs = np.clip(np.rint((np.linspace(ax, bx, n) + 0.5) * sx - 0.5), 0, hw[1] - 1).astype(int)
-        ys = np.clip(np.rint((np.linspace(ay, by, n) + 0.5) * sy - 0.5), 0, hw[0] - 1).astype(int)
-        out[ys, xs] = 255
-    return out
-
-
-def _check_weak(weak: list, case: Case, shape: tuple, axis: int, labels: dict[int, str]) -> None:
-    """Every weak annotation of ``case`` on a slice of the volume and inside it, with a known label."""
-    n = shape[axis]
-    h, w = (shape[a] for a in range(3) if a != axis)
-    for a in weak:
-        where = f"case {case.name}: {a.kind} annotation of label {a.label!r}"
-        bad = [z for z in a.slices() if z >= n]
-        if bad:
-            raise InputError(f"{where} lies on slice {bad[0]}, but the case has {n} slices along axis {axis} "
-                             "(slice indices count from 0 along preprocess's slicing axis).")
-        x0, y0, x1, y1 = a.box
-        if x0 < 0 or y0 < 0 or x1 > w - 1 or y1 > h - 1 or a.kind == "recist" and any(
-                not (0 <= x <= w - 1 and 0 <= y <= h - 1) for line in a.lines for x, y in line):
-            raise InputError(f"{where} on slice(s) {a.slices()[:3]} has coordinates outside the {w}×{h} slice "
-                             f"(x in [0, {w - 1}], y in [0, {h - 1}]; original slice pixels, x = column).")
-
-
 def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str], split: str,
                   counts: dict | None = None, notes: list | None = None, weak: list | None = None) -> list[dict]:
     """Write one case's slices and masks; return its manifest rows. ``counts`` (filled here):
@@ -274,18 +236,8 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
                 split=split, pixels=int(mask.sum()), x0=x0, y0=y0, x1=x1, y1=y1, height=h, width=w,
                 spacing_row=spacing[row_ax], spacing_col=spacing[col_ax], slice_spacing=spacing[axis],
                 axis=axis, image=image_rel, mask=mask_rel))
-        for k, a in enumerate(weak_here, start=1):
-            mask_rel = f"masks/{case.name}/{i:04d}_l{a.label}_w{k}.png"
-            _save_png(_weak_mask(a, a.label, h, w, hw), out / mask_rel)
-            x0, y0, x1, y1 = a.box
-            c = counts[a.label]
-            c["weak"] = c.get("weak", 0) + 1
-            rows.append(dict(
-                case=case.name, slice=i, label=a.label, label_name=labels[a.label], component=1000 + k,
-                split=split, pixels=int(round((x1 - x0 + 1) * (y1 - y0 + 1))), x0=float(x0), y0=float(y0),
-                x1=float(x1), y1=float(y1), height=h, width=w, spacing_row=spacing[row_ax],
-                spacing_col=spacing[col_ax], slice_spacing=spacing[axis], axis=axis, image=image_rel,
-                mask=mask_rel, weak="recist" if a.kind == "recist" else "box"))
+        rows += weak_rows(weak_here, case.name, i, out, labels, split, counts, (h, w), hw,
+                          (spacing[row_ax], spacing[col_ax], spacing[axis]), axis, image_rel, _save_png)
     return rows
 
 
@@ -325,15 +277,11 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             by name (``["liver"]``) or value.
         label_suffix: name ending of label maps in a flat folder (default: ``_label``, ``_mask``
             or ``_seg``).
-        weak: weak labels beside (or instead of) label maps: a ``.csv`` / ``.json`` file of per-case
-            2D boxes, 3D boxes and RECIST lines (format: :mod:`medsam_lite.io.weaklabels`; written
-            by ``AnnotationSession.save_boxes``). Each annotated slice gets one target per
-            annotation, marked ``weak`` = ``"box"`` / ``"recist"`` in the manifest (its stored
-            "mask" is 128 inside the box, 255 on RECIST lines), unless the case's label map has
-            that label on that slice (masks win where they exist). A case with weak labels only is
-            given as ``{case: (image, None)}`` in a dict ``source``; it must be a training case
-            (test cases are scored against label maps). ``finetune`` trains on weak targets with
-            ``BoxSupervisedLoss``.
+        weak: a ``.csv`` / ``.json`` file of 2D boxes, 3D boxes and RECIST lines per case (format:
+            :mod:`medsam_lite.io.weaklabels`; ``AnnotationSession.save_boxes`` writes one): one target
+            per annotation, ``weak`` = ``"box"``/``"recist"`` in the manifest, except where the label
+            map has that label on that slice (masks win). Weak-only cases: ``{case: (image, None)}``
+            in a dict ``source``, training split only. See :mod:`medsam_lite.data.weakprep`.
         progress: show progress bars.
 
     The counts of kept and dropped targets per label are printed (``progress=True``), stored in
@@ -356,21 +304,19 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     """
     out = Path(out_dir)
     weak_list = read_weak_labels(weak) if weak is not None else []
-    source, weak_only = _weak_only_cases(source, weak is not None)
+    source, weak_only = weak_only_cases(source, weak is not None)
     cases = sorted((find_cases(source, label_suffix, exclude=out) if source else []) + weak_only,
                    key=lambda c: c.name)
-    if len({c.name for c in cases}) < len(cases):
-        raise InputError("duplicate case names in source; give every case one name.")
     labels = resolve_names([c.label for c in cases if c.label is not None], labels)  # RTSTRUCT / SEG: ROI names → values
     settings = _settings(modality, window, image_size, axis, min_pixels, split_components,
                          test_fraction, test_cases, seed, labels, min_mm2)
-    weak_by_case = _weak_by_case(weak_list, cases, settings["labels"])
+    weak_for = weak_by_case(weak_list, cases, settings["labels"])
     if weak_list:  # a changed weak-label file is another dataset (resume refuses it)
         settings["weak"] = hashlib.sha256(repr(sorted(map(repr, weak_list))).encode()).hexdigest()
     names = [c.name for c in cases]
     settings = json.loads(json.dumps(settings))
     meta, manifest, todo, split = _state(out, settings, cases)
-    in_test = sorted(n for n in {c.name for c in weak_only} | set(weak_by_case) if split[n] == "test")
+    in_test = sorted(n for n in {c.name for c in weak_only} | set(weak_for) if split[n] == "test")
     if in_test:
         raise InputError(f"case(s) {in_test} have weak labels but fell in the test split; test cases are scored "
                          "against label maps only: pass test_cases= naming cases with label maps and no weak labels.")
@@ -385,8 +331,8 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         arr, lab, spacing = _read_case(case, labels=settings["labels"])
         _check_normalizable(arr, spacing, case, settings)
         needed += check_slices(arr, _slice_axis(arr, spacing, settings), case.image, settings)
-        _check_weak(weak_by_case.get(case.name, []), case, arr.shape, _slice_axis(arr, spacing, settings), {})
-        found |= {a.label for a in weak_by_case.get(case.name, [])}
+        check_weak(weak_for.get(case.name, []), case, arr.shape, _slice_axis(arr, spacing, settings), {})
+        found |= {a.label for a in weak_for.get(case.name, [])}
         for note in modality_notes(arr, settings):
             notes.setdefault(note, []).append(case.name)
         found |= _values(lab)
@@ -414,7 +360,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             raise InputError(f"{out} was changed by another run while this one was checking; re-run.")
         for stale in out.glob(TMP_PREFIX + "*"):  # left by a killed run (we hold the lock)
             stale.unlink(missing_ok=True)
-        return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_by_case)
+        return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_for)
     except InputError:
         lock.release()
         remove_empty_folders(created)
@@ -468,44 +414,6 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
         atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1), hint=hint)
     report(meta, used, settings, progress)
     return open_dataset(out).manifest
-
-
-def _weak_only_cases(source, has_weak: bool):
-    """``(source without weak-only cases, [Case(name, image, None)])``: entries ``{case: (image, None)}``
-    (or ``{case: image}``) of a dict source are cases with weak labels only."""
-    if not isinstance(source, dict):
-        return source, []
-    only = {k: v for k, v in source.items()
-            if isinstance(v, (str, os.PathLike)) or (isinstance(v, (tuple, list)) and len(v) == 2 and v[1] is None)}
-    if only and not has_weak:
-        raise InputError(f"case(s) {sorted(only)[:5]} have no label map; give one, or weak labels with weak=<file>.")
-    cases = []
-    for name, v in only.items():
-        image = Path(v if isinstance(v, (str, os.PathLike)) else v[0])
-        if not image.exists():
-            raise InputError(f"image {image} of case {name!r} not found.")
-        cases.append(Case(str(name), image, None))
-    rest = {k: v for k, v in source.items() if k not in only}
-    return rest, cases
-
-
-def _weak_by_case(weak_list: list, cases: list, labels) -> dict:
-    """Weak annotations per case, with label names turned into values; unknown cases / names refused."""
-    names = {c.name for c in cases}
-    values = {str(v): int(k) for k, v in labels.items()} if isinstance(labels, dict) else {}
-    out: dict = {}
-    for a in weak_list:
-        if a.case not in names:
-            raise InputError(f"weak labels name case {a.case!r}, which is not a case of the source "
-                             f"({sorted(names)[:10]}).")
-        label = a.label
-        if isinstance(label, str):
-            if label not in values:
-                raise InputError(f"weak label {label!r} (case {a.case}) is a name: give labels={{value: name}} to "
-                                 f"preprocess naming it, or use the label value (known names: {sorted(values)}).")
-            label = values[label]
-        out.setdefault(a.case, []).append(dataclasses.replace(a, label=int(label)))
-    return out
 
 
 #: Alias of :func:`preprocess`, the name used in the docs of the pipeline.

@@ -40,7 +40,6 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,7 +57,8 @@ from ..errors import CheckpointError, InputError
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
-from .losses import BoxAsMaskLoss, BoxSupervisedLoss, DiceBCELoss, dice_bce_loss, loss_config
+from .config import GUARD_TOLERANCE, FinetuneConfig, FinetuneResult, choose_epoch, guard_summary
+from .losses import BoxAsMaskLoss, BoxSupervisedLoss, DiceBCELoss, dice_bce_loss, loss_config, resolve_loss
 from .steps import (_click_forward, _forward, _validate, jitter_boxes, load_targets, loss_batch, targets_per_label,
                     train_autocast)
 
@@ -72,155 +72,6 @@ _RESUME_KEYS = ("dataset_fingerprint", "model_name", "encoder_sha256", "lr", "ba
                 "loss", "guard_tolerance")
 #: A resumed run written before a key existed had that key's value then (its loss was Dice + BCE, no guard).
 _RESUME_DEFAULTS = {"loss": {"name": "dice_bce", "dice": 1.0, "bce": 1.0}, "guard_tolerance": None}
-
-#: The default of :attr:`FinetuneConfig.guard_tolerance`: a checkpoint may lose at most this much
-#: validation Dice on any label against the pretrained decoder (epoch 0) to be chosen as ``best.pt``.
-GUARD_TOLERANCE = 0.01
-
-
-@dataclass
-class FinetuneConfig:
-    """Every setting of :func:`finetune`, with its default (the one place the defaults live).
-
-    ``finetune(ds, out, model, epochs=4, lr=1e-4)`` and ``finetune(ds, out, model,
-    config=FinetuneConfig(epochs=4, lr=1e-4))`` are the same call; keywords given beside ``config``
-    replace its fields. See :func:`finetune` for what each field does.
-    """
-
-    epochs: int = 10
-    lr: float = 1e-5
-    batch_size: int = 8
-    seed: int = 0
-    box_jitter: int = 20
-    train_prompt_encoder: bool = False
-    val_cases: object = None
-    val_fraction: float = 0.2
-    cases: object = None
-    max_slices_per_case: int | None = None
-    labels: object = None
-    max_minutes: float | None = None
-    clicks: int = 0
-    precision: str = "fp32"
-    loss: object = None
-    guard_tolerance: float | None = GUARD_TOLERANCE
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-
-    def replace(self, **changes) -> "FinetuneConfig":
-        """A copy with ``changes``; an unknown name is an InputError listing the known ones."""
-        known = set(self.__dataclass_fields__)
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise InputError(f"finetune() got unknown setting(s) {unknown}; the settings are {sorted(known)} "
-                             "(see help(medsam_lite.FinetuneConfig)).")
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass
-class FinetuneResult:
-    """What :func:`finetune` returns.
-
-    Attributes:
-        best: path of the chosen checkpoint (``best.pt``; see :func:`finetune`'s guard).
-        last: path of the latest epoch's checkpoint (``last.pt``).
-        history: one row per epoch, **epoch 0 = the starting (pretrained) decoder, validated before
-            any training** (its ``train_loss`` is NaN, ``train_samples`` 0): ``epoch``,
-            ``train_loss``, ``val_loss``, ``val_dice`` (mean over validation targets),
-            ``val_dice_<label name>`` (mean per label), ``train_samples``, ``train_seconds``,
-            ``samples_per_s`` (training loop only), ``val_seconds``. Without validation cases the
-            ``val_*`` columns are NaN.
-        train_cases, val_cases: the case ids used for training and for validation (``val_cases``
-            empty: no validation, ``best.pt`` = the last epoch).
-        targets_per_label: label name → ``{"train": n, "val": n, "dropped_by_preprocess": n}``: how
-            many targets each label had (a label with 0 training targets was never trained on —
-            e.g. a small organ below ``preprocess``'s minimum size at coarse spacing).
-        best_epoch: the epoch ``best.pt`` holds (0: the starting decoder was kept).
-        kept_pretrained: True when no trained epoch passed the guard and ``best.pt`` is the
-            starting decoder.
-        change: label name → ``{"epoch0", "best", "change"}``: validation Dice of the starting
-            decoder, of ``best.pt``, and the difference (empty without validation).
-        summary: the sentences the run printed about its choice (also for ``progress=False``).
-    """
-
-    best: Path
-    last: Path
-    history: pd.DataFrame
-    train_cases: list
-    val_cases: list
-    targets_per_label: dict = field(default_factory=dict)
-    best_epoch: int = 0
-    kept_pretrained: bool = False
-    change: dict = field(default_factory=dict)
-    summary: str = ""
-
-    @property
-    def best_row(self) -> pd.Series:
-        """The ``history`` row of ``best.pt``'s epoch (use it rather than ``val_dice.idxmax()``, which
-        fails without validation and ignores the guard)."""
-        return self.history.set_index("epoch").loc[self.best_epoch]
-
-
-def _label_columns(history: list[dict]) -> list[str]:
-    return sorted({k for h in history for k in h if k.startswith("val_dice_")})
-
-
-def _qualifies(row: dict, base: dict | None, tolerance: float | None) -> bool:
-    """Whether ``row`` loses no label's validation Dice by more than ``tolerance`` against ``base``."""
-    if base is None or tolerance is None:
-        return True
-    for col in _label_columns([base]):
-        b, r = base.get(col, math.nan), row.get(col, math.nan)
-        if not math.isnan(b) and (math.isnan(r) or r < b - tolerance):
-            return False
-    return True
-
-
-def _choose(history: list[dict], tolerance: float | None) -> int:
-    """The epoch ``best.pt`` must hold: best mean validation Dice among the epochs that pass the guard
-    against epoch 0 (epoch 0 itself always passes; ties → the earlier). Without validation: the last.
-    ``tolerance=None``: no guard, the best trained epoch (epoch 0 is no candidate, as before the guard)."""
-    scored = [h for h in history if not math.isnan(h.get("val_dice", math.nan))]
-    if not scored:
-        return int(history[-1]["epoch"])
-    base = next((h for h in scored if int(h["epoch"]) == 0), None)
-    pool = [h for h in scored if (tolerance is not None or int(h["epoch"]) > 0) and _qualifies(h, base, tolerance)]
-    if not pool:  # tolerance=None and only epoch 0 so far
-        return int(history[-1]["epoch"])
-    return int(max(pool, key=lambda h: (h["val_dice"], -int(h["epoch"])))["epoch"])
-
-
-def _summary(history: list[dict], best_epoch: int, tolerance: float | None, val_cases: list) -> tuple[str, dict, bool]:
-    """``(text, per-label change, kept_pretrained)`` of a run's choice of ``best.pt``."""
-    rows = {int(h["epoch"]): h for h in history}
-    last = int(history[-1]["epoch"])
-    if not val_cases:
-        return (f"no validation case (a dataset with a single training case, val_fraction=0 or val_cases=[]): "
-                f"best.pt is the last epoch ({last}); nothing guards it against the pretrained decoder — check "
-                "it on held-out cases (medsam_lite.evaluate).", {}, False)
-    base, best = rows.get(0), rows[best_epoch]
-    change = {}
-    if base is not None:
-        for col in _label_columns([base]):
-            name = col[len("val_dice_"):]
-            change[name] = {"epoch0": float(base[col]), "best": float(best.get(col, math.nan)),
-                            "change": float(best.get(col, math.nan) - base[col])}
-    per_label = ", ".join(f"{n} {c['epoch0']:.3f} → {c['best']:.3f} ({c['change']:+.3f})" for n, c in change.items())
-    kept = best_epoch == 0 and last > 0
-    if tolerance is None:
-        head = f"best.pt = epoch {best_epoch} (best mean validation Dice; guard off)"
-    elif kept:
-        losers = sorted({col[len('val_dice_'):] for h in history if int(h["epoch"]) > 0
-                         for col in _label_columns([base]) if h.get(col, math.nan) < base[col] - tolerance})
-        head = (f"no trained epoch kept every label within {tolerance} validation Dice of the pretrained decoder "
-                f"(lost: {', '.join(losers)}): best.pt is the starting decoder (epoch 0)") if losers else (
-                "no trained epoch scored a higher mean validation Dice than the pretrained decoder: best.pt is the "
-                "starting decoder (epoch 0)")
-    else:
-        head = (f"best.pt = epoch {best_epoch}: the best mean validation Dice among the epochs that lose no label "
-                f"by more than {tolerance} against the pretrained decoder (epoch 0)")
-    return f"{head}. Validation Dice per label, epoch 0 → best: {per_label}.", change, kept
-
 
 def _read_last(path: Path) -> dict:
     """``last.pt`` of a run to resume; CheckpointError if it is cut short or not from finetune."""
@@ -291,28 +142,6 @@ def _base_checkpoint(model: SamModel) -> str:
     except Exception:  # noqa: BLE001 - an unreadable file is reported by load_model, not here
         pass
     return str(model.checkpoint)
-
-
-def _check_loss(loss, targets: pd.DataFrame, clicks: int):
-    """The loss object of a run: ``loss`` checked, or the default for the targets' kinds."""
-    weak = "weak" in targets and (targets["weak"].fillna("") != "").any()
-    if loss is None:
-        return BoxSupervisedLoss() if weak else DiceBCELoss()
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise InputError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or pass a loss object.")
-        loss = LOSSES[loss]()
-    if not callable(loss) or not isinstance(getattr(loss, "name", None), str):
-        raise InputError(f"loss must be a loss object with a name and config() (e.g. medsam_lite.train.losses."
-                         f"DiceBCELoss() or BoxSupervisedLoss()), got {loss!r}.")
-    if weak and not getattr(loss, "weak_ok", False):
-        raise InputError(f"the selected targets include box / RECIST annotations (weak labels), which {loss!r} "
-                         "cannot train on (it needs masks); use medsam_lite.train.losses.BoxSupervisedLoss() "
-                         "(the default for such a dataset), or labels=/cases= without weak targets.")
-    if clicks and not isinstance(loss, DiceBCELoss) or (clicks and weak):
-        raise InputError("clicks=K trains on masks with Dice + BCE (the click rounds need the true mask); "
-                         "use the default loss and a dataset of masks with clicks, or clicks=0.")
-    return loss
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -410,10 +239,6 @@ def _published_signature() -> inspect.Signature:
 finetune.__signature__ = _published_signature()
 
 
-#: Loss names a settings file or the CLI may give (``loss = "box_supervised"``).
-LOSSES = {"dice_bce": DiceBCELoss, "box_supervised": BoxSupervisedLoss, "box_as_mask": BoxAsMaskLoss}
-
-
 def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
     epochs, lr, batch_size, seed, box_jitter = cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, cfg.box_jitter
     train_prompt_encoder, val_cases, val_fraction, cases = cfg.train_prompt_encoder, cfg.val_cases, cfg.val_fraction, cfg.cases
@@ -450,7 +275,7 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
     targets = targets.sort_values(["case", "slice", "label", "component"]).reset_index(drop=True)
     if targets.empty:
         raise InputError("no training targets selected; check cases=, labels= and max_slices_per_case=.")
-    loss = _check_loss(cfg.loss, targets, clicks)
+    loss = resolve_loss(cfg.loss, "weak" in targets and bool((targets["weak"].fillna("") != "").any()), clicks)
     config = {
         "model_name": model.name, "encoder_sha256": encoder_sha256(model), "dataset": str(dataset.root),
         "dataset_fingerprint": dataset_fingerprint(dataset),
@@ -512,7 +337,7 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
 
     base_checkpoint = _base_checkpoint(model)  # read once, not every epoch
     forward = data_parallel(trainee, _click_forward if clicks else _forward)  # under torchrun through DDP
-    best_epoch = _choose(history, tolerance) if history else -1
+    best_epoch = choose_epoch(history, tolerance) if history else -1
     shift = int(round(box_jitter * model.input_size / 1024))
     n = len(train["rows"])
     steps = math.ceil(n / batch_size)
@@ -556,7 +381,7 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
         row = from_main(row)  # rank 0 validates; every rank keeps the same history
         val_dice = row["val_dice"]
         history.append(row)
-        chosen_epoch = _choose(history, tolerance)
+        chosen_epoch = choose_epoch(history, tolerance)
         improved = chosen_epoch == epoch and chosen_epoch != best_epoch
         best_epoch = chosen_epoch
         if ctx.is_main:  # one writer: the files are those of a single-process run
@@ -576,8 +401,8 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
     if ctx.is_main and not best_path.exists():  # resumed a finished run
         _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
     barrier()  # under torchrun every rank returns once rank 0 has written the files
-    best_epoch = _choose(history, tolerance)
-    text, change, kept = _summary(history, best_epoch, tolerance, val_cases)
+    best_epoch = choose_epoch(history, tolerance)
+    text, change, kept = guard_summary(history, best_epoch, tolerance, val_cases)
     if kept:
         warnings.warn(text, stacklevel=3)
     elif progress:

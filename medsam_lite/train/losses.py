@@ -28,7 +28,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossBatch", "DiceBCELoss", "BoxSupervisedLoss", "BoxAsMaskLoss", "dice_bce_loss", "loss_config"]
+from ..errors import InputError
+
+__all__ = ["LossBatch", "DiceBCELoss", "BoxSupervisedLoss", "BoxAsMaskLoss", "LOSSES", "dice_bce_loss", "loss_config",
+           "resolve_loss", "intensity_pseudo_mask"]
 
 
 @dataclass
@@ -231,6 +234,32 @@ def intensity_pseudo_mask(image: torch.Tensor, box: torch.Tensor, ring: int = 10
         target[i, 0][fg] = 1.0
         weight[i, 0][fg | bg] = 1.0
     return target, weight
+
+
+#: Loss names a settings file or the CLI may give (``loss = "box_supervised"``).
+LOSSES = {"dice_bce": DiceBCELoss, "box_supervised": BoxSupervisedLoss, "box_as_mask": BoxAsMaskLoss}
+
+
+def resolve_loss(loss, weak: bool, clicks: int = 0):
+    """The loss object of a run: ``loss`` (an object or a name of :data:`LOSSES`) checked, or the
+    default for the targets (``weak``: some are box / RECIST annotations)."""
+    if loss is None:
+        return BoxSupervisedLoss() if weak else DiceBCELoss()
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise InputError(f"unknown loss {loss!r}; choose one of {sorted(LOSSES)} or pass a loss object.")
+        loss = LOSSES[loss]()
+    if not callable(loss) or not isinstance(getattr(loss, "name", None), str):
+        raise InputError(f"loss must be a loss object with a name and config() (e.g. medsam_lite.train.losses."
+                         f"DiceBCELoss() or BoxSupervisedLoss()), got {loss!r}.")
+    if weak and not getattr(loss, "weak_ok", False):
+        raise InputError(f"the selected targets include box / RECIST annotations (weak labels), which {loss!r} "
+                         "cannot train on (it needs masks); use medsam_lite.train.losses.BoxSupervisedLoss() "
+                         "(the default for such a dataset), or labels=/cases= without weak targets.")
+    if clicks and (weak or not isinstance(loss, DiceBCELoss)):
+        raise InputError("clicks=K trains on masks with Dice + BCE (the click rounds need the true mask); "
+                         "use the default loss and a dataset of masks with clicks, or clicks=0.")
+    return loss
 
 
 def loss_config(loss) -> dict:
