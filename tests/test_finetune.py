@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.train.finetune import _choose, dice_bce_loss, jitter_boxes
+from medsam_lite.train.config import choose_epoch
+from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
 from medsam_lite.train.losses import DiceBCELoss
 from conftest import MAX_SLICES
 
@@ -108,7 +109,7 @@ def test_guard_keeps_the_pretrained_decoder_when_every_epoch_loses_a_label(datas
     start = {f"mask_decoder.{k}": v for k, v in model.mask_decoder.state_dict().items()}
     assert _same(best, start) and not _same(_decoder(r.last), start)
     assert all(c["change"] == 0 for c in r.change.values()) and r.best_row["val_dice"] == h.loc[0, "val_dice"]
-    assert _choose(r.history.to_dict("records"), None) == 1  # guard off: the old rule (best trained epoch)
+    assert choose_epoch(r.history.to_dict("records"), None) == 1  # guard off: the old rule (best trained epoch)
 
 
 def test_no_validation_case_trains_and_says_so(dataset, model, tmp_path):
@@ -126,8 +127,10 @@ def test_config_dataclass_and_keywords_are_one_call(dataset, model, tmp_path):
     assert cfg.guard_tolerance == 0.01 and ml.FinetuneConfig().lr == 1e-5  # the one place of defaults
     with pytest.raises(ml.InputError, match="unknown setting.*epoch_count"):
         ml.finetune(dataset, tmp_path, model, config=cfg, epoch_count=3)
-    with pytest.raises(ml.InputError, match="loss must be a loss object"):
+    with pytest.raises(ml.InputError, match="unknown loss 'dice'.*dice_bce"):
         ml.finetune(dataset, tmp_path, model, config=cfg, loss="dice")
+    with pytest.raises(ml.InputError, match="loss must be a loss object"):
+        ml.finetune(dataset, tmp_path, model, config=cfg, loss=42)
 
 
 def test_time_budget_stops_between_epochs_and_resume_goes_on(dataset, model, tmp_path):
