@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="append the section to bench/RESULTS.md")
+    parser.add_argument("--pseudo", type=float, default=1.0, help="pseudo-mask weight of the box_pseudo arm")
     parser.add_argument("--work", type=Path, default=None, help="folder to keep (and reuse) the prepared datasets")
     args = parser.parse_args()
     import torch
@@ -76,7 +77,7 @@ def main() -> None:
     _, pre = ml.evaluate(model, work / "masks", **kw)
     results = {"pretrained": {s: pre["dsc"].to_dict() for s in args.seeds.split(",")}}
     losses = {"mask": ("masks", DiceBCELoss()), "box": ("boxes", BoxSupervisedLoss()),
-              "box_pseudo": ("boxes", BoxSupervisedLoss(pseudo=1.0)),
+              "box_pseudo": ("boxes", BoxSupervisedLoss(pseudo=args.pseudo)),
               "box_nopair": ("boxes", BoxSupervisedLoss(pairwise=0.0)), "box_as_mask": ("boxes", BoxAsMaskLoss())}
     seconds, targets = {}, {}
     for arm in args.arms.split(","):
