@@ -48,7 +48,8 @@ CONFIGS = {  # name: (backend, precision, torch autocast)
 def sample_slices(n: int):
     """``n`` real slices: ``[(rgb H×W×3 uint8, boxes K×4 XYXY original pixels)]``, K >= 1."""
     from medsam_lite import io, samples
-    from medsam_lite.model.geometry import box_from_mask, to_rgb_uint8
+    from medsam_lite.model.geometry import box_from_mask
+    from medsam_lite.model.intensity import to_rgb_uint8
 
     def boxes_of(label):
         return np.stack([box_from_mask(label == v) for v in np.unique(label) if v > 0 and (label == v).sum() > 20])

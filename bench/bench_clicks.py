@@ -70,7 +70,7 @@ def report(rows, n_clicks: int) -> str:
         p = np.array([r["pretrained"] for r in sel])
         s = np.array([r["shipped"] for r in sel])
         assert np.array_equal(p[:, 0], s[:, 0]), "box-only Dice must not depend on the click decoder"
-        noc = {t: [np.mean([ml.clicks.clicks_to_reach(d, t) for d in x]) for x in (p, s)] for t in (0.85, 0.90)}
+        noc = {t: [np.mean([ml.metrics.clicks_to_reach(d, t) for d in x]) for x in (p, s)] for t in (0.85, 0.90)}
         summary[(scan, organ)] = (p.mean(0), s.mean(0), np.array(noc[0.85] + noc[0.90]))
         lines.append(f"| {scan} | {organ} | {len(sel)} | {p[:, 0].mean():.3f} | {p[:, 1].mean():.3f} | "
                      f"{p[:, n_clicks].mean():.3f} | {s[:, 1].mean():.3f} | {s[:, n_clicks].mean():.3f} | "

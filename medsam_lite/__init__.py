@@ -16,39 +16,76 @@ Public API (see each function's docstring for shapes and conventions):
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .errors import CheckpointError, InputError, StoreMismatchError
-from .model.intensity import CT_WINDOWS, IntensityPreset, normalize_intensity
-from .model.geometry import box_from_mask, xywh_to_xyxy, xyxy_to_xywh
-from .model.models import MODELS, SamModel, load_model
-from .model.inference import Embedding, decode, encode
-from .interactive.predict import Predictor, predict
-from .interactive.volume import VolumePredictor, box_from_recist, predict_volume
-from .data.embed import embed
-from .evaluate import dice, evaluate, nsd, predict_case
-from .clicks import simulate_clicks
-from .train.finetune import FinetuneConfig, finetune
-from .data.preprocess import prepare_dataset, preprocess
-from .downloads import fetch_checkpoint
-from . import io
-from .interactive import labelmaps
-from .interactive.labelmaps import predict_label_map, predict_volume_labels
-from .interactive.challenge import run_challenge
 
 try:
     __version__ = _version("medsam-lite")  # one source of truth: pyproject.toml, through the installed metadata
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
+#: Where each public name lives; imported on first use, so ``import medsam_lite`` imports neither torch nor
+#: SimpleITK (a cold ``predict`` then imports only what it runs: bench/bench_coldstart.py).
+_LAZY = {
+    "CT_WINDOWS": ".model.intensity", "IntensityPreset": ".model.intensity", "normalize_intensity": ".model.intensity",
+    "box_from_mask": ".model.geometry", "xywh_to_xyxy": ".model.geometry", "xyxy_to_xywh": ".model.geometry",
+    "MODELS": ".model.models", "SamModel": ".model.models", "load_model": ".model.models",
+    "Embedding": ".model.inference", "decode": ".model.inference", "encode": ".model.inference",
+    "Predictor": ".interactive.predict", "predict": ".interactive.predict",
+    "VolumePredictor": ".interactive.volume", "predict_volume": ".interactive.volume",
+    "box_from_recist": ".interactive.prompts",
+    "embed": ".data.embed",
+    "evaluate": ".evaluate", "predict_case": ".evaluate",
+    "dice": ".metrics", "nsd": ".metrics",
+    "simulate_clicks": ".clicks",
+    "FinetuneConfig": ".train.config", "finetune": ".train.finetune",
+    "prepare_dataset": ".data.preprocess", "preprocess": ".data.preprocess",
+    "fetch_checkpoint": ".downloads",
+    "predict_label_map": ".interactive.labelmaps", "predict_volume_labels": ".interactive.labelmaps",
+    "run_challenge": ".app.challenge",
+}
+#: Submodules reachable as attributes (``ml.io``, ``ml.labelmaps``, ``ml.widgets``: ipywidgets on first use).
+_SUBMODULES = {"io": ".io", "labelmaps": ".interactive.labelmaps", "widgets": ".interactive.widgets"}
+
 
 def __getattr__(name):
-    """``medsam_lite.widgets`` on first use (ipywidgets is only imported when asked for)."""
-    if name == "widgets":
-        import importlib
+    """A public name on first use (see ``_LAZY``); it is then bound in the package like any other."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(_SUBMODULES[name], __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return importlib.import_module(".interactive.widgets", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+
+
+class _Package(types.ModuleType):
+    """``medsam_lite.evaluate`` stays the function (as when it was imported eagerly), although the
+    import system binds the submodule ``medsam_lite.evaluate`` of the same name when it is imported."""
+
+    @property
+    def evaluate(self):
+        override = self.__dict__.get("_evaluate_set")
+        if override is not None:
+            return override
+        return importlib.import_module(".evaluate", __name__).evaluate
+
+    @evaluate.setter
+    def evaluate(self, value):
+        if not isinstance(value, types.ModuleType):  # a user's (or a test's) own binding is kept
+            self.__dict__["_evaluate_set"] = value
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "CT_WINDOWS",

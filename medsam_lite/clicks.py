@@ -8,7 +8,7 @@ ones and the previous logits are passed back as the mask input, as a user's sess
 
 * :func:`next_click` — the robot's next click for one mask (also what training samples from).
 * :func:`simulate_clicks` — Dice after the box and after each click on one 2D image.
-* :func:`clicks_to_reach` — NoC@t: clicks needed to reach a Dice (capped at the clicks made).
+* NoC@t (clicks needed to reach a Dice): :func:`medsam_lite.metrics.clicks_to_reach`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from scipy import ndimage
 
 from .errors import InputError
 from .model.geometry import check_binary, check_boxes
+from .metrics import dice
 from .model.inference import Embedding, decode
 
-__all__ = ["next_click", "simulate_clicks", "clicks_to_reach", "robot_session"]
+__all__ = ["next_click", "simulate_clicks", "robot_session"]
 
 
 def next_click(pred, truth, rng: np.random.Generator | None = None):
@@ -123,17 +124,4 @@ def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str |
         raise InputError(f"truth must be a non-empty {embedding.original_hw} mask of the image, got "
                          f"{truth.shape} with {int(truth.sum())} pixels.")
     masks = robot_session(model, embedding, truth, box, int(n_clicks))[0]
-    return np.array([_dice(m, truth) for m in masks])
-
-
-def clicks_to_reach(dices, threshold: float) -> int:
-    """NoC@threshold: the fewest clicks after which Dice ≥ ``threshold`` (0 = the box alone),
-    capped at the clicks made (``len(dices) - 1``) when it is never reached."""
-    dices = np.asarray(dices, float)
-    hit = np.flatnonzero(dices >= threshold)
-    return int(hit[0]) if hit.size else len(dices) - 1
-
-
-def _dice(a, b) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
+    return np.array([dice(m, truth) for m in masks])

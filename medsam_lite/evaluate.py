@@ -1,9 +1,4 @@
-"""Segmentation metrics — Dice (DSC) and Normalized Surface Distance (NSD) — and dataset evaluation.
-
-Masks are boolean arrays of the same shape, 2D ``(y, x)`` or 3D ``(z, y, x)``; spacings are in mm
-in the same axis order. NSD is DeepMind's surface Dice (``surface-distance`` package,
-Nikolov et al. 2021), the metric of the MedSAM paper; medsam_lite only handles empty masks (which
-that package cannot) and checks the input.
+"""Dataset evaluation: DSC and NSD per case and label (the metrics themselves: :mod:`medsam_lite.metrics`).
 
 :func:`evaluate` scores a model on a prepared dataset **per case and label in 3D**: for every
 slice of a case the model segments each target from its ground-truth box (reading the stored
@@ -28,72 +23,8 @@ from .model.models import check_model
 from .data.embed import embed, select_slices
 from .errors import InputError
 from .model.inference import decode
-from .clicks import clicks_to_reach, robot_session
-
-
-def _pair(pred, truth) -> tuple[np.ndarray, np.ndarray]:
-    pred, truth = np.asarray(pred), np.asarray(truth)
-    if pred.shape != truth.shape:
-        raise InputError(f"prediction {pred.shape} and ground truth {truth.shape} differ in shape; "
-                         "resample one onto the other's grid first.")
-    for name, arr in (("prediction", pred), ("ground truth", truth)):
-        if arr.dtype.kind not in "biuf":
-            raise InputError(f"{name} has dtype {arr.dtype}; masks must be binary (bool or 0/1), e.g. (label_map == k).")
-        if arr.size == 0:
-            raise InputError(f"{name} is empty (shape {arr.shape}); pass masks with at least one pixel.")
-        if arr.dtype != bool and not np.isin(arr, (0, 1)).all():
-            raise InputError(f"{name} is not binary (values {np.unique(arr)[:5]}…); pass (label_map == k).")
-    return pred.astype(bool), truth.astype(bool)
-
-
-def dice(pred, truth) -> float:
-    """Dice similarity coefficient of two binary masks, in [0, 1]; 1.0 when both are empty."""
-    pred, truth = _pair(pred, truth)
-    total = pred.sum() + truth.sum()
-    if total == 0:
-        return 1.0
-    return float(2.0 * np.logical_and(pred, truth).sum() / total)
-
-
-def nsd(pred, truth, spacing=None, tolerance_mm: float = 1.0) -> float:
-    """Normalized Surface Distance (surface Dice at a tolerance) of two binary masks, in [0, 1].
-
-    The share of both surfaces (contour lengths in 2D, surface areas in 3D) that lies within
-    ``tolerance_mm`` of the other surface, computed by ``surface_distance``
-    (``compute_surface_distances`` + ``compute_surface_dice_at_tolerance``).
-
-    Args:
-        pred, truth: boolean (or 0/1) masks of the same shape, ``(y, x)`` or ``(z, y, x)``.
-        spacing: pixel/voxel size in mm in the **array's axis order** (``(row, col)`` or
-            ``(z, row, col)``); default 1 mm along every axis.
-        tolerance_mm: the distance up to which a surface element counts as matched.
-
-    Returns:
-        NSD in [0, 1]: 1.0 when both masks are empty, 0.0 when exactly one is.
-    """
-    from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
-
-    pred, truth = _pair(pred, truth)
-    if pred.ndim not in (2, 3):
-        raise InputError(f"NSD needs 2D (y, x) or 3D (z, y, x) masks, got shape {pred.shape}.")
-    order = f"({'z, ' if pred.ndim == 3 else ''}row, col)"
-    try:
-        values = (1.0,) * pred.ndim if spacing is None else tuple(float(s) for s in np.ravel(spacing))
-    except (TypeError, ValueError):
-        values = ()
-    if isinstance(spacing, (str, bytes)) or len(values) != pred.ndim or not all(np.isfinite(v) and v > 0 for v in values):
-        raise InputError(f"spacing must be {pred.ndim} positive numbers in mm in array order {order}, got {spacing!r}.")
-    spacing = values
-    if isinstance(tolerance_mm, bool) or not isinstance(tolerance_mm, (int, float, np.number)) \
-            or not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
-        raise InputError(f"tolerance_mm must be a finite number ≥ 0 (mm), got {tolerance_mm!r}.")
-    has_pred, has_truth = bool(pred.any()), bool(truth.any())
-    if not has_pred and not has_truth:
-        return 1.0
-    if has_pred != has_truth:
-        return 0.0
-    distances = compute_surface_distances(truth, pred, spacing)
-    return float(compute_surface_dice_at_tolerance(distances, float(tolerance_mm)))
+from .clicks import robot_session
+from .metrics import clicks_to_reach, dice, nsd
 
 
 @dataclass
@@ -131,18 +62,33 @@ class CaseSegmentation:
         return int(hit[0])
 
 
+#: The most robot clicks per target :func:`evaluate` runs: each click keeps one volume per label in
+#: memory and runs the decoder once per target (interactive benchmarks use 5, SAM's up to 20).
+MAX_CLICKS = 20
+
+
+def check_clicks(clicks) -> int:
+    """``clicks`` as a whole number 0 … :data:`MAX_CLICKS` (before any work)."""
+    clicks = check_int(clicks, "clicks", 0)
+    if clicks > MAX_CLICKS:
+        raise InputError(f"clicks={clicks} is more than {MAX_CLICKS} robot clicks per target: every click keeps one "
+                         "volume per label in memory and runs the decoder once per target, and interactive "
+                         f"benchmarks stop at 5 (CVPR 2025) to 20 (SAM); pass clicks ≤ {MAX_CLICKS}.")
+    return clicks
+
+
 @torch.no_grad()
 def predict_case(model, dataset, case: str, max_slices_per_case: int | None = None, labels=None,
                  store=None, clicks: int = 0) -> CaseSegmentation:
     """Segment every target of one case from its ground-truth box, on the stored embeddings.
 
     Args:
-        model: a :class:`~medsam_lite.models.SamModel` (pretrained or fine-tuned).
+        model: a :class:`~medsam_lite.model.models.SamModel` (pretrained or fine-tuned).
         dataset: a prepared dataset folder or ``Dataset``.
         case: the case id.
         max_slices_per_case: only this many consecutive central slices (see ``select_slices``).
         labels: only these label values (default: all of the case's).
-        store: an :class:`~medsam_lite.embed.EmbeddingStore` (default: ``embed()`` for the case,
+        store: an :class:`~medsam_lite.data.store.EmbeddingStore` (default: ``embed()`` for the case,
             which reuses what is stored and computes the rest).
         clicks: also segment each target with ``clicks`` robot clicks after its box (``clicked``).
 
@@ -152,13 +98,14 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
     dataset, model = check_dataset(dataset), check_model(model)
     if not isinstance(case, str):
         raise InputError(f"case must be a case id (a string such as 'sub-07'), got {case!r}.")
+    clicks = check_clicks(clicks)  # before any embedding (each click holds a volume per label)
+    labels = check_labels(labels)
     chosen = select_slices(dataset, None, [case], max_slices_per_case)
     if store is None:
         store = embed(dataset, model, cases=[case], max_slices_per_case=max_slices_per_case, progress=False)
     else:
         store.check_serves(dataset)
     targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
-    labels = check_labels(labels)
     if labels is not None:
         targets = targets[targets["label"].isin(labels)]
     targets = targets.sort_values(["slice", "label", "component"]).reset_index(drop=True)
@@ -224,7 +171,7 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
     spacing is used.
 
     Args:
-        model: a :class:`~medsam_lite.models.SamModel`, e.g. ``load_model()`` or
+        model: a :class:`~medsam_lite.model.models.SamModel`, e.g. ``load_model()`` or
             ``load_model(checkpoint="runs/ft/best.pt")``.
         dataset: a prepared dataset folder or ``Dataset``.
         split: ``"test"`` (default), ``"train"``, or ``None`` for every case.
@@ -250,7 +197,7 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
             or not (np.isfinite(tolerance_mm) and tolerance_mm >= 0):
         raise InputError(f"tolerance_mm must be a finite number ≥ 0 (mm), got {tolerance_mm!r}.")
     labels = check_labels(labels)
-    clicks = check_int(clicks, "clicks", 0)
+    clicks = check_clicks(clicks)
     chosen = select_slices(dataset, split, cases, max_slices_per_case)
     _check_spacing(chosen)  # before any embedding is computed
     store = embed(dataset, model, split=split, cases=cases, max_slices_per_case=max_slices_per_case,

@@ -6,7 +6,7 @@ Fails (exit 1, one line per problem) on:
 
 * an **absolute path** in an output (``/work/…``, ``/root/…``, ``/tmp/…``, ``/home/…``, ``/content/…``,
   the repository's or the user's home folder, ``C:\\…``): print paths relative to ``tutorials/``
-  (``medsam_lite.tutorial.short_path``);
+  (``medsam_lite.app.tutorial.short_path``);
 * a **progress bar not in its final state**: a tqdm widget (its state is not stored: GitHub shows
   it empty — pass ``progress=False`` and print the time), or a text bar whose last state is under 100 %;
 * **repeated noise**: the same line of stream output (30 characters or more) three times or more in

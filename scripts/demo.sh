@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m medsam_lite.demo "$@"
+.venv/bin/python -m medsam_lite.app.demo "$@"

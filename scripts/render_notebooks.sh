@@ -3,7 +3,7 @@
 # every figure, table and number without running anything.
 #
 #   bash scripts/render_notebooks.sh          # all notebooks, in order (work/ is shared: 02 → 07)
-#   bash scripts/render_notebooks.sh 01 06    # only these
+#   bash scripts/render_notebooks.sh 01 06    # only these ("demo": only the README's demo figure + printout)
 #
 # Each notebook's jupytext source (tutorials/NN_name.py) is executed into its paired .ipynb
 # (`jupytext --to ipynb --execute`, nbclient, one fresh kernel per notebook, working directory
@@ -49,6 +49,15 @@ for src in tutorials/[0-9][0-9]_*.py; do
   "$PY" -m jupytext --to ipynb --execute "$src"
   echo "$name $(( $(date +%s) - start )) s" | tee -a "$times"
 done
+
+if [ ${#wanted[@]} -eq 0 ] || [[ " ${wanted[*]} " =~ " demo " ]]; then
+  # the README's first figure and the printout its numbers are checked against (tests/test_notebook_numbers.py)
+  echo "== demo (python -m medsam_lite.app.demo → tutorials/images/demo_overlay.png, demo_printout.txt)"
+  rm -rf runs/demo_render
+  "$PY" -m medsam_lite.app.demo --out runs/demo_render
+  cp runs/demo_render/overlay.png tutorials/images/demo_overlay.png
+  cp runs/demo_render/printout.txt tutorials/images/demo_printout.txt
+fi
 
 size=$(du -sk --exclude=work --exclude=runs tutorials | cut -f1)
 echo "tutorials/ holds ${size} kB (without work/ and runs/)"

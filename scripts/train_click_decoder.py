@@ -56,7 +56,8 @@ import medsam_lite as ml
 from medsam_lite import samples
 from medsam_lite.data.dataset import check_dataset
 from medsam_lite.data.embed import select_slices
-from medsam_lite.model.checkpoints import CLICK_DECODER, file_sha256
+from medsam_lite.model.checkpoints import CLICK_DECODER
+from medsam_lite.fileutil import file_sha256
 from medsam_lite.model.models import SamModel
 from medsam_lite.train.steps import click_rounds_loss, jitter_boxes, load_targets
 

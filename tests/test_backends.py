@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import sys
+import threading
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from medsam_lite.model import backends
+import medsam_lite as ml
+from medsam_lite import io
+from medsam_lite import samples
 from medsam_lite.errors import InputError
-from medsam_lite.model.geometry import box_from_mask, to_rgb_uint8
+from medsam_lite.model import backends
+from medsam_lite.model.geometry import box_from_mask
+from medsam_lite.model.intensity import to_rgb_uint8
 
 COMPILED = ["onnxruntime", "openvino"]
 
@@ -277,3 +285,81 @@ def test_openvino_bf16_is_opt_in_and_close(model, sample, cache, torch_decoded):
     logits, _ = rt.decode(emb, sample["boxes"])
     ours, ref = _masks(sample["geometry"], logits), _masks(sample["geometry"], torch_decoded[0])
     assert min(_dice(a, b) for a, b in zip(ours, ref)) >= 0.9
+
+
+# ---- shared by the tests below (from test_faults2.py)
+def _cache_file(tmp_path, monkeypatch) -> Path:
+    blocker = tmp_path / "cache_is_a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MEDSAM_LITE_CACHE", str(blocker))
+    return blocker
+
+
+def _raise(code):
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+    return fail
+
+
+SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
+
+
+@pytest.fixture(scope="module")
+def slice_and_label():
+    return io.read_volume(SLICE).array, io.read_volume(SLICE_LABEL).array
+
+
+@pytest.mark.parametrize("fault", ["a file", "read-only", "full disk"])
+def test_an_unusable_export_cache_falls_back_to_torch_with_one_warning(tmp_path, monkeypatch, slice_and_label,
+                                                                       fault):
+    if fault == "a file":
+        _cache_file(tmp_path, monkeypatch)
+    else:  # tests may run as root, where chmod does not stop writes: the OS calls fail instead
+        monkeypatch.setenv("MEDSAM_LITE_CACHE", str(tmp_path / "cache"))
+        if fault == "read-only":
+            from medsam_lite import fileutil  # every file or folder the cache writes starts as a temporary
+
+            monkeypatch.setattr(fileutil, "_new_temp", _raise(errno.EROFS))
+        else:
+            monkeypatch.setattr(backends, "_export", _raise(errno.ENOSPC))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model = ml.load_model(backend="onnxruntime")
+    cache_warnings = [w for w in seen if "MEDSAM_LITE_CACHE" in str(w.message)]
+    assert len(cache_warnings) == 1 and "torch" in str(cache_warnings[0].message)
+    assert model.runtime is not None and model.runtime.name == "torch"
+    image, label = slice_and_label
+    mask = ml.predict(image, ml.box_from_mask(label > 0), model=model)[0]
+    assert ml.dice(mask, label > 0) > 0.3
+
+
+def test_two_exports_into_an_empty_cache_take_turns(tmp_path, monkeypatch):
+    calls = []
+
+    def slow_export(part, module, path, input_size):
+        calls.append(part)
+        threading.Event().wait(0.3)  # long enough for the other thread to arrive meanwhile
+        Path(path).write_bytes(b"onnx")
+
+    monkeypatch.setattr(backends, "_export", slow_export)
+    paths, errors = [], []
+
+    def run():
+        try:
+            paths.append(backends.export_cached("decoder", lambda: None, "ab" * 32, "onnxruntime", tmp_path,
+                                                 256, progress=False))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and calls == ["decoder"] and len(set(paths)) == 1 and paths[0].is_file()
+
+
+def test_medsam_lite_backend_that_is_unknown_is_named(monkeypatch):
+    monkeypatch.setenv("MEDSAM_LITE_BACKEND", "onnx")
+    with pytest.raises(InputError, match="MEDSAM_LITE_BACKEND"):
+        ml.load_model()

@@ -30,7 +30,8 @@ import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.data.dataset import open_dataset
 from medsam_lite.interactive.predict import Predictor
-from medsam_lite.interactive.volume import VolumePredictor, box_from_recist, predict_volume
+from medsam_lite.interactive.volume import VolumePredictor, predict_volume
+from medsam_lite.interactive.prompts import box_from_recist
 from medsam_lite.interactive.widgets import BoxPrompter
 
 
@@ -456,7 +457,7 @@ def test_legit_nifti_variants_still_load(tmp_path, brain_volume):
 
 def test_cli_reports_a_truncated_scan_with_exit_code_2(tmp_path, ctx):
     """The CLI maps InputError to exit code 2 with the message, and writes no mask."""
-    from medsam_lite.cli import main
+    from medsam_lite.app.cli import main
 
     out = tmp_path / "mask.nii.gz"
     assert main(["predict", str(ctx.files["cut_gz"]), "--box", "40", "50", "120", "150", "--slice", "20",

@@ -348,7 +348,7 @@ def test_draw_boxes_in_jupyterlab(lab):
             # mask painted last, on top).
             shown = np.frombuffer(base64.b64decode(img.evaluate(IMAGE_PIXELS_JS)), np.uint8).reshape(h, w, 4)
             assert brain_mask.sum() > vent_mask.sum()
-            expected = plotting.overlay(image, [brain_mask, vent_mask], colors=[0, 1])
+            expected = plotting.overlay(image, [brain_mask, vent_mask], colors=["brain", "ventricles"])
             assert np.abs(shown[..., :3].astype(int) - expected).max() <= 2
             status = canvas.locator("xpath=..").locator(".widget-html").first.inner_text()
             assert "2 boxes" in status and f"image encoder runs: {encoder_calls}" in status

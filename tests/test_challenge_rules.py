@@ -8,7 +8,7 @@ import pytest
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.interactive.challenge import segment_3d, segment_case
+from medsam_lite.app.challenge import segment_3d, segment_case
 from medsam_lite.interactive.propagation import published_box
 from medsam_lite.io.challenge import ChallengeCase
 from published_reference import Published, get_bbox256, pad_image, resize_longest_side

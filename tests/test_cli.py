@@ -4,12 +4,15 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 import medsam_lite as ml
 from medsam_lite import io, samples
+from medsam_lite.app import cli
 
 SUBCOMMANDS = ["preprocess", "embed", "finetune", "predict", "evaluate"]
 
@@ -76,7 +79,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path, args, message):
 
 @pytest.mark.parametrize("verb", [["embed"], ["evaluate"], ["finetune"]])
 def test_a_wrong_dataset_folder_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys, verb):
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     def no_model(args):
         raise AssertionError("the model was loaded before the dataset was checked")
@@ -93,3 +96,95 @@ def test_box_on_a_2d_image_is_checked(tmp_path, brain_slice):
                    "--out", tmp_path / "m.png")
     assert proc.returncode == 2 and "inverted" in proc.stderr
     assert not (tmp_path / "m.png").exists()
+
+
+# ---- shared by the tests below (from test_faults2.py)
+def _cache_file(tmp_path, monkeypatch) -> Path:
+    blocker = tmp_path / "cache_is_a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MEDSAM_LITE_CACHE", str(blocker))
+    return blocker
+
+
+SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
+
+
+def brain(case: str):
+    d = samples.brain_mri_dir()
+    return d / f"{case}.nii.gz", d / f"{case}_label.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def slice_and_label():
+    return io.read_volume(SLICE).array, io.read_volume(SLICE_LABEL).array
+
+
+@pytest.mark.parametrize("name", ["labels.jpg", "labels.JPEG"])
+def test_cli_refuses_a_label_map_to_jpeg_before_reading_the_scan(tmp_path, monkeypatch, capsys, name):
+    monkeypatch.setattr(io.scans, "read_volume", lambda *a, **k: pytest.fail("scan read before the refusal"))
+    out = tmp_path / name
+    assert cli.main(["predict", str(SLICE), "--labels-from", str(SLICE_LABEL), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "JPEG" in err and ".png" in err and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["mask.jpeg", "mask.TIF", "mask.Png"])
+def test_cli_masks_in_image_formats_are_0_255_whatever_the_suffix_case(tmp_path, capsys, slice_and_label, model,
+                                                                       name):
+    image, label = slice_and_label
+    box = ml.box_from_mask(label > 0)
+    expected = ml.predict(image, box, model=model)[0]
+    out = tmp_path / name
+    assert cli.main(["predict", str(SLICE), "--box", *map(str, box), "--out", str(out)]) == 0
+    raw = io.read_volume(out).array
+    if name.endswith("jpeg"):  # lossy: grey values near the edges, but bright inside
+        assert raw.max() > 200
+    else:
+        assert set(np.unique(raw).tolist()) == {0, 255}
+    back = io.read_label(out, allow_lossy=True).array  # the package reads its own file back as label 1
+    assert set(np.unique(back).tolist()) == {0, 1} and ml.dice(back == 1, expected) > 0.98
+
+
+def test_cli_labels_from_with_specks_exits_0(tmp_path, capsys):
+    out = tmp_path / "labels.png"
+    assert cli.main(["predict", str(SLICE), "--labels-from", str(SLICE_LABEL), "--out", str(out)]) == 0
+    assert "skipped" in capsys.readouterr().err and set(np.unique(io.read_volume(out).array)) >= {1, 3}
+
+
+def test_cli_says_an_unusable_cache_in_one_line(tmp_path, monkeypatch, capsys, slice_and_label):
+    _cache_file(tmp_path, monkeypatch)
+    box = ml.box_from_mask(slice_and_label[1] == 3)
+    out = tmp_path / "mask.png"
+    assert cli.main(["predict", str(SLICE), "--box", *map(str, box), "--out", str(out), "--backend",
+                     "onnxruntime"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "MEDSAM_LITE_CACHE" in line]
+    assert len(lines) == 1 and lines[0].startswith("medsam-lite predict: warning:") and out.exists()
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_cli_names_two_components_per_pixel(tmp_path, monkeypatch, capsys, ndim):
+    scan = io.read_volume(brain("sub-01")[0]).array
+    part = scan[scan.shape[0] // 2] if ndim == 2 else scan[10:14]
+    image = sitk.Compose(sitk.GetImageFromArray(part), sitk.GetImageFromArray(part))
+    path = tmp_path / "two.nrrd"
+    sitk.WriteImage(image, str(path))
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("model loaded"))
+    argv = ["predict", str(path), "--box", "40", "50", "120", "150", "--out", str(tmp_path / "m.nii.gz")]
+    assert cli.main(argv + (["--slice", "1"] if ndim == 3 else [])) == 2
+    err = capsys.readouterr().err
+    assert "2 components per pixel" in err and "save one channel" in err
+
+
+@pytest.mark.parametrize("out", ["mask.nii.gzz", "mask.png"])
+def test_cli_checks_the_output_format_before_the_work(tmp_path, monkeypatch, capsys, out):
+    reads = []
+    real = io.scans.read_volume
+    if out.endswith("gzz"):  # an unknown suffix: refused before the scan is read
+        monkeypatch.setattr(io.scans, "read_volume", lambda *a, **k: pytest.fail("scan read"))
+    else:  # a 2D format for a volume: refused once the scan's header says 3D, before the model
+        monkeypatch.setattr(io.scans, "read_volume", lambda *a, **k: reads.append(1) or real(*a, **k))
+    monkeypatch.setattr(cli, "_load", lambda args: pytest.fail("model loaded before the refusal"))
+    argv = ["predict", str(brain("sub-01")[0]), "--box3d", "60", "60", "20", "120", "140", "24",
+            "--out", str(tmp_path / out)]
+    assert cli.main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err and not (tmp_path / out).exists()

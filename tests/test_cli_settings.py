@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from medsam_lite import cli, tutorial
+from medsam_lite.app import cli, tutorial
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS", "MEDSAM_LITE_SETTINGS")
@@ -82,7 +82,7 @@ def test_without_file_or_folders_the_command_says_what_to_give(tmp_path, capsys)
 
 def test_notebook_08_entries_scan_boxes_reference(settings_file):
     from medsam_lite import InputError
-    from medsam_lite.data import settingsfile
+    from medsam_lite.app import config
 
     text = settings_file.read_text(encoding="utf-8")
     settings_file.write_text(text + 'scan = "samples:ct_abdomen/case-03.nii.gz"\nreference = ""\n\n[boxes]\n'
@@ -99,7 +99,7 @@ def test_notebook_08_entries_scan_boxes_reference(settings_file):
     for bad in ("[5, 41, 26, 106]", "[5, 106, 26, 41, 83]", "[1.5, 41, 26, 106, 83]", "[-1, 41, 26, 106, 83]"):
         settings_file.write_text(text + f"\n[boxes]\nliver = {bad}\n", encoding="utf-8")
         with pytest.raises(InputError, match="boxes.liver"):
-            settingsfile.read(settings_file)
+            config.read(settings_file)
 
 
 def test_a_script_gives_scan_and_boxes_as_keywords(tmp_path):

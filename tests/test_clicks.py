@@ -156,9 +156,9 @@ def test_the_robot_clicks_the_interior_of_the_largest_error():
 
 
 def test_clicks_to_reach_counts_clicks_after_the_box():
-    assert ml.clicks.clicks_to_reach([0.9, 0.95], 0.85) == 0
-    assert ml.clicks.clicks_to_reach([0.5, 0.8, 0.91, 0.7], 0.9) == 2
-    assert ml.clicks.clicks_to_reach([0.5, 0.6, 0.7], 0.9) == 2  # never reached: capped at the clicks made
+    assert ml.metrics.clicks_to_reach([0.9, 0.95], 0.85) == 0
+    assert ml.metrics.clicks_to_reach([0.5, 0.8, 0.91, 0.7], 0.9) == 2
+    assert ml.metrics.clicks_to_reach([0.5, 0.6, 0.7], 0.9) == 2  # never reached: capped at the clicks made
 
 
 def test_simulate_clicks_on_a_real_ct_slice(predictor, ct_slice):
@@ -216,7 +216,7 @@ def test_evaluate_with_clicks_adds_dice_at_k_and_noc(liver_dataset, torch_model)
         assert col in per_case and col in per_label
     steps = per_case[["dsc", "dsc@1", "dsc@2"]].to_numpy()
     for row, noc in zip(steps, per_case["noc90"]):
-        assert noc == ml.clicks.clicks_to_reach(row, 0.9)
+        assert noc == ml.metrics.clicks_to_reach(row, 0.9)
     assert per_case["noc85"].between(0, 2).all()
 
 

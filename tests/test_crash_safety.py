@@ -28,7 +28,8 @@ import torch
 import medsam_lite as ml
 from medsam_lite.fileutil import TMP_PREFIX
 from medsam_lite.data.dataset import open_dataset
-from medsam_lite.data.embed import open_store, select_slices
+from medsam_lite.data.embed import select_slices
+from medsam_lite.data.store import open_store
 
 K = 1  # central slices per case the jobs use (sub-01 and sub-02 train, sub-07 test)
 FT = dict(max_slices_per_case=K, lr=1e-4, batch_size=4, seed=0)
@@ -300,7 +301,8 @@ def test_kill_at_a_random_point_during_embed_then_rerun(dataset, model, tmp_path
 
 
 def test_kill_at_a_random_point_during_cli_predict_then_rerun(tmp_path):
-    from medsam_lite import cli, samples
+    from medsam_lite import samples
+    from medsam_lite.app import cli
 
     rng = random.Random(RANDOM_SEED + 1)
     image = samples.sample_path("brain_slice.png")
@@ -310,7 +312,7 @@ def test_kill_at_a_random_point_during_cli_predict_then_rerun(tmp_path):
     out = tmp_path / "out" / "mask.png"
     out.parent.mkdir()
     delay = rng.uniform(0.5, 10.0)
-    proc = spawn(f"from medsam_lite.cli import main\nmain({argv + ['--out', str(out)]!r})\n")
+    proc = spawn(f"from medsam_lite.app.cli import main\nmain({argv + ['--out', str(out)]!r})\n")
     kill9_after(proc, delay)
     leftovers = [p.name for p in out.parent.iterdir() if p != out]
     if out.exists():  # written by a rename: complete or absent, never half a PNG

@@ -33,12 +33,13 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.train import distributed
+from medsam_lite import distributed
 from medsam_lite.data.dataset import open_dataset
-from medsam_lite.train.distributed import DistContext, parse_shard, rank_share
+from medsam_lite.distributed import DistContext, parse_shard, rank_share
 from medsam_lite.data.store import store_lock
 from medsam_lite.fileutil import TMP_PREFIX
-from medsam_lite.data.embed import open_store, select_slices
+from medsam_lite.data.embed import select_slices
+from medsam_lite.data.store import open_store
 
 SLICES = 2  # central slices per case: sub-01, sub-02 (train: 6 targets each), sub-07 (test)
 FT_ARGS = ["--epochs", "2", "--batch-size", "5", "--lr", "1e-4", "--seed", "3"]  # batches of 5 (3 + 2) and 1 (1 + 0)
@@ -47,15 +48,15 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MEDSAM_LITE_THR
 for _k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
     ENV.pop(_k, None)
 
-#: Runs ``medsam_lite.cli.main(argv)`` and writes ``<report>.<rank>.json``: the store rows this
+#: Runs ``medsam_lite.app.cli.main(argv)`` and writes ``<report>.<rank>.json``: the store rows this
 #: process wrote, the inode of the embeddings file it wrote into, the files it saved.
 WRAPPER = textwrap.dedent('''
     import json, os, sys
     import torch
     torch.set_num_threads(1)
     import medsam_lite
-    from medsam_lite import cli
-    from medsam_lite.data.store import EntryWriter
+    from medsam_lite.app import cli
+    from medsam_lite.data.storefiles import EntryWriter
 
     embed_module, finetune_module = sys.modules["medsam_lite.data.embed"], sys.modules["medsam_lite.train.finetune"]
     report = {"rank": int(os.environ.get("RANK", 0)), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
@@ -287,7 +288,7 @@ def test_bad_shard_is_refused_before_any_file_is_written(tiny, model, bad):
 
 
 def test_cli_refuses_a_bad_shard_with_exit_code_2(capsys):
-    from medsam_lite.cli import main
+    from medsam_lite.app.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["embed", "some_dataset", "--shard", "4/4"])

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 import medsam_lite as ml
-from medsam_lite.data.embed import open_store, select_slices
+from medsam_lite.data.embed import select_slices
+from medsam_lite.data.store import open_store
 
 from conftest import MAX_SLICES, SMALL_CASES as CASES
 

@@ -6,9 +6,10 @@ from scipy import ndimage
 from surface_distance import compute_surface_dice_at_tolerance, compute_surface_distances
 
 import medsam_lite as ml
-from medsam_lite import io, samples
-from medsam_lite.evaluate import dice
 from conftest import MAX_SLICES
+from medsam_lite import io, samples
+from medsam_lite.errors import InputError
+from medsam_lite.metrics import dice
 
 
 def reference_nsd(pred, truth, spacing, tolerance):
@@ -121,3 +122,54 @@ def test_evaluate_matches_direct_metrics_on_its_volumes(result, dataset, model):
     predictor.set_image(seg.image[z])
     mask = predictor.predict([t["sx0"], t["sy0"], t["sx1"], t["sy1"]])[0][0]
     assert dice(mask, seg.pred[t["label"]][z]) > 0.98
+
+
+def test_clicks_beyond_the_bound_are_refused_before_any_work(small_dataset, model, monkeypatch):
+    """A million clicks allocated a volume per click per label (MemoryError) before any work."""
+    import importlib
+
+    ev = importlib.import_module("medsam_lite.evaluate")  # the module (ml.evaluate is the function)
+    monkeypatch.setattr(ev, "embed", lambda *a, **k: pytest.fail("embedded before refusing clicks"))
+    for clicks in (ev.MAX_CLICKS + 1, 10**6):
+        with pytest.raises(ml.InputError, match=rf"clicks={clicks} is more than {ev.MAX_CLICKS} .*one volume per label"):
+            ml.evaluate(model, small_dataset, clicks=clicks, progress=False)
+        case = small_dataset.manifest["case"].iloc[0]
+        with pytest.raises(ml.InputError, match="more than"):
+            ml.predict_case(model, small_dataset, case, clicks=clicks)
+
+
+# ---- shared by the tests below (from test_faults2.py)
+SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
+
+
+@pytest.fixture(scope="module")
+def slice_and_label():
+    return io.read_volume(SLICE).array, io.read_volume(SLICE_LABEL).array
+
+
+def test_a_2d_dataset_gets_2d_dsc_and_nsd(tmp_path, model, slice_and_label):
+    root = tmp_path / "ds2d"
+    ml.preprocess({"slice": (SLICE, SLICE_LABEL)}, root, labels=[1, 3], test_cases=["slice"], progress=False)
+    per_case, per_label = ml.evaluate(model, root, progress=False)
+    assert set(per_case["label"]) == {1, 3} and per_case["nsd"].between(0, 1).all()
+    from medsam_lite.evaluate import predict_case
+
+    seg = predict_case(model, root, "slice")
+    for _, row in per_case.iterrows():
+        p, t = seg.pred[row["label"]][0], seg.truth[row["label"]][0]
+        assert row["nsd"] == pytest.approx(ml.nsd(p, t, seg.spacing[1:]))  # 2D NSD at the stored pixel size
+        assert row["dsc"] == pytest.approx(ml.dice(p, t)) and row["dsc"] > 0 and t.any()
+
+
+def test_evaluate_refuses_a_bad_spacing_before_the_store_is_made(tmp_path, model):
+    root = tmp_path / "ds2d"
+    ml.preprocess({"slice": (SLICE, SLICE_LABEL)}, root, labels=[3], test_cases=["slice"], progress=False)
+    manifest = root / "manifest.csv"
+    import pandas as pd
+
+    table = pd.read_csv(manifest)
+    table["spacing_row"] = 0.0
+    table.to_csv(manifest, index=False)
+    with pytest.raises(InputError, match="spacing"):
+        ml.evaluate(model, root, progress=False)
+    assert not (root / "embeddings").exists()

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 import medsam_lite as ml
+from conftest import MAX_SLICES
+from medsam_lite import samples
+from medsam_lite.errors import InputError
 from medsam_lite.train.config import choose_epoch
 from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
 from medsam_lite.train.losses import DiceBCELoss
-from conftest import MAX_SLICES
 
 TINY = dict(max_slices_per_case=2, lr=1e-4, batch_size=4, seed=3, progress=False)
 
@@ -190,3 +192,43 @@ def test_fine_tuning_helps_on_an_unseen_subject(dataset, model, tmp_path):
     _, after = ml.evaluate(tuned, dataset, **kw)
     print(json.dumps({"before": before["dsc"].round(3).to_dict(), "after": after["dsc"].round(3).to_dict()}))
     assert after.loc["mean", "dsc"] >= before.loc["mean", "dsc"] + 0.3
+
+
+# ---- shared by the tests below (from test_faults2.py)
+def brain(case: str):
+    d = samples.brain_mri_dir()
+    return d / f"{case}.nii.gz", d / f"{case}_label.nii.gz"
+
+
+def test_a_resume_on_another_dataset_with_the_same_case_names_is_refused_before_any_work(tmp_path, model,
+                                                                                         monkeypatch):
+    a, b, run = tmp_path / "a", tmp_path / "b", tmp_path / "run"
+    ml.preprocess({"c1": brain("sub-01"), "c2": brain("sub-02")}, a, labels=[1], test_cases=["c2"], progress=False)
+    ml.preprocess({"c1": brain("sub-03"), "c2": brain("sub-04")}, b, labels=[1], test_cases=["c2"], progress=False)
+    kw = dict(max_slices_per_case=1, val_fraction=0.0, progress=False)
+    ml.finetune(a, run, model, epochs=1, **kw)
+    import medsam_lite.train.finetune as ft
+
+    monkeypatch.setattr(ft, "embed", lambda *a, **k: pytest.fail("embeddings computed before the refusal"))
+    with pytest.raises(InputError, match="the dataset differs"):
+        ml.finetune(b, run, model, epochs=2, resume=True, **kw)
+    assert not (b / "embeddings").exists()
+    monkeypatch.undo()
+    with pytest.raises(InputError, match=r"settings differ \(lr\)"):  # training settings are compared too
+        ml.finetune(a, run, model, epochs=2, resume=True, lr=1e-3, **kw)
+    result = ml.finetune(a, run, model, epochs=2, resume=True, **kw)  # the same dataset resumes
+    assert list(result.history["epoch"]) == [0, 1, 2]  # epoch 0: the starting decoder
+
+
+@pytest.mark.parametrize("name, resume", [("best.pt", False), ("last.pt", True), ("last.pt", False)])
+def test_a_checkpoint_path_that_is_a_folder_is_refused_before_the_first_step(tmp_path, model, monkeypatch, name,
+                                                                              resume):
+    root, run = tmp_path / "ds", tmp_path / "run"
+    ml.preprocess({"c1": brain("sub-01"), "c2": brain("sub-02")}, root, labels=[1], test_cases=["c2"], progress=False)
+    (run / name).mkdir(parents=True)
+    import medsam_lite.train.finetune as ft
+
+    monkeypatch.setattr(ft, "embed", lambda *a, **k: pytest.fail("work done before the refusal"))
+    with pytest.raises(InputError, match=f"{name} is a folder"):
+        ml.finetune(root, run, model, epochs=1, max_slices_per_case=1, val_fraction=0.0, resume=resume,
+                    overwrite=not resume, progress=False)

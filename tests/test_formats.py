@@ -175,7 +175,7 @@ def test_cli_predict_writes_a_seg_that_references_the_series(tmp_path, ct):
     import highdicom as hd
     import pydicom
 
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     series, label = ct
     ys, xs = np.nonzero((label[4:6] == 5).any(axis=0))
@@ -195,6 +195,27 @@ def test_cli_predict_writes_a_seg_that_references_the_series(tmp_path, ct):
     assert seg.get_segment_description(1).SegmentLabel == "segmentation"
     pixels = seg.get_pixels_by_source_instance(uids, segment_numbers=[1])[..., 0]
     np.testing.assert_array_equal(pixels > 0, nifti > 0)
+
+
+def test_cli_predict_format_rtstruct_writes_an_rtstruct_of_the_series(tmp_path, ct):
+    """``--out x.dcm --format rtstruct`` reaches the RTSTRUCT writer through the one format registry
+    (a ``.dcm`` alone stays a DICOM-SEG); a format that cannot take the name is refused before any work."""
+    import pydicom
+
+    from medsam_lite.app import cli
+
+    series, label = ct
+    ys, xs = np.nonzero((label[4:6] == 5).any(axis=0))
+    box3d = [xs.min(), ys.min(), 4, xs.max(), ys.max(), 5]
+    common = ["predict", str(series), "--box3d", *map(str, box3d), "--modality", "CT", "--backend", "torch"]
+    assert cli.main(common + ["--out", str(tmp_path / "rs.nii.gz"), "--format", "rtstruct"]) == 2  # before any work
+    assert cli.main(common + ["--out", str(tmp_path / "rs.dcm"), "--format", "rtstruct"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rs.dcm"]
+    ds = pydicom.dcmread(tmp_path / "rs.dcm")
+    assert ds.Modality == "RTSTRUCT" and [r.ROIName for r in ds.StructureSetROISequence] == ["segmentation"]
+    back = io.read_label(tmp_path / "rs.dcm", reference=series)
+    assert back.names == {1: "segmentation"}
+    assert not back.array[:4].any() and not back.array[6:].any() and _dice(back.array[4:6] == 1, label[4:6] == 5) > 0.5
 
 
 def test_predict_volume_labels_round_trips_names_through_seg(tmp_path, ct, model):
@@ -223,7 +244,7 @@ def test_dicom_output_for_a_non_dicom_source_is_refused_before_any_work(tmp_path
     with pytest.raises(ml.InputError, match="DICOM-SEG references"):
         ml.predict_volume(np.zeros((3, 8, 8)), [1, 1, 0, 5, 5, 2], model="not a model", format="dicom-seg",
                           out=tmp_path / "x.dcm")
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     assert cli.main(["predict", str(nifti), "--box3d", "40", "30", "4", "90", "80", "6", "--out",
                      str(tmp_path / "x.dcm"), "--checkpoint", str(tmp_path / "missing.pth")]) == 2
@@ -288,7 +309,7 @@ def test_bad_challenge_files_are_refused_before_any_output(tmp_path):
 
 
 def test_cli_challenge_agrees_with_the_published_path_on_real_ct(tmp_path):
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     ct = samples.ct_abdomen_dir()
     u8, boxes, gts, spacing = _challenge_3d(ct / "case-03.nii.gz", ct / "case-03_label.nii.gz", [5, 1, 6],
@@ -317,7 +338,7 @@ def test_cli_challenge_agrees_with_the_published_path_on_real_ct(tmp_path):
 
 
 def test_run_challenge_reports_dsc_and_nsd_with_gts(tmp_path, model):
-    from medsam_lite.evaluate import dice, nsd
+    from medsam_lite.metrics import dice, nsd
 
     ct = samples.ct_abdomen_dir()
     u8, _, gts, _ = _challenge_3d(ct / "case-01.nii.gz", ct / "case-01_label.nii.gz", [5, 6])
@@ -336,7 +357,7 @@ def test_run_challenge_reports_dsc_and_nsd_with_gts(tmp_path, model):
 
 
 def test_rtstruct_out_reads_back_through_our_rasteriser(tmp_path, ct):
-    from medsam_lite.io.labelout import label_writer
+    from medsam_lite.io.formats import label_writer
 
     series, label = ct
     small = np.where(np.isin(label, [1, 5]), label, 0)
@@ -347,7 +368,7 @@ def test_rtstruct_out_reads_back_through_our_rasteriser(tmp_path, ct):
 
 
 def test_cli_preprocess_selects_dicom_labels_by_name(tmp_path, ct):
-    from medsam_lite import cli
+    from medsam_lite.app import cli
 
     series, label = ct
     src = tmp_path / "src"

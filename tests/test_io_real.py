@@ -17,7 +17,8 @@ from PIL import Image
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.data.preprocess import find_cases
+from medsam_lite.errors import InputError
+from medsam_lite.io.cases import find_cases
 
 CT_LIVER, CT_SPLEEN = 5, 1
 
@@ -287,3 +288,21 @@ def test_0_255_png_mask_is_label_1_and_said(tmp_path):
     got = io.read_label(tmp_path / "m.png")
     np.testing.assert_array_equal(got.array, mask.astype(np.uint8))
     assert "0/255" in got.notes[0]
+
+
+# ---- shared by the tests below (from test_faults2.py)
+def brain(case: str):
+    d = samples.brain_mri_dir()
+    return d / f"{case}.nii.gz", d / f"{case}_label.nii.gz"
+
+
+def test_a_16_bit_planar_tiff_is_refused_not_read_as_8_bit(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    scan = io.read_volume(brain("sub-01")[0]).array
+    z = scan.shape[0] // 2
+    stack = (scan[z - 1:z + 2].astype(np.float32) * 40).astype(np.uint16)  # values above 255
+    tifffile.imwrite(tmp_path / "stack.tif", stack)  # tifffile's defaults: planar 16-bit RGB
+    with pytest.raises(InputError, match="8-bit RGBA"):
+        io.read_volume(tmp_path / "stack.tif")
+    tifffile.imwrite(tmp_path / "fixed.tif", stack, photometric="minisblack")  # the fix the message gives
+    assert np.array_equal(io.read_volume(tmp_path / "fixed.tif").array, stack)

@@ -9,6 +9,7 @@ import pytest
 
 import medsam_lite as ml
 from medsam_lite import io, samples
+from medsam_lite.errors import InputError
 from medsam_lite.interactive.labelmaps import boxes_from_label_map, merge_by_score, predict_label_map, predict_volume_labels
 
 LIVER, SPLEEN, STOMACH = 5, 1, 6
@@ -118,7 +119,7 @@ def test_cli_labels_from_writes_a_label_map_with_the_scans_geometry(tmp_path, ct
     io.write_volume(np.where(np.isin(label.array, [LIVER, SPLEEN]), label.array, 0).astype(np.uint8), only, like=label)
     out = tmp_path / "out.nii.gz"
     threads = os.environ.get("MEDSAM_LITE_THREADS", "2")  # 1 per process when the tests run in parallel
-    cli = [sys.executable, "-m", "medsam_lite.cli", "--threads", threads, "predict", str(src / "case-02.nii.gz"),
+    cli = [sys.executable, "-m", "medsam_lite.app.cli", "--threads", threads, "predict", str(src / "case-02.nii.gz"),
            "--labels-from", str(only), "--modality", "CT", "--out", str(out)]
     proc = subprocess.run(cli, capture_output=True, text=True, encoding="utf-8", timeout=900)
     assert proc.returncode == 0, proc.stderr
@@ -126,3 +127,60 @@ def test_cli_labels_from_writes_a_label_map_with_the_scans_geometry(tmp_path, ct
     assert written.same_geometry(image)
     # the same as Python's from the whole label map with labels=[LIVER, SPLEEN]: every label of the file
     np.testing.assert_array_equal(written.array, liver_spleen)
+
+
+# ---- shared by the tests below (from test_faults2.py)
+SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
+
+
+def brain(case: str):
+    d = samples.brain_mri_dir()
+    return d / f"{case}.nii.gz", d / f"{case}_label.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def slice_and_label():
+    return io.read_volume(SLICE).array, io.read_volume(SLICE_LABEL).array
+
+
+def test_a_label_map_with_one_pixel_specks_segments_the_rest_and_counts_them(model, slice_and_label):
+    from scipy import ndimage
+
+    image, label = slice_and_label
+    thin = 0  # counted independently: 8-connected components whose extent is one pixel in x or y
+    for k in (1, 2, 3):
+        for sl in ndimage.find_objects(ndimage.label(label == k, np.ones((3, 3)))[0]):
+            thin += (sl[0].stop - sl[0].start == 1) or (sl[1].stop - sl[1].start == 1)
+    assert thin > 0
+    with pytest.warns(UserWarning, match=rf"skipped {thin} component") as seen:
+        out = ml.predict_label_map(image, label, model=model)
+    assert len([w for w in seen if "skipped" in str(w.message)]) == 1
+    assert set(np.unique(out).tolist()) - {0} == {1, 2, 3}
+    assert ml.dice(out == 2, label == 2) > 0.3
+
+
+def test_a_structure_one_voxel_wide_is_skipped_in_a_volume(model):
+    scan, lab = (io.read_volume(p) for p in brain("sub-01"))
+    z = scan.array.shape[0] // 2
+    crop = io.Volume(scan.array[z - 1:z + 2], scan.spacing, scan.origin, scan.direction)
+    labels = np.zeros(crop.array.shape, np.uint8)
+    labels[:, 40:80, 60:110] = 1  # a block: promptable
+    labels[:, 100:130, 150] = 2  # a line one voxel wide in every slice: not
+    with pytest.warns(UserWarning, match=r"label 2"):
+        out = ml.predict_volume_labels(crop, labels, model=model, axis=0)
+    assert (out == 1).any() and not (out == 2).any()
+
+
+def test_a_label_map_of_another_shape_is_refused_before_the_encoder(model, monkeypatch, slice_and_label):
+    image, label = slice_and_label
+    monkeypatch.setattr(type(model), "encode", lambda *a, **k: pytest.fail("encoder ran before the refusal"))
+    with pytest.raises(InputError, match="differ in size"):
+        ml.predict_label_map(image, label[:-5], model=model)
+
+
+def test_predict_label_map_refuses_labels_that_are_not_whole_numbers(model, slice_and_label):
+    image, label = slice_and_label
+    predictor = ml.Predictor(model)
+    predictor.set_image(image)
+    with pytest.raises(InputError, match="whole numbers"):
+        ml.predict_label_map(None, label, labels=[1.7], predictor=predictor)

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite.model.models import MODELS, guess_architecture, read_checkpoint
+from medsam_lite.errors import CheckpointError
+from medsam_lite.model.checkpoints import guess_architecture, read_checkpoint
+from medsam_lite.model.models import MODELS
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +93,10 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     with pytest.raises(ml.CheckpointError, match="refused"):
         ml.load_model(checkpoint=evil)
     assert not marker.exists()
+
+
+def test_a_finetune_run_folder_as_checkpoint_points_at_its_best_pt(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"x")
+    (tmp_path / "last.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"best\.pt"):
+        ml.load_model(checkpoint=tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.ipynb"))

@@ -98,3 +98,58 @@ def test_every_number_in_the_prose_is_printed_by_the_notebook(path):
     missing = unprinted(nbformat.read(path, as_version=4))
     assert not missing, (f"{path.name}: numbers in the prose that no stored output prints (print them in the "
                          "cell that measures them, write settings as `code`, or re-render):\n" + "\n".join(missing))
+
+
+# ---------------------------------------------------------------- the README and the demo (issue 34)
+README = ROOT / "README.md"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+#: One run's printout of ``python -m medsam_lite.app.demo`` (its ``printout.txt``), beside the README's figure.
+DEMO_PRINTOUT = ROOT / "tutorials" / "images" / "demo_printout.txt"
+#: README sections whose numbers are results: the first screen and the sample-data results.
+CHECKED_SECTIONS = ("", "## First result", "## What it does on the sample data")
+
+
+def readme_sections(text: str) -> dict[str, str]:
+    """``{heading line: body}`` of a markdown file (``""``: what comes before the first heading)."""
+    out, head, body = {}, "", []
+    for line in text.splitlines():
+        if line.startswith("## "):
+            out[head] = "\n".join(body)
+            head, body = line, []
+        else:
+            body.append(line)
+    out[head] = "\n".join(body)
+    return out
+
+
+def unsourced(markdown: str, sources: str) -> list[str]:
+    """Checked numbers of ``markdown`` (the notebooks' rule) that ``sources`` never writes (as a number:
+    tables put the unit in their header)."""
+    missing = []
+    for written, _ in claims(markdown):
+        num = re.match(r"\d+(?:\.\d+)?", written).group(0)
+        if not re.search(rf"(?<![\d.]){re.escape(num)}(?![\d])(?!\.\d)", sources):
+            missing.append(written)
+    return missing
+
+
+def test_readme_numbers_come_from_bench_results_or_the_demo_printout():
+    sections = readme_sections(README.read_text(encoding="utf-8"))
+    checked = [body for head, body in sections.items() if any(head.startswith(c) for c in CHECKED_SECTIONS if c)
+               or head == ""]
+    assert len(checked) == len(CHECKED_SECTIONS), [h for h in sections][:5]
+    sources = RESULTS.read_text(encoding="utf-8") + DEMO_PRINTOUT.read_text(encoding="utf-8")
+    missing = [w for body in checked for w in unsourced(body, sources)]
+    assert not missing, f"README numbers neither bench/RESULTS.md nor the demo printout holds: {missing}"
+
+
+def test_the_readme_check_catches_an_invented_number():
+    assert unsourced("the decoder takes 12.345 ms per box, 99 % of the time", "12.345 in a table") == ["99 %"]
+
+
+def test_the_demo_printout_is_clean_and_says_what_it_measured():
+    text = DEMO_PRINTOUT.read_text(encoding="utf-8")
+    assert not re.search(r"Warning|\x1b|\[A|it/s|%\|", text), "dependency warnings or progress bars in the printout"
+    assert "NSD at" in text and "mm" in text            # the tolerance is printed with the NSD
+    assert "NSD pretrained" in text                      # and a pretrained column beside the fine-tuned one
+    assert "kidney_right" in text                        # every trained organ is in the table (or said missing)

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import medsam_lite as ml
-from medsam_lite import samples, tutorial
-from medsam_lite.data import settingsfile
+from medsam_lite import samples
+from medsam_lite.app import tutorial
+from medsam_lite.app import config
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS", "MEDSAM_LITE_SETTINGS")
@@ -81,7 +83,7 @@ def test_a_bad_file_is_refused_naming_the_entry(tmp_path, text, match):
     path = tmp_path / "settings.toml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ml.InputError, match=match):
-        settingsfile.read(path)
+        config.read(path)
 
 
 def test_a_missing_data_folder_names_the_file(tmp_path, monkeypatch):
@@ -89,3 +91,67 @@ def test_a_missing_data_folder_names_the_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ml.InputError, match="settings.toml"):
         tutorial.settings(verbose=False)
+
+
+def test_labels_by_name_in_the_file_resolve_through_the_datas_label_names(tmp_path, monkeypatch):
+    """Issue 34 item 5: labels = ["Liver", "spleen"] (names, any case) as the CLI and preprocess take them."""
+    (tmp_path / "settings.toml").write_text('data = "samples:ct_abdomen"\nmodality = "CT"\n'
+                                            'labels = ["Liver", "spleen", 52]\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    s = tutorial.settings(verbose=False, threads=1)
+    assert s.labels == {5: "liver", 1: "spleen", 52: "aorta"} and s.label_names() == s.labels
+    monkeypatch.setenv("MEDSAM_LITE_LABELS", "aorta,inferior_vena_cava")
+    assert tutorial.settings(verbose=False, threads=1).labels == {52: "aorta", 63: "inferior_vena_cava"}
+    monkeypatch.delenv("MEDSAM_LITE_LABELS")
+    (tmp_path / "settings.toml").write_text('data = "samples:ct_abdomen"\nlabels = ["livre"]\n', encoding="utf-8")
+    with pytest.raises(ml.InputError, match=r"livre.*names are .*liver"):
+        tutorial.settings(verbose=False, threads=1)
+    with pytest.raises(ml.InputError, match="livre"):   # Python: refused before any work, nothing written
+        ml.preprocess(samples.ct_abdomen_dir(), tmp_path / "ds", labels=["livre"], progress=False)
+    assert not (tmp_path / "ds").exists()
+    d = samples.ct_abdomen_dir()                          # and accepted by name: the values labels.json gives
+    manifest = ml.preprocess([(d / "case-03.nii.gz", d / "case-03_label.nii.gz")], tmp_path / "ds2", modality="CT",
+                             labels=["Liver", 52], min_mm2=64, progress=False)
+    assert sorted(manifest["label"].unique()) == [5, 52] and set(manifest["label_name"]) == {"liver", "aorta"}
+
+
+@pytest.mark.parametrize("text, match", [
+    ('data = "x"\nlabels = [1.5, 5]\n', r"labels \[1.5\]"),            # was read as 1 and 5
+    ('data = "x"\nlabels = [true]\n', "labels"),
+    ('data = ""\n', "data = \"\" is empty"),                          # was the file's own folder
+])
+def test_issue29_settings_values_are_refused_not_guessed(tmp_path, text, match):
+    path = tmp_path / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ml.InputError, match=match):
+        config.read(path)
+
+
+def test_issue29_no_data_entry_is_refused_and_a_bom_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)          # the working directory must not become the data folder
+    (tmp_path / "settings.toml").write_text('modality = "CT"\n', encoding="utf-8")
+    with pytest.raises(ml.InputError, match="no `data` entry"):
+        tutorial.settings(verbose=False, threads=1)
+    (tmp_path / "settings.toml").write_bytes('\ufeffdata = "samples:ct_abdomen"\nlabels = [5]\n'.encode("utf-8"))
+    assert config.read(tmp_path / "settings.toml")["labels"] == [5]   # was "Invalid statement (line 1, column 1)"
+
+
+def test_settings_boxes_are_display_pixels_the_same_on_the_dicom_sample_and_its_nifti(monkeypatch, tmp_path):
+    """Issue 34 item 1: [boxes] are read off the figures (radiological): the same numbers fit the
+    organ on the LPS DICOM series (no flip) and on the RAS-stored NIfTI of the same slab (both flipped)."""
+    from medsam_lite import io
+
+    monkeypatch.chdir(tmp_path)
+    s = tutorial.settings(verbose=False, threads=1)
+    assert s.scan.name == "case-03" and s.reference.name == "case-03_label.dcm"     # the DICOM sample
+    names = s.annotation_labels()
+    dicom = io.read_volume(s.scan)
+    ref = io.read_label(s.reference, reference=s.scan, names=names).array          # RTSTRUCT by ROI name
+    nifti = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
+    nifti_ref = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array
+    for scan, label in ((dicom, ref), (nifti, nifti_ref)):
+        for name, (z, box) in tutorial.boxes_on(s.boxes, scan).items():
+            value = next(v for v, n in names.items() if n == name)
+            tight = ml.box_from_mask(label[z] == value)
+            assert np.abs(box - tight).max() <= 3, (name, box, tight)                # the box around the organ
+    np.testing.assert_array_equal(dicom.array, nifti.array[:, ::-1, ::-1])          # the same slab, LPS-stored

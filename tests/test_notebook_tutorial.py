@@ -1,4 +1,4 @@
-"""medsam_lite.tutorial: the settings the notebooks share, and their prerequisites built on demand."""
+"""medsam_lite.app.tutorial: the settings the notebooks share, and their prerequisites built on demand."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 import medsam_lite as ml
-from medsam_lite import io, samples, tutorial
+from medsam_lite import io, samples
+from medsam_lite.app import tutorial
+from medsam_lite.errors import InputError
 
 ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
        "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS")
@@ -133,3 +135,46 @@ def test_ensure_checkpoint_trains_once_then_reads_back(tmp_path, clean_env, caps
     assert tutorial.ensure_checkpoint(s, train=False) == best
     tuned = ml.load_model(checkpoint=best, device="cpu")
     assert tuned.checkpoint == str(best)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-2"])
+def test_medsam_lite_threads_that_is_not_a_positive_number_is_named(monkeypatch, value):
+    from medsam_lite.app import tutorial
+
+    monkeypatch.setenv("MEDSAM_LITE_THREADS", value)
+    with pytest.raises(InputError, match="MEDSAM_LITE_THREADS"):
+        tutorial.settings(samples.brain_mri_dir(), verbose=False)
+
+
+@pytest.mark.parametrize("value, quick", [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False)])
+def test_medsam_lite_quick_reads_the_usual_spellings(monkeypatch, value, quick):
+    from medsam_lite.app import tutorial
+
+    monkeypatch.setenv("MEDSAM_LITE_QUICK", value)
+    monkeypatch.setenv("MEDSAM_LITE_THREADS", "1")
+    assert tutorial.settings(samples.brain_mri_dir(), verbose=False).quick is quick
+
+
+def test_medsam_lite_quick_that_is_neither_on_nor_off_is_named(monkeypatch):
+    from medsam_lite.app import tutorial
+
+    monkeypatch.setenv("MEDSAM_LITE_QUICK", "maybe")
+    monkeypatch.setenv("MEDSAM_LITE_THREADS", "1")
+    with pytest.raises(InputError, match="MEDSAM_LITE_QUICK"):
+        tutorial.settings(samples.brain_mri_dir(), verbose=False)
+
+
+def test_reading_settings_sets_no_torch_threads_and_one_table_gives_the_defaults():
+    """Reading settings has no torch side effect (the CLI and a script inherit nothing); threads are
+    set where work starts. The dataclass and settings() take their defaults from one table."""
+    import torch
+
+    from medsam_lite.app import config
+
+    torch.set_num_threads(1)
+    s = tutorial.settings(data=samples.ct_abdomen_dir(), modality="CT", threads=2, verbose=False)
+    assert s.threads == 2 and torch.get_num_threads() == 1
+    assert tutorial.setup_runtime(s.threads)[0] == 2 and torch.get_num_threads() == 2
+    bare = tutorial.Settings(data=samples.ct_abdomen_dir())
+    for key in ("modality", "epochs", "lr", "threads", "device", "batch_size", "clicks", "model", "min_mm2"):
+        assert getattr(bare, key) == config.DEFAULTS[key], key

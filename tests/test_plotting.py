@@ -6,11 +6,12 @@ matplotlib.use("Agg")
 import numpy as np
 
 from medsam_lite import io, plotting, samples
+from medsam_lite.io.display import radiological_flips
 
 
 def test_radiological_flips_put_the_liver_on_the_viewers_left_and_the_spine_at_the_bottom():
     label = io.read_volume(samples.ct_abdomen_dir() / "case-02_label.nii.gz")
-    flip_rows, flip_cols = plotting.radiological_flips(label.direction)
+    flip_rows, flip_cols = radiological_flips(label.direction)
     z = int(np.argmax((label.array == 5).sum(axis=(1, 2))))
     shown = label.array[z][:: -1 if flip_rows else 1, :: -1 if flip_cols else 1]
     liver_x = np.nonzero(shown == 5)[1].mean() / shown.shape[1]
@@ -22,7 +23,7 @@ def test_radiological_flips_put_the_liver_on_the_viewers_left_and_the_spine_at_t
     if aorta_rows.size:  # the aorta lies in front of the spine: in the lower (posterior) half
         assert aorta_rows.mean() > body_rows.mean()
     # an identity direction (a DICOM series in LPS) needs no flip
-    assert plotting.radiological_flips((1, 0, 0, 0, 1, 0, 0, 0, 1)) == (False, False)
+    assert radiological_flips((1, 0, 0, 0, 1, 0, 0, 0, 1)) == (False, False)
 
 
 def test_show_masks_flips_image_masks_and_boxes_together_and_names_each_mask():

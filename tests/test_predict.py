@@ -10,7 +10,7 @@ import cv2
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.model.geometry import normalize_intensity
+from medsam_lite.model.intensity import normalize_intensity
 
 LABELS = {1: "white_matter", 2: "grey_matter", 3: "lateral_ventricles"}
 

@@ -1,5 +1,7 @@
 """Neighbouring slices encoded in the background: same embeddings, no double work, nothing left running."""
 
+import gc
+
 import numpy as np
 import torch
 
@@ -52,3 +54,36 @@ def test_the_widget_prefetches_neighbours_of_the_shown_slice(model):
     prompter.add_box(box, slice=5)
     assert prompter.masks[prompter.labels[0]][5].any()
     assert np.isfinite(prompter.timings["decode_ms"])
+
+
+# ---- shared by the tests below (from test_faults2.py)
+def _ct():
+    return io.read_volume(samples.ct_abdomen_dir() / "case-01.nii.gz")
+
+
+def test_deleting_a_volume_predictor_stops_its_prefetch(model):
+    vp = ml.VolumePredictor(_ct(), model, modality="CT", prefetch=2)
+    vp.prefetch_around(vp.n_slices // 2)  # 4 slices queued
+    worker = vp._prefetcher
+    del vp
+    gc.collect()
+    worker._thread.join(120)
+    assert not worker._thread.is_alive() and worker.background_calls <= 1  # only the slice already started
+
+
+def test_closing_a_volume_predictor_stops_its_prefetch(model):
+    vp = ml.VolumePredictor(_ct(), model, modality="CT", prefetch=2)
+    vp.prefetch_around(vp.n_slices // 2)
+    vp.close()
+    assert vp._prefetcher.background_calls <= 1 and vp._prefetcher.pending() == []
+
+
+def test_closing_a_box_prompter_stops_its_prefetch(model):
+    from medsam_lite.interactive.widgets import BoxPrompter
+
+    prompter = BoxPrompter(_ct().array, model, modality="CT", slice_index=4, prefetch=2)
+    worker = prompter._prefetcher
+    prompter.close()
+    if worker._thread is not None:
+        worker._thread.join(120)
+    assert worker.background_calls <= 1 and worker.pending() == []

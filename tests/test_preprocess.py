@@ -22,7 +22,9 @@ from PIL import Image
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.data.dataset import MANIFEST_COLUMNS, open_dataset
-from medsam_lite.data.preprocess import find_cases, thick_axis
+from medsam_lite.data import prepcheck
+from medsam_lite.io.cases import find_cases
+from medsam_lite.io.scans import thick_axis
 from medsam_lite.model.geometry import Geometry
 
 pp_module = importlib.import_module("medsam_lite.data.preprocess")  # the attribute is the function
@@ -123,7 +125,7 @@ def test_split_is_by_case_seeded_and_reproducible(sample_dataset, tmp_path):
     again = ml.preprocess(samples.brain_mri_dir(), tmp_path / "a", labels=[3], progress=False)
     assert open_dataset(tmp_path / "a").meta["split"] == split
     assert set(again.loc[again.split == "test", "case"]) == test
-    splits = {json.dumps(pp_module._split(SUBJECTS, dict(test_cases=None, test_fraction=0.2, seed=s)))
+    splits = {json.dumps(prepcheck.assign_split(SUBJECTS, dict(test_cases=None, test_fraction=0.2, seed=s)))
               for s in range(5)}
     assert len(splits) > 1  # the seed matters
     fixed = ml.preprocess(samples.brain_mri_dir(), tmp_path / "b", labels=[3], test_cases=["sub-07", "sub-08"],
@@ -440,9 +442,11 @@ def test_plot_helpers_show_every_label(sample_dataset):
     fig = plotting.plot_dataset_grid(out, n=6, ncols=3, split="test")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 6 and all("test" in t for t in titles)
-    assert {"white_matter", "grey_matter", "lateral_ventricles"} <= {t.split("· ")[1].split("\n")[0] for t in titles}
+    # each panel names its label by value and name ("1 white_matter")
+    assert {"white_matter", "grey_matter", "lateral_ventricles"} <= {t.split("· ")[1].split("\n")[0].split(" ", 1)[1]
+                                                                      for t in titles}
     assert sum(len(ax.patches) for ax in fig.axes) == 6  # one box per panel
     fig2 = plotting.plot_target_sizes(manifest, min_pixels=100)
     legend = [t.get_text() for t in fig2.axes[0].get_legend().get_texts()]
-    assert set(legend) == {"white_matter", "grey_matter", "lateral_ventricles", "min_pixels = 100"}
+    assert set(legend) == {"1 white_matter", "2 grey_matter", "3 lateral_ventricles", "min_pixels = 100"}
     plt.close("all")

@@ -15,7 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.model.geometry import CT_WINDOWS, RECIPES, Geometry, check_boxes
+from medsam_lite.model.intensity import CT_WINDOWS
+from medsam_lite.model.geometry import RECIPES, Geometry, check_boxes
 
 SETTINGS = settings(max_examples=100, deadline=None, database=None, derandomize=True)
 FEW = settings(max_examples=40, deadline=None, database=None, derandomize=True)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import medsam_lite as ml
-from medsam_lite import cli, io, samples
+from medsam_lite import io, samples
+from medsam_lite.app import cli
 
 PACKAGE = Path(ml.__file__).parent
 
@@ -29,10 +30,12 @@ def _calls(attr_names):
 
 def test_one_call_site_for_the_encoder_and_one_for_the_decoder():
     calls = _calls({"encode", "decode"})
-    assert set(calls) == {"inference.py", "models.py"}, calls
+    # the seam (inference.py) and the two model classes behind it: the torch SamModel (sammodel.py) and
+    # the torch-free ExportedModel (exported.py), which hands a call to its torch model once one is loaded
+    assert set(calls) == {"inference.py", "sammodel.py", "exported.py"}, calls
     assert len(calls["inference.py"]) == 2, calls  # model.encode(inputs), model.decode(embeddings, boxes)
     parts = _calls({"image_encoder", "mask_decoder", "prompt_encoder"})
-    assert set(parts) <= {"models.py", "backends.py"}, parts  # the torch modules run only there (and are exported)
+    assert set(parts) <= {"sammodel.py", "backends.py"}, parts  # the torch modules run only there (and are exported)
 
 
 def test_version_comes_from_the_package_metadata():

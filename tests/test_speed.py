@@ -11,7 +11,8 @@ import torch
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.fullsize import masks_at
-from medsam_lite.model.geometry import Geometry, to_rgb_uint8
+from medsam_lite.model.geometry import Geometry
+from medsam_lite.model.intensity import to_rgb_uint8
 from medsam_lite.model.inference import decode, decode_logits, encode
 
 

@@ -19,7 +19,8 @@ from scipy import ndimage
 
 import medsam_lite as ml
 from medsam_lite import io, samples
-from medsam_lite.interactive.volume import VolumePredictor, box_from_recist, predict_volume
+from medsam_lite.interactive.prompts import box_from_recist
+from medsam_lite.interactive.volume import VolumePredictor, predict_volume
 
 SUBJECT = "sub-08"
 VENTRICLES, WHITE_MATTER = 3, 1
@@ -405,3 +406,30 @@ def test_one_box_reaches_85_percent_of_a_box_on_every_slice(model, ct_scan):
     assert tz.min() - 2 <= zs.min() and zs.max() <= tz.max() + 2, (zs, tz)
     assert np.array_equal(zs, np.arange(zs.min(), zs.max() + 1))  # one run of slices, no gaps
     assert vp.encoder_calls == len(vp.embeddings) < scan.array.shape[0]  # each slice once, not the whole scan
+
+
+@pytest.mark.parametrize("shape, axis, match", [
+    ((40, 1, 1), None, r"no axis whose slices are at least 2×2 pixels \(slices across axis=0: 1×1, axis=1: 40×1"),
+    ((1, 40, 1), None, "no axis whose slices"),
+    ((40, 1, 30), 0, r"slices across axis=0 of the volume \(40, 1, 30\) are 1×30 pixels.*Pass axis=1"),
+    ((40, 30, 1), 1, r"Pass axis=2"),
+])
+def test_a_volume_without_2d_slices_along_the_axis_names_axis(shape, axis, match):
+    """(40, 1, 1) took a 1-voxel axis automatically and failed later without naming axis=."""
+    with pytest.raises(ml.InputError, match=match):
+        ml.VolumePredictor(np.zeros(shape, np.float32), model="never loaded", axis=axis)
+
+
+# ---- shared by the tests below (from test_faults2.py)
+def brain(case: str):
+    d = samples.brain_mri_dir()
+    return d / f"{case}.nii.gz", d / f"{case}_label.nii.gz"
+
+
+def test_a_one_slice_volume_with_thin_z_is_sliced_along_z(model):
+    scan, lab = (io.read_volume(p) for p in brain("sub-01"))
+    z = scan.array.shape[0] // 2
+    one = io.Volume(scan.array[z:z + 1], (1.0, 1.0, 0.5), scan.origin, scan.direction)  # z thinner than x, y
+    truth = lab.array[z] == 1
+    mask = ml.predict_volume(one, ml.box_from_mask(truth), slice_index=0, model=model)
+    assert mask.shape == one.array.shape and ml.dice(mask[0], truth) > 0.3

@@ -57,7 +57,7 @@ def test_drawn_boxes_give_masks_without_reencoding(model, brain_slice, targets):
     assert p.label == "brain" and p.slice is None
     np.testing.assert_array_equal(p.box, np.round(brain_box))
     assert ml.dice(p.mask, brain) >= BRAIN_DICE_MIN
-    np.testing.assert_array_equal(_shown(prompter), plotting.overlay(image, [p.mask], colors=[0]))
+    np.testing.assert_array_equal(_shown(prompter), plotting.overlay(image, [p.mask], colors=["brain"]))
 
     vent, vent_box = targets["ventricles"]
     _draw(prompter, vent_box, "ventricles")
@@ -74,7 +74,7 @@ def test_drawn_boxes_give_masks_without_reencoding(model, brain_slice, targets):
     np.testing.assert_array_equal(lm == 2, vent_p.mask)
     np.testing.assert_array_equal(lm == 1, brain_p.mask & ~vent_p.mask)
     np.testing.assert_array_equal(
-        _shown(prompter), plotting.overlay(image, [brain_p.mask, vent_p.mask], colors=[0, 1]))
+        _shown(prompter), plotting.overlay(image, [brain_p.mask, vent_p.mask], colors=["brain", "ventricles"]))
     assert "image encoder runs: 1" in prompter.status.value and "2 boxes" in prompter.status.value
 
 
@@ -225,3 +225,32 @@ def test_bad_slice_raises_input_error(model, brain_volume):
     volume, _ = brain_volume
     with pytest.raises(ml.InputError, match="slice"):
         BoxPrompter(volume, model, slice_index=len(volume.array))
+
+
+def test_the_widget_shows_the_ct_radiologically_and_converts_boxes_and_clicks(model):
+    """Issue 34: the PNG the widget gets shows the sample CT's liver on the viewer's LEFT (patient's
+    right, radiological orientation; the RAS-stored NIfTI's array order has it on the right), and a
+    box drawn / a click made on that picture lands on the same anatomy in array pixels."""
+    scan = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
+    liver = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array == 5
+    z = int(np.argmax(liver.sum(axis=(1, 2))))
+    h, w = liver.shape[1:]
+    box = ml.box_from_mask(liver[z])                                 # array pixels
+    assert liver[z].nonzero()[1].mean() > w / 2                      # array order: liver on the right
+    prompter = BoxPrompter(scan, model, labels=["liver"], modality="CT", default_boxes=[(box, "liver", z)])
+    assert (prompter.view.flip_rows, prompter.view.flip_cols) == (True, True)
+    shown = _shown(prompter).astype(int)
+    tinted = (np.abs(shown[..., 0] - shown[..., 2]) > 40)             # the orange liver overlay, not grey
+    assert tinted.sum() > 0.5 * liver[z].sum()
+    assert tinted.nonzero()[1].mean() < w / 2                        # viewer's left
+    assert np.ptp(shown[tinted.sum(axis=1) == 0][..., 0]) > 200      # soft-tissue window: contrast, not flat grey
+    [b] = prompter.canvas.bboxes                                     # the box as shown: flipped
+    assert (b["x"], b["y"]) == (w - int(box[2]), h - int(box[3]))
+    prompter.canvas.bboxes = []
+    _draw(prompter, [b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]], "liver")   # drawn on the picture
+    [p] = prompter.prompts
+    np.testing.assert_array_equal(p.box, np.round(box))             # … is the array box
+    assert ml.dice(p.mask, liver[z]) > 0.8
+    cy, cx = np.argwhere(liver[z]).mean(axis=0).round().astype(int)
+    prompter._on_click({"type": "medsam-lite-click", "x": float(w - 1 - cx), "y": float(h - 1 - cy)})
+    assert [tuple(pt) for pt in prompter.selected.points] == [(cx, cy)]   # display click → array pixel

@@ -69,7 +69,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import medsam_lite as ml
-from medsam_lite import io, plotting, samples, tutorial
+from medsam_lite import io, plotting, samples
+from medsam_lite.io.display import display_window
+from medsam_lite.app import tutorial
 
 t_start = time.perf_counter()
 threads, device = tutorial.setup_runtime()
@@ -101,7 +103,7 @@ truth = np.stack([label[z] == v for v in ORGANS])
 boxes = np.stack([ml.box_from_mask(t) for t in truth])     # XYXY, slice pixels
 print(f"scan (z, y, x) {scan.array.shape} {scan.array.dtype}, spacing (x, y, z) {scan.spacing} mm; slice z={z}")
 print("HU range", ct.min(), "…", ct.max(), "| pixels per organ", {n: int(t.sum()) for n, t in zip(ORGANS.values(), truth)})
-soft_tissue = np.clip(ct.astype(np.float32), -160, 240)   # display window only; the model gets its own
+soft_tissue = display_window(ct, "CT")            # display window W400/L40 only; the model gets its own
 plotting.show_masks(soft_tissue, boxes=boxes, direction=scan.direction, legend=[],
                     title=f"CT, axial z={z}: one box per organ");
 
@@ -123,7 +125,8 @@ print(f"encoder {t_encode:.2f} s, {len(boxes)} boxes {t_decode * 1000:.0f} ms")
 for name, mask, t, score in zip(ORGANS.values(), masks, truth, scores):
     print(f"{name:20s} Dice vs label {ml.dice(mask, t):.3f}   predicted IoU {score:.2f}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-plotting.show_masks(soft_tissue, truth, direction=scan.direction, ax=axes[0], title="reference labels")
+plotting.show_masks(soft_tissue, truth, direction=scan.direction, ax=axes[0], colors=list(ORGANS.values()),
+                    title="reference labels (TotalSegmentator)")
 plotting.show_masks(soft_tissue, masks, boxes, direction=scan.direction, ax=axes[1],
                     legend=list(ORGANS.values()), title="LiteMedSAM from the boxes")
 fig.tight_layout()
@@ -178,7 +181,7 @@ predictor.set_image(mr.array[zm], modality="MR")
 mr_masks, _ = predictor.predict(mr_boxes)
 for name, mask, t in zip(ORGANS.values(), mr_masks, mr_truth):
     print(f"{name:20s} Dice vs label {ml.dice(mask, t):.3f}")
-plotting.show_masks(mr.array[zm], mr_masks, mr_boxes, direction=mr.direction, legend=list(ORGANS.values()),
+plotting.show_masks(mr.array[zm], mr_masks, mr_boxes, direction=mr.direction, modality="MR", legend=list(ORGANS.values()),
                     title=f"MR, axial z={zm}: LiteMedSAM from one box per organ");
 print(f"this notebook ran in {time.perf_counter() - t_start:.0f} s")
 

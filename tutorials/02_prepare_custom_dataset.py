@@ -60,7 +60,7 @@ if "google.colab" in sys.modules:
 # here is the file itself:
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -84,11 +84,13 @@ print(S.source.read_text(encoding="utf-8"))
 # | nnU-Net / Medical Segmentation Decathlon | `imagesTr/<case>_0000.nii.gz` (only channel `_0000` is used; MSD's `<case>.nii.gz` works too) | `labelsTr/<case>.nii.gz` |
 # | flat folder (NIfTI, NRRD, MHA) | `<case>.nii.gz` | `<case>_label.nii.gz` (or `_mask`, `_seg`; or `label_suffix="…"`) |
 # | 2D images | `<name>.png` / `.jpg` | `<name>_mask.png` or `<name>_label.png` (0/255 masks count as label 1) |
-# | DICOM | one folder per series: `<case>/…` | `<case>_label.nii.gz` beside the folder |
+# | DICOM | one folder per series: `<case>/…` | `<case>_label.nii.gz` beside the folder, or an RTSTRUCT / DICOM-SEG: `<case>_label.dcm` beside it or inside `<case>/` |
 # | any | a list of `(image_path, label_path)` pairs, or `{case: (image, label)}` | |
 #
 # Label names come from a `labels.json` (`{"1": "liver", "2": "tumour"}`) in or above the folder,
-# from an MSD / nnU-Net `dataset.json`, or from `labels` in the settings file. A label map may hold
+# from an MSD / nnU-Net `dataset.json`, from the ROI / segment names of an RTSTRUCT / DICOM-SEG, or
+# from `labels` in the settings file. The settings (and the CLI, and `preprocess`) choose labels by
+# value or by name: `labels = [1, 5]` or `labels = ["spleen", "liver"]`. A label map may hold
 # many classes (TotalSegmentator's has over a hundred): only the settings' `labels` are used.
 # No label maps yet? Notebook 08 makes them from boxes.
 
@@ -101,7 +103,8 @@ from IPython.display import display
 import medsam_lite as ml
 from medsam_lite import io, plotting
 from medsam_lite.data.dataset import open_dataset
-from medsam_lite.data.preprocess import find_cases, thick_axis
+from medsam_lite.io.cases import find_cases, labels_from_files
+from medsam_lite.io.scans import thick_axis
 
 cases = find_cases(S.data, exclude=S.work)
 for case in cases:
@@ -111,7 +114,30 @@ scan = io.read_volume(cases[0].image)
 print("array (z, y, x):", scan.array.shape, scan.array.dtype, "| spacing (z, y, x) mm:", scan.spacing_zyx)
 print("value range:", scan.array.min(), "…", scan.array.max(), "| thick axis (array order):",
       thick_axis(scan.spacing_zyx, scan.array.shape))
-print("label values in", cases[0].label.name, ":", sorted(int(v) for v in pd.unique(io.read_volume(cases[0].label).array.ravel())))
+first = io.read_label(cases[0].label, reference=cases[0].image)
+known = {**labels_from_files([S.data, S.data.parent]), **(first.names or {})}
+print("label values in", cases[0].label.name, "(value name):",
+      ", ".join(f"{v} {known.get(v, '?')}" for v in sorted(int(v) for v in pd.unique(first.array.ravel())) if v))
+print("chosen by the settings:", S.label_names() if S.labels else "every label")
+
+# %% [markdown]
+# **DICOM in, with an RTSTRUCT.** A DICOM series is a folder of slice files; its labels may be an
+# RTSTRUCT (contours, one ROI per structure) or a DICOM-SEG. `io.read_volume` reads the series in
+# Hounsfield units with its geometry, `io.read_label(..., reference=series)` rasterises the RTSTRUCT
+# onto it, and `names=` maps ROI names to your label values. Notebook 08's scan in the settings is
+# such a series (the sample: the held-out slab written as DICOM by `data_samples/make_dicom_sample.py`).
+
+# %%
+if S.scan is not None and S.scan.is_dir():
+    series = io.read_volume(S.scan)
+    print(f"DICOM series {tutorial.short_path(S.scan)}: (z, y, x) {series.array.shape}, spacing (x, y, z) {series.spacing} mm, "
+          f"HU {series.array.min()} … {series.array.max()}")
+    if S.reference is not None:
+        rt = io.read_label(S.reference, reference=S.scan, names=S.label_names() if isinstance(S.labels, dict) else None)
+        print(f"{S.reference.name}: labels (value name)", rt.names,
+              "| voxels per label:", {int(v): int((rt.array == v).sum()) for v in rt.names})
+else:
+    print("notebook 08's scan in the settings is not a DICOM series folder: nothing DICOM to show here")
 
 # %% [markdown]
 # ## 2. The recipe
@@ -170,15 +196,18 @@ display(pd.crosstab(manifest["label_name"], manifest["split"], margins=True))
 print("slices per split:", manifest.drop_duplicates(["case", "slice"])["split"].value_counts().to_dict())
 print("target size (original pixels):")
 display(manifest.groupby("label_name")["pixels"].describe()[["count", "min", "50%", "max"]])
-plotting.plot_target_sizes(manifest, min_pixels=ds.meta["min_pixels"]);
+plotting.plot_target_sizes(manifest, min_pixels=ds.meta["min_pixels"], min_mm2=ds.meta["min_mm2"]);
 
 # %% [markdown]
 # ## 5. Look at the data
 # Always look before you train: each panel is a stored slice with one target's mask and its box
-# (drawn in the stored image's pixels; stored slices keep the scan's array orientation).
+# (drawn in the stored image's pixels), shown like every figure of the tutorials: radiological
+# orientation (the patient's right on the viewer's left, anterior at the top; `source=` gives the
+# scans' geometry), the CT soft-tissue display window (W400 / L40, not the model's wide input
+# window), one colour per label name.
 
 # %%
-plotting.plot_dataset_grid(ds, n=8, ncols=4);
+plotting.plot_dataset_grid(ds, n=8, ncols=4, source=S.data);
 
 # %% [markdown]
 # ## 6. Re-running, and mistakes
@@ -206,8 +235,9 @@ print(f"{mismatched} exists:", mismatched.exists())
 # # nnU-Net layout, soft-tissue window, only labels 1 and 2:
 # ml.preprocess("Dataset001_Liver/", "work/liver", modality="CT", window="soft_tissue",
 #               labels={1: "liver", 2: "tumour"}, min_mm2=64)
-# # DICOM series folders patient1/, patient2/ … with patient1_label.nii.gz beside them:
-# ml.preprocess("dicom_export/", "work/ct", modality="CT")
+# # DICOM series folders patient1/, patient2/ … with patient1_label.nii.gz (or an RTSTRUCT
+# # patient1_label.dcm) beside them; labels chosen by ROI name:
+# ml.preprocess("dicom_export/", "work/ct", modality="CT", labels=["liver", "spleen"])
 # # 2D images: photo.png + photo_mask.png; one target per connected component:
 # ml.preprocess("png_folder/", "work/cells", split_components=True, min_pixels=30)
 # ```

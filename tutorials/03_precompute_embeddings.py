@@ -56,7 +56,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -76,6 +76,7 @@ import matplotlib.pyplot as plt
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
+from medsam_lite.io.display import radiological_flips, stored_for_display
 from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
@@ -132,7 +133,8 @@ except ml.StoreMismatchError as err:
 # stored slice is that slice resized (longest side 256), so `prompts.boxes_to_stored` maps them to
 # it (with the same `Geometry` the model uses) and the predictor gets the stored size — the masks
 # then come out at the stored size, like the stored masks. The slice shown is the test case's slice
-# with the most targets; each label keeps its colour in every notebook (its position in the settings' labels).
+# with the most targets, in radiological orientation and the CT display window; each label keeps
+# its colour (by name) in every notebook.
 
 # %%
 test_cases = [c for c, split in ds.meta["split"].items() if split == "test"]
@@ -156,17 +158,17 @@ print(f"{len(boxes)} boxes on a stored embedding in {(time.perf_counter() - t0) 
 truth = [ds.mask(m) for m in targets["mask"]]
 print("Dice per target:", {n: round(ml.dice(p, t), 3) for n, p, t in zip(targets["label_name"], masks, truth)})
 
-order = list(S.label_names(ds))
-colors = [order.index(v) for v in targets["label"]]
+colors = list(targets["label_name"])                 # one colour per label name in every figure
+shown = stored_for_display(image, ds.preset)  # CT: soft-tissue display window, not the model's input window
 direction = io.read_volume(tutorial.case_paths(S, sl["case"])[1]).direction   # display: radiological orientation
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-flip_rows, flip_cols = plotting.radiological_flips(direction)
+flip_rows, flip_cols = radiological_flips(direction)
 axes[0].imshow(store.get(row).abs().mean(0).numpy()[::-1 if flip_rows else 1, ::-1 if flip_cols else 1], cmap="magma")
 axes[0].set_title("mean |embedding| over 256 channels (64×64)")
 axes[0].set_axis_off()
-plotting.show_masks(image, truth, boxes=boxes, ax=axes[1], direction=direction, colors=colors, legend=[],
+plotting.show_masks(shown, truth, boxes=boxes, ax=axes[1], direction=direction, colors=colors, legend=[],
                     title=f"{sl['case']} slice {sl['slice']}: ground truth")
-plotting.show_masks(image, masks, boxes=boxes, ax=axes[2], direction=direction, colors=colors,
+plotting.show_masks(shown, masks, boxes=boxes, ax=axes[2], direction=direction, colors=colors,
                     legend=list(targets["label_name"]), title="pretrained, from the stored embedding")
 fig.tight_layout()
 

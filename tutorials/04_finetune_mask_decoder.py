@@ -56,7 +56,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -92,6 +92,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
+from medsam_lite.io.display import stored_for_display
 from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
@@ -114,16 +115,25 @@ result.history.round(3)
 # %% [markdown]
 # ## 2. Loss and validation Dice, per label
 # `val_dice` is the mean Dice over the validation case's targets (2D, from tight boxes); the
-# dashed curves split it by label, in each label's colour. The line under the figure says, per
-# label, how the best epoch compares with epoch 1 on the validation case.
+# dashed curves split it by label, in each label's colour. The dotted line is the pretrained model
+# (epoch 0, when the history has it), the star the best epoch. The line under the figure says, per
+# label, how the best epoch compares with the pretrained model (else epoch 1) on the validation case.
+# With only two cases there is no validation case: `best.pt` is then the last epoch, and this says so.
 
 # %%
 names = S.label_names(ds)
 plotting.plot_history(result.history, label_names=names);
-best = result.history.loc[result.history["val_dice"].idxmax()]
-first = result.history.iloc[0]
-print(f"best epoch {int(best['epoch'])}: " + ", ".join(
-    f"{n} {first[f'val_dice_{n}']:.3f} → {best[f'val_dice_{n}']:.3f}" for n in names.values() if f"val_dice_{n}" in best))
+hist = result.history
+trained = hist[hist["epoch"] > 0]
+if trained["val_dice"].notna().any():
+    best = trained.loc[trained["val_dice"].idxmax()]
+    start = hist[hist["epoch"] == 0].iloc[0] if (hist["epoch"] == 0).any() else trained.iloc[0]
+    print(f"best epoch {int(best['epoch'])} (against epoch {int(start['epoch'])}): " + ", ".join(
+        f"{n} {start[f'val_dice_{n}']:.3f} → {best[f'val_dice_{n}']:.3f}" for n in names.values()
+        if f"val_dice_{n}" in best and best[f"val_dice_{n}"] == best[f"val_dice_{n}"]))
+else:
+    print(f"no validation case (training cases: {result.train_cases}): best.pt is the last epoch, "
+          f"{int(trained['epoch'].max())}")
 
 # %% [markdown]
 # ## 3. The checkpoint
@@ -142,7 +152,10 @@ print("fine-tuned model:", tuned.name, "from", tutorial.short_path(tuned.checkpo
 # `predict_case` segments every target of a test case from its box, reading the stored embeddings
 # (the pretrained and fine-tuned models share the encoder, so they share the embeddings). The
 # slice shown is where the label with the fewest targets (`tutorial.focus_label`) is largest
-# (`prompts.key_slice`); every label of that slice is drawn, each in its colour.
+# (`prompts.key_slice`); every label of that slice is drawn, each in its colour. The second figure
+# shows **where** each model is wrong on that slice: false positives (predicted, not in the
+# reference) and false negatives (missed). The reference labels of the sample are TotalSegmentator's
+# model output (see `data_samples/NOTICE.md`), not manual contours: Dice here is agreement with it.
 
 # %%
 test_case = sorted(c for c, split in ds.meta["split"].items() if split == "test")[0]
@@ -156,10 +169,13 @@ for v in shown:
     print(f"{names[v]:20s} Dice on this slice: pretrained {ml.dice(before.pred[v][z], before.truth[v][z]):.3f}"
           f" → fine-tuned {ml.dice(after.pred[v][z], after.truth[v][z]):.3f}")
 direction = io.read_volume(tutorial.case_paths(S, test_case)[1]).direction
-plotting.compare(before.image[z], {"ground truth": [before.truth[v][z] for v in shown],
-                                   "pretrained": [before.pred[v][z] for v in shown],
-                                   "fine-tuned": [after.pred[v][z] for v in shown]},
-                 direction=direction, colors=[list(names).index(v) for v in shown], legend=[names[v] for v in shown]);
+image = stored_for_display(before.image[z], ds.preset)   # CT: soft-tissue display window
+truth = [before.truth[v][z] for v in shown]
+plotting.compare(image, {"reference": truth, "pretrained": [before.pred[v][z] for v in shown],
+                         "fine-tuned": [after.pred[v][z] for v in shown]},
+                 direction=direction, legend=[names[v] for v in shown]);
+plotting.plot_error_maps(image, truth, {"pretrained": [before.pred[v][z] for v in shown],
+                                        "fine-tuned": [after.pred[v][z] for v in shown]}, direction=direction);
 
 # %% [markdown]
 # ## Next

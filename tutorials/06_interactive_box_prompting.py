@@ -63,7 +63,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -75,6 +75,7 @@ S = tutorial.settings()
 # (notebook 08 starts from one without).
 
 # %%
+import matplotlib.pyplot as plt
 import numpy as np
 
 import medsam_lite as ml
@@ -105,11 +106,14 @@ print(f"{case} slice {z}: {ct_slice.shape} {ct_slice.dtype}; classes {list(names
 #
 # The `default_boxes` are already drawn when the widget appears: without a browser (e.g. when this
 # notebook runs under `pytest --nbmake`) nobody draws, and the rest of the notebook still has masks.
-# Boxes are XYXY in the image's pixels; the widget's own XYWH boxes are converted at its edge. The
-# widget shows the slice as stored (array orientation); the figures below are radiological.
+# The widget shows the slice like every figure of the tutorials: radiological orientation (the
+# patient's right on the viewer's left, anterior at the top; `direction=` gives the scan's
+# geometry, a volume brings its own), the CT soft-tissue display window and one colour per label
+# name. Boxes in code (`default_boxes`, `add_box`, `click`) are XYXY in the **array's** pixels; what
+# you draw on the picture is converted to them at the widget's edge (`prompter.view`).
 
 # %%
-prompter = BoxPrompter(ct_slice, model, labels=names, modality=S.modality,
+prompter = BoxPrompter(ct_slice, model, labels=names, modality=S.modality, direction=scan.direction,
                        default_boxes=[(ml.box_from_mask(truth[names[first]]), names[first])])
 prompter
 
@@ -127,9 +131,8 @@ for name, mask in prompter.masks.items():
     if mask.any():
         print(f"{name}: Dice against the label {ml.dice(mask, truth[name]):.3f}")
 print("image encoder runs:", prompter.encoder_calls, "| boxes decoded:", prompter.decoder_calls)
-colors = [list(S.label_names(tutorial.ensure_dataset(S))).index(v) for v in names]
-plotting.show_masks(prompter.session.image[0], list(prompter.masks.values()), direction=scan.direction,
-                    colors=colors, legend=list(names.values()), title="prompter.masks");
+plotting.show_masks(ct_slice, list(prompter.masks.values()), direction=scan.direction, modality=S.modality,
+                    legend=list(names.values()), title="prompter.masks");
 
 # %% [markdown]
 # ## 4. A second box costs only the decoder
@@ -156,17 +159,24 @@ print(f"{names[small]} Dice:", round(ml.dice(prompter.masks[names[small]], truth
 # (notebook 08). LiteMedSAM's decoder was trained with boxes only, so clicks go to the click decoder
 # shipped in the package (`bench/bench_clicks.py` measures it); a click can still make a mask worse:
 # undo it then. Here the click goes on a pixel of the first organ that its mask missed (found from the
-# label, to run without a browser).
+# label, to run without a browser); the figure shows the mask before and after, the click as a star.
 
 # %%
 obj = prompter.session.objects[0]                     # the first box's object
-before = ml.dice(obj.mask, truth[obj.label])
+before, mask_before = ml.dice(obj.mask, truth[obj.label]), obj.mask.copy()
 missed = np.argwhere(truth[obj.label] & ~obj.mask)    # (row, column) of the organ's pixels the mask missed
 if len(missed):
     y, x = missed[len(missed) // 2]
     prompter.click(float(x), float(y), obj=obj)
-    print(f"{obj.label} Dice: box {before:.3f} → box + 1 click at ({x}, {y}) {ml.dice(obj.mask, truth[obj.label]):.3f}; "
+    after = ml.dice(obj.mask, truth[obj.label])
+    print(f"{obj.label} Dice: box {before:.3f} → box + 1 click at ({x}, {y}) {after:.3f}; "
           f"encoder runs {prompter.encoder_calls}")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    for ax, mask, title in ((axes[0], mask_before, f"box: Dice {before:.3f}"),
+                            (axes[1], obj.mask, f"box + click: Dice {after:.3f}")):
+        plotting.show_masks(ct_slice, [mask], boxes=[obj.box], points=[(x, y)], ax=ax, direction=scan.direction,
+                            modality=S.modality, colors=[obj.label], title=title)
+    fig.tight_layout()
 else:
     print(f"{obj.label}: the mask misses no pixel of the label; no click needed")
 

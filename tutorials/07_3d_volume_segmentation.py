@@ -58,7 +58,7 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
@@ -81,6 +81,7 @@ import numpy as np
 
 import medsam_lite as ml
 from medsam_lite import io, plotting
+from medsam_lite.io.display import radiological_flips
 from medsam_lite.interactive import prompts
 from medsam_lite.interactive.volume import VolumePredictor
 
@@ -94,7 +95,6 @@ label = label_volume.array
 ds = tutorial.ensure_dataset(S)                              # notebook 02's dataset: label names, focus label
 names = S.label_names(ds)                                    # the chosen labels only, in colour order
 target = tutorial.focus_label(ds)
-colour = list(names).index(target)
 print(f"{case}: array (z, y, x) {scan.array.shape} {scan.array.dtype}; target {target} = {names[target]}")
 print("spacing (x, y, z) mm", scan.spacing, " origin", np.round(scan.origin, 2))
 
@@ -102,9 +102,10 @@ print("spacing (x, y, z) mm", scan.spacing, " origin", np.round(scan.origin, 2))
 # ## 2. One box on one slice
 # Pick the slice where the target is largest (`prompts.key_slice`) and draw a box on it (here: the
 # tight box around the target from the label map; in your own data you read it off a viewer, or
-# draw it with the widget of notebook 06). Boxes are **XYXY in the slice's pixels**,
-# `[x0, y0, x1, y1]` = column, row of the top-left and bottom-right pixels. The figure is in
-# radiological orientation (display only; the arrays and boxes are not flipped).
+# draw it with the widget of notebook 06). Boxes are **XYXY in the slice's array pixels**,
+# `[x0, y0, x1, y1]` = column, row of the top-left and bottom-right pixels. Every figure is in
+# radiological orientation and the CT soft-tissue display window (display only; the arrays and
+# boxes are not flipped).
 
 # %%
 truth = label == target
@@ -113,7 +114,7 @@ key = prompts.key_slice(truth)
 box = ml.box_from_mask(truth[key])
 vp = VolumePredictor(scan, model, modality=S.modality)
 print(f"target on slices {slices_with_target.min()}–{slices_with_target.max()}; key slice {key}, box {box}")
-plotting.show_masks(vp.slice_image(key), [truth[key]], boxes=[box], direction=scan.direction, colors=[colour],
+plotting.show_masks(scan.array[key], [truth[key]], boxes=[box], direction=scan.direction, modality=S.modality, colors=[names[target]],
                     legend=[f"{names[target]} (label)"], title=f"slice {key} + box");
 
 # %% [markdown]
@@ -162,11 +163,11 @@ print(f"one box + propagation: {d_prop:.3f}   a GT box on every slice: {d_gt:.3f
 print("new encoder calls:", vp.encoder_calls - calls)
 
 # %% [markdown]
-# ## 5. Where propagation was good, where it leaked, where it stopped
+# ## 5. Slice by slice: good, poor, leaked or stopped
 # Every slice with target or mask is sorted into one of four kinds: *good* (Dice at least `0.7`),
 # *poor* (some overlap, less), *leaked* (a mask where the label has none: the model slid onto a
-# neighbour) and *stopped* (the label goes on, the mask does not). The figure shows the key slice,
-# every leaked and stopped slice and the worst and best of the others — label on top, propagated
+# neighbour) and *stopped* (the label goes on, the mask does not); the cell says when no slice
+# leaked or stopped. The figure shows the key slice, any leaked and stopped slice and the worst and best of the others — label on top, propagated
 # mask below, in the label's colour; the box (dashed) on the key slice.
 
 # %%
@@ -177,15 +178,18 @@ for z in union:
     kind[int(z)] = ("leaked" if not truth[z].any() else "stopped" if not mask[z].any()
                     else "good" if d >= 0.7 else "poor")
 print({k: [z for z in kind if kind[z] == k] for k in ("good", "poor", "leaked", "stopped")})
+if not any(k in ("leaked", "stopped") for k in kind.values()):
+    print(f"no slice leaked and none stopped early: the mask covers slices {segmented.min()}–{segmented.max()}, "
+          f"the label {slices_with_target.min()}–{slices_with_target.max()}")
 others = [z for z in kind if kind[z] in ("good", "poor")]
 others = [others[i] for i in np.argsort([ml.dice(mask[z], truth[z]) for z in others])]   # worst first
 show = sorted({key, *[z for z in kind if kind[z] in ("leaked", "stopped")], *others[:2], *others[-2:]})[:8]
 fig, axes = plt.subplots(2, len(show), figsize=(2.6 * len(show) + 1.5, 5.4), squeeze=False)
 for col, z in enumerate(show):
-    plotting.show_masks(vp.slice_image(z), [truth[z]], ax=axes[0, col], direction=scan.direction, colors=[colour],
+    plotting.show_masks(scan.array[z], [truth[z]], ax=axes[0, col], direction=scan.direction, modality=S.modality, colors=[names[target]],
                         boxes=[box] if z == key else None,
                         title=f"z={z} label" + (" (key)" if z == key else ""))
-    plotting.show_masks(vp.slice_image(z), [mask[z]], ax=axes[1, col], direction=scan.direction, colors=[colour],
+    plotting.show_masks(scan.array[z], [mask[z]], ax=axes[1, col], direction=scan.direction, modality=S.modality, colors=[names[target]],
                         title=f"{kind[z]}, Dice {ml.dice(mask[z], truth[z]):.2f}")
 fig.tight_layout()
 
@@ -207,8 +211,8 @@ labels_pred = vp.predict(targets, progress=False)
 print("label map", labels_pred.dtype, np.unique(labels_pred), "new encoder calls:", vp.encoder_calls - calls)
 print("3D Dice per label:", {names[v]: round(ml.dice(labels_pred == v, label == v), 3) for v in targets})
 shown = [v for v in names if v in targets]
-plotting.show_masks(vp.slice_image(key), [labels_pred[key] == v for v in shown], direction=scan.direction,
-                    colors=[list(names).index(v) for v in shown], legend=[names[v] for v in shown],
+plotting.show_masks(scan.array[key], [labels_pred[key] == v for v in shown], direction=scan.direction, modality=S.modality,
+                    legend=[names[v] for v in shown],
                     title=f"label map, slice {key}");
 
 # %% [markdown]
@@ -235,9 +239,9 @@ print("long + short axis:         ", recist_box, "  tight box:", ml.box_from_mas
 organ_pred = ml.predict_volume(vp, recist_box, slice_index=z_r, progress=False)
 print(f"{names[organ]} from a RECIST line: 3D Dice {ml.dice(organ_pred, organ_mask):.3f}; "
       f"{vp.encoder_calls} slices encoded so far")
-ax = plotting.show_masks(vp.slice_image(z_r), [organ_pred[z_r]], boxes=[recist_box], direction=scan.direction,
-                         colors=[list(names).index(organ)], legend=[names[organ]], title="RECIST line → box → mask")
-flip_rows, flip_cols = plotting.radiological_flips(scan.direction)   # draw the measured lines where the display put them
+ax = plotting.show_masks(scan.array[z_r], [organ_pred[z_r]], boxes=[recist_box], direction=scan.direction, modality=S.modality,
+                         legend=[names[organ]], title="RECIST line → box → mask")
+flip_rows, flip_cols = radiological_flips(scan.direction)   # draw the measured lines where the display put them
 h, w = organ_mask[z_r].shape
 xs = [w - 1 - p[0] if flip_cols else p[0] for p in (p1, p2, q1, q2)]
 ys = [h - 1 - p[1] if flip_rows else p[1] for p in (p1, p2, q1, q2)]

@@ -58,17 +58,19 @@ if "google.colab" in sys.modules:
 # (that is how the tests run these notebooks on other data). The line below shows the settings in effect.
 
 # %%
-from medsam_lite import tutorial
+from medsam_lite.app import tutorial
 
 S = tutorial.settings()
 
 # %% [markdown]
 # ## 1. Your scan and your boxes
 # Any scan `io.read_volume` reads: NIfTI, NRRD, MHA, or a DICOM series folder: `scan` in the
-# settings file (here the held-out slab of the sample CT, read **without** its label map). The
-# boxes, its `[boxes]` table, are what you would read off a viewer (or draw with the widget of
-# notebook 06): one per organ, XYXY in the slice's pixels, `name = [slice, x0, y0, x1, y1]`, with
-# the label names of the settings. Change them in the file for your own scan.
+# settings file (here the held-out slab of the sample CT as a **DICOM series**, read without its
+# labels). The boxes, its `[boxes]` table, are what you would read off a figure or a viewer (or draw
+# with the widget of notebook 06): one per organ, `name = [slice, x0, y0, x1, y1]`, XYXY in the
+# pixels of the slice **as displayed** (radiological: the patient's right on the viewer's left,
+# anterior at the top), with the label names of the settings. `tutorial.boxes_on(S.boxes, scan)` turns them into the
+# array's pixels with the scan's direction, so the same numbers fit a DICOM series and a NIfTI of it.
 
 # %%
 import time
@@ -80,13 +82,12 @@ import medsam_lite as ml
 from medsam_lite import io, plotting
 from medsam_lite.interactive.session import AnnotationSession
 from medsam_lite.interactive.volume import VolumePredictor
-from medsam_lite.io.labelout import dicom_series_of, label_writer
+from medsam_lite.io.formats import dicom_series_of, label_writer
 
 SCAN = S.scan                  # your scan (a file, or a DICOM series folder): `scan` in the settings
-BOXES = S.boxes                # name: (slice, [x0, y0, x1, y1]): the settings' [boxes]
-
 names = S.annotation_labels()  # {value: name} of the boxes' labels, from the settings' labels
 scan = io.read_volume(SCAN)
+BOXES = tutorial.boxes_on(S.boxes, scan)  # name: (slice, XYXY array pixels): the settings' [boxes], displayed → array
 model = tutorial.load_model(S)
 print(f"{tutorial.short_path(SCAN).name}: (z, y, x) {scan.array.shape}, spacing (x, y, z) {scan.spacing} mm; "
       f"classes {names}")
@@ -105,9 +106,8 @@ print(f"{len(objects)} boxes → masks in {time.perf_counter() - t0:.1f} s (one 
 for name, obj in objects.items():
     print(f"{name:20s} slice {obj.slice}: {int(obj.mask.sum())} px, predicted IoU {obj.score:.2f}")
 z = next(iter(BOXES.values()))[0]
-colors = [list(S.label_names()).index(v) for v in names]
-plotting.show_masks(session.image[z], [objects[n].mask for n in names.values()],
-                    boxes=[objects[n].box for n in names.values()], direction=scan.direction, colors=colors,
+plotting.show_masks(scan.array[z], [objects[n].mask for n in names.values()],
+                    boxes=[objects[n].box for n in names.values()], direction=scan.direction, modality=S.modality,
                     legend=list(names.values()), title=f"slice {z}: masks from your boxes");
 
 # %% [markdown]
@@ -118,7 +118,8 @@ plotting.show_masks(session.image[z], [objects[n].mask for n in names.values()],
 # decoder shipped in the package (LiteMedSAM's own decoder was trained on boxes only; a checkpoint of
 # `finetune(..., clicks=K)` answers clicks with its own decoder). As a demonstration (when the
 # settings' `clicks` is above 0), one click goes to the object with the lowest predicted IoU, at
-# the centre of its box, and is taken back.
+# the centre of its box: the figure shows its mask before and after, the click as a star; then
+# the click is taken back (undo).
 
 # %%
 scores = {name: obj.score for name, obj in objects.items()}
@@ -127,9 +128,14 @@ if worst is None:
     print("clicks: none asked for (clicks = 0 in the settings)")
 else:
     x, y = (worst.box[0] + worst.box[2]) / 2, (worst.box[1] + worst.box[3]) / 2
-    area = int(worst.mask.sum())
+    area, mask_before = int(worst.mask.sum()), worst.mask.copy()
     session.add_click(worst, x, y, positive=True)
     print(f"{worst.label}: one click at ({x:.0f}, {y:.0f}): {area} → {int(worst.mask.sum())} px")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
+    for ax, m, title in ((axes[0], mask_before, f"box: {area} px"), (axes[1], worst.mask, f"box + click: {int(worst.mask.sum())} px")):
+        plotting.show_masks(scan.array[worst.slice], [m], boxes=[worst.box], points=[(x, y)], ax=ax,
+                            direction=scan.direction, modality=S.modality, colors=[worst.label], title=title)
+    fig.tight_layout()
     session.undo()
     print(f"undo: {int(worst.mask.sum())} px again")
 
@@ -170,19 +176,20 @@ if dicom_series_of(scan) is not None:             # a DICOM series: also a DICOM
 present = np.flatnonzero((back.array > 0).any(axis=(1, 2)))
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 for ax, zz in zip(axes, np.unique(np.linspace(present.min(), present.max(), 3).round().astype(int))):
-    plotting.show_masks(vp.slice_image(int(zz)), [back.array[zz] == v for v in names], ax=ax, direction=back.direction,
-                        colors=colors, legend=list(names.values()) if ax is axes[-1] else None,
-                        title=f"{out.name}, slice {zz}")
+    plotting.show_masks(scan.array[zz], [back.array[zz] == v for v in names], ax=ax, direction=back.direction,
+                        modality=S.modality, colors=list(names.values()),
+                        legend=list(names.values()) if ax is axes[-1] else None, title=f"label map read back, slice {zz}")
 fig.tight_layout()
 
 # %% [markdown]
 # **How good is it?** With your own scan you would check it by eye, slice by slice, and fix it
-# with more boxes or clicks. When the settings name a `reference` label map (the sample has one),
-# the printed Dice per organ says how far boxes on one slice went.
+# with more boxes or clicks. When the settings name a `reference` label map (the sample has one: an
+# RTSTRUCT of the series, read by ROI name; its contours come from TotalSegmentator's model output,
+# see `data_samples/NOTICE.md`), the printed Dice per organ says how far boxes on one slice went.
 
 # %%
 if S.reference:
-    reference = io.read_volume(S.reference).array
+    reference = io.read_label(S.reference, reference=SCAN, names=names).array   # NIfTI, or RTSTRUCT / SEG by name
     for v, name in names.items():
         print(f"{name:20s} 3D Dice against the reference {ml.dice(label_map == v, reference == v):.3f}")
 else:

@@ -96,7 +96,7 @@ class Dataset:
 
     @property
     def preset(self):
-        """The :class:`~medsam_lite.intensity.IntensityPreset` the slices were normalized with
+        """The :class:`~medsam_lite.model.intensity.IntensityPreset` the slices were normalized with
         (``dataset.json``'s ``preset``; older datasets: resolved from their ``modality`` and ``window``)."""
         from ..model.intensity import IntensityPreset
 

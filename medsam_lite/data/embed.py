@@ -1,5 +1,5 @@
 """Image embeddings computed once per slice and stored beside the dataset (the verb; the store is
-:mod:`medsam_lite.store`).
+:mod:`medsam_lite.data.store`).
 
 The frozen image encoder is by far the most expensive part of a SAM-family model (about 1–2 s per
 256×256 slice on a laptop CPU for LiteMedSAM in torch, against ~40 ms for a box through the
@@ -21,12 +21,13 @@ from ..checks import check_cases, check_int
 from .dataset import check_dataset
 from ..model.models import check_model
 from .dataset import Dataset
-from ..train.distributed import dist_context, embed_on_all_ranks, parse_shard, shard_rows
+from ..distributed import any_rank, barrier, dist_context, init_distributed, parse_shard, shard_rows
 from ..errors import InputError
 from ..fileutil import os_error_to_input_error
 from ..model.inference import encode_images
 from ..model.models import SamModel
-from .store import DTYPES, EmbeddingStore, EntryWriter, open_store  # noqa: F401  (re-exported)
+from .store import EmbeddingStore, open_store, reload_store
+from .storefiles import EntryWriter
 
 
 def select_slices(dataset: Dataset, split: str | None = None, cases=None,
@@ -71,7 +72,7 @@ def model_boxes(model: SamModel, targets: pd.DataFrame) -> np.ndarray:
     """The manifest boxes of ``targets`` in **model-input** pixels, ``N×4`` float32 XYXY.
 
     Manifest boxes are in original slice pixels (``height × width``); they are mapped with
-    ``model.geometry((height, width)).box_prompt``, exactly as :func:`~medsam_lite.inference.decode`
+    ``model.geometry((height, width)).box_prompt``, exactly as :func:`~medsam_lite.model.inference.decode`
     maps a box on the original slice. The stored slice has the same geometry in model space (same
     resized size), so the box lands on the same spot of the stored embedding.
     """
@@ -103,8 +104,8 @@ def embed(
 
     Args:
         dataset: a folder written by :func:`medsam_lite.preprocess` or an opened
-            :class:`~medsam_lite.dataset.Dataset`.
-        model: a :class:`~medsam_lite.models.SamModel` (default: ``load_model()``, LiteMedSAM).
+            :class:`~medsam_lite.data.dataset.Dataset`.
+        model: a :class:`~medsam_lite.model.models.SamModel` (default: ``load_model()``, LiteMedSAM).
         batch_size: slices per encoder call (default 1: on a CPU batching gives no speed-up and
             raises memory; try 4–16 on a GPU).
         dtype: storage dtype, ``"float16"`` (default; 2 MiB per 256×64×64 embedding) or
@@ -131,7 +132,7 @@ def embed(
         ``shard``, other shards' entries may still be missing from it.
 
     Each slice is read as stored (``h×w`` uint8, longest side = the dataset's ``image_size``),
-    replicated to RGB and encoded through :func:`~medsam_lite.inference.encode_images` with the
+    replicated to RGB and encoded through :func:`~medsam_lite.model.inference.encode_images` with the
     geometry of a stored slice of its original ``height × width`` (for LiteMedSAM on a 256
     dataset: min-max to [0, 1] and zero padding bottom/right, no resizing — ``preprocess`` already
     resized it with the published ``cv2.INTER_AREA``).
@@ -182,4 +183,23 @@ def embed(
     finally:
         bar.close()
         writer.close()
+    return store
+
+
+def embed_on_all_ranks(embed_fn, wanted_rows, model, progress: bool, **kwargs):
+    """``embed`` under torchrun: every rank its share, then all wait until the store is complete.
+
+    Pass 1: rank ``r`` of ``W`` computes rows ``r::W`` of ``wanted_rows``. After a barrier, if
+    any rank still misses rows (each machine has its own copy of the store), the ranks of each
+    machine complete their copy, split by local rank. Every rank must call this.
+    """
+    ctx = init_distributed(model.device)
+    progress = progress and ctx.is_main
+    store = embed_fn(model=model, shard=(ctx.rank, ctx.world_size), progress=progress, **kwargs)
+    barrier()
+    store = reload_store(store)
+    if any_rank(not store.done[np.asarray(wanted_rows, dtype=np.int64)].all()):
+        store = embed_fn(model=model, shard=(ctx.local_rank, ctx.local_world_size), progress=progress, **kwargs)
+        barrier()
+        store = reload_store(store)
     return store

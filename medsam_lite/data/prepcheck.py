@@ -17,8 +17,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import InputError
-from ..model.intensity import check_window as _check_window
-from ..model.geometry import CT_WINDOWS, Geometry
+from ..model.intensity import parse_window
+from ..model.geometry import Geometry
+from ..model.intensity import CT_WINDOWS
 
 _AXES = {"z": 0, "y": 1, "x": 2}  # slicing axis names, in array order
 
@@ -99,15 +100,13 @@ def report(meta: dict, used: dict[int, str], settings: dict, progress: bool) -> 
 
 
 # ---------------------------------------------------------------- settings and split
-def _settings(modality, window, image_size, axis, min_pixels, split_components, test_fraction,
+def recorded_settings(modality, window, image_size, axis, min_pixels, split_components, test_fraction,
               test_cases, seed, labels, min_mm2=None) -> dict:
     if not isinstance(modality, str) or not modality:
         raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
-    if isinstance(window, str):
-        if window not in CT_WINDOWS:
-            raise InputError(f"unknown CT window {window!r}; choose one of {sorted(CT_WINDOWS)} or (low, high).")
-    elif window is not None:
-        window = list(_check_window(window))
+    window = parse_window(window)  # the one CT-window check (model.intensity)
+    if isinstance(window, tuple):
+        window = list(window)
     if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 16:
         raise InputError(f"image_size must be an integer ≥ 16 (256 for LiteMedSAM, 1024 for MedSAM), got {image_size!r}.")
     if isinstance(axis, str):
@@ -150,7 +149,7 @@ def _settings(modality, window, image_size, axis, min_pixels, split_components, 
                 seed=int(seed), test_fraction=float(test_fraction), test_cases=test_cases, labels=labels)
 
 
-def _split(names: list[str], settings: dict) -> dict[str, str]:
+def assign_split(names: list[str], settings: dict) -> dict[str, str]:
     """Case → "train"/"test": ``test_cases`` if given, else a seeded shuffle, round-half-up
     ``test_fraction × n`` test cases (at least one when n ≥ 2 and test_fraction > 0)."""
     if settings["test_cases"] is not None:

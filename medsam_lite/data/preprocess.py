@@ -1,14 +1,14 @@
 """``preprocess``: from a folder of scans and label maps to a prepared training set (MedSAM recipe).
 
 Source layouts (nnU-Net/MSD, images/ + labels/, flat folders, DICOM series) are found by
-:func:`medsam_lite.cases.find_cases`.
+:func:`medsam_lite.io.cases.find_cases`.
 
 The recipe, per case: read image and label map with SimpleITK (their shape, spacing, origin and
 direction must agree), normalize the whole volume to ``uint8`` (CT window or 0.5–99.5 percentiles
-of the voxels > 0, :func:`~medsam_lite.transforms.normalize_intensity`), cut it into slices along
+of the voxels > 0, :func:`~medsam_lite.model.intensity.normalize_intensity`), cut it into slices along
 the axis of largest spacing, and keep one binary target per label (or per connected component) per
 slice with at least ``min_pixels`` pixels. The output is the folder described in
-:mod:`medsam_lite.dataset`; everything is checked before anything is written.
+:mod:`medsam_lite.data.dataset`; everything is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -26,32 +26,24 @@ from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from ..io.cases import LABEL_SUFFIXES, PAIRED_FOLDERS, Case, labels_from_files, find_cases  # noqa: F401
-from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
+from ..io.cases import Case, find_cases
+from .dataset import FORMAT, open_dataset
 from ..errors import InputError
 from ..fileutil import (TMP_PREFIX, FolderLock, atomic_write, atomic_write_text, check_free_space,
                         remove_empty_folders)
 from ..model.intensity import IntensityPreset
-from ..io.dicomlabels import resolve_names
-from ..io.scans import Volume, align_label, read_label, read_volume
+from ..io.cases import resolve_label_names
+from ..io.scans import Volume, align_label, read_label, read_volume, thick_axis
 from ..io.weaklabels import read_weak_labels
 from .weakprep import check_weak, weak_by_case, weak_only_cases, weak_rows
-from .prepcheck import _settings, _split, check_slices, minimum_text, modality_notes, per_label, report  # noqa: F401
-from .prepstate import _label_names, _manifest_frame, _state
-from ..model.geometry import CT_WINDOWS, Geometry, box_from_mask, normalize_intensity, resize_slice
+from .prepcheck import recorded_settings, check_slices, minimum_text, modality_notes, per_label, report
+from .prepstate import labels_to_extract, manifest_frame, resume_state
+from ..model.geometry import Geometry, box_from_mask, resize_slice
+from ..model.intensity import CT_WINDOWS, normalize_intensity
 
-__all__ = ["Case", "find_cases", "normalize_intensity", "prepare_dataset", "preprocess", "thick_axis"]
+__all__ = ["prepare_dataset", "preprocess"]
 
 #: Name endings that mark a label map in a flat folder (``case_label.nii.gz`` …), tried in order.
-
-
-def thick_axis(spacing_zyx, shape=None) -> int:
-    """The slicing axis in array order ``(z, y, x)``: the one of largest spacing (ties → the first,
-    so z); a size-1 axis in ``shape`` wins (a one-slice volume)."""
-    if shape is not None and 1 in tuple(shape):
-        return tuple(shape).index(1)
-    s = np.asarray(spacing_zyx, dtype=float)
-    return int(np.flatnonzero(s >= s.max() * (1 - 1e-6))[0])
 
 
 def _gray(vol: Volume) -> np.ndarray:
@@ -273,8 +265,9 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         labels: ``{value: name}`` of the labels to extract, or a list of values; default None = every
             label value found, named from a ``labels.json`` (``{"1": "liver"}``) or MSD/nnU-Net
             ``dataset.json`` in or above the source folder, else ``"label_<k>"``. RTSTRUCT / DICOM-SEG
-            labels are named by their ROIs / segments (numbered once for all cases); select them
-            by name (``["liver"]``) or value.
+            labels are named by their ROIs / segments (numbered once for all cases). Any label
+            may be selected by name (``["liver", "spleen"]``, names from those files, any case)
+            or value (:func:`~medsam_lite.io.cases.resolve_label_names`).
         label_suffix: name ending of label maps in a flat folder (default: ``_label``, ``_mask``
             or ``_seg``).
         weak: a ``.csv`` / ``.json`` file of 2D boxes, 3D boxes and RECIST lines per case (format:
@@ -291,7 +284,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
 
     Returns:
         The manifest (also saved as ``out_dir/manifest.csv``): one row per target with the columns
-        of :data:`medsam_lite.dataset.MANIFEST_COLUMNS`. Boxes ``x0, y0, x1, y1`` are XYXY,
+        of :data:`medsam_lite.data.dataset.MANIFEST_COLUMNS`. Boxes ``x0, y0, x1, y1`` are XYXY,
         inclusive, in original slice pixels; image/mask paths are relative to ``out_dir``.
 
     Raises:
@@ -307,15 +300,16 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     source, weak_only = weak_only_cases(source, weak is not None)
     cases = sorted((find_cases(source, label_suffix, exclude=out) if source else []) + weak_only,
                    key=lambda c: c.name)
-    labels = resolve_names([c.label for c in cases if c.label is not None], labels)  # RTSTRUCT / SEG: ROI names → values
-    settings = _settings(modality, window, image_size, axis, min_pixels, split_components,
+    # names → values (labels.json, RTSTRUCT / SEG names), from the cases that have a label map
+    labels = resolve_label_names(labels, source, [c for c in cases if c.label is not None])
+    settings = recorded_settings(modality, window, image_size, axis, min_pixels, split_components,
                          test_fraction, test_cases, seed, labels, min_mm2)
     weak_for = weak_by_case(weak_list, cases, settings["labels"])
     if weak_list:  # a changed weak-label file is another dataset (resume refuses it)
         settings["weak"] = hashlib.sha256(repr(sorted(map(repr, weak_list))).encode()).hexdigest()
     names = [c.name for c in cases]
     settings = json.loads(json.dumps(settings))
-    meta, manifest, todo, split = _state(out, settings, cases)
+    meta, manifest, todo, split = resume_state(out, settings, cases)
     in_test = sorted(n for n in {c.name for c in weak_only} | set(weak_for) if split[n] == "test")
     if in_test:
         raise InputError(f"case(s) {in_test} have weak labels but fell in the test split; test cases are scored "
@@ -337,7 +331,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             notes.setdefault(note, []).append(case.name)
         found |= _values(lab)
         del arr, lab
-    used = _label_names(settings["labels"], found, source, cases, meta)
+    used = labels_to_extract(settings["labels"], found, source, cases, meta)
     longest = max(len(str((out / "masks" / n / f"0000_l{max(used)}_c99999.png").absolute()).encode()) for n in names)
     if longest >= 4096:
         raise InputError(f"the paths under {out} would be {longest} bytes long (the limit is 4096); use a "
@@ -356,7 +350,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         remove_empty_folders(created)
         raise
     try:
-        if _state(out, settings, cases)[0] != meta:
+        if resume_state(out, settings, cases)[0] != meta:
             raise InputError(f"{out} was changed by another run while this one was checking; re-run.")
         for stale in out.glob(TMP_PREFIX + "*"):  # left by a killed run (we hold the lock)
             stale.unlink(missing_ok=True)
@@ -385,7 +379,7 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
     hint = f"Cases already done are kept: free some space and re-run the same call to resume into {out}."
     # dataset.json first: a run killed before the manifest exists leaves a folder a re-run resumes
     atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1), hint=hint)
-    atomic_write_text(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False), hint=hint)
+    atomic_write_text(out / "manifest.csv", manifest_frame(rows).to_csv(index=False), hint=hint)
     for case in tqdm(todo, desc="preparing", unit="case", disable=not progress):
         for sub in ("images", "masks"):
             shutil.rmtree(out / sub / case.name, ignore_errors=True)  # left by an interrupted run
@@ -404,7 +398,7 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
             warnings.warn(f"case {case.name} has no target that passes the minimum size "
                           f"({minimum_text(settings)}).", stacklevel=3)
         rows += new
-        atomic_write_text(out / "manifest.csv", _manifest_frame(rows).to_csv(index=False), hint=hint)
+        atomic_write_text(out / "manifest.csv", manifest_frame(rows).to_csv(index=False), hint=hint)
         meta["cases"][case.name].update(
             status="done", slices=len({r["slice"] for r in new}), targets=len(new),
             axis=new[0]["axis"] if new else None,

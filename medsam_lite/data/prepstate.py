@@ -1,8 +1,8 @@
 """What a dataset folder already holds, for :func:`medsam_lite.preprocess` to resume or refuse.
 
-* :func:`_state`: an earlier run's ``dataset.json`` and manifest, checked against this call's
+* :func:`resume_state`: an earlier run's ``dataset.json`` and manifest, checked against this call's
   settings and cases (a dataset never mixes settings), and the cases still pending;
-* :func:`_label_names`: the labels to extract and their names;
+* :func:`labels_to_extract`: the labels to extract and their names;
 * :func:`_is_ours`: the lock and temporary files medsam_lite itself leaves in a folder.
 """
 
@@ -19,7 +19,7 @@ from ..errors import InputError
 from ..fileutil import TMP_PREFIX
 from ..io.cases import Case, labels_from_files
 from .dataset import FORMAT, MANIFEST_COLUMNS, open_dataset
-from .prepcheck import _split
+from .prepcheck import assign_split
 
 
 def _is_ours(entry: Path) -> bool:
@@ -71,7 +71,7 @@ def _is_done(out: Path, meta: dict, manifest: pd.DataFrame, name: str) -> bool:
         (out / p).is_file() for p in pd.concat([rows["image"], rows["mask"]]).unique())
 
 
-def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
+def manifest_frame(rows: list[dict]) -> pd.DataFrame:
     weak = any(r.get("weak") for r in rows)  # box / RECIST targets: the "weak" column (else not written)
     df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS + (["weak"] if weak else []))
     if weak:
@@ -79,7 +79,7 @@ def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
     return df.sort_values(["case", "slice", "label", "component"], kind="stable").reset_index(drop=True)
 
 
-def _label_names(requested, found: set[int], source, cases: list[Case], meta: dict | None) -> dict[int, str]:
+def labels_to_extract(requested, found: set[int], source, cases: list[Case], meta: dict | None) -> dict[int, str]:
     """``{value: name}`` of the labels to extract, in value order."""
     if isinstance(requested, dict):
         names = {int(k): v for k, v in requested.items()}
@@ -100,11 +100,11 @@ def _label_names(requested, found: set[int], source, cases: list[Case], meta: di
     return {k: names[k] for k in sorted(names) if k in found or (meta and str(k) in meta["labels"])}
 
 
-def _state(out: Path, settings: dict, cases: list[Case]):
+def resume_state(out: Path, settings: dict, cases: list[Case]):
     """``(meta or None, manifest, pending cases, split)`` of ``out`` for these settings and cases."""
     names = [c.name for c in cases]
     meta = _existing(out, settings, names)
-    split = _split(names, settings)
+    split = assign_split(names, settings)
     if meta is not None and meta.get("split") != split:
         raise InputError(f"{out} holds another split than these settings give; use a new out_dir.")
     if meta is not None and (out / "manifest.csv").is_file():

@@ -8,7 +8,7 @@ Layout (format ``medsam_lite.embeddings/1``), by default ``<dataset>/embeddings/
     signature.json   what the embeddings depend on; written last when the store is created
     .lock            lets one process at a time check or create the store (shards, torchrun ranks)
 
-Row ``i`` is row ``i`` of :attr:`medsam_lite.dataset.Dataset.slices` (sorted by case, then slice).
+Row ``i`` is row ``i`` of :attr:`medsam_lite.data.dataset.Dataset.slices` (sorted by case, then slice).
 The signature holds the model name, the SHA-256 of the image encoder's weights, the input size
 and preprocessing recipe, the storage dtype and a hash of the dataset's slice images; the package
 version and the inference backend are recorded for information only (a new release keeps users'
@@ -42,7 +42,7 @@ from ..fileutil import TMP_PREFIX, atomic_path, atomic_write_text, os_error_to_i
 from ..model.hashing import state_sha256
 from ..model.inference import Embedding
 from ..model.models import SamModel
-from .storefiles import EntryWriter, store_lock  # noqa: F401  (EntryWriter re-exported)
+from .storefiles import store_lock
 
 STORE_FORMAT = "medsam_lite.embeddings/1"
 DTYPES = ("float16", "float32")
@@ -182,7 +182,7 @@ class EmbeddingStore:
         return torch.from_numpy(self._read(int(row)).astype(np.float32))
 
     def embedding(self, model: SamModel, case: str, slice_index: int, original_hw, stored_hw) -> Embedding:
-        """The stored :class:`~medsam_lite.inference.Embedding` of ``(case, slice)``, with its geometry:
+        """The stored :class:`~medsam_lite.model.inference.Embedding` of ``(case, slice)``, with its geometry:
         ``original_hw`` is the original slice's ``(H, W)``, ``stored_hw`` the stored slice's ``(h, w)``."""
         return Embedding(self.get(self.index(case, slice_index))[None].to(model.device),
                          model.geometry(original_hw, stored_hw))
@@ -282,7 +282,7 @@ def open_store(dataset, model: SamModel | None = None, dtype: str = "float16", p
     """Open (or create) the embedding store of ``dataset`` for ``model``, checking its signature.
 
     Args:
-        dataset: a prepared dataset folder or :class:`~medsam_lite.dataset.Dataset`.
+        dataset: a prepared dataset folder or :class:`~medsam_lite.data.dataset.Dataset`.
         model: the model whose image encoder the embeddings come from (default ``load_model()``).
         dtype: ``"float16"`` (default, 2 MiB per 256×64×64 embedding) or ``"float32"``.
         path: the store folder (default ``<dataset>/embeddings/<model name>``).

@@ -1,7 +1,7 @@
 """The embedding store's file mechanics: one creator at a time (the package's one lock, waiting),
 and entries written with positioned writes, data before their ``done`` flag.
 
-See :mod:`medsam_lite.store` for the layout; nothing here knows about models or datasets.
+See :mod:`medsam_lite.data.store` for the layout; nothing here knows about models or datasets.
 """
 
 from __future__ import annotations

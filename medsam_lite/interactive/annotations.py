@@ -22,11 +22,11 @@ from PIL import Image
 
 from ..errors import InputError
 from ..fileutil import atomic_write, atomic_write_text
-from ..io.labelfiles import write_label_map
-from ..io.scans import Volume, read_volume, write_volume
+from ..io.cases import LABEL_SUFFIXES, PAIRED_FOLDERS
+from ..io.formats import label_writer, write_volume
+from ..io.scans import Volume, read_volume
 
 #: File endings :func:`save_label_map` writes (``.png`` only for 2D images).
-SAVE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png")
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,12 @@ class Annotation:
 
     _STATE = ("box", "points", "point_labels", "mask", "score", "logits")
 
-    def _push(self) -> None:
+    def push_state(self) -> None:
+        """Remember the current state (for undo)."""
         self.history.append(tuple(getattr(self, k) for k in self._STATE))
 
-    def _pop(self) -> None:
+    def pop_state(self) -> None:
+        """Go back to the state last remembered by :meth:`push_state`."""
         for k, v in zip(self._STATE, self.history.pop()):
             setattr(self, k, v)
 
@@ -130,18 +132,18 @@ def _like(session) -> Volume | None:
 
 
 def save_label_map(session, path) -> Path:
-    """Write the session's label map: NIfTI / NRRD / MHA with the source's geometry, or PNG for 2D.
+    """Write the session's label map in the format of ``path`` (:mod:`medsam_lite.io.formats`):
+    NIfTI / NRRD / MHA / TIFF with the source's geometry, PNG for 2D, or ``.dcm`` (a DICOM-SEG)
+    when the session's scan was read from a DICOM series folder.
 
     The geometry (spacing, origin, direction) is the one of the Volume or file the session was
-    made from (identity for a bare array). Returns the written path.
+    made from (identity for a bare array). Checked before anything is written; returns the written path.
     """
-    path = Path(path)
-    name = path.name.lower()
-    if not name.endswith(SAVE_SUFFIXES):
-        raise InputError(f"cannot save a label map as {path.name!r}; use one of {', '.join(SAVE_SUFFIXES)}.")
-    if name.endswith(".png") and session.is_volume:
-        raise InputError("a PNG holds one 2D image, but this is a volume; save it as .nii.gz (or .nrrd, .mha).")
-    return write_label_map(session.to_label_map(), path, like=_like(session))  # one writer decides the encoding
+    like = _like(session)
+    names = {value: name for name, value in getattr(session, "label_values", {}).items()}
+    write = label_writer(path, None, like, names, label_map=True,
+                         ndim=3 if session.is_volume else 2)
+    return write(session.to_label_map())  # the registry decides the encoding
 
 
 def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
@@ -160,24 +162,36 @@ def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
         ``(image path, label path)``.
 
     Raises:
-        InputError: a bad case name, a different scan already saved under that name, a
-            ``labels.json`` giving a value another name, or a folder ``preprocess`` would not
-            read as a flat folder. Nothing is written then.
+        InputError: a bad case name, a ``folder`` that is (or lies under) a file, an empty label
+            map (nothing annotated), a different scan already saved under that name, a folder where
+            one of the three files goes, a ``labels.json`` giving a value another name, or a folder
+            ``preprocess`` would not read as a flat folder. All checked first: nothing is written then.
     """
     folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise InputError(f"cannot save into {folder}: {existing} is a file, not a folder; pass a folder (it is "
+                         "created if needed).")
     stem = re.sub(r"(\.nii\.gz|\.[A-Za-z0-9]+)$", "", Path(session.source.path).name) if (
         session.source is not None and session.source.path) else "case"
     case = stem if case is None else case
-    if not isinstance(case, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", case) or re.search(
+    if not isinstance(case, str) or not re.fullmatch(r"[^\W_][\w.-]{0,100}", case) or re.search(
             r"_(label|mask|seg)$|_\d{4}$", case):
-        raise InputError(f"case name {case!r} must be letters, digits, '.', '_' or '-' (≤ 100), not ending in "
-                         "_label, _mask, _seg or a 4-digit channel; pass case='…'.")
-    for images, labels in (("imagesTr", "labelsTr"), ("images", "labels"), ("images", "masks")):
+        raise InputError(f"case name {case!r} must be letters (any script), digits, '.', '_' or '-' (≤ 100, "
+                         "starting with a letter or digit), not ending in _label, _mask, _seg or a 4-digit channel; "
+                         "pass case='…'.")
+    label_map = session.to_label_map()
+    if not label_map.any():
+        raise InputError("nothing to save: the session's label map is empty (no object annotated yet, or every "
+                         "mask was undone); annotate at least one object before save_case.")
+    for images, labels in PAIRED_FOLDERS:  # the layout rule of io.cases, not a copy
         if (folder / images).is_dir():
             raise InputError(f"{folder} has an {images}/ folder: preprocess would read it as {images}/ + "
                              f"{labels}/ and skip flat files; save into another folder.")
     meta = folder / "dataset.json"
-    if meta.is_file() and '"medsam_lite.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
+    if meta.is_file() and '"medsam_lite.data.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
         raise InputError(f"{folder} is a prepared dataset; save the case into a source folder of scans.")
     names = {str(v): n for n, v in session.label_values.items()}
     labels_json = folder / "labels.json"
@@ -197,7 +211,11 @@ def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
     scan = session.source or Volume(session.array, (1.0,) * n, (0.0,) * n, tuple(np.eye(n).ravel()))
     colour = not session.is_volume and scan.array.ndim == 3
     ext = ".png" if not session.is_volume and scan.array.dtype == np.uint8 else ".nii.gz"
-    image_path, label_path = folder / f"{case}{ext}", folder / f"{case}_label{ext}"
+    image_path, label_path = folder / f"{case}{ext}", folder / f"{case}{LABEL_SUFFIXES[0]}{ext}"
+    for path in (image_path, label_path, labels_json):  # every file checked before the first is written
+        if path.exists() and not path.is_file():
+            raise InputError(f"{path} is a folder (or not a regular file); move it away or choose another case "
+                             "name (case='…'). Nothing was written.")
     write_image = True
     if image_path.exists():
         old = read_volume(image_path)
@@ -211,6 +229,6 @@ def save_case(session, folder, case: str | None = None) -> tuple[Path, Path]:
         atomic_write(image_path, lambda f: rgb.save(f, format="PNG"))
     elif write_image:
         write_volume(scan.array, image_path, like=scan)
-    write_volume(session.to_label_map(), label_path, like=scan if not colour else None)
+    write_volume(label_map, label_path, like=scan if not colour else None)
     atomic_write_text(labels_json, json.dumps(dict(sorted(names.items(), key=lambda kv: int(kv[0]))), indent=1))
     return image_path, label_path

@@ -73,6 +73,45 @@ class Canvas(BBoxWidget):
             super()._handle_custom_msg(content, buffers)
 
 
+class View:
+    """Array pixels ↔ the widget's display pixels of one ``H×W`` slice: the image is shown flipped
+    (``flip_rows``, ``flip_cols``: radiological orientation, :func:`medsam_lite.io.display.display_flips`),
+    and every box and click crossing the widget's edge is converted here, so the session, the
+    prompts and the masks stay in array pixels.
+
+    Widget boxes (XYWH ints) are flipped as pixel-edge intervals (``x' = W − x − width``), clicks
+    (pixel centres) as ``x' = W − 1 − x``; both are their own inverse.
+    """
+
+    def __init__(self, hw: tuple[int, int], flip_rows: bool = False, flip_cols: bool = False):
+        self.hw, self.flip_rows, self.flip_cols = tuple(hw), bool(flip_rows), bool(flip_cols)
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        """An ``H×W(×3)`` array-order image as displayed."""
+        return np.ascontiguousarray(rgb[::-1 if self.flip_rows else 1, ::-1 if self.flip_cols else 1])
+
+    def box(self, b: dict) -> dict:
+        """A widget box (XYWH dict) between array and display pixels (either way)."""
+        h, w = self.hw
+        out = dict(b)
+        try:
+            if self.flip_cols:
+                out["x"] = w - int(b["x"]) - int(b["width"])
+            if self.flip_rows:
+                out["y"] = h - int(b["y"]) - int(b["height"])
+        except (KeyError, TypeError, ValueError):
+            return dict(b)  # malformed: reported by the view as it is
+        return out
+
+    def boxes(self, boxes) -> list[dict]:
+        return [self.box(b) for b in boxes]
+
+    def point(self, x: float, y: float) -> tuple[float, float]:
+        """A click (pixel centre) between array and display pixels (either way)."""
+        h, w = self.hw
+        return ((w - 1) - x if self.flip_cols else x), ((h - 1) - y if self.flip_rows else y)
+
+
 def hex_color(i: int) -> str:
     r, g, b = (int(round(v * 255)) for v in color(i))
     return f"#{r:02x}{g:02x}{b:02x}"

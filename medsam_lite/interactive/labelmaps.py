@@ -215,7 +215,7 @@ def predict_volume_labels(volume, label_volume, model=None, labels=None, axis: i
         A ``uint8`` (``uint16``) label map of the volume's shape; overlaps go to the label with the
         higher predicted IoU on that slice.
     """
-    from ..io.labelout import label_writer
+    from ..io.formats import label_writer
     from .volume import VolumePredictor
 
     writer = None

@@ -1,18 +1,23 @@
 """Box-prompted prediction: encode an image once, then segment any number of boxes.
 
-Boxes are XYXY in original image pixels (see :mod:`medsam_lite.transforms`). Both forms here are
-thin shells over the seam in :mod:`medsam_lite.inference` (:func:`~medsam_lite.inference.encode`,
-:func:`~medsam_lite.inference.decode`).
+Boxes are XYXY in original image pixels (see :mod:`medsam_lite.model.geometry`). Both forms here are
+thin shells over the seam in :mod:`medsam_lite.model.inference` (:func:`~medsam_lite.model.inference.encode`,
+:func:`~medsam_lite.model.inference.decode`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from ..model.inference import Embedding, as_embedding, decode, encode_images, prepare_image
 from ..model.intensity import IntensityPreset
-from ..model.models import SamModel, load_model
+from ..model.models import is_model, load_model
+
+if TYPE_CHECKING:
+    from ..model.models import SamModel
 from ..model.geometry import Geometry, check_boxes
 
 
@@ -36,14 +41,16 @@ class Predictor:
         masks, scores = predictor.predict([[40, 52, 90, 110]])
 
     Attributes:
-        model: the :class:`~medsam_lite.models.SamModel`.
-        embedding: the current :class:`~medsam_lite.inference.Embedding` (``embedding.tensor`` is
+        model: the :class:`~medsam_lite.model.sammodel.SamModel` (or the torch-free
+            :class:`~medsam_lite.model.exported.ExportedModel` :func:`~medsam_lite.load_model` gives in a
+            process without torch; embeddings are then numpy arrays).
+        embedding: the current :class:`~medsam_lite.model.inference.Embedding` (``embedding.tensor`` is
             ``1×256×64×64`` float32), or ``None``.
         encoder_calls: how many times the image encoder ran (a new box does not add one).
     """
 
     def __init__(self, model: SamModel | None = None):
-        if model is not None and not isinstance(model, SamModel):
+        if model is not None and not is_model(model):
             raise InputError(f"model must be a medsam_lite SamModel, got {type(model).__name__}; "
                              "make one with medsam_lite.load_model(name, checkpoint=...).")
         self.model = model if model is not None else load_model()
@@ -52,7 +59,7 @@ class Predictor:
 
     @property
     def geometry(self) -> Geometry | None:
-        """:class:`~medsam_lite.transforms.Geometry` of the current image (``None`` before one is set)."""
+        """:class:`~medsam_lite.model.geometry.Geometry` of the current image (``None`` before one is set)."""
         return None if self.embedding is None else self.embedding.geometry
 
     def set_image(self, image: np.ndarray, modality: str | None = None, window=None) -> None:
@@ -73,7 +80,7 @@ class Predictor:
         self.set_prepared(prepare_image(image, preset), preset)
 
     def set_prepared(self, rgb: np.ndarray, preset: IntensityPreset | None = None) -> None:
-        """Encode an image already checked by :func:`~medsam_lite.inference.prepare_image` (``H×W×3`` uint8)."""
+        """Encode an image already checked by :func:`~medsam_lite.model.inference.prepare_image` (``H×W×3`` uint8)."""
         self.embedding = encode_images(self.model, [rgb], preset=preset)[0]
         self.encoder_calls += 1
 
@@ -81,7 +88,7 @@ class Predictor:
         """Use a stored embedding instead of running the encoder.
 
         Args:
-            embedding: an :class:`~medsam_lite.inference.Embedding`, or a ``256×64×64`` /
+            embedding: an :class:`~medsam_lite.model.inference.Embedding`, or a ``256×64×64`` /
                 ``1×256×64×64`` array or tensor, with ``original_hw``.
             original_hw: ``(H, W)`` of the original image (needed unless ``embedding`` is an Embedding).
             stored_hw: ``(h, w)`` of the stored slice the embedding was computed from, if resized.

@@ -1,10 +1,10 @@
 """Encode the neighbouring slices in the background while the user looks at one.
 
-:class:`Prefetcher` owns one worker thread and an :class:`~medsam_lite.inference.EmbeddingCache`.
+:class:`Prefetcher` owns one worker thread and an :class:`~medsam_lite.model.inference.EmbeddingCache`.
 ``get(key)`` returns a slice's embedding — from the cache, by waiting for the worker if it is
 encoding that very slice, or by encoding it here — and ``request(keys)`` replaces the queue of
 slices to encode next (bounded: older requests are dropped, so stepping quickly through a volume
-never piles up work). The worker runs the same :func:`~medsam_lite.inference.encode` as the
+never piles up work). The worker runs the same :func:`~medsam_lite.model.inference.encode` as the
 foreground, with the thread count the process has (``torch.set_num_threads`` / the compiled
 runtime's threads), and stops at :meth:`close` (or when the owner is garbage collected).
 """

@@ -1,6 +1,6 @@
 """Prompts derived from masks: key slices, 3D boxes, RECIST lines, and boxes between pixel spaces.
 
-Pixel spaces (see :mod:`medsam_lite.transforms`):
+Pixel spaces (see :mod:`medsam_lite.model.geometry`):
 
 * **original** — the slice as read from the scan, ``H×W`` (a manifest's ``height``/``width``);
 * **stored** — a prepared dataset's slice PNG: the original resized so its longest side is the
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..model.geometry import Geometry, check_binary, box_from_mask, check_boxes, check_numbers, boxes_to_stored
+from ..model.geometry import box_from_mask, boxes_to_stored, check_binary, check_boxes, check_numbers
 
 __all__ = ["key_slice", "slices_with", "box3d_from_mask", "recist_from_mask", "box_from_recist", "boxes_to_stored"]
 

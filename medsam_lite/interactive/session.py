@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..model.geometry import check_boxes
 from ..model.inference import EmbeddingCache, encode
 from ..model.models import SamModel
-from .annotations import SAVE_SUFFIXES, Prompt  # noqa: F401  (re-exported)
+from .annotations import Prompt
 from .annotations import Annotation, as_scan, check_class_names, save_case, save_label_map
 from .predict import Predictor, resolve_preset
 from .prefetch import Prefetcher
@@ -222,7 +222,7 @@ class AnnotationSession:
         if len(box) != 1:
             raise InputError(f"move_box takes one box [x0, y0, x1, y1], got {len(box)}.")
         masks, scores, logits = self._decode(obj.slice, box)
-        obj._push()
+        obj.push_state()
         obj.box, obj.points, obj.point_labels = box[0], np.zeros((0, 2), np.float32), np.zeros(0, np.int32)
         obj.mask, obj.score, obj.logits = masks[0], float(scores[0]), logits[0]
         self._undo.append(obj.id)
@@ -253,7 +253,7 @@ class AnnotationSession:
         labels = np.append(obj.point_labels, np.int32(bool(positive))).astype(np.int32)
         masks, scores, logits = self._decode(obj.slice, obj.box[None], points=points[None],
                                              point_labels=labels[None], mask_input=obj.logits[None])
-        obj._push()
+        obj.push_state()
         obj.points, obj.point_labels = points, labels
         obj.mask, obj.score, obj.logits = masks[0], float(scores[0]), logits[0]
         self._undo.append(obj.id)
@@ -267,7 +267,7 @@ class AnnotationSession:
             if obj is None:
                 continue  # removed since
             if obj.history:
-                obj._pop()
+                obj.pop_state()
             else:
                 del self._objects[obj.id]
             return obj
@@ -334,12 +334,12 @@ class AnnotationSession:
 
     def save(self, path) -> Path:
         """Write :meth:`to_label_map` (NIfTI / NRRD / MHA with the scan's geometry, or PNG for 2D);
-        see :func:`~medsam_lite.interactive.annotation_files.save_label_map`."""
+        see :func:`~medsam_lite.interactive.annotations.save_label_map`."""
         return save_label_map(self, path)
 
     def save_case(self, folder, case: str | None = None) -> tuple[Path, Path]:
         """Save the scan and its label map as one case of a folder :func:`~medsam_lite.preprocess`
-        reads; see :func:`~medsam_lite.interactive.annotation_files.save_case`."""
+        reads; see :func:`~medsam_lite.interactive.annotations.save_case`."""
         return save_case(self, folder, case)
 
     def save_boxes(self, path, case: str | None = None) -> Path:

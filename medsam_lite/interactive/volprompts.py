@@ -43,7 +43,7 @@ def parse_box_prompt(vp, box, slice_index):
             raise InputError(f"3D box z-range [{z0}, {z1}] is inverted or outside the {vp.n_slices} "
                              f"slices along axis {vp.axis}; the format is [x0, y0, z0, x1, y1, z1].")
         lo, hi = max(z0, 0), min(z1, vp.n_slices - 1)
-        key = lo + (hi - lo) // 2 if slice_index is None else vp._check_index(slice_index)
+        key = lo + (hi - lo) // 2 if slice_index is None else vp.check_index(slice_index)
         if not lo <= key <= hi:
             raise InputError(f"slice_index {key} lies outside the 3D box's z-range [{lo}, {hi}].")
         xy = check_boxes([x0, y0, x1, y1], hw)[0]
@@ -52,13 +52,13 @@ def parse_box_prompt(vp, box, slice_index):
         if slice_index is None or np.ndim(slice_index) != 0:
             raise InputError("a 2D box [x0, y0, x1, y1] needs the slice it is drawn on: "
                              "slice_index=<int>; or pass a 3D box [x0, y0, z0, x1, y1, z1].")
-        return {vp._check_index(slice_index): check_boxes(arr, hw)[0]}, (0, vp.n_slices - 1), None
+        return {vp.check_index(slice_index): check_boxes(arr, hw)[0]}, (0, vp.n_slices - 1), None
     if arr.ndim == 2 and arr.shape[1] == 4 and arr.shape[0] > 0:
         indices = [] if slice_index is None else list(np.atleast_1d(slice_index))
         if len(indices) != arr.shape[0]:
             raise InputError(f"{arr.shape[0]} boxes need a list of {arr.shape[0]} slice indices "
                              f"(slice_index=[…]), one per box; got {slice_index!r}.")
-        indices = [vp._check_index(i) for i in indices]
+        indices = [vp.check_index(i) for i in indices]
         if len(set(indices)) != len(indices):
             raise InputError(f"slice indices {indices} repeat a slice; give one box per slice "
                              "(for several targets pass {label: prompt}).")
@@ -92,7 +92,7 @@ def check_slice_clicks(vp, clicks, z_range: tuple[int, int] | None = None
                          f"slice's original pixels; got {type(clicks).__name__}.")
     out = {}
     for z, prompt in clicks.items():
-        z = vp._check_index(z)
+        z = vp.check_index(z)
         points, labels = check_target_clicks(prompt, vp.slice_hw, f"clicks on slice {z}",
                                              "; for several targets pass {label: prompt} with "
                                              "clicks={label: {slice: (points, labels)}}")

@@ -20,7 +20,7 @@ Conventions:
   with the largest spacing for a :class:`~medsam_lite.io.Volume`, else 0). Slice ``i`` is the 2D
   array ``np.take(array, i, axis)``.
 * A 2D box is ``XYXY`` in that slice's original pixels: ``x`` = column, ``y`` = row, inclusive of
-  the target's extreme pixels (as :func:`~medsam_lite.transforms.box_from_mask` makes them).
+  the target's extreme pixels (as :func:`~medsam_lite.model.geometry.box_from_mask` makes them).
 * A 3D box is ``[x0, y0, z0, x1, y1, z1]`` as in the LiteMedSAM challenge: ``x, y`` as above, ``z``
   the slice index along ``axis``, all inclusive. The key slice is its middle,
   ``z0 + (z1 - z0) // 2``, and propagation never leaves ``[z0, z1]`` nor the box's ``x, y`` extent.
@@ -39,11 +39,10 @@ from ..model.models import check_model
 from ..errors import InputError
 from ..model.inference import (MASK_PAD_LOGIT, Embedding, EmbeddingCache, check_mask_input, check_points, decode,
                                encode)
-from ..io.labelout import label_writer
+from ..io.formats import label_writer
 from ..io.scans import Volume, read_volume
 from ..model.models import SamModel
 from .predict import resolve_preset
-from .prompts import box_from_recist  # noqa: F401  (re-exported: medsam_lite.volume.box_from_recist)
 from .prefetch import Prefetcher
 from .propagation import propagate
 from .volprompts import check_label_clicks, check_slice_clicks, parse_box_prompt
@@ -67,7 +66,7 @@ class VolumePredictor:
     Args:
         volume: a :class:`~medsam_lite.io.Volume`, a ``(z, y, x)`` array of any real dtype, or a
             path :func:`~medsam_lite.io.read_volume` reads (NIfTI, NRRD, MHA, DICOM series folder).
-        model: a :class:`~medsam_lite.models.SamModel` (default: ``load_model()``, LiteMedSAM); a
+        model: a :class:`~medsam_lite.model.models.SamModel` (default: ``load_model()``, LiteMedSAM); a
             fine-tuned one loads with ``load_model(checkpoint=...)``.
         axis: the array axis slices are taken across (default: the largest spacing's axis for a
             ``Volume``, ties and plain arrays → 0).
@@ -83,9 +82,9 @@ class VolumePredictor:
             ``io.write_volume(mask, path, like=vp.volume)``).
         axis: the out-of-plane array axis.
         image: the normalized ``uint8`` volume, same shape as the input array.
-        preset: the :class:`~medsam_lite.intensity.IntensityPreset` applied to the volume.
-        embeddings: an :class:`~medsam_lite.inference.EmbeddingCache`, slice index →
-            :class:`~medsam_lite.inference.Embedding`, filled on demand. They depend
+        preset: the :class:`~medsam_lite.model.intensity.IntensityPreset` applied to the volume.
+        embeddings: an :class:`~medsam_lite.model.inference.EmbeddingCache`, slice index →
+            :class:`~medsam_lite.model.inference.Embedding`, filled on demand. They depend
             only on the image, the axis and the image encoder: a predictor of the same volume with a
             fine-tuned decoder can take them over (``other.embeddings.update(vp.embeddings)``).
         encoder_calls: how many slices were encoded (each at most once).
@@ -95,7 +94,7 @@ class VolumePredictor:
                  modality: str | None = None, window=None, prefetch: int = 0):
         self.volume = _as_volume(volume)
         array = self.volume.array
-        self.axis = _pick_axis(self.volume, axis)
+        self.axis = self.volume.slice_axis(axis)  # the one rule (preprocess's too); slices ≥ 2×2
         self.model = check_model(model)
         self.preset = resolve_preset(self.model, modality, window)
         self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
@@ -115,7 +114,7 @@ class VolumePredictor:
     def prefetch_around(self, index: int) -> None:
         """Encode the :attr:`prefetch` slices on each side of ``index`` in the background (nearest
         first, skipping blank and cached ones); a later call replaces what is still waiting."""
-        index = self._check_index(index)
+        index = self.check_index(index)
         order = [index + d * s for d in range(1, self.prefetch + 1) for s in (1, -1)]
         self._prefetcher.request([z for z in order if 0 <= z < self.n_slices and not self.is_blank(z)])
 
@@ -136,7 +135,7 @@ class VolumePredictor:
 
     def slice_image(self, index: int) -> np.ndarray:
         """The normalized ``uint8`` slice ``index`` along :attr:`axis`, ``H×W``."""
-        return np.take(self.image, self._check_index(index), axis=self.axis)
+        return np.take(self.image, self.check_index(index), axis=self.axis)
 
     def is_blank(self, index: int) -> bool:
         """True if slice ``index`` is constant once normalized (e.g. outside the body): nothing to segment."""
@@ -144,12 +143,12 @@ class VolumePredictor:
         return bool(image.min() == image.max())
 
     def embed(self, index: int) -> Embedding:
-        """The :class:`~medsam_lite.inference.Embedding` of slice ``index``; encodes only the first time.
+        """The :class:`~medsam_lite.model.inference.Embedding` of slice ``index``; encodes only the first time.
 
         Raises:
             InputError: the slice is blank (see :meth:`is_blank`).
         """
-        return self._prefetcher.get(self._check_index(index))
+        return self._prefetcher.get(self.check_index(index))
 
     def predict_slice(self, index: int, boxes=None, points=None, point_labels=None, mask_input=None,
                       return_logits: bool = False, box_space: str = "original"):
@@ -180,7 +179,7 @@ class VolumePredictor:
             InputError: a slice outside the volume; no box and no points; a bad box; points outside the
                 slice, labels other than 0/1, points without labels; a mask input of another shape.
         """
-        index = self._check_index(index)
+        index = self.check_index(index)
         if boxes is None and points is None:
             raise InputError("give a box (XYXY, the slice's original pixels), points with point_labels, or both.")
         if box_space == "model":  # the published challenge rules: model-pixel prompts, used as given
@@ -270,7 +269,8 @@ class VolumePredictor:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _check_index(self, index) -> int:
+    def check_index(self, index) -> int:
+        """``index`` as an int slice index along :attr:`axis` (0 … n_slices − 1), else :class:`InputError`."""
         if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)):
             raise InputError(f"slice index must be an int, got {index!r}.")
         if not 0 <= int(index) < self.n_slices:
@@ -356,10 +356,10 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             ``{label: prompt}`` for a label map. See :meth:`VolumePredictor.predict`.
         slice_index: the slice (or slices) the box is drawn on, along ``axis``.
         axis: out-of-plane array axis (default: largest spacing's axis for a ``Volume``, else 0).
-        model: a :class:`~medsam_lite.models.SamModel` (default: the bundled LiteMedSAM).
+        model: a :class:`~medsam_lite.model.models.SamModel` (default: the bundled LiteMedSAM).
         modality: ``"MR"`` (default) or ``"CT"``; with ``window``, the intensity preset.
         out, format, names: also write the result to ``out`` (``.dcm``: a DICOM-SEG of the source series,
-            segments named by ``names``), checked before any work: :func:`medsam_lite.io.labelout.label_writer`.
+            segments named by ``names``), checked before any work: :func:`medsam_lite.io.formats.label_writer`.
         **options: ``margin`` (1 px), ``margin_ratio`` (0.05), ``min_pixels`` (10), ``min_score``
             (0.0), ``max_intensity_change`` (64), ``largest_component`` (False), ``progress``
             (True), ``clicks`` (per-slice corrective clicks ``{z: (points K×2 XY, point_labels K)}``);
@@ -375,7 +375,8 @@ def predict_volume(volume, box, slice_index=None, axis: int | None = None, model
             raise InputError(f"{sorted(given)} are already fixed by the VolumePredictor you passed; "
                              "leave them unset or build a new VolumePredictor.")
     source = volume.volume if isinstance(volume, VolumePredictor) else volume
-    writer = label_writer(out, format, source, names) if out is not None or format is not None else None
+    values = list(box) if isinstance(box, dict) else [1]  # a {label: prompt} map (keys checked by predict), or label 1
+    writer = label_writer(out, format, source, names, values) if out is not None or format is not None else None
     predictor = volume if isinstance(volume, VolumePredictor) else VolumePredictor(
         volume, model=model, axis=axis, modality=modality, window=window)
     result = predictor.predict(box, slice_index, **options)
@@ -399,12 +400,3 @@ def _as_volume(volume) -> Volume:
         return Volume(volume)
     raise InputError(f"volume must be a medsam_lite.io.Volume, a 3D numpy array or a file path, "
                      f"got {type(volume).__name__}.")
-
-
-def _pick_axis(volume: Volume, axis) -> int:
-    if axis is None:  # a size-1 axis is the slice axis (as in preprocess), else the largest spacing's
-        single = [a for a, n in enumerate(volume.array.shape[:3]) if n == 1]
-        return single[0] if single else int(np.argmax(volume.spacing_zyx))  # ties → the first, axis 0
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) or not -3 <= axis < 3:
-        raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
-    return int(axis) % 3

@@ -1,10 +1,10 @@
 """Draw a box, get a mask, click to correct it: :class:`BoxPrompter`, a view over an
 :class:`~medsam_lite.interactive.session.AnnotationSession`, which holds the objects, prompts and masks.
 
-The view holds what is shown: the bbox widget (:mod:`.canvas`; its XYWH boxes become XYXY at this
-edge), a slice slider, the click mode, an undo button, the overlay image and a status line. Without
-a front end (``nbmake``, a script) ``default_boxes``, :meth:`BoxPrompter.add_box` and
-:meth:`BoxPrompter.click` give masks anyway.
+The view holds what is shown: the bbox widget (:mod:`.canvas`: XYWH boxes and clicks in the pixels
+of the radiological view become XYXY array pixels at this edge; every API takes array pixels), a
+slice slider, the click mode, an undo button, the overlay image and a status line. Without a front
+end (``nbmake``, a script) ``default_boxes``, :meth:`BoxPrompter.add_box` and :meth:`BoxPrompter.click` give masks.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from PIL import Image
 from ..errors import InputError
 from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
+from ..io.display import display_flips, display_window, radiological_flips
 from ..plotting import overlay
-from .canvas import Canvas, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
-from .session import SAVE_SUFFIXES, AnnotationSession, Prompt  # noqa: F401  (re-exported)
+from .canvas import Canvas, View, blank_note, hex_color, is_click_box, key, split_box_item, to_widget_box
+from .predict import resolve_preset
+from .session import AnnotationSession
 
 
 class BoxPrompter(widgets.VBox):
@@ -31,8 +33,7 @@ class BoxPrompter(widgets.VBox):
 
     Example::
 
-        prompter = BoxPrompter(image, labels=["tumour", "liver"],
-                               default_boxes=[([40, 52, 90, 110], "tumour")])
+        prompter = BoxPrompter(image, labels=["tumour", "liver"], default_boxes=[([40, 52, 90, 110], "tumour")])
         prompter                                    # draw, move, delete boxes; click to correct
         prompter.label_map                          # H×W uint8, 1 = tumour, 2 = liver
         prompter.save("tumour_mask.png")
@@ -60,6 +61,8 @@ class BoxPrompter(widgets.VBox):
         slice_index: the slice shown first (default: the first default box's slice, else the
             middle slice). Ignored for 2D images.
         alpha: opacity of the mask overlay.
+        direction: show the image in radiological orientation as this direction says (an axial
+            slice of a volume: ``scan.direction``); default: a volume's own geometry, none for 2D.
         max_cached_embeddings, prefetch: see :class:`~medsam_lite.interactive.session.AnnotationSession`
             (``prefetch``: slices on each side of the shown one encoded in the background).
 
@@ -67,7 +70,8 @@ class BoxPrompter(widgets.VBox):
         session: the :class:`~medsam_lite.interactive.session.AnnotationSession` holding objects,
             prompts and masks (headless: usable without this view).
         predictor: the session's :class:`~medsam_lite.Predictor`.
-        canvas: the ``BBoxWidget``; ``canvas.bboxes`` holds the shown slice's boxes (XYWH).
+        canvas: the ``BBoxWidget``; ``canvas.bboxes``: the shown slice's boxes (XYWH, display pixels).
+        view: the :class:`~medsam_lite.interactive.canvas.View` between array and display pixels.
         slider: the ``IntSlider`` choosing the slice (``None`` for 2D images).
         click_mode: ``ToggleButtons``, ``"foreground"`` or ``"background"``.
         status: the ``HTML`` status line.
@@ -77,7 +81,7 @@ class BoxPrompter(widgets.VBox):
 
     def __init__(self, image, model: SamModel | None = None, labels: Sequence[str] = ("target",), *,
                  modality: str | None = None, window=None, default_boxes=None, slice_index: int | None = None,
-                 alpha: float = 0.45, max_cached_embeddings: int = 32, prefetch: int = 0):
+                 alpha: float = 0.45, max_cached_embeddings: int = 32, prefetch: int = 0, direction=None):
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or not 0 <= float(alpha) <= 1:
             raise InputError(f"alpha (mask opacity) must be a number in [0, 1], got {alpha!r}.")
         self.alpha = float(alpha)
@@ -101,8 +105,11 @@ class BoxPrompter(widgets.VBox):
         for box, label, z in items:
             defaults.setdefault(s.check_slice(z), []).append(to_widget_box(box, s.check_label(label), self.hw))
 
+        self._display_ct = s.array.dtype != np.uint8 and resolve_preset(s.predictor.model, modality, window).modality == "CT"
+        flips = radiological_flips(direction) if direction is not None else display_flips(s.source) if s.is_volume else ()
+        self.view = View(self.hw, *flips)
         self.canvas = Canvas(self._on_click, classes=list(s.labels),
-                             colors=[hex_color(i) for i in range(len(s.labels))], hide_buttons=True)
+                             colors=[hex_color(name) for name in s.labels], hide_buttons=True)
         self.canvas.add_class("medsam-lite-canvas")
         self.status = widgets.HTML()
         self.slider = None
@@ -143,7 +150,7 @@ class BoxPrompter(widgets.VBox):
     decoder_calls = property(lambda self: self.session.decoder_calls,
                              doc="Masks decoded (a new box, a moved box, a click; an unchanged box never again).")
     prompts = property(lambda self: self.session.prompts,
-                       doc="Every object's box and mask (:class:`Prompt`), by slice, in drawing order within one.")
+                       doc="Every object's box and mask (:class:`~medsam_lite.interactive.session.Prompt`), by slice, in drawing order within one.")
     masks = property(lambda self: self.session.masks,
                      doc="``{label: bool mask}`` per label (union of its objects), ``H×W`` or ``(z, y, x)``.")
 
@@ -229,7 +236,8 @@ class BoxPrompter(widgets.VBox):
         """Session → widget: slice ``z``'s boxes as the session has them (after a click or an undo)."""
         alive, old, entries = {o.id: o for o in self.session.objects_on(z)}, self._shown.get(z, []), []
         i, shown = self.canvas.selected_index, self.canvas.bboxes  # keep the selection (a click's box: its object)
-        target = next((o for b, o in old if key(b) == key(shown[i])), self._selected) if 0 <= i < len(shown) else None
+        target = (next((o for b, o in old if key(b) == key(self.view.box(shown[i]))), self._selected)
+                  if 0 <= i < len(shown) else None)
         for b, oid in old:
             obj = alive.pop(oid, None)
             if obj is None:
@@ -241,7 +249,7 @@ class BoxPrompter(widgets.VBox):
         self._shown[z] = entries
         if z == self.z:
             self._syncing = True
-            self.canvas.bboxes = [dict(b) for b, _ in entries]
+            self.canvas.bboxes = self.view.boxes(b for b, _ in entries)
             self.canvas.selected_index = next((i for i, (_, oid) in enumerate(entries) if oid == target), -1)
             self._syncing = False
 
@@ -250,7 +258,7 @@ class BoxPrompter(widgets.VBox):
         bboxes = self.canvas.bboxes
         if self._syncing or not 0 <= index < len(bboxes):
             return
-        oid = next((oid for b, oid in self._shown.get(self.z, []) if key(b) == key(bboxes[index])), None)
+        oid = next((oid for b, oid in self._shown.get(self.z, []) if key(b) == key(self.view.box(bboxes[index]))), None)
         if oid is not None:
             self._selected = oid
 
@@ -259,16 +267,21 @@ class BoxPrompter(widgets.VBox):
         t0 = time.perf_counter()
         objs = sorted(self.session.objects_on(self.z), key=lambda o: -int(np.count_nonzero(o.mask)))
         masks = np.asarray([o.mask for o in objs], bool).reshape(-1, *self.hw)
-        rgb = overlay(self.session.image[self.z], masks, self.alpha, [self.labels.index(o.label) for o in objs])
+        rgb = overlay(self._display_slice(self.z), masks, self.alpha, [o.label for o in objs])
         for o in objs:  # a 5-pixel cross per click: green foreground, red background
             for (x, y), positive in zip(np.round(o.points).astype(int), o.point_labels):
                 c = (0, 220, 0) if positive else (230, 0, 0)
                 rgb[y, max(x - 2, 0):x + 3] = c
                 rgb[max(y - 2, 0):y + 3, x] = c
         buffer = _io.BytesIO()
-        Image.fromarray(rgb).save(buffer, format="PNG", compress_level=1)
+        Image.fromarray(self.view.image(rgb)).save(buffer, format="PNG", compress_level=1)
         self.canvas.image_bytes = buffer.getvalue()
         self.timings["render_ms"] = (time.perf_counter() - t0) * 1000
+
+    def _display_slice(self, z: int) -> np.ndarray:
+        """Slice ``z`` as shown: a CT in the soft-tissue display window, not the model's; others as encoded."""
+        s = self.session
+        return display_window(s.array[z] if s.is_volume else s.array, "CT") if self._display_ct else s.image[z]
 
     def _show_status(self) -> None:
         objs = self.session.objects_on(self.z)
@@ -286,11 +299,12 @@ class BoxPrompter(widgets.VBox):
     # -- widget events -------------------------------------------------------------------------
     def _on_bboxes(self, change) -> None:
         if not self._syncing:
-            self._update(self.z, change["new"])
+            self._update(self.z, self.view.boxes(change["new"]))  # display → array pixels
 
     def _on_click(self, content: dict) -> None:
         try:
-            self.click(float(content["x"]), float(content["y"]), positive=False if content.get("shift") else None)
+            x, y = self.view.point(float(content["x"]), float(content["y"]))  # display → array pixels
+            self.click(x, y, positive=False if content.get("shift") else None)
         except (InputError, KeyError, TypeError, ValueError) as exc:
             self._message = str(exc) if isinstance(exc, InputError) else f"ignored malformed click {content!r}"
             self._sync(self.z)  # the click's few-pixel box goes
@@ -299,7 +313,7 @@ class BoxPrompter(widgets.VBox):
     def _visit(self, z: int) -> None:
         self.session.z = z
         self._syncing = True
-        self.canvas.bboxes = [dict(b) for b, _ in self._shown.get(z, [])]
+        self.canvas.bboxes = self.view.boxes(b for b, _ in self._shown.get(z, []))
         self._syncing = False
         self._render()
         if z not in self.session.embeddings:
@@ -341,7 +355,7 @@ class BoxPrompter(widgets.VBox):
         self._update(z, boxes, keep_small=True)
         if z == self.z:
             self._syncing = True
-            self.canvas.bboxes = [dict(b) for b in boxes]
+            self.canvas.bboxes = self.view.boxes(boxes)
             self._syncing = False
 
     def click(self, x: float, y: float, positive: bool | None = None, obj=None):

@@ -6,7 +6,7 @@ conversion between the two lives in :mod:`medsam_lite.io.scans` only.
 
 Labels as sites store them: :mod:`~medsam_lite.io.dicomlabels` (RTSTRUCT / DICOM-SEG in, found by
 ``find_cases``), :mod:`~medsam_lite.io.rtstruct`, :mod:`~medsam_lite.io.dicomseg`,
-:mod:`~medsam_lite.io.labelout` (DICOM-SEG / RTSTRUCT out) and :mod:`~medsam_lite.io.challenge`
+:mod:`~medsam_lite.io.formats` (the one output-format registry: every writer, DICOM-SEG / RTSTRUCT included) and :mod:`~medsam_lite.io.challenge`
 (the CVPR24 challenge npz).
 """
 
@@ -14,13 +14,12 @@ from .scans import (
     IMAGE_SUFFIXES,
     LOSSY_SUFFIXES,
     VOLUME_SUFFIXES,
-    WRITE_SUFFIXES,
     Volume,
     align_label,
     read_label,
     read_volume,
-    write_volume,
 )
+from .formats import WRITE_SUFFIXES, write_volume
 
 __all__ = ["IMAGE_SUFFIXES", "LOSSY_SUFFIXES", "VOLUME_SUFFIXES", "WRITE_SUFFIXES", "Volume",
            "align_label", "read_label", "read_volume", "write_volume"]

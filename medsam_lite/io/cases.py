@@ -23,6 +23,7 @@ from the image file names) or a dict ``{case: (image, label)}``.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import re
 import warnings
@@ -170,7 +171,7 @@ def find_cases(source, label_suffix: str | None = None, exclude=None) -> list[Ca
         if not root.is_dir():
             raise InputError(f"source {root} is not a folder; pass a folder or a list of (image, label) pairs.")
         meta = root / "dataset.json"
-        if meta.is_file() and '"medsam_lite.dataset' in meta.read_text(encoding="utf-8", errors="ignore"):
+        if meta.is_file() and '"medsam_lite.dataset/' in meta.read_text(encoding="utf-8", errors="ignore"):
             raise InputError(f"{root} is already a prepared dataset; open it with open_dataset().")
         for images, labels in PAIRED_FOLDERS:
             if is_training_folder(root):  # CVPR24 challenge npz: imgs + gts in one file per case
@@ -260,3 +261,68 @@ def _label_names(path: Path, fname: str) -> tuple[dict[int, str], str | None]:
     if bad:
         return out, f"entries {', '.join(bad[:3])} pair no whole-number label value with a name"
     return out, None
+
+
+def _is_name(v) -> bool:
+    return isinstance(v, str) and not v.strip().isdigit()
+
+
+def resolve_label_names(labels, source, cases=None):
+    """``labels`` given by name (``["liver", "spleen"]``, mixed with values, or ``{name: value}``)
+    → ``{value: name}``, through the label names the data carries: ``labels.json`` / MSD / nnU-Net
+    ``dataset.json`` in or above the source folder (:func:`labels_from_files`), or the ROI / segment
+    names of RTSTRUCT / DICOM-SEG label files (:func:`medsam_lite.io.dicomlabels.resolve_names`).
+
+    Names match ignoring case and surrounding spaces; values (ints, digit strings) pass through.
+    ``labels`` without any name is returned unchanged (``[1, 5]``, ``{1: "liver"}``; None too,
+    except for RTSTRUCT / SEG labels: then every ROI name, numbered).
+
+    Raises:
+        InputError: a name the data does not carry (the message lists the names it does), a value
+            that is not a whole number (``1.5``), or a folder with no label names at all.
+    """
+    from ..errors import InputError
+    from .dicomlabels import resolve_names
+
+    if labels is None:  # every label; RTSTRUCT / SEG: their names, numbered once for all files
+        cases = find_cases(source) if cases is None and isinstance(source, (str, os.PathLike)) else (cases or [])
+        return resolve_names([c.label for c in cases], None)
+    if isinstance(labels, (str, numbers.Integral)):
+        labels = [labels]
+    items = list(labels.items()) if isinstance(labels, Mapping) else list(labels)
+    for v in (items if not isinstance(labels, Mapping) else [k for k, _ in items] + [v for _, v in items]):
+        if isinstance(v, bool) or (isinstance(v, numbers.Real) and not float(v).is_integer()) \
+                or not isinstance(v, (str, numbers.Real)):
+            raise InputError(f"labels: {v!r} is neither a whole label value nor a label name; give values "
+                             "(labels = [1, 5]) or names (labels = [\"liver\", \"spleen\"]).")
+    if cases is None:
+        cases = find_cases(source) if isinstance(source, (str, os.PathLike)) else []
+    label_paths = [c.label for c in cases]
+    dicom = resolve_names(label_paths, labels)
+    if dicom is not labels:
+        return dicom  # RTSTRUCT / SEG: numbered ROI names
+    if isinstance(labels, Mapping):
+        if all(_is_name(k) for k in labels):  # {name: value}
+            return {int(v): str(k) for k, v in labels.items()}
+        return labels
+    if not any(_is_name(v) for v in items):
+        return [int(v) for v in items]
+    folder = Path(source) if isinstance(source, (str, os.PathLike)) else (cases[0].label.parent if cases else Path("."))
+    known = labels_from_files([folder, folder.parent])
+    by_name = {name.strip().lower(): value for value, name in known.items()}
+    out, missing = {}, []
+    for v in items:
+        if _is_name(v):
+            value = by_name.get(v.strip().lower())
+            if value is None:
+                missing.append(v)
+            else:
+                out[value] = known[value]
+        else:
+            out[int(v)] = known.get(int(v), f"label_{int(v)}")
+    if missing:
+        where = (f"its names are {sorted(known.values())}" if known
+                 else "it has no labels.json or dataset.json naming its label values")
+        raise InputError(f"labels {missing} name no label of {folder}: {where}. Give label values "
+                         "(labels = [1, 5]) or add a labels.json {\"1\": \"liver\", ...} beside the scans.")
+    return out

@@ -26,7 +26,7 @@ GAP_FACTOR = 1.5
 
 
 @contextmanager
-def _quiet():
+def quiet_pydicom():
     """Silence ITK's own warnings (printed to stderr): this module reports problems itself."""
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
@@ -69,7 +69,7 @@ def list_series(folder: str | os.PathLike) -> list[dict]:
     """
     folder = Path(folder)
     _check_entries(folder)
-    with _quiet():
+    with quiet_pydicom():
         uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
         out = []
         for uid in uids:
@@ -82,7 +82,7 @@ def list_series(folder: str | os.PathLike) -> list[dict]:
     return out
 
 
-def _pick(folder: Path, series: str | None) -> str:
+def pick_series(folder: Path, series: str | None) -> str:
     found = list_series(folder)
     if not found:
         raise InputError(f"{folder} is a folder without a DICOM series; pass a file or a DICOM folder.")
@@ -185,8 +185,8 @@ def read_series(folder: str | os.PathLike, series: str | None = None) -> sitk.Im
             in the slice positions (a missing or corrupt file), or a file GDCM cannot decode.
     """
     folder = Path(folder)
-    uid = _pick(folder, series)
-    with _quiet():
+    uid = pick_series(folder, series)
+    with quiet_pydicom():
         files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
         check_series_gaps(folder, files)
         reader = sitk.ImageSeriesReader()

@@ -130,10 +130,15 @@ def names_in_file(path) -> list[str]:
     """The ROI (RTSTRUCT) or segment (SEG) names of a label file, in file order, from its header."""
     import pydicom
 
+    from .dicomseg import distinct_names
+
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     if getattr(ds, "Modality", "") == "SEG":
-        return [str(s.SegmentLabel) for s in getattr(ds, "SegmentSequence", [])]
-    return [str(getattr(r, "ROIName", "") or f"ROI {r.ROINumber}") for r in getattr(ds, "StructureSetROISequence", [])]
+        items = list(getattr(ds, "SegmentSequence", []))
+        return distinct_names([str(s.SegmentLabel) for s in items], [s.SegmentNumber for s in items], "segment")[0]
+    items = list(getattr(ds, "StructureSetROISequence", []))
+    return distinct_names([str(getattr(r, "ROIName", "") or f"ROI {r.ROINumber}") for r in items],
+                          [r.ROINumber for r in items], "ROI")[0]
 
 
 def resolve_names(label_paths, labels=None):

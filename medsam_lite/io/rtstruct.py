@@ -14,7 +14,9 @@ series (FACTS.md); the result is checked against the label map an RTSTRUCT was m
 (tests/test_formats.py, Dice ≥ 0.95 per label) and against an independent point-in-polygon test.
 
 ROIs are skipped (and said so) when they are empty, hold only open or point contours, or lie in
-another frame of reference or off the series' slices.
+another frame of reference or off the series' slices; when no ROI is left the file is refused with
+those reasons. Two different ROIs with the same name stay two labels (the later one is named
+``<name> (ROI <number>)``, said in a note).
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def read_rtstruct(path: str | os.PathLike, datasets, geometry) -> tuple[np.ndarr
         where ROIs overlap the later one wins. The notes say which ROIs were read and which skipped.
 
     Raises:
-        InputError: the file is not an RTSTRUCT, or references another series / frame of reference.
+        InputError: the file is not an RTSTRUCT, references another series / frame of reference, or
+            none of its ROIs can be read (the message says which were skipped and why).
     """
     import pydicom
 
@@ -146,8 +149,12 @@ def read_rtstruct(path: str | os.PathLike, datasets, geometry) -> tuple[np.ndarr
     names: dict[int, str] = {}
     skipped: dict[str, list[str]] = {}
     partial: list[str] = []
-    for roi in getattr(ds, "StructureSetROISequence", []):
-        name = str(getattr(roi, "ROIName", "") or f"ROI {roi.ROINumber}")
+    from .dicomseg import distinct_names
+
+    rois = list(getattr(ds, "StructureSetROISequence", []))
+    distinct, same_name = distinct_names([str(getattr(r, "ROIName", "") or f"ROI {r.ROINumber}") for r in rois],
+                                         [r.ROINumber for r in rois], "ROI")
+    for roi, name in zip(rois, distinct):
         roi_frame = getattr(roi, "ReferencedFrameOfReferenceUID", None)
         if frame and roi_frame and roi_frame != frame:
             skipped.setdefault("other series", []).append(name)
@@ -175,14 +182,18 @@ def read_rtstruct(path: str | os.PathLike, datasets, geometry) -> tuple[np.ndarr
         for z, polys in per_slice.items():
             mask[z] = fill_polygon(polys, shape[1:])
         if not mask.any():
-            skipped.setdefault("other series" if off else "empty", []).append(name)
+            skipped.setdefault("all contours off the series' slices" if off else "empty", []).append(name)
             continue
         label = len(names) + 1
         names[label] = name
         out[mask] = label
         if off:
             partial.append(f"{name} ({off} of {len(closed)} contours off the series' slices, left out)")
-    notes = [f"{path.name}: RTSTRUCT, {len(names)} ROIs read {list(names.values())}"
-             + "".join(f"; skipped ({why}): {who}" for why, who in skipped.items())
-             + (f"; partly read: {partial}" if partial else "")]
+    why = "".join(f"; skipped ({why}): {who}" for why, who in skipped.items())
+    if not names:
+        raise InputError(f"RTSTRUCT {path.name}: none of its {len(rois)} ROIs could be read onto the series"
+                         + (why or " (it holds no ROI)") + ". Only CLOSED_PLANAR contours on the series' slices "
+                         "become labels; export the structures again from the planning system, on this series.")
+    notes = [f"{path.name}: RTSTRUCT, {len(names)} ROIs read {list(names.values())}" + why
+             + (f"; partly read: {partial}" if partial else "")] + [f"{path.name}: {n}" for n in same_name]
     return out, names, notes

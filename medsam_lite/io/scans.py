@@ -17,15 +17,21 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..fileutil import atomic_path
 from .nifti import check_nifti_complete as _check_nifti_complete
 from .nifti import nifti_nan_index as _nifti_nan_index
 
 #: File endings SimpleITK reads as volumes or images here.
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-#: File endings :func:`write_volume` writes (single-file formats: written under a temporary name, renamed).
-WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def thick_axis(spacing_zyx, shape=None) -> int:
+    """The slicing axis in array order ``(z, y, x)``: the one of largest spacing (ties within 1e-6
+    relative → the first, so z); a size-1 axis in ``shape`` wins (a one-slice volume)."""
+    if shape is not None and 1 in tuple(shape):
+        return tuple(shape).index(1)
+    s = np.asarray(spacing_zyx, dtype=float)
+    return int(np.flatnonzero(s >= s.max() * (1 - 1e-6))[0])
 
 
 @dataclass
@@ -55,6 +61,36 @@ class Volume:
         """Spacing in array order: ``(z, y, x)`` (or ``(y, x)`` in 2D)."""
         return tuple(reversed(self.spacing))
 
+    def slice_axis(self, axis: int | None = None) -> int:
+        """The axis a volume is sliced across, in array order ``(z, y, x)``: the one rule
+        (:func:`thick_axis`) that ``preprocess`` and :class:`~medsam_lite.VolumePredictor` both use.
+        A slice (the other two axes) must be at least 2×2 pixels.
+
+        Args:
+            axis: the axis asked for (0, 1, 2 or -3…-1), checked; None: :func:`thick_axis`'s choice.
+
+        Raises:
+            InputError: ``axis`` is not 0, 1 or 2; its slices are smaller than 2×2 (the message names
+                an ``axis=`` that works); no axis of the volume has slices of 2×2 (a line of voxels).
+        """
+        if axis is not None and (isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer))
+                                 or not -3 <= axis < 3):
+            raise InputError(f"axis must be 0, 1 or 2 (the array axis slices are taken across), got {axis!r}.")
+        shape = tuple(int(n) for n in self.array.shape[: len(self.spacing)])
+        if len(shape) == 3:
+            plane = {a: "×".join(str(n) for b, n in enumerate(shape) if b != a) for a in range(3)}
+            usable = [a for a in range(3) if min(n for b, n in enumerate(shape) if b != a) >= 2]
+            if not usable:
+                raise InputError(f"the volume {shape} has no axis whose slices are at least 2×2 pixels (slices across "
+                                 + ", ".join(f"axis={a}: {plane[a]}" for a in range(3))
+                                 + "); it is a line of voxels, not an image.")
+            if axis is not None and int(axis) % 3 not in usable:
+                raise InputError(f"slices across axis={int(axis) % 3} of the volume {shape} are "
+                                 f"{plane[int(axis) % 3]} pixels; a slice needs at least 2×2. Pass axis={usable[0]} "
+                                 f"(slices {plane[usable[0]]}).")
+        # with one usable axis, thick_axis picks it: a size-1 axis wins, and a volume without one has all usable
+        return thick_axis(self.spacing_zyx, shape) if axis is None else int(axis) % 3
+
     def same_geometry(self, other: "Volume", tol: float = 1e-4) -> bool:
         """True if shape, spacing, origin and direction agree (within ``tol``)."""
         a, b = self.array.shape[: len(self.spacing)][::-1], other.array.shape[: len(other.spacing)][::-1]
@@ -74,7 +110,7 @@ class Volume:
         return image
 
 
-def _suffix(path: Path) -> str:
+def file_suffix(path: Path) -> str:
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
@@ -83,7 +119,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
     """Read a NIfTI / NRRD / MHA / DICOM file, a DICOM series folder, or a 2D image file.
 
     Args:
-        path: a file, or a folder holding a DICOM series (see :mod:`medsam_lite.dicom`: slices
+        path: a file, or a folder holding a DICOM series (see :mod:`medsam_lite.io.dicom`: slices
             sorted by position, spacing from the positions, RescaleSlope/Intercept applied).
         series: SeriesInstanceUID to read from a folder holding several series.
 
@@ -109,10 +145,10 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
         from .challenge import read_arrays
 
         return Volume(**read_arrays(path), path=str(path))
-    if path.is_file() and _suffix(path) in (".nii", ".nii.gz"):
+    if path.is_file() and file_suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
         nan_index = _nifti_nan_index(path)
-    if path.is_file() and _suffix(path) in (".tif", ".tiff"):
+    if path.is_file() and file_suffix(path) in (".tif", ".tiff"):
         from .tiff import check_tiff
 
         check_tiff(path)  # one SimpleITK would read as 8-bit RGBA, losing bits
@@ -135,10 +171,10 @@ def read_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
             raise InputError(f"{path} holds {nan_index.size:,} NaN voxels; replace them (e.g. numpy.nan_to_num) "
                              "and save the file again.")
         array.reshape(-1)[nan_index] = np.nan  # NIfTI order (x fastest) is the (z, y, x) C order
-    if image.GetDimension() == 3 and array.shape[0] == 1 and _suffix(path) in IMAGE_SUFFIXES + (".dcm",):
+    if image.GetDimension() == 3 and array.shape[0] == 1 and file_suffix(path) in IMAGE_SUFFIXES + (".dcm",):
         array = array[0]  # a single 2D slice read as a 1-slice volume
         return Volume(array, image.GetSpacing()[:2], image.GetOrigin()[:2],
-                      _direction_2d(image.GetDirection()), str(path))
+                      direction_2d(image.GetDirection()), str(path))
     return Volume(array, tuple(image.GetSpacing()), tuple(image.GetOrigin()),
                   tuple(image.GetDirection()), str(path))
 
@@ -151,63 +187,9 @@ def _sitk_reason(exc: Exception) -> str:
     return " ".join(lines)[-200:] or str(exc).strip()[:200]
 
 
-def _direction_2d(direction3d) -> tuple[float, ...]:
+def direction_2d(direction3d) -> tuple[float, ...]:
     d = np.asarray(direction3d, dtype=float).reshape(3, 3)
     return tuple(d[:2, :2].ravel())
-
-
-def write_volume(array: np.ndarray, path: str | os.PathLike, like: Volume | None = None) -> Path:
-    """Write ``array`` with the geometry of ``like`` (spacing, origin, direction), atomically.
-
-    The file is written under a temporary name in the same folder and renamed, so an interrupted
-    write never leaves a half file under ``path``.
-
-    Args:
-        array: ``(z, y, x)`` or ``(y, x)``; bool is stored as ``uint8``.
-        path: output file; the format follows the suffix (``.nii.gz``, ``.nrrd``, ``.mha``, ``.png``).
-        like: the source scan whose geometry to copy (its array shape must match).
-
-    Raises:
-        InputError: an empty, non-numeric, 1-D or 4-D array, a suffix SimpleITK cannot write here, a
-            2D-image format (``.png``, ``.jpg``, ``.bmp``) for a volume or for non-``uint8`` data, or
-            an array whose shape differs from ``like``'s. Nothing is written then.
-    """
-    path = Path(path)
-    array = np.asarray(array)
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    suffix = _suffix(path)
-    if suffix not in WRITE_SUFFIXES:
-        raise InputError(f"cannot write {path.name!r}: the suffix must be one of {', '.join(WRITE_SUFFIXES)}.")
-    if array.dtype.kind not in "uif":
-        raise InputError(f"cannot write an array of dtype {array.dtype}; write real numbers, e.g. "
-                         "mask.astype(np.uint8) or image.astype(np.float32).")
-    if array.size == 0 or array.ndim not in (2, 3):
-        raise InputError(f"cannot write an array of shape {array.shape}: a volume is (z, y, x) and an image "
-                         "(y, x), with no empty axis.")
-    if suffix in (".png", ".jpg", ".jpeg", ".bmp") and (array.ndim != 2 or array.dtype != np.uint8):
-        if not (suffix == ".png" and array.ndim == 2 and array.dtype == np.uint16):
-            raise InputError(f"{suffix} holds one 2D uint8 image, got {array.dtype} {array.shape}; write a volume "
-                             "as .nii.gz, and a mask as (mask > 0).astype(np.uint8) * 255.")
-    if like is not None and not isinstance(like, Volume):
-        raise InputError(f"like must be a medsam_lite.io.Volume (from read_volume), got {type(like).__name__}.")
-    if like is not None:
-        if array.shape[: like.array.ndim] != like.array.shape[: array.ndim] or array.ndim != len(like.spacing):
-            if not (array.ndim == 2 and like.array.ndim == 3 and like.array.shape[:2] == array.shape):
-                why = (f"array of shape {array.shape} does not match the reference scan {like.array.shape}"
-                       if array.shape[: like.array.ndim] != like.array.shape[: array.ndim] else
-                       f"the {array.ndim}-D array has the reference's shape {like.array.shape}, but the reference "
-                       f"has a {len(like.spacing)}-D geometry (spacing {like.spacing}; an RGB image?)")
-                raise InputError(f"{why}; a mask must have the scan's shape to share its geometry.")
-        vol = Volume(array, like.spacing[: array.ndim], like.origin[: array.ndim],
-                     like.direction if array.ndim == len(like.spacing) else _direction_2d(like.direction))
-    else:
-        n = array.ndim
-        vol = Volume(array, (1.0,) * n, (0.0,) * n, tuple(np.eye(n).ravel()))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=suffix) as tmp:  # SimpleITK picks the format by the suffix
-        sitk.WriteImage(vol.to_sitk(), str(tmp), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
-    return path
 
 
 # ---------------------------------------------------------------- label maps
@@ -244,7 +226,7 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
         from .challenge import read_arrays
 
         return Volume(**read_arrays(path, "gts"), path=str(path))
-    if _suffix(path) == ".dcm":
+    if file_suffix(path) == ".dcm":
         from .dicomlabels import label_kind, read_dicom_label
 
         if label_kind(path):
@@ -253,14 +235,14 @@ def read_label(path: str | os.PathLike, *, allow_lossy: bool = False, series: st
                           tuple(got["notes"]), got["names"])
     vol = read_volume(path, series=series)
     notes = []
-    lossy = _suffix(path) in LOSSY_SUFFIXES
+    lossy = file_suffix(path) in LOSSY_SUFFIXES
     if lossy and not allow_lossy:
         raise InputError(
             f"label {path} is a JPEG: its lossy compression changes label values (a 0/255 mask becomes "
             "values 0–13 and 242–255, i.e. dozens of labels). Save masks as PNG (lossless), or read a binary "
             "mask anyway with medsam_lite.io.read_label(path, allow_lossy=True).")
     lab = vol.array
-    if _suffix(path) == ".png":
+    if file_suffix(path) == ".png":
         from PIL import Image
 
         with Image.open(path) as im:
@@ -344,7 +326,7 @@ def align_label(label: Volume, image: Volume) -> tuple[Volume, str | None]:
             note = (f"label {Path(label.path).name if label.path else ''} put on the image grid (same voxels, "
                     f"{_how(label, image)}; nearest neighbour, lossless)").replace("label  ", "label ")
             return Volume(out, image.spacing[: out.ndim], image.origin[: out.ndim],
-                          image.direction if out.ndim == len(image.spacing) else _direction_2d(image.direction),
+                          image.direction if out.ndim == len(image.spacing) else direction_2d(image.direction),
                           label.path, label.notes + (note,)), note
         why = "resampling onto the image grid would change voxel counts"
     shape_i, shape_l = image.array.shape[: len(image.spacing)], label.array.shape[: len(label.spacing)]

@@ -19,11 +19,8 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import torch
 
 from ..errors import InputError
 
@@ -32,7 +29,7 @@ BACKENDS = ("torch", "openvino", "onnxruntime")
 #: The order ``auto`` falls back to without measurements (and breaks ties in): ONNX Runtime first
 #: (bench/RESULTS.md: fastest decoder on both machine kinds measured so far).
 _FASTEST_FIRST = ("onnxruntime", "openvino", "torch")
-_PIP = {"openvino": "pip install openvino onnx", "onnxruntime": "pip install onnxruntime onnx"}
+PIP_INSTALL = {"openvino": "pip install openvino onnx", "onnxruntime": "pip install onnxruntime onnx"}
 CHOICE_FILE = "backend_choice.json"
 
 
@@ -76,9 +73,9 @@ def resolve_backend(backend: str, device=None) -> str:
         InputError: an unknown name; a backend that is not installed (the message gives the
             ``pip install`` line); a compiled backend asked for on a GPU device.
     """
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    dev = _device_type(device)
     if backend == "auto":
-        return available_backends()[0] if dev.type == "cpu" else "torch"
+        return available_backends()[0] if dev == "cpu" else "torch"
     parts = split_backend(backend) if isinstance(backend, str) else (None,)
     if not all(p in BACKENDS for p in parts) or backend.count("+") > 1:
         raise InputError(f"unknown backend {backend!r}; choose 'auto', one of {list(BACKENDS)}, or an "
@@ -86,13 +83,24 @@ def resolve_backend(backend: str, device=None) -> str:
     for part in parts:
         if part == "torch":
             continue
-        if dev.type != "cpu":
-            raise InputError(f"backend {part!r} runs on the CPU, but the model is on {dev}; use "
+        if dev != "cpu":
+            raise InputError(f"backend {part!r} runs on the CPU, but the model is on {device}; use "
                              "backend='torch' on a GPU, or device='cpu'.")
         if not _backend_ready(part):
             raise InputError(f"backend {part!r} is not installed here; install it with "
-                             f"`{_PIP[part]}`, or use backend='auto' (falls back to torch).")
+                             f"`{PIP_INSTALL[part]}`, or use backend='auto' (falls back to torch).")
     return backend
+
+
+def _device_type(device) -> str:
+    """``"cpu"``, ``"cuda"`` … of a device name or ``torch.device`` (``None``: the CPU), without importing torch."""
+    if device is None:
+        return "cpu"
+    if isinstance(device, str):
+        return device.split(":", 1)[0].strip()
+    import torch
+
+    return torch.device(device).type
 
 
 def machine_key(threads: int, arch: str) -> dict:
@@ -119,12 +127,20 @@ def _key_id(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_choice(cache_dir: Path, key: dict) -> dict | None:
-    """The cached choice for ``key``, or ``None`` (no file, another machine/versions, unreadable)."""
+def loadable_backends() -> list[str]:
+    """The backends that can run an export already made (no ``onnx`` needed, unlike
+    :func:`available_backends`, which can also export), in ``auto``'s order."""
+    return [b for b in _FASTEST_FIRST if b == "torch" or _importable(b)]
+
+
+def read_choice(cache_dir: Path, key: dict, installed: list[str] | None = None) -> dict | None:
+    """The cached choice for ``key``, or ``None`` (no file, another machine/versions, unreadable, or a
+    chosen backend not among ``installed``, default :func:`available_backends`)."""
     try:
         entries = json.loads((Path(cache_dir) / "exports" / CHOICE_FILE).read_text(encoding="utf-8"))
         entry = entries[_key_id(key)]
-        ok = entry["key"] == key and all(entry[p] in available_backends() for p in ("encoder", "decoder"))
+        installed = available_backends() if installed is None else installed
+        ok = entry["key"] == key and all(entry[p] in installed for p in ("encoder", "decoder"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return entry if ok else None
@@ -140,10 +156,9 @@ def write_choice(cache_dir: Path, key: dict, choice: dict) -> Path:
     except (OSError, ValueError):
         entries = {}
     entries[_key_id(key)] = {**choice, "key": key}
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-choice-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(entries, handle, indent=1)
-    os.replace(tmp, path)
+    from ..fileutil import atomic_write_text  # the one atomic write: the umask's mode (0644), as every cache file
+
+    atomic_write_text(path, json.dumps(entries, indent=1))
     return path
 
 
@@ -206,7 +221,10 @@ def choose(cache_dir: Path, key: dict, measure) -> dict:
     if entry is None:
         entry = pick(measure())
         entry["measured"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-        write_choice(cache_dir, key, entry)
+        try:
+            write_choice(cache_dir, key, entry)
+        except (OSError, InputError) as exc:  # the cache filled up since it was checked: measure again next time
+            print(f"medsam_lite: the backend choice could not be cached ({exc}).", file=sys.stderr)
     name = pair_name(entry["encoder"], entry["decoder"])
     how = f"cached measurement of {entry.get('measured', '?')}" if cached else "measured now"
     report = (f"medsam_lite backend auto → {name} (encoder {entry['encoder']}, decoder {entry['decoder']}; "
@@ -231,6 +249,8 @@ def auto_choice(make_runtime, input_size: int, embedding_shape, key: dict, cache
         (empty when the choice came from the cache).
     """
     from functools import partial
+
+    import torch
 
     built: dict = {}
 

@@ -14,16 +14,17 @@ Exports live in ``$MEDSAM_LITE_CACHE`` (default ``~/.cache/medsam_lite``) under
 ``exports/<part>-<sha16 of the part's state dict>-<medsam_lite version>-<backend>/`` beside a
 ``meta.json`` holding every exported file's SHA-256. A file that does not match (truncated, edited,
 another version) is rebuilt, never trusted; a fine-tuned decoder has other weights, hence its own
-export. In fp32 the embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"``
-(OpenVINO only) is ~1.7x faster again at ~4 % embedding error. Training stays in torch.
+export; beyond ``$MEDSAM_LITE_CACHE_MAX_MB`` (default 500) the least recently used exports are evicted
+(:mod:`.exportcache`, which also decides once whether the cache can be used at all). In fp32 the
+embeddings agree with torch eager to ~1e-5 relative; ``precision="bf16"`` (OpenVINO only) is ~1.7x
+faster again at ~4 % embedding error. Training stays in torch. Compiled models
+are cached beside the exports (:mod:`.sessions`), and a manifest per checkpoint lets a process without
+torch find its exports (:mod:`.exported`).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import json
-import os
 import shutil
 import sys
 import time
@@ -36,33 +37,21 @@ import torch
 from ..errors import InputError
 from ..fileutil import atomic_folder, atomic_write_text, file_sha256
 from .hashing import state_sha256
-from .sessions import _as_array, _Session, openvino_cpu_has_bf16  # noqa: F401  (prompt_graph runs its graph in them too)
+from . import exportcache
+from .exportcache import cache_problem, default_cache_dir, export_folder, package_version, verify_export
+from .sessions import GraphSession, as_array, openvino_cpu_has_bf16
 
-from .backend_choice import (_PIP, BACKENDS, auto_choice, available_backends, machine_key,  # noqa: F401
+from .backend_choice import (PIP_INSTALL, BACKENDS, auto_choice, available_backends, machine_key,
                              resolve_backend, split_backend)
 
 PRECISIONS = ("fp32", "bf16")
 _OPSET = 17
 
 
-def package_version() -> str:
-    """The installed ``medsam-lite`` version (``"0"`` if it is not installed as a distribution)."""
-    try:
-        return importlib.metadata.version("medsam-lite")
-    except importlib.metadata.PackageNotFoundError:
-        return "0"
-
-
-def default_cache_dir() -> Path:
-    """``$MEDSAM_LITE_CACHE`` if set, else ``~/.cache/medsam_lite``."""
-    env = os.environ.get("MEDSAM_LITE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "medsam_lite"
-
-
 # --------------------------------------------------------------------------------------------
 # What gets exported
 # --------------------------------------------------------------------------------------------
-class _DecoderGraph(torch.nn.Module):
+class DecoderGraph(torch.nn.Module):
     """Prompt encoder (boxes only) + mask decoder for ONE image embedding and N boxes.
 
     Written from the decoder's parts, so it gives the same numbers for LiteMedSAM's decoder (which
@@ -126,15 +115,19 @@ def _export_module(part: str, image_encoder, prompt_encoder, mask_decoder) -> to
     if part == "encoder":
         module = copy.deepcopy(image_encoder)
     else:
-        module = _DecoderGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder))
+        module = DecoderGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder))
     return module.cpu().float().eval()
+
+
+#: Export folders this process has built or loaded: never evicted by it (:func:`.exportcache.evict`).
+_IN_USE: set = set()
 
 
 class CacheUnusable(OSError):
     """The export cache cannot hold an export (a file in its place, read-only, full disk)."""
 
 
-def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Path, input_size: int,
+def export_cached(part: str, make_module, key: str, backend: str, cache_dir: Path, input_size: int,
                    progress: bool, force: bool = False) -> Path:
     """Path of a verified ONNX export of ``part``, building (atomically) what is missing or bad.
 
@@ -144,13 +137,18 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
     """
     from ..fileutil import FolderLock
 
-    folder = cache_dir / "exports" / f"{part}-{key[:16]}-{package_version()}-{backend}"
-    if not force and _verify(folder, part, key, backend) is None:
+    folder = export_folder(cache_dir, part, key, backend)
+    if not force and verify_export(folder, part, key, backend) is None:
+        _IN_USE.add(folder)
+        exportcache.touch(folder)  # its last use, for the size cap's LRU order
         return folder / f"{part}.onnx"  # a sound export: no lock, nothing written
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         with FolderLock(folder.parent, "export", wait=None):  # the one lock (fileutil): wait for the other exporter
-            return _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
+            path = _export_locked(folder, part, make_module, key, backend, input_size, progress, force)
+            _IN_USE.add(folder)
+            exportcache.evict(folder.parent, keep=_IN_USE)  # the cache grew: keep it under its size cap (exportcache)
+            return path
     except OSError as exc:
         raise CacheUnusable(exc.errno, f"{exc.strerror or exc} ({exc.filename or folder.parent})") from exc
 
@@ -158,7 +156,7 @@ def _export_cached(part: str, make_module, key: str, backend: str, cache_dir: Pa
 def _export_locked(folder: Path, part: str, make_module, key: str, backend: str, input_size: int,
                    progress: bool, force: bool) -> Path:
     if not force:
-        problem = _verify(folder, part, key, backend)
+        problem = verify_export(folder, part, key, backend)
         if problem is None:
             return folder / f"{part}.onnx"
         if folder.exists():
@@ -170,7 +168,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
     try:
         with atomic_folder(folder) as tmp:
             twins = [f for b in BACKENDS if not force and b != backend for f in [folder.with_name(
-                folder.name[:-len(backend)] + b)] if _verify(f, part, key, b) is None]  # the same ONNX, another backend
+                folder.name[:-len(backend)] + b)] if verify_export(f, part, key, b) is None]  # the same ONNX, another backend
             if twins:
                 for f in twins[0].iterdir():
                     if f.name != "meta.json":
@@ -183,7 +181,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
                     "export_seconds": round(time.perf_counter() - start, 2)}
             atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
     except OSError:  # another process finished the same export first: use theirs if it is sound
-        if _verify(folder, part, key, backend) is not None:
+        if verify_export(folder, part, key, backend) is not None:
             raise
     if progress:
         print(f"medsam_lite: {part} export done in {time.perf_counter() - start:.1f} s.", file=sys.stderr)
@@ -191,7 +189,7 @@ def _export_locked(folder: Path, part: str, make_module, key: str, backend: str,
 
 
 def _warn_cache(cache_dir: Path, exc: OSError, backend: str) -> None:
-    warnings.warn(f"medsam_lite: the export cache {cache_dir} is unusable ({exc.strerror}); running the model "
+    warnings.warn(f"medsam_lite: the export cache {cache_dir} is unusable ({exc.strerror or exc}); running the model "
                   f"in torch instead of {backend} (correct, slower). Fix: set MEDSAM_LITE_CACHE to a writable "
                   "folder with free space (e.g. export MEDSAM_LITE_CACHE=$TMPDIR/medsam_lite), or pass "
                   "backend='torch' to skip the export.", CacheWarning, stacklevel=2)
@@ -199,30 +197,6 @@ def _warn_cache(cache_dir: Path, exc: OSError, backend: str) -> None:
 
 class CacheWarning(UserWarning):
     """The export cache could not be used; the model runs in torch (see :func:`build_runtime`)."""
-
-
-def _verify(folder: Path, part: str, key: str, backend: str) -> str | None:
-    """``None`` if ``folder`` holds a sound export for these weights, else what is wrong with it."""
-    try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, ValueError):
-        return "unreadable (meta.json is not valid JSON)"
-    expected = {"part": part, "weights_sha256": key, "medsam_lite": package_version(), "backend": backend}
-    stale = [k for k, v in expected.items() if not isinstance(meta, dict) or meta.get(k) != v]
-    if stale:
-        return f"stale ({', '.join(stale)} differ)"
-    files = meta.get("files")
-    if not isinstance(files, dict) or f"{part}.onnx" not in files:
-        return "incomplete (meta.json lists no ONNX file)"
-    for name, sha in files.items():
-        path = folder / name
-        if not path.is_file():
-            return f"incomplete ({name} is missing)"
-        if file_sha256(path) != sha:
-            return f"corrupt ({name} does not match its SHA-256 in meta.json)"
-    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,13 +243,13 @@ class CompiledRuntime:
     def _session(self, part: str):
         backend = self.encoder_backend if part == "encoder" else self.decoder_backend
         path = self._export(part)
-        return path, _Session(backend, path, self.precision, self.threads)
+        return path, GraphSession(backend, path, self.precision, self.threads)
 
     def _export(self, part: str, force: bool = False) -> Path:
         enc, pe, md = self._modules
         key = state_sha256(enc) if part == "encoder" else state_sha256(pe, md)
         backend = self.encoder_backend if part == "encoder" else self.decoder_backend
-        return _export_cached(part, lambda: _export_module(part, enc, pe, md), key, backend,
+        return export_cached(part, lambda: _export_module(part, enc, pe, md), key, backend,
                               self._settings["cache_dir"], self._settings["input_size"],
                               self._settings["progress"], force=force)
 
@@ -291,7 +265,7 @@ class CompiledRuntime:
                              "pass the model's image_encoder to build_runtime to encode images.")
         if self._encoder is None:
             return enc(x.to(next(enc.parameters()).device, torch.float32)).float().cpu()
-        arr = _as_array(x, "x (B×3×S×S model input)", 4)
+        arr = as_array(x, "x (B×3×S×S model input)", 4)
         return torch.from_numpy(np.concatenate([self._encoder.run(arr[i:i + 1])[0] for i in range(len(arr))]))
 
     @torch.no_grad()
@@ -306,8 +280,8 @@ class CompiledRuntime:
             embedding = embedding[None]
         if torch.is_tensor(boxes) and boxes.ndim == 1:
             boxes = boxes[None]
-        emb = _as_array(embedding, "embedding (1×256×64×64)", 4)
-        box = _as_array(boxes, "boxes (N×4 XYXY, model-input pixels)", 2)
+        emb = as_array(embedding, "embedding (1×256×64×64)", 4)
+        box = as_array(boxes, "boxes (N×4 XYXY, model-input pixels)", 2)
         if emb.shape[0] != 1:
             raise InputError(f"decode takes the embedding of ONE image (1×256×64×64), got {emb.shape}; "
                              "call it once per image.")
@@ -361,7 +335,7 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
         raise InputError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}.")
     if precision == "bf16" and backend != "openvino":
         raise InputError(f"precision='bf16' needs backend='openvino' (got {backend!r}); install it with "
-                         f"`{_PIP['openvino']}` and pass backend='openvino', or use precision='fp32'.")
+                         f"`{PIP_INSTALL['openvino']}` and pass backend='openvino', or use precision='fp32'.")
     if precision == "bf16" and not openvino_cpu_has_bf16():
         raise InputError("precision='bf16' needs a CPU with native bf16 (AVX-512 BF16 or AMX); this one has "
                          "neither, and OpenVINO would run fp32 while reporting bf16 — use precision='fp32'.")
@@ -372,6 +346,11 @@ def build_runtime(image_encoder, prompt_encoder, mask_decoder, *, backend: str, 
     settings = {"cache_dir": Path(cache_dir) if cache_dir is not None else default_cache_dir(),
                 "progress": bool(progress), "input_size": int(prompt_encoder.input_image_size[0])}
     modules = (image_encoder, prompt_encoder, mask_decoder)
+    if backend != "torch":  # decided once, for every errno and depth of the path: torch, one warning
+        problem = cache_problem(settings["cache_dir"])
+        if problem is not None:
+            _warn_cache(settings["cache_dir"], problem, backend)
+            return CompiledRuntime("torch", "fp32", threads, modules, settings)
     if auto and precision == "fp32" and image_encoder is not None and len(available_backends()) > 1:
         return _auto_runtime(modules, int(threads), settings)
     return CompiledRuntime(backend, precision, threads, modules, settings)

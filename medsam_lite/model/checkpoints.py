@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import torch
 
 from ..errors import CheckpointError, InputError
-from ..fileutil import file_sha256  # noqa: F401  (one file hash: fileutil)
 from .intensity import IntensityPreset
 
 _VIT_DEPTH = {12: "vit_b", 24: "vit_l", 32: "vit_h"}

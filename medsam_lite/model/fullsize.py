@@ -15,6 +15,12 @@ gives it. A mask with any pixel inside the bound (rare: the logit must be within
 computed by the full published path instead. So the masks are **bitwise identical** to
 ``geometry.logits_to(low_res, hw) > 0``, by construction; each (geometry, size) pair is also checked
 once against torch on a test field before the fast path is used for it.
+
+Without torch (:mod:`.exported`), :func:`masks_exact` repeats torch's CPU kernel in numpy operation
+for operation — the source index ``fma(scale, o + 0.5, -0.5)`` with ``scale = float32(in) / out``,
+then per axis ``fma(a, w0, b * w1)`` columns first, then rows — which gives torch's float32 logits
+bit for bit on this kind of CPU; :func:`bilinear_matches_torch` checks that against torch when the
+exports are written, and the torch-free path is used only where it held.
 """
 
 from __future__ import annotations
@@ -22,8 +28,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 #: Relative bound on torch's float32 rounding in one or two chained bilinear resizes: 128 unit
 #: roundoffs (the worst case of the kernel's ``t0*w0 + t1*w1`` per axis and stage is ~10).
@@ -35,6 +39,8 @@ def _probe(n_in: int, n_out: int, axis: int) -> np.ndarray:
 
     Interpolating the rows of an identity matrix gives each weight exactly (``1·w + 0·w' == w``).
     """
+    import torch
+    import torch.nn.functional as F
     eye = torch.eye(n_in, dtype=torch.float32)
     if axis == 0:
         out = F.interpolate(eye.reshape(n_in, 1, n_in, 1), size=(n_out, 1), mode="bilinear", align_corners=False)
@@ -69,6 +75,8 @@ def _plan(geometry, low_hw: tuple[int, int], hw: tuple[int, int]):
 
 @lru_cache(maxsize=32)
 def _checked_plan(lh: int, lw: int, size: int, resized_hw: tuple[int, int], two_stage: bool, h: int, w: int):
+    import torch
+
     rows = _taps(lh, size, resized_hw[0], h, two_stage, 0)
     cols = _taps(lw, size, resized_hw[1], w, two_stage, 1)
     # one-off check on a field with many sign changes: every sure pixel must have torch's sign
@@ -85,6 +93,7 @@ def _checked_plan(lh: int, lw: int, size: int, resized_hw: tuple[int, int], two_
 
 def _full(low_res: torch.Tensor, size: int, resized_hw, two_stage: bool, hw) -> torch.Tensor:
     """The published path (:meth:`Geometry.logits_to`), ``N×1×h×w`` → ``N×H×W`` float32."""
+    import torch.nn.functional as F
     x = low_res.float()
     if two_stage:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
@@ -106,7 +115,7 @@ def _evaluate(low: np.ndarray, rows, cols, yr: tuple[int, int], xr: tuple[int, i
     return value, magnitude * _ROUNDING
 
 
-def masks_at(geometry, low_res_logits: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+def masks_at(geometry, low_res_logits, hw: tuple[int, int]) -> np.ndarray:
     """``N×1×h×w`` decoder logits → ``N×H×W`` bool masks at ``hw``, equal to
     ``geometry.logits_to(low_res_logits, hw) > 0`` bit for bit, computed where a mask can be.
 
@@ -115,6 +124,8 @@ def masks_at(geometry, low_res_logits: torch.Tensor, hw: tuple[int, int]) -> np.
         low_res_logits: ``N×1×h×w`` float logits (``h = w = 256``), any device.
         hw: ``(H, W)`` of the masks: original pixels, or image (stored-slice) pixels.
     """
+    import torch
+
     geometry.check_size()  # a thin image: one InputError naming the size, as logits_to gives
     low = low_res_logits.detach().float().cpu().numpy()[:, 0]
     n, (h, w) = low.shape[0], (int(hw[0]), int(hw[1]))
@@ -145,3 +156,108 @@ def _reach(taps, lo: int, hi: int) -> tuple[int, int] | None:
     index, weight = taps
     hit = np.nonzero(((index >= lo) & (index <= hi) & (weight > 0)).any(1))[0]
     return (int(hit[0]), int(hit[-1])) if len(hit) else None
+
+
+# --------------------------------------------------------------------------------------------
+# The same masks without torch
+# --------------------------------------------------------------------------------------------
+def _fma(a, b, c) -> np.ndarray:
+    """float32 ``a * b + c`` rounded once (the product of two float32 is exact in float64)."""
+    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _linear_taps(n_in: int, n_out: int):
+    """torch's CPU bilinear taps (``align_corners=False``, size given): ``(i0, i1, w0, w1)`` per output."""
+    f32 = np.float32
+    scale = f32(n_in) / f32(n_out)
+    src = np.maximum(_fma(scale, np.arange(n_out, dtype=f32) + f32(0.5), -0.5), f32(0))
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    w1 = (src - i0.astype(f32)).astype(f32)
+    return i0, i1, (f32(1) - w1).astype(f32), w1
+
+
+def resize_exact(x: np.ndarray, hw: tuple[int, int], rows=None, cols=None) -> np.ndarray:
+    """``N×h×w`` float32 → ``N×H×W`` float32 as ``F.interpolate(bilinear, align_corners=False)`` on
+    the CPU computes it (bit for bit where :func:`bilinear_matches_torch` holds); ``rows`` / ``cols``
+    (index arrays) compute only those output rows / columns."""
+    x = np.asarray(x, np.float32)
+    r0, r1, rw0, rw1 = (a if rows is None else a[rows] for a in _linear_taps(x.shape[1], int(hw[0])))
+    c0, c1, cw0, cw1 = (a if cols is None else a[cols] for a in _linear_taps(x.shape[2], int(hw[1])))
+    top, bottom = x[:, r0], x[:, r1]
+    t0 = _fma(top[..., c0], cw0, top[..., c1] * cw1)
+    t1 = _fma(bottom[..., c0], cw0, bottom[..., c1] * cw1)
+    return _fma(t0, rw0[:, None], t1 * rw1[:, None])
+
+
+def logits_exact(geometry, low_res: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """:meth:`Geometry.logits_to` in numpy: ``N×1×h×w`` float32 → ``N×H×W`` float32 (no torch)."""
+    geometry.check_size()
+    x = np.asarray(low_res, np.float32)[:, 0]
+    if geometry.recipe != "stretch":
+        s = geometry.input_size
+        rh, rw = geometry.resized_hw
+        x = resize_exact(x, (s, s))[:, :rh, :rw]
+    return resize_exact(x, hw)
+
+
+def masks_exact(geometry, low_res: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """``N×1×h×w`` float32 logits → ``N×H×W`` bool masks, ``logits_to(...) > 0`` computed in numpy
+    only over the rows and columns a positive logit reaches (every weight is ≥ 0)."""
+    geometry.check_size()
+    low = np.asarray(low_res, np.float32)[:, 0]
+    h, w = int(hw[0]), int(hw[1])
+    masks = np.zeros((low.shape[0], h, w), dtype=bool)
+    for i in range(low.shape[0]):
+        x = low[i:i + 1]
+        if not (x > 0).any():
+            continue  # every output is a non-negative combination of values <= 0
+        if geometry.recipe != "stretch":
+            s = geometry.input_size
+            rh, rw = geometry.resized_hw
+            x = resize_exact(x, (s, s))[:, :rh, :rw]
+        positive = x[0] > 0
+        if not positive.any():
+            continue
+        pr, pc = np.nonzero(positive.any(1))[0], np.nonzero(positive.any(0))[0]
+        r0, r1 = _linear_taps(x.shape[1], h)[:2]
+        c0, c1 = _linear_taps(x.shape[2], w)[:2]
+        rows = np.nonzero((r1 >= pr[0]) & (r0 <= pr[-1]))[0]
+        cols = np.nonzero((c1 >= pc[0]) & (c0 <= pc[-1]))[0]
+        if len(rows) and len(cols):
+            part = resize_exact(x, (h, w), rows, cols)[0] > 0
+            masks[i, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = part
+    return masks
+
+
+def bilinear_matches_torch() -> bool:
+    """Whether :func:`resize_exact` gives torch's float32 bilinear resize bit for bit here (checked
+    on fields with many sign changes, up- and downsizing, odd sizes); torch is imported."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    for hi, wi, ho, wo in ((256, 256, 512, 512), (220, 256, 164, 191), (256, 256, 256, 256),
+                           (133, 256, 97, 190), (256, 180, 700, 500), (256, 256, 1024, 1024)):
+        x = (rng.standard_normal((1, hi, wi)) * 5).astype(np.float32)
+        ref = F.interpolate(torch.from_numpy(x)[None], size=(ho, wo), mode="bilinear", align_corners=False)[0]
+        if not np.array_equal(resize_exact(x, (ho, wo)).view(np.int32), ref.numpy().view(np.int32)):
+            return False
+    return True
+
+
+def back_to_size(geometry, low_res, iou, hw: tuple[int, int], logits: bool):
+    """The decoder's output at ``hw`` → ``(masks N×H×W bool, scores N float32, logits N×H×W float32 or
+    None)``: numpy arrays (the torch-free model) in numpy, torch tensors through torch; the same bits."""
+    if isinstance(low_res, np.ndarray):
+        scores = np.asarray(iou, np.float32)[:, 0].copy()
+        if not logits:
+            return masks_exact(geometry, low_res, hw), scores, None
+        full = logits_exact(geometry, low_res, hw)
+        return full > 0, scores, full
+    scores = iou[:, 0].float().cpu().numpy()
+    if not logits:
+        return masks_at(geometry, low_res, hw), scores, None
+    full = geometry.logits_to(low_res, hw).cpu()
+    return (full > 0).numpy(), scores, full.numpy()

@@ -15,7 +15,7 @@ Conventions (one source of truth for the whole package):
   - ``"sam"`` (SAM): resize the longest side to ``S``, ImageNet mean/std on 0–255, pad.
 
   Each resize is the published one (:meth:`Geometry.image_to_model`).
-* Intensity presets (CT windows, MR percentiles) live in :mod:`medsam_lite.intensity`.
+* Intensity presets (CT windows, MR percentiles) live in :mod:`medsam_lite.model.intensity`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import InputError
 
-from .intensity import (CT_WINDOWS, PERCENTILES, IntensityPreset, check_numeric, check_window,  # noqa: F401
-                        normalize_intensity, to_rgb_uint8)
-
-_check_window = check_window  # the name other modules used before intensity.py existed
 
 RECIPES = ("pad", "stretch", "sam")
 _SAM_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -161,8 +155,15 @@ class Geometry:
         scale = np.array([iw / w, ih / h, iw / w, ih / h], np.float32)
         return (np.asarray(boxes, dtype=np.float32) * scale).astype(np.float32)
 
-    def image_to_model(self, image_rgb: np.ndarray) -> torch.Tensor:
-        """``h×w×3 uint8`` (image pixels) → ``1×3×S×S`` float32 tensor, the model's input.
+    def image_to_model(self, image_rgb: np.ndarray):
+        """``h×w×3 uint8`` (image pixels) → ``1×3×S×S`` float32 torch tensor, the model's input
+        (:meth:`image_to_model_array` as a tensor)."""
+        import torch
+
+        return torch.from_numpy(self.image_to_model_array(image_rgb))
+
+    def image_to_model_array(self, image_rgb: np.ndarray) -> np.ndarray:
+        """``h×w×3 uint8`` (image pixels) → ``1×3×S×S`` float32 numpy array, the model's input (no torch).
 
         Each recipe as published: ``"pad"`` ``cv2.resize(INTER_AREA)`` of the longest side, min-max
         to [0, 1], zero padding bottom/right (LiteMedSAM); ``"stretch"``
@@ -191,16 +192,18 @@ class Geometry:
             x = (x - _SAM_MEAN) / _SAM_STD
         else:
             x = (x - x.min()) / max(float(x.max() - x.min()), 1e-8)
-        out = torch.zeros(1, 3, s, s, dtype=torch.float32)
-        out[0, :, :rh, :rw] = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
+        out = np.zeros((1, 3, s, s), dtype=np.float32)
+        out[0, :, :rh, :rw] = np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
         return out
 
-    def logits_to(self, low_res_logits: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    def logits_to(self, low_res_logits, hw: tuple[int, int]):
         """``N×1×s×s`` decoder logits → ``N×h×w`` logits at size ``hw`` (original or image pixels).
 
         ``"pad"``/``"sam"``: upsample to ``S×S``, crop the padding, resize bilinearly to ``hw``;
         ``"stretch"`` (MedSAM's published path): resize bilinearly straight to ``hw``.
         """
+        import torch.nn.functional as F
+
         self.check_size()
         x = low_res_logits.float()
         if self.recipe != "stretch":
@@ -210,12 +213,15 @@ class Geometry:
             x = x[..., :rh, :rw]
         return F.interpolate(x, size=tuple(hw), mode="bilinear", align_corners=False)[:, 0]
 
-    def logits_to_original(self, low_res_logits: torch.Tensor) -> torch.Tensor:
+    def logits_to_original(self, low_res_logits):
         """``N×1×s×s`` decoder logits → ``N×H×W`` logits in original pixels."""
         return self.logits_to(low_res_logits, self.original_hw)
 
     def mask_to_model(self, mask: np.ndarray) -> np.ndarray:
         """``h×w`` boolean mask (image pixels) → ``S×S`` boolean mask in model pixels (nearest, zero padding)."""
+        import torch
+        import torch.nn.functional as F
+
         self.check_size()
         m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))[None, None].float()
         rh, rw = self.resized_hw

@@ -22,15 +22,23 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from ..errors import InputError
 from .intensity import IntensityPreset, to_rgb_uint8
-from .models import SamModel
-from .fullsize import masks_at
 from .geometry import Geometry, check_boxes
+from .fullsize import back_to_size
+from .sessions import from_numpy as _from_numpy, is_tensor as _is_tensor, no_grad as _no_grad
+
+if TYPE_CHECKING:
+    from .models import SamModel
+
+
+def _torch_free(model) -> bool:
+    """Whether ``model`` is an :class:`~medsam_lite.model.exported.ExportedModel` (numpy in and out)."""
+    return getattr(type(model), "torch_free", False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,13 +46,14 @@ class Embedding:
     """One image's embedding and the geometry of its pixel spaces.
 
     Attributes:
-        tensor: ``1×C×h×w`` float32 (``1×256×64×64``), on the model's device.
+        tensor: ``1×C×h×w`` float32 (``1×256×64×64``), on the model's device: a torch tensor, or a
+            numpy array for a model loaded without torch (:class:`~medsam_lite.model.exported.ExportedModel`).
         geometry: maps **original** pixels (boxes, masks) ↔ **image** pixels (what was encoded: the
             original or a stored slice) ↔ **model** pixels.
         preset: the intensity preset the image was normalized with (``None`` when it came as uint8).
     """
 
-    tensor: torch.Tensor
+    tensor: "torch.Tensor | np.ndarray"  # noqa: F821
     geometry: Geometry
     preset: IntensityPreset | None = None
 
@@ -65,7 +74,7 @@ def prepare_image(image, preset: IntensityPreset | None = None, modality: str = 
         InputError: not a 2D image of real numbers; NaN/Inf; empty; constant once normalized (a blank
             image has nothing to segment, yet the model would still return a mask for a box).
     """
-    if torch.is_tensor(image):
+    if _is_tensor(image):
         image = image.detach().cpu().numpy()
     rgb = to_rgb_uint8(image, modality=modality, window=window, preset=preset)
     if rgb.min() == rgb.max():
@@ -92,8 +101,8 @@ def encode_images(model: SamModel, images, original_hws=None, preset: IntensityP
     geometries = [model.geometry(hw, rgb.shape[:2]) if hw is not None and tuple(hw) != rgb.shape[:2]
                   else model.geometry(rgb.shape[:2])
                   for rgb, hw in zip(images, original_hws or [None] * len(images))]
-    inputs = torch.cat([g.image_to_model(rgb) for g, rgb in zip(geometries, images)])
-    out = model.encode(inputs)
+    inputs = np.concatenate([g.image_to_model_array(rgb) for g, rgb in zip(geometries, images)])
+    out = model.encode(inputs if _torch_free(model) else _from_numpy(inputs))
     return [Embedding(out[i:i + 1], g, preset) for i, g in enumerate(geometries)]
 
 
@@ -122,10 +131,16 @@ def as_embedding(model: SamModel, tensor, original_hw, stored_hw=None) -> Embedd
         InputError: an embedding of another shape than this model's (e.g. another model's), with
             NaN/Inf, or ``original_hw`` that is not two positive integers.
     """
+    free = _torch_free(model)
     try:
-        emb = tensor if torch.is_tensor(tensor) else torch.as_tensor(np.asarray(tensor))
-        emb = emb.detach().float()
-    except (TypeError, ValueError, RuntimeError):
+        if free:
+            emb = np.asarray(tensor.detach().float().cpu().numpy() if _is_tensor(tensor) else tensor, dtype=np.float32)
+        else:
+            import torch
+
+            emb = tensor if torch.is_tensor(tensor) else torch.as_tensor(np.asarray(tensor))
+            emb = emb.detach().float()
+    except (TypeError, ValueError, RuntimeError, AttributeError):
         raise InputError(f"embedding must be a numeric array or tensor, got {type(tensor).__name__}.") from None
     if emb.ndim == 3:
         emb = emb[None]
@@ -134,7 +149,7 @@ def as_embedding(model: SamModel, tensor, original_hw, stored_hw=None) -> Embedd
         shape = "×".join(map(str, expected))
         raise InputError(f"embedding must be {shape} or 1×{shape} for {model.name}, got shape "
                          f"{tuple(emb.shape)}; was it computed by another model?")
-    if not torch.isfinite(emb).all():
+    if not bool(np.isfinite(emb).all() if free else emb.isfinite().all()):
         raise InputError("embedding holds NaN or Inf; recompute it (embed(..., recompute=True)).")
     try:
         geometry = model.geometry(original_hw, stored_hw)
@@ -145,15 +160,14 @@ def as_embedding(model: SamModel, tensor, original_hw, stored_hw=None) -> Embedd
     if h * w > MAX_PIXELS:
         raise InputError(f"original_hw {original_hw!r} is {h * w / 1e6:.0f} megapixels; masks that large do not fit "
                          f"in memory. Pass the (H, W) of the image the embedding was made from.")
-    return Embedding(emb.to(model.device), geometry)
+    return Embedding(np.ascontiguousarray(emb) if free else emb.to(model.device), geometry)
 
 
 #: The largest original slice (pixels) a mask is made for: 25,000² — beyond any scanner's slice.
 MAX_PIXELS = 25_000 * 25_000
 
 
-def decode_logits(model: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor | None, points=None,
-                  point_labels=None, mask_input=None) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_logits(model: SamModel, embeddings, boxes, points=None, point_labels=None, mask_input=None):
     """Low-resolution logits for prompts in **model** pixels (the one path to the decoder; training uses it).
 
     Args:
@@ -164,7 +178,8 @@ def decode_logits(model: SamModel, embeddings: torch.Tensor, boxes: torch.Tensor
         mask_input: ``N×1×256×256`` float32 low-resolution logits of a previous call, or ``None``.
 
     Returns:
-        ``(low_res_logits N×1×256×256, iou N×1)``. A box-only prompt runs the published decoder;
+        ``(low_res_logits N×1×256×256, iou N×1)`` (torch tensors; numpy arrays for a model loaded
+        without torch, which takes numpy prompts). A box-only prompt runs the published decoder;
         points or a mask input run the model's click decoder (see :class:`SamModel`).
     """
     return model.decode(embeddings, boxes, points, point_labels, mask_input)
@@ -225,13 +240,15 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
     return pts.astype(np.float32), lab.astype(np.float32)
 
 
-def check_mask_input(mask_input, n: int, space_hw) -> torch.Tensor:
+def check_mask_input(mask_input, n: int, space_hw):
     """Validate the logits a previous :func:`decode` returned: ``N×H×W`` float32 (``H×W`` for one
     target) in the ``space_hw`` pixels of the masks → an ``N×H×W`` float32 tensor.
 
     Raises:
         InputError: not numbers, NaN/Inf, or a shape other than ``(N, *space_hw)``.
     """
+    import torch
+
     try:
         arr = torch.as_tensor(np.asarray(mask_input, dtype=np.float32))
     except (TypeError, ValueError):
@@ -248,13 +265,15 @@ def check_mask_input(mask_input, n: int, space_hw) -> torch.Tensor:
     return arr
 
 
-def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_hw) -> torch.Tensor:
+def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_hw):
     """Logits a previous :func:`decode` returned (``N×H×W`` in ``space_hw``, or ``H×W`` for one
     target) → the decoder's ``N×1×low×low`` mask input on the model grid (padding: :data:`MASK_PAD_LOGIT`).
 
     Raises:
         InputError: as :func:`check_mask_input`.
     """
+    import torch
+
     arr = check_mask_input(mask_input, n, space_hw)
     rh, rw = geometry.resized_hw
     ch = max(1, int(round(rh * low / geometry.input_size)))
@@ -265,7 +284,6 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
     return out
 
 
-@torch.no_grad()
 def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = False, space: str = "original",
            points=None, point_labels=None, mask_input=None, logits: bool = True, box_space: str = "original"):
     """Segment one mask per target on an encoded image, from a box, clicks, or both.
@@ -275,7 +293,7 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
             decoder shares the pretrained encoder).
         embedding: an :class:`Embedding`.
         boxes: one XYXY box or ``N×4``, **original** pixels; clipped to the image. ``None``: points only.
-        checked: the boxes already went through :func:`~medsam_lite.transforms.check_boxes`.
+        checked: the boxes already went through :func:`~medsam_lite.model.geometry.check_boxes`.
         space: ``"original"`` (default) returns masks at the original ``H×W``; ``"image"`` at the
             encoded image's ``h×w`` (a dataset's stored slice).
         points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY clicks in **original**
@@ -299,6 +317,13 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         InputError: no box and no points; a bad box; points outside the image, labels other than 0/1,
             points without labels; a mask input of the wrong shape.
     """
+    with _no_grad():
+        return _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space)
+
+
+def _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space):
+    free = _torch_free(model)
+    as_input = (lambda a: a) if free else _from_numpy
     geometry = embedding.geometry
     out_hw = geometry.image_hw if space == "image" else geometry.original_hw
     if points is None and point_labels is not None:
@@ -308,11 +333,11 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
     if box_space not in ("original", "model"):
         raise InputError(f"box_space must be 'original' or 'model', got {box_space!r}.")
     if box_space == "model":
-        prompts = torch.from_numpy(_model_boxes(boxes, geometry.input_size))
+        prompts = as_input(_model_boxes(boxes, geometry.input_size))
     else:
         if boxes is not None:
             boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
-        prompts = None if boxes is None else torch.from_numpy(geometry.box_prompt(boxes))
+        prompts = None if boxes is None else as_input(geometry.box_prompt(boxes))
     if points is None and mask_input is None:
         low_res, iou = decode_logits(model, embedding.tensor, prompts)
     else:
@@ -321,16 +346,13 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         if points is not None:
             pts, labels = check_points(points, point_labels, n, geometry.original_hw)
             n = len(pts)
-            pts = torch.from_numpy(pts * np.asarray(geometry.scale_xy, np.float32))
-            labels = torch.from_numpy(labels)
-        low = int(model.prompt_parts(clicks=True)[0].mask_input_size[0])
+            pts = as_input(pts * np.asarray(geometry.scale_xy, np.float32))
+            labels = as_input(labels)
+        low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
+        masks_in = masks_in.numpy() if free and masks_in is not None else masks_in
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
-    scores = iou[:, 0].float().cpu().numpy()
-    if not logits:
-        return masks_at(geometry, low_res, out_hw), scores, None
-    full = geometry.logits_to(low_res, out_hw).cpu()
-    return (full > 0).numpy(), scores, full.numpy()
+    return back_to_size(geometry, low_res, iou, out_hw, logits)  # numpy for the torch-free model, the same bits
 
 
 def _model_boxes(boxes, size: int) -> np.ndarray:
@@ -349,7 +371,7 @@ def _model_boxes(boxes, size: int) -> np.ndarray:
 class EmbeddingCache:
     """Embeddings kept in memory by key (a slice index …), least recently used dropped first.
 
-    The in-memory counterpart of the on-disk store (:class:`~medsam_lite.store.EmbeddingStore`):
+    The in-memory counterpart of the on-disk store (:class:`~medsam_lite.data.store.EmbeddingStore`):
     both answer ``get(key) -> Embedding | None``.
 
     Args:

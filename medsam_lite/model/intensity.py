@@ -60,6 +60,25 @@ def check_window(window) -> tuple[float, float]:
     return low, high
 
 
+def parse_window(window):
+    """The one CT-window check: a :data:`CT_WINDOWS` name (returned as is), ``"LOW,HIGH"`` (the
+    command line's form) or a ``(low, high)`` pair (returned as a float pair), or None.
+
+    Raises:
+        InputError: an unknown name, or not two finite numbers with ``high > low``.
+    """
+    if window is None:
+        return None
+    if isinstance(window, str):
+        if "," in window:
+            return check_window(window.split(","))
+        if window not in CT_WINDOWS:
+            raise InputError(f"unknown CT window {window!r}; choose one of {sorted(CT_WINDOWS)} or pass "
+                             "(low, high) in HU.")
+        return window
+    return check_window(window)
+
+
 @dataclass(frozen=True)
 class IntensityPreset:
     """How raw scan values become ``uint8`` [0, 255], with every number resolved.
@@ -92,13 +111,11 @@ class IntensityPreset:
         if not isinstance(modality, str) or not modality.strip():
             raise InputError(f"modality must be a string such as 'CT' or 'MR', got {modality!r}.")
         modality = modality.strip().upper()
+        window = parse_window(window)
         if isinstance(window, str):
-            if window not in CT_WINDOWS:
-                raise InputError(f"unknown CT window {window!r}; choose one of {sorted(CT_WINDOWS)} or pass "
-                                 "(low, high) in HU.")
             return cls(modality, CT_WINDOWS[window], window)
         if window is not None:
-            return cls(modality, check_window(window))
+            return cls(modality, window)
         if modality == "CT":
             return cls("CT", CT_WINDOWS["medsam"], "medsam")
         return cls(modality)
@@ -118,13 +135,6 @@ class IntensityPreset:
         """JSON-ready form: ``{"modality", "window", "window_name", "percentiles"}``."""
         return {"modality": self.modality, "window": list(self.window) if self.window else None,
                 "window_name": self.window_name, "percentiles": list(self.percentiles)}
-
-    def describe(self) -> str:
-        """One line for messages, e.g. ``CT window [-500, 1000] (medsam)``."""
-        if self.window is None:
-            return f"{self.modality}, {self.percentiles[0]:g}–{self.percentiles[1]:g} percentiles of voxels > 0"
-        name = f" ({self.window_name})" if self.window_name else ""
-        return f"{self.modality} window [{self.window[0]:g}, {self.window[1]:g}]{name}"
 
     def bounds(self, image: np.ndarray) -> tuple[float, float]:
         """The ``(low, high)`` clip bounds this preset gives ``image`` (a slice or a whole volume)."""

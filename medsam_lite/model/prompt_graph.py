@@ -14,11 +14,12 @@ import weakref
 import numpy as np
 import torch
 
-from .backends import _as_array, _DecoderGraph, _export_cached, _Session
+from .backends import DecoderGraph, export_cached
+from .sessions import GraphSession, as_array, prompt_arrays
 from .hashing import state_sha256
 
 
-class PromptGraph(_DecoderGraph):
+class PromptGraph(DecoderGraph):
     """Prompt encoder + mask decoder for points, boxes and a mask input, for ONE image embedding.
 
     Inputs ``embedding 1×C×h×w``; ``point_coords N×P×2`` model-input pixels and ``point_labels N×P``
@@ -61,35 +62,13 @@ class PromptGraph(_DecoderGraph):
         return args, names, ["low_res_logits", "iou"], dynamic
 
 
-def prompt_arrays(boxes, points, point_labels, mask_input, n: int, mask_hw) -> tuple[np.ndarray, ...]:
-    """The :class:`PromptGraph` inputs (float32 arrays) for CPU float32 tensors or ``None``.
-
-    Points come first, then the box corners labelled 2 and 3, or the padding point (label -1) when
-    there is no box, as SAM's prompt encoder orders them; a zero mask with ``has_mask_input = 0``
-    when there is no mask input.
-    """
-    coords = [points.numpy()] if points is not None else []
-    labels = [point_labels.numpy()] if points is not None else []
-    if boxes is not None:
-        coords.append(boxes.numpy().reshape(n, 2, 2))
-        labels.append(np.tile(np.array([[2, 3]], np.float32), (n, 1)))
-    else:
-        coords.append(np.zeros((n, 1, 2), np.float32))
-        labels.append(-np.ones((n, 1), np.float32))
-    has_mask = np.array([0.0 if mask_input is None else 1.0], np.float32)
-    mask = np.zeros((n, 1, *mask_hw), np.float32) if mask_input is None else mask_input.numpy()
-    return (np.ascontiguousarray(np.concatenate(coords, 1), np.float32),
-            np.ascontiguousarray(np.concatenate(labels, 1), np.float32),
-            np.ascontiguousarray(mask, np.float32), has_mask)
-
-
 _SESSIONS: dict = {}  # (backend, precision, threads, cache folder, weights hash) → loaded prompts graph
 _HASHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # mask decoder → ((pe id, version), hash)
 
 
 def prompt_weights_sha256(prompt_encoder, mask_decoder, weights_version: int) -> str:
     """SHA-256 of the prompt encoder's and mask decoder's tensors, computed once per
-    :attr:`~medsam_lite.model.models.SamModel.weights_version` of the model they belong to (as the
+    ``weights_version`` (:class:`~medsam_lite.model.models.SamModel`) of the model they belong to (as the
     encoder hash of :func:`medsam_lite.data.store.encoder_sha256`): nothing is hashed per click."""
     key = (id(prompt_encoder), int(weights_version))
     hit = _HASHES.get(mask_decoder)
@@ -112,7 +91,7 @@ def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None,
         boxes: ``N×4`` XYXY model-input pixels, or ``None``.
         points, point_labels: ``N×K×2`` XY model-input pixels and ``N×K`` (1 fg, 0 bg), or ``None``.
         mask_input: ``N×1×256×256`` low-res logits, or ``None``.
-        weights_version: the owning model's :attr:`~medsam_lite.model.models.SamModel.weights_version`
+        weights_version: the owning model's ``weights_version`` (:class:`~medsam_lite.model.models.SamModel`)
             (the export is looked up by the weights' hash, recomputed only when it moves on).
 
     Returns:
@@ -129,9 +108,9 @@ def decode_prompts(runtime, prompt_encoder, mask_decoder, embedding, boxes=None,
 
             return PromptGraph(copy.deepcopy(prompt_encoder), copy.deepcopy(mask_decoder)).cpu().float().eval()
 
-        path = _export_cached("prompts", make, weights, backend, settings["cache_dir"],
+        path = export_cached("prompts", make, weights, backend, settings["cache_dir"],
                               settings["input_size"], settings["progress"])
-        _SESSIONS[key] = _Session(backend, path, runtime.precision, runtime.threads)
+        _SESSIONS[key] = GraphSession(backend, path, runtime.precision, runtime.threads)
     arrays = prompt_arrays(boxes, points, point_labels, mask_input, n, tuple(prompt_encoder.mask_input_size))
-    logits, iou = _SESSIONS[key].run(_as_array(embedding, "embedding (1×256×64×64)", 4), *arrays)
+    logits, iou = _SESSIONS[key].run(as_array(embedding, "embedding (1×256×64×64)", 4), *arrays)
     return torch.from_numpy(logits), torch.from_numpy(iou)

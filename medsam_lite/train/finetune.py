@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from ..checks import check_float, check_int, check_labels
 from ..data.dataset import check_dataset
 from ..model.models import check_model
-from .distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
+from ..distributed import all_sum, barrier, data_parallel, from_main, init_distributed, rank_share
 from ..data.embed import embed, select_slices
 from ..errors import CheckpointError, InputError
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
@@ -59,8 +59,8 @@ from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
 from .config import GUARD_TOLERANCE, FinetuneConfig, FinetuneResult, choose_epoch, guard_summary
 from .losses import BoxAsMaskLoss, BoxSupervisedLoss, DiceBCELoss, dice_bce_loss, loss_config, resolve_loss
-from .steps import (_click_forward, _forward, _validate, jitter_boxes, load_targets, loss_batch, targets_per_label,
-                    train_autocast)
+from .steps import (click_forward, target_forward, validate, jitter_boxes, load_targets, loss_batch,
+                    targets_per_label, train_autocast)
 
 __all__ = ["finetune", "FinetuneConfig", "FinetuneResult", "GUARD_TOLERANCE", "dice_bce_loss", "jitter_boxes",
            "load_targets", "DiceBCELoss", "BoxSupervisedLoss", "BoxAsMaskLoss"]
@@ -336,7 +336,7 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
         start_epoch = int(ckpt["epoch"]) + 1
 
     base_checkpoint = _base_checkpoint(model)  # read once, not every epoch
-    forward = data_parallel(trainee, _click_forward if clicks else _forward)  # under torchrun through DDP
+    forward = data_parallel(trainee, click_forward if clicks else target_forward)  # under torchrun through DDP
     best_epoch = choose_epoch(history, tolerance) if history else -1
     shift = int(round(box_jitter * model.input_size / 1024))
     n = len(train["rows"])
@@ -372,7 +372,7 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
         total = all_sum(total)  # every rank's share of the epoch's loss
         trainee.mask_decoder.eval()
         t0 = time.perf_counter()
-        scores = (_validate(trainee, store, val, batch_size, loss) if val and ctx.is_main
+        scores = (validate(trainee, store, val, batch_size, loss) if val and ctx.is_main
                   else {"val_loss": math.nan, "val_dice": math.nan})
         trained = n if epoch else 0
         row = {"epoch": epoch, "train_loss": total / n if epoch else math.nan, **scores, "train_samples": trained,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ..clicks import next_click
 from ..errors import InputError
-from ..evaluate import dice
+from ..metrics import dice
 from ..data.embed import model_boxes
 from ..model.inference import MASK_PAD_LOGIT, decode_logits
 from ..model.models import SamModel
@@ -205,14 +205,14 @@ def train_autocast(precision: str, device: torch.device):
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def _forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
+def target_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
     emb = store.get_batch(data["rows"][idx])
     boxes = torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32))
     logits, _ = decode_logits(trainee, emb, boxes)  # embedding i with box i
     return _upsampled(logits, trainee.input_size)
 
 
-def _click_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray, clicks: int, rng):
+def click_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: np.ndarray, clicks: int, rng):
     """The summed loss of the box round and ``clicks`` simulated click rounds (see :mod:`.steps`)."""
     emb = store.get_batch(data["rows"][idx])
     target = torch.from_numpy(data["masks"][idx])[:, None].float().to(trainee.device)
@@ -230,7 +230,7 @@ def _box_fill(mask: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _validate(trainee: SamModel, store, data: dict, batch_size: int, loss=None) -> dict:
+def validate(trainee: SamModel, store, data: dict, batch_size: int, loss=None) -> dict:
     """Mean loss, mean per-target Dice and its mean per label (model grid, padding cropped, tight boxes).
 
     A weak (box / RECIST) target has no mask: its score is the Dice of the prediction's filled
@@ -239,7 +239,7 @@ def _validate(trainee: SamModel, store, data: dict, batch_size: int, loss=None) 
     losses, dices = [], []
     for start in range(0, len(data["rows"]), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data["rows"])))
-        logits = _forward(trainee, store, data, idx, data["boxes"][idx])
+        logits = target_forward(trainee, store, data, idx, data["boxes"][idx])
         batch = loss_batch(data, idx, logits.device)
         losses.append(float(loss(logits, batch)) * len(idx))
         target = batch.target.cpu()

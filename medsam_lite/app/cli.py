@@ -1,19 +1,19 @@
 """The ``medsam-lite`` command: a thin shell over the Python functions.
 
 Each subcommand mirrors one function (``preprocess``, ``embed``, ``finetune``, ``evaluate``) and is
-**built from its signature**: every parameter becomes an option with the function's own default
-and its docstring's description (parsed by ``docstring_parser``) as help, so the two cannot drift
-apart. ``predict`` wraps
+**built from its signature** (only the verb named: ``--help`` imports no torch): every parameter becomes an
+option with the function's own default and its docstring's description (parsed by ``docstring_parser``) as
+help, so the two cannot drift apart. ``predict`` wraps
 :func:`~medsam_lite.predict` / :func:`~medsam_lite.predict_volume`. Exit codes: 0 success, 2 bad
 input or usage (one line that says what to fix, no traceback), 1 an unexpected failure, 130
 interrupted. Boxes on the command line are XYXY in original pixels.
 
 ``preprocess``, ``embed``, ``finetune`` and ``evaluate`` also take ``--settings FILE``: the settings
-file the tutorials read (``tutorials/settings.toml``, see :mod:`medsam_lite.data.settingsfile`) gives
+file the tutorials read (``tutorials/settings.toml``, see :mod:`medsam_lite.app.config`) gives
 the folders (``data`` → the dataset ``work/<data>_dataset`` → the run ``work/<data>_finetune``),
 modality, labels, test cases, ``min_mm2``, model and checkpoint, epochs, lr, batch size, threads and
 device, so one file drives the notebooks and the command. Precedence: a flag given on the command
-line, then the environment variables of :func:`medsam_lite.tutorial.settings` (``MEDSAM_LITE_DATA``,
+line, then the environment variables of :func:`medsam_lite.app.tutorial.settings` (``MEDSAM_LITE_DATA``,
 ``MEDSAM_LITE_QUICK`` …), then the file, then the function's default.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import re
 import sys
 import warnings
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileutil import check_writable
+from ..fileutil import check_writable
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 #: Subcommands that read ``--settings FILE``.
@@ -71,17 +72,13 @@ def _positive_int(value: str) -> int:
 
 def _window(value: str):
     """``"medsam"`` (a window name) or ``"-160,240"`` (low,high) → the ``window`` argument."""
-    from .errors import InputError
-    from .model.intensity import CT_WINDOWS, check_window
+    from ..errors import InputError
+    from ..model.intensity import parse_window
 
-    if "," not in value:
-        if value not in CT_WINDOWS:
-            raise argparse.ArgumentTypeError(f"unknown window {value!r}; use one of {sorted(CT_WINDOWS)} or LOW,HIGH")
-        return value
     try:
-        return check_window(value.split(","))
-    except InputError:
-        raise argparse.ArgumentTypeError(f"LOW,HIGH must be two finite numbers with HIGH > LOW, got {value!r}") from None
+        return parse_window(value)  # the one CT-window check
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _number(kind):
@@ -98,13 +95,13 @@ def _number(kind):
 
 
 def _label(value: str):
-    """A label value (``5``) or, for RTSTRUCT / DICOM-SEG labels, an ROI name (``liver``)."""
+    """A label value (``5``) or a name (``liver``: from labels.json / dataset.json, RTSTRUCT / SEG ROIs)."""
     return int(value) if value.strip().isdigit() else value
 
 
 def _shard(value: str) -> str:
-    from .train.distributed import parse_shard
-    from .errors import InputError
+    from ..distributed import parse_shard
+    from ..errors import InputError
 
     try:
         parse_shard(value)
@@ -173,7 +170,7 @@ def add_function_options(p: argparse.ArgumentParser, func, positional: tuple[str
 def _model_options(p: argparse.ArgumentParser, taken) -> None:
     """load_model's options; one the verb's function has itself (finetune's training ``precision``)
     stays the function's, and the model is then loaded with load_model's default for it."""
-    from .model.models import MODELS, load_model
+    from ..model.models import MODELS, load_model
 
     helps, defaults = _doc_args(load_model), inspect.signature(load_model).parameters
     p.add_argument("--model", default=defaults["name"].default, choices=sorted(MODELS), help=helps.get("name"))
@@ -186,9 +183,11 @@ def _model_options(p: argparse.ArgumentParser, taken) -> None:
                        default=defaults["precision"].default, help=helps.get("precision"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv=None) -> argparse.ArgumentParser:
     import medsam_lite as ml
 
+    rest = [a for i, a in enumerate(argv or []) if a[:1] != "-" and (i == 0 or argv[i - 1] != "--threads")]
+    only = "*" if argv is None else (rest or [""])[0]  # with argv only the verb named gets its options
     fmt = _Formatter
     parser = _Parser(prog="medsam-lite", description=__doc__.splitlines()[0], formatter_class=fmt)
     parser.add_argument("--threads", type=_positive_int, default=None,
@@ -197,14 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     settings_help = ("a settings file (tutorials/settings.toml) giving the folders and the other options; "
                      "options given here override it")
-    verbs = {"preprocess": (ml.preprocess, ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
-             "embed": (ml.embed, ("dataset",), "compute and store the image embedding of every slice"),
-             "finetune": (ml.finetune, ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
-             "evaluate": (ml.evaluate, ("dataset",), "DSC and NSD per case and label on a split"),
-             "challenge": (ml.run_challenge, ("in_dir", "out_dir"),
+    verbs = {"preprocess": ("preprocess", ("source", "out_dir"), "scans + label maps → a prepared dataset folder"),
+             "embed": ("embed", ("dataset",), "compute and store the image embedding of every slice"),
+             "finetune": ("finetune", ("dataset", "out_dir"), "fine-tune the mask decoder on stored embeddings"),
+             "evaluate": ("evaluate", ("dataset",), "DSC and NSD per case and label on a split"),
+             "challenge": ("run_challenge", ("in_dir", "out_dir"),
                            "CVPR24 challenge npz files → segs npz + efficiency.csv (the published LiteMedSAM path)")}
     for verb, (func, positional, text) in verbs.items():
         p = sub.add_parser(verb, help=text, description=text, formatter_class=fmt)
+        if only not in ("*", verb):
+            continue  # listed in --help; its options (and its module) only when it is the verb given
+        func = getattr(ml, func)
         p.set_defaults(func=func, positional=positional,
                        names=add_function_options(p, func, positional, optional=verb in SETTINGS_VERBS))
         if verb in SETTINGS_VERBS:
@@ -214,10 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "evaluate":
             p.add_argument("--out", default=None, help="write the per-case table to this CSV file")
         if verb == "finetune":
-            p.epilog = ("several GPUs or processes: torchrun --nproc_per_node N -m medsam_lite.cli finetune ... "
+            p.epilog = ("several GPUs or processes: torchrun --nproc_per_node N -m medsam_lite.app.cli finetune ... "
                         "(DistributedDataParallel; --batch-size stays the global batch)")
 
     p = sub.add_parser("predict", help="image or volume + box → mask file", formatter_class=fmt)
+    if only not in ("*", "predict"):
+        return parser
+    from ..io.formats import FORMATS  # (SimpleITK: only for the verb that writes)
+
     p.add_argument("image", help="2D image (PNG/JPG/DICOM/2D NIfTI) or 3D volume (NIfTI/NRRD/MHA/DICOM folder)")
     p.add_argument("--box", nargs=4, type=_number(float), metavar=("X0", "Y0", "X1", "Y1"),
                    help="XYXY box in original pixels (on --slice for a volume)")
@@ -227,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a label map on the same grid: one box per label (and 2D component) → a label map out")
     p.add_argument("--slice", type=_number(int), default=None, help="key slice index of --box in a volume")
     p.add_argument("--out", required=True, help="mask file (.nii.gz/.nrrd/.mha keep the source geometry; .png for 2D; "
-                   ".dcm: a DICOM-SEG referencing the source DICOM series)")
+                   ".dcm: a DICOM-SEG referencing the source DICOM series, or an RTSTRUCT with --format rtstruct)")
+    p.add_argument("--format", default=None, choices=[f.name for f in FORMATS],
+                   help="output format (medsam_lite.io.formats); default: from the --out suffix (.dcm: dicom-seg)")
     p.add_argument("--modality", default=None, help=_doc_args(ml.Predictor.set_image).get("modality"))
     p.add_argument("--window", default=None, **_CONVERT["window"], help="CT window name or LOW,HIGH")
     _model_options(p, ())
@@ -236,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _given(argv) -> set[str]:
     """The options and arguments given on the command line ``argv`` (a parse without defaults)."""
-    parser = build_parser()
+    parser = build_parser(argv)
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     for p in [parser, *[s for a in subs for s in a.choices.values()]]:
         for action in p._actions:
@@ -245,10 +253,10 @@ def _given(argv) -> set[str]:
 
 
 def apply_settings(args, argv) -> None:
-    """Fill ``args`` from ``args.settings`` (a settings file, read by :func:`medsam_lite.tutorial.settings`
+    """Fill ``args`` from ``args.settings`` (a settings file, read by :func:`medsam_lite.app.tutorial.settings`
     with its environment overrides) where the command line gave no value; print the settings in effect.
     Without a settings file, check that the positional arguments were given."""
-    from .errors import InputError
+    from ..errors import InputError
 
     if getattr(args, "settings", None) is None:
         missing = [name.upper() for name in getattr(args, "positional", ()) if getattr(args, name) is None]
@@ -272,12 +280,15 @@ def apply_settings(args, argv) -> None:
 
 
 def _load(args):
-    from .train.distributed import default_device
-    from .model.models import load_model
+    from ..model.models import load_model
 
-    # under torchrun each process takes its own GPU (cuda:LOCAL_RANK) unless --device says otherwise
-    return load_model(args.model, checkpoint=args.checkpoint, device=default_device(args.device),
-                      backend=args.backend, precision=args.model_precision)
+    device = args.device  # under torchrun (WORLD_SIZE > 1) each process takes cuda:LOCAL_RANK unless --device
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):  # (one process imports no torch here)
+        from ..distributed import default_device  # (imports torch)
+
+        device = default_device(args.device)
+    return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
+                      precision=args.model_precision)
 
 
 def _run(args) -> int:
@@ -293,7 +304,7 @@ def _run(args) -> int:
         check_writable(out.parent, "--out")
     kwargs = {name: getattr(args, name) for name in args.names}
     if "dataset" in kwargs:  # a wrong folder is refused at once, not after the model has loaded (seconds)
-        from .data.dataset import open_dataset
+        from ..data.dataset import open_dataset
         open_dataset(kwargs["dataset"])
     if "model" in inspect.signature(args.func).parameters:
         kwargs["model"] = _load(args)
@@ -312,7 +323,7 @@ def _run(args) -> int:
         table, means = result
         print(means.to_string())
         if args.out:
-            from .fileutil import atomic_write_text
+            from ..fileutil import atomic_write_text
 
             atomic_write_text(args.out, table.to_csv(index=False))
             print(f"per-case table → {args.out}")
@@ -320,19 +331,16 @@ def _run(args) -> int:
 
 
 def _predict(args, ml) -> None:
-    from .io import scans as io
+    from ..io import scans as io
+    from ..io.formats import check_label_output, label_writer
 
     if sum(x is not None for x in (args.box, args.box3d, args.labels_from)) != 1:
         raise ml.InputError("give exactly one of --box X0 Y0 X1 Y1, --box3d X0 Y0 Z0 X1 Y1 Z1 or --labels-from FILE.")
-    from .io.labelfiles import check_label_output, write_label_map, write_mask
-
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise ml.InputError(f"--out {out} must be a file path in an existing folder.")
     label_map = args.labels_from is not None
-    dicom = out.suffix.lower() == ".dcm"  # DICOM-SEG: the source must be a DICOM series (checked once read)
-    if not dicom:
-        check_label_output(out, label_map=label_map)  # the output's format before the scan is read
+    check_label_output(out, label_map=label_map, format=args.format)  # the output's format before the scan is read
     check_writable(out.parent, "--out")  # before reading the image and running the model
     source = io.read_volume(args.image)
     comps = source.array.shape[-1] if source.array.ndim > len(source.spacing) else 1
@@ -342,25 +350,18 @@ def _predict(args, ml) -> None:
                             "VectorIndexSelectionCast(image, 0)) and predict on that.")
     is_volume = len(source.spacing) == 3
     given = io.read_label(args.labels_from, reference=args.image) if args.labels_from is not None else None
-    dicom_seg = None
-    if dicom:  # checked before the model runs: the source must be a DICOM series
-        from .io.labelout import label_writer
-
-        dicom_seg = label_writer(out, "dicom-seg", source, given.names if given is not None else {1: "segmentation"})
-    else:
-        check_label_output(out, label_map=label_map, ndim=3 if is_volume else 2)  # before the model runs
+    # the registry's whole pre-work check (a DICOM output needs a DICOM series source) before the model runs
+    write = label_writer(out, args.format, source, given.names if given is not None else {1: "segmentation"},
+                         label_map=label_map, ndim=3 if is_volume else 2)
     if args.labels_from is not None:
-        from .interactive.labelmaps import predict_label_map, predict_volume_labels
+        from ..interactive.labelmaps import predict_label_map, predict_volume_labels
 
         labels = io.align_label(given, source)[0].array
         if is_volume:
             mask = predict_volume_labels(source, labels, model=_load(args), modality=args.modality, window=args.window)
         else:
             mask = predict_label_map(source.array, labels, model=_load(args), modality=args.modality, window=args.window)
-        if dicom_seg is not None:
-            dicom_seg(mask)
-        else:
-            write_label_map(mask, out, like=source)
+        write(mask)
         print(f"label map with labels {[int(v) for v in np.unique(mask) if v]} → {out}")
         return
     if is_volume:
@@ -374,27 +375,23 @@ def _predict(args, ml) -> None:
         if args.slice is not None:
             raise ml.InputError(f"{args.image} is a 2D image; --slice is only for volumes.")
         mask = ml.predict(source.array, args.box, model=_load(args), modality=args.modality, window=args.window)[0]
-    if dicom_seg is not None:
-        dicom_seg(mask.astype("uint8"))
-    else:
-        write_mask(mask, out, like=source)  # 0/255 in image formats, 0/1 in volume formats (io.labelfiles)
+    write(mask.astype(bool))  # 0/255 in image formats, 0/1 in volume formats, a segment in DICOM (io.formats)
     print(f"mask with {int(mask.sum())} voxels → {out}")
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    from .errors import InputError
+    args = build_parser(argv).parse_args(argv)  # before any heavy import: --help and bad usage are instant
+    from ..errors import InputError
 
     try:
         apply_settings(args, argv)  # before any work: the file's values where no flag was given
     except InputError as exc:
         print(f"medsam-lite {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    if args.threads:  # torch reads it when (and if) it is imported; the compiled backends read it too
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        getattr(sys.modules.get("torch"), "set_num_threads", lambda n: None)(args.threads)
 
     def one_line(message, category, *_, **__):  # e.g. an unusable export cache: one line, no source excerpt
         print(f"medsam-lite {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)

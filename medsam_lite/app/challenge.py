@@ -36,8 +36,8 @@ from ..fileutil import atomic_write_text, check_writable
 from ..io.challenge import list_cases, read_case, write_segs
 from ..model.inference import decode, encode
 from ..model.models import SamModel, check_model
-from .propagation import propagate_published
-from .volume import VolumePredictor
+from ..interactive.propagation import propagate_published
+from ..interactive.volume import VolumePredictor
 
 
 def segment_3d(vp: VolumePredictor, box3d, label: int = 1) -> np.ndarray:
@@ -80,7 +80,7 @@ def segment_case(case, model: SamModel) -> np.ndarray:
 
 
 def _scores(case, segs: np.ndarray, tolerance_mm: float) -> dict:
-    from ..evaluate import dice, nsd
+    from ..metrics import dice, nsd
 
     spacing = tuple(reversed(case.spacing)) if case.is_3d and case.spacing else None
     values = [v for v in range(1, len(case.boxes) + 1)]

@@ -1,5 +1,5 @@
-"""Issue 18, the house's plumbing: one atomic write that keeps the umask, one lock, the weights
-version of the compiled runtime, Geometry's rule for thin images, and work done once per call."""
+"""fileutil and the plumbing that uses it: one atomic write that keeps the umask, one lock, the
+weights version of the compiled runtime, Geometry's rule for thin images, and work done once per call."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import medsam_lite as ml
 from medsam_lite import fileutil, io, samples
 from medsam_lite.data import store as store_module
 from medsam_lite.data.dataset import open_dataset
+from medsam_lite.errors import InputError
 from medsam_lite.model import backends
 from medsam_lite.model.geometry import Geometry
 from medsam_lite.train import finetune as finetune_module
@@ -96,7 +97,7 @@ def test_finetune_writes_0644_under_umask_022(tiny, model, tmp_path, umask022):
 
 
 def test_cli_writes_0644_under_umask_022(tmp_path, umask022, capsys):
-    from medsam_lite.cli import main
+    from medsam_lite.app.cli import main
 
     image, label = (io.read_volume(samples.sample_path(n)).array for n in ("brain_slice.png", "brain_slice_label.png"))
     box = [float(v) for v in ml.box_from_mask(label == 1)]
@@ -193,7 +194,7 @@ def test_thin_image_through_predictor_and_predict(hw, model, monkeypatch):
 
 @pytest.mark.parametrize("hw", THIN)
 def test_thin_image_through_the_cli(hw, tmp_path, capsys):
-    from medsam_lite.cli import main
+    from medsam_lite.app.cli import main
 
     io.write_volume(_thin(hw), tmp_path / "thin.png")
     out = tmp_path / "mask.png"
@@ -260,3 +261,11 @@ def test_evaluate_hashes_the_slice_images_once(tmp_path, model, monkeypatch):
     monkeypatch.setattr(store_module, "_rows_with_hashes", lambda d: counted.append(1) or real(d))
     per_case, _ = ml.evaluate(model, ds, split=None, max_slices_per_case=1, progress=False)
     assert per_case["case"].nunique() == 2 and counted == [1]  # once for the store, not once more per case
+
+
+def test_an_atomic_write_onto_a_folder_is_an_input_error(tmp_path):
+    from medsam_lite.fileutil import atomic_write_text
+
+    (tmp_path / "x.csv").mkdir()
+    with pytest.raises(InputError, match="is a folder"):
+        atomic_write_text(tmp_path / "x.csv", "a,b\n")

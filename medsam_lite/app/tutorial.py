@@ -4,7 +4,7 @@ Every tutorial from 02 on starts with one settings cell::
 
     S = tutorial.settings()
 
-which reads ``tutorials/settings.toml`` (see :mod:`medsam_lite.data.settingsfile`: data folder,
+which reads ``tutorials/settings.toml`` (see :mod:`medsam_lite.app.config`: data folder,
 modality, labels, test cases, ``min_mm2``, work folder, model, epochs, learning rate, batch size,
 clicks, threads/device) and derives everything below it from ``S``. A script passes the same
 entries as keywords instead (``tutorial.settings(data="my_ct", modality="CT")``: no file is read
@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .data.settingsfile import env_flag, env_labels  # noqa: F401  (tutorial.env_flag is public)
-from .data.settingsfile import check_modality, short_path  # noqa: F401  (re-exported: paths the notebooks print)
+from ..errors import InputError
+from .config import DEFAULTS, check_modality, dicom_label_names, env_flag, env_labels
+from .config import short_path  # a notebook helper: the paths the notebooks print (tutorial.short_path)
 
 #: The repository the Colab install cell clones (``project.urls.Repository``; a test keeps the two
 #: and every notebook's install cell in sync). ``$MEDSAM_LITE_REPO`` overrides it there.
@@ -56,7 +56,9 @@ class Settings:
         quick: quick mode (``MEDSAM_LITE_QUICK=1``).
         max_slices_per_case: None (every slice), or the quick mode's central slices per case.
         epochs: fine-tuning epochs (2 in quick mode). lr: learning rate. batch_size: targets per step.
-        threads: torch CPU threads. device: ``"cuda"`` or ``"cpu"`` (``"auto"`` picks a GPU when present).
+        threads: torch CPU threads (None: every core), set where work starts (:func:`load_model`,
+            the CLI), never by reading settings. device: ``"cuda"`` or ``"cpu"`` (``"auto"`` picks a
+            GPU when present). Defaults: :data:`medsam_lite.app.config.DEFAULTS`, one table.
         min_mm2: targets under this area (mm²) on a slice are dropped by ``preprocess`` (None: the
             pixel rule only).
         model: the model table's name (``"lite_medsam"``). model_checkpoint: its weights file
@@ -64,27 +66,27 @@ class Settings:
         clicks: corrective clicks per target (notebook 08; the shipped click decoder answers them).
         source: the settings file read, or None.
         scan, boxes, reference: notebook 08's scan without labels (a file or a DICOM series folder),
-            its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY, original pixels) and an optional
+            its boxes ``{name: (slice, [x0, y0, x1, y1])}`` (XYXY, displayed pixels: :func:`boxes_on`) and an optional
             label map to score the result against (None: none).
     """
 
     data: Path
-    modality: str = "MR"
-    test_cases: list | None = None
-    labels: dict | list | None = None
-    work: Path = Path("work")
+    modality: str = DEFAULTS["modality"]
+    test_cases: list | None = DEFAULTS["test_cases"]
+    labels: dict | list | None = DEFAULTS["labels"]
+    work: Path = Path(DEFAULTS["work"])
     quick: bool = False
     max_slices_per_case: int | None = None
-    epochs: int = 5
-    lr: float = 1e-4
-    threads: int = 1
-    device: str = "cpu"
+    epochs: int = DEFAULTS["epochs"]
+    lr: float = DEFAULTS["lr"]
+    threads: int | None = DEFAULTS["threads"]
+    device: str = DEFAULTS["device"]
     overrides: dict = field(default_factory=dict, repr=False)
-    min_mm2: float | None = None
-    model: str = "lite_medsam"
-    model_checkpoint: Path | None = None
-    batch_size: int = 8
-    clicks: int = 0
+    min_mm2: float | None = DEFAULTS["min_mm2"]
+    model: str = DEFAULTS["model"]
+    model_checkpoint: Path | None = DEFAULTS["checkpoint"]
+    batch_size: int = DEFAULTS["batch_size"]
+    clicks: int = DEFAULTS["clicks"]
     source: Path | None = None
     scan: Path | None = None
     boxes: dict = field(default_factory=dict)
@@ -166,17 +168,14 @@ class Settings:
         return " | ".join(parts)
 
 
-def setup_runtime(threads: int | None = None) -> tuple[int, str]:
-    """Set torch's CPU threads and pick the device.
+def resolve_threads(threads: int | None = None) -> int:
+    """The CPU thread count to use: ``threads``, else ``$MEDSAM_LITE_THREADS``, else every core.
 
-    Args:
-        threads: CPU threads for torch (default: ``$MEDSAM_LITE_THREADS``, else every core).
+    Nothing is set here (see :func:`setup_runtime`).
 
-    Returns:
-        ``(threads, device)`` with device ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+    Raises:
+        InputError: ``threads`` or ``$MEDSAM_LITE_THREADS`` is not a whole number ≥ 1.
     """
-    import torch
-
     env = os.environ.get("MEDSAM_LITE_THREADS", "").strip()
     if threads is None and env:
         if not env.isdigit() or int(env) < 1:
@@ -187,15 +186,26 @@ def setup_runtime(threads: int | None = None) -> tuple[int, str]:
         threads = os.cpu_count() or 1
     if isinstance(threads, bool) or int(threads) < 1:
         raise InputError(f"threads must be a positive integer, got {threads!r}.")
-    torch.set_num_threads(int(threads))
-    return int(threads), ("cuda" if torch.cuda.is_available() else "cpu")
+    return int(threads)
+
+
+def setup_runtime(threads: int | None = None) -> tuple[int, str]:
+    """Set torch's CPU threads and pick the device: called where work starts, not when settings are read.
+
+    Args:
+        threads: CPU threads for torch (default: ``$MEDSAM_LITE_THREADS``, else every core).
+
+    Returns:
+        ``(threads, device)`` with device ``"cuda"`` when a GPU is visible, else ``"cpu"``.
+    """
+    import torch
+
+    threads = resolve_threads(threads)
+    torch.set_num_threads(threads)
+    return threads, ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 _UNSET = object()
-#: What :func:`settings` takes when neither the file nor a keyword sets an entry.
-DEFAULTS = {"modality": "MR", "test_cases": None, "labels": None, "work": "work", "threads": None,
-            "min_mm2": None, "model": "lite_medsam", "checkpoint": None, "epochs": 5, "lr": 1e-4,
-            "batch_size": 8, "clicks": 0, "device": "auto", "scan": None, "boxes": None, "reference": None}
 
 
 def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=_UNSET, threads=_UNSET,
@@ -203,7 +213,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     """Build the tutorials' :class:`Settings` from the settings file, keywords and the environment.
 
     With no data folder (``tutorial.settings()``, as every notebook does) it reads the settings file
-    (:func:`medsam_lite.data.settingsfile.find`); with ``data=`` (a script) only ``file=`` is read.
+    (:func:`medsam_lite.app.config.find`); with ``data=`` (a script) only ``file=`` is read.
     Keywords override the file; environment variables override both.
 
     Args:
@@ -211,7 +221,8 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
         modality: ``"CT"`` or ``"MR"`` (``$MEDSAM_LITE_MODALITY``); a CT-looking scan with
             ``"MR"`` (values near −1000) gets a warning naming the fix. Default ``"MR"``.
         test_cases: held-out case ids, or None for a seeded 20 % split (``$MEDSAM_LITE_TEST_CASES``).
-        labels: ``{value: name}``, a list of values, or None for all (``$MEDSAM_LITE_LABELS``).
+        labels: ``{value: name}``, a list of values and / or names (``["liver", 5]``: resolved through the
+            data's ``labels.json`` / RTSTRUCT / SEG names), or None for all (``$MEDSAM_LITE_LABELS``).
         work: output folder (``$MEDSAM_LITE_WORK``; default ``"work"``).
         threads: torch CPU threads (``$MEDSAM_LITE_THREADS``; default every core).
         verbose: print the settings in effect (one line).
@@ -223,10 +234,10 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
             defaults in :data:`DEFAULTS`.
 
     Raises:
-        InputError: no settings file and no data folder, a data folder that does not exist, an
-            unknown keyword, or an unreadable override.
+        InputError: no settings file and no data folder (or no ``data`` entry), a data folder that does
+            not exist, a label name the data does not carry, an unknown keyword, or an unreadable override.
     """
-    from .data import settingsfile
+    from . import config
 
     unknown = sorted(set(more) - set(DEFAULTS))
     if unknown:
@@ -236,38 +247,38 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
     source = None
     values = dict(DEFAULTS)
     if file is not None or data is None:
-        source = Path(file) if file is not None else settingsfile.find()
+        source = Path(file) if file is not None else config.find()
         if source is None:
             raise InputError("no settings file found (settings.toml here or in tutorials/) and no data folder "
                              "given: copy tutorials/settings.toml beside the notebook, or pass data=.")
-        values.update(settingsfile.read(source))
+        values.update(config.read(source))
     if given.get("boxes"):  # a script's {name: [slice, x0, y0, x1, y1]}, as in the file
-        given["boxes"] = settingsfile.read_boxes(given["boxes"], "boxes=")
+        given["boxes"] = config.read_boxes(given["boxes"], "boxes=")
     values.update(given)
     if data is not None:
         values["data"] = data
     env = os.environ
     overrides = {k: env[k] for k in ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES",
                                      "MEDSAM_LITE_LABELS", "MEDSAM_LITE_WORK") if env.get(k)}
-    data = Path(overrides.get("MEDSAM_LITE_DATA", values.get("data", "")))
+    data = config.data_folder(overrides.get("MEDSAM_LITE_DATA") or values.get("data"), source)
     modality = overrides.get("MEDSAM_LITE_MODALITY", values["modality"])
     test_cases, labels = values["test_cases"], values["labels"]
     if "MEDSAM_LITE_TEST_CASES" in overrides:
         text = overrides["MEDSAM_LITE_TEST_CASES"].strip()
         test_cases = None if text == "auto" else [c.strip() for c in text.split(",") if c.strip()]
-    if "MEDSAM_LITE_LABELS" in overrides:
-        labels = env_labels(overrides["MEDSAM_LITE_LABELS"])
+    labels = env_labels(env_text) if (env_text := overrides.get("MEDSAM_LITE_LABELS")) else labels
     work = Path(overrides.get("MEDSAM_LITE_WORK", values["work"]))
-    if not data.exists():
-        where = f"`data` in {source}" if source else "`data=` in the settings cell"
-        raise InputError(f"data folder {data} does not exist; set {where} to your folder "
-                         "of scans + label maps (notebook 02 lists the layouts).")
+    labels = config.resolve_labels(labels, data, work, f"MEDSAM_LITE_LABELS={env_text}" if env_text else f"labels ({source})")
     quick = env_flag("MEDSAM_LITE_QUICK")
-    threads, device = setup_runtime(values["threads"])
-    if values["device"] == "cpu":
-        device = "cpu"
-    elif values["device"] == "cuda" and device != "cuda":
-        raise InputError("device = \"cuda\" but torch sees no GPU here; use \"auto\" or \"cpu\".")
+    threads = resolve_threads(values["threads"])  # the number only: torch is set where work starts
+    device = values["device"]
+    if device != "cpu":
+        import torch
+
+        gpu = torch.cuda.is_available()
+        if device == "cuda" and not gpu:
+            raise InputError("device = \"cuda\" but torch sees no GPU here; use \"auto\" or \"cpu\".")
+        device = "cuda" if gpu else "cpu"
     checkpoint = values["checkpoint"]
     s = Settings(data=data, modality=str(modality), test_cases=list(test_cases) if test_cases else None,
                  labels=labels, work=work, quick=quick,
@@ -288,7 +299,7 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
 def load_model(s: Settings, checkpoint=None):
     """The settings' model (``s.model`` with ``s.model_checkpoint``) on ``s.device``; with
     ``checkpoint`` a fine-tuned decoder (``best.pt``) applied on top of it."""
-    from .model.models import load_model as load
+    from ..model.models import load_model as load
 
     if checkpoint is not None:
         return load(s.model, checkpoint=checkpoint, device=s.device)
@@ -299,10 +310,10 @@ def ensure_dataset(s: Settings):
     """The prepared dataset of ``s`` (notebook 02), prepared now if missing or unfinished.
 
     Calls :func:`medsam_lite.preprocess` (which skips finished cases) and returns
-    :func:`medsam_lite.dataset.open_dataset` of :attr:`Settings.dataset`.
+    :func:`medsam_lite.data.dataset.open_dataset` of :attr:`Settings.dataset`.
     """
-    from .data.dataset import open_dataset
-    from .data.preprocess import preprocess
+    from ..data.dataset import open_dataset
+    from ..data.preprocess import preprocess
 
     if not (s.dataset / "dataset.json").exists():
         print(f"{s.dataset} is not prepared yet: preparing it now (notebook 02 explains this step).")
@@ -312,7 +323,7 @@ def ensure_dataset(s: Settings):
 
 def ensure_embeddings(s: Settings, model=None):
     """The embedding store of ``s``'s dataset (notebook 03): computes missing entries, reuses the rest."""
-    from .data.embed import embed
+    from ..data.embed import embed
 
     ds = ensure_dataset(s)
     return embed(ds, model, max_slices_per_case=s.max_slices_per_case, progress=False)
@@ -335,7 +346,7 @@ def ensure_checkpoint(s: Settings, model=None, train: bool = True) -> Path | Non
             return s.checkpoint
         print(f"no fine-tuned decoder at {s.checkpoint}: run notebook 04 to train one; using the pretrained model.")
         return None
-    from .train.finetune import finetune
+    from ..train.finetune import finetune
 
     if not s.checkpoint.exists():
         print(f"no fine-tuned decoder at {s.checkpoint}: training it now "
@@ -351,7 +362,7 @@ def focus_label(dataset, among=None) -> int:
     Args:
         among: only consider these label values (e.g. ``seg.truth.keys()`` of one case).
     """
-    from .data.dataset import open_dataset
+    from ..data.dataset import open_dataset
 
     manifest = dataset if hasattr(dataset, "groupby") else open_dataset(dataset).manifest
     counts = manifest.groupby("label").size()
@@ -365,7 +376,7 @@ def focus_label(dataset, among=None) -> int:
 def case_paths(s: Settings, case: str | None = None):
     """``(case, image_path, label_path)`` of one case of ``s.data`` (default: the first test case,
     else the last case found)."""
-    from .data.preprocess import find_cases
+    from ..io.cases import find_cases
 
     cases = find_cases(s.data, exclude=s.work)
     by_name = {c.name: c for c in cases}
@@ -377,12 +388,40 @@ def case_paths(s: Settings, case: str | None = None):
     return case, c.image, c.label
 
 
+def boxes_on(boxes: dict, scan) -> dict:
+    """``[boxes]`` (``{name: (slice, XYXY)}`` in the pixels of the slice as the figures show it,
+    :func:`medsam_lite.app.config.read_boxes`) → ``{name: (slice, XYXY float32)}`` in array pixels of ``scan`` (a
+    :class:`~medsam_lite.io.Volume`): a RAS-stored scan (most NIfTI) is flipped in both axes for
+    display (:func:`medsam_lite.io.display.display_flips`), a DICOM series in LPS not at all.
+
+    Raises:
+        InputError: a slice index or a box outside the scan.
+    """
+    from ..io.display import display_flips
+    from ..model.geometry import check_boxes
+
+    shape = np.shape(scan.array)
+    h, w = shape[-2:]
+    flip_rows, flip_cols = display_flips(scan)
+    out = {}
+    for name, (z, box) in boxes.items():
+        if len(shape) == 3 and not 0 <= z < shape[0]:
+            raise InputError(f"boxes.{name}: slice {z} is outside the scan's {shape[0]} slices (0 … {shape[0] - 1}).")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if flip_cols:
+            x0, x1 = (w - 1) - x1, (w - 1) - x0
+        if flip_rows:
+            y0, y1 = (h - 1) - y1, (h - 1) - y0
+        out[name] = (int(z), check_boxes([x0, y0, x1, y1], (h, w))[0])
+    return out
+
+
 #: Slices kept on each side of the target's key slice when quick mode crops a scan (notebook 07).
 QUICK_HALF_SLICES = 3
 
 
 def read_case(s: Settings, case: str | None = None):
-    """``(scan, label)`` :class:`~medsam_lite.io.Volume` pair of one case (see :func:`case_paths`).
+    """``(scan, label)`` :class:`~medsam_lite.io.Volume` pair of one case (:func:`case_paths`; RTSTRUCT / SEG too).
 
     In quick mode both are cropped, along the thick axis (largest spacing), to the key slice of
     :func:`focus_label` ± :data:`QUICK_HALF_SLICES`; the crop keeps the physical geometry (origin
@@ -391,15 +430,15 @@ def read_case(s: Settings, case: str | None = None):
     """
     import SimpleITK as sitk
 
-    from .io import scans as io
-    from .interactive.prompts import key_slice
-    from .data.preprocess import thick_axis
+    from ..io import scans as io
+    from ..interactive.prompts import key_slice
 
     case, image_path, label_path = case_paths(s, case)
-    scan, label = io.read_volume(image_path), io.read_volume(label_path)
+    scan, label = io.read_volume(image_path), io.read_label(label_path, reference=image_path,
+                                                            names=dicom_label_names(s, label_path))
     if not s.quick or scan.array.ndim != 3:
         return scan, label
-    axis = thick_axis(scan.spacing_zyx, scan.array.shape)
+    axis = scan.slice_axis()
     k = focus_label(ensure_dataset(s))
     target = np.moveaxis(label.array == k, axis, 0)
     if not target.any():

@@ -1,10 +1,12 @@
-"""Intensity presets and the mapping between original and model pixels."""
+"""model/geometry.py and model/intensity.py: intensity presets and the mapping between original and
+model pixels."""
 
 import numpy as np
 import pytest
 
 import medsam_lite as ml
-from medsam_lite.model.geometry import CT_WINDOWS, Geometry, check_boxes, normalize_intensity, to_rgb_uint8
+from medsam_lite.model.intensity import CT_WINDOWS, normalize_intensity, to_rgb_uint8
+from medsam_lite.model.geometry import Geometry, check_boxes
 
 
 def test_ct_window_default_is_the_papers():

@@ -17,9 +17,9 @@ How a distributed run matches a single-process one:
   checkpoints and ``history.csv`` are written by rank 0 only, in the format of a single process.
 * **Embedding.** Shard ``i`` of ``n`` computes the rows ``i::n`` of the *selected* slices (not of
   the missing ones, so shards started at different times still split the work the same way).
-  One process at a time checks or creates the store's files (:func:`medsam_lite.store.store_lock`), so a second
+  One process at a time checks or creates the store's files (:func:`medsam_lite.data.storefiles.store_lock`), so a second
   creator never replaces files someone writes into. Entries are written with positioned writes
-  (:class:`medsam_lite.store.EntryWriter`), each shard into its own rows' bytes, data before its ``done`` flag.
+  (:class:`medsam_lite.data.storefiles.EntryWriter`), each shard into its own rows' bytes, data before its ``done`` flag.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from ..errors import InputError
+from .errors import InputError
 
 _OWN_GROUP = False  # True once init_distributed() created the process group (it then destroys it)
 
@@ -142,7 +142,7 @@ def init_distributed(device=None) -> DistContext:
     if missing:
         raise InputError(f"WORLD_SIZE={ctx.world_size} is set but {' and '.join(missing)} "
                          f"{'is' if len(missing) == 1 else 'are'} not: start the "
-                         "processes with torchrun (e.g. torchrun --nproc_per_node 2 -m medsam_lite.cli finetune …), "
+                         "processes with torchrun (e.g. torchrun --nproc_per_node 2 -m medsam_lite.app.cli finetune …), "
                          "or unset WORLD_SIZE to run in one process.")
     dev = torch.device(device) if device is not None else ctx.device
     if dev.type == "cuda":
@@ -308,24 +308,3 @@ def parse_shard(shard) -> tuple[int, int] | None:
 def shard_rows(rows, shard: tuple[int, int] | None):
     """Rows ``i::n`` of ``rows`` (all of them for ``None``)."""
     return rows if shard is None else rows[shard[0]::shard[1]]
-
-
-def embed_on_all_ranks(embed_fn, wanted_rows, model, progress: bool, **kwargs):
-    """``embed`` under torchrun: every rank its share, then all wait until the store is complete.
-
-    Pass 1: rank ``r`` of ``W`` computes rows ``r::W`` of ``wanted_rows``. After a barrier, if
-    any rank still misses rows (each machine has its own copy of the store), the ranks of each
-    machine complete their copy, split by local rank. Every rank must call this.
-    """
-    from ..data.store import reload_store
-
-    ctx = init_distributed(model.device)
-    progress = progress and ctx.is_main
-    store = embed_fn(model=model, shard=(ctx.rank, ctx.world_size), progress=progress, **kwargs)
-    barrier()
-    store = reload_store(store)
-    if any_rank(not store.done[np.asarray(wanted_rows, dtype=np.int64)].all()):
-        store = embed_fn(model=model, shard=(ctx.local_rank, ctx.local_world_size), progress=progress, **kwargs)
-        barrier()
-        store = reload_store(store)
-    return store

