@@ -11,8 +11,12 @@ on a miss, negative on a false positive: ``medsam_lite.clicks.next_click``), in 
 * **click → mask**: each later click (box + every click so far + the previous logits as mask
   input), median over ``--repeats`` rounds of 3 clicks (undone between rounds).
 
-Run: ``python bench/bench_clicks_widget.py [--threads 2] [--repeats 5]``; prints a markdown table
-with the click/box ratio measured in the same run.
+``--size 512`` resizes the slice (and its truth) to 512×512 first, the size of a real CT slice, so
+that the work on the full-size mask (the way back to full size, the click rule) is what a user pays.
+Each backend is measured with the default click rule (``LocalRule``) and without one (``DecoderRule``).
+
+Run: ``python bench/bench_clicks_widget.py [--threads 2] [--repeats 5] [--size 512] [--backends auto]``;
+prints a markdown table with the click/box ratio measured in the same run.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite.clicks import next_click
+from medsam_lite.model.clickrule import DEFAULT_RULE, DecoderRule
 from medsam_lite.interactive.widgets import BoxPrompter
 from bench_core import backends_to_measure, ct_case, time_boxes
 
 
-def measure(backend: str, image, truth, z: int, repeats: int) -> dict:
+def measure(backend: str, image, truth, z: int, repeats: int, rule=None) -> dict:
     model = ml.load_model(backend=backend)
+    model.click_rule = rule
     prompter = BoxPrompter(image, model, labels=["liver"], modality="CT", slice_index=z)
     boxes = time_boxes(prompter, ml.box_from_mask(truth), "liver", repeats + 1, jitter=2)
     obj = prompter.session.objects[0]
@@ -49,7 +55,7 @@ def measure(backend: str, image, truth, z: int, repeats: int) -> dict:
         dices.append(ml.dice(obj.mask, truth))
         for _ in range(3):
             prompter.undo()
-    return {"backend": backend, "box_ms": statistics.median(boxes[1:]), "first_click_ms": first,
+    return {"backend": backend, "rule": type(rule or DEFAULT_RULE).__name__, "box_ms": statistics.median(boxes[1:]), "first_click_ms": first,
             "click_ms": statistics.median(clicks), "dice_box": ml.dice(obj.mask, truth), "dice_3": dices[0],
             "click_decoder": model.click_decoder is not None}
 
@@ -58,19 +64,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=0, help="resize the slice to size×size first (0: as read)")
+    parser.add_argument("--backends", nargs="*", help="default: torch and every compiled backend")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     image, label = ct_case("case-02")
     z = int(np.argmax((label == 5).sum(axis=(1, 2))))
-    rows = [measure(b, image, label[z] == 5, z, args.repeats)
-            for b in backends_to_measure()]
+    truth = label[z] == 5
+    if args.size:
+        import cv2
+
+        image = np.stack([cv2.resize(s.astype(np.float32), (args.size, args.size), interpolation=cv2.INTER_LINEAR)
+                          for s in image])
+        truth = cv2.resize(truth.astype(np.uint8), (args.size, args.size), interpolation=cv2.INTER_NEAREST) > 0
+    rows = [measure(b, image, truth, z, args.repeats, rule)
+            for b in (args.backends or backends_to_measure()) for rule in (None, DecoderRule())]
     print(f"## Clicks in the widget (`bench/bench_clicks_widget.py`, {args.threads} thread(s), real CT case-02 "
-          f"slice {z}, liver)\n")
-    print("| backend | box → mask (ms) | first click (ms) | click → mask (ms) | click / box | liver Dice box → +3 clicks |"
-          " click decoder |")
-    print("|---|---|---|---|---|---|---|")
+          f"slice {z}{f' resized to {args.size}²' if args.size else ''}, liver)\n")
+    print("| backend | click rule | box → mask (ms) | first click (ms) | click → mask (ms) | click / box | "
+          "liver Dice box → +3 clicks | click decoder |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backend']} | {r['box_ms']:.0f} | {r['first_click_ms']:.0f} | {r['click_ms']:.0f} | "
+        print(f"| {r['backend']} | {r['rule']} | {r['box_ms']:.0f} | {r['first_click_ms']:.0f} | {r['click_ms']:.0f} | "
               f"{r['click_ms'] / r['box_ms']:.2f}× | {r['dice_box']:.3f} → {r['dice_3']:.3f} | "
               f"{'yes' if r['click_decoder'] else 'no (pretrained decoder)'} |")
 

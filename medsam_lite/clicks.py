@@ -52,7 +52,8 @@ def next_click(pred, truth, rng: np.random.Generator | None = None):
     return int(x), int(y), int(bool(np.asarray(truth)[y, x]))
 
 
-def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks: int, space: str = "original"):
+def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks: int, space: str = "original",
+                  click_rule=None):
     """Box, then ``n_clicks`` robot clicks on one target; the masks after each step.
 
     Args:
@@ -61,6 +62,8 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
         truth: ``h×w`` bool truth in ``space`` (``"original"`` pixels, or ``"image"``: a stored slice).
         box: XYXY box in **original** pixels.
         n_clicks: how many clicks after the box.
+        click_rule: how each click's answer joins the previous mask (see :mod:`medsam_lite.model.clickrule`;
+            default: the model's rule).
 
     Returns:
         ``(masks, points, labels)``: ``n_clicks + 1`` bool masks in ``space`` (after the box, after each
@@ -82,13 +85,13 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
         points.append(np.clip(centre, 0, np.array(geometry.original_hw[::-1]) - 1))
         labels.append(label)
         masks, _, logits = decode(model, embedding, box, space=space, points=np.array(points),
-                                  point_labels=np.array(labels), mask_input=logits)
+                                  point_labels=np.array(labels), mask_input=logits, click_rule=click_rule)
         out.append(masks[0])
     return out, np.array(points, np.float32).reshape(-1, 2), np.array(labels, np.int64)
 
 
-def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str | None = None, window=None
-                    ) -> np.ndarray:
+def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str | None = None, window=None,
+                    click_rule=None) -> np.ndarray:
     """Dice after the box and after each robot click on one 2D image (see the module docstring).
 
     Args:
@@ -96,32 +99,42 @@ def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str |
         image: ``H×W`` (any real dtype, normalized with ``modality`` / ``window``) or ``H×W×3`` uint8,
             or an :class:`~medsam_lite.Embedding` of it.
         truth: ``H×W`` bool (or 0/1) truth mask, original pixels.
-        box: XYXY box, original pixels (e.g. ``box_from_mask(truth)``).
+        box: one XYXY box ``[x0, y0, x1, y1]``, original pixels (e.g. ``box_from_mask(truth)``): one truth
+            mask is one target, so one box (for several targets call once per target).
         n_clicks: clicks after the box (default 3).
         modality, window: intensity normalization, see :meth:`~medsam_lite.Predictor.set_image`.
+        click_rule: how each click's answer joins the previous mask (:mod:`medsam_lite.model.clickrule`;
+            default: the model's rule, else :class:`~medsam_lite.model.clickrule.LocalRule`).
 
     Returns:
         ``n_clicks + 1`` float Dice values: ``[after the box, after click 1, …]``.
 
     Raises:
-        InputError: a truth mask that is not binary, empty, or not the image's size; a bad box.
+        InputError: a truth mask that is not binary, empty, or not the image's size; a bad box, or more
+            than one box (all checked before the image is encoded).
     """
     from .interactive.predict import Predictor
 
     if isinstance(n_clicks, bool) or not isinstance(n_clicks, (int, np.integer)) or n_clicks < 0:
         raise InputError(f"n_clicks must be an integer >= 0, got {n_clicks!r}.")
     truth = check_binary(truth, "truth")
+    if truth.ndim != 2:
+        raise InputError(f"truth must be one H×W mask (one target), got shape {truth.shape}.")
+    boxes = check_boxes(box, truth.shape)  # before the encoder runs
+    if len(boxes) != 1:
+        raise InputError(f"simulate_clicks scores one target: one truth mask takes one box [x0, y0, x1, y1], got "
+                         f"{len(boxes)} boxes. Call it once per target, each with its own truth mask "
+                         "(e.g. box=box_from_mask(truth)).")
     if isinstance(image, Embedding):
         embedding = image
     else:
         predictor = Predictor(model)
         if truth.shape != np.shape(image)[:2]:
             raise InputError(f"truth {truth.shape} and image {np.shape(image)[:2]} differ in size.")
-        check_boxes(box, truth.shape)  # before the encoder runs
         predictor.set_image(image, modality=modality, window=window)
         embedding, model = predictor.embedding, predictor.model
     if truth.shape != embedding.original_hw or not truth.any():
         raise InputError(f"truth must be a non-empty {embedding.original_hw} mask of the image, got "
                          f"{truth.shape} with {int(truth.sum())} pixels.")
-    masks = robot_session(model, embedding, truth, box, int(n_clicks))[0]
+    masks = robot_session(model, embedding, truth, boxes[0], int(n_clicks), click_rule=click_rule)[0]
     return np.array([dice(m, truth) for m in masks])

@@ -8,6 +8,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
+from medsam_lite.model.clickrule import DecoderRule
 from medsam_lite.model.inference import decode_logits
 
 
@@ -65,7 +66,8 @@ def test_points_and_mask_input_reach_the_decoder(torch_model, predictor, ct_slic
     box = ml.box_from_mask(liver)
     masks, _, logits = predictor.predict(box, return_logits=True)
     point = _a_miss(masks[0], liver)
-    with_click = predictor.predict(box, points=[point], point_labels=[1], return_logits=True)[2]
+    raw = DecoderRule()  # the decoder's own answer (no click rule)
+    with_click = predictor.predict(box, points=[point], point_labels=[1], return_logits=True, click_rule=raw)[2]
     with_mask = predictor.predict(box, mask_input=logits, return_logits=True)[2]
     both = predictor.predict(box, points=[point], point_labels=[1], mask_input=logits, return_logits=True)[2]
     for other in (with_click, with_mask, both):
@@ -235,5 +237,6 @@ def test_the_shipped_click_decoder_answers_clicks_and_only_clicks(predictor, ct_
     box = ml.box_from_mask(liver)
     a, b = with_decoder.predict(box, return_logits=True), plain.predict(box, return_logits=True)
     np.testing.assert_array_equal(a[2], b[2])  # box only: the published decoder, bit for bit
-    click = dict(points=[_a_miss(a[0][0], liver)], point_labels=[1], mask_input=a[2])
+    click = dict(points=[_a_miss(a[0][0], liver)], point_labels=[1], mask_input=a[2],
+                 click_rule=DecoderRule())
     assert not np.array_equal(with_decoder.predict(box, **click)[0], plain.predict(box, **click)[0])

@@ -34,8 +34,13 @@ def _interior(region):
     return float(x), float(y)
 
 
-def test_a_click_on_a_slice_grows_the_mask_where_clicked(vp, ct):
+def test_a_click_on_a_slice_grows_the_mask_where_clicked(vp, ct, monkeypatch):
     """A box over the left half of the stomach misses the right half; a foreground click there pulls it in."""
+    from medsam_lite.model.clickrule import DecoderRule
+
+    # the decoder's whole answer: it grows the mask but not at the clicked pixel (outside the half box),
+    # where the default click rule keeps the previous mask
+    monkeypatch.setattr(vp.model, "click_rule", DecoderRule(), raising=False)
     truth = ct[1][4] == STOMACH
     box = ml.box_from_mask(truth)
     half = box.copy()
@@ -54,7 +59,11 @@ def test_a_click_on_a_slice_grows_the_mask_where_clicked(vp, ct):
     np.testing.assert_array_equal(same, after)
 
 
-def test_per_slice_points_with_boxes_pair_target_by_target(vp, ct):
+def test_per_slice_points_with_boxes_pair_target_by_target(vp, ct, monkeypatch):
+    from medsam_lite.model.clickrule import DecoderRule
+
+    # the decoder's whole answer: the click rule would keep a spleen the decoder did not change at the click
+    monkeypatch.setattr(vp.model, "click_rule", DecoderRule(), raising=False)
     label = ct[1][4]
     boxes = np.stack([ml.box_from_mask(label == k) for k in (SPLEEN, STOMACH)])
     masks, _, logits = vp.predict_slice(4, boxes, return_logits=True)
@@ -65,7 +74,10 @@ def test_per_slice_points_with_boxes_pair_target_by_target(vp, ct):
     assert not np.array_equal(both[0], masks[0])  # a background click in the spleen changed the spleen
 
 
-def test_a_click_corrects_a_propagated_result_and_the_walk_goes_on_from_it(vp, ct):
+def test_a_click_corrects_a_propagated_result_and_the_walk_goes_on_from_it(vp, ct, monkeypatch):
+    from medsam_lite.model.clickrule import DecoderRule
+
+    monkeypatch.setattr(vp.model, "click_rule", DecoderRule(), raising=False)  # as above: the decoder's answer
     label = ct[1]
     box = ml.box_from_mask(label[4] == STOMACH)
     plain = vp.predict(box, slice_index=4, progress=False)
@@ -104,7 +116,10 @@ def test_a_clicked_slice_the_walk_does_not_reach_starts_its_own(vp, ct, monkeypa
                    (8, [float(v) for v in (xs.min(), ys.min(), xs.max(), ys.max())], True)]  # 3D box's x, y + click
 
 
-def test_label_map_with_per_slice_clicks(vp, ct):
+def test_label_map_with_per_slice_clicks(vp, ct, monkeypatch):
+    from medsam_lite.model.clickrule import DecoderRule
+
+    monkeypatch.setattr(vp.model, "click_rule", DecoderRule(), raising=False)  # the clicks reach the decoder
     label = np.where(np.isin(ct[1], (SPLEEN, STOMACH)), ct[1], 0)
     plain = ml.predict_volume_labels(vp, label, progress=False)
     truth = label[6] == STOMACH

@@ -102,7 +102,8 @@ class Predictor:
             return
         self.embedding = as_embedding(self.model, embedding, original_hw, stored_hw)
 
-    def predict(self, boxes=None, points=None, point_labels=None, mask_input=None, return_logits: bool = False):
+    def predict(self, boxes=None, points=None, point_labels=None, mask_input=None, return_logits: bool = False,
+                click_rule=None):
         """Segment one mask per target from the stored embedding (no new encoding): a box, clicks, or both.
 
         Args:
@@ -112,12 +113,16 @@ class Predictor:
             mask_input: the ``N×H×W`` logits a previous call returned for the same target(s) with
                 ``return_logits=True`` (``H×W`` for one): the decoder refines that mask.
             return_logits: also return the ``N×H×W`` float32 logits (the next call's ``mask_input``).
+            click_rule: how the click decoder's answer joins the previous mask (``mask_input``'s, else the
+                box's): default ``model.click_rule``, else :class:`~medsam_lite.model.clickrule.LocalRule`
+                (only the change in the region under each click); ``DecoderRule()`` keeps the whole answer.
 
         Returns:
             ``(masks, scores)``: ``masks`` is ``N×H×W`` bool at the original size, ``scores`` the
             model's predicted IoU per mask, ``N`` float32 (plus logits if asked). Box-only prompts
             run the published decoder; points or a mask input the model's click decoder
-            (:func:`~medsam_lite.load_model`'s ``click_decoder``).
+            (:func:`~medsam_lite.load_model`'s ``click_decoder``), combined with the previous mask by the
+            click rule: away from the clicks the previous mask is kept, pixel for pixel.
 
         Raises:
             InputError: no image set; no box and no points; a point outside the image, labels other
@@ -131,7 +136,7 @@ class Predictor:
         if self.embedding is None:
             raise InputError("no image is set; call predictor.set_image(image) first.")
         masks, scores, logits = decode(self.model, self.embedding, boxes, points=points, point_labels=point_labels,
-                                       mask_input=mask_input, logits=return_logits)
+                                       mask_input=mask_input, logits=return_logits, click_rule=click_rule)
         return (masks, scores, logits) if return_logits else (masks, scores)
 
 

@@ -232,8 +232,9 @@ class AnnotationSession:
         """Correct an object's mask with a click: a foreground (``positive``) or background point.
 
         The object's box, every click so far and this one, and its current logits as the mask
-        input, are decoded once (:meth:`~medsam_lite.Predictor.predict`). ``x, y`` are original
-        pixels of the object's slice (``x`` = column).
+        input, are decoded once (:meth:`~medsam_lite.Predictor.predict`); the model's click rule
+        (:mod:`medsam_lite.model.clickrule`) keeps the previous mask away from the region the click
+        corrects. ``x, y`` are original pixels of the object's slice (``x`` = column).
 
         Raises:
             InputError: an unknown object, a point outside the image, ``positive`` not a bool.

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InputError
 from .intensity import IntensityPreset, to_rgb_uint8
 from .geometry import Geometry, check_boxes
+from .clickrule import combine, rule_of
 from .fullsize import back_to_size
 from .sessions import from_numpy as _from_numpy, is_tensor as _is_tensor, no_grad as _no_grad
 
@@ -228,8 +229,12 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
     if n_boxes is not None and pts.shape[0] != n_boxes:
         raise InputError(f"{n_boxes} boxes and points for {pts.shape[0]} target(s): give points as "
                          f"N×K×2 with N = {n_boxes} (one row of clicks per box).")
-    if not np.isfinite(pts).all() or not np.isin(lab, (0, 1)).all():
-        raise InputError("point_labels must be 1 (foreground) or 0 (background) and points finite; got labels "
+    if not np.isfinite(pts).all():
+        bad = pts[~np.isfinite(pts).all(axis=-1)][0].tolist()
+        raise InputError(f"point {bad} is not a finite position: points are XY (column, row) in original image "
+                         "pixels, two finite numbers each (a NaN or Inf click cannot be placed).")
+    if not np.isin(lab, (0, 1)).all():
+        raise InputError("point_labels must be 1 (foreground) or 0 (background); got labels "
                          f"{sorted(set(np.unique(lab).tolist()))[:6]}.")
     h, w = image_hw
     outside = (pts[..., 0] < 0) | (pts[..., 0] >= w) | (pts[..., 1] < 0) | (pts[..., 1] >= h)
@@ -285,7 +290,8 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
 
 
 def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = False, space: str = "original",
-           points=None, point_labels=None, mask_input=None, logits: bool = True, box_space: str = "original"):
+           points=None, point_labels=None, mask_input=None, logits: bool = True, box_space: str = "original",
+           click_rule=None):
     """Segment one mask per target on an encoded image, from a box, clicks, or both.
 
     Args:
@@ -307,21 +313,28 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
         logits: also make the full-size logits. ``False`` maps the decoder's logits back only where
             a mask can be (:func:`~medsam_lite.model.fullsize.masks_at`): the same masks, bit for
             bit, without a full-size float resize; the third value is then ``None``.
+        click_rule: how the click decoder's answer is combined with the previous mask (the
+            ``mask_input``'s, or with a box and no ``mask_input`` the box's own mask): a rule of
+            :mod:`medsam_lite.model.clickrule`; default ``model.click_rule`` if set, else
+            :data:`~medsam_lite.model.clickrule.DEFAULT_RULE` (keep only the change in the connected
+            region under each click). Not used without points, nor for points without a box or mask input.
 
     Returns:
         ``(masks, scores, logits)``: ``N×H×W`` bool masks, ``N`` float32 predicted IoU scores and
         ``N×H×W`` float32 logits (in ``space``; ``None`` with ``logits=False``). A box-only prompt gives exactly the published
-        decoder's masks; points or a mask input run the model's click decoder.
+        decoder's masks; points or a mask input run the model's click decoder, and with points the
+        click rule keeps the previous mask (and its logits) outside the region each click corrects.
 
     Raises:
         InputError: no box and no points; a bad box; points outside the image, labels other than 0/1,
             points without labels; a mask input of the wrong shape.
     """
     with _no_grad():
-        return _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space)
+        return _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space,
+                       click_rule)
 
 
-def _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space):
+def _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space, click_rule=None):
     free = _torch_free(model)
     as_input = (lambda a: a) if free else _from_numpy
     geometry = embedding.geometry
@@ -345,13 +358,24 @@ def _decode(model, embedding, boxes, checked, space, points, point_labels, mask_
         n = None if prompts is None else len(prompts)
         if points is not None:
             pts, labels = check_points(points, point_labels, n, geometry.original_hw)
-            n = len(pts)
+            xy, xy_labels, n = pts, labels, len(pts)
             pts = as_input(pts * np.asarray(geometry.scale_xy, np.float32))
             labels = as_input(labels)
+        rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
         low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
         masks_in = masks_in.numpy() if free and masks_in is not None else masks_in
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
+        if rule is not None:
+            if mask_input is not None:  # the mask the click corrects: the previous call's
+                prev_logits = np.asarray(mask_input, np.float32).reshape(n, *out_hw)
+            else:  # clicks with a box but no previous logits: they correct the box's own mask
+                prev_logits = back_to_size(geometry, *decode_logits(model, embedding.tensor, prompts), out_hw, True)[2]
+            if space == "image":  # the clicks in the stored slice's pixels, as the masks
+                xy = (xy + 0.5) * np.float32(geometry.image_hw[::-1]) / np.float32(geometry.original_hw[::-1]) - 0.5
+            _, scores, new_logits = back_to_size(geometry, low_res, iou, out_hw, True)
+            full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels))
+            return full > 0, scores, (full if logits else None)
     return back_to_size(geometry, low_res, iou, out_hw, logits)  # numpy for the torch-free model, the same bits
 
 

@@ -1,0 +1,151 @@
+"""The click-combination rule: a click corrects the region it was placed in and nothing else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import medsam_lite as ml
+from medsam_lite import io, samples
+from medsam_lite.clicks import next_click
+from medsam_lite.model.clickrule import DEFAULT_RULE, DecoderRule, LocalRule
+
+
+@pytest.fixture(scope="module")
+def stomach(model):
+    """A real CT slice's embedding (case-03, slice 7; 122×101) with its stomach truth: the box mask
+    misses a thin band along the border."""
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[7]
+    truth = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array[7] == 6
+    predictor = ml.Predictor(model)
+    predictor.set_image(image, modality="CT")
+    return predictor, truth
+
+
+class Refuses:
+    """A rule that fails the test if it is ever asked."""
+
+    def accept(self, *args):
+        raise AssertionError("the click rule ran for a prompt without clicks")
+
+
+def test_box_only_masks_never_meet_the_rule_and_are_unchanged_bit_for_bit(stomach):
+    predictor, truth = stomach
+    box = ml.box_from_mask(truth)
+    plain = predictor.predict(box, return_logits=True)
+    for rule in (Refuses(), DecoderRule(), LocalRule(radius=0.1)):
+        got = predictor.predict(box, return_logits=True, click_rule=rule)
+        for a, b in zip(plain, got):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(predictor.predict(box, click_rule=rule)[0], plain[0])  # the no-logits path
+    predictor.predict(box, mask_input=plain[2], click_rule=Refuses())  # a mask input without clicks: no rule
+
+
+def test_the_rule_keeps_only_the_change_under_the_click():
+    previous = np.zeros((1, 60, 80), bool)
+    previous[0, 10:30, 10:30] = True
+    proposed = previous.copy()
+    proposed[0, 10:30, 30:34] = True   # the miss the click is on: grown right of the square
+    proposed[0, 45:55, 60:70] = True   # a far-away addition
+    proposed[0, 10:14, 10:14] = False  # a removal against a foreground click
+    click, label = np.float32([[[31, 20]]]), np.int64([[1]])
+    accept = LocalRule().accept(previous, proposed, click, label)
+    combined = np.where(accept, proposed, previous)[0]
+    expected = previous[0].copy()
+    expected[10:30, 30:34] = True
+    np.testing.assert_array_equal(combined, expected)
+    # a background click on the far blob (had it been in the previous mask) removes that blob only
+    previous2, proposed2 = proposed.copy(), previous.copy()
+    accept = LocalRule().accept(previous2, proposed2, np.float32([[[65, 50]]]), np.int64([[0]]))
+    combined = np.where(accept, proposed2, previous2)[0]
+    assert not combined[45:55, 60:70].any() and combined[10:30, 30:34].all() and not combined[10:14, 10:14].any()
+    assert DecoderRule().accept(previous, proposed, click, label).all()
+
+
+def test_a_click_far_from_the_error_changes_nothing(stomach):
+    predictor, truth = stomach
+    box = ml.box_from_mask(truth)
+    masks, _, logits = predictor.predict(box, return_logits=True)
+    mask = masks[0]
+    from scipy import ndimage
+
+    depth = ndimage.distance_transform_edt(mask)
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)  # deep inside the mask: nothing to add here
+    assert depth[y, x] >= 5  # > reach + gap: no change of the click's kind can be this close to a border
+    click = dict(points=[[float(x), float(y)]], point_labels=[1], mask_input=logits)
+    raw = predictor.predict(box, **click, click_rule=DecoderRule())[0][0]
+    assert (raw ^ mask).any()  # the decoder alone moves the mask elsewhere …
+    got, _, got_logits = predictor.predict(box, **click, return_logits=True)
+    np.testing.assert_array_equal(got[0], mask)  # … the rule keeps it, pixel for pixel
+    np.testing.assert_array_equal(got_logits, logits)
+
+
+def test_a_click_in_an_error_region_fixes_it_there_on_a_real_slice(stomach):
+    predictor, truth = stomach
+    box = ml.box_from_mask(truth)
+    masks, _, logits = predictor.predict(box, return_logits=True)
+    mask = masks[0]
+    x, y, label = next_click(mask, truth)  # the robot: a miss along the stomach's border
+    assert label == 1 and not mask[y, x]
+    out = predictor.predict(box, points=[[x, y]], point_labels=[label], mask_input=logits)[0][0]
+    assert ml.dice(out, truth) >= ml.dice(mask, truth) + 0.02
+    changed = out ^ mask
+    assert changed.any() and not (mask & ~out).any()  # a foreground click only adds
+    ys, xs = np.nonzero(changed)
+    assert np.hypot(ys - y, xs - x).max() < 12  # near the click: the band it was placed on
+    assert truth[changed].mean() >= 0.8
+
+
+def test_the_annotation_session_keeps_the_mask_away_from_its_click(model, stomach):
+    predictor, truth = stomach
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[7]
+    from medsam_lite.interactive.session import AnnotationSession
+
+    session = AnnotationSession(image, model, labels=["stomach"], modality="CT")
+    obj = session.add_box(ml.box_from_mask(truth))
+    before = obj.mask.copy()
+    x, y, _ = next_click(before, truth)
+    session.add_click(obj, x, y, positive=True)
+    changed = obj.mask ^ before
+    assert changed.any() and not (before & ~obj.mask).any()
+    ys, xs = np.nonzero(changed)
+    assert np.hypot(ys - y, xs - x).max() < 12
+    session.close()
+
+
+# ------------------------------------------------------------- issue 29: simulate_clicks and click checks
+def test_simulate_clicks_refuses_several_boxes_before_encoding(model, stomach, monkeypatch):
+    predictor, truth = stomach
+    box = ml.box_from_mask(truth)
+    two = np.stack([box, box + np.float32([1, 1, 1, 1])])
+    for n_clicks in (0, 2):
+        with pytest.raises(ml.InputError, match="one truth mask takes one box.*got 2 boxes"):
+            ml.simulate_clicks(model, predictor.embedding, truth, two, n_clicks=n_clicks)
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[7]
+    monkeypatch.setattr(ml.Predictor, "set_image", lambda *a, **k: pytest.fail("encoded before the check"))
+    with pytest.raises(ml.InputError, match="got 2 boxes"):
+        ml.simulate_clicks(model, image, truth, two, n_clicks=2, modality="CT")
+
+
+def test_a_nan_click_blames_the_point_not_the_labels(stomach):
+    predictor, truth = stomach
+    with pytest.raises(ml.InputError, match=r"point \[nan, 5\.0\] is not a finite position") as err:
+        predictor.predict(ml.box_from_mask(truth), points=[[np.nan, 5]], point_labels=[1])
+    assert "label" not in str(err.value)
+
+
+def test_slabs_of_one_scan_are_not_held_out():
+    from medsam_lite.data.sources import shared_sources
+
+    ct, brain = samples.ct_abdomen_dir(), samples.brain_mri_dir()
+    notes = shared_sources({c: ct / f"{c}.nii.gz" for c in ("case-01", "case-02")}, {"case-03": ct / "case-03.nii.gz"})
+    assert len(notes) == 2 and all("slabs of one scan" in n for n in notes)  # the bundled CT: three slabs
+    assert "same file" in shared_sources({"a": ct / "case-01.nii.gz"}, {"b": ct / "case-01.nii.gz"})[0]
+    assert shared_sources({"sub-01": brain / "sub-01.nii.gz"}, {"sub-02": brain / "sub-02.nii.gz",
+                                                               "ct": ct / "case-01.nii.gz"}) == []
+
+
+def test_a_click_rule_that_is_not_a_rule_is_refused_before_decoding(stomach):
+    predictor, truth = stomach
+    with pytest.raises(ml.InputError, match="click_rule must be a rule"):
+        predictor.predict(ml.box_from_mask(truth), points=[[40, 50]], point_labels=[1], click_rule="local")
