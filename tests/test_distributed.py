@@ -58,7 +58,8 @@ WRAPPER = textwrap.dedent('''
     from medsam_lite.app import cli
     from medsam_lite.data.storefiles import EntryWriter
 
-    embed_module, finetune_module = sys.modules["medsam_lite.data.embed"], sys.modules["medsam_lite.train.finetune"]
+    import medsam_lite.data.embed as embed_module  # imported here: medsam_lite and the CLI import them lazily
+    import medsam_lite.train.finetune as finetune_module
     report = {"rank": int(os.environ.get("RANK", 0)), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
               "rows_written": [], "inodes": [], "saved": []}
 

@@ -118,7 +118,7 @@ result.history.round(3)
 # dashed curves split it by label, in each label's colour. The dotted line is the pretrained model
 # (epoch 0: `finetune` validates the starting decoder first), the star the epoch `best.pt` holds:
 # the best mean validation Dice among the epochs that lose no label by more than `guard_tolerance`
-# (0.01 Dice) against epoch 0 — epoch 0 itself when none qualifies. The lines under the figure say,
+# (default `0.01` Dice) against epoch 0 — epoch 0 itself when none qualifies. The lines under the figure say,
 # per label, how that epoch compares with the pretrained model on the validation case, and why it was
 # chosen (`result.summary`). With only two cases there is no validation case: `best.pt` is then the
 # last epoch, and this says so.

@@ -181,7 +181,8 @@ def finetune(dataset, out_dir, model: SamModel | None = None, config: FinetuneCo
         labels: train only on these label values (default: all).
         max_minutes: a wall-clock budget for this call: no new epoch starts when the previous
             epoch's duration says it would end past the budget (the first epoch always runs).
-            ``len(result.history)`` tells how many epochs ran; ``resume=True`` continues later.
+            ``result.history["epoch"].max()`` tells how many epochs ran (row 0 is epoch 0, the
+            starting decoder); ``resume=True`` continues later.
         clicks: ``K > 0`` trains the decoder to take corrective clicks as well (SAM's iterative
             prompting): each step starts from the box, then ``K`` rounds each add one click sampled
             from the current error (foreground on a miss, background on a false positive) with the
