@@ -172,7 +172,7 @@ def main() -> None:
         run = ml.finetune(ds, Path(tmp) / "ft", model, epochs=1, lr=1e-4, val_fraction=0, cases=TRAIN_CASES,
                           max_slices_per_case=args.slices, progress=False)
         ours_wall = time.perf_counter() - t0
-        n = int(run.history["train_samples"].iloc[0])
+        n = int(run.history["train_samples"].iloc[-1])  # row 0: epoch 0, no training
         chosen = select_slices(ds, "train", TRAIN_CASES, args.slices)
         targets = ds.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
         peer_npz(ds, targets.head(args.peer_samples), Path(tmp) / "npz")
@@ -181,7 +181,7 @@ def main() -> None:
                  max_samples=args.peer_samples, checkpoint_root=Path(tmp) / "ckpt", device="cpu")
         peer_wall = time.perf_counter() - t0
     res["a"] = {"ours_samples": n, "ours_seconds": ours_wall, "ours_samples_per_s": n / ours_wall,
-                "ours_loop_samples_per_s": float(run.history["samples_per_s"].iloc[0]),
+                "ours_loop_samples_per_s": float(run.history["samples_per_s"].iloc[-1]),
                 "peer_samples": args.peer_samples, "peer_seconds": peer_wall,
                 "peer_samples_per_s": args.peer_samples / peer_wall}
     res["a"]["ratio"] = res["a"]["ours_samples_per_s"] / res["a"]["peer_samples_per_s"]

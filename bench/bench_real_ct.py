@@ -79,7 +79,7 @@ def main() -> None:
         minutes = (time.perf_counter() - t1) / 60
         tuned = ml.load_model(checkpoint=run.best, backend=args.backend)
         after, after_mean = ml.evaluate(tuned, ds, progress=False)
-    print(f"\nDecoder fine-tuning on case-01 (train) / case-02 (validation), {len(run.history)} epochs, "
+    print(f"\nDecoder fine-tuning on case-01 (train) / case-02 (validation), {int(run.history['epoch'].max())} epochs, "
           f"lr {args.lr:g}, {minutes:.1f} min; 3D DSC / NSD (1 mm) on the held-out case-03:\n")
     print("| organ | pretrained DSC | fine-tuned DSC | pretrained NSD | fine-tuned NSD |\n|---|---|---|---|---|")
     for name in before_mean.index:

@@ -76,7 +76,7 @@ def main() -> None:
                      f"| {r.nsd_pretrained:.3f} | {r.nsd_finetuned:.3f} |" for name, r in table.iterrows())
     hist = "\n".join(f"| {int(h['epoch'])} | {h['train_loss']:.3f} | {h['val_dice']:.3f} | {h['train_seconds']:.0f} "
                      f"| {h['samples_per_s']:.2f} |" for h in res["history"])
-    n_train = int(result.history["train_samples"].iloc[0])
+    n_train = int(result.history["train_samples"].iloc[-1])  # row 0: epoch 0
     budget = f", budget {args.max_minutes:g} min" if args.max_minutes else ""
     write_section("finetune_sample" + args.tag, f"""
 ## Fine-tuning on the sample dataset (`bench/finetune_sample.py --epochs {args.epochs}{' --max-minutes ' + format(args.max_minutes, 'g') if args.max_minutes else ''}`)
@@ -87,7 +87,7 @@ def main() -> None:
 Train on {', '.join(result.train_cases)} ({n_train} targets), validate on {', '.join(result.val_cases)},
 test on the held-out sub-07 and sub-08. Decoder only, Adam lr {args.lr:g} (the paper's 1e-5 needs many
 more epochs than a CPU budget allows), batch {args.batch_size}, box jitter 0–20 px at 1024 scale, seed {args.seed},
-{len(result.history)} of {args.epochs} epochs{budget}, best epoch by validation Dice: {res['best_epoch']}. 3D DSC / NSD (1 mm) per case and
+{int(result.history["epoch"].max())} of {args.epochs} epochs{budget}, best epoch by validation Dice: {res['best_epoch']}. 3D DSC / NSD (1 mm) per case and
 label on the stored 256-px slices, averaged over the two test subjects.
 
 | label | DSC pretrained | DSC fine-tuned | gain | NSD pretrained | NSD fine-tuned |

@@ -274,13 +274,15 @@ def plot_error_maps(image, truth, predictions: dict, direction=None, modality: s
     return fig
 
 
-def plot_history(history, ax=None, label_names: dict | None = None):
+def plot_history(history, ax=None, label_names: dict | None = None, best_epoch: int | None = None):
     """Training curves from ``finetune``'s history: loss, and validation Dice per epoch (the mean,
     and one curve per label when the history has ``val_dice_<label>`` columns), on integer epoch ticks.
 
     An ``epoch`` 0 row (the model before training, when the history has one) is drawn as the
-    pretrained baseline (a dashed line); the best epoch (highest mean validation Dice after
-    epoch 0) is marked with a star. Without validation Dice (no validation case) the panel says so.
+    pretrained baseline (a dotted line); the best epoch is marked with a star: ``best_epoch`` when
+    given (``FinetuneResult.best_epoch``, the guard's choice, 0 = the pretrained decoder kept), else
+    the highest mean validation Dice after epoch 0. Without validation Dice (no validation case) the
+    panel says so.
 
     ``history`` is a DataFrame or a list of dicts with ``epoch``, ``train_loss`` and ``val_dice``.
     ``label_names`` (``{value: name}``) names the per-label curves; colours follow the label names
@@ -305,9 +307,13 @@ def plot_history(history, ax=None, label_names: dict | None = None):
         if len(base) and pd.notna(base["val_dice"].iloc[0]):
             ax2.axhline(float(base["val_dice"].iloc[0]), color="k", linestyle=":", linewidth=1,
                         label=f"pretrained (epoch 0) {float(base['val_dice'].iloc[0]):.3f}")
-        best = int(trained["epoch"].loc[val.idxmax()])
-        ax2.plot([best], [val.max()], marker="*", markersize=14, color=OKABE_ITO["vermillion"], linestyle="none",
-                 label=f"best epoch {best}: {val.max():.3f}")
+        if best_epoch is None:
+            best, best_dice = int(trained["epoch"].loc[val.idxmax()]), float(val.max())
+        else:
+            best = int(best_epoch)
+            best_dice = float(pd.to_numeric(df.loc[df["epoch"] == best, "val_dice"], errors="coerce").iloc[0])
+        ax2.plot([best], [best_dice], marker="*", markersize=14, color=OKABE_ITO["vermillion"], linestyle="none",
+                 label=f"best epoch {best}: {best_dice:.3f}")
     else:
         ax2.text(0.5, 0.5, "no validation case:\nno validation Dice", ha="center", va="center", transform=ax2.transAxes)
     for col in [c for c in df.columns if c.startswith("val_dice_")]:

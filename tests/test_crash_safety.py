@@ -148,7 +148,7 @@ def test_kill_during_finetune_loses_at_most_the_epoch_in_progress(dataset, model
     last = _ckpt(out / "last.pt")
     k = int(last["epoch"])
     assert seen <= k < 40, "the child should have been killed mid-run"
-    assert [h["epoch"] for h in last["history"]] == list(range(1, k + 1))
+    assert [h["epoch"] for h in last["history"]] == list(range(0, k + 1))  # epoch 0: the starting decoder
     tuned = ml.load_model(checkpoint=out / "last.pt")  # applies onto the base model
     assert all(torch.equal(tuned.state_dict()[n], t) for n, t in last["model"].items())
     if (out / "best.pt").exists():
@@ -159,29 +159,29 @@ def test_kill_during_finetune_loses_at_most_the_epoch_in_progress(dataset, model
     # the optimizer state of epoch k, and the history has no gap
     result = ml.finetune(dataset, out, model, epochs=k + 1, resume=True, progress=False, **FT)
     history = result.history
-    assert list(history["epoch"]) == list(range(1, k + 2))
+    assert list(history["epoch"]) == list(range(0, k + 2))
     kept = pd.DataFrame(last["history"])
-    pd.testing.assert_frame_equal(history.iloc[:k].reset_index(drop=True), kept, check_dtype=False)
+    pd.testing.assert_frame_equal(history.iloc[:k + 1].reset_index(drop=True), kept, check_dtype=False)
     final = _ckpt(result.last)
     assert final["epoch"] == k + 1
-    steps = int(np.ceil(history["train_samples"].iloc[0] / FT["batch_size"]))
+    steps = int(np.ceil(history["train_samples"].iloc[-1] / FT["batch_size"]))
     adam_steps = {int(s["step"]) for s in final["optimizer"]["state"].values()}
     assert adam_steps == {(k + 1) * steps}
-    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == list(range(1, k + 2))
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == list(range(0, k + 2))
     best = _ckpt(result.best)
-    assert best["epoch"] == int(history["val_dice"].idxmax()) + 1
+    assert best["epoch"] == result.best_epoch
 
 
 @pytest.mark.parametrize("die_at", [
-    2,    # writing last.pt of epoch 1 (best.pt of epoch 1 is already written)
-    3,    # writing last.pt of epoch 2
+    2,    # writing last.pt of epoch 0 (best.pt of epoch 0, the starting decoder, is already written)
+    3,    # writing last.pt of epoch 1
 ])
 def test_interrupted_checkpoint_writes_keep_best_and_last_consistent(dataset, model, tmp_path, monkeypatch,
                                                                     die_at):
     """An interruption at each checkpoint write (simulated: the n-th ``torch.save`` raises), then a
     resume: ``best.pt`` must still be the epoch with the best validation Dice. With a learning rate
-    this small the weights cannot change, so validation Dice never improves after epoch 1 and
-    ``best.pt`` must be epoch 1's."""
+    this small the weights cannot change, so validation Dice never improves on epoch 0 (the starting
+    decoder, validated before training) and ``best.pt`` must be epoch 0's."""
     ml.embed(dataset, model, split="train", max_slices_per_case=K, progress=False)
     settings = dict(FT, lr=1e-12)
     out = tmp_path / "run"
@@ -203,10 +203,10 @@ def test_interrupted_checkpoint_writes_keep_best_and_last_consistent(dataset, mo
     own.write_text("mine")
     result = ml.finetune(dataset, out, model, epochs=2, resume=True, progress=False, **settings)
     assert not stale.exists() and own.read_text() == "mine"
-    assert list(result.history["epoch"]) == [1, 2]
-    assert result.history["val_dice"].iloc[0] == result.history["val_dice"].iloc[1]
+    assert list(result.history["epoch"]) == [0, 1, 2]
+    assert result.history["val_dice"].nunique() == 1
     assert _ckpt(result.last)["epoch"] == 2
-    assert _ckpt(result.best)["epoch"] == 1
+    assert _ckpt(result.best)["epoch"] == 0 and result.best_epoch == 0
 
 
 # ------------------------------------------------------------------------------------ damaged files

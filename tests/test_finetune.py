@@ -10,7 +10,9 @@ import medsam_lite as ml
 from conftest import MAX_SLICES
 from medsam_lite import samples
 from medsam_lite.errors import InputError
+from medsam_lite.train.config import choose_epoch
 from medsam_lite.train.finetune import dice_bce_loss, jitter_boxes
+from medsam_lite.train.losses import DiceBCELoss
 
 TINY = dict(max_slices_per_case=2, lr=1e-4, batch_size=4, seed=3, progress=False)
 
@@ -40,15 +42,20 @@ def two_epochs(dataset, model, tmp_path_factory):
 def test_outputs_and_history(two_epochs):
     r = two_epochs
     assert r.best.is_file() and r.last.is_file() and (r.last.parent / "history.csv").is_file()
-    assert list(r.history["epoch"]) == [1, 2]
+    assert list(r.history["epoch"]) == [0, 1, 2]  # epoch 0: the pretrained decoder, validated first
     assert {"train_loss", "val_dice", "samples_per_s", "val_dice_white_matter"} <= set(r.history.columns)
     assert r.val_cases and not set(r.val_cases) & set(r.train_cases)
-    assert r.history["val_dice"].between(0, 1).all() and (r.history["train_loss"] > 0).all()
+    assert r.history["val_dice"].between(0, 1).all() and (r.history["train_loss"].iloc[1:] > 0).all()
+    assert np.isnan(r.history["train_loss"].iloc[0]) and r.history["train_samples"].iloc[0] == 0
     ckpt = torch.load(r.last, map_location="cpu", weights_only=True)  # only safe types inside
     assert ckpt["model_name"] == "lite_medsam" and ckpt["epoch"] == 2 and "optimizer" in ckpt
     assert all(k.startswith("mask_decoder.") for k in ckpt["model"])
-    best_epoch = int(r.history["val_dice"].idxmax()) + 1
-    assert torch.load(r.best, map_location="cpu", weights_only=True)["epoch"] == best_epoch
+    assert torch.load(r.best, map_location="cpu", weights_only=True)["epoch"] == r.best_epoch
+    h = r.history.set_index("epoch")
+    labels = [c for c in h.columns if c.startswith("val_dice_")]
+    ok = [e for e in h.index if (h.loc[e, labels] >= h.loc[0, labels] - ml.FinetuneConfig().guard_tolerance).all()]
+    assert r.best_epoch in ok and h.loc[r.best_epoch, "val_dice"] == h.loc[ok, "val_dice"].max()
+    assert set(r.change) == {c[len("val_dice_"):] for c in labels} and "epoch 0" in r.summary
 
 
 def test_checkpoint_loads_and_predicts(two_epochs, dataset, model):
@@ -76,7 +83,7 @@ def test_seeded_run_is_repeatable_and_resume_continues_it(two_epochs, dataset, m
 
     ml.finetune(dataset, tmp_path / "c", model, epochs=1, **TINY)
     resumed = ml.finetune(dataset, tmp_path / "c", model, epochs=2, resume=True, **TINY)
-    assert list(resumed.history["epoch"]) == [1, 2]
+    assert list(resumed.history["epoch"]) == [0, 1, 2]
     assert _same(_decoder(resumed.last), _decoder(two_epochs.last))
 
 
@@ -87,14 +94,52 @@ def test_existing_run_is_protected(two_epochs, dataset, model):
         ml.finetune(dataset, out, model, epochs=2, **TINY)
     with pytest.raises(ml.InputError, match="settings differ.*lr"):
         ml.finetune(dataset, out, model, epochs=3, resume=True, **{**TINY, "lr": 1e-3})
+    with pytest.raises(ml.InputError, match="settings differ.*loss"):  # a new loss term is not mixed into a run
+        ml.finetune(dataset, out, model, epochs=3, resume=True, loss=DiceBCELoss(dice=2.0), **TINY)
     assert two_epochs.last.stat().st_mtime_ns == stamp
+
+
+def test_guard_keeps_the_pretrained_decoder_when_every_epoch_loses_a_label(dataset, model, tmp_path):
+    """A deliberately harmful learning rate wrecks the decoder: no trained epoch passes the guard, so
+    best.pt is the starting decoder (epoch 0), the run says so, and the per-label change is reported."""
+    with pytest.warns(UserWarning, match="best.pt is the starting decoder"):
+        r = ml.finetune(dataset, tmp_path, model, epochs=1, **{**TINY, "lr": 0.5})
+    assert r.kept_pretrained and r.best_epoch == 0
+    h = r.history.set_index("epoch")
+    assert h.loc[1, "val_dice"] < h.loc[0, "val_dice"] - 0.05  # the harm is real
+    best = _decoder(r.best)
+    start = {f"mask_decoder.{k}": v for k, v in model.mask_decoder.state_dict().items()}
+    assert _same(best, start) and not _same(_decoder(r.last), start)
+    assert all(c["change"] == 0 for c in r.change.values()) and r.best_row["val_dice"] == h.loc[0, "val_dice"]
+    assert choose_epoch(r.history.to_dict("records"), None) == 1  # guard off: the old rule (best trained epoch)
+
+
+def test_no_validation_case_trains_and_says_so(dataset, model, tmp_path):
+    """One training case (a folder of two scans: one train, one test): no validation case. The run
+    trains, says so, and best.pt is the last epoch (issue 34: `val_dice.idxmax()` raised on all-NaN)."""
+    r = ml.finetune(dataset, tmp_path, model, epochs=1, cases=["sub-01"], **TINY)
+    assert r.train_cases == ["sub-01"] and r.val_cases == [] and r.history["val_dice"].isna().all()
+    assert r.best_epoch == 1 and torch.load(r.best, map_location="cpu", weights_only=True)["epoch"] == 1
+    assert "no validation case" in r.summary and not r.kept_pretrained
+    assert r.best_row["train_samples"] > 0
+
+
+def test_config_dataclass_and_keywords_are_one_call(dataset, model, tmp_path):
+    cfg = ml.FinetuneConfig(epochs=1, **TINY)
+    assert cfg.guard_tolerance == 0.01 and ml.FinetuneConfig().lr == 1e-5  # the one place of defaults
+    with pytest.raises(ml.InputError, match="unknown setting.*epoch_count"):
+        ml.finetune(dataset, tmp_path, model, config=cfg, epoch_count=3)
+    with pytest.raises(ml.InputError, match="unknown loss 'dice'.*dice_bce"):
+        ml.finetune(dataset, tmp_path, model, config=cfg, loss="dice")
+    with pytest.raises(ml.InputError, match="loss must be a loss object"):
+        ml.finetune(dataset, tmp_path, model, config=cfg, loss=42)
 
 
 def test_time_budget_stops_between_epochs_and_resume_goes_on(dataset, model, tmp_path):
     short = ml.finetune(dataset, tmp_path, model, epochs=3, max_minutes=1e-4, **TINY)
-    assert list(short.history["epoch"]) == [1]  # the first epoch always runs, then the budget is spent
+    assert list(short.history["epoch"]) == [0, 1]  # the first epoch always runs, then the budget is spent
     longer = ml.finetune(dataset, tmp_path, model, epochs=2, resume=True, **TINY)
-    assert list(longer.history["epoch"]) == [1, 2]
+    assert list(longer.history["epoch"]) == [0, 1, 2]
 
 
 def test_bad_settings_are_explained(dataset, model, tmp_path):
@@ -172,7 +217,7 @@ def test_a_resume_on_another_dataset_with_the_same_case_names_is_refused_before_
     with pytest.raises(InputError, match=r"settings differ \(lr\)"):  # training settings are compared too
         ml.finetune(a, run, model, epochs=2, resume=True, lr=1e-3, **kw)
     result = ml.finetune(a, run, model, epochs=2, resume=True, **kw)  # the same dataset resumes
-    assert list(result.history["epoch"]) == [1, 2]
+    assert list(result.history["epoch"]) == [0, 1, 2]  # epoch 0: the starting decoder
 
 
 @pytest.mark.parametrize("name, resume", [("best.pt", False), ("last.pt", True), ("last.pt", False)])

@@ -38,3 +38,20 @@ def test_show_masks_flips_image_masks_and_boxes_together_and_names_each_mask():
     rect = [p for p in ax.patches if hasattr(p, "get_xy")][0]
     assert rect.get_xy() == (30 - 1 - 7 - 0.5, 20 - 1 - 4 - 0.5)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["organ", "box prompt"]
+
+
+def test_plot_history_stars_the_epoch_finetune_chose_even_the_pretrained_one():
+    """The guard may keep epoch 0 (or an epoch below the best mean): the star follows ``best_epoch``."""
+    history = [dict(epoch=0, train_loss=float("nan"), val_dice=0.90, val_dice_liver=0.95),
+               dict(epoch=1, train_loss=0.5, val_dice=0.95, val_dice_liver=0.80),
+               dict(epoch=2, train_loss=0.4, val_dice=0.92, val_dice_liver=0.85)]
+
+    def star(fig):
+        ax = fig.axes[1]
+        (line,) = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+        return float(line.get_xdata()[0]), float(line.get_ydata()[0]), line.get_label()
+
+    assert star(plotting.plot_history(history)) == (1.0, 0.95, "best epoch 1: 0.950")  # no choice given: max
+    assert star(plotting.plot_history(history, best_epoch=0)) == (0.0, 0.90, "best epoch 0: 0.900")
+    assert star(plotting.plot_history(history, best_epoch=2)) == (2.0, 0.92, "best epoch 2: 0.920")
+    matplotlib.pyplot.close("all")

@@ -116,24 +116,23 @@ result.history.round(3)
 # ## 2. Loss and validation Dice, per label
 # `val_dice` is the mean Dice over the validation case's targets (2D, from tight boxes); the
 # dashed curves split it by label, in each label's colour. The dotted line is the pretrained model
-# (epoch 0, when the history has it), the star the best epoch. The line under the figure says, per
-# label, how the best epoch compares with the pretrained model (else epoch 1) on the validation case.
-# With only two cases there is no validation case: `best.pt` is then the last epoch, and this says so.
+# (epoch 0: `finetune` validates the starting decoder first), the star the epoch `best.pt` holds:
+# the best mean validation Dice among the epochs that lose no label by more than `guard_tolerance`
+# (default `0.01` Dice) against epoch 0 — epoch 0 itself when none qualifies. The lines under the figure say,
+# per label, how that epoch compares with the pretrained model on the validation case, and why it was
+# chosen (`result.summary`). With only two cases there is no validation case: `best.pt` is then the
+# last epoch, and this says so.
 
 # %%
 names = S.label_names(ds)
-plotting.plot_history(result.history, label_names=names);
-hist = result.history
-trained = hist[hist["epoch"] > 0]
-if trained["val_dice"].notna().any():
-    best = trained.loc[trained["val_dice"].idxmax()]
-    start = hist[hist["epoch"] == 0].iloc[0] if (hist["epoch"] == 0).any() else trained.iloc[0]
-    print(f"best epoch {int(best['epoch'])} (against epoch {int(start['epoch'])}): " + ", ".join(
-        f"{n} {start[f'val_dice_{n}']:.3f} → {best[f'val_dice_{n}']:.3f}" for n in names.values()
+plotting.plot_history(result.history, label_names=names, best_epoch=result.best_epoch);
+if result.history["val_dice"].notna().any():
+    best = result.best_row                               # best.pt's epoch (the guard's choice)
+    first = result.history.set_index("epoch").loc[0]     # epoch 0: the pretrained decoder
+    print(f"best epoch {result.best_epoch} (against epoch 0): " + ", ".join(
+        f"{n} {first[f'val_dice_{n}']:.3f} → {best[f'val_dice_{n}']:.3f}" for n in names.values()
         if f"val_dice_{n}" in best and best[f"val_dice_{n}"] == best[f"val_dice_{n}"]))
-else:
-    print(f"no validation case (training cases: {result.train_cases}): best.pt is the last epoch, "
-          f"{int(trained['epoch'].max())}")
+print(result.summary)  # which epoch best.pt holds and why (or: no validation case, best.pt = the last epoch)
 
 # %% [markdown]
 # ## 3. The checkpoint

@@ -96,8 +96,9 @@ def pipeline(model, out: Path, epochs: int, slices: int | None) -> None:
     result = ml.finetune(dataset, out / "finetune", model, epochs=epochs, lr=1e-4, max_slices_per_case=slices,
                          resume=True, progress=False)
     say(f"finetune: {epochs} epochs in {time.perf_counter() - t0:.0f} s (this call; a finished run is read back)")
-    plotting.plot_history(result.history, label_names=ORGANS).savefig(out / "history.png", dpi=100,
-                                                                      bbox_inches="tight")
+    say(result.summary)  # history row 0 = the pretrained decoder; which epoch best.pt holds and why
+    plotting.plot_history(result.history, label_names=ORGANS, best_epoch=result.best_epoch).savefig(
+        out / "history.png", dpi=100, bbox_inches="tight")
     tuned = ml.load_model(checkpoint=result.best)
     tol, pixel = _nsd_tolerance(dataset)
     _, before = ml.evaluate(model, dataset, tolerance_mm=tol, max_slices_per_case=slices, progress=False)

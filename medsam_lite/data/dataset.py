@@ -12,6 +12,9 @@ Layout written by :func:`medsam_lite.preprocess` (format ``medsam_lite.dataset/1
     <root>/images/<case>/<slice:04d>.png            uint8 grayscale slice, normalized per volume,
                                                     longest side = image_size, aspect kept
     <root>/masks/<case>/<slice:04d>_l<label>_c<component>.png   uint8 0/255, same size as its image
+    <root>/masks/<case>/<slice:04d>_l<label>_w<k>.png           a weak target (``weak`` column "box" /
+                                                    "recist"; component 1000 + k): uint8, 128 inside the
+                                                    box, 255 on RECIST line pixels (see Dataset.weak_mask)
 
 Coordinates: ``x0, y0, x1, y1`` is the target's XYXY box (inclusive extreme pixels) in the
 **original** slice pixels (``height × width`` before resizing); ``spacing_row`` / ``spacing_col``
@@ -44,7 +47,7 @@ MANIFEST_COLUMNS = [
 
 _INTEGER_COLUMNS = ["slice", "label", "component", "pixels", "height", "width"]
 #: Text columns: read as strings, never as missing values (a case named "NA", "nan" or "null").
-TEXT_COLUMNS = ["case", "label_name", "split", "image", "mask"]
+TEXT_COLUMNS = ["case", "label_name", "split", "image", "mask", "weak"]
 
 
 def read_manifest_csv(path) -> pd.DataFrame:
@@ -179,6 +182,15 @@ class Dataset:
         """
         return _read_png(self.file(relative)) > 0
 
+    def weak_mask(self, relative: str) -> np.ndarray:
+        """A stored weak target (``weak`` = ``"box"`` / ``"recist"`` in the manifest): ``h×w`` uint8,
+        0 outside the box, 128 inside it, 255 on RECIST line pixels (stored-slice pixels).
+
+        Raises:
+            InputError: the file is missing, not a regular file or not a readable PNG.
+        """
+        return _read_png(self.file(relative))
+
     def split(self, name: str) -> pd.DataFrame:
         """The manifest rows of one split (``"train"`` or ``"test"``)."""
         return self.manifest[self.manifest["split"] == name].reset_index(drop=True)
@@ -216,6 +228,8 @@ def open_dataset(root: str | Path | Dataset) -> Dataset:
     missing = set(MANIFEST_COLUMNS) - set(manifest.columns)
     if missing:
         raise InputError(f"{manifest_path} lacks columns {sorted(missing)}; re-run preprocess().")
+    if "weak" in manifest.columns:  # written only when box / RECIST targets exist; "" = a mask target
+        manifest["weak"] = manifest["weak"].fillna("").astype(str)
     if manifest.empty:  # written so before the first case is done
         return Dataset(root, meta, manifest)
     numbers = manifest[_INTEGER_COLUMNS + ["x0", "y0", "x1", "y1"]]

@@ -13,6 +13,7 @@ slice with at least ``min_pixels`` pixels. The output is the folder described in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -33,6 +34,8 @@ from ..fileutil import (TMP_PREFIX, FolderLock, atomic_write, atomic_write_text,
 from ..model.intensity import IntensityPreset
 from ..io.cases import resolve_label_names
 from ..io.scans import Volume, align_label, read_label, read_volume, thick_axis
+from ..io.weaklabels import read_weak_labels
+from .weakprep import check_weak, weak_by_case, weak_only_cases, weak_rows
 from .prepcheck import recorded_settings, check_slices, minimum_text, modality_notes, per_label, report
 from .prepstate import labels_to_extract, manifest_frame, resume_state
 from ..model.geometry import Geometry, box_from_mask, resize_slice
@@ -60,6 +63,10 @@ def _read_case(case: Case, notes: list | None = None, labels=None) -> tuple[np.n
     other reading steps (:func:`~medsam_lite.io.read_label`) are appended to ``notes``. ``labels``
     ({value: name}) numbers the ROI / segment names of an RTSTRUCT / DICOM-SEG label."""
     image = read_volume(case.image)
+    if case.label is None:  # weak labels only (boxes / RECIST lines): an all-background label map
+        arr, spacing = _gray(image), tuple(float(s) for s in image.spacing_zyx)
+        arr, spacing = (arr[None], (math.nan,) + spacing) if arr.ndim == 2 else (arr, spacing)
+        return arr, np.zeros(arr.shape, np.uint8), spacing
     label = read_label(case.label, reference=case.image, names=labels if isinstance(labels, dict) else None)
     for vol, what in ((image, "image"), (label, "label")):
         if vol.array.ndim > len(vol.spacing) + (len(vol.spacing) == 2) or len(vol.spacing) not in (2, 3):
@@ -164,10 +171,12 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 
 def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str], split: str,
-                  counts: dict | None = None, notes: list | None = None) -> list[dict]:
+                  counts: dict | None = None, notes: list | None = None, weak: list | None = None) -> list[dict]:
     """Write one case's slices and masks; return its manifest rows. ``counts`` (filled here):
     ``{label: {"kept", "dropped", "largest_dropped_pixels"}}`` over the case's targets; reading
-    notes (e.g. a label put on the image grid) → ``notes``."""
+    notes (e.g. a label put on the image grid) → ``notes``. ``weak``: the case's weak annotations
+    (labels already values): a slice and label without a mask target gets one weak target per
+    annotation (a label's mask wins where both exist)."""
     arr, lab, spacing = _read_case(case, notes, settings["labels"])
     axis = _slice_axis(arr, spacing, settings)
     counts = counts if counts is not None else {}
@@ -182,11 +191,18 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
     for sub in ("images", "masks"):
         (out / sub / case.name).mkdir(parents=True, exist_ok=True)
     pixel_mm2 = spacing[row_ax] * spacing[col_ax]
+    by_slice: dict[int, list] = {}
+    for a in weak or []:
+        if a.label in labels:
+            for z in a.slices():
+                by_slice.setdefault(z, []).append(a)
     for i in range(arr.shape[axis]):
         lab2d = np.take(lab, i, axis=axis)
         targets = list(_targets(lab2d, labels, settings["min_pixels"], settings["split_components"],
                                 pixel_mm2, settings.get("min_mm2"), counts))
-        if not targets:
+        masked = {value for value, _, _ in targets} | {int(v) for v in np.unique(lab2d) if v}
+        weak_here = [a for a in by_slice.get(i, []) if a.label not in masked]  # masks where they exist
+        if not targets and not weak_here:
             continue
         h, w = lab2d.shape
         hw = Geometry.stored_size((h, w), settings["image_size"])
@@ -199,7 +215,7 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
             else:
                 c["dropped"] += 1
                 c["largest_dropped_pixels"] = max(c["largest_dropped_pixels"], int(m.sum()))
-        if not kept:
+        if not kept and not weak_here:
             continue
         image_rel = f"images/{case.name}/{i:04d}.png"
         _save_png(_resize(np.take(norm, i, axis=axis), hw), out / image_rel)
@@ -212,6 +228,8 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
                 split=split, pixels=int(mask.sum()), x0=x0, y0=y0, x1=x1, y1=y1, height=h, width=w,
                 spacing_row=spacing[row_ax], spacing_col=spacing[col_ax], slice_spacing=spacing[axis],
                 axis=axis, image=image_rel, mask=mask_rel))
+        rows += weak_rows(weak_here, case.name, i, out, labels, split, counts, (h, w), hw,
+                          (spacing[row_ax], spacing[col_ax], spacing[axis]), axis, image_rel, _save_png)
     return rows
 
 
@@ -219,7 +237,7 @@ def _prepare_case(case: Case, out: Path, settings: dict, labels: dict[int, str],
 def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size: int = 256, axis=None,
                min_pixels: int | None = None, min_mm2: float | None = None, split_components: bool = False,
                test_fraction: float = 0.2, test_cases=None, seed: int = 0, labels=None,
-               label_suffix: str | None = None, progress: bool = True) -> pd.DataFrame:
+               label_suffix: str | None = None, weak=None, progress: bool = True) -> pd.DataFrame:
     """Prepare a training set (slices, masks, manifest) from scans and label maps, the MedSAM way.
 
     Args:
@@ -252,6 +270,11 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             or value (:func:`~medsam_lite.io.cases.resolve_label_names`).
         label_suffix: name ending of label maps in a flat folder (default: ``_label``, ``_mask``
             or ``_seg``).
+        weak: a ``.csv`` / ``.json`` file of 2D boxes, 3D boxes and RECIST lines per case (format:
+            :mod:`medsam_lite.io.weaklabels`; ``AnnotationSession.save_boxes`` writes one): one target
+            per annotation, ``weak`` = ``"box"``/``"recist"`` in the manifest, except where the label
+            map has that label on that slice (masks win). Weak-only cases: ``{case: (image, None)}``
+            in a dict ``source``, training split only. See :mod:`medsam_lite.data.weakprep`.
         progress: show progress bars.
 
     The counts of kept and dropped targets per label are printed (``progress=True``), stored in
@@ -273,13 +296,24 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             while writing is an ``InputError`` too: finished cases are kept, re-run to resume.
     """
     out = Path(out_dir)
-    cases = find_cases(source, label_suffix, exclude=out)
-    labels = resolve_label_names(labels, source, cases)  # names → values (labels.json, RTSTRUCT / SEG names)
+    weak_list = read_weak_labels(weak) if weak is not None else []
+    source, weak_only = weak_only_cases(source, weak is not None)
+    cases = sorted((find_cases(source, label_suffix, exclude=out) if source else []) + weak_only,
+                   key=lambda c: c.name)
+    # names → values (labels.json, RTSTRUCT / SEG names), from the cases that have a label map
+    labels = resolve_label_names(labels, source, [c for c in cases if c.label is not None])
     settings = recorded_settings(modality, window, image_size, axis, min_pixels, split_components,
                          test_fraction, test_cases, seed, labels, min_mm2)
+    weak_for = weak_by_case(weak_list, cases, settings["labels"])
+    if weak_list:  # a changed weak-label file is another dataset (resume refuses it)
+        settings["weak"] = hashlib.sha256(repr(sorted(map(repr, weak_list))).encode()).hexdigest()
     names = [c.name for c in cases]
     settings = json.loads(json.dumps(settings))
     meta, manifest, todo, split = resume_state(out, settings, cases)
+    in_test = sorted(n for n in {c.name for c in weak_only} | set(weak_for) if split[n] == "test")
+    if in_test:
+        raise InputError(f"case(s) {in_test} have weak labels but fell in the test split; test cases are scored "
+                         "against label maps only: pass test_cases= naming cases with label maps and no weak labels.")
     if not todo:
         return manifest  # everything is done: nothing to check or write
 
@@ -291,6 +325,8 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         arr, lab, spacing = _read_case(case, labels=settings["labels"])
         _check_normalizable(arr, spacing, case, settings)
         needed += check_slices(arr, _slice_axis(arr, spacing, settings), case.image, settings)
+        check_weak(weak_for.get(case.name, []), case, arr.shape, _slice_axis(arr, spacing, settings), {})
+        found |= {a.label for a in weak_for.get(case.name, [])}
         for note in modality_notes(arr, settings):
             notes.setdefault(note, []).append(case.name)
         found |= _values(lab)
@@ -318,7 +354,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             raise InputError(f"{out} was changed by another run while this one was checking; re-run.")
         for stale in out.glob(TMP_PREFIX + "*"):  # left by a killed run (we hold the lock)
             stale.unlink(missing_ok=True)
-        return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created)
+        return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_for)
     except InputError:
         lock.release()
         remove_empty_folders(created)
@@ -327,7 +363,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         lock.release()
 
 
-def _write(out, cases, todo, meta, manifest, settings, used, split, progress, created) -> pd.DataFrame:
+def _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_by_case=None) -> pd.DataFrame:
     if meta is None:
         meta = dict(format=FORMAT, status="in progress", image_size=settings["image_size"],
                     modality=settings["modality"], window=settings["window"], min_pixels=settings["min_pixels"],
@@ -350,7 +386,8 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
         counts: dict = {}
         notes: list[str] = []
         try:
-            new = _prepare_case(case, out, settings, used, split[case.name], counts, notes)
+            new = _prepare_case(case, out, settings, used, split[case.name], counts, notes,
+                                (weak_by_case or {}).get(case.name))
         except InputError as exc:  # a full disk / lost permission: this case's files go, done ones stay
             for sub in ("images", "masks"):
                 shutil.rmtree(out / sub / case.name, ignore_errors=True)

@@ -72,7 +72,10 @@ def _is_done(out: Path, meta: dict, manifest: pd.DataFrame, name: str) -> bool:
 
 
 def manifest_frame(rows: list[dict]) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+    weak = any(r.get("weak") for r in rows)  # box / RECIST targets: the "weak" column (else not written)
+    df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS + (["weak"] if weak else []))
+    if weak:
+        df["weak"] = df["weak"].fillna("")
     return df.sort_values(["case", "slice", "label", "component"], kind="stable").reset_index(drop=True)
 
 
@@ -81,7 +84,8 @@ def labels_to_extract(requested, found: set[int], source, cases: list[Case], met
     if isinstance(requested, dict):
         names = {int(k): v for k, v in requested.items()}
     else:
-        folder = Path(source) if isinstance(source, (str, os.PathLike)) else cases[0].label.parent
+        folder = Path(source) if isinstance(source, (str, os.PathLike)) else next(
+            (c.label.parent for c in cases if c.label is not None), cases[0].image.parent)
         from_files = labels_from_files([folder, folder.parent])
         names = {int(v): from_files.get(int(v), f"label_{int(v)}")
                  for v in (requested if requested is not None else sorted(found))}

@@ -110,7 +110,10 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     """SHA-256 hex naming a prepared dataset's content: every slice image's bytes (the store's
     ``dataset_sha256``) and the manifest's targets (masks' boxes, pixels, labels, splits); case
     names alone do not make two datasets the same."""
-    targets = hashlib.sha256(dataset.manifest.to_csv(index=False).encode()).hexdigest()
+    manifest = dataset.manifest
+    if "weak" in manifest and (manifest["weak"] == "").all():  # mask-only: the same digest as before weak labels
+        manifest = manifest.drop(columns="weak")
+    targets = hashlib.sha256(manifest.to_csv(index=False).encode()).hexdigest()
     return hashlib.sha256(f"{_dataset_digest(_rows_with_hashes(dataset))}|{targets}".encode()).hexdigest()
 
 

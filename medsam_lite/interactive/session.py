@@ -343,6 +343,35 @@ class AnnotationSession:
         reads; see :func:`~medsam_lite.interactive.annotations.save_case`."""
         return save_case(self, folder, case)
 
+    def save_boxes(self, path, case: str | None = None) -> Path:
+        """Write every object's box as weak labels (training data without masks) for
+        :func:`~medsam_lite.preprocess` ``(weak=path)``; see :mod:`medsam_lite.io.weaklabels`.
+
+        One ``box`` row per object: its label value, its slice ``z`` and its XYXY box in original
+        pixels — the slice index ``preprocess`` uses when it cuts the volume along ``z`` (axial
+        scans; pass ``axis=0`` for others). An existing file (``.csv`` or ``.json``) keeps its other
+        cases' rows; this case's rows are replaced.
+
+        Args:
+            path: the weak-label file (``.csv`` or ``.json``).
+            case: the case name (default: the scan file's name without suffix, else ``"case"``).
+
+        Returns:
+            ``path``.
+        """
+        import re
+
+        from ..io.weaklabels import WeakAnnotation, read_weak_labels, write_weak_labels
+
+        if case is None:
+            case = re.sub(r"(\.nii\.gz|\.[A-Za-z0-9]+)$", "", Path(self.source.path).name) if (
+                self.source is not None and self.source.path) else "case"
+        path = Path(path)
+        kept = [a for a in read_weak_labels(path) if a.case != case] if path.is_file() else []
+        new = [WeakAnnotation(str(case), int(self.label_values[o.label]), "box", int(o.slice),
+                              tuple(float(v) for v in o.box)) for o in self.objects]
+        return write_weak_labels(path, kept + new)
+
     def close(self) -> None:
         """Stop the background encoder (the session stays usable; slices then encode on demand)."""
         self.prefetcher.close()

@@ -5,13 +5,20 @@ embeddings from the store written by :func:`medsam_lite.embed` (computed on the 
 still missing). Only the mask decoder is trained (optionally the prompt encoder too; with
 ``clicks=K`` also on simulated corrective clicks, see :mod:`medsam_lite.train.steps`), on box
 prompts taken from the ground truth and enlarged by a random 0–20 px per side at 1024 scale (0–5 px
-for a 256 model), with loss = soft Dice + binary cross-entropy, Adam.
+for a 256 model), with an injectable loss object (default soft Dice + binary cross-entropy; box /
+RECIST targets: :class:`~medsam_lite.train.losses.BoxSupervisedLoss`), Adam. All settings and their
+defaults are one :class:`FinetuneConfig`.
+
+**The pretrained model is epoch 0**: the starting decoder is validated before any training, and
+``best.pt`` is the best epoch *among those that lose no label's validation Dice by more than*
+``guard_tolerance`` (default 0.01) *against epoch 0* — the starting decoder itself when no trained
+epoch qualifies (the run says so). A label can therefore not get silently worse on validation.
 
 Output folder::
 
-    best.pt       the epoch with the best validation Dice     } written atomically, each with the
-    last.pt       the latest epoch (for resume=True)          } optimizer state and the history
-    history.csv   one row per epoch
+    best.pt       the guarded best epoch (epoch 0 = the starting decoder)  } written atomically, each
+    last.pt       the latest epoch (for resume=True)                         } with the optimizer state
+    history.csv   one row per epoch, epoch 0 first                           } and the history
 
 A checkpoint holds ``{"model": {mask_decoder.* [, prompt_encoder.*]}, "model_name", ...,
 "optimizer", "epoch", "history"}`` — only tensors, numbers, strings, lists and dicts, so it loads
@@ -26,12 +33,13 @@ see :mod:`medsam_lite.distributed`.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import json
 import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,40 +57,21 @@ from ..errors import CheckpointError, InputError
 from ..fileutil import TMP_PREFIX, atomic_write, atomic_write_text, check_writable
 from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
-from .steps import (click_forward, target_forward, validate, dice_bce_loss, jitter_boxes, load_targets,
+from .config import GUARD_TOLERANCE, FinetuneConfig, FinetuneResult, choose_epoch, guard_summary
+from .losses import BoxAsMaskLoss, BoxSupervisedLoss, DiceBCELoss, dice_bce_loss, loss_config, resolve_loss
+from .steps import (click_forward, target_forward, validate, jitter_boxes, load_targets, loss_batch,
                     targets_per_label, train_autocast)
 
-__all__ = ["finetune", "FinetuneResult", "dice_bce_loss", "jitter_boxes", "load_targets"]
+__all__ = ["finetune", "FinetuneConfig", "FinetuneResult", "GUARD_TOLERANCE", "dice_bce_loss", "jitter_boxes",
+           "load_targets", "DiceBCELoss", "BoxSupervisedLoss", "BoxAsMaskLoss"]
 
 CHECKPOINT_FORMAT = "medsam_lite.finetune/1"
 #: Settings that must match when a run is resumed.
 _RESUME_KEYS = ("dataset_fingerprint", "model_name", "encoder_sha256", "lr", "batch_size", "seed", "box_jitter",
-                "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels", "clicks")
-
-
-@dataclass
-class FinetuneResult:
-    """What :func:`finetune` returns.
-
-    Attributes:
-        best: path of the checkpoint with the best validation Dice (``best.pt``).
-        last: path of the latest epoch's checkpoint (``last.pt``).
-        history: one row per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_dice`` (mean
-            over validation targets), ``val_dice_<label name>`` (mean per label), ``train_samples``,
-            ``train_seconds``, ``samples_per_s`` (training loop only), ``val_seconds``.
-        train_cases, val_cases: the case ids used for training and for validation.
-        targets_per_label: label name → ``{"train": n, "val": n, "dropped_by_preprocess": n}``: how
-            many targets each label had (a label with 0 training targets was never trained on —
-            e.g. a small organ below ``preprocess``'s minimum size at coarse spacing).
-    """
-
-    best: Path
-    last: Path
-    history: pd.DataFrame
-    train_cases: list
-    val_cases: list
-    targets_per_label: dict = field(default_factory=dict)
-
+                "train_prompt_encoder", "train_cases", "val_cases", "max_slices_per_case", "labels", "clicks",
+                "loss", "guard_tolerance")
+#: A resumed run written before a key existed had that key's value then (its loss was Dice + BCE, no guard).
+_RESUME_DEFAULTS = {"loss": {"name": "dice_bce", "dice": 1.0, "bce": 1.0}, "guard_tolerance": None}
 
 def _read_last(path: Path) -> dict:
     """``last.pt`` of a run to resume; CheckpointError if it is cut short or not from finetune."""
@@ -164,28 +153,8 @@ def _save_atomic(obj, path: Path) -> None:
         atomic_write(path, lambda f: torch.save(obj, f), hint=hint)
 
 
-def finetune(
-    dataset,
-    out_dir,
-    model: SamModel | None = None,
-    epochs: int = 10,
-    lr: float = 1e-5,
-    batch_size: int = 8,
-    seed: int = 0,
-    box_jitter: int = 20,
-    train_prompt_encoder: bool = False,
-    val_cases=None,
-    val_fraction: float = 0.2,
-    cases=None,
-    max_slices_per_case: int | None = None,
-    labels=None,
-    max_minutes: float | None = None,
-    clicks: int = 0,
-    precision: str = "fp32",
-    resume: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> FinetuneResult:
+def finetune(dataset, out_dir, model: SamModel | None = None, config: FinetuneConfig | None = None,
+             **settings) -> FinetuneResult:
     """Fine-tune the mask decoder on the training split's stored embeddings.
 
     Args:
@@ -204,13 +173,16 @@ def finetune(
         val_cases: training-split cases held out for validation. Default: ``val_fraction`` of the
             training cases (at least one), picked with ``seed``. The test split is never used.
         val_fraction: share of training cases for validation when ``val_cases`` is None; 0 turns
-            validation off (then ``best.pt`` is the last epoch).
+            validation off (then ``best.pt`` is the last epoch). A dataset with a single training
+            case (e.g. a folder of two scans: one train, one test) has no validation case: the run
+            trains, says so, and ``best.pt`` is the last epoch.
         cases: train only on these case ids (default: every training case).
         max_slices_per_case: at most this many consecutive central slices per case (quick runs).
         labels: train only on these label values (default: all).
         max_minutes: a wall-clock budget for this call: no new epoch starts when the previous
             epoch's duration says it would end past the budget (the first epoch always runs).
-            ``len(result.history)`` tells how many epochs ran; ``resume=True`` continues later.
+            ``result.history["epoch"].max()`` tells how many epochs ran (row 0 is epoch 0, the
+            starting decoder); ``resume=True`` continues later.
         clicks: ``K > 0`` trains the decoder to take corrective clicks as well (SAM's iterative
             prompting): each step starts from the box, then ``K`` rounds each add one click sampled
             from the current error (foreground on a miss, background on a false positive) with the
@@ -222,17 +194,58 @@ def finetune(
             ``torch.autocast(dtype=torch.bfloat16)`` (weights, optimizer state, validation and
             checkpoints stay fp32), for CPUs with AVX-512 BF16/AMX and GPUs with bf16; see
             bench/RESULTS.md for its speed and validation curve against fp32. Refused elsewhere.
+        loss: the training loss object, or its name (``"dice_bce"``, ``"box_supervised"``,
+            ``"box_as_mask"``; default :class:`~medsam_lite.train.losses.DiceBCELoss`,
+            soft Dice + BCE; a dataset with box / RECIST targets defaults to
+            :class:`~medsam_lite.train.losses.BoxSupervisedLoss`). Its ``config()`` is stored in the
+            checkpoints and is a resume key: resuming with another loss is refused.
+        guard_tolerance: the guard against the pretrained model (default
+            :data:`GUARD_TOLERANCE` = 0.01 Dice). The starting decoder is validated first (epoch 0,
+            in ``history``); ``best.pt`` is the epoch with the best mean validation Dice **among the
+            epochs whose validation Dice of every label is at most this much below epoch 0's**.
+            If no trained epoch qualifies, the run says so and ``best.pt`` is the starting decoder.
+            ``None``: no guard (best mean validation Dice over the trained epochs).
         resume: continue the run in ``out_dir`` from ``last.pt`` (same settings required).
         overwrite: start again even if ``out_dir`` holds a run (its files are replaced).
         progress: show progress bars.
 
+        config: a :class:`FinetuneConfig` holding all of the above (keywords given beside it win).
+
     Returns:
-        :class:`FinetuneResult` with the checkpoint paths and the per-epoch history.
+        :class:`FinetuneResult` with the checkpoint paths, the per-epoch history (epoch 0 = the
+        starting decoder), ``best_epoch`` and the per-label change against epoch 0 (``change``,
+        ``summary``; printed with ``progress=True``).
 
     Raises:
         InputError: bad settings, an existing run without ``resume``/``overwrite``, or a resume
             with other settings. StoreMismatchError: stored embeddings of another model/dataset.
     """
+    cfg = (config if config is not None else FinetuneConfig())
+    if not isinstance(cfg, FinetuneConfig):
+        raise InputError(f"config must be a medsam_lite.FinetuneConfig, got {type(cfg).__name__}.")
+    cfg = cfg.replace(**settings)
+    return _finetune(dataset, out_dir, model, cfg)
+
+
+def _published_signature() -> inspect.Signature:
+    """``finetune``'s signature as tools see it (``help``, the CLI's options): every
+    :class:`FinetuneConfig` field as a keyword with its default (``config=`` is accepted too)."""
+    P = inspect.Parameter
+    params = [P("dataset", P.POSITIONAL_OR_KEYWORD), P("out_dir", P.POSITIONAL_OR_KEYWORD),
+              P("model", P.POSITIONAL_OR_KEYWORD, default=None, annotation="SamModel | None")]
+    params += [P(f.name, P.KEYWORD_ONLY, default=f.default, annotation=f.type) for f in dataclasses.fields(FinetuneConfig)]
+    return inspect.Signature(params, return_annotation="FinetuneResult")
+
+
+finetune.__signature__ = _published_signature()
+
+
+def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
+    epochs, lr, batch_size, seed, box_jitter = cfg.epochs, cfg.lr, cfg.batch_size, cfg.seed, cfg.box_jitter
+    train_prompt_encoder, val_cases, val_fraction, cases = cfg.train_prompt_encoder, cfg.val_cases, cfg.val_fraction, cfg.cases
+    max_slices_per_case, labels, max_minutes, clicks = cfg.max_slices_per_case, cfg.labels, cfg.max_minutes, cfg.clicks
+    precision, resume, overwrite, progress = cfg.precision, cfg.resume, cfg.overwrite, cfg.progress
+    tolerance = cfg.guard_tolerance
     call_started = time.perf_counter()
     dataset = check_dataset(dataset)
     model = check_model(model)
@@ -245,6 +258,8 @@ def finetune(
     labels = check_labels(labels)
     if max_minutes is not None:
         max_minutes = check_float(max_minutes, "max_minutes", 0.0, math.inf)
+    if tolerance is not None:
+        tolerance = check_float(tolerance, "guard_tolerance (validation Dice)", 0.0, 1.0)
     if not isinstance(out_dir, (str, os.PathLike)) or (Path(out_dir).exists() and not Path(out_dir).is_dir()):
         raise InputError(f"out_dir must be a folder path (it is created if missing), got {out_dir!r}.")
     out_dir = Path(out_dir)
@@ -261,6 +276,7 @@ def finetune(
     targets = targets.sort_values(["case", "slice", "label", "component"]).reset_index(drop=True)
     if targets.empty:
         raise InputError("no training targets selected; check cases=, labels= and max_slices_per_case=.")
+    loss = resolve_loss(cfg.loss, "weak" in targets and bool((targets["weak"].fillna("") != "").any()), clicks)
     config = {
         "model_name": model.name, "encoder_sha256": encoder_sha256(model), "dataset": str(dataset.root),
         "dataset_fingerprint": dataset_fingerprint(dataset),
@@ -268,6 +284,7 @@ def finetune(
         "train_prompt_encoder": bool(train_prompt_encoder), "train_cases": train_cases, "val_cases": val_cases,
         "max_slices_per_case": max_slices_per_case, "labels": labels, "epochs": int(epochs),
         **({"clicks": int(clicks)} if clicks else {}), **({"precision": precision} if precision != "fp32" else {}),
+        "loss": loss_config(loss), "guard_tolerance": tolerance,
     }
 
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
@@ -281,14 +298,16 @@ def finetune(
     ckpt = _read_last(last_path) if resume and last_path.is_file() else None
     if ckpt is not None:  # before the embeddings are computed
         old = json.loads(ckpt["config"])
-        diff = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
+        diff = [k for k in _RESUME_KEYS if old.get(k, _RESUME_DEFAULTS.get(k)) != config.get(k)]
         if diff:
             raise InputError(f"cannot resume {last_path}: {_differs(diff)}; use the same dataset and "
                              "settings, or overwrite=True / another out_dir to start a new run.")
     store = embed(dataset, model, cases=train_cases + val_cases, max_slices_per_case=max_slices_per_case,
                   split="train", progress=progress)
-    train = load_targets(dataset, model, targets[targets["case"].isin(train_cases)], store)
-    val = load_targets(dataset, model, targets[targets["case"].isin(val_cases)], store) if val_cases else None
+    images = bool(getattr(loss, "needs_image", False))
+    train = load_targets(dataset, model, targets[targets["case"].isin(train_cases)], store, images=images)
+    val = (load_targets(dataset, model, targets[targets["case"].isin(val_cases)], store, images=images)
+           if val_cases else None)
     if len(train["rows"]) == 0:
         raise InputError("the training cases have no targets with the chosen labels.")
     counts = targets_per_label(dataset, train, val, labels)
@@ -306,7 +325,7 @@ def finetune(
     params = [p for p in trainee.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     history: list[dict] = []
-    start_epoch = 1
+    start_epoch = 0  # epoch 0: the starting decoder, validated before any training
     out_dir.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:  # a kill during _save_atomic leaves a whole temporary copy of a run file behind
         for stale in out_dir.glob(f"{TMP_PREFIX}*"):  # only our own temporary names, never a user's file
@@ -319,7 +338,7 @@ def finetune(
 
     base_checkpoint = _base_checkpoint(model)  # read once, not every epoch
     forward = data_parallel(trainee, click_forward if clicks else target_forward)  # under torchrun through DDP
-    best_dice = max((h["val_dice"] for h in history if not math.isnan(h["val_dice"])), default=-1.0)
+    best_epoch = choose_epoch(history, tolerance) if history else -1
     shift = int(round(box_jitter * model.input_size / 1024))
     n = len(train["rows"])
     steps = math.ceil(n / batch_size)
@@ -327,44 +346,45 @@ def finetune(
     last_epoch_seconds = 0.0
     for epoch in epoch_bar:
         elapsed = time.perf_counter() - call_started
-        if max_minutes is not None and epoch > start_epoch and from_main(
+        if max_minutes is not None and epoch > max(start_epoch, 1) and from_main(
                 elapsed + last_epoch_seconds > 60 * max_minutes):  # rank 0's clock decides for all ranks
             break
         rng = np.random.default_rng([seed, epoch])  # per-epoch stream: resume repeats it exactly
         order = rng.permutation(n)
         trainee.mask_decoder.train()
         total, t0 = 0.0, time.perf_counter()
-        for step in tqdm(range(steps), desc=f"epoch {epoch}", unit="step", leave=False, disable=not progress):
+        for step in tqdm(range(steps if epoch else 0), desc=f"epoch {epoch}", unit="step", leave=False,
+                         disable=not progress or epoch == 0):
             idx = order[step * batch_size:(step + 1) * batch_size]
             boxes = jitter_boxes(train["boxes"][idx], train["content_hw"][idx], shift, rng)  # whole global batch
             idx, boxes, count, weight = rank_share(idx, boxes)  # this rank's part (all of it in one process)
             with autocast():  # bf16: the forward pass only; the loss is on fp32 logits
                 if clicks:
-                    loss = forward(store, train, idx, boxes, clicks, rng)
+                    step_loss = forward(store, train, idx, boxes, clicks, rng)
                 else:
                     logits = forward(store, train, idx, boxes)
-                    target = torch.from_numpy(train["masks"][idx])[:, None].float().to(logits.device)
-                    loss = dice_bce_loss(logits, target)
+                    step_loss = loss(logits, loss_batch(train, idx, logits.device))
             optimizer.zero_grad(set_to_none=True)
-            (loss * weight).backward()  # DDP's mean over ranks of weight × loss = the global batch's mean loss
+            (step_loss * weight).backward()  # DDP's mean over ranks of weight × loss = the global batch's mean loss
             optimizer.step()
-            total += loss.item() * count
+            total += step_loss.item() * count
         train_seconds = time.perf_counter() - t0
         trainee.weights_changed()  # the optimizer changed them in place
         total = all_sum(total)  # every rank's share of the epoch's loss
         trainee.mask_decoder.eval()
         t0 = time.perf_counter()
-        scores = (validate(trainee, store, val, batch_size) if val and ctx.is_main
+        scores = (validate(trainee, store, val, batch_size, loss) if val and ctx.is_main
                   else {"val_loss": math.nan, "val_dice": math.nan})
-        row = {"epoch": epoch, "train_loss": total / n, **scores, "train_samples": n,
-               "train_seconds": train_seconds, "samples_per_s": n / train_seconds,
+        trained = n if epoch else 0
+        row = {"epoch": epoch, "train_loss": total / n if epoch else math.nan, **scores, "train_samples": trained,
+               "train_seconds": train_seconds, "samples_per_s": trained / train_seconds if epoch else math.nan,
                "val_seconds": time.perf_counter() - t0}
         row = from_main(row)  # rank 0 validates; every rank keeps the same history
         val_dice = row["val_dice"]
         history.append(row)
-        improved = not val or val_dice > best_dice
-        if improved:
-            best_dice = val_dice if val else best_dice
+        chosen_epoch = choose_epoch(history, tolerance)
+        improved = chosen_epoch == epoch and chosen_epoch != best_epoch
+        best_epoch = chosen_epoch
         if ctx.is_main:  # one writer: the files are those of a single-process run
             ckpt = {
                 "format": CHECKPOINT_FORMAT, "model": _trained_state(trainee, train_prompt_encoder),
@@ -382,4 +402,11 @@ def finetune(
     if ctx.is_main and not best_path.exists():  # resumed a finished run
         _save_atomic(torch.load(last_path, map_location="cpu", weights_only=True), best_path)
     barrier()  # under torchrun every rank returns once rank 0 has written the files
-    return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts)
+    best_epoch = choose_epoch(history, tolerance)
+    text, change, kept = guard_summary(history, best_epoch, tolerance, val_cases)
+    if kept:
+        warnings.warn(text, stacklevel=3)
+    elif progress:
+        print(text)
+    return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts,
+                          best_epoch=best_epoch, kept_pretrained=kept, change=change, summary=text)

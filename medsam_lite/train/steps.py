@@ -20,15 +20,7 @@ from ..metrics import dice
 from ..data.embed import model_boxes
 from ..model.inference import MASK_PAD_LOGIT, decode_logits
 from ..model.models import SamModel
-
-
-def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Soft Dice loss (per sample, averaged) + binary cross-entropy, on ``B×1×S×S`` logits/targets."""
-    prob = torch.sigmoid(logits)
-    dims = tuple(range(1, logits.ndim))
-    inter = (prob * target).sum(dims)
-    soft_dice = 1 - (2 * inter + eps) / (prob.sum(dims) + target.sum(dims) + eps)
-    return soft_dice.mean() + F.binary_cross_entropy_with_logits(logits, target)
+from .losses import LossBatch, dice_bce_loss
 
 
 def jitter_boxes(boxes: np.ndarray, content_hw: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
@@ -45,29 +37,52 @@ def jitter_boxes(boxes: np.ndarray, content_hw: np.ndarray, max_shift: int, rng:
     return out
 
 
-def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store) -> dict:
+def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store, images: bool = False) -> dict:
     """Training/validation targets in model space.
+
+    Args:
+        images: also return the stored slices on the model grid (for losses with a pairwise term).
 
     Returns:
         dict with ``rows`` (store row per target, int64 ``N``), ``boxes`` (``N×4`` float32 XYXY
         model pixels), ``masks`` (``N×S×S`` bool, the stored mask mapped to the model grid,
-        zero-padded), ``content_hw`` (``N×2``, the image area inside the model input) and
-        ``label_names`` (``N`` str).
+        zero-padded; for a weak target the filled box), ``weak`` (``N`` bool: a box / RECIST
+        target), ``lines`` (``N×S×S`` bool RECIST line pixels, or None when no target has lines),
+        ``images`` (``N×S×S`` float32 in [0, 1], −1 on the padding; or None), ``content_hw`` (``N×2``, the image area
+        inside the model input) and ``label_names`` (``N`` str).
     """
     targets = targets.reset_index(drop=True)
     s = model.input_size
     masks = np.zeros((len(targets), s, s), bool)
     content = np.zeros((len(targets), 2), np.int64)
+    kinds = (targets["weak"].fillna("").astype(str).to_numpy() if "weak" in targets
+             else np.full(len(targets), "", object))
+    weak = kinds != ""
+    lines = np.zeros((len(targets), s, s), bool) if (kinds == "recist").any() else None
+    pixels = np.full((len(targets), s, s), -1.0, np.float32) if images else None  # padding: -1
     for i, (rel, h, w) in enumerate(zip(targets["mask"], targets["height"], targets["width"])):
-        m = dataset.mask(rel)  # stored-slice pixels, of an (h, w) original slice
-        geom = model.geometry((int(h), int(w)), m.shape)
-        masks[i] = geom.mask_to_model(m)
+        raw = dataset.weak_mask(rel) if weak[i] else dataset.mask(rel)  # stored-slice pixels
+        geom = model.geometry((int(h), int(w)), raw.shape)  # of an (h, w) original slice
+        masks[i] = geom.mask_to_model(raw > 0)  # a weak target: 128 inside the box, 255 on RECIST lines
+        if weak[i] and lines is not None:
+            lines[i] = geom.mask_to_model(raw == 255)
         content[i] = geom.resized_hw
+        if images:
+            img = torch.from_numpy(dataset.image(targets["image"].iloc[i]).astype(np.float32) / 255)[None, None]
+            rh, rw = geom.resized_hw
+            if img.shape[-2:] != (rh, rw):
+                img = F.interpolate(img, size=(rh, rw), mode="bilinear", align_corners=False)
+            pixels[i, :rh, :rw] = img[0, 0].numpy()
     rows = np.array([store.index(c, z) for c, z in zip(targets["case"], targets["slice"])], np.int64)
-    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "content_hw": content,
-            "label_names": targets["label_name"].astype(str).to_numpy()}
+    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "weak": weak, "lines": lines,
+            "images": pixels, "content_hw": content, "label_names": targets["label_name"].astype(str).to_numpy()}
 
 
+def loss_batch(data: dict, idx: np.ndarray, device) -> LossBatch:
+    """The :class:`~medsam_lite.train.losses.LossBatch` of targets ``idx`` of :func:`load_targets`'s dict."""
+    def t(a):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a[idx]))[:, None].float().to(device)
+    return LossBatch(t(data["masks"]), torch.from_numpy(data["weak"][idx]).to(device), t(data["lines"]), t(data["images"]))
 
 
 def targets_per_label(dataset, train: dict, val: dict | None, labels) -> dict:
@@ -205,18 +220,33 @@ def click_forward(trainee: SamModel, store, data: dict, idx: np.ndarray, boxes: 
     return click_rounds_loss(trainee, emb, boxes, target, data["content_hw"][idx], clicks, rng)[0]
 
 
+def _box_fill(mask: np.ndarray) -> np.ndarray:
+    """The filled bounding box of a boolean mask (empty → empty)."""
+    out = np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    if len(ys):
+        out[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+    return out
+
+
 @torch.no_grad()
-def validate(trainee: SamModel, store, data: dict, batch_size: int) -> dict:
-    """Mean loss, mean per-target Dice and its mean per label (model grid, padding cropped, tight boxes)."""
+def validate(trainee: SamModel, store, data: dict, batch_size: int, loss=None) -> dict:
+    """Mean loss, mean per-target Dice and its mean per label (model grid, padding cropped, tight boxes).
+
+    A weak (box / RECIST) target has no mask: its score is the Dice of the prediction's filled
+    bounding box against the annotated box (does the mask span the box, and stay inside it)."""
+    loss = loss if loss is not None else (lambda logits, batch: dice_bce_loss(logits, batch.target))
     losses, dices = [], []
     for start in range(0, len(data["rows"]), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data["rows"])))
         logits = target_forward(trainee, store, data, idx, data["boxes"][idx])
-        target = torch.from_numpy(data["masks"][idx])[:, None].float()
-        losses.append(dice_bce_loss(logits, target).item() * len(idx))
+        batch = loss_batch(data, idx, logits.device)
+        losses.append(float(loss(logits, batch)) * len(idx))
+        target = batch.target.cpu()
         for j, i in enumerate(idx):
             h, w = data["content_hw"][i]
-            dices.append(dice((logits[j, 0, :h, :w] > 0).cpu().numpy(), (target[j, 0, :h, :w] > 0.5).numpy()))
+            pred, truth = (logits[j, 0, :h, :w] > 0).cpu().numpy(), (target[j, 0, :h, :w] > 0.5).numpy()
+            dices.append(dice(_box_fill(pred), truth) if data["weak"][i] else dice(pred, truth))
     out = {"val_loss": sum(losses) / len(data["rows"]), "val_dice": float(np.mean(dices))}
     dices = np.asarray(dices)
     for name in sorted(set(data["label_names"])):

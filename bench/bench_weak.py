@@ -1,0 +1,139 @@
+"""Fine-tuning from boxes alone vs from masks (issue 33): DSC per label on held-out brain subjects.
+
+Data: the bundled synthetic brain MR (``data_samples/brain_mri``, 8 subjects). Held out **by
+subject**: ``--test`` subjects are scored, the others train. Two prepared datasets with the same
+slices: *masks* (the label maps) and *boxes* (every training target's tight 2D box, written as a
+weak-label CSV with :func:`medsam_lite.io.weaklabels.write_weak_labels`, the training subjects given
+to ``preprocess`` **without** label maps; the test subjects keep theirs, only to score).
+
+Arms, all with the same seed, epochs, lr, batch and training slices (``--slices`` central slices
+per subject), no validation split (best.pt = last epoch; the guard is not what is measured here):
+
+* ``pretrained``: ``load_model()`` as shipped;
+* ``mask``: ``finetune`` on the masks (Dice + BCE);
+* ``box``: ``finetune`` on the boxes with ``BoxSupervisedLoss`` (projection + pairwise);
+* ``box_pseudo``: ``box`` + intensity pseudo-masks (inside the box, intensities frequent there and
+  rare in a band just outside it are foreground; ``BoxSupervisedLoss(pseudo=1)``);
+* ``box_nopair``: projection (+ lines) only, no pairwise term (ablation);
+* ``box_as_mask``: the filled box taken as the mask (``BoxAsMaskLoss``: the naive alternative).
+
+Score: ``evaluate`` (3D DSC per label, truth boxes) on the test subjects' central ``--test-slices``
+slices. "Recovered" = (box − pretrained) / (mask − pretrained) of the mean DSC over labels.
+Writes a section at the end of bench/RESULTS.md with ``--write``::
+
+    MEDSAM_LITE_THREADS=1 OMP_NUM_THREADS=1 python bench/bench_weak.py [--epochs 4] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+ARMS = ("mask", "box", "box_pseudo", "box_nopair", "box_as_mask")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--slices", type=int, default=2, help="central slices per training subject")
+    parser.add_argument("--test-slices", type=int, default=3, help="central slices per test subject")
+    parser.add_argument("--train", default="sub-01,sub-02,sub-03,sub-04,sub-05")
+    parser.add_argument("--test", default="sub-06,sub-07,sub-08")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--write", action="store_true", help="append the section to bench/RESULTS.md")
+    parser.add_argument("--pseudo", type=float, default=1.0, help="pseudo-mask weight of the box_pseudo arm")
+    parser.add_argument("--work", type=Path, default=None, help="folder to keep (and reuse) the prepared datasets")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import medsam_lite as ml
+    from medsam_lite import samples
+    from medsam_lite.io.weaklabels import WeakAnnotation, write_weak_labels
+    from medsam_lite.train.losses import BoxAsMaskLoss, BoxSupervisedLoss, DiceBCELoss
+
+    started = time.perf_counter()
+    train, test = args.train.split(","), args.test.split(",")
+    d = samples.brain_mri_dir()
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_weak_"))
+    both = {c: (d / f"{c}.nii.gz", d / f"{c}_label.nii.gz") for c in train + test}
+    masks = ml.preprocess(both, work / "masks", test_cases=test, progress=False)
+    rows = masks[masks["split"] == "train"]
+    boxes = [WeakAnnotation(r.case, int(r.label), "box", int(r.slice), (r.x0, r.y0, r.x1, r.y1))
+             for r in rows.itertuples()]
+    write_weak_labels(work / "boxes.csv", boxes)
+    weak_source = {c: (d / f"{c}.nii.gz", None) for c in train} | {c: both[c] for c in test}
+    ml.preprocess(weak_source, work / "boxes", test_cases=test, weak=work / "boxes.csv", progress=False)
+    model = ml.load_model()
+    kw = dict(max_slices_per_case=args.test_slices, progress=False)
+    _, pre = ml.evaluate(model, work / "masks", **kw)
+    results = {"pretrained": {s: pre["dsc"].to_dict() for s in args.seeds.split(",")}}
+    losses = {"mask": ("masks", DiceBCELoss()), "box": ("boxes", BoxSupervisedLoss()),
+              "box_pseudo": ("boxes", BoxSupervisedLoss(pseudo=args.pseudo)),
+              "box_nopair": ("boxes", BoxSupervisedLoss(pairwise=0.0)), "box_as_mask": ("boxes", BoxAsMaskLoss())}
+    seconds, targets = {}, {}
+    for arm in args.arms.split(","):
+        folder, loss = losses[arm]
+        for seed in args.seeds.split(","):
+            t0 = time.perf_counter()
+            r = ml.finetune(work / folder, work / f"ft_{arm}_{seed}", model, epochs=args.epochs, lr=args.lr,
+                            batch_size=args.batch_size, seed=int(seed), val_fraction=0, loss=loss,
+                            max_slices_per_case=args.slices, progress=False, overwrite=True)
+            seconds[f"{arm}/{seed}"] = round(time.perf_counter() - t0, 1)
+            targets[arm] = int(r.history["train_samples"].iloc[-1])
+            _, after = ml.evaluate(ml.load_model(checkpoint=r.best), work / "masks", **kw)
+            results.setdefault(arm, {})[seed] = after["dsc"].to_dict()
+            print(arm, seed, json.dumps({k: round(v, 3) for k, v in after["dsc"].to_dict().items()}), flush=True)
+    labels = [k for k in pre.index if k != "mean"]
+    mean = {arm: {lab: sum(v[lab] for v in per.values()) / len(per) for lab in labels + ["mean"]}
+            for arm, per in results.items()}
+    gain = {arm: mean[arm]["mean"] - mean["pretrained"]["mean"] for arm in mean}
+    recovered = {arm: gain[arm] / gain["mask"] if "mask" in gain and gain["mask"] > 0 else float("nan")
+                 for arm in mean if arm not in ("pretrained", "mask")}
+    summary = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "slices": args.slices,
+               "seeds": args.seeds, "train": train, "test": test, "train_targets": targets,
+               "mean_dsc": {a: {k: round(v, 4) for k, v in m.items()} for a, m in mean.items()},
+               "recovered": {a: round(v, 3) for a, v in recovered.items()}, "finetune_seconds": seconds,
+               "total_seconds": round(time.perf_counter() - started, 1)}
+    print(json.dumps(summary, indent=1))
+    if args.write:
+        _write(summary, labels, args)
+
+
+def _write(s: dict, labels: list, args) -> None:
+    import torch
+
+    arms = list(s["mean_dsc"])
+    lines = [f"\n## Fine-tuning from boxes alone vs masks (`bench/bench_weak.py --epochs {s['epochs']} --seeds "
+             f"{s['seeds']}`)\n",
+             f"{time.strftime('%Y-%m-%dT%H:%M')} · {platform.processor() or platform.machine()}, torch "
+             f"{torch.__version__}, {args.threads} thread(s) · total {s['total_seconds'] / 60:.1f} min.\n",
+             f"Synthetic brain MR, held out by subject: trained on {', '.join(s['train'])} ({args.slices} central "
+             f"slices each; {s['train_targets'].get('mask', '?')} targets), scored on {', '.join(s['test'])} "
+             f"({args.test_slices} central slices each) with `evaluate` (3D DSC from truth boxes). Same seed(s), "
+             f"{s['epochs']} epochs, Adam lr {s['lr']}, batch {s['batch_size']}, no validation split. The box arms "
+             "never see a mask: the training subjects go to `preprocess` without label maps, with a weak-label CSV "
+             "of each target's tight box.\n",
+             "| arm | " + " | ".join(labels) + " | mean | gain recovered vs mask |",
+             "|---|" + "---|" * (len(labels) + 2)]
+    for a in arms:
+        rec = s["recovered"].get(a)
+        lines.append(f"| {a} | " + " | ".join(f"{s['mean_dsc'][a][k]:.3f}" for k in labels)
+                     + f" | {s['mean_dsc'][a]['mean']:.3f} | {'' if rec is None else f'{rec:.0%}'} |")
+    lines.append("\nArms: `mask` = Dice + BCE on the label maps; `box` = `BoxSupervisedLoss` (projection + "
+                 "pairwise); `box_pseudo` = the same + intensity pseudo-masks (`pseudo=1`); `box_nopair` = projection only; `box_as_mask` = the filled box as the mask. "
+                 f"Fine-tune seconds: {json.dumps(s['finetune_seconds'])}.\n")
+    path = Path(__file__).with_name("RESULTS.md")
+    path.write_text(path.read_text(encoding="utf-8") + "\n".join(lines) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
