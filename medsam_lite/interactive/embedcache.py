@@ -72,7 +72,7 @@ class DiskEmbeddings:
         name = digest.hexdigest()
         return self.folder / name[:2] / f"{name}.npy"
 
-    def encode(self, model, image: np.ndarray):
+    def embedding_of(self, model, image: np.ndarray):
         """The :class:`~medsam_lite.model.inference.Embedding` of the ``H×W`` uint8 slice ``image``: from
         disk when this model encoded it before (in any process), else encoded now and stored."""
         from ..model.inference import as_embedding, encode

@@ -106,7 +106,7 @@ class VolumePredictor:
         self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
         self.disk = for_model(self.model, disk_cache)  # slice embeddings kept on disk, or None
         self._prefetcher = Prefetcher.owned(self, lambda vp, z: encode(vp.model, vp.slice_image(z)) if vp.disk is None
-                                            else vp.disk.encode(vp.model, vp.slice_image(z)), self.embeddings)
+                                            else vp.disk.embedding_of(vp.model, vp.slice_image(z)), self.embeddings)
 
     def close(self) -> None:
         """Stop the background prefetch (after the slice being encoded); also done when collected."""
