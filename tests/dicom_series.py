@@ -1,5 +1,5 @@
 """Small DICOM series for the DICOM label tests, written from the bundled real CT as a scanner (or an
-anonymiser) writes them. Not a test module: imported by tests/test_dicomseg.py and tests/test_rtstruct.py."""
+anonymiser) writes them. Not a test module: imported by tests/test_dicomseg.py, test_rtstruct.py and test_formats.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ CT_CLASS = "1.2.840.10008.5.1.4.1.1.2"
 def write_series(folder, slices=slice(3, 7), uid=UID):
     """The real CT sample ``ct_abdomen/case-01`` (``slices`` of it) as one file per slice, with the UIDs,
     Frame of Reference, patient and SOP class a PACS needs. Returns the folder."""
-    image = sitk.ReadImage(str(samples.ct_abdomen_dir() / "case-01.nii.gz"))[:, :, slices]
+    return write_image_series(sitk.ReadImage(str(samples.ct_abdomen_dir() / "case-01.nii.gz"))[:, :, slices],
+                              folder, uid)
+
+
+def write_image_series(image: sitk.Image, folder, uid=UID):
+    """A CT ``image`` (HU) as a scanner writes its series: one file per slice, raw values + RescaleIntercept,
+    the UIDs, Frame of Reference, patient and SOP class a PACS needs. Returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()

@@ -17,6 +17,7 @@ from medsam_lite import io, samples
 from medsam_lite.io.cases import find_cases
 from medsam_lite.io.challenge import read_case, write_case
 from medsam_lite.io.rtstruct import fill_polygon
+from dicom_series import write_image_series
 from published_reference import Published
 
 ORGANS = {1: "spleen", 2: "kidney_right", 3: "kidney_left", 5: "liver", 6: "stomach"}
@@ -28,33 +29,11 @@ def _dice(a, b) -> float:
     return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
-def _write_series(image: sitk.Image, folder, uid=UID):
-    """A CT series as a scanner writes it (one file per slice, raw values + RescaleIntercept, the
-    UIDs, Frame of Reference, patient and SOP class a PACS needs)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    d = image.GetDirection()
-    for z in range(image.GetDepth()):
-        sl = image[:, :, z]
-        for tag, value in [("0008|0060", "CT"), ("0008|0016", "1.2.840.10008.5.1.4.1.1.2"), ("0020|000e", uid),
-                           ("0020|000d", uid + ".0"), ("0008|0018", f"{uid}.{z + 1}"), ("0020|0052", uid + ".9"),
-                           ("0010|0010", "Sample^CT"), ("0010|0020", "ct-01"), ("0008|103e", "CT abdomen"),
-                           ("0018|0050", "3"), ("0020|0011", "2"),
-                           ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, z))))),
-                           ("0020|0037", "\\".join(map(str, (d[0], d[3], d[6], d[1], d[4], d[7])))),
-                           ("0020|0013", str(z + 1)), ("0028|1052", "-1024"), ("0028|1053", "1")]:
-            sl.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
-        writer.Execute(sl)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def ct(tmp_path_factory):
     """``(series folder, label map (z, y, x) of case-01)``: the real CT sample as a DICOM series."""
     image = sitk.ReadImage(str(samples.ct_abdomen_dir() / "case-01.nii.gz"))
-    folder = _write_series(image, tmp_path_factory.mktemp("dicom") / "case-01")
+    folder = write_image_series(image, tmp_path_factory.mktemp("dicom") / "case-01", UID)
     label = io.read_label(samples.ct_abdomen_dir() / "case-01_label.nii.gz")
     assert io.read_volume(folder).same_geometry(label)  # the series is the NIfTI's grid
     return folder, label.array
@@ -382,8 +361,8 @@ def test_cli_preprocess_selects_dicom_labels_by_name(tmp_path, ct):
 
 def test_a_seg_of_another_series_is_refused(tmp_path, ct):
     series, label = ct
-    other = _write_series(sitk.ReadImage(str(samples.ct_abdomen_dir() / "case-02.nii.gz")), tmp_path / "case-02",
-                          uid=UID + "1")
+    other = write_image_series(sitk.ReadImage(str(samples.ct_abdomen_dir() / "case-02.nii.gz")), tmp_path / "case-02",
+                               uid=UID + "1")
     _highdicom_seg(series, label, tmp_path / "case-02_label.dcm")  # drawn on case-01, put beside case-02
     with pytest.raises(ml.InputError, match="frame of reference .* belongs to another scan"):
         io.read_label(tmp_path / "case-02_label.dcm")
