@@ -70,10 +70,16 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
         click; once the mask is exact the robot stops and the last mask repeats), the clicks in
         original pixels (``k×2``) and their labels (``k``).
     """
+    if space not in ("original", "image"):
+        raise InputError(f"space must be 'original' or 'image' (the pixels of truth and masks), got {space!r}.")
     geometry = embedding.geometry
     hw = geometry.image_hw if space == "image" else geometry.original_hw
     scale = np.array([geometry.original_hw[1] / hw[1], geometry.original_hw[0] / hw[0]])
-    masks, _, logits = decode(model, embedding, box, space=space)
+    to_prompt, prompt_space = np.asarray, "original"
+    if space == "image":  # masks on a stored slice: the prompts go in as the decoder's own (model pixels)
+        box = geometry.box_prompt(check_boxes(box, geometry.original_hw))
+        to_prompt, prompt_space = geometry.points_to_model, "model"
+    masks, _, logits = decode(model, embedding, box, space=prompt_space)
     out, points, labels = [masks[0]], [], []
     for _ in range(n_clicks):
         click = next_click(out[-1], truth)
@@ -84,7 +90,7 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
         centre = (np.array([x, y]) + 0.5) * scale - 0.5  # the clicked pixel's centre in original pixels
         points.append(np.clip(centre, 0, np.array(geometry.original_hw[::-1]) - 1))
         labels.append(label)
-        masks, _, logits = decode(model, embedding, box, space=space, points=np.array(points),
+        masks, _, logits = decode(model, embedding, box, space=prompt_space, points=to_prompt(np.array(points)),
                                   point_labels=np.array(labels), mask_input=logits, click_rule=click_rule)
         out.append(masks[0])
     return out, np.array(points, np.float32).reshape(-1, 2), np.array(labels, np.int64)

@@ -130,7 +130,8 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
         if on_slice.size == 0:
             continue
         emb = store.embedding(model, case, int(row["slice"]), original_hw, (h, w))
-        masks = decode(model, emb, boxes[on_slice], checked=True, space="image", logits=False)[0]  # one image, N boxes
+        prompts = emb.geometry.box_prompt(boxes[on_slice])  # the published prompts; masks on the stored slice
+        masks = decode(model, emb, prompts, space="model", logits=False)[0]  # one image, N boxes
         for j, t in enumerate(on_slice):
             k = int(targets.at[t, "label"])
             pred[k][z] |= masks[j]

@@ -1,5 +1,5 @@
 """Small DICOM series for the DICOM label tests, written from the bundled real CT as a scanner (or an
-anonymiser) writes them. Not a test module: imported by tests/test_dicomseg.py, test_rtstruct.py and test_formats.py."""
+anonymiser) writes them. Not a test module: imported by tests/test_dicomseg.py, test_rtstruct.py, test_formats.py and test_io_real.py."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def write_series(folder, slices=slice(3, 7), uid=UID):
                               folder, uid)
 
 
-def write_image_series(image: sitk.Image, folder, uid=UID):
-    """A CT ``image`` (HU) as a scanner writes its series: one file per slice, raw values + RescaleIntercept,
-    the UIDs, Frame of Reference, patient and SOP class a PACS needs. Returns the folder."""
+def write_image_series(image: sitk.Image, folder, uid=UID, description="CT abdomen", intercept=-1024):
+    """A CT ``image`` (HU) as a scanner writes its series: one file per slice, raw values + RescaleIntercept
+    (GDCM stores HU − ``intercept``), the UIDs, Frame of Reference, patient, SOP class and series
+    ``description`` a PACS needs. Returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -29,11 +30,11 @@ def write_image_series(image: sitk.Image, folder, uid=UID):
         sl = image[:, :, z]
         for tag, value in [("0008|0060", "CT"), ("0008|0016", CT_CLASS), ("0020|000e", uid),
                            ("0020|000d", uid + ".0"), ("0008|0018", f"{uid}.{z + 1}"), ("0020|0052", uid + ".9"),
-                           ("0010|0010", "Sample^CT"), ("0010|0020", "ct-01"), ("0008|103e", "CT abdomen"),
+                           ("0010|0010", "Sample^CT"), ("0010|0020", "ct-01"), ("0008|103e", description),
                            ("0018|0050", "3"), ("0020|0011", "2"),
                            ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, z))))),
                            ("0020|0037", "\\".join(map(str, (d[0], d[3], d[6], d[1], d[4], d[7])))),
-                           ("0020|0013", str(z + 1)), ("0028|1052", "-1024"), ("0028|1053", "1")]:
+                           ("0020|0013", str(z + 1)), ("0028|1052", str(intercept)), ("0028|1053", "1")]:
             sl.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
         writer.Execute(sl)

@@ -114,11 +114,6 @@ def brain(case: str):
     return d / f"{case}.nii.gz", d / f"{case}_label.nii.gz"
 
 
-@pytest.fixture(scope="module")
-def slice_and_label():
-    return io.read_volume(SLICE).array, io.read_volume(SLICE_LABEL).array
-
-
 @pytest.mark.parametrize("name", ["labels.jpg", "labels.JPEG"])
 def test_cli_refuses_a_label_map_to_jpeg_before_reading_the_scan(tmp_path, monkeypatch, capsys, name):
     monkeypatch.setattr(io.scans, "read_volume", lambda *a, **k: pytest.fail("scan read before the refusal"))
@@ -129,9 +124,9 @@ def test_cli_refuses_a_label_map_to_jpeg_before_reading_the_scan(tmp_path, monke
 
 
 @pytest.mark.parametrize("name", ["mask.jpeg", "mask.TIF", "mask.Png"])
-def test_cli_masks_in_image_formats_are_0_255_whatever_the_suffix_case(tmp_path, capsys, slice_and_label, model,
+def test_cli_masks_in_image_formats_are_0_255_whatever_the_suffix_case(tmp_path, capsys, brain_slice, model,
                                                                        name):
-    image, label = slice_and_label
+    image, label = brain_slice
     box = ml.box_from_mask(label > 0)
     expected = ml.predict(image, box, model=model)[0]
     out = tmp_path / name
@@ -151,9 +146,9 @@ def test_cli_labels_from_with_specks_exits_0(tmp_path, capsys):
     assert "skipped" in capsys.readouterr().err and set(np.unique(io.read_volume(out).array)) >= {1, 3}
 
 
-def test_cli_says_an_unusable_cache_in_one_line(tmp_path, monkeypatch, capsys, slice_and_label):
+def test_cli_says_an_unusable_cache_in_one_line(tmp_path, monkeypatch, capsys, brain_slice):
     _cache_file(tmp_path, monkeypatch)
-    box = ml.box_from_mask(slice_and_label[1] == 3)
+    box = ml.box_from_mask(brain_slice[1] == 3)
     out = tmp_path / "mask.png"
     assert cli.main(["predict", str(SLICE), "--box", *map(str, box), "--out", str(out), "--backend",
                      "onnxruntime"]) == 0

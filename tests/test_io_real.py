@@ -19,29 +19,10 @@ import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.errors import InputError
 from medsam_lite.io.cases import find_cases
+from dicom_series import write_image_series
 
 CT_LIVER, CT_SPLEEN = 5, 1
-
-
-def _write_dicom_series(image: sitk.Image, folder, uid="1.2.826.0.1.3680043.2.1125.7", description="CT abdomen",
-                        intercept=-1024):
-    """One file per slice. The values given are HU: GDCM stores (HU - intercept) and writes the
-    RescaleIntercept tag, so the files hold raw values as a scanner writes them."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    d = image.GetDirection()
-    for z in range(image.GetDepth()):
-        sl = image[:, :, z]
-        for tag, value in [("0008|0060", "CT"), ("0020|000e", uid), ("0008|103e", description),
-                           ("0020|000d", uid + ".0"), ("0008|0018", f"{uid}.{z + 1}"),
-                           ("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, z))))),
-                           ("0020|0037", "\\".join(map(str, (d[0], d[3], d[6], d[1], d[4], d[7])))),
-                           ("0020|0013", str(z + 1)), ("0028|1052", str(intercept)), ("0028|1053", "1")]:
-            sl.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
-        writer.Execute(sl)
-    return folder
+SERIES_UID = "1.2.826.0.1.3680043.2.1125.7"
 
 
 def _flip_rows(path, out):
@@ -127,11 +108,30 @@ def test_label_on_another_grid_is_still_refused():
         io.align_label(other, image)
 
 
+def test_a_cropped_volume_keeps_its_place_in_space():
+    """``Volume.crop`` (the one crop; the notebooks' quick mode uses it): the array's slices lo … hi - 1
+    along the axis, with the origin moved so each voxel stays at its physical point; bad ranges refused."""
+    vol = io.read_volume(samples.ct_abdomen_dir() / "case-01.nii.gz")
+    full = vol.to_sitk()
+    for axis, (lo, hi) in ((0, (3, 7)), (2, (10, 50))):
+        sub = vol.crop(lo, hi, axis)
+        np.testing.assert_array_equal(sub.array, np.take(vol.array, range(lo, hi), axis))
+        index = [1, 2, 1]
+        shifted = list(index)
+        shifted[2 - axis] += lo  # SimpleITK's (x, y, z) order
+        assert sub.to_sitk().TransformIndexToPhysicalPoint(index) == pytest.approx(
+            full.TransformIndexToPhysicalPoint(shifted))
+        assert (sub.spacing, sub.direction, sub.path) == (vol.spacing, vol.direction, vol.path)
+    for lo, hi in ((5, 5), (-1, 3), (0, 11), (2.0, 4)):
+        with pytest.raises(ml.InputError, match="0 <= lo < hi <= 10"):
+            vol.crop(lo, hi, 0)
+
+
 # ---------------------------------------------------------------- DICOM
 @pytest.fixture(scope="module")
 def ct_series(tmp_path_factory):
     image = sitk.ReadImage(str(samples.ct_abdomen_dir() / "case-01.nii.gz"))
-    return image, _write_dicom_series(image, tmp_path_factory.mktemp("dicom") / "series")
+    return image, write_image_series(image, tmp_path_factory.mktemp("dicom") / "series", SERIES_UID)
 
 
 def test_dicom_series_reads_in_hu_with_its_geometry(ct_series):
@@ -181,8 +181,8 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path, ct_series, damag
 def test_folder_with_two_series_lists_them(tmp_path, ct_series):
     image, series = ct_series
     folder = shutil.copytree(series, tmp_path / "two")
-    _write_dicom_series(image[:, :, :4], tmp_path / "other", uid="1.2.826.0.1.3680043.2.1125.8",
-                        description="scout")
+    write_image_series(image[:, :, :4], tmp_path / "other", uid="1.2.826.0.1.3680043.2.1125.8",
+                       description="scout")
     for f in (tmp_path / "other").iterdir():
         shutil.move(f, folder / f"b_{f.name}")
     with pytest.raises(ml.InputError, match=r"2 DICOM series: .*1125\.7 \('CT abdomen', 10 files\).*"

@@ -129,24 +129,11 @@ def test_cli_labels_from_writes_a_label_map_with_the_scans_geometry(tmp_path, ct
     np.testing.assert_array_equal(written.array, liver_spleen)
 
 
-# ---- shared by the tests below (from test_faults2.py)
-SLICE, SLICE_LABEL = samples.sample_path("brain_slice.png"), samples.sample_path("brain_slice_label.png")
-
-
-def brain(case: str):
-    d = samples.brain_mri_dir()
-    return d / f"{case}.nii.gz", d / f"{case}_label.nii.gz"
-
-
-@pytest.fixture(scope="module")
-def slice_and_label():
-    return io.read_volume(SLICE).array, io.read_volume(SLICE_LABEL).array
-
-
-def test_a_label_map_with_one_pixel_specks_segments_the_rest_and_counts_them(model, slice_and_label):
+# ---- the bundled 2D slice (conftest.brain_slice) and sample subject sub-01
+def test_a_label_map_with_one_pixel_specks_segments_the_rest_and_counts_them(model, brain_slice):
     from scipy import ndimage
 
-    image, label = slice_and_label
+    image, label = brain_slice
     thin = 0  # counted independently: 8-connected components whose extent is one pixel in x or y
     for k in (1, 2, 3):
         for sl in ndimage.find_objects(ndimage.label(label == k, np.ones((3, 3)))[0]):
@@ -160,9 +147,9 @@ def test_a_label_map_with_one_pixel_specks_segments_the_rest_and_counts_them(mod
 
 
 def test_a_structure_one_voxel_wide_is_skipped_in_a_volume(model):
-    scan, lab = (io.read_volume(p) for p in brain("sub-01"))
+    scan, lab = (io.read_volume(samples.brain_mri_dir() / f"sub-01{s}.nii.gz") for s in ("", "_label"))
     z = scan.array.shape[0] // 2
-    crop = io.Volume(scan.array[z - 1:z + 2], scan.spacing, scan.origin, scan.direction)
+    crop = scan.crop(z - 1, z + 2, axis=0)
     labels = np.zeros(crop.array.shape, np.uint8)
     labels[:, 40:80, 60:110] = 1  # a block: promptable
     labels[:, 100:130, 150] = 2  # a line one voxel wide in every slice: not
@@ -171,15 +158,15 @@ def test_a_structure_one_voxel_wide_is_skipped_in_a_volume(model):
     assert (out == 1).any() and not (out == 2).any()
 
 
-def test_a_label_map_of_another_shape_is_refused_before_the_encoder(model, monkeypatch, slice_and_label):
-    image, label = slice_and_label
+def test_a_label_map_of_another_shape_is_refused_before_the_encoder(model, monkeypatch, brain_slice):
+    image, label = brain_slice
     monkeypatch.setattr(type(model), "encode", lambda *a, **k: pytest.fail("encoder ran before the refusal"))
     with pytest.raises(InputError, match="differ in size"):
         ml.predict_label_map(image, label[:-5], model=model)
 
 
-def test_predict_label_map_refuses_labels_that_are_not_whole_numbers(model, slice_and_label):
-    image, label = slice_and_label
+def test_predict_label_map_refuses_labels_that_are_not_whole_numbers(model, brain_slice):
+    image, label = brain_slice
     predictor = ml.Predictor(model)
     predictor.set_image(image)
     with pytest.raises(InputError, match="whole numbers"):

@@ -11,20 +11,7 @@ from medsam_lite import samples
 from medsam_lite.app import tutorial
 from medsam_lite.app import config
 
-ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
-       "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS", "MEDSAM_LITE_SETTINGS")
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import torch
-
-    for key in ENV:
-        monkeypatch.delenv(key, raising=False)
-    threads = torch.get_num_threads()
-    yield monkeypatch
-    torch.set_num_threads(threads)
-
+from notebook_env import clean_env  # noqa: F401 (an autouse fixture: clears the notebook variables)
 
 def test_the_repository_file_drives_the_notebooks_on_the_real_ct(monkeypatch, tmp_path, capsys):
     monkeypatch.chdir(tmp_path)            # no settings.toml here: the repository's tutorials/settings.toml

@@ -14,20 +14,7 @@ from medsam_lite import io, samples
 from medsam_lite.app import tutorial
 from medsam_lite.errors import InputError
 
-ENV = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
-       "MEDSAM_LITE_WORK", "MEDSAM_LITE_QUICK", "MEDSAM_LITE_THREADS")
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    import torch
-
-    for key in ENV:
-        monkeypatch.delenv(key, raising=False)
-    threads = torch.get_num_threads()
-    yield monkeypatch
-    torch.set_num_threads(threads)
-
+from notebook_env import clean_env  # noqa: F401 (an autouse fixture: clears the notebook variables)
 
 @pytest.fixture()
 def two_subjects(tmp_path):

@@ -150,3 +150,39 @@ def test_ct_slice_in_hu(model, ct_organ_slices):
     predictor.set_image(hu, modality="CT")
     masks, _ = predictor.predict(ml.box_from_mask(liver))
     assert ml.dice(masks[0], liver) > 0.7
+
+
+def test_decode_takes_every_prompt_in_one_space(model, brain_slice):
+    """``space="model"``: the decoder's own prompts (``Geometry.box_prompt`` / ``points_to_model``)
+    give what ``space="original"`` gives from original pixels, bit for bit; masks come back at the
+    encoded image's size. The old keywords still work, with a DeprecationWarning naming ``space=``."""
+    from medsam_lite.model.clickrule import DecoderRule
+    from medsam_lite.model.geometry import Geometry
+    from medsam_lite.model.inference import as_embedding, decode, encode
+
+    image, label = brain_slice
+    emb = encode(model, image)
+    g = emb.geometry
+    box = ml.box_from_mask(label == 3)
+    points, labels = np.array([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]]), np.array([1.0])
+    want = decode(model, emb, box)
+    got = decode(model, emb, g.box_prompt(box[None]), space="model")
+    clicked = decode(model, emb, box, points=points, point_labels=labels, click_rule=DecoderRule())
+    got_clicked = decode(model, emb, g.box_prompt(box[None]), points=g.points_to_model(points), point_labels=labels,
+                         click_rule=DecoderRule(), space="model")
+    for a, b in (*zip(want, got), *zip(clicked, got_clicked)):
+        np.testing.assert_array_equal(a, b)
+    assert want[0].any() and not np.array_equal(want[0], clicked[0])
+    with pytest.warns(DeprecationWarning, match="space='model'"):
+        old = decode(model, emb, g.box_prompt(box[None]), box_space="model")
+    np.testing.assert_array_equal(old[0], want[0])
+    with pytest.warns(DeprecationWarning, match="checked"):
+        decode(model, emb, box, checked=True)
+    small = Geometry.stored_size(g.original_hw, 128)  # the same image as a stored slice of another size
+    stored = as_embedding(model, emb.tensor, g.original_hw, small)
+    with pytest.warns(DeprecationWarning, match="space='model'"):
+        on_stored = decode(model, stored, box, space="image")[0]
+    assert on_stored.shape == (1, *small) and on_stored.any()
+    np.testing.assert_array_equal(on_stored, decode(model, stored, g.box_prompt(box[None]), space="model")[0])
+    with pytest.raises(ml.InputError, match="space must be one of"):
+        decode(model, emb, box, space="pixels")

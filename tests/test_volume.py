@@ -166,6 +166,28 @@ def test_user_boxes_on_several_slices_are_honoured(vp, ventricles):
     assert not out[key + 1][:, int(half[2]) + 3:].any()
 
 
+def test_the_walk_takes_its_rules_as_an_object(vp, ventricles):
+    """``propagate`` walks, a rule object decides: ``PackageRules(**DEFAULTS)`` is ``predict``'s walk
+    bit for bit; a rule whose next box is always ``None`` (the target gone at once) leaves the user
+    slice alone; a rule name instead of an object is refused."""
+    from medsam_lite.interactive.propagation import PackageRules, propagate
+    from medsam_lite.interactive.volume import DEFAULTS
+
+    class UserSliceOnly(PackageRules):
+        def next_box(self, vp, trail, start_box):
+            return None
+
+    key, (x0, y0, z0, x1, y1, z1) = ventricles["key"], ventricles["box3d"]
+    keys = {key: np.array([x0, y0, x1, y1], np.float32)}
+    masks, _ = propagate(vp, keys, (z0, z1), PackageRules(clip=(x0, y0, x1, y1), **DEFAULTS))
+    np.testing.assert_array_equal(masks, ventricles["prop"])
+    alone, scores = propagate(vp, keys, (z0, z1), UserSliceOnly(**DEFAULTS))
+    np.testing.assert_array_equal(alone[key], masks[key])
+    assert not np.delete(alone, key, axis=0).any() and np.flatnonzero(scores).tolist() == [key]
+    with pytest.raises(ml.InputError, match="PackageRules or PublishedRules"):
+        propagate(vp, keys, (z0, z1), "published")
+
+
 def test_a_user_slice_beyond_a_gap_is_still_segmented(vp, ventricles):
     """Propagation stops where the target 'vanishes', but a user box further on is honoured."""
     truth, key = ventricles["truth"], ventricles["key"]

@@ -16,8 +16,8 @@ branch's ``CVPR24_LiteMedSAM_infer.py``:
 * **3D**: for each 3D box ``[x_min, y_min, z_min, x_max, y_max, z_max]``, the middle slice from the
   box's ``x, y``, then outwards to ``z_max - 1`` and ``z_min + 1``, each slice's box from the previous
   slice's mask at the model's 256 scale widened by 3 px; never stopping early. These are the
-  ``rules="published"`` of the package's one propagation walk
-  (:func:`medsam_lite.interactive.propagation.propagate_published`, which spells them out), not the
+  :class:`~medsam_lite.interactive.propagation.PublishedRules` of the package's one propagation walk
+  (:func:`medsam_lite.interactive.propagation.propagate_published`; the module spells them out), not the
   margins and stopping rules :meth:`~medsam_lite.VolumePredictor.predict` uses interactively.
 
 Box prompts are made as the script makes them, in model pixels (``int(coord × 256 / max(H, W))``,
@@ -44,7 +44,7 @@ from ..fileutil import atomic_write_text, check_writable
 from ..io.challenge import list_cases, read_case, write_segs
 from ..model.inference import decode, encode
 from ..model.models import SamModel, check_model
-from ..interactive.propagation import propagate, propagate_published
+from ..interactive.propagation import PackageRules, propagate, propagate_published
 from ..interactive.volume import VolumePredictor
 
 
@@ -83,7 +83,7 @@ def segment_case(case, model: SamModel) -> np.ndarray:
         return segs
     embedding = encode(model, case.imgs)  # H×W×3 uint8: passes through unchanged
     prompts = box_prompts(case.boxes, case.imgs.shape[:2], model.input_size)
-    masks = decode(model, embedding, prompts, box_space="model", logits=False)[0]
+    masks = decode(model, embedding, prompts, space="model", logits=False)[0]
     for label, mask in enumerate(masks, start=1):
         segs[mask] = label
     return segs
@@ -97,9 +97,7 @@ def box25_mask(vp: VolumePredictor, box: dict) -> np.ndarray:
     from ..interactive.volume import DEFAULTS
 
     xyxy = np.array([box["z_mid_x_min"], box["z_mid_y_min"], box["z_mid_x_max"], box["z_mid_y_max"]], np.float32)
-    opts = {k: v for k, v in DEFAULTS.items() if k != "max_intensity_change"}
-    return propagate(vp, {box["z_mid"]: xyxy}, (box["z_min"], box["z_max"]), None,
-                     change=float(DEFAULTS["max_intensity_change"]), **opts)[0]
+    return propagate(vp, {box["z_mid"]: xyxy}, (box["z_min"], box["z_max"]), PackageRules(**DEFAULTS))[0]
 
 
 def _new_clicks(case, k: int) -> tuple[list, list]:

@@ -428,8 +428,6 @@ def read_case(s: Settings, case: str | None = None):
     moved with SimpleITK), so masks saved ``like=scan`` still overlay the crop. Outside quick mode
     the volumes are returned as read.
     """
-    import SimpleITK as sitk
-
     from ..io import scans as io
     from ..interactive.prompts import key_slice
 
@@ -446,17 +444,7 @@ def read_case(s: Settings, case: str | None = None):
     centre = key_slice(target)
     lo = max(0, centre - QUICK_HALF_SLICES)
     hi = min(target.shape[0], centre + QUICK_HALF_SLICES + 1)
-
-    def crop(vol):
-        img = vol.to_sitk()
-        index, size = [0, 0, 0], list(img.GetSize())
-        dim = 2 - axis  # SimpleITK's (x, y, z) order is the array's reversed
-        index[dim], size[dim] = lo, hi - lo
-        sub = sitk.RegionOfInterest(img, size, index)
-        return io.Volume(sitk.GetArrayFromImage(sub), tuple(sub.GetSpacing()), tuple(sub.GetOrigin()),
-                         tuple(sub.GetDirection()), vol.path)
-
-    return crop(scan), crop(label)
+    return scan.crop(lo, hi, axis), label.crop(lo, hi, axis)
 
 
 def unseen_lesion_slice(subject: str = "sub-05", z: int = 16, seed: int = 2026, radius_px=(5, 11)):

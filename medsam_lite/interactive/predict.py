@@ -157,4 +157,4 @@ def predict(image: np.ndarray, boxes, model: SamModel | None = None, modality: s
     rgb = prepare_image(image, preset)
     boxes = check_boxes(boxes, rgb.shape[:2])  # a bad box is refused before the encoder runs
     predictor.set_prepared(rgb, preset)
-    return decode(predictor.model, predictor.embedding, boxes, checked=True, logits=False)[0]
+    return decode(predictor.model, predictor.embedding, boxes, logits=False)[0]

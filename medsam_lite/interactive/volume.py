@@ -30,6 +30,7 @@ Conventions:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -45,7 +46,7 @@ from ..model.models import SamModel
 from .predict import resolve_preset
 from .embedcache import for_model
 from .prefetch import Prefetcher
-from .propagation import propagate
+from .propagation import PackageRules, propagate
 from .refine3d import refine_volume
 from .volprompts import check_label_clicks, check_slice_clicks, parse_box_prompt
 from ..model.geometry import check_boxes
@@ -157,7 +158,7 @@ class VolumePredictor:
         return self._prefetcher.get(self.check_index(index))
 
     def predict_slice(self, index: int, boxes=None, points=None, point_labels=None, mask_input=None,
-                      return_logits: bool = False, box_space: str = "original"):
+                      return_logits: bool = False, space: str = "original", box_space: str | None = None):
         """Segment ``N`` targets on slice ``index`` from boxes, clicks, or both (encodes it if needed).
 
         Args:
@@ -168,8 +169,10 @@ class VolumePredictor:
             mask_input: the ``N×H×W`` (``H×W``) logits a previous call returned for the same targets
                 on this slice (``return_logits=True``): the decoder refines that mask.
             return_logits: also return the ``N×H×W`` float32 logits (original pixels).
-            box_space: ``"original"`` (the slice's pixels, default) or ``"model"`` (box prompts in
-                model pixels, used as given: the published challenge rules).
+            space: the pixel space of the prompts: ``"original"`` (the slice's pixels, default) or
+                ``"model"`` (the decoder's own prompts in model pixels, used as given: the published
+                challenge rules); see :func:`~medsam_lite.model.inference.decode`.
+            box_space: deprecated, use ``space``.
 
         Every prompt is checked before the slice is encoded, and goes through the one seam
         (:func:`~medsam_lite.model.inference.decode`): a box alone runs the published decoder, clicks or
@@ -186,15 +189,22 @@ class VolumePredictor:
                 slice, labels other than 0/1, points without labels; a mask input of another shape.
         """
         index = self.check_index(index)
+        if box_space is not None:
+            warnings.warn("predict_slice(box_space=) is deprecated: pass space= (the pixel space of every prompt).",
+                          DeprecationWarning, stacklevel=2)
+            space = box_space
         if boxes is None and points is None:
             raise InputError("give a box (XYXY, the slice's original pixels), points with point_labels, or both.")
-        if box_space == "model":  # the published challenge rules: model-pixel prompts, used as given
-            boxes = np.reshape(np.asarray(boxes, np.float64), (-1, 4))
+        if space == "model":  # the published challenge rules: model-pixel prompts, used as given
+            boxes = None if boxes is None else np.reshape(np.asarray(boxes, np.float64), (-1, 4))
+        elif space != "original":
+            raise InputError(f"space must be 'original' or 'model', got {space!r}.")
         elif boxes is not None:
             boxes = check_boxes(boxes, self.slice_hw)
         n = None if boxes is None else len(boxes)
         if points is not None:
-            n = len(check_points(points, point_labels, n, self.slice_hw)[0])
+            bounds = self.slice_hw if space == "original" else self.model.geometry(self.slice_hw).resized_hw
+            n = len(check_points(points, point_labels, n, bounds, space)[0])
         elif point_labels is not None:
             raise InputError("point_labels were given without points; pass points=[[x, y], …] too.")
         if mask_input is not None:
@@ -202,8 +212,8 @@ class VolumePredictor:
         if self.is_blank(index):
             empty = np.zeros((n, *self.slice_hw), bool), np.zeros(n, np.float32)
             return (*empty, np.full((n, *self.slice_hw), MASK_PAD_LOGIT, np.float32)) if return_logits else empty
-        out = decode(self.model, self.embed(index), boxes, checked=True, points=points, point_labels=point_labels,
-                     mask_input=mask_input, logits=return_logits, box_space=box_space)
+        out = decode(self.model, self.embed(index), boxes, points=points, point_labels=point_labels,
+                     mask_input=mask_input, logits=return_logits, space=space)
         return out if return_logits else out[:2]
 
     def predict(self, box, slice_index=None, *, margin: float = DEFAULTS["margin"],
@@ -329,17 +339,11 @@ class VolumePredictor:
             out[mask] = label
         return out
 
-    def _predict_target(self, prompt, *, margin, margin_ratio, min_pixels, min_score,
-                        max_intensity_change, largest_component, progress) -> np.ndarray:
-        for name, value in (("margin", margin), ("margin_ratio", margin_ratio), ("min_pixels", min_pixels),
-                            ("max_intensity_change", 0 if max_intensity_change is None else max_intensity_change)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not value >= 0:
-                raise InputError(f"{name} must be a number ≥ 0, got {value!r}.")
-        change = np.inf if max_intensity_change is None else float(max_intensity_change)
-        keys, (lo, hi), clip, clicks = prompt
-        return propagate(self, keys, (lo, hi), clip, margin=margin, margin_ratio=margin_ratio, min_pixels=min_pixels,
-                         min_score=min_score, change=change, largest_component=largest_component, progress=progress,
-                         clicks=clicks)
+    def _predict_target(self, prompt, *, progress, **options) -> np.ndarray:
+        """One checked prompt through the volume by the package's rules (:class:`~.propagation.PackageRules`,
+        ``options`` as :meth:`predict`'s) → ``(bool mask, scores per slice)``."""
+        keys, z_range, clip, clicks = prompt
+        return propagate(self, keys, z_range, PackageRules(clip=clip, **options), clicks=clicks, progress=progress)
 
 
 def predict_volume(volume, box, slice_index=None, axis: int | None = None, model: SamModel | None = None,

@@ -91,6 +91,31 @@ class Volume:
         # with one usable axis, thick_axis picks it: a size-1 axis wins, and a volume without one has all usable
         return thick_axis(self.spacing_zyx, shape) if axis is None else int(axis) % 3
 
+    def crop(self, lo: int, hi: int, axis: int | None = None) -> "Volume":
+        """Slices ``lo … hi - 1`` along ``axis`` (array order; default :meth:`slice_axis`'s) as a new
+        :class:`Volume` that keeps the physical geometry: the origin moves to the first kept slice
+        (spacing and direction unchanged), so a mask written ``like=`` the crop overlays it. The
+        path, notes and label names are kept.
+
+        Raises:
+            InputError: not a 3D volume, or ``lo … hi`` not a non-empty range inside the axis.
+        """
+        if self.array.ndim != 3 or len(self.spacing) != 3:
+            raise InputError(f"crop takes a 3D volume, got array {self.array.shape}.")
+        axis = self.slice_axis(axis)
+        n = self.array.shape[axis]
+        bad = [v for v in (lo, hi) if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))]
+        if bad or not 0 <= lo < hi <= n:
+            raise InputError(f"crop needs slices lo … hi - 1 with 0 <= lo < hi <= {n} (axis {axis} has {n} slices), "
+                             f"got lo={lo!r}, hi={hi!r}.")
+        image = self.to_sitk()
+        index, size = [0, 0, 0], list(image.GetSize())
+        dim = 2 - axis  # SimpleITK's (x, y, z) order is the array's reversed
+        index[dim], size[dim] = int(lo), int(hi) - int(lo)
+        sub = sitk.RegionOfInterest(image, size, index)
+        return Volume(sitk.GetArrayFromImage(sub), tuple(sub.GetSpacing()), tuple(sub.GetOrigin()),
+                      tuple(sub.GetDirection()), self.path, self.notes, dict(self.names))
+
     def same_geometry(self, other: "Volume", tol: float = 1e-4) -> bool:
         """True if shape, spacing, origin and direction agree (within ``tol``)."""
         a, b = self.array.shape[: len(self.spacing)][::-1], other.array.shape[: len(other.spacing)][::-1]

@@ -36,8 +36,8 @@ from ..errors import InputError
 from ..fileutil import atomic_write_text, file_sha256
 from .backend_choice import BACKENDS, loadable_backends, machine_key, pair_name, read_choice, split_backend
 from .exportcache import verify_export, default_cache_dir, export_folder, package_version
-from .geometry import Geometry
 from .intensity import IntensityPreset
+from .base import ModelBase
 
 MANIFEST_VERSION = 1
 
@@ -251,7 +251,7 @@ def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None
         name=name, checkpoint=checkpoint, device="cpu", backend=backend, precision=precision, click_decoder=click_decoder))
 
 
-class ExportedModel:
+class ExportedModel(ModelBase):
     """A model from :func:`~medsam_lite.load_model` that runs from its cached exports without torch.
 
     It answers the package's model calls as :class:`~medsam_lite.model.sammodel.SamModel` does, with
@@ -277,14 +277,6 @@ class ExportedModel:
 
     # ---- what the inference seam needs ---------------------------------------------------------------
     @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def input_size(self) -> int:
-        return self.spec.input_size
-
-    @property
     def device(self):
         """``"cpu"`` (the torch model's ``torch.device`` once it is loaded)."""
         return self._torch.device if self._torch is not None else "cpu"
@@ -301,10 +293,6 @@ class ExportedModel:
     def mask_input_size(self) -> tuple[int, int]:
         """``(h, w)`` of a mask input (the click decoder's prompt encoder's)."""
         return tuple(int(v) for v in self._manifest["mask_input_size"])
-
-    def geometry(self, original_hw, stored_hw=None) -> Geometry:
-        """As :meth:`SamModel.geometry <medsam_lite.model.sammodel.SamModel.geometry>`."""
-        return Geometry(original_hw, self.spec.input_size, self.spec.recipe, stored_hw)
 
     def encode(self, images):
         """``B×3×S×S`` float32 model inputs → ``B×256×64×64`` float32 embeddings (numpy; a torch tensor

@@ -149,6 +149,19 @@ class Geometry:
         sx, sy = self.scale_xy
         return np.asarray(boxes, dtype=np.float32) / np.array([sx, sy, sx, sy], np.float32)
 
+    def points_to_model(self, points) -> np.ndarray:
+        """``…×2`` XY points from original to model-input pixels (float32, the plain scaling SAM's
+        ``apply_coords`` does): the click prompts :func:`~medsam_lite.model.inference.decode` makes."""
+        return np.asarray(points, np.float32) * np.asarray(self.scale_xy, np.float32)
+
+    def points_from_model(self, points, hw=None) -> np.ndarray:
+        """Inverse of :meth:`points_to_model`, then to a grid of size ``hw`` (default: the original;
+        e.g. :attr:`image_hw`, pixel centres kept): ``…×2`` XY float32."""
+        out = np.asarray(points, np.float32) / np.asarray(self.scale_xy, np.float32)
+        if hw is None or tuple(hw) == self.original_hw:
+            return out
+        return (out + 0.5) * np.float32(tuple(hw)[::-1]) / np.float32(self.original_hw[::-1]) - 0.5
+
     def box_to_image(self, boxes: np.ndarray) -> np.ndarray:
         """``N×4`` XYXY boxes from original to image (stored-slice) pixels, float32."""
         (h, w), (ih, iw) = self.original_hw, self.image_hw

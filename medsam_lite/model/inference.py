@@ -190,14 +190,15 @@ def decode_logits(model: SamModel, embeddings, boxes, points=None, point_labels=
 MASK_PAD_LOGIT = -20.0
 
 
-def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int, int]):
-    """Validate click prompts in **original** pixels.
+def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int, int], space: str = "original"):
+    """Validate click prompts in **original** pixels (or the ``space`` the messages name).
 
     Args:
         points: ``K×2`` (one target) or ``N×K×2`` XY points (column, row), original pixels.
         point_labels: ``K`` or ``N×K``: 1 foreground, 0 background.
         n_boxes: how many boxes come with the points (``None``: no box).
-        image_hw: ``(H, W)`` of the original image.
+        image_hw: ``(H, W)`` of the original image (every point lies inside it).
+        space: the pixel space the messages name (:func:`decode`'s ``space``).
 
     Returns:
         ``(points N×K×2 float32, labels N×K float32)``.
@@ -220,7 +221,7 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
     if lab.ndim == 1:
         lab = lab[None]
     if pts.ndim != 3 or pts.shape[-1] != 2 or pts.shape[1] == 0:
-        raise InputError(f"points must be K×2 (one target) or N×K×2 (N targets), XY in original pixels, "
+        raise InputError(f"points must be K×2 (one target) or N×K×2 (N targets), XY in {space} pixels, "
                          f"K >= 1; got shape {np.shape(points)}.")
     if lab.shape != pts.shape[:2]:
         raise InputError(f"point_labels must hold one label per point: shape {pts.shape[:2]} (or "
@@ -231,7 +232,7 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
                          f"N×K×2 with N = {n_boxes} (one row of clicks per box).")
     if not np.isfinite(pts).all():
         bad = pts[~np.isfinite(pts).all(axis=-1)][0].tolist()
-        raise InputError(f"point {bad} is not a finite position: points are XY (column, row) in original image "
+        raise InputError(f"point {bad} is not a finite position: points are XY (column, row) in {space} image "
                          "pixels, two finite numbers each (a NaN or Inf click cannot be placed).")
     if not np.isin(lab, (0, 1)).all():
         raise InputError("point_labels must be 1 (foreground) or 0 (background); got labels "
@@ -241,7 +242,7 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
     if outside.any():
         bad = pts[outside][0].tolist()
         raise InputError(f"point {bad} lies outside the {w}×{h} (W×H) image; points are XY (column, row) in "
-                         "original image pixels, 0 <= x < W and 0 <= y < H.")
+                         f"{space} image pixels, 0 <= x < W and 0 <= y < H.")
     return pts.astype(np.float32), lab.astype(np.float32)
 
 
@@ -289,27 +290,37 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
     return out
 
 
-def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = False, space: str = "original",
-           points=None, point_labels=None, mask_input=None, logits: bool = True, box_space: str = "original",
-           click_rule=None):
+#: The pixel spaces :func:`decode` takes its prompts in (see its ``space``).
+SPACES = ("original", "model")
+
+
+def decode(model: SamModel, embedding: Embedding, boxes=None, *, points=None, point_labels=None, mask_input=None,
+           space: str = "original", logits: bool = True, click_rule=None, checked=None, box_space=None):
     """Segment one mask per target on an encoded image, from a box, clicks, or both.
 
     Args:
         model: the :class:`SamModel` (its decoder may differ from the one that encoded: a fine-tuned
             decoder shares the pretrained encoder).
         embedding: an :class:`Embedding`.
-        boxes: one XYXY box or ``N×4``, **original** pixels; clipped to the image. ``None``: points only.
-        checked: the boxes already went through :func:`~medsam_lite.model.geometry.check_boxes`.
-        space: ``"original"`` (default) returns masks at the original ``H×W``; ``"image"`` at the
-            encoded image's ``h×w`` (a dataset's stored slice).
-        points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY clicks in **original**
-            pixels (mapped to model pixels by the :class:`Geometry`).
+        boxes: one XYXY box or ``N×4`` in ``space``. ``None``: points only.
+        points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY clicks in ``space``.
         point_labels: ``K`` or ``N×K``: 1 foreground, 0 background.
-        mask_input: the logits a previous call returned for the same targets (``N×H×W`` in ``space``,
-            or ``H×W`` for one): the decoder refines that mask.
-        box_space: ``"original"`` (default) or ``"model"``: ``boxes`` are already the decoder's box
-            prompt, ``N×4`` XYXY **model** pixels, used as they are (the published challenge script
-            computes them itself: ``int(coord × S / max(H, W))``, or from the previous slice's mask).
+        mask_input: the logits a previous call returned for the same targets (``N×h×w`` at the
+            masks' size, or ``h×w`` for one): the decoder refines that mask.
+        space: the pixel space of every prompt (one :class:`~medsam_lite.model.geometry.Geometry`
+            converts between them):
+
+            * ``"original"`` (default): boxes (checked, clipped to the image) and points in the
+              original slice's pixels, mapped to the model by the :class:`Geometry` (boxes as the
+              published recipe does, :meth:`~medsam_lite.model.geometry.Geometry.box_prompt`); mask
+              input and masks at the original ``H×W``.
+            * ``"model"``: boxes and points are already the decoder's prompts, XYXY / XY **model**
+              pixels (``0 … S``), used as they are (the published challenge script computes its box
+              prompts itself: ``int(coord × S / max(H, W))``, or from the previous slice's mask;
+              ``Geometry.box_prompt`` / ``Geometry.points_to_model`` make them from original pixels).
+              The model's square, padded grid holds no mask of its own: mask input and masks are in
+              the pixels of the image that was encoded (``embedding.geometry.image_hw``: the
+              original, or a dataset's stored slice).
         logits: also make the full-size logits. ``False`` maps the decoder's logits back only where
             a mask can be (:func:`~medsam_lite.model.fullsize.masks_at`): the same masks, bit for
             bit, without a full-size float resize; the third value is then ``None``.
@@ -318,49 +329,85 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, checked: bool = Fa
             :mod:`medsam_lite.model.clickrule`; default ``model.click_rule`` if set, else
             :data:`~medsam_lite.model.clickrule.DEFAULT_RULE` (keep only the change in the connected
             region under each click). Not used without points, nor for points without a box or mask input.
+        checked, box_space: deprecated. Boxes are always checked (checking is idempotent); for box
+            prompts in model pixels pass ``space="model"``. ``space="image"`` (original-pixel prompts,
+            masks at a stored slice's size) is deprecated too: pass the prompts in model pixels
+            (``Geometry.box_prompt`` / ``Geometry.points_to_model``) with ``space="model"``.
 
     Returns:
-        ``(masks, scores, logits)``: ``N×H×W`` bool masks, ``N`` float32 predicted IoU scores and
-        ``N×H×W`` float32 logits (in ``space``; ``None`` with ``logits=False``). A box-only prompt gives exactly the published
-        decoder's masks; points or a mask input run the model's click decoder, and with points the
-        click rule keeps the previous mask (and its logits) outside the region each click corrects.
+        ``(masks, scores, logits)``: ``N×h×w`` bool masks, ``N`` float32 predicted IoU scores and
+        ``N×h×w`` float32 logits (the size ``space`` gives; logits ``None`` with ``logits=False``). A
+        box-only prompt gives exactly the published decoder's masks; points or a mask input run the
+        model's click decoder, and with points the click rule keeps the previous mask (and its
+        logits) outside the region each click corrects.
 
     Raises:
         InputError: no box and no points; a bad box; points outside the image, labels other than 0/1,
-            points without labels; a mask input of the wrong shape.
+            points without labels; a mask input of the wrong shape; an unknown ``space``.
     """
+    space, boxes, points = _deprecated_spaces(embedding.geometry, space, boxes, points, point_labels, checked,
+                                              box_space)
     with _no_grad():
-        return _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space,
-                       click_rule)
+        return _decode(model, embedding, boxes, points, point_labels, mask_input, space, logits, click_rule)
 
 
-def _decode(model, embedding, boxes, checked, space, points, point_labels, mask_input, logits, box_space, click_rule=None):
+def _deprecated_spaces(geometry, space, boxes, points, point_labels, checked, box_space):
+    """``decode``'s deprecated ``checked=``, ``box_space=`` and ``space="image"`` → ``(space, boxes, points)``."""
+    import warnings
+
+    if checked is not None:
+        warnings.warn("decode(checked=) is deprecated and ignored: boxes are always checked; drop it.",
+                      DeprecationWarning, stacklevel=3)
+    if box_space is not None:
+        warnings.warn("decode(box_space=) is deprecated: pass space='model' (the pixel space of every prompt).",
+                      DeprecationWarning, stacklevel=3)
+        if box_space not in ("original", "model"):
+            raise InputError(f"box_space must be 'original' or 'model', got {box_space!r}; use space= instead.")
+        space = "model" if box_space == "model" else space
+    if space == "image":
+        warnings.warn("decode(space='image') is deprecated: pass the prompts in model pixels "
+                      "(Geometry.box_prompt(boxes), Geometry.points_to_model(points)) with space='model'; the "
+                      "masks come back at the encoded (stored) image's size.", DeprecationWarning, stacklevel=3)
+        if boxes is not None:
+            boxes = geometry.box_prompt(check_boxes(boxes, geometry.original_hw))
+        if points is not None:
+            n = None if boxes is None else len(boxes)
+            points = geometry.points_to_model(check_points(points, point_labels, n, geometry.original_hw)[0])
+        space = "model"
+    return space, boxes, points
+
+
+def _decode(model, embedding, boxes, points, point_labels, mask_input, space, logits, click_rule=None):
     free = _torch_free(model)
     as_input = (lambda a: a) if free else _from_numpy
     geometry = embedding.geometry
-    out_hw = geometry.image_hw if space == "image" else geometry.original_hw
+    if space not in SPACES:
+        raise InputError(f"space must be one of {SPACES} (the pixel space of every prompt), got {space!r}.")
     if points is None and point_labels is not None:
         raise InputError("point_labels were given without points; pass points=[[x, y], …] too.")
     if boxes is None and points is None:
-        raise InputError("give a box (XYXY, original pixels), points with point_labels, or both.")
-    if box_space not in ("original", "model"):
-        raise InputError(f"box_space must be 'original' or 'model', got {box_space!r}.")
-    if box_space == "model":
+        raise InputError(f"give a box (XYXY, {space} pixels), points with point_labels, or both.")
+    model_space = space == "model"
+    out_hw = geometry.image_hw if model_space else geometry.original_hw
+    if boxes is None:
+        prompts = None
+    elif model_space:
         prompts = as_input(_model_boxes(boxes, geometry.input_size))
     else:
-        if boxes is not None:
-            boxes = np.asarray(boxes, np.float32) if checked else check_boxes(boxes, geometry.original_hw)
-        prompts = None if boxes is None else as_input(geometry.box_prompt(boxes))
+        prompts = as_input(geometry.box_prompt(check_boxes(boxes, geometry.original_hw)))
     if points is None and mask_input is None:
         low_res, iou = decode_logits(model, embedding.tensor, prompts)
     else:
         pts = labels = None
         n = None if prompts is None else len(prompts)
         if points is not None:
-            pts, labels = check_points(points, point_labels, n, geometry.original_hw)
-            xy, xy_labels, n = pts, labels, len(pts)
-            pts = as_input(pts * np.asarray(geometry.scale_xy, np.float32))
-            labels = as_input(labels)
+            bounds = geometry.resized_hw if model_space else geometry.original_hw
+            pts, labels = check_points(points, point_labels, n, bounds, space)
+            # the clicks where the masks are, for the click rule
+            xy = geometry.points_from_model(pts, out_hw) if model_space else pts
+            n = len(pts)
+            pts = as_input(pts if model_space else geometry.points_to_model(pts))
+            xy_labels, labels = labels, as_input(labels)
         rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
         low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
@@ -371,8 +418,6 @@ def _decode(model, embedding, boxes, checked, space, points, point_labels, mask_
                 prev_logits = np.asarray(mask_input, np.float32).reshape(n, *out_hw)
             else:  # clicks with a box but no previous logits: they correct the box's own mask
                 prev_logits = back_to_size(geometry, *decode_logits(model, embedding.tensor, prompts), out_hw, True)[2]
-            if space == "image":  # the clicks in the stored slice's pixels, as the masks
-                xy = (xy + 0.5) * np.float32(geometry.image_hw[::-1]) / np.float32(geometry.original_hw[::-1]) - 0.5
             _, scores, new_logits = back_to_size(geometry, low_res, iou, out_hw, True)
             full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels))
             return full > 0, scores, (full if logits else None)

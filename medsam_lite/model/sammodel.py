@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 
 from ..errors import InputError
-from .geometry import Geometry
 from .intensity import IntensityPreset
+from .base import ModelBase
 
 
-class SamModel(torch.nn.Module):
+class SamModel(ModelBase, torch.nn.Module):
     """A SAM-family model: frozen image encoder, prompt encoder and mask decoder.
 
     Attributes:
@@ -44,21 +44,8 @@ class SamModel(torch.nn.Module):
         self._runtime_version = None
 
     @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def input_size(self) -> int:
-        return self.spec.input_size
-
-    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    def geometry(self, original_hw: tuple[int, int], stored_hw: tuple[int, int] | None = None) -> Geometry:
-        """The :class:`Geometry` mapping an ``(H, W)`` original slice (stored as ``stored_hw``, if it
-        was resized by ``preprocess``) onto this model's input."""
-        return Geometry(original_hw, self.spec.input_size, self.spec.recipe, stored_hw)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
