@@ -8,6 +8,7 @@ import torch
 
 import medsam_lite as ml
 from medsam_lite import io, samples
+from medsam_lite.clicks import next_click
 from medsam_lite.model.clickrule import DecoderRule
 from medsam_lite.model.inference import decode_logits
 
@@ -144,16 +145,16 @@ def test_a_model_without_click_decoder_runs_points_on_its_own_decoder(predictor,
 def test_the_robot_clicks_the_interior_of_the_largest_error():
     truth = np.zeros((60, 80), bool)
     truth[10:31, 20:41] = True  # 21×21 square, centre (x=30, y=20)
-    assert ml.clicks.next_click(np.zeros_like(truth), truth) == (30, 20, 1)  # a miss: foreground click
+    assert next_click(np.zeros_like(truth), truth) == (30, 20, 1)  # a miss: foreground click
     pred = truth.copy()
     pred[40:55, 50:75] = True  # a false positive larger than any miss
     pred[10:13, 20:41] = False  # a small miss
-    x, y, label = ml.clicks.next_click(pred, truth)
+    x, y, label = next_click(pred, truth)
     assert label == 0 and y == 47 and 57 <= x <= 67  # 8 px from the 15×25 blob's border: its middle row
-    assert ml.clicks.next_click(truth, truth) is None
+    assert next_click(truth, truth) is None
     rng = np.random.default_rng(0)
     for _ in range(20):  # training's random clicks stay inside the largest error region
-        x, y, label = ml.clicks.next_click(pred, truth, rng)
+        x, y, label = next_click(pred, truth, rng)
         assert label == 0 and pred[y, x] and not truth[y, x] and 40 <= y < 55
 
 

@@ -82,9 +82,7 @@ def recist_from_mask(mask):
     """
     from scipy.spatial import ConvexHull, QhullError
 
-    mask = check_binary(mask)
-    if mask.ndim != 2:
-        raise InputError(f"mask must be 2D H×W, got shape {mask.shape}.")
+    mask = check_binary(mask, two_d=True)
     ys, xs = np.nonzero(mask)
     if xs.size < 2:
         raise InputError("the mask has fewer than 2 pixels: a RECIST line needs a target with an extent.")

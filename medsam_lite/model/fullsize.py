@@ -194,12 +194,17 @@ def resize_exact(x: np.ndarray, hw: tuple[int, int], rows=None, cols=None) -> np
 def logits_exact(geometry, low_res: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """:meth:`Geometry.logits_to` in numpy: ``N×1×h×w`` float32 → ``N×H×W`` float32 (no torch)."""
     geometry.check_size()
-    x = np.asarray(low_res, np.float32)[:, 0]
-    if geometry.recipe != "stretch":
-        s = geometry.input_size
-        rh, rw = geometry.resized_hw
-        x = resize_exact(x, (s, s))[:, :rh, :rw]
-    return resize_exact(x, hw)
+    return resize_exact(_content(geometry, np.asarray(low_res, np.float32)[:, 0]), hw)
+
+
+def _content(geometry, x: np.ndarray) -> np.ndarray:
+    """``N×h×w`` low-resolution logits → the image content on the model grid, as :meth:`Geometry.logits_to`'s
+    first stage: ``"pad"``/``"sam"`` upsampled to ``S×S``, the padding cropped; ``"stretch"`` as given."""
+    if geometry.recipe == "stretch":
+        return x
+    s = geometry.input_size
+    rh, rw = geometry.resized_hw
+    return resize_exact(x, (s, s))[:, :rh, :rw]
 
 
 def masks_exact(geometry, low_res: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -213,10 +218,7 @@ def masks_exact(geometry, low_res: np.ndarray, hw: tuple[int, int]) -> np.ndarra
         x = low[i:i + 1]
         if not (x > 0).any():
             continue  # every output is a non-negative combination of values <= 0
-        if geometry.recipe != "stretch":
-            s = geometry.input_size
-            rh, rw = geometry.resized_hw
-            x = resize_exact(x, (s, s))[:, :rh, :rw]
+        x = _content(geometry, x)
         positive = x[0] > 0
         if not positive.any():
             continue

@@ -343,23 +343,24 @@ def box_from_mask(mask: np.ndarray) -> np.ndarray:
     Raises:
         InputError: a mask that is not 2D, not binary (bool, or only 0 and 1), or empty.
     """
-    mask = check_binary(mask)
-    if mask.ndim != 2:
-        raise InputError(f"mask must be 2D H×W, got shape {mask.shape}.")
+    mask = check_binary(mask, two_d=True)
     ys, xs = np.nonzero(mask)
     if ys.size == 0:
         raise InputError("mask is empty: there is no target to put a box around.")
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
 
 
-def check_binary(mask, what: str = "mask") -> np.ndarray:
-    """``mask`` as an array if it is bool or real numbers that are all 0 or 1, else InputError."""
+def check_binary(mask, what: str = "mask", two_d: bool = False) -> np.ndarray:
+    """``mask`` as an array if it is bool or real numbers that are all 0 or 1 (and, with ``two_d``,
+    ``H×W``), else InputError."""
     mask = np.asarray(mask)
     if mask.dtype != bool:
         if mask.dtype.kind not in "uif" or not np.isin(mask, (0, 1)).all():
             shown = np.unique(mask)[:5] if mask.dtype.kind in "uifb" else mask.dtype
             raise InputError(f"{what} is not binary (values or dtype: {shown}); pass a bool mask, e.g. "
                              "(label_map == k) or (label_map > 0).")
+    if two_d and mask.ndim != 2:
+        raise InputError(f"{what} must be 2D H×W, got shape {mask.shape}.")
     return mask
 
 
