@@ -188,6 +188,21 @@ def test_the_walk_takes_its_rules_as_an_object(vp, ventricles):
         propagate(vp, keys, (z0, z1), "published")
 
 
+def test_predict_slice_takes_its_prompts_in_one_space(vp, ventricles):
+    """``space="model"`` (the published rules' prompts) gives the original-pixel box's masks when the
+    prompt is that box's ``Geometry.box_prompt``; ``box_space=`` still works, with a DeprecationWarning."""
+    key = ventricles["key"]
+    box = ml.box_from_mask(ventricles["truth"][key])
+    prompt = vp.model.geometry(vp.slice_hw).box_prompt(box[None])
+    want = vp.predict_slice(key, box)
+    for got in (vp.predict_slice(key, prompt, space="model"), vp.predict_slice(key, box, space="original")):
+        np.testing.assert_array_equal(got[0], want[0])
+    with pytest.warns(DeprecationWarning, match="space="):
+        np.testing.assert_array_equal(vp.predict_slice(key, prompt, box_space="model")[0], want[0])
+    with pytest.raises(ml.InputError, match="space must be"):
+        vp.predict_slice(key, box, space="image")
+
+
 def test_a_user_slice_beyond_a_gap_is_still_segmented(vp, ventricles):
     """Propagation stops where the target 'vanishes', but a user box further on is honoured."""
     truth, key = ventricles["truth"], ventricles["key"]
