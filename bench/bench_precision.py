@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -234,6 +235,7 @@ def main():
                     small.append(ds[-1])
         print(f"noise {sigma:.3f} × |embedding| (Gaussian): mask Dice mean {np.mean(ds):.4f}, worst {min(ds):.3f} "
               f"(< 500 px: worst {min(small):.3f})", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # the cut sub-graphs and marked IRs
 
 
 if __name__ == "__main__":
