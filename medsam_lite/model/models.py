@@ -153,8 +153,8 @@ def load_model(
             on CUDA/MPS always ``"torch"``. Training always runs in torch. The fp32 backends give the
             same embeddings as torch within 1e-4 relative, so stores are shared between them.
         precision: ``"fp32"`` (default) or ``"bf16"`` (with ``backend="openvino"`` on CPUs with bf16:
-            ~2× faster again, masks agree with fp32 at Dice ≈ 0.98 mean, 0.95 worst; recorded in the
-            embedding-store signature).
+            ~2× faster encoder, but masks vs fp32 only at Dice ≈ 0.99 mean and 0.76 worst on small organs
+            — bench/RESULTS.md "Encoder precision"; recorded in the embedding-store signature).
         click_decoder: answer prompts with points (or a mask input) with the click-trained prompt
             encoder + decoder shipped in the package (``medsam_lite/model/weights/click_decoder.pt``,
             trained by ``scripts/train_click_decoder.py``), when it fits the weights (LiteMedSAM's
