@@ -15,7 +15,17 @@ per subject), no validation split (best.pt = last epoch; the guard is not what i
 * ``box_pseudo``: ``box`` + intensity pseudo-masks (inside the box, intensities frequent there and
   rare in a band just outside it are foreground; ``BoxSupervisedLoss(pseudo=1)``);
 * ``box_nopair``: projection (+ lines) only, no pairwise term (ablation);
-* ``box_as_mask``: the filled box taken as the mask (``BoxAsMaskLoss``: the naive alternative).
+* ``box_as_mask``: the filled box taken as the mask (``BoxAsMaskLoss``: the naive alternative);
+* ``cc*``: the same losses on boxes drawn as an annotator would draw them: **one box per connected
+  component** of a label on a slice (two boxes for two ventricles), derived from the training label
+  maps (``preprocess(split_components=True)``: components of ≥ 100 px); ``preprocess`` (default
+  ``split_components=False``) keeps one target per label and slice whose prompt is the boxes' bounding
+  box (as the test prompts) and ``BoxSupervisedLoss`` constrains each box: ``cc`` = projection + pairwise
+  (+ each box's fill), ``cc_out`` = + the outside term (``outside=1``: nothing outside the boxes is the
+  object), ``cc_pseudo_out`` = + intensity pseudo-masks, ``cc_as_mask`` = the union of filled boxes as the mask.
+
+Results of earlier invocations with the same ``--work`` folder are kept in ``<work>/results.json`` and
+merged (run a few arms per invocation; ``--write`` summarises all of them).
 
 Score: ``evaluate`` (3D DSC per label, truth boxes) on the test subjects' central ``--test-slices``
 slices. "Recovered" = (box − pretrained) / (mask − pretrained) of the mean DSC over labels.
@@ -33,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ARMS = ("mask", "box", "box_pseudo", "box_nopair", "box_as_mask")
+ARMS = ("mask", "box", "box_pseudo", "box_nopair", "box_as_mask", "cc", "cc_out", "cc_pseudo_out", "cc_as_mask")
 
 
 def main() -> None:
@@ -65,21 +75,38 @@ def main() -> None:
     d = samples.brain_mri_dir()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_weak_"))
     both = {c: (d / f"{c}.nii.gz", d / f"{c}_label.nii.gz") for c in train + test}
-    masks = ml.preprocess(both, work / "masks", test_cases=test, progress=False)
+    reuse = (work / "masks" / "manifest.csv").exists() and (work / "boxes_cc" / "manifest.csv").exists()
+    masks = ml.open_dataset(work / "masks").manifest if reuse else ml.preprocess(both, work / "masks", test_cases=test,
+                                                                                  progress=False)
     rows = masks[masks["split"] == "train"]
-    boxes = [WeakAnnotation(r.case, int(r.label), "box", int(r.slice), (r.x0, r.y0, r.x1, r.y1))
-             for r in rows.itertuples()]
-    write_weak_labels(work / "boxes.csv", boxes)
     weak_source = {c: (d / f"{c}.nii.gz", None) for c in train} | {c: both[c] for c in test}
-    ml.preprocess(weak_source, work / "boxes", test_cases=test, weak=work / "boxes.csv", progress=False)
+    if not reuse:
+        boxes = [WeakAnnotation(r.case, int(r.label), "box", int(r.slice), (r.x0, r.y0, r.x1, r.y1))
+                 for r in rows.itertuples()]
+        write_weak_labels(work / "boxes.csv", boxes)
+        ml.preprocess(weak_source, work / "boxes", test_cases=test, weak=work / "boxes.csv", progress=False)
+        # one box per connected component (as an annotator draws two ventricles), on the same slices and labels
+        comps = ml.preprocess({c: both[c] for c in train}, work / "components", test_fraction=0,
+                              split_components=True, progress=False)
+        keep = set(zip(rows["case"], rows["slice"], rows["label"]))
+        cc = [WeakAnnotation(r.case, int(r.label), "box", int(r.slice), (r.x0, r.y0, r.x1, r.y1))
+              for r in comps.itertuples() if (r.case, r.slice, r.label) in keep]
+        write_weak_labels(work / "boxes_cc.csv", cc)
+        ml.preprocess(weak_source, work / "boxes_cc", test_cases=test, weak=work / "boxes_cc.csv", progress=False)
     model = ml.load_model()
     kw = dict(max_slices_per_case=args.test_slices, progress=False)
     _, pre = ml.evaluate(model, work / "masks", **kw)
-    results = {"pretrained": {s: pre["dsc"].to_dict() for s in args.seeds.split(",")}}
+    store = work / "results.json"
+    old = json.loads(store.read_text()) if store.exists() else {}
+    results = old.get("results", {})
+    results.setdefault("pretrained", {}).update({s: pre["dsc"].to_dict() for s in args.seeds.split(",")})
     losses = {"mask": ("masks", DiceBCELoss()), "box": ("boxes", BoxSupervisedLoss()),
               "box_pseudo": ("boxes", BoxSupervisedLoss(pseudo=args.pseudo)),
-              "box_nopair": ("boxes", BoxSupervisedLoss(pairwise=0.0)), "box_as_mask": ("boxes", BoxAsMaskLoss())}
-    seconds, targets = {}, {}
+              "box_nopair": ("boxes", BoxSupervisedLoss(pairwise=0.0)), "box_as_mask": ("boxes", BoxAsMaskLoss()),
+              "cc": ("boxes_cc", BoxSupervisedLoss()), "cc_out": ("boxes_cc", BoxSupervisedLoss(outside=1.0)),
+              "cc_pseudo_out": ("boxes_cc", BoxSupervisedLoss(outside=1.0, pseudo=args.pseudo)),
+              "cc_as_mask": ("boxes_cc", BoxAsMaskLoss())}
+    seconds, targets = old.get("seconds", {}), old.get("targets", {})
     for arm in args.arms.split(","):
         folder, loss = losses[arm]
         for seed in args.seeds.split(","):
@@ -92,16 +119,24 @@ def main() -> None:
             _, after = ml.evaluate(ml.load_model(checkpoint=r.best), work / "masks", **kw)
             results.setdefault(arm, {})[seed] = after["dsc"].to_dict()
             print(arm, seed, json.dumps({k: round(v, 3) for k, v in after["dsc"].to_dict().items()}), flush=True)
+            store.write_text(json.dumps({"results": results, "seconds": seconds, "targets": targets}, indent=1))
     labels = [k for k in pre.index if k != "mean"]
+    results = {arm: per for arm, per in results.items() if arm in ("pretrained",) + ARMS}
     mean = {arm: {lab: sum(v[lab] for v in per.values()) / len(per) for lab in labels + ["mean"]}
             for arm, per in results.items()}
+    by_seed = {arm: {sd: (v["mean"] - results["pretrained"][sd]["mean"]) / (results["mask"][sd]["mean"]
+                                                                             - results["pretrained"][sd]["mean"])
+                     for sd, v in per.items() if sd in results.get("mask", {}) and sd in results["pretrained"]}
+               for arm, per in results.items() if arm not in ("pretrained", "mask")}
     gain = {arm: mean[arm]["mean"] - mean["pretrained"]["mean"] for arm in mean}
     recovered = {arm: gain[arm] / gain["mask"] if "mask" in gain and gain["mask"] > 0 else float("nan")
                  for arm in mean if arm not in ("pretrained", "mask")}
     summary = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "slices": args.slices,
                "seeds": args.seeds, "train": train, "test": test, "train_targets": targets,
                "mean_dsc": {a: {k: round(v, 4) for k, v in m.items()} for a, m in mean.items()},
-               "recovered": {a: round(v, 3) for a, v in recovered.items()}, "finetune_seconds": seconds,
+               "recovered": {a: round(v, 3) for a, v in recovered.items()},
+               "recovered_by_seed": {a: {sd: round(v, 3) for sd, v in per.items()} for a, per in by_seed.items()},
+               "seeds_by_arm": {a: sorted(per) for a, per in results.items()}, "finetune_seconds": seconds,
                "total_seconds": round(time.perf_counter() - started, 1)}
     print(json.dumps(summary, indent=1))
     if args.write:

@@ -409,4 +409,4 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
     elif progress:
         print(text)
     return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts,
-                          best_epoch=best_epoch, kept_pretrained=kept, change=change, summary=text)
+                          best_epoch=best_epoch, kept_pretrained=kept, change=change, summary=text, tolerance=tolerance)
