@@ -159,9 +159,9 @@ def held_out_report(result: FinetuneResult, before: pd.DataFrame, after: pd.Data
         elif math.isnan(r["val_change"]):
             why = f"the validation cases hold no {n} target, so the guard could not see it"
         else:
-            why = (f"on the validation cases ({', '.join(map(str, result.val_cases))}) its Dice changed by "
-                   f"{r['val_change']:+.3f} at {what}, within the tolerance, so the guard kept it: validation and "
-                   "held-out test disagree")
+            why = (f"on the validation case(s) {', '.join(map(str, result.val_cases))} its Dice changed by "
+                   f"{r['val_change']:+.3f} at {what} (the guard refuses only a validation drop of more than "
+                   f"{tol:g}), so the guard kept it: validation and held-out test disagree")
         parts.append(f"{head}: {why}")
     return table, (f"best.pt = {what}; held-out {metric.upper()} below the pretrained model's by more than the "
                    f"tolerance {limit:g}: " + "; ".join(parts) + ".")

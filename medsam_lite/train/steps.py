@@ -128,7 +128,22 @@ def loss_batch(data: dict, idx: np.ndarray, device) -> LossBatch:
         return None if a is None else torch.from_numpy(np.ascontiguousarray(a[idx]))[:, None].float().to(device)
     parts = data.get("parts")
     return LossBatch(t(data["masks"]), torch.from_numpy(data["weak"][idx]).to(device), t(data["lines"]), t(data["images"]),
-                     None if parts is None else [parts[i] for i in idx])
+                     None if parts is None else [parts[i] for i in idx], t(data.get("pseudo")))
+
+
+@torch.no_grad()
+def own_predictions(trainee: SamModel, store, data: dict, batch_size: int) -> np.ndarray:
+    """The current decoder's foreground probability of every target at its prompt box (no jitter):
+    ``N×S×S`` float32 in [0, 1], model grid (the self-training targets of a loss with ``self_train``)."""
+    n, s = len(data["rows"]), trainee.input_size
+    out = np.zeros((n, s, s), np.float32)
+    was = trainee.mask_decoder.training
+    trainee.mask_decoder.eval()
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        out[idx] = torch.sigmoid(target_forward(trainee, store, data, idx, data["boxes"][idx]))[:, 0].cpu().numpy()
+    trainee.mask_decoder.train(was)
+    return out
 
 
 def targets_per_label(dataset, train: dict, val: dict | None, labels) -> dict:
