@@ -174,3 +174,19 @@ def test_held_out_sentence_names_the_label_the_guard_let_through():
     assert "validation cases hold no aorta" in text and "spleen" not in text
     _, fine = run.held_out(before, before)
     assert "no label's held-out DSC is below" in fine
+
+
+def test_self_training_term_follows_the_models_confident_pixels_inside_the_box():
+    box = torch.zeros(1, 1, 16, 16)
+    box[..., 2:14, 2:14] = 1
+    pseudo = torch.full_like(box, 0.5)   # unsure: not used
+    pseudo[..., 4:8, 4:8] = 0.9          # the model was sure: object
+    pseudo[..., 10:13, 10:13] = 0.1      # sure: background
+    agree = torch.where(pseudo >= 0.5, 10.0, -10.0)
+    agree[..., 10:13, 10:13] = -10.0
+    flip = agree.clone()
+    flip[..., 4:8, 4:8] = -10.0
+    loss = BoxSupervisedLoss(pairwise=0.0, outside=0.0, self_train=1.0)
+    plain = BoxSupervisedLoss(pairwise=0.0, outside=0.0)
+    batch = LossBatch(box, torch.tensor([True]), pseudo=pseudo)
+    assert loss(flip, batch) - plain(flip, batch) > 1.0 > loss(agree, batch) - plain(agree, batch)
