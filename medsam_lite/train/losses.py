@@ -151,7 +151,7 @@ class BoxSupervisedLoss:
         sigma: intensity scale of the similarity (stored uint8 slice / 255).
         threshold: least similarity for a pair to count.
         outside: weight of the outside term (0 turns it off; default 1: on the held-out brain subjects of
-            ``bench/bench_weak.py`` it took box-only training from 34 % to 61–69 % of the mask gain with one
+            ``bench/bench_weak.py`` it took box-only training from 34–47 % to 61–69 % of the mask gain with one
             box per connected component, see bench/RESULTS.md).
         self_train: weight of the self-training term (0 turns it off); ``self_train_from``: the first
             epoch whose targets are refreshed and used (1 = the pretrained decoder's own masks).
