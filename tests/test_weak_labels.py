@@ -127,3 +127,66 @@ def test_session_boxes_become_weak_labels(model, brain_slice, tmp_path):
     back = read_weak_labels(path)
     assert len(back) == 1 and back[0].case == "slice" and back[0].label == VENTRICLES and back[0].slice == 0
     np.testing.assert_allclose(back[0].box, session.objects[0].box, atol=1e-3)
+
+
+def test_several_boxes_per_target_say_what_lies_between_them():
+    """Two boxes of one label on one slice (one per ventricle) are one target: a mask bridging the two
+    boxes, or one filling only one of them, costs more than the two objects; the outside term too."""
+    box = torch.zeros(1, 1, 32, 32)
+    box[..., 8:20, 4:12] = 1
+    box[..., 8:20, 18:28] = 1
+    parts = [np.array([[4, 8, 11, 19], [18, 8, 27, 19]], np.float32)]
+    two = (box * 2 - 1) * 10
+    bridge, one = two.clone(), two.clone()
+    bridge[..., 8:20, 4:28] = 10
+    one[..., 8:20, 18:28] = -10
+    for outside in (0.0, 1.0):
+        loss = BoxSupervisedLoss(pairwise=0.0, outside=outside)
+        batch = LossBatch(box, torch.tensor([True]), None, None, parts)
+        assert loss(two, batch) < 0.05 < loss(bridge, batch) and 0.5 < loss(one, batch)
+    assert BoxSupervisedLoss(pairwise=0.0)(one, LossBatch(box, torch.tensor([True]))) < 0.5  # the parts say it
+
+
+def test_weak_boxes_of_one_label_and_slice_are_one_target():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from medsam_lite.train.steps import weak_groups
+
+    rows = pd.DataFrame({"case": ["a", "a", "a", "a"], "slice": [3, 4, 4, 4], "label": [3, 3, 3, 2],
+                         "weak": ["", "box", "box", "box"]})
+    assert weak_groups(SimpleNamespace(meta={"split_components": False}), rows) == [[0], [1, 2], [3]]
+    assert weak_groups(SimpleNamespace(meta={"split_components": True}), rows) == [[0], [1], [2], [3]]
+
+
+def test_held_out_sentence_names_the_label_the_guard_let_through():
+    import pandas as pd
+
+    from medsam_lite.train.config import FinetuneResult
+
+    run = FinetuneResult("best.pt", "last.pt", pd.DataFrame(), ["case-01"], ["case-02"], best_epoch=3,
+                         change={"liver": {"change": 0.004}, "spleen": {"change": 0.02}}, tolerance=0.01)
+    before = pd.DataFrame({"dsc": [0.953, 0.80, 0.5]}, index=["liver", "spleen", "aorta"])
+    table, text = run.held_out(before, pd.DataFrame({"dsc": [0.933, 0.85, 0.3]}, index=["liver", "spleen", "aorta"]))
+    assert list(table.index[table["below"]]) == ["liver", "aorta"]
+    assert "liver 0.953 → 0.933 (-0.020)" in text and "+0.004 at epoch 3" in text and "disagree" in text
+    assert "validation cases hold no aorta" in text and "spleen" not in text
+    _, fine = run.held_out(before, before)
+    assert "no label's held-out DSC is below" in fine
+
+
+def test_self_training_term_follows_the_models_confident_pixels_inside_the_box():
+    box = torch.zeros(1, 1, 16, 16)
+    box[..., 2:14, 2:14] = 1
+    pseudo = torch.full_like(box, 0.5)   # unsure: not used
+    pseudo[..., 4:8, 4:8] = 0.9          # the model was sure: object
+    pseudo[..., 10:13, 10:13] = 0.1      # sure: background
+    agree = torch.where(pseudo >= 0.5, 10.0, -10.0)
+    agree[..., 10:13, 10:13] = -10.0
+    flip = agree.clone()
+    flip[..., 4:8, 4:8] = -10.0
+    loss = BoxSupervisedLoss(pairwise=0.0, outside=0.0, self_train=1.0)
+    plain = BoxSupervisedLoss(pairwise=0.0, outside=0.0)
+    batch = LossBatch(box, torch.tensor([True]), pseudo=pseudo)
+    assert loss(flip, batch) - plain(flip, batch) > 1.0 > loss(agree, batch) - plain(agree, batch)

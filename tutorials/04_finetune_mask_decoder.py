@@ -71,7 +71,8 @@ S = tutorial.settings()
 # * loss: soft Dice + binary cross-entropy; optimizer: Adam; only the **mask decoder** learns
 #   (`train_prompt_encoder=True` adds the prompt encoder);
 # * **validation by case**: after every epoch, Dice on a held-out **training case** (the test cases
-#   are never seen); `best.pt` is the epoch with the best validation Dice. `best.pt` and `last.pt`
+#   are never seen); `best.pt` is the epoch with the best validation Dice among those that lose no
+#   label against the pretrained decoder (the guard, section 2). `best.pt` and `last.pt`
 #   are written atomically with the optimizer state, so `resume=True` continues an interrupted run;
 #   a `seed` makes a CPU run repeatable.
 #
@@ -147,7 +148,23 @@ tuned = tutorial.load_model(S, checkpoint=result.best)
 print("fine-tuned model:", tuned.name, "from", tutorial.short_path(tuned.checkpoint))
 
 # %% [markdown]
-# ## 4. One held-out slice, before and after
+# ## 4. Did the guard hold on the held-out cases?
+# The guard chose `best.pt` on the validation case; the test cases were never seen. `evaluate`
+# scores both models in 3D on them (DSC per label), and `result.held_out` puts the two side by side
+# with the validation change that chose `best.pt`. The sentence is computed from the table: it names
+# any label whose test DSC is below the pretrained model's by more than the tolerance, and why the
+# guard kept that checkpoint anyway (validation and test disagree — on one patient's slabs they
+# often do — or the validation case has no target of that label). Notebook 05 adds NSD and per-case rows.
+
+# %%
+_, test_before = ml.evaluate(model, ds, split="test", max_slices_per_case=S.max_slices_per_case, progress=False)
+_, test_after = ml.evaluate(tuned, ds, split="test", max_slices_per_case=S.max_slices_per_case, progress=False)
+held, guard_text = result.held_out(test_before, test_after)
+print(guard_text)
+held.round(3)
+
+# %% [markdown]
+# ## 5. One held-out slice, before and after
 # `predict_case` segments every target of a test case from its box, reading the stored embeddings
 # (the pretrained and fine-tuned models share the encoder, so they share the embeddings). The
 # slice shown is where the label with the fewest targets (`tutorial.focus_label`) is largest

@@ -77,8 +77,9 @@ S = tutorial.settings()
 # computed per case and label with the voxel spacing of the stored slices (the slice spacing, and
 # in-plane the original spacing scaled by the resize).
 #
-# The fine-tuned decoder is notebook 04's `S.checkpoint`; `tutorial.ensure_checkpoint` trains it
-# first if it is missing (same settings as notebook 04, resumable).
+# The fine-tuned decoder is notebook 04's `best.pt` (the epoch the guard chose); `finetune(...,
+# resume=True)` reads the finished run back, or trains it first if it is missing (same settings as
+# notebook 04, resumable).
 
 # %%
 import time
@@ -92,7 +93,9 @@ from medsam_lite.interactive import prompts
 
 ds = tutorial.ensure_dataset(S)
 pretrained = tutorial.load_model(S)
-checkpoint = tutorial.ensure_checkpoint(S, pretrained)
+# notebook 04's run: read back when finished (trained now if missing, same settings, resumable)
+run = ml.finetune(ds, S.finetune_dir, pretrained, progress=False, **tutorial.finetune_kwargs(S))
+checkpoint = run.best  # best.pt: the epoch the guard chose (epoch 0 = the pretrained decoder kept)
 tuned = tutorial.load_model(S, checkpoint=checkpoint)
 print("fine-tuned decoder:", checkpoint)
 
@@ -129,6 +132,21 @@ for name in organs:
     print(f"{name:20s} DSC {d0:.3f} → {d1:.3f} ({d1 - d0:+.3f}): {verdict}")
 print(f"mean over the labels: DSC {table.loc[organs, ('pretrained', 'dsc')].mean():.3f} → "
       f"{table.loc[organs, ('fine-tuned', 'dsc')].mean():.3f}")
+
+# %% [markdown]
+# ### The guard, checked on the test cases
+# `finetune` chose `best.pt` on the **validation** case: the best mean validation Dice among the
+# epochs that lose no label by more than `guard_tolerance` against the pretrained decoder (epoch 0).
+# The test cases can still disagree. `run.held_out` puts, per label, the test DSC of the pretrained
+# model and of the chosen checkpoint side by side with the validation change that chose it, and the
+# sentence under the table is computed from these numbers: it names every label whose test DSC fell
+# by more than the tolerance, and why the guard let it through (validation and test disagree, or no
+# validation target of that label).
+
+# %%
+held, guard_text = run.held_out(per_label_0, per_label_1)
+print(guard_text)
+held.round(3)
 
 # %% [markdown]
 # **Reading it honestly.** On the sample the training, validation and test cases are slabs of **one

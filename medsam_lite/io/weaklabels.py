@@ -26,6 +26,12 @@ CSV (one row per annotation; a header line; empty cells where a column does not 
 
 ``label``: a label value (integer ≥ 1) or a label name given in ``preprocess(labels={...})``.
 
+Several annotations of one label on one slice (e.g. one box per ventricle, as an annotator draws
+two separate structures) are allowed: each is stored as its own row, and ``finetune`` trains them as
+**one** target whose prompt is their bounding box and whose loss constrains each box (nothing
+between or outside the boxes is the object) — unless the dataset was prepared with
+``split_components=True``, where each annotation is its own target (as each mask component is).
+
 JSON: ``{"<case>": [annotation, ...]}`` with annotations ``{"label": 3, "kind": "box", "slice": 40,
 "box": [x0, y0, x1, y1]}``, ``{"label": 3, "kind": "box3d", "box": [x0, y0, z0, x1, y1, z1]}`` or
 ``{"label": 3, "kind": "recist", "slice": 41, "long": [[x, y], [x, y]], "short": [[x, y], [x, y]]}``.

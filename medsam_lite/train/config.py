@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..errors import InputError
 
-__all__ = ["FinetuneConfig", "FinetuneResult", "GUARD_TOLERANCE", "choose_epoch", "guard_summary", "qualifies"]
+__all__ = ["FinetuneConfig", "FinetuneResult", "GUARD_TOLERANCE", "choose_epoch", "guard_summary", "qualifies",
+           "held_out_report"]
 
 #: The default of :attr:`FinetuneConfig.guard_tolerance`: a checkpoint may lose at most this much
 #: validation Dice on any label against the pretrained decoder (epoch 0) to be chosen as ``best.pt``.
@@ -87,6 +88,7 @@ class FinetuneResult:
         change: label name → ``{"epoch0", "best", "change"}``: validation Dice of the starting
             decoder, of ``best.pt``, and the difference (empty without validation).
         summary: the sentences the run printed about its choice (also for ``progress=False``).
+        tolerance: the run's ``guard_tolerance`` (validation Dice; None: the guard was off).
     """
 
     best: Path
@@ -99,12 +101,70 @@ class FinetuneResult:
     kept_pretrained: bool = False
     change: dict = field(default_factory=dict)
     summary: str = ""
+    tolerance: float | None = GUARD_TOLERANCE
+
+    def held_out(self, before: pd.DataFrame, after: pd.DataFrame, metric: str = "dsc") -> tuple[pd.DataFrame, str]:
+        """Per-label held-out scores of the pretrained model (``before``) and of ``best.pt`` (``after``),
+        side by side with the validation change that chose ``best.pt``, and a sentence computed from them.
+
+        Args:
+            before, after: :func:`medsam_lite.evaluate` summaries (index: label names and ``"mean"``;
+                a ``metric`` column) of the pretrained model and of the chosen checkpoint on the
+                same held-out cases.
+
+        Returns:
+            ``(table, text)``: ``table`` indexed by label with ``pretrained``, ``chosen``, ``change``
+            (held-out, chosen − pretrained), ``val_change`` (validation Dice change at ``best.pt``'s
+            epoch against epoch 0; NaN without validation targets of the label) and ``below`` (held-out
+            change < −tolerance); ``text`` names every label below the pretrained model by more than the
+            tolerance and why the guard kept ``best.pt`` anyway (validation and test disagree, no
+            validation target of the label, no validation at all, or the guard was off).
+        """
+        return held_out_report(self, before, after, metric)
 
     @property
     def best_row(self) -> pd.Series:
         """The ``history`` row of ``best.pt``'s epoch (use it rather than ``val_dice.idxmax()``, which
         fails without validation and ignores the guard)."""
         return self.history.set_index("epoch").loc[self.best_epoch]
+
+
+def held_out_report(result: FinetuneResult, before: pd.DataFrame, after: pd.DataFrame,
+                    metric: str = "dsc") -> tuple[pd.DataFrame, str]:
+    """See :meth:`FinetuneResult.held_out`."""
+    tol = result.tolerance
+    limit = GUARD_TOLERANCE if tol is None else tol
+    names = [n for n in before.index if n != "mean" and n in after.index]
+    rows = []
+    for n in names:
+        d0, d1 = float(before.loc[n, metric]), float(after.loc[n, metric])
+        val = result.change.get(n, {}).get("change", math.nan)
+        rows.append({"label": n, "pretrained": d0, "chosen": d1, "change": d1 - d0, "val_change": float(val),
+                     "below": d1 - d0 < -limit})
+    table = pd.DataFrame(rows, columns=["label", "pretrained", "chosen", "change", "val_change", "below"]).set_index("label")
+    what = f"epoch {result.best_epoch}" + (" (the pretrained decoder)" if result.best_epoch == 0 else "")
+    below = table[table["below"]]
+    if below.empty:
+        worst = table["change"].idxmin() if len(table) else None
+        tail = f" (smallest change: {worst} {table.loc[worst, 'change']:+.3f})" if worst is not None else ""
+        return table, (f"best.pt = {what}: no label's held-out {metric.upper()} is below the pretrained model's by more "
+                       f"than the tolerance {limit:g}{tail}.")
+    parts = []
+    for n, r in below.iterrows():
+        head = f"{n} {r['pretrained']:.3f} → {r['chosen']:.3f} ({r['change']:+.3f})"
+        if tol is None:
+            why = "the guard was off (guard_tolerance=None)"
+        elif not result.val_cases:
+            why = "there was no validation case, so nothing guarded best.pt"
+        elif math.isnan(r["val_change"]):
+            why = f"the validation cases hold no {n} target, so the guard could not see it"
+        else:
+            why = (f"on the validation case(s) {', '.join(map(str, result.val_cases))} its Dice changed by "
+                   f"{r['val_change']:+.3f} at {what} (the guard refuses only a validation drop of more than "
+                   f"{tol:g}), so the guard kept it: validation and held-out test disagree")
+        parts.append(f"{head}: {why}")
+    return table, (f"best.pt = {what}; held-out {metric.upper()} below the pretrained model's by more than the "
+                   f"tolerance {limit:g}: " + "; ".join(parts) + ".")
 
 
 def label_columns(history: list[dict]) -> list[str]:

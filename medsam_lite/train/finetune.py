@@ -59,7 +59,7 @@ from ..data.store import dataset_fingerprint, encoder_sha256
 from ..model.models import SamModel
 from .config import GUARD_TOLERANCE, FinetuneConfig, FinetuneResult, choose_epoch, guard_summary
 from .losses import BoxAsMaskLoss, BoxSupervisedLoss, DiceBCELoss, dice_bce_loss, loss_config, resolve_loss
-from .steps import (click_forward, target_forward, validate, jitter_boxes, load_targets, loss_batch,
+from .steps import (click_forward, target_forward, validate, jitter_boxes, load_targets, loss_batch, own_predictions,
                     targets_per_label, train_autocast)
 
 __all__ = ["finetune", "FinetuneConfig", "FinetuneResult", "GUARD_TOLERANCE", "dice_bce_loss", "jitter_boxes",
@@ -351,6 +351,8 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
             break
         rng = np.random.default_rng([seed, epoch])  # per-epoch stream: resume repeats it exactly
         order = rng.permutation(n)
+        if epoch and getattr(loss, "self_train", 0) > 0 and epoch >= getattr(loss, "self_train_from", 1):
+            train["pseudo"] = own_predictions(trainee, store, train, batch_size)  # self-training targets
         trainee.mask_decoder.train()
         total, t0 = 0.0, time.perf_counter()
         for step in tqdm(range(steps if epoch else 0), desc=f"epoch {epoch}", unit="step", leave=False,
@@ -409,4 +411,4 @@ def _finetune(dataset, out_dir, model, cfg: FinetuneConfig) -> FinetuneResult:
     elif progress:
         print(text)
     return FinetuneResult(best_path, last_path, pd.DataFrame(history), train_cases, val_cases, counts,
-                          best_epoch=best_epoch, kept_pretrained=kept, change=change, summary=text)
+                          best_epoch=best_epoch, kept_pretrained=kept, change=change, summary=text, tolerance=tolerance)

@@ -23,8 +23,10 @@ accepts box/RECIST targets).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,12 +46,19 @@ class LossBatch:
         lines: ``B×1×S×S`` float, 1 on RECIST line pixels (foreground evidence), else 0; or None.
         image: ``B×1×S×S`` float in [0, 1] (−1 on the padding), the stored slice on the model grid (for pairwise
             terms; filled when the loss has ``needs_image = True``), else None.
+        parts: per sample a ``k×4`` float XYXY array of the boxes (model-input pixels) a weak target is made
+            of (several boxes of one label on one slice, e.g. one per ventricle; ``target`` is their union),
+            or None (one box: the filled ``target``).
+        pseudo: ``B×1×S×S`` float in [0, 1]: the model's own foreground probability at the start of the
+            epoch (self-training, filled by ``finetune`` when the loss has ``self_train > 0``), else None.
     """
 
     target: torch.Tensor
     weak: torch.Tensor | None = None
     lines: torch.Tensor | None = None
     image: torch.Tensor | None = None
+    parts: list | None = None
+    pseudo: torch.Tensor | None = None
 
 
 def dice_bce_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -125,13 +134,27 @@ class BoxSupervisedLoss:
     * pairwise (weight ``pairwise``): for neighbouring pixels ``i, j`` (8 directions, 2 px apart)
       both inside the box whose stored intensities differ by little (``exp(−|Iᵢ − Iⱼ| / sigma) ≥
       threshold``, intensities in [0, 1]), ``−log(pᵢpⱼ + (1 − pᵢ)(1 − pⱼ))``: same label on both;
-    * lines (weight ``lines``): mean ``−log pᵢ`` over RECIST line pixels (they lie on the lesion).
+    * lines (weight ``lines``): mean ``−log pᵢ`` over RECIST line pixels (they lie on the lesion);
+    * several boxes per target (``batch.parts``, e.g. one box per ventricle under one prompt): the
+      projection above on their union, plus each box's own fill term (``1 − Dice`` of the column and
+      row maxima of ``p`` inside that box against all ones), averaged over the boxes;
+    * outside (weight ``outside``): mean ``−log(1 − pᵢ)`` over the image pixels outside every box of
+      the target (a tight box, or one box per component, says that nothing outside it is the object);
+    * self-training (weight ``self_train``, BoxInst / DiscoBox style): from epoch ``self_train_from``
+      on, ``finetune`` predicts every weak target with the current decoder at the start of the epoch;
+      inside the boxes, pixels it called foreground (probability ≥ 0.7) or background (≤ 0.3) are
+      targets of a BCE term (mean over those pixels).
 
     Args:
         pairwise: weight of the pairwise term (0 turns it off; BoxInst's is 1).
         lines: weight of the RECIST line term.
         sigma: intensity scale of the similarity (stored uint8 slice / 255).
         threshold: least similarity for a pair to count.
+        outside: weight of the outside term (0 turns it off; default 1: on the held-out brain subjects of
+            ``bench/bench_weak.py`` it took box-only training from 34–47 % to 61–69 % of the mask gain with one
+            box per connected component, see bench/RESULTS.md).
+        self_train: weight of the self-training term (0 turns it off); ``self_train_from``: the first
+            epoch whose targets are refreshed and used (1 = the pretrained decoder's own masks).
         mask_loss: the loss of full-mask targets (default :class:`DiceBCELoss`).
     """
 
@@ -139,8 +162,10 @@ class BoxSupervisedLoss:
     weak_ok = True
 
     def __init__(self, pairwise: float = 1.0, lines: float = 1.0, sigma: float = 0.05, threshold: float = 0.5,
-                 pseudo: float = 0.0, ring: int = 10, mask_loss: DiceBCELoss | None = None):
+                 pseudo: float = 0.0, ring: int = 10, outside: float = 1.0, self_train: float = 0.0,
+                 self_train_from: int = 2, mask_loss: DiceBCELoss | None = None):
         self.pairwise, self.lines, self.pseudo, self.ring = float(pairwise), float(lines), float(pseudo), int(ring)
+        self.outside, self.self_train, self.self_train_from = float(outside), float(self_train), int(self_train_from)
         self.sigma, self.threshold = float(sigma), float(threshold)
         self.mask_loss = mask_loss if mask_loss is not None else DiceBCELoss()
 
@@ -151,11 +176,13 @@ class BoxSupervisedLoss:
     def config(self) -> dict:
         return {"name": self.name, "pairwise": self.pairwise, "lines": self.lines, "sigma": self.sigma,
                 "threshold": self.threshold, **({"pseudo": self.pseudo, "ring": self.ring} if self.pseudo else {}),
+                **({"outside": self.outside} if self.outside else {}),
+                **({"self_train": self.self_train, "self_train_from": self.self_train_from} if self.self_train else {}),
                 "mask_loss": loss_config(self.mask_loss)}
 
     def __repr__(self) -> str:
         return (f"BoxSupervisedLoss(pairwise={self.pairwise}, lines={self.lines}, sigma={self.sigma}, "
-                f"threshold={self.threshold}, pseudo={self.pseudo})")
+                f"threshold={self.threshold}, pseudo={self.pseudo}, outside={self.outside})")
 
     def weak_terms(self, logits: torch.Tensor, batch: LossBatch) -> torch.Tensor:
         """Per-sample loss ``B`` of weak targets (all of ``logits`` taken as weak)."""
@@ -180,6 +207,20 @@ class BoxSupervisedLoss:
             target, weight = intensity_pseudo_mask(batch.image, box, self.ring)
             bce = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="none")
             loss = loss + self.pseudo * bce.flatten(1).sum(-1) / weight.flatten(1).sum(-1).clamp_min(1.0)
+        if batch.parts is not None:
+            fill = [_parts_fill(prob[i, 0], parts) for i, parts in enumerate(batch.parts)]
+            loss = loss + torch.stack([f if f is not None else torch.zeros((), device=logits.device) for f in fill])
+        if self.outside > 0:
+            out = box < 0.5
+            if batch.image is not None:
+                out = out & (batch.image >= 0)  # not the padding
+            out = out.float()
+            neg = -(F.logsigmoid(-logits) * out).flatten(1).sum(-1)
+            loss = loss + self.outside * neg / out.flatten(1).sum(-1).clamp_min(1.0)
+        if self.self_train > 0 and batch.pseudo is not None:
+            sure = (((batch.pseudo >= 0.7) | (batch.pseudo <= 0.3)) & (box > 0.5)).float()
+            bce = F.binary_cross_entropy_with_logits(logits, (batch.pseudo >= 0.5).float(), weight=sure, reduction="none")
+            loss = loss + self.self_train * bce.flatten(1).sum(-1) / sure.flatten(1).sum(-1).clamp_min(1.0)
         if self.lines > 0 and batch.lines is not None:
             n = batch.lines.flatten(1).sum(-1)
             on = -(batch.lines * F.logsigmoid(logits)).flatten(1).sum(-1)
@@ -194,10 +235,32 @@ class BoxSupervisedLoss:
         if (~weak).any():
             total = total + self.mask_loss(logits[~weak], LossBatch(batch.target[~weak])) * (~weak).sum() / len(weak)
         if weak.any():
+            keep = weak.nonzero().flatten().tolist()
             sub = LossBatch(batch.target[weak], None, None if batch.lines is None else batch.lines[weak],
-                            None if batch.image is None else batch.image[weak])
+                            None if batch.image is None else batch.image[weak],
+                            None if batch.parts is None else [batch.parts[i] for i in keep],
+                            None if batch.pseudo is None else batch.pseudo[weak])
             total = total + self.weak_terms(logits[weak], sub).sum() / len(weak)
         return total
+
+
+def _parts_fill(prob: torch.Tensor, parts) -> torch.Tensor | None:
+    """Mean over the boxes ``parts`` (``k×4`` XYXY model pixels, k ≥ 2) of ``1 − Dice`` of the column and
+    row maxima of ``prob`` (``S×S``) inside each box against ones (each box is reached in every column
+    and row); None for fewer than two boxes (the union's projection already says it)."""
+    if parts is None or len(parts) < 2:
+        return None
+    s = prob.shape[-1]
+    terms = []
+    for x0, y0, x1, y1 in np.asarray(parts, np.float64):
+        c0, r0 = max(0, int(math.ceil(x0))), max(0, int(math.ceil(y0)))  # the pixels surely inside the box
+        c1, r1 = min(s - 1, int(math.floor(x1))), min(s - 1, int(math.floor(y1)))
+        if c1 < c0 or r1 < r0:
+            continue
+        inner = prob[r0:r1 + 1, c0:c1 + 1]
+        for prof in (inner.amax(0), inner.amax(1)):
+            terms.append(_dice_1d(prof[None], torch.ones_like(prof)[None])[0])
+    return torch.stack(terms).sum() / (len(terms) / 2) if terms else None
 
 
 @torch.no_grad()

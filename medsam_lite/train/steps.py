@@ -37,52 +37,113 @@ def jitter_boxes(boxes: np.ndarray, content_hw: np.ndarray, max_shift: int, rng:
     return out
 
 
+def weak_groups(dataset, targets: pd.DataFrame) -> list[list[int]]:
+    """Row positions of ``targets`` (reset index) that form one training target each.
+
+    A mask row is a target of its own. Weak rows (boxes / RECIST) of the same case, slice and label
+    form **one** target when the dataset was prepared with ``split_components=False`` (the default:
+    one mask target per label and slice, so the test prompts are one box per label and slice): its
+    prompt is the bounding box of all its boxes, and each box constrains the mask on its own (two
+    boxes around two ventricles say that the tissue between them is background). With
+    ``split_components=True`` every annotation is its own target, as every component is.
+    """
+    kinds = (targets["weak"].fillna("").astype(str).to_numpy() if "weak" in targets
+             else np.full(len(targets), "", object))
+    if bool(dataset.meta.get("split_components", False)) or not (kinds != "").any():
+        return [[i] for i in range(len(targets))]
+    groups: list[list[int]] = []
+    where: dict = {}
+    for i, (case, z, label) in enumerate(zip(targets["case"], targets["slice"], targets["label"])):
+        if kinds[i] == "":
+            groups.append([i])
+            continue
+        key = (case, int(z), int(label))
+        if key not in where:
+            where[key] = len(groups)
+            groups.append([])
+        groups[where[key]].append(i)
+    return groups
+
+
 def load_targets(dataset, model: SamModel, targets: pd.DataFrame, store, images: bool = False) -> dict:
     """Training/validation targets in model space.
+
+    Weak rows of one case, slice and label are one target (see :func:`weak_groups`).
 
     Args:
         images: also return the stored slices on the model grid (for losses with a pairwise term).
 
     Returns:
         dict with ``rows`` (store row per target, int64 ``N``), ``boxes`` (``N×4`` float32 XYXY
-        model pixels), ``masks`` (``N×S×S`` bool, the stored mask mapped to the model grid,
-        zero-padded; for a weak target the filled box), ``weak`` (``N`` bool: a box / RECIST
-        target), ``lines`` (``N×S×S`` bool RECIST line pixels, or None when no target has lines),
+        model pixels; a weak target's prompt: the bounding box of its boxes), ``masks`` (``N×S×S`` bool,
+        the stored mask mapped to the model grid, zero-padded; for a weak target the union of its filled
+        boxes), ``weak`` (``N`` bool: a box / RECIST target), ``parts`` (``N`` list: per weak target the
+        ``k×4`` float32 XYXY model-pixel boxes it is made of, ``k ≥ 1``; ``0×4`` for a mask target),
+        ``lines`` (``N×S×S`` bool RECIST line pixels, or None when no target has lines),
         ``images`` (``N×S×S`` float32 in [0, 1], −1 on the padding; or None), ``content_hw`` (``N×2``, the image area
         inside the model input) and ``label_names`` (``N`` str).
     """
     targets = targets.reset_index(drop=True)
     s = model.input_size
-    masks = np.zeros((len(targets), s, s), bool)
-    content = np.zeros((len(targets), 2), np.int64)
+    groups = weak_groups(dataset, targets)
+    n = len(groups)
+    masks = np.zeros((n, s, s), bool)
+    content = np.zeros((n, 2), np.int64)
     kinds = (targets["weak"].fillna("").astype(str).to_numpy() if "weak" in targets
              else np.full(len(targets), "", object))
-    weak = kinds != ""
-    lines = np.zeros((len(targets), s, s), bool) if (kinds == "recist").any() else None
-    pixels = np.full((len(targets), s, s), -1.0, np.float32) if images else None  # padding: -1
-    for i, (rel, h, w) in enumerate(zip(targets["mask"], targets["height"], targets["width"])):
-        raw = dataset.weak_mask(rel) if weak[i] else dataset.mask(rel)  # stored-slice pixels
-        geom = model.geometry((int(h), int(w)), raw.shape)  # of an (h, w) original slice
-        masks[i] = geom.mask_to_model(raw > 0)  # a weak target: 128 inside the box, 255 on RECIST lines
-        if weak[i] and lines is not None:
-            lines[i] = geom.mask_to_model(raw == 255)
-        content[i] = geom.resized_hw
+    row_boxes = model_boxes(model, targets)
+    first = np.array([g[0] for g in groups], np.int64)
+    weak = kinds[first] != "" if n else np.zeros(0, bool)
+    lines = np.zeros((n, s, s), bool) if (kinds == "recist").any() else None
+    pixels = np.full((n, s, s), -1.0, np.float32) if images else None  # padding: -1
+    boxes = np.zeros((n, 4), np.float32)
+    parts = []
+    for t, group in enumerate(groups):
+        for i in group:
+            h, w, rel = targets["height"].iloc[i], targets["width"].iloc[i], targets["mask"].iloc[i]
+            raw = dataset.weak_mask(rel) if weak[t] else dataset.mask(rel)  # stored-slice pixels
+            geom = model.geometry((int(h), int(w)), raw.shape)  # of an (h, w) original slice
+            masks[t] |= geom.mask_to_model(raw > 0)  # a weak target: 128 inside the box, 255 on RECIST lines
+            if weak[t] and lines is not None:
+                lines[t] |= geom.mask_to_model(raw == 255)
+        content[t] = geom.resized_hw
+        own = row_boxes[group]
+        boxes[t] = [*own[:, :2].min(0), *own[:, 2:].max(0)]
+        parts.append(own if weak[t] else np.zeros((0, 4), np.float32))
         if images:
-            img = torch.from_numpy(dataset.image(targets["image"].iloc[i]).astype(np.float32) / 255)[None, None]
+            img = torch.from_numpy(dataset.image(targets["image"].iloc[group[0]]).astype(np.float32) / 255)[None, None]
             rh, rw = geom.resized_hw
             if img.shape[-2:] != (rh, rw):
                 img = F.interpolate(img, size=(rh, rw), mode="bilinear", align_corners=False)
-            pixels[i, :rh, :rw] = img[0, 0].numpy()
-    rows = np.array([store.index(c, z) for c, z in zip(targets["case"], targets["slice"])], np.int64)
-    return {"rows": rows, "boxes": model_boxes(model, targets), "masks": masks, "weak": weak, "lines": lines,
-            "images": pixels, "content_hw": content, "label_names": targets["label_name"].astype(str).to_numpy()}
+            pixels[t, :rh, :rw] = img[0, 0].numpy()
+    sel = targets.iloc[first] if n else targets
+    rows = np.array([store.index(c, z) for c, z in zip(sel["case"], sel["slice"])], np.int64)
+    return {"rows": rows, "boxes": boxes, "masks": masks, "weak": weak, "parts": parts, "lines": lines,
+            "images": pixels, "content_hw": content, "label_names": sel["label_name"].astype(str).to_numpy()}
 
 
 def loss_batch(data: dict, idx: np.ndarray, device) -> LossBatch:
     """The :class:`~medsam_lite.train.losses.LossBatch` of targets ``idx`` of :func:`load_targets`'s dict."""
     def t(a):
         return None if a is None else torch.from_numpy(np.ascontiguousarray(a[idx]))[:, None].float().to(device)
-    return LossBatch(t(data["masks"]), torch.from_numpy(data["weak"][idx]).to(device), t(data["lines"]), t(data["images"]))
+    parts = data.get("parts")
+    return LossBatch(t(data["masks"]), torch.from_numpy(data["weak"][idx]).to(device), t(data["lines"]), t(data["images"]),
+                     None if parts is None else [parts[i] for i in idx], t(data.get("pseudo")))
+
+
+@torch.no_grad()
+def own_predictions(trainee: SamModel, store, data: dict, batch_size: int) -> np.ndarray:
+    """The current decoder's foreground probability of every target at its prompt box (no jitter):
+    ``N×S×S`` float32 in [0, 1], model grid (the self-training targets of a loss with ``self_train``)."""
+    n, s = len(data["rows"]), trainee.input_size
+    out = np.zeros((n, s, s), np.float32)
+    was = trainee.mask_decoder.training
+    trainee.mask_decoder.eval()
+    for start in range(0, n, batch_size):
+        idx = np.arange(start, min(start + batch_size, n))
+        out[idx] = torch.sigmoid(target_forward(trainee, store, data, idx, data["boxes"][idx]))[:, 0].cpu().numpy()
+    trainee.mask_decoder.train(was)
+    return out
 
 
 def targets_per_label(dataset, train: dict, val: dict | None, labels) -> dict:
@@ -246,7 +307,7 @@ def validate(trainee: SamModel, store, data: dict, batch_size: int, loss=None) -
         for j, i in enumerate(idx):
             h, w = data["content_hw"][i]
             pred, truth = (logits[j, 0, :h, :w] > 0).cpu().numpy(), (target[j, 0, :h, :w] > 0.5).numpy()
-            dices.append(dice(_box_fill(pred), truth) if data["weak"][i] else dice(pred, truth))
+            dices.append(dice(_box_fill(pred), _box_fill(truth)) if data["weak"][i] else dice(pred, truth))
     out = {"val_loss": sum(losses) / len(data["rows"]), "val_dice": float(np.mean(dices))}
     dices = np.asarray(dices)
     for name in sorted(set(data["label_names"])):
