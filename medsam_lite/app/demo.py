@@ -86,6 +86,7 @@ def pipeline(model, out: Path, epochs: int, slices: int | None) -> None:
     """Step 2: preprocess → embed → finetune → evaluate on the CT sample (case-03 held out)."""
     import medsam_lite as ml
     from medsam_lite import plotting, samples
+    from medsam_lite.train.config import GUARD_TOLERANCE
 
     dataset = out / "ct_dataset"
     t0 = time.perf_counter()
@@ -117,7 +118,8 @@ def pipeline(model, out: Path, epochs: int, slices: int | None) -> None:
             say(f"{name:16s} no target in the held-out slab (kept by min_mm2 = 64): not evaluated")
             continue
         d0, d1 = before.loc[name, "dsc"], after.loc[name, "dsc"]
-        verdict = "helped" if d1 - d0 > 0.01 else "worse" if d1 - d0 < -0.01 else "no real change"
+        band = result.tolerance if result.tolerance is not None else GUARD_TOLERANCE  # the run's guard band
+        verdict = "helped" if d1 - d0 > band else "worse" if d1 - d0 < -band else "no real change"
         val = held.loc[name, "val_change"] if name in held.index else float("nan")
         say(f"{name:16s} {d0:15.3f} {d1:15.3f} {before.loc[name, 'nsd']:15.3f} {after.loc[name, 'nsd']:15.3f} "
             f"{val:+11.3f}   {verdict}")
