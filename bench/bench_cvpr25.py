@@ -52,12 +52,64 @@ sys.path.insert(0, str(ROOT / "bench" / "cvpr25"))
 
 import loop  # noqa: E402  (bench/cvpr25/loop.py)
 
-CASES = {  # name → (folder, case, modality, click decoder trained on it?)
-    "CT_case-03": ("ct_abdomen", "case-03", "CT", "no (held-out slab; same patient as training)"),
-    "MR_case-02": ("mr_abdomen", "case-02", "MR", "no (held-out slab; same patient as training)"),
-    "MRbrain_sub-08": ("brain_mri", "sub-08", "MR", "no (synthetic brain: unseen domain)"),
-    "CT_case-01": ("ct_abdomen", "case-01", "CT", "yes (training slab)"),
+CASES = {  # name → (folder, case, modality, click decoder trained on it?, lesion hosts (labels) or None)
+    "CT_case-03": ("ct_abdomen", "case-03", "CT", "no (held-out slab; same patient as training)", None),
+    "MR_case-02": ("mr_abdomen", "case-02", "MR", "no (held-out slab; same patient as training)", None),
+    "MRbrain_sub-08": ("brain_mri", "sub-08", "MR", "no (synthetic brain: unseen domain)", None),
+    "MRbrain_sub-06": ("brain_mri", "sub-06", "MR", "no (synthetic brain: unseen domain)", None),
+    "CTlesion_case-03": ("ct_abdomen", "case-03", "CT", "no (synthetic lesions: unseen target kind)", (5, 1)),
+    "MRlesion_case-02": ("mr_abdomen", "case-02", "MR", "no (synthetic lesions: unseen target kind)", (5, 1)),
+    "MRbrainlesion_sub-07": ("brain_mri", "sub-07", "MR", "no (synthetic brain + lesion: unseen domain and kind)", (1,)),
+    "CT_case-01": ("ct_abdomen", "case-01", "CT", "yes (training slab)", None),
 }
+LESION = 100  # lesion labels: LESION + i for the i-th host (sorted after every organ label)
+
+
+def add_lesions_3d(array: np.ndarray, lab: np.ndarray, hosts, modality: str, seed: int, spacing_zyx) -> tuple:
+    """Synthetic 3D lesions: one blob per host label, a few slices thick, each slice drawn by
+    :func:`medsam_lite.samples.synthetic_lesion` (the 2D lesion of the click bench) around one centre.
+
+    The in-plane radius ``r`` is drawn from 3–7 px (abdomen, 3 mm) or 5–11 px (brain, 1 mm); the blob
+    spans ``h`` = ``r`` in mm over the slice spacing, 1–2, slices on each side (an ellipsoid:
+    ``r_z = r·√(1 − (dz/(h + 1))²)``); its centre: the host's largest slice at least ``h`` from the slab's
+    ends, at the pixel deepest inside the host on all ``2h + 1`` slices (``r`` capped by that depth − 2); each slice's lesion
+    confined to a disc of ``r_z + 1.5`` px around the centre inside the host (so it stays one blob), with
+    the same seed on every slice (the same hypo-/hyper-intensity). Returns ``(array, labels)``: the
+    image with the lesions (float64) and the label map with ``LESION + i`` where the i-th lesion is.
+    """
+    from scipy import ndimage
+
+    from medsam_lite.samples import synthetic_lesion
+
+    rng = np.random.default_rng(seed)
+    out, lab = array.astype(np.float64).copy(), lab.copy()
+    dz, dy = float(spacing_zyx[0]), float(spacing_zyx[1])
+    lo_r, hi_r = (5.0, 11.0) if dy <= 1.5 else (3.0, 7.0)
+    for i, host in enumerate(hosts, start=1):
+        region = lab == host
+        r = rng.uniform(lo_r, hi_r)
+        half = int(np.clip(r * dy / dz, 1, 2))  # slices on each side (the blob's radius in mm, at most 2)
+        area = region.sum((1, 2)).astype(float)
+        area[:half], area[len(area) - half:] = -1, -1  # the whole blob inside the slab
+        z0 = int(np.argmax(area))
+        depth = ndimage.distance_transform_edt(region[z0 - half:z0 + half + 1].all(0))
+        cy, cx = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        r = min(r, float(depth[cy, cx]) - 2)
+        yy, xx = np.ogrid[:lab.shape[1], :lab.shape[2]]
+        slice_seed = int(rng.integers(2 ** 31))
+        for z in range(z0 - half, z0 + half + 1):
+            if not 0 <= z < lab.shape[0]:
+                continue
+            rz = r * np.sqrt(max(0.0, 1 - ((z - z0) / (half + 1)) ** 2))
+            if rz < 1.5:
+                continue
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= (rz + 1.5) ** 2
+            made = synthetic_lesion(out[z], (lab[z] == host) & disc, np.random.default_rng(slice_seed), modality,
+                                    radius_px=(rz, rz))
+            if made is not None:
+                out[z], mask = made
+                lab[z][mask] = LESION + i
+    return out, lab
 
 
 def mask2d_box(gt2d: np.ndarray) -> list:
@@ -82,20 +134,22 @@ def build_case(name: str, folder: Path) -> tuple[Path, np.ndarray]:
     from medsam_lite import io, normalize_intensity
     from medsam_lite.io.challenge import write_case25
 
-    sub, case, modality, _ = CASES[name]
+    sub, case, modality, _, hosts = CASES[name]
     vol = io.read_volume(ROOT / "data_samples" / sub / f"{case}.nii.gz")
     lab = io.read_volume(ROOT / "data_samples" / sub / f"{case}_label.nii.gz").array
+    vol_array = vol.array
+    if sub == "brain_mri":  # a 12-slice slab around the structures' middle (time budget)
+        z = np.nonzero(lab.any((1, 2)))[0]
+        mid = (z.min() + z.max()) // 2
+        keep = slice(max(0, mid - 6), mid + 6)
+        vol_array, lab = vol_array[keep], lab[keep]
+    if hosts:  # synthetic lesions; the case's classes: the hosts and their lesions
+        vol_array, lab = add_lesions_3d(vol_array, lab, hosts, modality, 2025, tuple(reversed(vol.spacing)))
+        lab = np.where(lab > LESION, lab, 0)
     values = np.unique(lab)[1:]
     gts = np.zeros(lab.shape, np.uint8)
     for i, v in enumerate(values, start=1):  # skimage.segmentation.relabel_sequential
         gts[lab == v] = i
-    if name.startswith("MRbrain"):  # a 12-slice slab around the structures' middle (time budget)
-        z = np.nonzero(gts.any((1, 2)))[0]
-        mid = (z.min() + z.max()) // 2
-        keep = slice(max(0, mid - 6), mid + 6)
-        vol_array, gts = vol.array[keep], gts[keep]
-    else:
-        vol_array = vol.array
     imgs = normalize_intensity(vol_array, modality)
     np.random.seed(2025)
     boxes = [box3d(gts == k) for k in range(1, len(values) + 1)]
@@ -140,9 +194,10 @@ def main() -> None:
     ap.add_argument("--harness", type=Path, default=os.environ.get("CVPR25_HARNESS"),
                     help="a checkout of JunMa11/CVPR-MedSegFMCompetition: run its CVPR25_iter_eval.py unchanged")
     ap.add_argument("--all", action="store_true", help="also CT_case-01 (a click-decoder training slab)")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), help="run only these cases (default: every unseen one)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    names = [n for n in CASES if args.all or n != "CT_case-01"]
+    names = args.cases or [n for n in CASES if args.all or n != "CT_case-01"]
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                MEDSAM_LITE_THREADS=os.environ.get("MEDSAM_LITE_THREADS", "1"),
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))

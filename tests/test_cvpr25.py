@@ -184,3 +184,32 @@ def test_refine_fg_click_beyond_the_mask_extends_it_and_bg_click_removes(model, 
     assert not out[1, 10, 10] and out[1][liver[1]].mean() > 0.8
     with pytest.raises(InputError, match="outside the volume"):
         vp.refine(mask, [((3, 0, 0), True)])
+
+
+def test_a_click_step_changes_only_the_clicked_class_and_only_within_its_region(tmp_path, model, ct25, embed_cache):
+    """Issue 32 (later clicks undid the gain on the unseen brain): one class's click must not make the
+    label map worse away from it. The stomach is missing on the middle slice of prev_pred and gets one
+    foreground click there; the liver gets none. Before: every class mask was repainted (smaller wins),
+    so the stomach's decoded growth overwrote liver voxels, and the growth spread over voxels unlike
+    the clicked tissue. Now: no liver voxel changes, and every voxel the click added lies in the
+    26-connected region of voxels around the click that look like the clicked tissue."""
+    from scipy import ndimage
+
+    from medsam_lite.app.challenge import segment_case25
+
+    imgs, gts = ct25
+    prev = gts.copy()
+    prev[1][gts[1] == 2] = 0  # the stomach missed on slice 1
+    depth = ndimage.distance_transform_edt(gts[1] == 2)
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    path = write_case25(tmp_path / "CT_click.npz", imgs, (3.0, 3.0, 3.0),
+                        boxes=[harness_box(gts == 1), harness_box(gts == 2)],
+                        clicks=[{"fg": [], "bg": []}, {"fg": [[1, int(y), int(x)]], "bg": []}],
+                        clicks_order=[[None], ["fg"]], prev_pred=prev)
+    segs = segment_case25(read_case(path), model)
+    assert segs[1, y, x] == 2  # the click is answered
+    assert (segs[prev == 1] == 1).all()  # the liver had no click: every liver voxel stays liver
+    assert (segs[segs != prev] == 2).all()  # only stomach voxels were added
+    added = (segs == 2) & (prev != 2)
+    assert ml.dice(segs[1] == 2, gts[1] == 2) > 0.7  # and the stomach is back on slice 1
+    assert (added & (gts != 2)).sum() < 0.1 * added.sum()  # what it added is (almost all) stomach
