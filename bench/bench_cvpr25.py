@@ -29,7 +29,8 @@ first on ``PATH`` (``docker container run … sh predict.sh`` → ``medsam-lite 
 pandas, scipy, scikit-image (no GPU: it takes its CPU path). Each step is a fresh process, as in the
 challenge; slice embeddings persist across steps in the cache folder.
 
-Appends a section to the END of ``bench/RESULTS.md`` (``--no-write``: print only).
+Writes its table into ``bench/RESULTS.md`` in place of the marked ``bench_cvpr25`` section (``--no-write``: print
+only; ``--cases``: some cases; ``--save`` / ``--merge``: one table from several runs).
 """
 
 from __future__ import annotations
@@ -196,11 +197,24 @@ def main() -> None:
     ap.add_argument("--all", action="store_true", help="also CT_case-01 (a click-decoder training slab)")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), help="run only these cases (default: every unseen one)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--save", type=Path, help="also save the per-case results as JSON (to merge runs: --merge)")
+    ap.add_argument("--merge", type=Path, nargs="+", help="write one table from earlier --save files (runs nothing)")
     args = ap.parse_args()
     names = args.cases or [n for n in CASES if args.all or n != "CT_case-01"]
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                MEDSAM_LITE_THREADS=os.environ.get("MEDSAM_LITE_THREADS", "1"),
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    if args.merge:
+        import json
+
+        results, which = {}, None
+        for f in args.merge:
+            saved = json.loads(Path(f).read_text())
+            which = which or saved.pop("_which")
+            saved.pop("_which", None)
+            results.update(saved)
+        names = [n for n in CASES if n in results]
+        return write(report(results, names, which), args.no_write)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         env["MEDSAM_LITE_CACHE"] = os.environ.get("MEDSAM_LITE_CACHE", str(Path.home() / ".cache" / "medsam_lite"))
@@ -218,11 +232,30 @@ def main() -> None:
                     print(proc.stderr[-2000:])
             for n, (path, gts) in built.items():
                 results[n] = loop.run_case(path, gts, work / "run", command, log=print)
-    section = report(results, names, which)
+    if args.save:
+        import json
+
+        keep = {n: {k: (list(map(float, v)) if isinstance(v, list) else float(v)) for k, v in results[n].items()
+                    if k != "clicks"} for n in names}
+        args.save.write_text(json.dumps(dict(keep, _which=which)))
+    write(report(results, names, which), args.no_write)
+
+
+def write(section: str, no_write: bool) -> None:
+    """Print the section; unless ``no_write``, put it in ``bench/RESULTS.md`` in place of the marked
+    ``bench_cvpr25`` section (one section, wherever it is), else at the end."""
     print(section)
-    if not args.no_write:
-        with open(ROOT / "bench" / "RESULTS.md", "a") as f:
-            f.write("\n" + section)
+    if no_write:
+        return
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text()
+    start, end = "<!-- bench_cvpr25:start -->", "<!-- bench_cvpr25:end -->"
+    if start in text and end in text:
+        i, j = text.index(start), text.index(end) + len(end)
+        text = text[:i] + section.rstrip("\n") + text[j:]
+    else:
+        text = text + "\n" + section
+    path.write_text(text)
 
 
 def report(results: dict, names: list, which: str) -> str:
