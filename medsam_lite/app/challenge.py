@@ -132,7 +132,9 @@ def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
       corrected, per class, by the click the harness added at this step
       (:meth:`~medsam_lite.VolumePredictor.refine`, with the class's earlier clicks on the same
       slice, inside the box's ``z_min … z_max``). A class with neither box nor earlier mask starts
-      from its clicks alone.
+      from its clicks alone. Each class changes only the voxels its correction changed
+      (:func:`~medsam_lite.interactive.refine3d.apply_corrections`): one class's click does not repaint
+      another's voxels away from it.
 
     Slice embeddings come from the on-disk cache when an earlier step (another process) computed
     them (``disk_cache``, :mod:`~medsam_lite.interactive.embedcache`): a click step runs the decoder only.

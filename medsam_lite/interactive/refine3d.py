@@ -346,18 +346,21 @@ def apply_corrections(labels: np.ndarray, corrections, image: np.ndarray | None 
     """Apply per-class click corrections to a label map, touching only what each correction changed.
 
     A label map holds every class in one array, so repainting whole class masks lets one class's
-    correction overwrite another's voxels far from any click (a grey-matter click that grew the mask
-    painted over the ventricles). Here each class changes only its own corrected voxels: what a class
-    lost becomes background (if it still holds that class); what it gained is taken where the map is
-    background, and from another class only in the 26-connected part of that class's voxels that holds
-    the class's own foreground click (a click on a voxel another class leaked into says the leak is wrong
-    there). Every other voxel keeps its label.
+    correction overwrite another's voxels far from any click (on the unseen brain a grey-matter click
+    that grew its mask painted over the ventricles). Here each class changes only its own corrected
+    voxels: what a class lost becomes background (if it still holds that class); what it gained is
+    taken where the map is background. From another class B it is taken only when the class's own
+    foreground click lies on a B voxel (B leaked there), and only B's voxels that look like the clicked
+    tissue rather than B (:func:`_looks_like_click`), 26-connected to the click; where the image cannot
+    tell them apart, B's voxels in the largest ball around the click inside B. Every other voxel keeps
+    its label.
 
     Args:
         labels: ``D×H×W`` integer label map (the previous prediction, ``prev_pred``); not modified.
         corrections: ``[(label, before, after, fg_points), …]``: ``before`` / ``after`` the class's
             ``D×H×W`` bool masks before and after its clicks; ``fg_points`` its new foreground clicks as
             array indices ``(z, y, x)``.
+        image: ``D×H×W`` normalized image (uint8, the case's ``imgs``), or ``None`` (balls only).
 
     Returns:
         A new label map, ``labels``' shape and dtype.
