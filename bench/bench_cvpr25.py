@@ -10,8 +10,12 @@ case; ``imgs`` D×H×W uint8: CT windowed W400/L40, MR percentiles; ``spacing`` 
   (``scripts/train_click_decoder.py``) trained on CT case-01/02 — slabs of the same patient:
   not a held-out patient.
 * ``MR_case-02``: real abdominal MR, 9 organs (the click decoder trained on MR case-01, same patient).
-* ``MRbrain_sub-08``: the synthetic brain MR (3 structures; a 12-slice slab of 40×197×160): a domain the click decoder
-  and LiteMedSAM's fine-tunes in this repository never saw — the unseen case.
+* ``MRbrain_sub-08``, ``MRbrain_sub-06``: synthetic brain MR (3 structures; 12-slice slabs): a domain the click
+  decoder and LiteMedSAM's fine-tunes in this repository never saw — unseen.
+* ``CTlesion_case-03``, ``MRlesion_case-02``, ``MRbrainlesion_sub-07``: synthetic 3D lesions
+  (:func:`add_lesions_3d`, built on :func:`medsam_lite.samples.synthetic_lesion`) in the liver and spleen of
+  the CT / MR slabs and in the white matter of brain sub-07, the lesions alone as classes: a target kind
+  no bundled label has — unseen.
 * ``CT_case-01``: real CT, 9 organs (a training slab of the click decoder), with ``--all``.
 
 Runs (one thread: the machine is shared)::
