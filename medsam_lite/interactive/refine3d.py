@@ -253,15 +253,15 @@ def _click_region(vp, masks: np.ndarray, z: int, x: float, y: float, fg: bool, d
     other_ref = float(np.median(other))
     if abs(click_ref - other_ref) < MIN_CONTRAST:
         return None  # the image does not tell the clicked tissue from the other side: no limit
-    vol = np.stack([vp.slice_image(k) if lo <= k <= hi else np.zeros((h, w), np.uint8) for k in range(n)])
-    vol = vol.astype(np.float32)
-    side = ~masks if fg else masks.copy()
-    side[:lo] = False
-    side[hi + 1:] = False
+    lo, hi = min(lo, z), max(hi, z)  # only the slices the walk may reach (and the clicked one)
+    vol = np.stack([vp.slice_image(k) for k in range(lo, hi + 1)]).astype(np.float32)
+    side = ~masks[lo:hi + 1] if fg else masks[lo:hi + 1].copy()
     like = side & (np.abs(vol - click_ref) <= np.abs(vol - other_ref))
-    like[z, r0, c0] = True
+    like[z - lo, r0, c0] = True
     labels, _ = ndimage.label(like, structure=np.ones((3, 3, 3), bool))
-    return labels == labels[z, r0, c0]
+    region = np.zeros(masks.shape, bool)
+    region[lo:hi + 1] = labels == labels[z - lo, r0, c0]
+    return region
 
 
 def _click_box(masks: np.ndarray, z: int, x: float, y: float, fg: bool):
