@@ -184,3 +184,55 @@ def test_refine_fg_click_beyond_the_mask_extends_it_and_bg_click_removes(model, 
     assert not out[1, 10, 10] and out[1][liver[1]].mean() > 0.8
     with pytest.raises(InputError, match="outside the volume"):
         vp.refine(mask, [((3, 0, 0), True)])
+
+
+
+@pytest.fixture(scope="module")
+def brain3():
+    """Three middle slices of the synthetic brain sub-08 (a domain the click decoder never saw), MR-normalized
+    uint8, and their labels (1 white matter, 2 grey matter, 3 lateral ventricles)."""
+    d = samples.brain_mri_dir()
+    lab = io.read_volume(d / "sub-08_label.nii.gz").array
+    z = np.nonzero(lab.any((1, 2)))[0]
+    mid = (z.min() + z.max()) // 2
+    img = io.read_volume(d / "sub-08.nii.gz").array[mid - 1:mid + 2]
+    return ml.normalize_intensity(img, "MR"), lab[mid - 1:mid + 2].astype(np.uint8)
+
+
+def test_a_click_does_not_change_voxels_outside_its_reach_on_the_unseen_brain(tmp_path, model, brain3, embed_cache):
+    """Issue 32: on the unseen brain later clicks undid the first one's gain. (1) A click step with one
+    foreground click for the ventricles (their rim missed on the middle slice) and none for the other
+    classes: before, every class mask was repainted (smaller wins), so the ventricles' decoded growth
+    overwrote a grey-matter voxel no click was about (in the bench, thousands); now the other classes
+    keep every voxel.
+    (2) A background click on grey matter that leaked over the whole brain: before, the decoder's
+    removal took thousands of true grey-matter voxels with it; now the removal stays in the click's
+    region (voxels around it that look like the clicked tissue) and removes no true grey matter."""
+    from scipy import ndimage
+
+    from medsam_lite.app.challenge import segment_case25
+
+    imgs, gts = brain3
+    prev = gts.copy()
+    ventricles = gts == 3
+    rim = ventricles[1] & ~ndimage.binary_erosion(ventricles[1], iterations=2)
+    prev[1][rim] = 0  # the ventricles' rim missed on slice 1
+    depth = ndimage.distance_transform_edt(rim)
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    path = write_case25(tmp_path / "MR_brain.npz", imgs, (4.0, 1.0, 1.0),
+                        boxes=[harness_box(gts == k) for k in (1, 2, 3)],
+                        clicks=[{"fg": [], "bg": []}, {"fg": [], "bg": []}, {"fg": [[1, int(y), int(x)]], "bg": []}],
+                        clicks_order=[[None], [None], ["fg"]], prev_pred=prev)
+    segs = segment_case25(read_case(path), model)
+    assert segs[1, y, x] == 3  # the click is answered
+    for k in (1, 2):  # no click for them: each of their voxels keeps its label
+        assert (segs[prev == k] == k).all(), k
+    vp = ml.VolumePredictor(imgs, model=model, axis=0, disk_cache=True)
+    gm = gts == 2
+    leaked = gts > 0  # grey matter over the whole brain (what a box step gives it)
+    depth = ndimage.distance_transform_edt(leaked[1] & ~gm[1])
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    out = vp.refine(leaked, [((1, int(y), int(x)), False)])
+    assert not out[1, y, x]  # the clicked voxel is removed
+    assert (out | ~gm).all()  # and no true grey matter with it (the removal stays in the click's region)
+

@@ -45,6 +45,7 @@ from ..io.challenge import list_cases, read_case, write_segs
 from ..model.inference import decode, encode
 from ..model.models import SamModel, check_model
 from ..interactive.propagation import PackageRules, propagate, propagate_published
+from ..interactive.refine3d import apply_corrections
 from ..interactive.volume import VolumePredictor
 
 
@@ -129,7 +130,9 @@ def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
       corrected, per class, by the click the harness added at this step
       (:meth:`~medsam_lite.VolumePredictor.refine`, with the class's earlier clicks on the same
       slice, inside the box's ``z_min … z_max``). A class with neither box nor earlier mask starts
-      from its clicks alone.
+      from its clicks alone. Each class changes only the voxels its correction changed
+      (:func:`~medsam_lite.interactive.refine3d.apply_corrections`): one class's click does not repaint
+      another's voxels away from it.
 
     Slice embeddings come from the on-disk cache when an earlier step (another process) computed
     them (``disk_cache``, :mod:`~medsam_lite.interactive.embedcache`): a click step runs the decoder only.
@@ -145,6 +148,7 @@ def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
                 masks[k] = box25_mask(vp, box)
         return _paint(segs, masks)
     prev = case.prev_pred
+    corrections = []
     for k in range(1, n + 1):
         box = boxes[k - 1]
         mask = prev == k if prev is not None else np.zeros(case.imgs.shape, bool)
@@ -153,9 +157,13 @@ def segment_case25(case, model: SamModel, disk_cache=True) -> np.ndarray:
         new, earlier = _new_clicks(case, k)
         if new:
             z_range = None if box is None else (box["z_min"], box["z_max"])
-            mask = vp.refine(mask, new, previous_clicks=earlier, z_range=z_range)
+            corrected = vp.refine(mask, new, previous_clicks=earlier, z_range=z_range)
+            corrections.append((k, mask, corrected, [p for p, fg in new if fg]))
+            mask = corrected
         masks[k] = mask
-    return _paint(segs, masks)
+    if prev is None:
+        return _paint(segs, masks)
+    return apply_corrections(prev.astype(segs.dtype), corrections, case.imgs)  # each class changes only its own voxels
 
 
 def _paint(segs: np.ndarray, masks: dict) -> np.ndarray:

@@ -128,6 +128,16 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
     ``z_range``: the slices a click cannot reach stay as they were. Masks only grow with a
     foreground click and only shrink with a background one.
 
+    **The click's region** (:func:`_click_region`; issue 32: on the unseen brain later clicks undid
+    the first one's gain): every change, on the clicked slice and on each neighbour, stays inside
+    the 3D region the click can be about, known from the mask and the image, not the truth — the
+    26-connected voxels around the click on its side of the mask (outside it for a foreground click,
+    inside for a background one) whose intensity is closer to the clicked tissue's than to the other
+    side's. A neighbour whose change lies outside it ends the walk. Where the decoder leaves the
+    clicked pixel out (foreground) or keeps it (background), the change is the largest disc around
+    the click inside that region (not a fixed 2-px disc). When the image cannot tell the two sides
+    apart (medians closer than :data:`MIN_CONTRAST`) there is no region and the rules above act alone.
+
     Args:
         vp: a :class:`~medsam_lite.VolumePredictor` (its cached slice embeddings are reused).
         masks: ``n_slices×H×W`` bool, the target's current mask, slices along ``vp.axis`` first.
@@ -158,18 +168,25 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
         pts, lab = all_clicks.get(z, (np.array([[x, y]], np.float32), np.array([float(fg)], np.float32)))
         decoded, _ = decode_with_clicks(vp, z, None if box is None else grow_box(box, margin, margin_ratio, None, (h, w)),
                                         pts, lab)
+        region = _click_region(vp, masks, z, x, y, fg, decoded, (lo, hi))
+        within = (lambda k, m: m) if region is None else (lambda k, m: m & region[k])
         if fg:  # add the decoded region around the click (the part of it the mask lacked)
-            delta = _component_at(decoded & ~old, x, y)
-            if not delta.any():  # the decoder left the clicked pixel out: a small disk says "here" at least
-                delta = _disk(h, w, x, y, 2) & ~old
+            delta = _component_at(within(z, decoded & ~old), x, y)
+            if not delta.any():  # the decoder left the clicked pixel out: the disc around the click inside
+                delta = _inner_disk(region, z, x, y, 2, (h, w)) & ~old  # its region (at least 2 px) says "here"
         else:  # remove the leak around the click: the part of the mask the decoder left out there
-            delta = _component_at(old & ~decoded, x, y)
+            delta = _component_at(within(z, old & ~decoded), x, y)
             if delta.sum() * 2 > old.sum():  # the decoder lost most of the target: not a leak, keep its component
                 delta = np.zeros_like(old)
-            if not delta.any():  # the decoder kept the clicked pixel: its 2D component if it is the smaller
+            if not delta.any() and region is not None:  # the decoder kept the clicked pixel: the disc
+                delta = old & _inner_disk(region, z, x, y, 1, (h, w))  # around the click inside its region
+                if delta.sum() * 2 > old.sum():
+                    delta = np.zeros_like(old)
+            if not delta.any():  # no region (or most of the mask): its 2D component if it is the smaller
                 comp = _component_at(old, x, y)  # part of the mask, else a disk around it
                 radius = float(np.clip(np.sqrt(old.sum()) / 6, 1, 3))  # a small target loses a small disk
                 delta = comp if comp.sum() * 2 <= old.sum() else old & _disk(h, w, x, y, radius)
+                delta = within(z, delta)
         extending = fg and not old.any()
         masks[z] = (old | delta) if fg else (old & ~delta)
         ref = _mean(vp, z, masks[z]) if masks[z].any() else None
@@ -189,10 +206,10 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
                 if m.sum() < min_pixels or (ref is not None and abs(_mean(vp, k, m) - ref) > change):
                     break  # the target vanished (or the walk slid onto other tissue): leave the rest as it was
                 if extending:
-                    delta_k = m
+                    delta_k = within(k, m)
                 else:  # what differs here, where it continues the previous slice's change
                     differ = (m & ~before) if fg else (before & ~m)
-                    delta_k = _overlapping(differ, prev_delta)
+                    delta_k = _overlapping(within(k, differ), prev_delta)
                 if not delta_k.any() or (not fg and delta_k.sum() * 2 > before.sum()):
                     break  # the correction does not continue here (or would take most of the target away)
                 masks[k] = (before | delta_k) if fg else (before & ~delta_k)
@@ -201,6 +218,50 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
         masks[:lo] = False
         masks[hi + 1:] = False
     return masks
+
+
+MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
+
+
+def _click_region(vp, masks: np.ndarray, z: int, x: float, y: float, fg: bool, decoded: np.ndarray, z_range):
+    """The voxels a click may change (``n×H×W`` bool, slices along ``vp.axis``), or ``None`` (no limit).
+
+    The 26-connected region around the click of voxels inside ``z_range`` on its side of the mask
+    (outside ``masks`` for a foreground click, inside for a background one) whose normalized intensity
+    is closer to the clicked tissue's (the 5×5 median at the click) than to the other side's median
+    (foreground: a 3-px ring around the slice's mask and decoded region; background: the slice's mask
+    away from the click). ``None`` when the two medians differ by less than :data:`MIN_CONTRAST`.
+    """
+    from scipy import ndimage
+
+    n, h, w = masks.shape
+    lo, hi = z_range
+    img = vp.slice_image(z).astype(np.float32)
+    r0, c0 = int(y), int(x)
+    click_ref = float(np.median(img[max(0, r0 - 2):r0 + 3, max(0, c0 - 2):c0 + 3]))
+    old = masks[z]
+    if fg:  # the other side: the background just around the target's mask and the decoded region
+        body = old | decoded | _disk(h, w, x, y, 2)
+        ring = ndimage.binary_dilation(body, iterations=3) & ~body
+        other = img[ring]
+    else:  # the other side: the target's mask away from the click
+        other = img[old & ~_disk(h, w, x, y, max(3.0, np.sqrt(old.sum() / np.pi) / 3))]
+        if other.size == 0:
+            other = img[old]
+    if other.size == 0:
+        return None
+    other_ref = float(np.median(other))
+    if abs(click_ref - other_ref) < MIN_CONTRAST:
+        return None  # the image does not tell the clicked tissue from the other side: no limit
+    lo, hi = min(lo, z), max(hi, z)  # only the slices the walk may reach (and the clicked one)
+    vol = np.stack([vp.slice_image(k) for k in range(lo, hi + 1)]).astype(np.float32)
+    side = ~masks[lo:hi + 1] if fg else masks[lo:hi + 1].copy()
+    like = side & (np.abs(vol - click_ref) <= np.abs(vol - other_ref))
+    like[z - lo, r0, c0] = True
+    labels, _ = ndimage.label(like, structure=np.ones((3, 3, 3), bool))
+    region = np.zeros(masks.shape, bool)
+    region[lo:hi + 1] = labels == labels[z - lo, r0, c0]
+    return region
 
 
 def _click_box(masks: np.ndarray, z: int, x: float, y: float, fg: bool):
@@ -241,6 +302,92 @@ def _component_at(mask: np.ndarray, x: float, y: float) -> np.ndarray:
     return labels == labels[int(y), int(x)]
 
 
+def _looks_like_click(image: np.ndarray, point: tuple, other: np.ndarray):
+    """``D×H×W`` bool: voxels whose intensity is closer to the clicked tissue's (5×5 median on the click's
+    slice) than to the median of ``other`` (a class's voxels away from the click); ``None`` when the two
+    differ by less than :data:`MIN_CONTRAST` (the image cannot tell them apart)."""
+    z, r0, c0 = point
+    img = image[z].astype(np.float32)
+    click_ref = float(np.median(img[max(0, r0 - 2):r0 + 3, max(0, c0 - 2):c0 + 3]))
+    far = other.copy()
+    far[max(0, z - 1):z + 2, max(0, r0 - 5):r0 + 6, max(0, c0 - 5):c0 + 6] = False
+    if not far.any():
+        return None
+    other_ref = float(np.median(image[far]))
+    if abs(click_ref - other_ref) < MIN_CONTRAST:
+        return None
+    vol = image.astype(np.float32)
+    return np.abs(vol - click_ref) <= np.abs(vol - other_ref)
+
+
+def _inner_disk(region, z: int, x: float, y: float, least: float, hw: tuple) -> np.ndarray:
+    """The largest disc around the click (at least ``least`` px) inside ``region[z]`` (``None``: the
+    ``least`` disc), cut to the region: the clicked tissue around the click on its slice."""
+    from scipy import ndimage
+
+    if region is None:
+        return _disk(*hw, x, y, least)
+    inside = region[z]
+    depth = float(ndimage.distance_transform_edt(inside)[int(y), int(x)])
+    return inside & _disk(*inside.shape, x, y, max(depth, least))
+
+
+def _ball(shape, point, r: float) -> np.ndarray:
+    zz, yy, xx = np.ogrid[:shape[0], :shape[1], :shape[2]]
+    return (zz - point[0]) ** 2 + (yy - point[1]) ** 2 + (xx - point[2]) ** 2 <= r * r
+
+
 def _disk(h: int, w: int, x: float, y: float, r: float) -> np.ndarray:
     yy, xx = np.ogrid[:h, :w]
     return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+
+
+def apply_corrections(labels: np.ndarray, corrections, image: np.ndarray | None = None) -> np.ndarray:
+    """Apply per-class click corrections to a label map, touching only what each correction changed.
+
+    A label map holds every class in one array, so repainting whole class masks lets one class's
+    correction overwrite another's voxels far from any click (on the unseen brain a grey-matter click
+    that grew its mask painted over the ventricles). Here each class changes only its own corrected
+    voxels: what a class lost becomes background (if it still holds that class); what it gained is
+    taken where the map is background. From another class B it is taken only when the class's own
+    foreground click lies on a B voxel (B leaked there), and only B's voxels that look like the clicked
+    tissue rather than B (:func:`_looks_like_click`), 26-connected to the click; where the image cannot
+    tell them apart, B's voxels in the largest ball around the click inside B. Every other voxel keeps
+    its label.
+
+    Args:
+        labels: ``D×H×W`` integer label map (the previous prediction, ``prev_pred``); not modified.
+        corrections: ``[(label, before, after, fg_points), …]``: ``before`` / ``after`` the class's
+            ``D×H×W`` bool masks before and after its clicks; ``fg_points`` its new foreground clicks as
+            array indices ``(z, y, x)``.
+        image: ``D×H×W`` normalized image (uint8, the case's ``imgs``), or ``None`` (balls only).
+
+    Returns:
+        A new label map, ``labels``' shape and dtype.
+    """
+    from scipy import ndimage
+
+    out = np.array(labels, copy=True)
+    for k, before, after, _ in corrections:  # removals first: they free voxels for other classes' additions
+        out[before & ~after & (out == k)] = 0
+    for k, before, after, fg_points in corrections:
+        added = after & ~before
+        if not added.any():
+            continue
+        take = added & (out == 0)
+        for point in fg_points:
+            point = tuple(int(v) for v in point)
+            other = out[point]
+            if other in (0, k) or not added[point]:
+                continue
+            theirs = added & (out == other)
+            like = _looks_like_click(image, point, out == other) if image is not None else None
+            if like is None:  # the image does not tell them apart: the ball around the click inside the other class
+                depth = float(ndimage.distance_transform_edt(out == other)[point])
+                take |= theirs & _ball(out.shape, point, max(depth, 1.0))
+            else:  # the other class's voxels that look like the clicked tissue, connected to the click
+                comp, _ = ndimage.label(theirs & like, structure=np.ones((3, 3, 3), bool))
+                if comp[point]:
+                    take |= comp == comp[point]
+        out[take] = k
+    return out
