@@ -42,6 +42,17 @@ over every target, the mean change after 3 clicks, the worst target's change and
 than 0.05. ``--json`` writes the per-target rows.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 MEDSAM_LITE_THREADS=1 python bench/bench_clicks.py --threads 1
+
+``--organs CT_ONLY.pt MR_ONLY.pt``: real organs of a patient the click decoder never saw. The
+shipped decoder trained on both samples' patients, so here two **leave-one-domain-out** click
+decoders (``scripts/train_click_decoder.py --train-on ct`` / ``--train-on mr``: every slab of one
+sample; ``-`` for one of them runs only the other's domain) answer the organs of the *other* sample — another patient and another modality:
+``CT organs`` (every slab of ``ct_abdomen``: answered by the MR-trained decoder) and ``MR organs``
+(every slab of ``mr_abdomen``: the CT-trained one). The pairs: ``published`` (box-trained decoder),
+``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
+trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
+``rule`` (``LocalRule()``, the default). Every model runs in torch here (one backend, so box-only
+Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 """
 
 from __future__ import annotations
@@ -115,19 +126,65 @@ def slices(domain: str):
                     yield f"{sub}:{z}", image, "MR", targets, 1.0
 
 
-DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR"]
+    elif domain in ("CT organs", "MR organs"):
+        modality = domain.split()[0]
+        folder = samples.ct_abdomen_dir() if modality == "CT" else samples.mr_abdomen_dir()
+        names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+        for path in sorted(folder.glob("case-??.nii.gz")):
+            case = path.name[: -len(".nii.gz")]
+            vol = io.read_volume(path)
+            label = io.read_volume(folder / f"{case}_label.nii.gz").array
+            px = float(vol.spacing[0] * vol.spacing[1])
+            for z in range(0, label.shape[0], EVERY[0]):
+                targets = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() * px >= 64]
+                if targets:
+                    yield f"{case}:{z}", vol.array[z].astype(np.float32), modality, targets, px
+
+
+EVERY = [1]  # --every: keep every k-th slice of the organ domains
+DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs"]
 UNSEEN = DOMAINS[:4]
 
 
-def run(n_clicks: int, domains):
-    shipped = ml.load_model()
-    published = ml.load_model(click_decoder=False)
-    assert shipped.click_decoder is not None, "no shipped click decoder: run scripts/train_click_decoder.py"
-    pairs = [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
-    pairs += [(f"shipped {r}", shipped, rule) for r, rule in RULES.items()]
+def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False) -> dict:
+    """``{domain: [(pair, model, rule)]}`` for ``--organs``: every model in torch; ``other-domain`` is
+    the decoder trained on the other sample only (MR-trained answers CT organs, CT-trained MR organs)."""
+    from medsam_lite.fileutil import file_sha256
+    from medsam_lite.model.checkpoints import load_click_decoder
+
+    published = ml.load_model(backend="torch", click_decoder=False)
+    decoders = [("published", published)]
+    if with_shipped:
+        shipped = ml.load_model(backend="torch")
+        assert shipped.click_decoder is not None, "no shipped click decoder"
+        decoders.append(("shipped (seen)", shipped))
+    out = {}
+    for domain, path in (("CT organs", mr_only), ("MR organs", ct_only)):
+        if path == "-":  # that domain is not run
+            continue
+        other = ml.load_model(backend="torch", click_decoder=False)
+        other.click_decoder = load_click_decoder(other.prompt_encoder, other.mask_decoder,
+                                                 file_sha256(other.checkpoint), Path(path))
+        assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
+        out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
+                       for r, rule in (("alone", DecoderRule()), ("rule", LocalRule()))]
+    return out
+
+
+def run(n_clicks: int, domains, organ_models: dict | None = None):
+    if organ_models is None:
+        shipped = ml.load_model()
+        published = ml.load_model(click_decoder=False)
+        assert shipped.click_decoder is not None, "no shipped click decoder: run scripts/train_click_decoder.py"
+        pairs = [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
+        pairs += [(f"shipped {r}", shipped, rule) for r, rule in RULES.items()]
+    else:
+        shipped = organ_models[domains[0]][0][1]
     rows = []
     predictor = ml.Predictor(shipped)
     for domain in domains:
+        if organ_models is not None:
+            pairs = organ_models[domain]
         t0 = time.perf_counter()
         for tag, image, modality, targets, _ in slices(domain):
             predictor.set_image(image, modality=modality)
@@ -143,7 +200,7 @@ def run(n_clicks: int, domains):
                 rows.append(row)
         print(f"{domain}: {sum(r['domain'] == domain for r in rows)} targets, {time.perf_counter() - t0:.0f} s",
               flush=True)
-    return rows, [p for p, _, _ in pairs]
+    return rows, list(dict.fromkeys(p for d in (organ_models or {None: pairs}).values() for p, _, _ in d))
 
 
 def report(rows, pairs, n_clicks: int) -> str:
@@ -169,8 +226,9 @@ def report(rows, pairs, n_clicks: int) -> str:
                 gain = (d[hard, n_clicks] - d[hard, 0]).mean() if hard.any() else float("nan")
                 verdicts.append((domain, pair, gain, delta.mean(), delta.min()))
     lines.append("")
-    lines += choose(verdicts)
-    lines.append("")
+    if any(not v[0].endswith("organs") for v in verdicts):  # organs: the decoders are fixed, nothing to choose
+        lines += choose([v for v in verdicts if not v[0].endswith("organs")])
+        lines.append("")
     lines.append("Done-means check on the unseen domains (gain over box < 0.9 ≥ +0.05; mean Δ over all ≥ −0.005; "
                  "no target loses > 0.05):")
     lines.append("")
@@ -216,10 +274,22 @@ def main() -> None:
     parser.add_argument("--domains", nargs="*", default=UNSEEN, choices=DOMAINS,
                         help="default: the four unseen domains (add 'seen CT' 'seen MR' for the training patients)")
     parser.add_argument("--json", help="also write the per-target Dice rows here")
+    parser.add_argument("--organs", nargs=2, metavar=("CT_ONLY", "MR_ONLY"),
+                        help="real organs, leave one domain out: click decoders trained on CT only and on MR only "
+                        "(scripts/train_click_decoder.py --train-on ct / mr); domains 'CT organs' 'MR organs'")
+    parser.add_argument("--every", type=int, default=1, help="organ domains: every k-th slice")
+    parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
+                        "(trained on both patients: seen)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    rows, pairs = run(args.clicks, args.domains)
+    EVERY[0] = args.every
+    organ_models = None
+    if args.organs:
+        domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
+        organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped).items() if d in domains}
+        args.domains = [d for d in domains if d in organ_models]
+    rows, pairs = run(args.clicks, args.domains, organ_models)
     print(report(rows, pairs, args.clicks))
     if args.json:
         Path(args.json).write_text(json.dumps(rows))

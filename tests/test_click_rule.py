@@ -143,6 +143,15 @@ def test_slabs_of_one_scan_are_not_held_out():
     assert "same file" in shared_sources({"a": ct / "case-01.nii.gz"}, {"b": ct / "case-01.nii.gz"})[0]
     assert shared_sources({"sub-01": brain / "sub-01.nii.gz"}, {"sub-02": brain / "sub-02.nii.gz",
                                                                "ct": ct / "case-01.nii.gz"}) == []
+    # the one warning preprocess / evaluate give: nothing for two subjects (sub-05 is another synthetic
+    # subject), the cases and the fix for slabs of one scan
+    from medsam_lite.data.sources import split_note
+
+    assert split_note({"sub-01": brain / "sub-01.nii.gz"}, {"sub-05": brain / "sub-05.nii.gz"}) is None
+    note = split_note({"case-01": ct / "case-01.nii.gz", "sub-01": brain / "sub-01.nii.gz"},
+                      {"case-02": ct / "case-02.nii.gz", "sub-05": brain / "sub-05.nii.gz"})
+    assert note.startswith("test case(s) ['case-02'] share a source scan with training case(s) (case-02 with case-01)")
+    assert "Split by patient" in note and "test_cases" in note
 
 
 def test_a_click_rule_that_is_not_a_rule_is_refused_before_decoding(stomach):
