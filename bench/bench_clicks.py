@@ -10,7 +10,9 @@ largest error region, the previous logits as mask input) on the same slice embed
   direction, in the region under the click: changes ≤ 4 px apart grouped, the nearest region within
   4 px), ``local strict`` (``gap=0, reach=1.5``: only the 8-connected change touching the click),
   ``local r=1`` (``local`` cut to a disc of the previous mask's equivalent radius around the click)
-  and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench).
+  and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench);
+  ``local strict r=1 edge=k`` also cuts each click's change to ``k ×`` the click's distance to the
+  previous mask's edge (``LocalRule(edge=k)``; ``--rules`` runs only the named rules, shipped decoder).
 
 The shipped default is chosen **leave one domain out**: for each unseen domain, the pair that meets the
 most "Done means" conditions on the *other* unseen domains (ties: the larger mean change over all
@@ -71,7 +73,9 @@ from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
 RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None),
          "local strict": LocalRule(gap=0, reach=1.5, radius=None), "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0),
-         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0)}  # the last: LocalRule()'s defaults
+         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0),  # LocalRule()'s defaults before edge
+         "local strict r=1 edge=2": LocalRule(gap=0, reach=1.5, radius=1.0, edge=2.0),
+         "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -171,13 +175,13 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False) -> dict:
     return out
 
 
-def run(n_clicks: int, domains, organ_models: dict | None = None):
+def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None):
     if organ_models is None:
         shipped = ml.load_model()
         published = ml.load_model(click_decoder=False)
         assert shipped.click_decoder is not None, "no shipped click decoder: run scripts/train_click_decoder.py"
-        pairs = [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
-        pairs += [(f"shipped {r}", shipped, rule) for r, rule in RULES.items()]
+        pairs = [] if rules else [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
+        pairs += [(f"shipped {r}", shipped, rule) for r, rule in RULES.items() if not rules or r in rules]
     else:
         shipped = organ_models[domains[0]][0][1]
     rows = []
@@ -278,6 +282,8 @@ def main() -> None:
                         help="real organs, leave one domain out: click decoders trained on CT only and on MR only "
                         "(scripts/train_click_decoder.py --train-on ct / mr); domains 'CT organs' 'MR organs'")
     parser.add_argument("--every", type=int, default=1, help="organ domains: every k-th slice")
+    parser.add_argument("--rules", nargs="*", choices=sorted(RULES), help="only these rules, with the shipped "
+                        "decoder (default: every rule, and the published decoder alone / local)")
     parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
                         "(trained on both patients: seen)")
     args = parser.parse_args()
@@ -289,7 +295,7 @@ def main() -> None:
         domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
         organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped).items() if d in domains}
         args.domains = [d for d in domains if d in organ_models]
-    rows, pairs = run(args.clicks, args.domains, organ_models)
+    rows, pairs = run(args.clicks, args.domains, organ_models, args.rules)
     print(report(rows, pairs, args.clicks))
     if args.json:
         Path(args.json).write_text(json.dumps(rows))

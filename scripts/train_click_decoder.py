@@ -35,6 +35,14 @@ epochs without mirroring (CT 0.823) and 0.861 after three epochs with ``--flips`
 held-out test cases took no part in that choice. The previous shipped decoder was the no-mirroring
 recipe (six epochs).
 
+Leave one domain out (``--train-on ct`` / ``--train-on mr``): every slab of one sample trains (none
+held out there) and the other sample's patient — another patient and another modality — is the
+test (``bench/bench_clicks.py --organs CT_ONLY.pt MR_ONLY.pt``). On the shared 2-vCPU machine at
+1 thread (load 10–15) one target-step took ~10 s of wall time, so the two decoders of
+``bench/RESULTS.md`` ("Clicks on real organs of the other patient") are two chained ~10-minute runs
+each (``--epochs 1 --minutes 9``, then ``--init`` the first, ``--minutes 11``/``10``, seeds 1 / 2;
+CT ``--flips``): ~115 target-steps each, against ~3,200 for the shipped decoder.
+
 Writes a float16 state dict ``{"model": {prompt_encoder.*, mask_decoder.*}, "base_sha256": …,
 "config": JSON (seed, data files and SHA-256s, cases, settings, history)}``.
 """
