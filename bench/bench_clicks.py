@@ -12,7 +12,8 @@ largest error region, the previous logits as mask input) on the same slice embed
   ``local r=1`` (``local`` cut to a disc of the previous mask's equivalent radius around the click)
   and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench);
   ``local strict r=1 edge=k`` also cuts each click's change to ``k ×`` the click's distance to the
-  previous mask's edge (``LocalRule(edge=k)``; ``--rules`` runs only the named rules, shipped decoder).
+  previous mask's edge (``LocalRule(edge=k)``, an option; ``--rules`` runs only the named rules, shipped
+  decoder).
 
 The shipped default is chosen **leave one domain out**: for each unseen domain, the pair that meets the
 most "Done means" conditions on the *other* unseen domains (ties: the larger mean change over all
@@ -53,7 +54,7 @@ sample; ``-`` for one of them runs only the other's domain) answer the organs of
 (every slab of ``mr_abdomen``: the CT-trained one). The pairs: ``published`` (box-trained decoder),
 ``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
 trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
-``rule`` (``LocalRule()``, the default). Every model runs in torch here (one backend, so box-only
+``rule`` (``local strict r=1``: ``LocalRule()``, the default). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 """
 
@@ -71,9 +72,10 @@ import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
-RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None),
-         "local strict": LocalRule(gap=0, reach=1.5, radius=None), "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0),
-         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0),  # LocalRule()'s defaults before edge
+RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None),
+         "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None),
+         "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0, edge=None),
+         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0, edge=None),  # LocalRule()'s defaults
          "local strict r=1 edge=2": LocalRule(gap=0, reach=1.5, radius=1.0, edge=2.0),
          "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
@@ -134,12 +136,16 @@ def slices(domain: str):
         modality = domain.split()[0]
         folder = samples.ct_abdomen_dir() if modality == "CT" else samples.mr_abdomen_dir()
         names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+        scans = []
         for path in sorted(folder.glob("case-??.nii.gz")):
             case = path.name[: -len(".nii.gz")]
             vol = io.read_volume(path)
-            label = io.read_volume(folder / f"{case}_label.nii.gz").array
-            px = float(vol.spacing[0] * vol.spacing[1])
-            for z in range(0, label.shape[0], EVERY[0]):
+            scans.append((case, vol, io.read_volume(folder / f"{case}_label.nii.gz").array))
+        for z in range(0, max(label.shape[0] for _, _, label in scans), EVERY[0]):  # slice-major: a run cut
+            for case, vol, label in scans:                                        # short covers every slab
+                if z >= label.shape[0]:
+                    continue
+                px = float(vol.spacing[0] * vol.spacing[1])
                 targets = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() * px >= 64]
                 if targets:
                     yield f"{case}:{z}", vol.array[z].astype(np.float32), modality, targets, px
@@ -171,11 +177,11 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False) -> dict:
                                                  file_sha256(other.checkpoint), Path(path))
         assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
-                       for r, rule in (("alone", DecoderRule()), ("rule", LocalRule()))]
+                       for r, rule in (("alone", DecoderRule()), ("rule", RULES["local strict r=1"]))]
     return out
 
 
-def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None):
+def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, json_path=None):
     if organ_models is None:
         shipped = ml.load_model()
         published = ml.load_model(click_decoder=False)
@@ -202,6 +208,8 @@ def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None):
                     row[pair] = ml.simulate_clicks(model, predictor.embedding, truth, box, n_clicks=n_clicks,
                                                    click_rule=rule).tolist()
                 rows.append(row)
+            if json_path:  # after every slice: a run stopped early keeps what it measured (--report)
+                Path(json_path).write_text(json.dumps(rows))
         print(f"{domain}: {sum(r['domain'] == domain for r in rows)} targets, {time.perf_counter() - t0:.0f} s",
               flush=True)
     return rows, list(dict.fromkeys(p for d in (organ_models or {None: pairs}).values() for p, _, _ in d))
@@ -277,7 +285,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--domains", nargs="*", default=UNSEEN, choices=DOMAINS,
                         help="default: the four unseen domains (add 'seen CT' 'seen MR' for the training patients)")
-    parser.add_argument("--json", help="also write the per-target Dice rows here")
+    parser.add_argument("--json", help="also write the per-target Dice rows here (after every slice)")
+    parser.add_argument("--report", help="print the tables from such a --json file and exit")
     parser.add_argument("--organs", nargs=2, metavar=("CT_ONLY", "MR_ONLY"),
                         help="real organs, leave one domain out: click decoders trained on CT only and on MR only "
                         "(scripts/train_click_decoder.py --train-on ct / mr); domains 'CT organs' 'MR organs'")
@@ -295,7 +304,13 @@ def main() -> None:
         domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
         organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped).items() if d in domains}
         args.domains = [d for d in domains if d in organ_models]
-    rows, pairs = run(args.clicks, args.domains, organ_models, args.rules)
+    if args.report:  # the tables from a --json file (e.g. of a run stopped early)
+        rows = json.loads(Path(args.report).read_text())
+        pairs = [k for k in rows[0] if k not in ("domain", "slice", "target")]
+        print(report(rows, pairs, args.clicks))
+        print(f"\n{len(rows)} targets (from {args.report}).")
+        return
+    rows, pairs = run(args.clicks, args.domains, organ_models, args.rules, args.json)
     print(report(rows, pairs, args.clicks))
     if args.json:
         Path(args.json).write_text(json.dumps(rows))

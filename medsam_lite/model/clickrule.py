@@ -16,7 +16,8 @@ Rules (strategy objects with one method, :meth:`accept`):
 * :class:`LocalRule` (the default): for each click, the decoder's changes **in the click's direction**
   (added pixels for a foreground click, removed ones for a background click) are split into connected
   regions; only the region under the click (or the nearest within ``reach`` pixels) is kept, cut to a
-  disc around the click as large as the previous mask (``radius``). A change elsewhere, or against a
+  disc around the click as large as the previous mask (``radius``; optionally also no larger than
+  ``edge`` × the click's distance to the previous mask's edge). A change elsewhere, or against a
   click's direction, is dropped; where the decoder changed neither the clicked pixel nor a neighbour,
   nothing changes.
 * :class:`DecoderRule`: the decoder's answer everywhere (the behaviour before the rule existed).
@@ -60,6 +61,9 @@ class LocalRule:
     The defaults (``gap=0, reach=1.5, radius=1.0``: the 8-connected change touching the click, within
     the previous mask's equivalent radius of it) were chosen leave-one-domain-out on domains the click
     decoder never trained on (``bench/bench_clicks.py``; ``bench/RESULTS.md``, "Clicks by domain").
+    ``edge=2`` bounds the harm on brain tissue and on the lesion domains' worst targets but keeps only a
+    disc along a thin error strip (a click beside the mask extends it by ~2× its distance): not the
+    default until measured on real organs (``bench/RESULTS.md``, "Brain tissue: why clicks do not gain").
 
     Args:
         gap: pixels (≥ 0): how far apart changes may lie and still be one region (0: 8-connected).
