@@ -156,7 +156,7 @@ DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT
 UNSEEN = DOMAINS[:4]
 
 
-def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False) -> dict:
+def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=None) -> dict:
     """``{domain: [(pair, model, rule)]}`` for ``--organs``: every model in torch; ``other-domain`` is
     the decoder trained on the other sample only (MR-trained answers CT organs, CT-trained MR organs)."""
     from medsam_lite.fileutil import file_sha256
@@ -177,7 +177,8 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False) -> dict:
                                                  file_sha256(other.checkpoint), Path(path))
         assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
-                       for r, rule in (("alone", DecoderRule()), ("rule", RULES["local strict r=1"]))]
+                       for r, rule in ([(r, RULES[r]) for r in rules] if rules else
+                                       [("alone", DecoderRule()), ("rule", RULES["local strict r=1"])])]
     return out
 
 
@@ -292,7 +293,8 @@ def main() -> None:
                         "(scripts/train_click_decoder.py --train-on ct / mr); domains 'CT organs' 'MR organs'")
     parser.add_argument("--every", type=int, default=1, help="organ domains: every k-th slice")
     parser.add_argument("--rules", nargs="*", choices=sorted(RULES), help="only these rules, with the shipped "
-                        "decoder (default: every rule, and the published decoder alone / local)")
+                        "decoder (default: every rule, and the published decoder alone / local); with --organs: "
+                        "these rules instead of alone / rule")
     parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
                         "(trained on both patients: seen)")
     args = parser.parse_args()
@@ -302,7 +304,7 @@ def main() -> None:
     organ_models = None
     if args.organs:
         domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
-        organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped).items() if d in domains}
+        organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped, args.rules).items() if d in domains}
         args.domains = [d for d in domains if d in organ_models]
     if args.report:  # the tables from a --json file (e.g. of a run stopped early)
         rows = json.loads(Path(args.report).read_text())
