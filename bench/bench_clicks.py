@@ -10,7 +10,10 @@ largest error region, the previous logits as mask input) on the same slice embed
   direction, in the region under the click: changes ≤ 4 px apart grouped, the nearest region within
   4 px), ``local strict`` (``gap=0, reach=1.5``: only the 8-connected change touching the click),
   ``local r=1`` (``local`` cut to a disc of the previous mask's equivalent radius around the click)
-  and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench).
+  and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench);
+  ``local strict r=1 edge=k`` also cuts each click's change to ``k ×`` the click's distance to the
+  previous mask's edge (``LocalRule(edge=k)``, an option; ``--rules`` runs only the named rules, shipped
+  decoder).
 
 The shipped default is chosen **leave one domain out**: for each unseen domain, the pair that meets the
 most "Done means" conditions on the *other* unseen domains (ties: the larger mean change over all
@@ -42,6 +45,17 @@ over every target, the mean change after 3 clicks, the worst target's change and
 than 0.05. ``--json`` writes the per-target rows.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 MEDSAM_LITE_THREADS=1 python bench/bench_clicks.py --threads 1
+
+``--organs CT_ONLY.pt MR_ONLY.pt``: real organs of a patient the click decoder never saw. The
+shipped decoder trained on both samples' patients, so here two **leave-one-domain-out** click
+decoders (``scripts/train_click_decoder.py --train-on ct`` / ``--train-on mr``: every slab of one
+sample; ``-`` for one of them runs only the other's domain) answer the organs of the *other* sample — another patient and another modality:
+``CT organs`` (every slab of ``ct_abdomen``: answered by the MR-trained decoder) and ``MR organs``
+(every slab of ``mr_abdomen``: the CT-trained one). The pairs: ``published`` (box-trained decoder),
+``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
+trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
+``rule`` (``local strict r=1``: ``LocalRule()``, the default). Every model runs in torch here (one backend, so box-only
+Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 """
 
 from __future__ import annotations
@@ -58,9 +72,12 @@ import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
-RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None),
-         "local strict": LocalRule(gap=0, reach=1.5, radius=None), "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0),
-         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0)}  # the last: LocalRule()'s defaults
+RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None),
+         "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None),
+         "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0, edge=None),
+         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0, edge=None),  # LocalRule()'s defaults
+         "local strict r=1 edge=2": LocalRule(gap=0, reach=1.5, radius=1.0, edge=2.0),
+         "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -115,19 +132,70 @@ def slices(domain: str):
                     yield f"{sub}:{z}", image, "MR", targets, 1.0
 
 
-DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR"]
+    elif domain in ("CT organs", "MR organs"):
+        modality = domain.split()[0]
+        folder = samples.ct_abdomen_dir() if modality == "CT" else samples.mr_abdomen_dir()
+        names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+        scans = []
+        for path in sorted(folder.glob("case-??.nii.gz")):
+            case = path.name[: -len(".nii.gz")]
+            vol = io.read_volume(path)
+            scans.append((case, vol, io.read_volume(folder / f"{case}_label.nii.gz").array))
+        for z in range(0, max(label.shape[0] for _, _, label in scans), EVERY[0]):  # slice-major: a run cut
+            for case, vol, label in scans:                                        # short covers every slab
+                if z >= label.shape[0]:
+                    continue
+                px = float(vol.spacing[0] * vol.spacing[1])
+                targets = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() * px >= 64]
+                if targets:
+                    yield f"{case}:{z}", vol.array[z].astype(np.float32), modality, targets, px
+
+
+EVERY = [1]  # --every: keep every k-th slice of the organ domains
+DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs"]
 UNSEEN = DOMAINS[:4]
 
 
-def run(n_clicks: int, domains):
-    shipped = ml.load_model()
-    published = ml.load_model(click_decoder=False)
-    assert shipped.click_decoder is not None, "no shipped click decoder: run scripts/train_click_decoder.py"
-    pairs = [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
-    pairs += [(f"shipped {r}", shipped, rule) for r, rule in RULES.items()]
+def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=None) -> dict:
+    """``{domain: [(pair, model, rule)]}`` for ``--organs``: every model in torch; ``other-domain`` is
+    the decoder trained on the other sample only (MR-trained answers CT organs, CT-trained MR organs)."""
+    from medsam_lite.fileutil import file_sha256
+    from medsam_lite.model.checkpoints import load_click_decoder
+
+    published = ml.load_model(backend="torch", click_decoder=False)
+    decoders = [("published", published)]
+    if with_shipped:
+        shipped = ml.load_model(backend="torch")
+        assert shipped.click_decoder is not None, "no shipped click decoder"
+        decoders.append(("shipped (seen)", shipped))
+    out = {}
+    for domain, path in (("CT organs", mr_only), ("MR organs", ct_only)):
+        if path == "-":  # that domain is not run
+            continue
+        other = ml.load_model(backend="torch", click_decoder=False)
+        other.click_decoder = load_click_decoder(other.prompt_encoder, other.mask_decoder,
+                                                 file_sha256(other.checkpoint), Path(path))
+        assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
+        out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
+                       for r, rule in ([(r, RULES[r]) for r in rules] if rules else
+                                       [("alone", DecoderRule()), ("rule", RULES["local strict r=1"])])]
+    return out
+
+
+def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, json_path=None):
+    if organ_models is None:
+        shipped = ml.load_model()
+        published = ml.load_model(click_decoder=False)
+        assert shipped.click_decoder is not None, "no shipped click decoder: run scripts/train_click_decoder.py"
+        pairs = [] if rules else [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
+        pairs += [(f"shipped {r}", shipped, rule) for r, rule in RULES.items() if not rules or r in rules]
+    else:
+        shipped = organ_models[domains[0]][0][1]
     rows = []
     predictor = ml.Predictor(shipped)
     for domain in domains:
+        if organ_models is not None:
+            pairs = organ_models[domain]
         t0 = time.perf_counter()
         for tag, image, modality, targets, _ in slices(domain):
             predictor.set_image(image, modality=modality)
@@ -141,9 +209,11 @@ def run(n_clicks: int, domains):
                     row[pair] = ml.simulate_clicks(model, predictor.embedding, truth, box, n_clicks=n_clicks,
                                                    click_rule=rule).tolist()
                 rows.append(row)
+            if json_path:  # after every slice: a run stopped early keeps what it measured (--report)
+                Path(json_path).write_text(json.dumps(rows))
         print(f"{domain}: {sum(r['domain'] == domain for r in rows)} targets, {time.perf_counter() - t0:.0f} s",
               flush=True)
-    return rows, [p for p, _, _ in pairs]
+    return rows, list(dict.fromkeys(p for d in (organ_models or {None: pairs}).values() for p, _, _ in d))
 
 
 def report(rows, pairs, n_clicks: int) -> str:
@@ -169,8 +239,9 @@ def report(rows, pairs, n_clicks: int) -> str:
                 gain = (d[hard, n_clicks] - d[hard, 0]).mean() if hard.any() else float("nan")
                 verdicts.append((domain, pair, gain, delta.mean(), delta.min()))
     lines.append("")
-    lines += choose(verdicts)
-    lines.append("")
+    if any(not v[0].endswith("organs") for v in verdicts):  # organs: the decoders are fixed, nothing to choose
+        lines += choose([v for v in verdicts if not v[0].endswith("organs")])
+        lines.append("")
     lines.append("Done-means check on the unseen domains (gain over box < 0.9 ≥ +0.05; mean Δ over all ≥ −0.005; "
                  "no target loses > 0.05):")
     lines.append("")
@@ -215,11 +286,33 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--domains", nargs="*", default=UNSEEN, choices=DOMAINS,
                         help="default: the four unseen domains (add 'seen CT' 'seen MR' for the training patients)")
-    parser.add_argument("--json", help="also write the per-target Dice rows here")
+    parser.add_argument("--json", help="also write the per-target Dice rows here (after every slice)")
+    parser.add_argument("--report", help="print the tables from such a --json file and exit")
+    parser.add_argument("--organs", nargs=2, metavar=("CT_ONLY", "MR_ONLY"),
+                        help="real organs, leave one domain out: click decoders trained on CT only and on MR only "
+                        "(scripts/train_click_decoder.py --train-on ct / mr); domains 'CT organs' 'MR organs'")
+    parser.add_argument("--every", type=int, default=1, help="organ domains: every k-th slice")
+    parser.add_argument("--rules", nargs="*", choices=sorted(RULES), help="only these rules, with the shipped "
+                        "decoder (default: every rule, and the published decoder alone / local); with --organs: "
+                        "these rules instead of alone / rule")
+    parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
+                        "(trained on both patients: seen)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    rows, pairs = run(args.clicks, args.domains)
+    EVERY[0] = args.every
+    organ_models = None
+    if args.organs:
+        domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
+        organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped, args.rules).items() if d in domains}
+        args.domains = [d for d in domains if d in organ_models]
+    if args.report:  # the tables from a --json file (e.g. of a run stopped early)
+        rows = json.loads(Path(args.report).read_text())
+        pairs = [k for k in rows[0] if k not in ("domain", "slice", "target")]
+        print(report(rows, pairs, args.clicks))
+        print(f"\n{len(rows)} targets (from {args.report}).")
+        return
+    rows, pairs = run(args.clicks, args.domains, organ_models, args.rules, args.json)
     print(report(rows, pairs, args.clicks))
     if args.json:
         Path(args.json).write_text(json.dumps(rows))

@@ -10,6 +10,7 @@ slices' pixel size (``h × w`` is the stored size, ``height × width`` the origi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,6 +186,11 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
             ``dsc@K`` (3D Dice after that many clicks; ``dsc`` is after the box alone) and ``noc85`` /
             ``noc90`` (clicks until the 3D Dice reaches 0.85 / 0.90, capped at ``K``) to both tables.
 
+    Warns:
+        UserWarning: on the test split of a dataset whose test cases share a source scan with its
+            training cases (same file, DICOM series, or slabs of one scan; recorded by ``preprocess``):
+            the scores, e.g. a NoC before/after ``finetune(clicks=K)``, are then not held out.
+
     Returns:
         ``(per_case, per_label)``. A 2D case (an image, no slice spacing) gets 2D DSC and NSD, with
         ``tolerance_mm`` in its pixel size (mm where the image file records one; PNG records none,
@@ -200,6 +206,8 @@ def evaluate(model, dataset, split: str = "test", tolerance_mm: float = 1.0, cas
     labels = check_labels(labels)
     clicks = check_clicks(clicks)
     chosen = select_slices(dataset, split, cases, max_slices_per_case)
+    if split == "test" and dataset.meta.get("shared_sources"):  # recorded by preprocess: say it with the scores
+        warnings.warn(dataset.meta["shared_sources"], stacklevel=2)
     _check_spacing(chosen)  # before any embedding is computed
     store = embed(dataset, model, split=split, cases=cases, max_slices_per_case=max_slices_per_case,
                   progress=progress)

@@ -35,6 +35,14 @@ epochs without mirroring (CT 0.823) and 0.861 after three epochs with ``--flips`
 held-out test cases took no part in that choice. The previous shipped decoder was the no-mirroring
 recipe (six epochs).
 
+Leave one domain out (``--train-on ct`` / ``--train-on mr``): every slab of one sample trains (none
+held out there) and the other sample's patient — another patient and another modality — is the
+test (``bench/bench_clicks.py --organs CT_ONLY.pt MR_ONLY.pt``). On the shared 2-vCPU machine at
+1 thread (load 10–15) one target-step took ~10 s of wall time, so the two decoders of
+``bench/RESULTS.md`` ("Clicks on real organs of the other patient") are two chained ~10-minute runs
+each (``--epochs 1 --minutes 9``, then ``--init`` the first, ``--minutes 11``/``10``, seeds 1 / 2;
+CT ``--flips``): ~115 target-steps each, against ~3,200 for the shipped decoder.
+
 Writes a float16 state dict ``{"model": {prompt_encoder.*, mask_decoder.*}, "base_sha256": …,
 "config": JSON (seed, data files and SHA-256s, cases, settings, history)}``.
 """
@@ -62,6 +70,10 @@ from medsam_lite.model.models import SamModel
 from medsam_lite.train.steps import click_rounds_loss, jitter_boxes, load_targets
 
 SOURCES = [("ct", "CT", ["case-03"]), ("mr", "MR", ["case-02"])]
+#: ``--train-on ct`` / ``mr``: leave one domain out: every case of one sample trains (none held out
+#: there), the other sample — another patient and another modality — is the test (bench/bench_clicks.py
+#: ``--organs``).
+DOMAIN_SOURCES = {"both": SOURCES, "ct": [("ct", "CT", [])], "mr": [("mr", "MR", [])]}
 
 
 #: ``--flips``: mirrored copies of each training case (array axes of ``GetArrayFromImage``: z, y, x).
@@ -106,14 +118,17 @@ def flipped_source(src: Path, out: Path, held_out: list) -> Path:
     return out
 
 
-def prepare(work: Path, model, val: bool = False, flips: bool = False) -> list:
-    """Preprocess + embed both samples (reused when already there); the training targets of each."""
+def prepare(work: Path, model, val: bool = False, flips: bool = False, sources=SOURCES, every: int = 1) -> list:
+    """Preprocess + embed the samples (reused when already there); the training targets of each.
+
+    ``every``: keep every ``every``-th slice of each case (a cheaper run; 1: all)."""
     out = []
-    for name, modality, held_out in SOURCES:
+    for name, modality, held_out in sources:
         src = samples.ct_abdomen_dir() if name == "ct" else samples.mr_abdomen_dir()
-        ds, files = work / name, {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(src.iterdir())}
+        tag = name if held_out else f"{name}_all"  # every case trains: another split, another folder
+        ds, files = work / tag, {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(src.iterdir())}
         if flips:
-            src, ds = flipped_source(src, work / f"{name}_flips_src", held_out), work / f"{name}_flips"
+            src, ds = flipped_source(src, work / f"{tag}_flips_src", held_out), work / f"{tag}_flips"
         if not (ds / "dataset.json").exists():
             ml.preprocess(src, ds, modality=modality, min_mm2=64, test_cases=held_out, progress=False)
         store = ml.embed(ds, model, split="train", progress=False)
@@ -121,6 +136,8 @@ def prepare(work: Path, model, val: bool = False, flips: bool = False) -> list:
         chosen = select_slices(dataset, "train", None, None)
         targets = dataset.manifest.merge(chosen[["case", "slice"]], on=["case", "slice"])
         targets = targets[targets["split"] == "train"].sort_values(["case", "slice", "label"]).reset_index(drop=True)
+        if every > 1:
+            targets = targets[targets["slice"] % every == 0].reset_index(drop=True)
         data = load_targets(dataset, model, targets, store)
         vdata = None
         if val:  # mirrored copies of a validation slice are left out of both parts
@@ -181,13 +198,19 @@ def main() -> None:
                         "the same data) instead of the published prompt encoder + decoder")
     parser.add_argument("--flips", action="store_true", help="train on mirrored copies of each training case too "
                         "(left-right, front-back, both: 4× the targets, each with its own embedding)")
+    parser.add_argument("--train-on", choices=sorted(DOMAIN_SOURCES), default="both",
+                        help="both (the shipped decoder: CT case-01/02 + MR case-01) or one sample only, every case "
+                        "(leave one domain out: the other sample's patient is the test)")
+    parser.add_argument("--every", type=int, default=1, help="train on every k-th slice only (a cheaper run)")
     parser.add_argument("--val", action="store_true", help="recipe pilot: validate on CT case-02 + a third of MR "
                         "case-01 (left out of training); never for the shipped decoder")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     published = ml.load_model(backend="torch", click_decoder=False)
-    sources = prepare(Path(args.work), published, args.val, args.flips)
+    if args.val and args.train_on != "both":
+        parser.error("--val holds out slices of both samples: use it with --train-on both")
+    sources = prepare(Path(args.work), published, args.val, args.flips, DOMAIN_SOURCES[args.train_on], args.every)
     parts = SimpleNamespace(image_encoder=published.image_encoder,
                             prompt_encoder=copy.deepcopy(published.prompt_encoder),
                             mask_decoder=copy.deepcopy(published.mask_decoder))
@@ -257,7 +280,7 @@ def save(trainee, args, sources, history, published, init_config=None) -> None:
     config = {"seed": args.seed, "clicks": args.clicks, "lr": args.lr, "prompt_lr": args.prompt_lr,
               "batch_size": args.batch_size, "threads": args.threads, "epochs": args.epochs,
               "minutes": args.minutes, "every_round": not args.last_round_only, "robot_share": args.robot_share,
-              "flips": sorted(FLIPS) if args.flips else None,
+              "flips": sorted(FLIPS) if args.flips else None, "train_on": args.train_on, "every_kth_slice": args.every,
               "lr_schedule": "cosine over epochs", "box_jitter_px_at_1024": 20,
               "validation": "CT case-02 + MR case-01 slices % 3 == 0 (pilot)" if args.val else None,
               "epochs_run": len(history), "history": history, "torch": torch.__version__,

@@ -62,6 +62,25 @@ def test_the_rule_keeps_only_the_change_under_the_click():
     assert DecoderRule().accept(previous, proposed, click, label).all()
 
 
+def test_edge_cuts_a_click_to_the_size_of_the_error_it_sits_in():
+    previous = np.zeros((1, 80, 80), bool)
+    previous[0, 5:75, 5:75] = True                 # a big mask (equivalent radius 39 px)
+    proposed = previous.copy()
+    proposed[0, 30:75, 5:75] = False               # the decoder removes its whole lower half
+    click, label = np.float32([[[40, 40]]]), np.int64([[0]])  # a background click 35 px from the mask's edge
+    changed = LocalRule().accept(previous, proposed, click, label)[0] & previous[0]
+    rows, cols = np.nonzero(changed)
+    assert np.hypot(rows - 40, cols - 40).max() > 36  # the default keeps up to the mask's equivalent radius
+    previous[0, 44:46, 5:75] = False                # a thin gap 4 px below the click: an error 4 px deep
+    proposed = previous & proposed
+    for k in (2, 3):
+        changed = LocalRule(edge=k).accept(previous, proposed, click, label)[0]
+        rows, cols = np.nonzero(changed)
+        assert changed[40, 40] and np.hypot(rows - 40, cols - 40).max() <= k * 4 + 1e-6
+    assert (LocalRule(edge=None).accept(previous, proposed, click, label)
+            == LocalRule().accept(previous, proposed, click, label)).all()
+
+
 def test_a_click_far_from_the_error_changes_nothing(stomach):
     predictor, truth = stomach
     box = ml.box_from_mask(truth)
@@ -143,6 +162,15 @@ def test_slabs_of_one_scan_are_not_held_out():
     assert "same file" in shared_sources({"a": ct / "case-01.nii.gz"}, {"b": ct / "case-01.nii.gz"})[0]
     assert shared_sources({"sub-01": brain / "sub-01.nii.gz"}, {"sub-02": brain / "sub-02.nii.gz",
                                                                "ct": ct / "case-01.nii.gz"}) == []
+    # the one warning preprocess / evaluate give: nothing for two subjects (sub-05 is another synthetic
+    # subject), the cases and the fix for slabs of one scan
+    from medsam_lite.data.sources import split_note
+
+    assert split_note({"sub-01": brain / "sub-01.nii.gz"}, {"sub-05": brain / "sub-05.nii.gz"}) is None
+    note = split_note({"case-01": ct / "case-01.nii.gz", "sub-01": brain / "sub-01.nii.gz"},
+                      {"case-02": ct / "case-02.nii.gz", "sub-05": brain / "sub-05.nii.gz"})
+    assert note.startswith("test case(s) ['case-02'] share a source scan with training case(s) (case-02 with case-01)")
+    assert "Split by patient" in note and "test_cases" in note
 
 
 def test_a_click_rule_that_is_not_a_rule_is_refused_before_decoding(stomach):

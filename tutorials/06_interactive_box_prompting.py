@@ -184,20 +184,25 @@ else:
 # %% [markdown]
 # ## 6. A click on a scan the click decoder never saw
 # The click decoder trained on the bundled abdominal CT and MR; it never saw a brain MRI or a
-# lesion. Here the synthetic brain MRI `brain_mri/sub-05`, slice `16`, gets a synthetic lesion in its
-# white matter (`medsam_lite.samples.synthetic_lesion`, seed `2026`, radius `(5, 11)` px: its own
-# contrast, texture and partial-volume edge; `tutorial.unseen_lesion_slice` reads the slice and adds
-# it). The box is the lesion's bounding box, and one robot click (`medsam_lite.clicks.next_click`: the
+# lesion. Here a synthetic brain MRI slice gets a synthetic lesion in its white matter
+# (`tutorial.unseen_lesion_slice` with `medsam_lite.samples.synthetic_lesion`: its own contrast,
+# texture and partial-volume edge, seeded; the cell prints the subject, slice, seed and radius range).
+# The box is the lesion's bounding box, and one robot click (`medsam_lite.clicks.next_click`: the
 # interior of the largest error region) corrects the box's mask. The cell prints the Dice before and
-# after and how many pixels the click changed. The figure zooms on the lesion: the box, then the
-# mask's pixels on the lesion, too many and missed before and after the click, drawn as a star. The
-# click rule keeps the mask as it was away from the click (`bench/RESULTS.md`, "Clicks by domain",
-# measures it on such unseen targets).
+# after, how many pixels the click changed, and how far from the click the farthest change lies
+# next to the rule's limit (the previous mask's equivalent radius, `sqrt(area / π)`): the click rule
+# (`medsam_lite.model.clickrule.LocalRule`) keeps only the decoder's change in the click's direction
+# that touches the click and lies within that radius, and the mask stays as it was everywhere else
+# (`bench/RESULTS.md`, "Clicks by domain", measures it on such unseen targets). The figure zooms on
+# the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
+# click, drawn as a star.
 
 # %%
 from medsam_lite.clicks import next_click
 
-lesion_slice, lesion, brain = tutorial.unseen_lesion_slice()   # H×W MR slice with the lesion, its mask, the volume
+where = dict(subject="sub-05", z=16, seed=2026, radius_px=(5, 11))   # a slice, the lesion's seed and radius range (px)
+lesion_slice, lesion, brain = tutorial.unseen_lesion_slice(**where)  # H×W MR slice with the lesion, its mask, the volume
+print("synthetic lesion:", where)
 predictor = ml.Predictor(model)
 predictor.set_image(lesion_slice, modality="MR")
 lesion_box = ml.box_from_mask(lesion)                          # XYXY, the slice's pixels
@@ -206,8 +211,10 @@ cx, cy, clabel = next_click(box_mask, lesion)                  # the robot's cli
 (click_mask,), _ = predictor.predict(lesion_box, points=[[cx, cy]], point_labels=[clabel], mask_input=logits)
 dice_box, dice_click = ml.dice(box_mask, lesion), ml.dice(click_mask, lesion)
 print(f"lesion {lesion.sum()} px; {'foreground' if clabel else 'background'} click at ({cx}, {cy})")
-print(f"lesion Dice: box {dice_box:.3f} → box + 1 click {dice_click:.3f}; "
-      f"{(box_mask ^ click_mask).sum()} pixels changed")
+changed = np.argwhere(box_mask ^ click_mask)                    # (row, column) of the pixels the click changed
+farthest = np.hypot(changed[:, 0] - cy, changed[:, 1] - cx).max() if len(changed) else 0.0
+print(f"lesion Dice: box {dice_box:.3f} → box + 1 click {dice_click:.3f}; {len(changed)} pixels changed, "
+      f"the farthest {farthest:.1f} px from the click (the rule's limit: {np.sqrt(box_mask.sum() / np.pi):.1f} px)")
 x0, y0, x1, y1 = lesion_box.astype(int)                       # zoom: a 30-pixel margin around the box
 rows, cols = slice(max(y0 - 30, 0), y1 + 31), slice(max(x0 - 30, 0), x1 + 31)
 shift = np.array([cols.start, rows.start] * 2)
@@ -224,6 +231,7 @@ for ax, mask, title in ((axes[1], box_mask, f"box: Dice {dice_box:.3f}"),
                         legend=["lesion found", "too many", "missed"] if ax is axes[2] else None)
 fig.tight_layout()
 assert dice_click > dice_box                                   # the click fixed part of the error
+assert farthest <= max(np.sqrt(box_mask.sum() / np.pi), 1.5)   # nothing changed beyond the rule's disc
 
 # %% [markdown]
 # ## 7. Save the masks

@@ -38,6 +38,7 @@ from ..io.weaklabels import read_weak_labels
 from .weakprep import check_weak, weak_by_case, weak_only_cases, weak_rows
 from .prepcheck import recorded_settings, check_slices, minimum_text, modality_notes, per_label, report
 from .prepstate import labels_to_extract, manifest_frame, resume_state
+from .sources import split_note
 from ..model.geometry import Geometry, box_from_mask, resize_slice
 from ..model.intensity import CT_WINDOWS, normalize_intensity
 
@@ -339,6 +340,9 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
     check_free_space(out, needed, f"preparing {len(todo)} case(s)")
     for note, where in notes.items():
         warnings.warn(f"case(s) {where[:5]}{' …' if len(where) > 5 else ''}: {note}.", stacklevel=2)
+    shared = _shared_split(cases, split)
+    if shared:
+        warnings.warn(shared, stacklevel=2)
 
     # 2. write, holding out/.lock: settings and split first, then case by case (files, rows, status)
     created = [p for p in [out, *out.parents] if not p.exists()]
@@ -354,7 +358,7 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
             raise InputError(f"{out} was changed by another run while this one was checking; re-run.")
         for stale in out.glob(TMP_PREFIX + "*"):  # left by a killed run (we hold the lock)
             stale.unlink(missing_ok=True)
-        return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_for)
+        return _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_for, shared)
     except InputError:
         lock.release()
         remove_empty_folders(created)
@@ -363,7 +367,17 @@ def preprocess(source, out_dir, *, modality: str = "MR", window=None, image_size
         lock.release()
 
 
-def _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_by_case=None) -> pd.DataFrame:
+def _shared_split(cases, split: dict) -> str | None:
+    """The warning of :func:`~medsam_lite.data.sources.split_note` when a test case shares a source
+    scan (same file, same DICOM series, slabs of one scan) with a training case; ``None`` otherwise."""
+    paths = {c.name: c.image for c in cases if isinstance(c.image, (str, Path))}
+    test = {n: p for n, p in paths.items() if split.get(n) == "test"}
+    train = {n: p for n, p in paths.items() if split.get(n) == "train"}
+    return split_note(train, test) if test and train else None
+
+
+def _write(out, cases, todo, meta, manifest, settings, used, split, progress, created, weak_by_case=None,
+           shared=None) -> pd.DataFrame:
     if meta is None:
         meta = dict(format=FORMAT, status="in progress", image_size=settings["image_size"],
                     modality=settings["modality"], window=settings["window"], min_pixels=settings["min_pixels"],
@@ -372,6 +386,7 @@ def _write(out, cases, todo, meta, manifest, settings, used, split, progress, cr
                     preset=IntensityPreset.resolve(settings["modality"], settings["window"]).to_dict())
     meta["status"] = "in progress"
     meta["labels"] = {str(k): v for k, v in used.items()}
+    meta["shared_sources"] = shared  # evaluate(split="test") repeats it
     pending = {c.name for c in todo}
     meta["cases"] = {c.name: {"status": "pending", "image": str(c.image), "label": str(c.label)}
                      if c.name in pending else meta["cases"][c.name] for c in cases}

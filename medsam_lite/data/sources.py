@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["shared_sources"]
+__all__ = ["shared_sources", "split_note"]
 
 
 def shared_sources(train: dict, test: dict) -> list[str]:
@@ -46,6 +46,30 @@ def shared_sources(train: dict, test: dict) -> list[str]:
                 notes.append(f"test case {t!r} and training case {r!r} {why}: the test case is not held out "
                              "(another patient or domain is); its numbers measure memory of the scan.")
     return notes
+
+
+def split_note(train: dict, test: dict) -> str | None:
+    """One warning text for a split whose test cases share a source scan with training cases, naming
+    the cases and the fix; ``None`` when nothing is shared (as far as the files show).
+
+    Args:
+        train, test: ``{case name: image path}`` as for :func:`shared_sources`.
+    """
+    notes = shared_sources(train, test)
+    if not notes:
+        return None
+    pairs = {}
+    for t in test:
+        pairs[t] = [r for r in train if any(n.startswith(f"test case {t!r} and training case {r!r} ") for n in notes)]
+    pairs = {t: r for t, r in pairs.items() if r}
+    named = "; ".join(f"{t} with {', '.join(r)}" for t, r in pairs.items())
+    return (f"test case(s) {sorted(pairs)} share a source scan with training case(s) ({named}): "
+            f"{notes[0].split(': the test case')[0]}"
+            f"{f' (and {len(notes) - 1} more pair(s))' if len(notes) > 1 else ''}. Scores on them — evaluate(), "
+            "the NoC report before/after finetune(clicks=K) — measure memory of that scan, not held-out accuracy. "
+            "Split by patient: name as test_cases only cases of patients or scans that no training case comes from "
+            "(preprocess(test_cases=[…]); the CLI's --test-cases; the tutorial settings' test_cases = […]), "
+            "e.g. put each patient's slabs or series all in one split.")
 
 
 def _describe(path: Path) -> dict:

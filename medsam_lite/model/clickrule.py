@@ -16,7 +16,8 @@ Rules (strategy objects with one method, :meth:`accept`):
 * :class:`LocalRule` (the default): for each click, the decoder's changes **in the click's direction**
   (added pixels for a foreground click, removed ones for a background click) are split into connected
   regions; only the region under the click (or the nearest within ``reach`` pixels) is kept, cut to a
-  disc around the click as large as the previous mask (``radius``). A change elsewhere, or against a
+  disc around the click as large as the previous mask (``radius``; optionally also no larger than
+  ``edge`` × the click's distance to the previous mask's edge). A change elsewhere, or against a
   click's direction, is dropped; where the decoder changed neither the clicked pixel nor a neighbour,
   nothing changes.
 * :class:`DecoderRule`: the decoder's answer everywhere (the behaviour before the rule existed).
@@ -60,17 +61,26 @@ class LocalRule:
     The defaults (``gap=0, reach=1.5, radius=1.0``: the 8-connected change touching the click, within
     the previous mask's equivalent radius of it) were chosen leave-one-domain-out on domains the click
     decoder never trained on (``bench/bench_clicks.py``; ``bench/RESULTS.md``, "Clicks by domain").
+    ``edge=2`` bounds the harm on brain tissue and on the lesion domains' worst targets but keeps only a
+    disc along a thin error strip (a click beside the mask extends it by ~2× its distance): not the
+    default until measured on real organs (``bench/RESULTS.md``, "Brain tissue: why clicks do not gain").
 
     Args:
         gap: pixels (≥ 0): how far apart changes may lie and still be one region (0: 8-connected).
         reach: pixels: how far from the click the nearest changed pixel may lie.
         radius: ``None`` (no cut) or a factor ``f``: keep only changes within ``f × sqrt(area / π)`` of
             the click, ``area`` the previous mask's pixels (its equivalent radius; at least ``reach``).
+        edge: ``None`` (no cut) or a factor ``k``: also keep only changes within ``k × d`` of the click,
+            ``d`` the click's distance to the previous mask's edge on its side (a background click:
+            to the nearest pixel outside the mask or the image edge; a foreground click: to the
+            nearest mask pixel or the image edge) — a click ``d`` pixels deep in an error speaks for
+            an error of about that size (at least ``reach``).
     """
 
     gap: int = 0
     reach: float = 1.5
     radius: float | None = 1.0
+    edge: float | None = None
     name = "local"
 
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -102,8 +112,11 @@ class LocalRule:
                 if k == 0:
                     continue
                 region = (lab == k) & change
-                if self.radius is not None:
-                    rad = max(self.radius * np.sqrt(previous[n].sum() / np.pi), self.reach)
+                if self.radius is not None or self.edge is not None:
+                    rad = np.inf if self.radius is None else max(self.radius * np.sqrt(previous[n].sum() / np.pi),
+                                                                 self.reach)
+                    if self.edge is not None:
+                        rad = min(rad, max(self.edge * _edge_distance(previous[n], row, col, label), self.reach))
                     yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
                     region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
                 out[n, r0:r0 + region.shape[0], c0:c0 + region.shape[1]] |= region
@@ -125,6 +138,25 @@ class LocalRule:
         d2 = (ys + r0 - row) ** 2 + (xs + c0 - col) ** 2
         i = int(np.argmin(d2))
         return int(window[ys[i], xs[i]]) if d2[i] <= self.reach ** 2 else 0
+
+
+def _edge_distance(mask: np.ndarray, row: int, col: int, label: int) -> float:
+    """Pixels from ``(row, col)`` to the nearest pixel of the other side of ``mask``'s edge (a
+    background click: outside the mask; a foreground click: inside it), the image edge (one pixel
+    beyond the last row / column) counting as an edge; 0 where the click lies on that other side."""
+    side = mask if label == 0 else ~mask
+    if not side[row, col]:
+        return 0.0
+    h, w = mask.shape
+    best = float(min(row + 1, col + 1, h - row, w - col))  # the image edge
+    r = int(np.ceil(best))  # nothing farther than the image edge can be nearer
+    r0, c0 = max(row - r, 0), max(col - r, 0)
+    window = np.ascontiguousarray(side[r0:row + r + 1, c0:col + r + 1]).view(np.uint8)
+    if window.all():
+        return best
+    import cv2  # the window's distance to its nearest 0 (the other side); beyond it nothing is nearer
+
+    return min(best, float(cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[row - r0, col - c0]))
 
 
 def _regions(change: np.ndarray, gap: int):
