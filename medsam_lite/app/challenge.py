@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -43,9 +44,12 @@ from ..errors import InputError
 from ..fileutil import atomic_write_text, check_writable
 from ..io.challenge import list_cases, read_case, write_segs
 from ..model.inference import decode, encode
-from ..model.models import SamModel, check_model
+from ..model.models import inference_model
 from ..interactive.propagation import propagate, propagate_published
 from ..interactive.volume import VolumePredictor
+
+if TYPE_CHECKING:  # (the torch model's class: imported only for type checkers)
+    from ..model.sammodel import SamModel
 
 
 def segment_3d(vp: VolumePredictor, box3d, label: int = 1) -> np.ndarray:
@@ -242,7 +246,7 @@ def run_challenge(in_dir, out_dir, model: SamModel | None = None, *, tolerance_m
             checked[path] = case
     for path in files:  # … then something to segment in each
         check_case(checked.get(path) or read_case(path))
-    model = check_model(model)
+    model = inference_model(model)
     out.mkdir(parents=True, exist_ok=True)
     rows, used_disk = [], False
     for path in tqdm(files, desc="cases", unit="case", disable=not progress):

