@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 PNG = ROOT / "data_samples" / "brain_slice.png"
 BOX = ["40", "50", "120", "150"]
@@ -76,6 +78,80 @@ def commands(out_png: Path, entry: str) -> dict[str, list[str]]:
             "medsam-lite --help": cli + ["--help"],
             "medsam-lite predict PNG --box (exports cached)": cli + ["predict", str(PNG), "--box", *BOX,
                                                                      "--out", str(out_png)]}
+
+
+#: The CT classes of the 20×512×512 case (``data_samples/ct_abdomen/labels.json``): spleen, kidneys,
+#: liver, stomach, aorta, inferior vena cava → classes 1 … 7 (gallbladder and pancreas left out: too few
+#: voxels in one of the two slabs).
+CT20_LABELS = (1, 2, 3, 5, 6, 52, 63)
+
+
+def build_ct20(folder: Path) -> dict:
+    """The 20×512×512 CT with 7 classes, built at bench time from ``data_samples/ct_abdomen``: slabs
+    ``case-01`` and ``case-02`` (10 slices each, 101×122 at 3 mm, one patient) stacked to 20 slices,
+    each slice padded at the bottom to 122×122 (−1024 HU, label 0) and upsampled in-plane to 512×512
+    (``cv2.INTER_LINEAR`` for HU, ``INTER_NEAREST`` for labels; spacing 3·122/512 = 0.715 mm in-plane,
+    3 mm between slices). Writes ``ct20.nii.gz`` (HU, for ``medsam-lite predict``), the CVPR25 box-step
+    input ``box/CT_ct20.npz`` (``imgs`` = ``normalize_intensity(HU, "CT")``, one harness box per class,
+    no random shift) and returns ``{"nii", "box_dir", "imgs", "gts", "spacing", "box3d"}`` (``box3d``:
+    the liver's 3D box, ``X0 Y0 Z0 X1 Y1 Z1``)."""
+    import cv2
+    import SimpleITK as sitk
+
+    sys.path.insert(0, str(ROOT))
+    from medsam_lite import io, normalize_intensity
+    from medsam_lite.io.challenge import write_case25
+
+    src = ROOT / "data_samples" / "ct_abdomen"
+    hu = np.concatenate([io.read_volume(src / f"case-0{i}.nii.gz").array for i in (1, 2)]).astype(np.float32)
+    lab = np.concatenate([io.read_label(src / f"case-0{i}_label.nii.gz").array for i in (1, 2)])
+    pad = hu.shape[2] - hu.shape[1]
+    hu = np.pad(hu, ((0, 0), (0, pad), (0, 0)), constant_values=-1024)
+    lab = np.pad(lab, ((0, 0), (0, pad), (0, 0)))
+    hu = np.stack([cv2.resize(s, (512, 512), interpolation=cv2.INTER_LINEAR) for s in hu]).astype(np.int16)
+    lab = np.stack([cv2.resize(s.astype(np.uint8), (512, 512), interpolation=cv2.INTER_NEAREST) for s in lab])
+    gts = np.zeros(lab.shape, np.uint8)
+    for k, v in enumerate(CT20_LABELS, start=1):
+        gts[lab == v] = k
+    spacing_xyz = (3.0 * 122 / 512, 3.0 * 122 / 512, 3.0)
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing(spacing_xyz)
+    folder.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(folder / "ct20.nii.gz"))
+    imgs = normalize_intensity(hu, "CT")
+    boxes = []
+    for k in range(1, len(CT20_LABELS) + 1):
+        z = np.unique(np.nonzero(gts == k)[0])
+        mid = z[len(z) // 2]
+        ys, xs = np.nonzero(gts[mid] == k)
+        boxes.append(dict(z_min=z.min(), z_max=z.max(), z_mid=mid, z_mid_x_min=xs.min(), z_mid_y_min=ys.min(),
+                          z_mid_x_max=xs.max(), z_mid_y_max=ys.max()))
+    (folder / "box").mkdir(exist_ok=True)
+    spacing = tuple(reversed(spacing_xyz))
+    write_case25(folder / "box" / "CT_ct20.npz", imgs, spacing, boxes=boxes, gts=gts)
+    z, y, x = np.nonzero(gts == 4)
+    return {"nii": folder / "ct20.nii.gz", "box_dir": folder / "box", "imgs": imgs, "gts": gts, "spacing": spacing,
+            "boxes": boxes, "box3d": [int(x.min()), int(y.min()), int(z.min()), int(x.max()), int(y.max()), int(z.max())]}
+
+
+def click_step_input(case: dict, segs: np.ndarray, folder: Path) -> Path:
+    """The harness's first click step after a box step that gave ``segs``: one click per class at the
+    centre of its largest error component (``bench/cvpr25/loop.next_click``), ``prev_pred = segs``."""
+    sys.path.insert(0, str(ROOT / "bench" / "cvpr25"))
+    import loop
+    from medsam_lite.io.challenge import write_case25
+
+    clicks, order = [], []
+    for k in range(1, len(CT20_LABELS) + 1):
+        click = loop.next_click((segs == k).astype(np.uint8), (case["gts"] == k).astype(np.uint8))
+        entry = {"fg": [], "bg": []}
+        if click is not None:
+            entry[click[0]].append(click[1])
+        clicks.append(entry)
+        order.append([None if click is None else click[0]])
+    (folder / "click").mkdir(parents=True, exist_ok=True)
+    return write_case25(folder / "click" / "CT_ct20.npz", case["imgs"], case["spacing"], boxes=case["boxes"],
+                        gts=case["gts"], clicks=clicks, clicks_order=order, prev_pred=segs)
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -175,11 +176,36 @@ class ExportedRuntime:
         self.encoder_backend, self.decoder_backend = split_backend(name)
         self.encoder_path, self.decoder_path, self.report = encoder_path, decoder_path, report
         self._settings = {"cache_dir": cache_dir}
-        self._encoder = GraphSession(self.encoder_backend, encoder_path, "fp32", threads)
         self._decoder = GraphSession(self.decoder_backend, decoder_path, "fp32", threads)
+        self._encoder_session = None
+        self._lock = threading.Lock()
+
+    @property
+    def _encoder(self):
+        """The encoder's session, loaded on the first encode: a step that finds every slice embedding in
+        the disk cache (a CVPR25 click step) neither imports nor compiles the encoder's backend."""
+        if self._encoder_session is None:
+            with self._lock:
+                if self._encoder_session is None:
+                    from .sessions import GraphSession
+
+                    self._encoder_session = GraphSession(self.encoder_backend, self.encoder_path, "fp32",
+                                                         self.threads)
+        return self._encoder_session
 
     def __repr__(self) -> str:
         return f"ExportedRuntime(name={self.name!r}, precision='fp32', threads={self.threads})"
+
+
+def _present_backends() -> list[str]:
+    """The backends installed here (found by :func:`importlib.util.find_spec`, not imported), torch last."""
+    def found(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return [b for b in BACKENDS if b != "torch" and found(b)] + ["torch"]
 
 
 def _sound(cache_dir: Path, part: str, key: str, backend: str) -> Path | None:
@@ -221,7 +247,7 @@ def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None
     if backend == "auto":
         # ``auto`` measured among the backends that could export (``onnx`` installed); running an export
         # needs only the runtime itself, so ``onnx`` (seconds to import) is looked for only when it must be
-        installed = loadable_backends()
+        installed = _present_backends()  # (found, not imported: the encoder's backend loads on the first encode)
         if len(installed) <= 1 or importlib.util.find_spec("onnx") is None:
             return None  # the torch path runs every part in torch then
         choice = read_choice(cache_dir, machine_key(threads, manifest["arch"]), installed)
@@ -237,9 +263,9 @@ def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None
             return None
         enc_backend, dec_backend = split_backend(backend)
         report = None
-        if not all(p in loadable_backends() for p in (enc_backend, dec_backend)):
+        if not all(p in _present_backends() for p in (enc_backend, dec_backend)):
             return None
-    if "torch" in (enc_backend, dec_backend):
+    if "torch" in (enc_backend, dec_backend) or dec_backend not in loadable_backends(only=(dec_backend,)):
         return None
     encoder_path = _sound(cache_dir, "encoder", manifest["encoder"], enc_backend)
     decoder_path = _sound(cache_dir, "decoder", manifest["decoder"], dec_backend)
@@ -326,9 +352,14 @@ class ExportedModel:
         x = np.ascontiguousarray(images, dtype=np.float32)
         if x.ndim != 4:
             raise InputError(f"images must be B×3×S×S model inputs, got shape {x.shape}.")
-        if self._torch is not None:
-            return _numpy(self._torch.encode(_tensor(x)))
-        return np.concatenate([self.runtime._encoder.run(x[i:i + 1])[0] for i in range(len(x))])
+        if self._torch is None:
+            try:
+                session = self.runtime._encoder  # (loaded on the first encode)
+            except (ImportError, OSError):  # a broken install of the encoder's backend: as load_model would
+                self.torch_model()
+            else:
+                return np.concatenate([session.run(x[i:i + 1])[0] for i in range(len(x))])
+        return _numpy(self._torch.encode(_tensor(x)))
 
     def decode(self, embeddings, boxes=None, points=None, point_labels=None, mask_input=None):
         """Prompt encoder + mask decoder, as :meth:`SamModel.decode
