@@ -17,8 +17,12 @@ as before: nothing here ever changes a result.
 Clicks (points or a mask input) run the ``prompts`` graph of the click decoder
 (``medsam_lite/model/weights/click_decoder.pt``, a torch file) from the export cache when it was
 exported before, else the torch model is loaded for that call (and the graph exported for the next).
-Anything that needs torch — training, an embedding store, a volume, a parameter, ``.to()`` — goes to
-:meth:`ExportedModel.torch_model` (built once, on first use; from then on every call runs through it).
+Volumes (:class:`~medsam_lite.VolumePredictor`, box propagation, 3D clicks), label maps and the
+challenge runner (CVPR24, CVPR25 steps with the on-disk embedding cache) run on it as they are; a click's
+mask input is resized in numpy where ``antialias_exact`` held. Anything that needs torch — training, an
+embedding store, evaluation, a parameter, ``.to()`` — goes to :meth:`ExportedModel.torch_model` (built
+once, on first use; from then on every call runs through it). The encoder's session is loaded on the
+first encode (a CVPR25 click step whose slice embeddings are all on disk never loads it).
 """
 
 from __future__ import annotations

@@ -263,7 +263,8 @@ def check_model(model) -> SamModel:
     """``model`` itself if it is a :class:`SamModel`, ``load_model()`` if None, else InputError.
 
     An :class:`~medsam_lite.model.exported.ExportedModel` gives its torch model (loaded once): the
-    callers (training, embedding stores, volumes, evaluation, the challenge) work on torch tensors."""
+    callers (training, embedding stores, evaluation) work on torch tensors. Volumes, label maps and the
+    challenge runner take :func:`inference_model` instead (the exported model as it is)."""
     from .exported import ExportedModel
 
     if model is None:
