@@ -177,9 +177,11 @@ vp = ml.VolumePredictor(imgs, model=model, disk_cache=True)
 mask = vp.predict(box, progress=False)
 fg = vp.refine(mask, [((int(click[0]), int(click[1]), int(click[2])), True)])
 after_3d = sorted(m for m in ("torch", "timm") if m in sys.modules)
-run_challenge(sys.argv[2], sys.argv[3], progress=False)  # a CVPR25 click step (prev_pred, one click per class)
+step_model = ml.load_model()  # as a harness step's fresh process: its slices' embeddings are on disk
+run_challenge(sys.argv[2], sys.argv[3], model=step_model, progress=False)  # a CVPR25 click step
 np.savez(sys.argv[4], mask=mask, fg=fg, segs=np.load(sys.argv[3] + "/CT_c.npz")["segs"])
 print(json.dumps({"type": type(model).__name__, "after_3d": after_3d, "encoded": vp.encoder_calls,
+                  "step_encoder_loaded": step_model.runtime._encoder_session is not None,
                   "heavy": sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)}))
 """
 
@@ -223,6 +225,7 @@ def test_volume_and_challenge_steps_import_no_torch_and_give_the_torch_masks(mod
     assert result["type"] == "ExportedModel" and result["encoded"] == 3
     assert result["after_3d"] == [], f"the 3D path imported {result['after_3d']}"
     assert result["heavy"] == [], f"the challenge step imported {result['heavy']}"
+    assert not result["step_encoder_loaded"], "the click step loaded the encoder although every slice was on disk"
     free = np.load(tmp_path / "free.npz")
     with pytest.MonkeyPatch.context() as mp:  # the torch path, on the embeddings the torch-free process stored
         mp.setenv("MEDSAM_LITE_EMBEDDING_CACHE", str(tmp_path / "embeddings"))
