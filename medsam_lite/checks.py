@@ -6,8 +6,9 @@ naming the argument, what it got and what it takes.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
-import pandas as pd
 
 from .errors import InputError
 
@@ -35,7 +36,9 @@ def check_cases(cases) -> list[str] | None:
         return None
     if isinstance(cases, str):
         return [cases]
-    if not isinstance(cases, (list, tuple, set, np.ndarray, pd.Series, pd.Index)) or not all(
+    pd = sys.modules.get("pandas")  # a Series or Index exists only where pandas is imported (not imported here)
+    kinds = (list, tuple, set, np.ndarray) + ((pd.Series, pd.Index) if pd is not None else ())
+    if not isinstance(cases, kinds) or not all(
             isinstance(c, str) for c in cases):
         raise InputError(f"cases must be a list of case ids (strings such as 'sub-01'), got {cases!r}.")
     return list(cases)

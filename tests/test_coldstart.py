@@ -162,3 +162,100 @@ def test_compiled_model_cache_gives_the_same_numbers(model, backend, tmp_path):
     second = GraphSession(backend, path, "fp32", 1).run(emb, boxes)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a.view(np.int32), b.view(np.int32))
+
+
+_SCRIPT_3D = r"""
+import json, sys
+import numpy as np
+import medsam_lite as ml
+from medsam_lite.app.challenge import run_challenge
+from medsam_lite.io.challenge import write_case25
+data = np.load(sys.argv[1], allow_pickle=False)
+imgs, gts, box, click = data["imgs"], data["gts"], data["box"], data["click"]
+model = ml.load_model()
+vp = ml.VolumePredictor(imgs, model=model, disk_cache=True)
+mask = vp.predict(box, progress=False)
+fg = vp.refine(mask, [((int(click[0]), int(click[1]), int(click[2])), True)])
+after_3d = sorted(m for m in ("torch", "timm") if m in sys.modules)
+step_model = ml.load_model()  # as a harness step's fresh process: its slices' embeddings are on disk
+run_challenge(sys.argv[2], sys.argv[3], model=step_model, progress=False)  # a CVPR25 click step
+np.savez(sys.argv[4], mask=mask, fg=fg, segs=np.load(sys.argv[3] + "/CT_c.npz")["segs"])
+print(json.dumps({"type": type(model).__name__, "after_3d": after_3d, "encoded": vp.encoder_calls,
+                  "step_encoder_loaded": step_model.runtime._encoder_session is not None,
+                  "heavy": sorted(m for m in ("torch", "timm", "torchvision") if m in sys.modules)}))
+"""
+
+
+def test_volume_and_challenge_steps_import_no_torch_and_give_the_torch_masks(model, exported, tmp_path):
+    """Issue 30 (3D): a 3D box, a 3D click and a CVPR25 click step run on the exported model without
+    importing torch, and give the torch path's masks bit for bit (3 real CT slices; the slices are encoded
+    once, by the torch-free process, and read back from the disk cache by the torch path here)."""
+    from medsam_lite.app.challenge import run_challenge
+    from medsam_lite.io.challenge import write_case25
+
+    folder = samples.ct_abdomen_dir()
+    imgs = ml.normalize_intensity(io.read_volume(folder / "case-03.nii.gz").array[3:6], "CT")
+    lab = io.read_label(folder / "case-03_label.nii.gz").array[3:6]
+    gts = np.zeros(lab.shape, np.uint8)
+    gts[lab == 5], gts[lab == 6] = 1, 2
+    z, y, x = np.nonzero(gts == 1)
+    box = np.array([x.min(), y.min(), z.min(), x.max(), y.max(), z.max()], np.float32)
+    boxes25, prev, clicks = [], np.zeros(gts.shape, np.uint8), []
+    for k in (1, 2):  # a CVPR25 click step: prev_pred (a rough slab of each class) and one new click per class
+        z, y, x = np.nonzero(gts == k)
+        mid = int(np.median(z))
+        boxes25.append(dict(z_min=z.min(), z_max=z.max(), z_mid=mid, z_mid_x_min=x[z == mid].min(),
+                            z_mid_y_min=y[z == mid].min(), z_mid_x_max=x[z == mid].max(), z_mid_y_max=y[z == mid].max()))
+        prev[(gts == k) & (np.arange(gts.shape[1])[None, :, None] < np.median(y))] = k
+        miss = np.argwhere((gts == k) & (prev != k))
+        clicks.append({"fg": [list(miss[len(miss) // 2])], "bg": []})
+    (tmp_path / "in").mkdir()
+    write_case25(tmp_path / "in" / "CT_c.npz", imgs, (3.0, 3.0, 3.0), boxes=boxes25, clicks=clicks,
+                 clicks_order=[["fg"], ["fg"]], prev_pred=prev)
+    click = np.argwhere((gts == 1) & (np.arange(gts.shape[2])[None, None, :] > x.max() - 3))[0]  # an edge voxel
+    np.savez(tmp_path / "case.npz", imgs=imgs, gts=gts, box=box, click=click)
+    env = dict(os.environ, OMP_NUM_THREADS=str(model.runtime.threads), PYTHONPATH=str(ROOT),
+               MEDSAM_LITE_EMBEDDING_CACHE=str(tmp_path / "embeddings"))
+    env.pop("MKL_NUM_THREADS", None)
+    run = subprocess.run([sys.executable, "-c", _SCRIPT_3D, str(tmp_path / "case.npz"), str(tmp_path / "in"),
+                          str(tmp_path / "out"), str(tmp_path / "free.npz")],
+                         env=env, capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["type"] == "ExportedModel" and result["encoded"] == 3
+    assert result["after_3d"] == [], f"the 3D path imported {result['after_3d']}"
+    assert result["heavy"] == [], f"the challenge step imported {result['heavy']}"
+    assert not result["step_encoder_loaded"], "the click step loaded the encoder although every slice was on disk"
+    free = np.load(tmp_path / "free.npz")
+    with pytest.MonkeyPatch.context() as mp:  # the torch path, on the embeddings the torch-free process stored
+        mp.setenv("MEDSAM_LITE_EMBEDDING_CACHE", str(tmp_path / "embeddings"))
+        vp = ml.VolumePredictor(imgs, model=model, disk_cache=True)
+        mask = vp.predict(box, progress=False)
+        fg = vp.refine(mask, [(tuple(int(v) for v in click), True)])
+        assert vp.disk.hits == 3, "the torch path re-encoded: the disk cache keys differ between the paths"
+        run_challenge(tmp_path / "in", tmp_path / "out_torch", model=model, progress=False)
+    assert mask.sum() > 500 and (fg != mask).any(), "the click changed nothing: the test would not see a difference"
+    np.testing.assert_array_equal(free["mask"], mask)
+    np.testing.assert_array_equal(free["fg"], fg)
+    segs = np.load(tmp_path / "out_torch" / "CT_c.npz")["segs"]
+    assert set(np.unique(segs)) == {0, 1, 2} and (segs != prev).any()
+    np.testing.assert_array_equal(free["segs"], segs)
+
+
+def test_mask_input_resize_in_numpy_is_torchs(model):
+    """The antialiased downsizing of a previous call's logits to the decoder's mask input (the click
+    path's one torch-only step) gives torch's bits on the sizes the manifest check covers and others."""
+    import torch
+
+    from medsam_lite.model.fullsize import antialias_matches_torch
+    from medsam_lite.model.inference import mask_input_to_model
+
+    assert antialias_matches_torch()
+    rng = np.random.default_rng(3)
+    for hw in ((512, 512), (101, 122), (333, 517), (64, 48)):
+        geometry = model.geometry(hw)
+        logits = (rng.standard_normal((2, *hw)) * 6).astype(np.float32)
+        ref = mask_input_to_model(geometry, logits, 2, 256, hw)
+        got = mask_input_to_model(geometry, logits, 2, 256, hw, in_numpy=True)
+        assert torch.is_tensor(ref) and isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got.view(np.int32), ref.numpy().view(np.int32))

@@ -32,17 +32,17 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..checks import check_int
-from ..model.models import check_model
+from ..model.models import inference_model
 from ..errors import InputError
 from ..model.inference import (MASK_PAD_LOGIT, Embedding, EmbeddingCache, check_mask_input, check_points, decode,
                                encode)
 from ..io.formats import label_writer
 from ..io.scans import Volume, read_volume
-from ..model.models import SamModel
 from .predict import resolve_preset
 from .embedcache import for_model
 from .prefetch import Prefetcher
@@ -50,6 +50,9 @@ from .propagation import PackageRules, propagate
 from .refine3d import refine_volume
 from .volprompts import check_label_clicks, check_slice_clicks, parse_box_prompt
 from ..model.geometry import check_boxes
+
+if TYPE_CHECKING:  # (the torch model's class: imported only for type checkers)
+    from ..model.sammodel import SamModel
 
 #: Defaults of the propagation options (see :meth:`VolumePredictor.predict`).
 DEFAULTS = {"margin": 1.0, "margin_ratio": 0.05, "min_pixels": 10, "min_score": 0.0,
@@ -100,7 +103,7 @@ class VolumePredictor:
         self.volume = _as_volume(volume)
         array = self.volume.array
         self.axis = self.volume.slice_axis(axis)  # the one rule (preprocess's too); slices ≥ 2×2
-        self.model = check_model(model)
+        self.model = inference_model(model)
         self.preset = resolve_preset(self.model, modality, window)
         self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
         self.embeddings = EmbeddingCache()

@@ -127,10 +127,10 @@ def _key_id(key: dict) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def loadable_backends() -> list[str]:
+def loadable_backends(only=None) -> list[str]:
     """The backends that can run an export already made (no ``onnx`` needed, unlike
-    :func:`available_backends`, which can also export), in ``auto``'s order."""
-    return [b for b in _FASTEST_FIRST if b == "torch" or _importable(b)]
+    :func:`available_backends`, which can also export), in ``auto``'s order; ``only``: import only these."""
+    return [b for b in _FASTEST_FIRST if b == "torch" or ((only is None or b in only) and _importable(b))]
 
 
 def read_choice(cache_dir: Path, key: dict, installed: list[str] | None = None) -> dict | None:

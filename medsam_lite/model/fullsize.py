@@ -249,6 +249,81 @@ def bilinear_matches_torch() -> bool:
     return True
 
 
+# --------------------------------------------------------------------------------------------
+# A mask input without torch: the antialiased bilinear downsizing of previous logits
+# --------------------------------------------------------------------------------------------
+#: How many taps of torch's antialiased kernel its compiled CPU loop adds as separate products (in
+#: blocks of this many, in order) before the remainder, which it adds as fused multiply-adds; found
+#: on this kind of CPU and checked against torch by :func:`antialias_matches_torch` before use.
+AA_BLOCK = 4
+
+
+@lru_cache(maxsize=64)
+def _aa_taps(n_in: int, n_out: int):
+    """torch's CPU ``antialias=True`` bilinear taps (``align_corners=False``, size given), computed in
+    float32 as its kernel does → ``(index n_out×K, weight n_out×K float32, size n_out)``."""
+    f32, f64 = np.float32, np.float64
+    scale = f32(n_in) / f32(n_out)
+    support = scale if scale >= 1 else f32(1)  # (interp size 2) × 0.5 × scale
+    invscale = f32(1.0 / f64(scale)) if scale >= 1 else f32(1)
+    center = (f64(scale) * (np.arange(n_out) + 0.5)).astype(f32)
+    lo = np.maximum(((center - support).astype(f64) + 0.5).astype(np.int64), 0)
+    hi = np.minimum(((center + support).astype(f64) + 0.5).astype(np.int64), n_in)
+    size = hi - lo
+    k = np.arange(max(int(size.max()), 1))
+    index = lo[:, None] + k[None, :]
+    x = np.abs((((index.astype(f32) - center[:, None]).astype(f64) + 0.5) * f64(invscale)).astype(f32))
+    weight = np.where((x < 1) & (k[None, :] < size[:, None]), (1.0 - x.astype(f64)).astype(f32), f32(0))
+    total = np.zeros(n_out, f32)
+    for j in range(len(k)):
+        total = (total + weight[:, j]).astype(f32)
+    safe = np.where(total != 0, total, f32(1))
+    weight = np.where(total[:, None] != 0, (weight / safe[:, None]).astype(f32), weight)
+    return np.minimum(index, n_in - 1), weight, size
+
+
+def _aa_axis(x: np.ndarray, n_out: int) -> np.ndarray:
+    """One antialiased pass along the last axis of float32 ``x``, in torch's order of operations."""
+    n_in = x.shape[-1]
+    if n_in == n_out:
+        return x
+    index, weight, size = _aa_taps(n_in, int(n_out))
+    out = (x[..., index[:, 0]] * weight[:, 0]).astype(np.float32)
+    blocked = (size - 1) // AA_BLOCK * AA_BLOCK
+    for j in range(1, index.shape[1]):
+        term = x[..., index[:, j]]
+        plain = (out + (term * weight[:, j]).astype(np.float32)).astype(np.float32)
+        fused = _fma(term, weight[:, j], out)
+        out = np.where(j >= size, out, np.where(j <= blocked, plain, fused))
+    return out
+
+
+def resize_antialias_exact(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """``N×h×w`` float32 → ``N×H×W`` float32 as ``F.interpolate(bilinear, align_corners=False,
+    antialias=True)`` on the CPU computes it (columns first, then rows; bit for bit where
+    :func:`antialias_matches_torch` holds)."""
+    x = np.ascontiguousarray(x, np.float32)
+    x = _aa_axis(x, int(hw[1]))
+    return np.swapaxes(_aa_axis(np.swapaxes(x, -1, -2), int(hw[0])), -1, -2).copy()
+
+
+def antialias_matches_torch() -> bool:
+    """Whether :func:`resize_antialias_exact` gives torch's antialiased resize bit for bit here (down
+    by 2 as a 512² slice's mask input, by odd factors with 5–20 taps, up; odd sizes); torch is imported."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    for hi, wi, ho, wo in ((512, 512, 256, 256), (101, 122, 212, 256), (700, 300, 256, 110), (60, 1000, 15, 256),
+                           (2048, 40, 256, 20), (164, 191, 219, 256), (256, 256, 256, 256)):
+        x = (rng.standard_normal((1, hi, wi)) * 8).astype(np.float32)
+        ref = F.interpolate(torch.from_numpy(x)[None], size=(ho, wo), mode="bilinear", align_corners=False,
+                            antialias=True)[0]
+        if not np.array_equal(resize_antialias_exact(x, (ho, wo)).view(np.int32), ref.numpy().view(np.int32)):
+            return False
+    return True
+
+
 def back_to_size(geometry, low_res, iou, hw: tuple[int, int], logits: bool):
     """The decoder's output at ``hw`` → ``(masks N×H×W bool, scores N float32, logits N×H×W float32 or
     None)``: numpy arrays (the torch-free model) in numpy, torch tensors through torch; the same bits."""

@@ -246,17 +246,17 @@ def check_points(points, point_labels, n_boxes: int | None, image_hw: tuple[int,
     return pts.astype(np.float32), lab.astype(np.float32)
 
 
-def check_mask_input(mask_input, n: int, space_hw):
+def check_mask_input(mask_input, n: int, space_hw) -> np.ndarray:
     """Validate the logits a previous :func:`decode` returned: ``N×H×W`` float32 (``H×W`` for one
-    target) in the ``space_hw`` pixels of the masks → an ``N×H×W`` float32 tensor.
+    target) in the ``space_hw`` pixels of the masks → an ``N×H×W`` float32 numpy array.
 
     Raises:
         InputError: not numbers, NaN/Inf, or a shape other than ``(N, *space_hw)``.
     """
-    import torch
-
+    if _is_tensor(mask_input):
+        mask_input = mask_input.detach().float().cpu().numpy()
     try:
-        arr = torch.as_tensor(np.asarray(mask_input, dtype=np.float32))
+        arr = np.asarray(mask_input, dtype=np.float32)
     except (TypeError, ValueError):
         raise InputError(f"mask_input must be the float logits a previous predict(..., return_logits=True) "
                          f"returned, got {type(mask_input).__name__}.") from None
@@ -266,27 +266,36 @@ def check_mask_input(mask_input, n: int, space_hw):
         raise InputError(f"mask_input must be the logits a previous call returned for the same {n} target(s): "
                          f"shape ({n}, {space_hw[0]}, {space_hw[1]}) (or {tuple(space_hw)} for one target); got "
                          f"{tuple(np.shape(mask_input))}. Pass the third output of predict(..., return_logits=True).")
-    if not torch.isfinite(arr).all():
+    if not np.isfinite(arr).all():
         raise InputError("mask_input holds NaN or Inf; pass the logits a previous call returned.")
     return arr
 
 
-def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_hw):
+def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_hw, in_numpy: bool = False):
     """Logits a previous :func:`decode` returned (``N×H×W`` in ``space_hw``, or ``H×W`` for one
-    target) → the decoder's ``N×1×low×low`` mask input on the model grid (padding: :data:`MASK_PAD_LOGIT`).
+    target) → the decoder's ``N×1×low×low`` mask input on the model grid (padding: :data:`MASK_PAD_LOGIT`):
+    a torch tensor, or with ``in_numpy`` a float32 numpy array computed without torch
+    (:func:`~medsam_lite.model.fullsize.resize_antialias_exact`: the same bits where the torch-free
+    model's manifest recorded that it held on this machine).
 
     Raises:
         InputError: as :func:`check_mask_input`.
     """
-    import torch
-
     arr = check_mask_input(mask_input, n, space_hw)
     rh, rw = geometry.resized_hw
     ch = max(1, int(round(rh * low / geometry.input_size)))
     cw = max(1, int(round(rw * low / geometry.input_size)))
+    if in_numpy:
+        from .fullsize import resize_antialias_exact
+
+        out = np.full((n, 1, low, low), MASK_PAD_LOGIT, np.float32)
+        out[:, 0, :ch, :cw] = resize_antialias_exact(arr, (ch, cw))
+        return out
+    import torch
+
     out = torch.full((n, 1, low, low), MASK_PAD_LOGIT)
-    out[:, :, :ch, :cw] = torch.nn.functional.interpolate(arr[:, None], size=(ch, cw), mode="bilinear",
-                                                          align_corners=False, antialias=True)
+    out[:, :, :ch, :cw] = torch.nn.functional.interpolate(torch.from_numpy(arr)[:, None], size=(ch, cw),
+                                                          mode="bilinear", align_corners=False, antialias=True)
     return out
 
 
@@ -410,8 +419,9 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
             xy_labels, labels = labels, as_input(labels)
         rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
         low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
-        masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw)
-        masks_in = masks_in.numpy() if free and masks_in is not None else masks_in
+        masks_in = None if mask_input is None else mask_input_to_model(
+            geometry, mask_input, n, low, out_hw, in_numpy=free and bool(getattr(model, "mask_input_exact", False)))
+        masks_in = masks_in.numpy() if free and masks_in is not None and _is_tensor(masks_in) else masks_in
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
         if rule is not None:
             if mask_input is not None:  # the mask the click corrects: the previous call's

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .exported import ExportedModel
     from .sammodel import SamModel
 
-__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model"]
+__all__ = ["MODELS", "ModelSpec", "SamModel", "load_model", "check_model", "inference_model"]
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,8 @@ def check_model(model) -> SamModel:
     """``model`` itself if it is a :class:`SamModel`, ``load_model()`` if None, else InputError.
 
     An :class:`~medsam_lite.model.exported.ExportedModel` gives its torch model (loaded once): the
-    callers (training, embedding stores, volumes, evaluation, the challenge) work on torch tensors."""
+    callers (training, embedding stores, evaluation) work on torch tensors. Volumes, label maps and the
+    challenge runner take :func:`inference_model` instead (the exported model as it is)."""
     from .exported import ExportedModel
 
     if model is None:
@@ -276,3 +277,14 @@ def check_model(model) -> SamModel:
         raise InputError(f"model must be a model object from medsam_lite.load_model(), got {type(model).__name__} "
                          f"{str(model)[:40]!r}; pass model=ml.load_model({model!r}) if that is a model name.")
     return model
+
+
+def inference_model(model):
+    """:func:`check_model` for the inference paths (volumes, label maps, the challenge runner): a model
+    :func:`load_model` gave — the torch :class:`SamModel` or the torch-free
+    :class:`~medsam_lite.model.exported.ExportedModel` — is kept as it is (the latter answers
+    ``encode`` / ``decode`` in numpy, bit for bit as the torch model); ``None`` → ``load_model()``;
+    anything else the same :class:`InputError` as :func:`check_model`."""
+    if model is None:
+        model = load_model()
+    return model if is_model(model) else check_model(model)
