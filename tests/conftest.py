@@ -34,12 +34,18 @@ MAX_SLICES = 3  # consecutive central slices per case that the tests embed (they
 #: follow in their usual order, then :data:`RUN_LAST`.
 RUN_FIRST = (
     "tests/test_notebook_own_data.py", "tests/test_notebook_own_rtstruct.py",
-    "tutorials/02_prepare_custom_dataset.ipynb", "tests/test_distributed.py",
-    "tests/test_volume.py", "tests/test_formats.py", "tests/test_clicks.py", "tests/test_cli.py",
-    "tests/test_labelmaps.py", "tests/test_browser.py",
-    "tutorials/08_annotate_without_labels.ipynb", "tutorials/04_finetune_mask_decoder.ipynb",
-    "tutorials/07_3d_volume_segmentation.ipynb", "tutorials/03_precompute_embeddings.ipynb",
-    "tutorials/06_interactive_box_prompting.ipynb", "tutorials/01_quickstart.ipynb",
+    "tutorials/02_prepare_custom_dataset.ipynb", "tests/test_finetune.py", "tests/test_clicks.py",
+    "tests/test_formats.py", "tests/test_crash_safety.py", "tests/test_labelmaps.py",
+    "tests/test_distributed.py", "tests/test_backends.py", "tests/test_cli.py", "tests/test_volume.py",
+    "tests/test_coldstart.py", "tests/test_volume_clicks.py", "tests/test_speed.py", "tests/test_predict.py",
+    "tests/test_challenge_rules.py", "tests/test_prefetch.py", "tests/test_widgets.py", "tests/test_embed.py",
+    "tests/test_notebook_tutorial.py", "tests/test_train_precision.py", "tests/test_preprocess.py",
+    "tests/test_fileutil.py", "tests/test_colab.py", "tests/test_browser.py",
+    "tutorials/04_finetune_mask_decoder.ipynb", "tests/test_evaluate.py", "tests/test_seam.py",
+    "tutorials/07_3d_volume_segmentation.ipynb", "tutorials/08_annotate_without_labels.ipynb",
+    "tests/test_session.py", "tutorials/03_precompute_embeddings.ipynb", "tests/test_cvpr25.py",
+    "tests/test_weak_labels.py", "tests/test_properties.py", "tutorials/06_interactive_box_prompting.ipynb",
+    "tutorials/01_quickstart.ipynb",
 )
 #: Notebook 05 trains notebook 04's decoder itself when it is missing: far behind 04, never beside it.
 RUN_LAST = ("tutorials/05_evaluate.ipynb",)
