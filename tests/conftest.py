@@ -24,6 +24,41 @@ SMALL_TEST_CASES = ["sub-07"]
 MAX_SLICES = 3  # consecutive central slices per case that the tests embed (they include ventricles)
 
 
+#: Test files and notebooks in the order scripts/test.sh hands them out (``pytest -n 2 --dist loadfile
+#: --no-loadscope-reorder``: whole files, in collection order, to whichever process has room; each
+#: process starts with two). The longest first (seconds per file measured in CI: bench/RESULTS.md,
+#: "Suite time"), so the long ones run side by side and the short ones fill the end (started last, one
+#: long file was the whole tail). The two own-data notebook runs open the two processes; notebook 02
+#: (which prepares tutorials/work for the others: two notebooks preparing it at once would collide on
+#: its lock) runs right after the first, long before the other notebooks start. Files not named here
+#: follow in their usual order, then :data:`RUN_LAST`.
+RUN_FIRST = (
+    "tests/test_notebook_own_data.py", "tests/test_notebook_own_rtstruct.py",
+    "tutorials/02_prepare_custom_dataset.ipynb", "tests/test_finetune.py", "tests/test_clicks.py",
+    "tests/test_formats.py", "tests/test_crash_safety.py", "tests/test_labelmaps.py",
+    "tests/test_distributed.py", "tests/test_backends.py", "tests/test_cli.py", "tests/test_volume.py",
+    "tests/test_coldstart.py", "tests/test_volume_clicks.py", "tests/test_speed.py", "tests/test_predict.py",
+    "tests/test_challenge_rules.py", "tests/test_prefetch.py", "tests/test_widgets.py", "tests/test_embed.py",
+    "tests/test_notebook_tutorial.py", "tests/test_train_precision.py", "tests/test_preprocess.py",
+    "tests/test_fileutil.py", "tests/test_colab.py", "tests/test_browser.py",
+    "tutorials/04_finetune_mask_decoder.ipynb", "tests/test_evaluate.py", "tests/test_seam.py",
+    "tutorials/07_3d_volume_segmentation.ipynb", "tutorials/08_annotate_without_labels.ipynb",
+    "tests/test_session.py", "tutorials/03_precompute_embeddings.ipynb", "tests/test_cvpr25.py",
+    "tests/test_weak_labels.py", "tests/test_properties.py", "tutorials/06_interactive_box_prompting.ipynb",
+    "tutorials/01_quickstart.ipynb",
+)
+#: Notebook 05 trains notebook 04's decoder itself when it is missing: far behind 04, never beside it.
+RUN_LAST = ("tutorials/05_evaluate.ipynb",)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the collected files as :data:`RUN_FIRST` and :data:`RUN_LAST` say (a stable sort: the
+    tests of a file keep their order, and so do the files not named)."""
+    rank = {path: i for i, path in enumerate(RUN_FIRST)}
+    rank.update({path: len(RUN_FIRST) + 1 + i for i, path in enumerate(RUN_LAST)})
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(RUN_FIRST)))
+
+
 @pytest.fixture(autouse=True)
 def _keep_torch_threads():
     """A test that sets torch's thread count (``cli.main(["--threads", "1", …])``, ``tutorial.settings``)

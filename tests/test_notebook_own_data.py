@@ -8,22 +8,20 @@ it, a scan with no label map (a DICOM series of its own) for notebook 08, with b
 
 Only ``MEDSAM_LITE_SETTINGS`` points the notebooks at that file (plus ``MEDSAM_LITE_QUICK`` and the
 threads): no data, label or work override. Notebook 07 once failed on such label maps with
-``KeyError: '8'`` (it iterated over every class of the scan, not the chosen ones).
+``KeyError: '8'`` (it iterated over every class of the scan, not the chosen ones). The folder of
+two DICOM scans with RTSTRUCTs is test_notebook_own_rtstruct.py (its own file: the two notebook
+runs go to the two test processes); what both share is tests/own_data.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CT_DIR = Path(os.environ.get("MEDSAM_LITE_TEST_CT", ROOT / "data_samples" / "ct_abdomen"))
-NOTEBOOKS = ["02_prepare_custom_dataset", "03_precompute_embeddings", "04_finetune_mask_decoder", "05_evaluate",
-             "06_interactive_box_prompting", "07_3d_volume_segmentation", "08_annotate_without_labels"]
+from own_data import CT_DIR, PYTESTMARK, ROOT, THREADS, UID, run_notebooks
+
 #: The labels the settings choose (TotalSegmentator ids of the sample), and how many classes the maps hold.
 CHOSEN = {1: "spleen", 5: "liver", 52: "aorta"}
 CLASSES = 40
@@ -32,15 +30,8 @@ CLASSES = 40
 #: displayed (radiological; the series keeps the NIfTI's RAS direction, so array x = 121 − x, y = 100 − y).
 BARE_SLICES = (3, 8)
 BOXES = {"spleen": [2, 78, 48, 111, 79], "liver": [2, 15, 17, 80, 74], "aorta": [2, 61, 50, 72, 60]}
-#: The test process only waits while a kernel runs: each kernel gets the session's cores (2 in CI).
-THREADS = os.environ.get("MEDSAM_LITE_THREADS", "2")
-UID = "1.2.826.0.1.3680043.2.1125.23"
-OVERRIDES = ("MEDSAM_LITE_DATA", "MEDSAM_LITE_MODALITY", "MEDSAM_LITE_TEST_CASES", "MEDSAM_LITE_LABELS",
-             "MEDSAM_LITE_WORK", "MEDSAM_LITE_THREADS", "MEDSAM_LITE_SETTINGS")
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not (CT_DIR / "case-03.nii.gz").is_file(),
-                                 reason=f"no real CT sample at {CT_DIR} (case-01…03 with organ label maps)")]
+pytestmark = PYTESTMARK
 
 
 def write_series(image, folder: Path, uid: str) -> Path:
@@ -142,27 +133,11 @@ def test_the_built_folder_is_what_a_user_brings(tmp_path):
 
 
 def test_notebooks_02_to_08_run_on_ones_own_folder_from_the_settings_file_alone(tmp_path, monkeypatch):
-    import jupytext
-    from nbclient import NotebookClient
-
     settings = build_folder(tmp_path)
-    for key in OVERRIDES:                       # the settings file alone (the cache and backend stay as set)
-        monkeypatch.delenv(key, raising=False)
-    env = {"MEDSAM_LITE_SETTINGS": str(settings), "MEDSAM_LITE_QUICK": "1", "OMP_NUM_THREADS": THREADS,
-           "MPLBACKEND": "agg"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    run_dir = tmp_path / "notebooks"          # the kernels' working folder: no settings.toml there
-    run_dir.mkdir()
-    printed = {}
-    for name in NOTEBOOKS:
-        nb = jupytext.read(ROOT / "tutorials" / f"{name}.py")
-        NotebookClient(nb, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(run_dir)}}).execute()
-        printed[name] = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                                  for c in nb.cells for o in c.get("outputs", []))
-        summary = next(line for line in printed[name].splitlines() if line.startswith("settings "))
-        assert summary.startswith("settings my_settings.toml") and "overridden" not in summary, summary
+    printed = run_notebooks(settings, tmp_path, monkeypatch)
+    for name, text in printed.items():
+        summary = next(line for line in text.splitlines() if line.startswith("settings "))
+        assert summary.startswith("settings my_settings.toml") and "overridden" not in summary, (name, summary)
     work = tmp_path / "my_work"
     listed = printed["02_prepare_custom_dataset"]
     assert "modality CT" in listed and "case-01: case-01 + case-01_label.nrrd" in listed
@@ -198,111 +173,3 @@ def test_notebooks_02_to_08_run_on_ones_own_folder_from_the_settings_file_alone(
     np.testing.assert_array_equal(seg.array, saved.array)
     assert "segments: {1: 'spleen', 5: 'liver', 52: 'aorta'} | same voxels: True" in out
     assert open_dataset(work / "annotated_dataset").manifest["label"].isin(list(CHOSEN)).all()
-
-
-# ---------------------------------------------------------------- two scans, DICOM series + RTSTRUCT
-#: Issue 34: most researchers start with two or three scans, and DICOM labels are RTSTRUCTs. One
-#: folder covers both (one more notebook run in CI, quick mode): two labelled scans, each a DICOM
-#: series (LPS, as scanners write) with an RTSTRUCT beside it, labels chosen BY NAME, boxes read off
-#: the figures (displayed pixels; for an LPS series the same as array pixels).
-RT_CASES = ("case-01", "case-03")
-RT_LABELS = ["spleen", "liver"]
-RT_BOXES = {"spleen": [5, 78, 48, 111, 79], "liver": [5, 15, 17, 80, 74]}
-
-
-def _sample_maker():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_dicom_sample", ROOT / "data_samples" / "make_dicom_sample.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def build_rtstruct_folder(tmp: Path) -> Path:
-    """``tmp/dicom_scans/<case>/`` series + ``<case>_label.dcm`` RTSTRUCT for two cases; the settings file."""
-    import SimpleITK as sitk
-
-    from medsam_lite.io.formats import write_rtstruct
-
-    maker = _sample_maker()
-    data = tmp / "dicom_scans"
-    names = {int(k): v for k, v in json.loads((CT_DIR / "labels.json").read_text()).items()}
-    organs = {v: n for v, n in names.items() if n in RT_LABELS + ["aorta"]}   # one ROI more than chosen
-    for i, case in enumerate(RT_CASES):
-        image = sitk.DICOMOrient(sitk.ReadImage(str(CT_DIR / f"{case}.nii.gz")), "LPS")
-        label = sitk.GetArrayFromImage(sitk.DICOMOrient(sitk.ReadImage(str(CT_DIR / f"{case}_label.nii.gz")), "LPS"))
-        series = maker.write_series(sitk.Cast(image, sitk.sitkInt16), data / case, uid=f"{UID}.7{i}")
-        write_rtstruct(np.where(np.isin(label, list(organs)), label, 0), data / f"{case}_label.dcm", series, names=organs)
-    boxes = "\n".join(f"{n} = {b}" for n, b in RT_BOXES.items())
-    settings = tmp / "rt_settings.toml"
-    settings.write_text(
-        f'data = "dicom_scans"\nmodality = "CT"\nlabels = {json.dumps(RT_LABELS)}\ntest_cases = ["case-03"]\n'
-        f'min_mm2 = 64\nwork = "rt_work"\nepochs = 10\nclicks = 1\nthreads = {THREADS}\ndevice = "cpu"\n'
-        f'scan = "dicom_scans/case-03"\nreference = "dicom_scans/case-03_label.dcm"\n\n[boxes]\n{boxes}\n',
-        encoding="utf-8")
-    return settings
-
-
-def test_the_rtstruct_folder_is_two_dicom_cases_with_labels_by_name(tmp_path, monkeypatch):
-    import medsam_lite as ml
-    from medsam_lite import io
-    from medsam_lite.app import tutorial
-    from medsam_lite.io.cases import find_cases
-
-    settings = build_rtstruct_folder(tmp_path)
-    cases = find_cases(tmp_path / "dicom_scans")
-    assert [(c.name, c.image.name, c.label.name) for c in cases] == [
-        ("case-01", "case-01", "case-01_label.dcm"), ("case-03", "case-03", "case-03_label.dcm")]
-    for key in (*OVERRIDES, "MEDSAM_LITE_QUICK"):   # the whole case is read and compared (CI sets quick mode)
-        monkeypatch.delenv(key, raising=False)
-    s = tutorial.settings(file=settings, verbose=False, threads=1)
-    assert s.labels == {1: "spleen", 2: "liver"}                   # names → the RTSTRUCTs' numbering
-    scan, label = tutorial.read_case(s, "case-03")
-    truth = io.read_volume(CT_DIR / "case-03_label.nii.gz").array[:, ::-1, ::-1]   # the NIfTI is RAS-stored
-    for value, original in ((1, 1), (2, 5)):
-        t, p = truth == original, label.array == value
-        assert 2 * (t & p).sum() / (t.sum() + p.sum()) > 0.99
-    boxes = tutorial.boxes_on(s.boxes, scan)                        # displayed pixels = array pixels (LPS)
-    assert np.abs(boxes["liver"][1] - ml.box_from_mask(label.array[5] == 2)).max() <= 3
-
-
-def test_notebooks_02_to_08_run_on_two_dicom_scans_with_rtstructs(tmp_path, monkeypatch):
-    """Two labelled scans (one train, one test: no validation case, issue 34 item 4) as DICOM series +
-    RTSTRUCT, labels by name: every notebook runs; 02 lists the RTSTRUCTs, 08 writes a SEG and reads it back."""
-    import jupytext
-    from nbclient import NotebookClient
-
-    settings = build_rtstruct_folder(tmp_path)
-    for key in OVERRIDES:
-        monkeypatch.delenv(key, raising=False)
-    for key, value in {"MEDSAM_LITE_SETTINGS": str(settings), "MEDSAM_LITE_QUICK": "1", "OMP_NUM_THREADS": THREADS,
-                       "MPLBACKEND": "agg"}.items():
-        monkeypatch.setenv(key, value)
-    run_dir = tmp_path / "notebooks"
-    run_dir.mkdir()
-    printed = {}
-    for name in NOTEBOOKS:
-        nb = jupytext.read(ROOT / "tutorials" / f"{name}.py")
-        NotebookClient(nb, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": str(run_dir)}}).execute()
-        printed[name] = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                                  for c in nb.cells for o in c.get("outputs", []))
-    assert "case-01: case-01 + case-01_label.dcm" in printed["02_prepare_custom_dataset"]
-    assert "1 spleen" in printed["02_prepare_custom_dataset"]       # values printed with their names
-
-    from medsam_lite import io
-    from medsam_lite.data.dataset import open_dataset
-
-    work = tmp_path / "rt_work"
-    ds = open_dataset(work / "dicom_scans_dataset")
-    assert {int(k): v for k, v in ds.meta["labels"].items()} == {1: "spleen", 2: "liver"}
-    assert ds.meta["split"] == {"case-01": "train", "case-03": "test"}
-    assert (work / "dicom_scans_finetune_quick" / "best.pt").exists()
-    out = printed["08_annotate_without_labels"]
-    dice = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines() if "3D Dice against" in line}
-    assert set(dice) == set(RT_BOXES) and min(dice.values()) > 0.5, dice
-    seg = io.read_label(work / "outputs" / "08" / "case-03_seg.dcm", reference=tmp_path / "dicom_scans" / "case-03",
-                        names={1: "spleen", 2: "liver"})
-    saved = io.read_volume(work / "outputs" / "08" / "case-03_label.nii.gz")
-    np.testing.assert_array_equal(seg.array, saved.array)
