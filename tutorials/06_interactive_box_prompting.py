@@ -200,7 +200,7 @@ else:
 # %%
 from medsam_lite.clicks import next_click
 
-where = dict(subject="sub-05", z=16, seed=2026, radius_px=(5, 11))   # a slice, the lesion's seed and radius range (px)
+where = tutorial.UNSEEN_LESION                                   # subject, slice, the lesion's seed and radius range (px)
 lesion_slice, lesion, brain = tutorial.unseen_lesion_slice(**where)  # H×W MR slice with the lesion, its mask, the volume
 print("synthetic lesion:", where)
 predictor = ml.Predictor(model)

@@ -447,7 +447,12 @@ def read_case(s: Settings, case: str | None = None):
     return scan.crop(lo, hi, axis), label.crop(lo, hi, axis)
 
 
-def unseen_lesion_slice(subject: str = "sub-05", z: int = 16, seed: int = 2026, radius_px=(5, 11)):
+#: Notebook 06's unseen click example: subject, slice, the lesion's seed and radius range (px).
+UNSEEN_LESION = {"subject": "sub-05", "z": 16, "seed": 2026, "radius_px": (5, 11)}
+
+
+def unseen_lesion_slice(subject: str = UNSEEN_LESION["subject"], z: int = UNSEEN_LESION["z"],
+                        seed: int = UNSEEN_LESION["seed"], radius_px=UNSEEN_LESION["radius_px"]):
     """A slice the click decoder never trained on, with a lesion of a kind no training label has
     (notebook 06's click example): the bundled synthetic brain MRI ``brain_mri/<subject>``, slice
     ``z``, with :func:`medsam_lite.samples.synthetic_lesion` in its white matter (label 1), seeded.
