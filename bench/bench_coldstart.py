@@ -190,6 +190,18 @@ print(json.dumps({"slices": len(calls), "enc_wall": statistics.median(c[0] for c
 """
 
 
+def _emit(lines: list[str], write: bool, *scratch: Path) -> int:
+    """Print the section, append it to bench/RESULTS.md when asked, remove the scratch folders."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        with open(ROOT / "bench" / "RESULTS.md", "a", encoding="utf-8") as handle:
+            handle.write(text)
+    for folder in scratch:
+        shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
 def _pairs(name, cmd_a, cmd_b, env_a, env_b, cwd, runs, rows, before=None):
     """``runs`` pairs A B (``before(side, i)`` may change the env first: a fresh cache folder)."""
     a, b = [], []
@@ -298,14 +310,7 @@ def run_3d(args) -> int:
                      f"({r['b_min']:.2f}–{r['b_max']:.2f}) | {r['ratio']:.3f} | {r['a_cpu']:.2f} | {r['b_cpu']:.2f} | "
                      f"{r['cpu_ratio']:.3f} | {r['a_rss']:.0f} | {r['b_rss']:.0f} |")
     lines += [""] + notes
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(ROOT / "bench" / "RESULTS.md", "a", encoding="utf-8") as handle:
-            handle.write(text)
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return _emit(lines, args.write, base, tmp)
 
 
 def _cpu_name() -> str:
@@ -392,14 +397,7 @@ def main(argv=None) -> int:
         lines.append(f"| `{r['name']}` | {r['a_wall']:.2f} ({r['a_min']:.2f}–{r['a_max']:.2f}) | {r['b_wall']:.2f} "
                      f"({r['b_min']:.2f}–{r['b_max']:.2f}) | {r['ratio']:.3f} | {r['a_cpu']:.2f} | {r['b_cpu']:.2f} | "
                      f"{r['a_rss']:.0f} | {r['b_rss']:.0f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with open(ROOT / "bench" / "RESULTS.md", "a", encoding="utf-8") as handle:
-            handle.write(text)
-    shutil.rmtree(base, ignore_errors=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return _emit(lines, args.write, base, tmp)
 
 
 if __name__ == "__main__":
