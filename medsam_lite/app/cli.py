@@ -280,7 +280,11 @@ def apply_settings(args, argv) -> None:
     print(s.summary())
 
 
-def _load(args):
+def _load(args, encode_next: bool = False):
+    """The model of ``--model``/``--checkpoint``/``--device``/``--backend``; ``encode_next``: the caller
+    encodes right away (``predict``), so a torch-free model starts compiling its encoder while it loads
+    (:func:`~medsam_lite.model.exported.encoding_ahead`)."""
+    from ..model.exported import encoding_ahead
     from ..model.models import load_model
 
     device = args.device  # under torchrun (WORLD_SIZE > 1) each process takes cuda:LOCAL_RANK unless --device
@@ -288,8 +292,12 @@ def _load(args):
         from ..distributed import default_device  # (imports torch)
 
         device = default_device(args.device)
-    return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
-                      precision=args.model_precision)
+    if not encode_next:
+        return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
+                          precision=args.model_precision)
+    with encoding_ahead():
+        return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
+                          precision=args.model_precision)
 
 
 def _run(args) -> int:
@@ -358,10 +366,11 @@ def _predict(args, ml) -> None:
         from ..interactive.labelmaps import predict_label_map, predict_volume_labels
 
         labels = io.align_label(given, source)[0].array
+        model = _load(args, encode_next=True)
         if is_volume:
-            mask = predict_volume_labels(source, labels, model=_load(args), modality=args.modality, window=args.window)
+            mask = predict_volume_labels(source, labels, model=model, modality=args.modality, window=args.window)
         else:
-            mask = predict_label_map(source.array, labels, model=_load(args), modality=args.modality, window=args.window)
+            mask = predict_label_map(source.array, labels, model=model, modality=args.modality, window=args.window)
         write(mask)
         print(f"label map with labels {[int(v) for v in np.unique(mask) if v]} → {out}")
         return
@@ -369,19 +378,45 @@ def _predict(args, ml) -> None:
         if args.box is not None and args.slice is None:
             raise ml.InputError("a volume needs --slice Z with --box (or use --box3d).")
         mask = ml.predict_volume(source, args.box3d if args.box3d is not None else args.box, slice_index=args.slice,
-                                 model=_load(args), modality=args.modality, window=args.window)
+                                 model=_load(args, encode_next=True), modality=args.modality, window=args.window)
     else:
         if args.box3d is not None:
             raise ml.InputError(f"{args.image} is a 2D image; use --box X0 Y0 X1 Y1.")
         if args.slice is not None:
             raise ml.InputError(f"{args.image} is a 2D image; --slice is only for volumes.")
-        mask = ml.predict(source.array, args.box, model=_load(args), modality=args.modality, window=args.window)[0]
+        mask = ml.predict(source.array, args.box, model=_load(args, encode_next=True), modality=args.modality,
+                          window=args.window)[0]
     write(mask.astype(bool))  # 0/255 in image formats, 0/1 in volume formats, a segment in DICOM (io.formats)
     print(f"mask with {int(mask.sum())} voxels → {out}")
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run ``medsam-lite`` with ``argv`` (default: this process's command line) → the exit code.
+
+    A ``predict`` given by the process's own command line (``argv`` None: the console script,
+    ``python -m medsam_lite.app.cli``) ends the process itself once its output is written and it succeeded
+    (:func:`_exit_now`); called with an ``argv`` list (tests, notebooks) it returns the code.
+    """
+    if argv is None:
+        return _main(sys.argv[1:], exit_when_done=True)
+    return _main(list(argv))
+
+
+def _exit_now(code: int):
+    """End the process now with ``code``, without the interpreter's teardown: the output file is written and
+    closed, stdout/stderr are flushed here. The teardown (collecting every module, unloading OpenVINO's and
+    ONNX Runtime's thread pools) cost ~0.2 s of a cold ``predict --box3d`` (bench/bench_coldstart.py) and
+    does nothing for the user; ``atexit`` work (a background prefetch's thread) is not needed by a finished
+    ``predict``."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (e.g. | head): nothing more to say
+            pass
+    os._exit(code)
+
+
+def _main(argv: list[str], exit_when_done: bool = False) -> int:
     args = build_parser(argv).parse_args(argv)  # before any heavy import: --help and bad usage are instant
     from ..errors import InputError
 
@@ -400,7 +435,10 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line
-            return _run(args)
+            code = _run(args)
+        if exit_when_done and args.command == "predict" and code == EXIT_OK:
+            _exit_now(code)  # the mask is written: no teardown
+        return code
     except InputError as exc:
         print(f"medsam-lite {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -105,10 +105,12 @@ class VolumePredictor:
         self.axis = self.volume.slice_axis(axis)  # the one rule (preprocess's too); slices ≥ 2×2
         self.model = inference_model(model)
         self.preset = resolve_preset(self.model, modality, window)
-        self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
-        self.embeddings = EmbeddingCache()
         self.prefetch = check_int(prefetch, "prefetch (neighbouring slices to encode ahead)", 0)
         self.disk = for_model(self.model, disk_cache)  # slice embeddings kept on disk, or None
+        if self.disk is None and getattr(self.model, "torch_free", False):  # every slice asked for is encoded:
+            self.model.runtime.preload_encoder()  # its session loads while the volume is normalised
+        self.image = array if array.dtype == np.uint8 else self.preset.apply(array)
+        self.embeddings = EmbeddingCache()
         self._prefetcher = Prefetcher.owned(self, lambda vp, z: encode(vp.model, vp.slice_image(z)) if vp.disk is None
                                             else vp.disk.embedding_of(vp.model, vp.slice_image(z)), self.embeddings)
 

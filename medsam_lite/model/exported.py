@@ -27,6 +27,7 @@ first encode (a CVPR25 click step whose slice embeddings are all on disk never l
 
 from __future__ import annotations
 
+import contextvars
 import glob
 import hashlib
 import importlib.util
@@ -34,6 +35,7 @@ import json
 import os
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +168,22 @@ def read_manifest(cache_dir: Path, name: str, given: Path | None, click_decoder:
     return manifest
 
 
+_ENCODE_AHEAD = contextvars.ContextVar("medsam_lite_encode_ahead", default=False)
+
+
+@contextmanager
+def encoding_ahead():
+    """Within this block :func:`load_exported` starts loading the encoder's session in a background thread
+    (:meth:`ExportedRuntime.preload_encoder`) as soon as it has found the exports, before it makes the
+    decoder's session: for a caller that encodes right after loading (``medsam-lite predict``). Nothing else
+    changes (the same session, compiled from the same cache; the first encode waits for it)."""
+    token = _ENCODE_AHEAD.set(True)
+    try:
+        yield
+    finally:
+        _ENCODE_AHEAD.reset(token)
+
+
 class ExportedRuntime:
     """The encoder and decoder sessions of an :class:`ExportedModel` (what ``model.runtime`` is).
 
@@ -173,16 +191,38 @@ class ExportedRuntime:
     ``precision`` (``"fp32"``), ``threads``, ``encoder_path``, ``decoder_path``, ``report``.
     """
 
-    def __init__(self, name: str, threads: int, encoder_path: Path, decoder_path: Path, report: str, cache_dir: Path):
+    def __init__(self, name: str, threads: int, encoder_path: Path, decoder_path: Path, report: str, cache_dir: Path,
+                 preload_encoder: bool = False):
         from .sessions import GraphSession
 
         self.name, self.precision, self.threads = name, "fp32", int(threads)
         self.encoder_backend, self.decoder_backend = split_backend(name)
         self.encoder_path, self.decoder_path, self.report = encoder_path, decoder_path, report
         self._settings = {"cache_dir": cache_dir}
-        self._decoder = GraphSession(self.decoder_backend, decoder_path, "fp32", threads)
         self._encoder_session = None
+        self._preload: threading.Thread | None = None
         self._lock = threading.Lock()
+        if preload_encoder:  # (its compile runs beside the decoder's session being made)
+            self.preload_encoder()
+        self._decoder = GraphSession(self.decoder_backend, decoder_path, "fp32", threads)
+
+    def preload_encoder(self) -> None:
+        """Start loading the encoder's session in a background thread, once (importing its backend and
+        compiling from the cached blob, which runs without the GIL, beside what the caller does next: a
+        volume's normalisation, the decoder's session). The first encode waits for it. A failure there is
+        met again by the first encode, as without a preload (it then loads the torch model). The thread is
+        not a daemon: the interpreter waits for it at exit (a native compile must not be torn down)."""
+        with self._lock:
+            if self._encoder_session is not None or self._preload is not None:
+                return
+            self._preload = threading.Thread(target=self._load_quietly, name="medsam-lite-encoder-load")
+            self._preload.start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self._encoder  # noqa: B018 - loads the session
+        except Exception:  # noqa: BLE001 - the first encode meets it again and reacts as without a preload
+            pass
 
     @property
     def _encoder(self):
@@ -278,7 +318,8 @@ def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None
     runtime_name = pair_name(enc_backend, dec_backend)
     report = report or (f"medsam_lite backend {runtime_name} (encoder {enc_backend}, decoder {dec_backend}; "
                         "chosen by the caller; loaded without torch)")
-    runtime = ExportedRuntime(runtime_name, threads, encoder_path, decoder_path, report, cache_dir)
+    runtime = ExportedRuntime(runtime_name, threads, encoder_path, decoder_path, report, cache_dir,
+                              preload_encoder=_ENCODE_AHEAD.get())
     return ExportedModel(spec, manifest, runtime, torch_loader, dict(
         name=name, checkpoint=checkpoint, device="cpu", backend=backend, precision=precision, click_decoder=click_decoder))
 
@@ -350,6 +391,8 @@ class ExportedModel(ModelBase):
             except (ImportError, OSError):  # a broken install of the encoder's backend: as load_model would
                 self.torch_model()
             else:
+                if len(x) == 1:  # (a volume's slices come one at a time: no copy into a batch)
+                    return session.run(x)[0]
                 return np.concatenate([session.run(x[i:i + 1])[0] for i in range(len(x))])
         return _numpy(self._torch.encode(_tensor(x)))
 
