@@ -259,3 +259,62 @@ def test_mask_input_resize_in_numpy_is_torchs(model):
         got = mask_input_to_model(geometry, logits, 2, 256, hw, in_numpy=True)
         assert torch.is_tensor(ref) and isinstance(got, np.ndarray)
         np.testing.assert_array_equal(got.view(np.int32), ref.numpy().view(np.int32))
+
+
+def test_command_line_predict_box3d_ends_at_once_with_the_same_mask(model, exported, tmp_path):
+    """``medsam-lite predict CT --box3d`` from a process's own command line (``main()``: the console
+    script) ends the process itself once the NIfTI is written (no interpreter teardown) and, with the
+    encoder compiled in the background while it loads, writes the torch path's mask: the file reads back
+    voxel for voxel, with the scan's geometry, and the process printed its line before it ended."""
+    scan = samples.ct_abdomen_dir() / "case-03.nii.gz"
+    lab = io.read_label(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array
+    top = min(int(np.argmax((lab == 5).sum((1, 2)))), lab.shape[0] - 2)
+    _, y, x = np.nonzero(lab[top:top + 2] == 5)  # two slices: two encodes on each side
+    box3d = [int(x.min()), int(y.min()), top, int(x.max()), int(y.max()), top + 1]
+    out = tmp_path / "m.nii.gz"
+    env = dict(os.environ, OMP_NUM_THREADS=str(model.runtime.threads), PYTHONPATH=str(ROOT))
+    env.pop("MKL_NUM_THREADS", None)
+    code = "import sys; from medsam_lite.app.cli import main; sys.exit(main())"
+    run = subprocess.run([sys.executable, "-c", code, "predict", str(scan), "--box3d", *map(str, box3d),
+                          "--out", str(out)], env=env, capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    written = io.read_volume(out)
+    expected = ml.predict_volume(io.read_volume(scan), box3d, model=model, progress=False)
+    assert expected.sum() > 100
+    assert f"mask with {int(expected.sum())} voxels" in run.stdout  # flushed before the process ended
+    np.testing.assert_array_equal(written.array, expected.astype(np.uint8))
+    assert written.spacing == io.read_volume(scan).spacing
+
+
+def test_known_sha256_remembers_only_unchanged_files(tmp_path, monkeypatch):
+    """The digests remembered across processes (``<cache>/exports/digests.json``): a remembered file is
+    not read again; a file whose size or times changed is hashed again (a damaged export is still found);
+    a file changed less than 2 s ago is not remembered."""
+    from medsam_lite.fileutil import file_sha256
+    from medsam_lite.model import exportcache
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    path = exports / "part.onnx"
+    path.write_bytes(b"weights" * 1000)
+    exportcache._DIGEST_MEMO.clear()
+    assert exportcache.known_sha256(path, exports) == file_sha256(path)
+    assert not (exports / exportcache.DIGESTS_FILE).exists()  # just written: not settled, not remembered
+    monkeypatch.setattr(exportcache, "_SETTLED_NS", 0)
+    assert exportcache.known_sha256(path, exports) == file_sha256(path)
+    assert str(path.resolve()) in json.loads((exports / exportcache.DIGESTS_FILE).read_text())
+    exportcache._DIGEST_MEMO.clear()  # as a new process: read from the file, the file itself not read
+
+    def no_reading(p):
+        raise AssertionError(f"{p} was hashed again")
+
+    monkeypatch.setattr(exportcache, "file_sha256", no_reading)
+    assert exportcache.known_sha256(path, exports) == file_sha256(path)
+    monkeypatch.setattr(exportcache, "file_sha256", file_sha256)
+    path.write_bytes(b"weights" * 999)  # another size
+    assert exportcache.known_sha256(path, exports) == file_sha256(path)
+    before, st = file_sha256(path), path.stat()
+    with open(path, "r+b") as handle:  # the same size, a damaged byte, the modification time moved
+        handle.write(b"X")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert exportcache.known_sha256(path, exports) == file_sha256(path) != before

@@ -22,7 +22,11 @@ challenge runner (CVPR24, CVPR25 steps with the on-disk embedding cache) run on 
 mask input is resized in numpy where ``antialias_exact`` held. Anything that needs torch — training, an
 embedding store, evaluation, a parameter, ``.to()`` — goes to :meth:`ExportedModel.torch_model` (built
 once, on first use; from then on every call runs through it). The encoder's session is loaded on the
-first encode (a CVPR25 click step whose slice embeddings are all on disk never loads it).
+first encode (a CVPR25 click step whose slice embeddings are all on disk never loads it), or ahead of it
+in a background thread where the caller will encode at once (``medsam-lite predict`` through
+:func:`encoding_ahead`, a :class:`~medsam_lite.VolumePredictor` without a disk cache through
+:meth:`ExportedRuntime.preload_encoder`): its compile then runs beside the decoder's session and the
+volume's normalisation.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileutil import atomic_write_text, file_sha256
 from .backend_choice import BACKENDS, loadable_backends, machine_key, pair_name, read_choice, split_backend
-from .exportcache import verify_export, default_cache_dir, export_folder, package_version
+from .exportcache import known_sha256, verify_export, default_cache_dir, export_folder, package_version
 from .intensity import IntensityPreset
 from .base import ModelBase
 
@@ -154,13 +158,14 @@ def read_manifest(cache_dir: Path, name: str, given: Path | None, click_decoder:
     source = Path(given) if given is not None else bundled_checkpoint()
     if source is None or not source.is_file():
         return None
+    exports = Path(cache_dir) / "exports"
     try:
-        source_sha = file_sha256(source)
+        source_sha = known_sha256(source, exports)
         manifest = json.loads(_manifest_path(cache_dir, name, source_sha, click_decoder).read_text(encoding="utf-8"))
         if manifest.get("version") != MANIFEST_VERSION or manifest.get("checkpoint_sha256") != source_sha:
             return None
         for other, sha in manifest["files"].items():  # a base checkpoint the given one builds on
-            if other != str(source) and file_sha256(other) != sha:
+            if other != str(source) and known_sha256(other, exports) != sha:
                 return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -174,14 +179,42 @@ _ENCODE_AHEAD = contextvars.ContextVar("medsam_lite_encode_ahead", default=False
 @contextmanager
 def encoding_ahead():
     """Within this block :func:`load_exported` starts loading the encoder's session in a background thread
-    (:meth:`ExportedRuntime.preload_encoder`) as soon as it has found the exports, before it makes the
-    decoder's session: for a caller that encodes right after loading (``medsam-lite predict``). Nothing else
-    changes (the same session, compiled from the same cache; the first encode waits for it)."""
+    (:class:`SessionLoad`) as soon as it has found the encoder's export, before it imports the decoder's
+    backend and makes its session: for a caller that encodes right after loading (``medsam-lite
+    predict``). Nothing else changes (the same session, compiled from the same cache; the first encode
+    waits for it; a load that then goes the torch path leaves the thread's session unused)."""
     token = _ENCODE_AHEAD.set(True)
     try:
         yield
     finally:
         _ENCODE_AHEAD.reset(token)
+
+
+class SessionLoad:
+    """A :class:`~medsam_lite.model.sessions.GraphSession` made in a background thread: importing its backend
+    and compiling it from the cached blob (native work, without the GIL) run beside the caller's next steps.
+    :meth:`result` waits for it: the session, or ``None`` when making it failed (the caller then makes it
+    itself and meets the error as it would have). The thread is not a daemon: the interpreter waits for it
+    at exit (a native compile must not be torn down under it)."""
+
+    def __init__(self, backend: str, path: Path, threads: int):
+        self._session = None
+        self._thread = threading.Thread(target=self._make, args=(backend, path, threads),
+                                        name="medsam-lite-session-load")
+        self._thread.start()
+
+    def _make(self, backend: str, path: Path, threads: int) -> None:
+        try:
+            from .sessions import GraphSession
+
+            self._session = GraphSession(backend, path, "fp32", threads)
+        except Exception:  # noqa: BLE001 - result() gives None: the caller makes it again and meets the error
+            pass
+
+    def result(self):
+        """The session (waiting for the thread), or ``None`` if it could not be made."""
+        self._thread.join()
+        return self._session
 
 
 class ExportedRuntime:
@@ -192,7 +225,7 @@ class ExportedRuntime:
     """
 
     def __init__(self, name: str, threads: int, encoder_path: Path, decoder_path: Path, report: str, cache_dir: Path,
-                 preload_encoder: bool = False):
+                 encoder_loading: "SessionLoad | None" = None):
         from .sessions import GraphSession
 
         self.name, self.precision, self.threads = name, "fp32", int(threads)
@@ -200,41 +233,32 @@ class ExportedRuntime:
         self.encoder_path, self.decoder_path, self.report = encoder_path, decoder_path, report
         self._settings = {"cache_dir": cache_dir}
         self._encoder_session = None
-        self._preload: threading.Thread | None = None
-        self._lock = threading.Lock()
-        if preload_encoder:  # (its compile runs beside the decoder's session being made)
-            self.preload_encoder()
+        self._loading = encoder_loading  # the encoder's session being made in the background, or None
+        self._lock, self._preload_lock = threading.Lock(), threading.Lock()
         self._decoder = GraphSession(self.decoder_backend, decoder_path, "fp32", threads)
 
     def preload_encoder(self) -> None:
-        """Start loading the encoder's session in a background thread, once (importing its backend and
-        compiling from the cached blob, which runs without the GIL, beside what the caller does next: a
-        volume's normalisation, the decoder's session). The first encode waits for it. A failure there is
-        met again by the first encode, as without a preload (it then loads the torch model). The thread is
-        not a daemon: the interpreter waits for it at exit (a native compile must not be torn down)."""
-        with self._lock:
-            if self._encoder_session is not None or self._preload is not None:
-                return
-            self._preload = threading.Thread(target=self._load_quietly, name="medsam-lite-encoder-load")
-            self._preload.start()
-
-    def _load_quietly(self) -> None:
-        try:
-            self._encoder  # noqa: B018 - loads the session
-        except Exception:  # noqa: BLE001 - the first encode meets it again and reacts as without a preload
-            pass
+        """Start loading the encoder's session in a background thread (:class:`SessionLoad`), once, so that
+        it compiles beside what the caller does next (a volume's normalisation); the first encode waits for
+        it and otherwise behaves as without a preload."""
+        with self._preload_lock:
+            if self._encoder_session is None and self._loading is None:
+                self._loading = SessionLoad(self.encoder_backend, self.encoder_path, self.threads)
 
     @property
     def _encoder(self):
-        """The encoder's session, loaded on the first encode: a step that finds every slice embedding in
-        the disk cache (a CVPR25 click step) neither imports nor compiles the encoder's backend."""
+        """The encoder's session, loaded on the first encode (or taken from :meth:`preload_encoder`'s thread):
+        a step that finds every slice embedding in the disk cache (a CVPR25 click step) neither imports nor
+        compiles the encoder's backend."""
         if self._encoder_session is None:
             with self._lock:
                 if self._encoder_session is None:
-                    from .sessions import GraphSession
+                    session = self._loading.result() if self._loading is not None else None
+                    if session is None:  # no preload, or it failed: made here (raising as it does)
+                        from .sessions import GraphSession
 
-                    self._encoder_session = GraphSession(self.encoder_backend, self.encoder_path, "fp32",
-                                                         self.threads)
+                        session = GraphSession(self.encoder_backend, self.encoder_path, "fp32", self.threads)
+                    self._encoder_session = session
         return self._encoder_session
 
     def __repr__(self) -> str:
@@ -309,17 +333,22 @@ def load_exported(spec, torch_loader, name: str = "lite_medsam", checkpoint=None
         report = None
         if not all(p in _present_backends() for p in (enc_backend, dec_backend)):
             return None
-    if "torch" in (enc_backend, dec_backend) or dec_backend not in loadable_backends(only=(dec_backend,)):
+    if "torch" in (enc_backend, dec_backend):
         return None
     encoder_path = _sound(cache_dir, "encoder", manifest["encoder"], enc_backend)
+    if encoder_path is None:
+        return None
+    # within encoding_ahead(): the encoder compiles from here on, beside the decoder's import and session
+    loading = SessionLoad(enc_backend, encoder_path, threads) if _ENCODE_AHEAD.get() else None
+    if dec_backend not in loadable_backends(only=(dec_backend,)):
+        return None
     decoder_path = _sound(cache_dir, "decoder", manifest["decoder"], dec_backend)
-    if encoder_path is None or decoder_path is None:
+    if decoder_path is None:
         return None
     runtime_name = pair_name(enc_backend, dec_backend)
     report = report or (f"medsam_lite backend {runtime_name} (encoder {enc_backend}, decoder {dec_backend}; "
                         "chosen by the caller; loaded without torch)")
-    runtime = ExportedRuntime(runtime_name, threads, encoder_path, decoder_path, report, cache_dir,
-                              preload_encoder=_ENCODE_AHEAD.get())
+    runtime = ExportedRuntime(runtime_name, threads, encoder_path, decoder_path, report, cache_dir, loading)
     return ExportedModel(spec, manifest, runtime, torch_loader, dict(
         name=name, checkpoint=checkpoint, device="cpu", backend=backend, precision=precision, click_decoder=click_decoder))
 
