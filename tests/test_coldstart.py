@@ -318,3 +318,22 @@ def test_known_sha256_remembers_only_unchanged_files(tmp_path, monkeypatch):
         handle.write(b"X")
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert exportcache.known_sha256(path, exports) == file_sha256(path) != before
+
+
+def test_integer_scans_normalise_to_the_same_bytes():
+    """A ≤ 16-bit integer scan is normalised through a lookup table of every value (one float32 pass over
+    65,536 values instead of the volume): the same uint8 bytes as the float32 arithmetic, for CT windows
+    and MR percentiles, signed and unsigned, and a big-endian array (which takes the arithmetic)."""
+    from medsam_lite.model.intensity import IntensityPreset
+
+    ct = io.read_volume(samples.ct_abdomen_dir() / "case-01.nii.gz").array
+    assert ct.dtype == np.int16 and ct.size > 2 ** 16
+    rng = np.random.default_rng(0)
+    scans = {"ct": ct, "uint16": rng.integers(0, 4000, (2, 200, 200)).astype(np.uint16),
+             "big-endian": ct.astype(">i2"), "int8": rng.integers(-100, 100, (2, 300, 300)).astype(np.int8)}
+    for name, scan in scans.items():
+        for preset in (IntensityPreset.resolve("CT"), IntensityPreset.resolve("CT", "lung"),
+                       IntensityPreset.resolve("MR"), IntensityPreset.resolve("MR", (10.5, 700.25))):
+            got = preset.apply(scan)
+            assert got.dtype == np.uint8 and got.shape == scan.shape and len(np.unique(got)) > 2, name
+            np.testing.assert_array_equal(got, preset.apply(scan.astype(np.float32)), err_msg=f"{name} {preset}")

@@ -154,12 +154,29 @@ class IntensityPreset:
         Raises:
             InputError: non-numeric, empty or non-finite input, or a constant image after clipping.
         """
-        data = check_numeric(image).astype(np.float32, copy=False)
+        image = check_numeric(image)
+        if (image.dtype.kind in "iu" and image.dtype.itemsize <= 2 and image.dtype.isnative
+                and image.size > 2 ** (8 * image.dtype.itemsize)):
+            # a scan of ≤ 16-bit integers (CT in HU, most MR): every value the dtype holds is mapped once by
+            # the same float32 arithmetic, then looked up (the same bytes; ~5× faster on a 20×512² CT)
+            foreground = image[image > 0].astype(np.float32) if self.window is None else image
+            low, high = self._checked_bounds(foreground)  # (the percentiles of the same float32 values)
+            unsigned = np.dtype(f"u{image.dtype.itemsize}")
+            values = np.arange(2 ** (8 * image.dtype.itemsize), dtype=unsigned).view(image.dtype)
+            return self._scale(values.astype(np.float32), low, high)[image.view(unsigned)]
+        data = image.astype(np.float32, copy=False)
+        return self._scale(data, *self._checked_bounds(data))
+
+    def _checked_bounds(self, data: np.ndarray) -> tuple[float, float]:
         low, high = self.bounds(data)
         if high <= low:
             raise InputError(
                 f"the image is constant after clipping (low={low}, high={high}); there is nothing to "
                 "segment. Check that you passed the scan, not a mask, or give window=(low, high).")
+        return low, high
+
+    def _scale(self, data: np.ndarray, low: float, high: float) -> np.ndarray:
+        """float32 ``data`` clipped to ``[low, high]`` and rescaled to ``uint8`` [0, 255]."""
         out = (np.clip(data, low, high) - low) / (high - low) * 255.0
         if self.window is None:
             out[data <= 0] = 0.0  # background stays background, as in MedSAM's pre_MR.py
