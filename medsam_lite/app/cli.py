@@ -284,7 +284,6 @@ def _load(args, encode_next: bool = False):
     """The model of ``--model``/``--checkpoint``/``--device``/``--backend``; ``encode_next``: the caller
     encodes right away (``predict``), so a torch-free model starts compiling its encoder while it loads
     (:func:`~medsam_lite.model.exported.encoding_ahead`)."""
-    from ..model.exported import encoding_ahead
     from ..model.models import load_model
 
     device = args.device  # under torchrun (WORLD_SIZE > 1) each process takes cuda:LOCAL_RANK unless --device
@@ -295,6 +294,8 @@ def _load(args, encode_next: bool = False):
     if not encode_next:
         return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
                           precision=args.model_precision)
+    from ..model.exported import encoding_ahead
+
     with encoding_ahead():
         return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
                           precision=args.model_precision)
