@@ -72,12 +72,21 @@ import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
-RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None),
-         "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None),
-         "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0, edge=None),
-         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0, edge=None),  # LocalRule()'s defaults
-         "local strict r=1 edge=2": LocalRule(gap=0, reach=1.5, radius=1.0, edge=2.0),
-         "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0)}
+_OLD = dict(use_image=False)  # the rules before the image: masks only
+RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None, **_OLD),
+         "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None, **_OLD),
+         "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0, edge=None, **_OLD),
+         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0, edge=None, **_OLD),  # the old default
+         "local strict r=1 edge=2": LocalRule(gap=0, reach=1.5, radius=1.0, edge=2.0, **_OLD),
+         "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0, **_OLD),
+         # with the image (the click region, model/clickrule.py): the decoder's change kept only inside it,
+         # and where the decoder ignored the click the rule fills the disc / the region around it itself
+         "image only": LocalRule(fill=None),
+         "image disk": LocalRule(fill="disk"),
+         "image disk edge=2": LocalRule(fill="disk", edge=2.0),
+         "image region": LocalRule(fill="region", fill_edge=2.0),
+         "image region edge=2": LocalRule(fill="region", fill_edge=2.0, edge=2.0),
+         "image region1 edge=2": LocalRule(fill="region", fill_edge=1.0, edge=2.0)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 

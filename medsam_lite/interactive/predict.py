@@ -7,6 +7,7 @@ thin shells over the seam in :mod:`medsam_lite.model.inference` (:func:`~medsam_
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,7 +82,7 @@ class Predictor:
 
     def set_prepared(self, rgb: np.ndarray, preset: IntensityPreset | None = None) -> None:
         """Encode an image already checked by :func:`~medsam_lite.model.inference.prepare_image` (``H×W×3`` uint8)."""
-        self.embedding = encode_images(self.model, [rgb], preset=preset)[0]
+        self.embedding = replace(encode_images(self.model, [rgb], preset=preset)[0], image=rgb)  # for the click rule
         self.encoder_calls += 1
 
     def set_embedding(self, embedding, original_hw: tuple[int, int] | None = None, stored_hw=None) -> None:

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "rule_of", "combine"]
+__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "MIN_CONTRAST", "click_refs", "region_like", "rule_of",
+           "combine"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,10 @@ class DecoderRule:
 
     name = "decoder"
 
-    def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """``N×H×W`` bool: where the decoder's answer replaces the previous mask (here: everywhere)."""
+    def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
+               image: np.ndarray | None = None) -> np.ndarray:
+        """``N×H×W`` bool: where the decoder's answer replaces the previous mask (here: everywhere; ``image``
+        is not used)."""
         return np.ones(np.shape(proposed), bool)
 
 
@@ -81,46 +84,146 @@ class LocalRule:
     reach: float = 1.5
     radius: float | None = 1.0
     edge: float | None = None
+    use_image: bool = True
+    fill: str | None = "disk"
+    fill_edge: float = 2.0
+    region_edge: float | None = None
+    least: float = 1.0
     name = "local"
 
-    def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        """Where the decoder's answer replaces the previous mask.
+    def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
+               image: np.ndarray | None = None) -> np.ndarray:
+        """Where the decoder's answer replaces the previous mask (the first half of :meth:`decide`).
 
         Args:
             previous, proposed: ``N×H×W`` bool masks (before the click; the decoder's answer).
             points: ``N×K×2`` XY clicks (column, row) in the masks' pixels.
             labels: ``N×K``: 1 foreground, 0 background.
+            image: ``None`` or the image in the masks' pixels (``H×W`` or ``H×W×3``, uint8 normalized).
 
         Returns:
             ``N×H×W`` bool; ``False`` keeps the previous mask's pixel.
         """
+        return self.decide(previous, proposed, points, labels, image)[0]
+
+    def decide(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
+               image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Where the decoder's answer is kept, and where the rule itself flips the previous mask.
+
+        Without ``image`` (or with ``use_image=False``) the second mask is empty and the first is the
+        rule described in the class docstring. With it, each click that the previous mask contradicts
+        (a foreground click outside it, a background click inside it) also gets its **click region**
+        (:func:`click_region`: the connected pixels on the click's side of the previous mask whose
+        intensity is closer to the clicked tissue's than to the other side's): the decoder's change is
+        kept only inside it, and where the decoder did not flip the clicked pixel the rule flips
+        ``fill`` of it (``"disk"``: the largest disc around the click inside the region, at least
+        ``least`` px; ``"region"``: the region cut to ``fill_edge ×`` the click's depth). When the image
+        cannot tell the two sides apart there is no region and the click acts as without an image.
+
+        Args: as :meth:`accept`.
+
+        Returns:
+            ``(accept, flip)``: ``N×H×W`` bool each; ``flip`` pixels take the click's side (they lie
+            outside the previous mask for a foreground click, inside it for a background one).
+        """
         previous, proposed = np.asarray(previous, bool), np.asarray(proposed, bool)
         out = np.zeros(proposed.shape, bool)
+        flip = np.zeros(proposed.shape, bool)
         h, w = proposed.shape[1:]
+        use = image is not None and self.use_image
         for n in range(proposed.shape[0]):
             regions = {}
             for (x, y), label in zip(np.asarray(points[n], np.float64), np.asarray(labels[n])):
                 label = int(label)
+                col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
+                where = self._image_region(previous[n], image, row, col, label) if use else None
                 if label not in regions:
                     change = (proposed[n] & ~previous[n]) if label == 1 else (previous[n] & ~proposed[n])
                     regions[label] = _regions(change, self.gap)
-                if regions[label] is None:
-                    continue
-                (r0, c0), change, lab = regions[label]  # the changes' bounding window, its region ids
-                col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
-                k = self._region_at(np.where(change, lab, 0), row - r0, col - c0)
-                if k == 0:
-                    continue
-                region = (lab == k) & change
-                if self.radius is not None or self.edge is not None:
-                    rad = np.inf if self.radius is None else max(self.radius * np.sqrt(previous[n].sum() / np.pi),
-                                                                 self.reach)
-                    if self.edge is not None:
-                        rad = min(rad, max(self.edge * _edge_distance(previous[n], row, col, label), self.reach))
-                    yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
-                    region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
-                out[n, r0:r0 + region.shape[0], c0:c0 + region.shape[1]] |= region
-        return out
+                if regions[label] is not None:
+                    (r0, c0), change, lab = regions[label]  # the changes' bounding window, its region ids
+                    k = self._region_at(np.where(change, lab, 0), row - r0, col - c0)
+                    if k:
+                        region = (lab == k) & change
+                        if self.radius is not None or self.edge is not None:
+                            rad = np.inf if self.radius is None else max(
+                                self.radius * np.sqrt(previous[n].sum() / np.pi), self.reach)
+                            if self.edge is not None:
+                                rad = min(rad, max(self.edge * _edge_distance(previous[n], row, col, label),
+                                                   self.reach))
+                            yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
+                            region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
+                        if where is not None:  # only inside the click's region
+                            region &= where[0][r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
+                        out[n, r0:r0 + region.shape[0], c0:c0 + region.shape[1]] |= region
+                if where is not None and self.fill and proposed[n][row, col] != bool(label):
+                    fill = self._fill(*where, row, col)
+                    if label == 0 and (flip[n] & previous[n] | fill).sum() * 2 > previous[n].sum():
+                        continue  # a background click never takes most of the target away
+                    flip[n] |= fill
+        return out, flip
+
+    def _image_region(self, mask: np.ndarray, image: np.ndarray, row: int, col: int, label: int):
+        """``(region H×W bool, depth d)`` of a click the previous ``mask`` contradicts, or ``None``
+        (the mask agrees with the click, or the image cannot tell the two sides apart).
+
+        The region is :func:`click_region` in a window around the click, cut to the previous mask's
+        equivalent radius (``radius``) and, with ``region_edge``, to ``region_edge × d`` (``d``: the
+        click's distance to the mask's edge, :func:`_edge_distance`). The other side's intensity: a
+        foreground click — a 3-px ring around the mask; a background click — the mask; both in a
+        window of ``max(2 f, f + 8)`` px around the click, ``f = fill_edge × d``, and at least ``f``
+        away from it (the error the click sits in is not the other side).
+        """
+        d = _edge_distance(mask, row, col, label)
+        if d <= 0:
+            return None
+        h, w = mask.shape
+        bound = np.inf if self.radius is None else max(self.radius * np.sqrt(mask.sum() / np.pi), self.reach)
+        if self.region_edge is not None:
+            bound = min(bound, max(self.region_edge * d, self.reach))
+        near = max(self.fill_edge * d, self.reach)
+        half = int(np.ceil(min(max(bound, max(2 * near, near + 8)), max(h, w)))) + 4
+        r0, r1, c0, c1 = max(row - half, 0), min(row + half + 1, h), max(col - half, 0), min(col + half + 1, w)
+        window = mask[r0:r1, c0:c1]
+        rr, cc = row - r0, col - c0
+        yy, xx = np.ogrid[:r1 - r0, :c1 - c0]
+        dist2 = (yy - rr) ** 2 + (xx - cc) ** 2
+        far = dist2 > near * near
+        if label == 1:
+            import cv2
+
+            ring = cv2.dilate(np.ascontiguousarray(window).view(np.uint8), np.ones((7, 7), np.uint8)).view(bool) & ~window
+            other = ring & far if (ring & far).any() else ring
+        else:
+            other = window & far
+        if not other.any():
+            return None
+        gray = image[r0:r1, c0:c1]
+        gray = gray.astype(np.float32).mean(axis=2) if gray.ndim == 3 else gray.astype(np.float32)
+        refs = click_refs(gray, rr, cc, gray[other])
+        if refs is None:
+            return None
+        side = ~window if label == 1 else window
+        region = np.zeros(mask.shape, bool)
+        region[r0:r1, c0:c1] = region_like(gray, side, (rr, cc), refs) & (dist2 <= bound * bound)
+        return region, d
+
+    def _fill(self, region: np.ndarray, d: float, row: int, col: int) -> np.ndarray:
+        """The pixels the rule flips itself for a click the decoder ignored (``fill``)."""
+        if self.fill == "region":
+            rad = max(self.fill_edge * d, self.reach)
+        else:  # "disk": the largest disc around the click inside its region
+            import cv2
+
+            r = int(np.ceil(d)) + 2
+            h, w = region.shape
+            r0, c0 = max(row - r, 0), max(col - r, 0)
+            window = np.pad(region[r0:row + r + 1, c0:col + r + 1], 1).view(np.uint8)
+            depth = float(cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[row - r0 + 1, col - c0 + 1])
+            rad = max(depth, self.least)
+        h, w = region.shape
+        yy, xx = np.ogrid[:h, :w]
+        return region & ((yy - row) ** 2 + (xx - col) ** 2 <= rad * rad)
 
     def _region_at(self, lab: np.ndarray, row: int, col: int) -> int:
         """The region id of the changed pixel at ``(row, col)`` (window coordinates, may lie outside
@@ -138,6 +241,50 @@ class LocalRule:
         d2 = (ys + r0 - row) ** 2 + (xs + c0 - col) ** 2
         i = int(np.argmin(d2))
         return int(window[ys[i], xs[i]]) if d2[i] <= self.reach ** 2 else 0
+
+
+MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
+
+
+def click_refs(image: np.ndarray, row: int, col: int, other: np.ndarray):
+    """``(clicked tissue's intensity, the other side's)`` or ``None`` when they differ by less than
+    :data:`MIN_CONTRAST` (the image cannot tell them apart), or there is no other side.
+
+    Args:
+        image: ``H×W`` float32, normalized intensity (0–255), the click's slice.
+        row, col: the clicked pixel; its tissue is the 5×5 median around it.
+        other: the other side's intensities (any shape): their median.
+    """
+    if other.size == 0:
+        return None
+    click_ref = float(np.median(image[max(0, row - 2):row + 3, max(0, col - 2):col + 3]))
+    other_ref = float(np.median(other))
+    if abs(click_ref - other_ref) < MIN_CONTRAST:
+        return None
+    return click_ref, other_ref
+
+
+def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple) -> np.ndarray:
+    """The click's region, n-D (a 2D slice or a 3D stack): the pixels of ``side`` (the click's side of
+    the previous mask) whose intensity is closer to ``refs[0]`` (the clicked tissue) than to ``refs[1]``
+    (the other side), connected to the click ``at`` (an index; fully connected: 8 in 2D, 26 in 3D).
+
+    Args:
+        image: float32 normalized intensity, any number of dimensions.
+        side: bool, ``image``'s shape.
+        at: the clicked pixel's index.
+        refs: :func:`click_refs`' answer.
+
+    Returns:
+        bool, ``image``'s shape (the clicked pixel always in it).
+    """
+    from scipy import ndimage
+
+    click_ref, other_ref = refs
+    like = side & (np.abs(image - click_ref) <= np.abs(image - other_ref))
+    like[tuple(at)] = True
+    labels, _ = ndimage.label(like, structure=np.ones((3,) * image.ndim, bool))
+    return labels == labels[tuple(at)]
 
 
 def _edge_distance(mask: np.ndarray, row: int, col: int, label: int) -> float:
@@ -197,9 +344,21 @@ def rule_of(model, rule=None):
     return rule
 
 
-def combine(rule, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def combine(rule, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
+            image: np.ndarray | None = None) -> np.ndarray:
     """``N×H×W`` float32 logits: the decoder's ``proposed`` logits where ``rule`` accepts them, the
-    ``previous`` ones elsewhere (so the next click's mask input is the mask shown). Points ``N×K×2``
-    XY and labels ``N×K`` in the logits' pixels."""
-    accept = rule.accept(previous > 0, proposed > 0, points, labels)
-    return np.where(accept, proposed, previous).astype(np.float32, copy=False)
+    ``previous`` ones elsewhere (so the next click's mask input is the mask shown); pixels a rule with
+    ``decide`` flips itself take the click's side (the previous logit negated, at least 1 in size, or
+    the decoder's where it already agrees). Points ``N×K×2`` XY and labels ``N×K`` in the logits'
+    pixels; ``image`` (``None``, or ``H×W`` / ``H×W×3`` uint8 in the same pixels) for rules that use it."""
+    if callable(getattr(rule, "decide", None)):
+        accept, flip = rule.decide(previous > 0, proposed > 0, points, labels, image)
+    else:
+        accept, flip = rule.accept(previous > 0, proposed > 0, points, labels), None
+    out = np.where(accept, proposed, previous).astype(np.float32, copy=False)
+    if flip is not None and flip.any():
+        up = ~(previous > 0)  # a flipped pixel outside the previous mask becomes foreground, inside background
+        forced = np.where(up, np.maximum(np.maximum(proposed, -previous), 1.0),
+                          np.minimum(np.minimum(proposed, -previous), -1.0))
+        out = np.where(flip, forced, out).astype(np.float32, copy=False)
+    return out
