@@ -81,12 +81,17 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0, **_OLD),
          # with the image (the click region, model/clickrule.py): the decoder's change kept only inside it,
          # and where the decoder ignored the click the rule fills the disc / the region around it itself
-         "image only": LocalRule(fill=None),
-         "image disk": LocalRule(fill="disk"),
-         "image disk edge=2": LocalRule(fill="disk", edge=2.0),
-         "image region": LocalRule(fill="region", fill_edge=2.0),
-         "image region edge=2": LocalRule(fill="region", fill_edge=2.0, edge=2.0),
-         "image region1 edge=2": LocalRule(fill="region", fill_edge=1.0, edge=2.0)}
+         "image only": LocalRule(fill=None, always=False),
+         "image disk": LocalRule(fill="disk", fill_edge=2.0, always=False),
+         "image disk edge=2": LocalRule(fill="disk", fill_edge=2.0, always=False, edge=2.0),
+         "image region": LocalRule(fill="region", fill_edge=2.0, always=False),
+         "image region edge=2": LocalRule(fill="region", fill_edge=2.0, always=False, edge=2.0),
+         "image region1 edge=2": LocalRule(fill="region", fill_edge=1.0, always=False, edge=2.0),
+         "image region3": LocalRule(fill="region", fill_edge=3.0, always=False),
+         "image region always": LocalRule(fill="region", fill_edge=2.0, always=True),
+         "image region3 always": LocalRule(fill="region", fill_edge=3.0, always=True),  # LocalRule()'s defaults
+         "image region4 always": LocalRule(fill="region", fill_edge=4.0, always=True),
+         "image region6 always": LocalRule(fill="region", fill_edge=6.0, always=True)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
