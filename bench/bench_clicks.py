@@ -13,7 +13,12 @@ largest error region, the previous logits as mask input) on the same slice embed
   and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench);
   ``local strict r=1 edge=k`` also cuts each click's change to ``k ×`` the click's distance to the
   previous mask's edge (``LocalRule(edge=k)``, an option; ``--rules`` runs only the named rules, shipped
-  decoder).
+  decoder). Those rules read only the masks (``use_image=False``). The ``image …`` rules also read the
+  image the :class:`~medsam_lite.Predictor`'s embedding carries (issue 31): the decoder's change kept
+  only inside the click's region (like tissue, on its side of the mask), and the rule's own fill —
+  ``disk`` (the largest disc around the click in it), ``regionK`` (the region within K× the click's
+  depth; ``region`` = 2) — where the decoder ignored the click, or on every contradicted click
+  (``always``); ``image only`` fills nothing. ``image region3 always`` is ``LocalRule()``'s default.
 
 The shipped default is chosen **leave one domain out**: for each unseen domain, the pair that meets the
 most "Done means" conditions on the *other* unseen domains (ties: the larger mean change over all
@@ -91,7 +96,9 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          "image region always": LocalRule(fill="region", fill_edge=2.0, always=True),
          "image region3 always": LocalRule(fill="region", fill_edge=3.0, always=True),  # LocalRule()'s defaults
          "image region4 always": LocalRule(fill="region", fill_edge=4.0, always=True),
-         "image region6 always": LocalRule(fill="region", fill_edge=6.0, always=True)}
+         "image region6 always": LocalRule(fill="region", fill_edge=6.0, always=True),
+         "image region3 always edge=2": LocalRule(fill="region", fill_edge=3.0, always=True, edge=2.0),
+         "image region edge=2 always": LocalRule(fill="region", fill_edge=2.0, always=True, edge=2.0)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
