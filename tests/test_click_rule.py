@@ -272,3 +272,19 @@ def test_without_an_image_the_rule_is_the_masks_only_rule(stomach):
     assert not flip.any()
     np.testing.assert_array_equal(accept, LocalRule(use_image=False).accept(
         previous, ~previous, np.float32([[[x, y]]]), np.int64([[label]]), predictor.embedding.image))
+
+
+def test_with_the_image_a_click_beside_a_thin_missed_strip_still_fixes_the_strip():
+    previous = np.zeros((1, 60, 80), bool)
+    previous[0, 10:30, 10:30] = True
+    proposed = previous.copy()
+    proposed[0, 10:30, 30:34] = True   # the thin miss the click is on (4 px wide, 20 long)
+    proposed[0, 45:55, 60:70] = True   # a far-away addition of the same tissue
+    image = np.full((60, 80), 50, np.uint8)
+    image[proposed[0]] = 200           # the target's tissue: the square, the strip, the far blob
+    click, label = np.float32([[[31, 20]]]), np.int64([[1]])
+    accept, flip = DEFAULT_RULE.decide(previous, proposed, click, label, np.dstack([image] * 3))
+    combined = np.where(accept, proposed, previous)[0] | flip[0]
+    expected = previous[0].copy()
+    expected[10:30, 30:34] = True      # the whole strip, not a disc around the click; not the far blob
+    np.testing.assert_array_equal(combined, expected)
