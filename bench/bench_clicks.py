@@ -59,7 +59,8 @@ sample; ``-`` for one of them runs only the other's domain) answer the organs of
 (every slab of ``mr_abdomen``: the CT-trained one). The pairs: ``published`` (box-trained decoder),
 ``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
 trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
-``rule`` (``local strict r=1``: ``LocalRule()``, the default). Every model runs in torch here (one backend, so box-only
+``rule`` (``image region3 always``: ``LocalRule()``, the default since issue 31; before it
+``local strict r=1``). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 """
 
@@ -199,7 +200,7 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
         assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
                        for r, rule in ([(r, RULES[r]) for r in rules] if rules else
-                                       [("alone", DecoderRule()), ("rule", RULES["local strict r=1"])])]
+                                       [("alone", DecoderRule()), ("rule", RULES["image region3 always"])])]
     return out
 
 
