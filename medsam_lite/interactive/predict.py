@@ -116,7 +116,9 @@ class Predictor:
             return_logits: also return the ``N×H×W`` float32 logits (the next call's ``mask_input``).
             click_rule: how the click decoder's answer joins the previous mask (``mask_input``'s, else the
                 box's): default ``model.click_rule``, else :class:`~medsam_lite.model.clickrule.LocalRule`
-                (only the change in the region under each click); ``DecoderRule()`` keeps the whole answer.
+                (only the change in the region under each click, read from the image ``set_image`` kept;
+                a stored embedding set with ``set_embedding`` has none: the masks-only rule);
+                ``DecoderRule()`` keeps the whole answer.
 
         Returns:
             ``(masks, scores)``: ``masks`` is ``N×H×W`` bool at the original size, ``scores`` the

@@ -141,12 +141,13 @@ class LocalRule:
         Without ``image`` (or with ``use_image=False``) the second mask is empty and the first is the
         rule described in the class docstring. With it, each click that the previous mask contradicts
         (a foreground click outside it, a background click inside it) also gets its **click region**
-        (:func:`click_region`: the connected pixels on the click's side of the previous mask whose
-        intensity is closer to the clicked tissue's than to the other side's): the decoder's change is
-        kept only inside it, and the rule flips ``fill`` of it (``"region"``: the region cut to
-        ``fill_edge ×`` the click's depth; ``"disk"``: the largest disc around the click inside the
-        region, at least ``least`` px) — on every such click with ``always``, else only where the
-        decoder did not flip the clicked pixel. When the image
+        (:func:`click_refs`, :func:`region_like`: the connected pixels on the click's side of the
+        previous mask whose intensity is closer to the clicked tissue's than to the other side's): the
+        decoder's change is kept only inside it, and the rule flips ``fill`` of it (``"region"``: the
+        region cut to ``fill_edge ×`` the click's depth; ``"disk"``: the largest disc around the click
+        inside the region, at least ``least`` px) — on every such click with ``always``, else only
+        where the decoder did not flip the clicked pixel. A background click never flips more than
+        half of the previous mask. When the image
         cannot tell the two sides apart there is no region and the click acts as without an image.
 
         Args: as :meth:`accept`.
@@ -196,7 +197,7 @@ class LocalRule:
         """``(region H×W bool, depth d)`` of a click the previous ``mask`` contradicts, or ``None``
         (the mask agrees with the click, or the image cannot tell the two sides apart).
 
-        The region is :func:`click_region` in a window around the click, cut to the previous mask's
+        The region is :func:`region_like` in a window around the click, cut to the previous mask's
         equivalent radius (``radius``) and, with ``region_edge``, to ``region_edge × d`` (``d``: the
         click's distance to the mask's edge, :func:`_edge_distance`). The other side's intensity: a
         foreground click — a 3-px ring around the mask; a background click — the mask; both in a
