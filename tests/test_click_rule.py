@@ -288,3 +288,17 @@ def test_with_the_image_a_click_beside_a_thin_missed_strip_still_fixes_the_strip
     expected = previous[0].copy()
     expected[10:30, 30:34] = True      # the whole strip, not a disc around the click; not the far blob
     np.testing.assert_array_equal(combined, expected)
+
+
+def test_a_click_at_the_edge_of_a_small_mask_changes_at_most_a_quarter_of_it():
+    # a 5×5 vessel beside a large structure of the same intensity (issue 31: IVC / aorta next to bowel):
+    # a foreground click on the vessel's edge must not sweep the neighbour in
+    previous = np.zeros((1, 50, 50), bool)
+    previous[0, 20:25, 20:25] = True
+    image = np.full((50, 50), 50, np.uint8)
+    image[20:25, 20:25] = 200
+    image[12:34, 25:40] = 200                      # the neighbour, touching the vessel's right side
+    click, label = np.float32([[[25, 22]]]), np.int64([[1]])
+    accept, flip = DEFAULT_RULE.decide(previous, previous, click, label, np.dstack([image] * 3))
+    assert flip[0, 22, 25]                         # the click itself counts
+    assert flip[0].sum() <= previous.sum() // 4    # at most a quarter of the mask, nearest the click

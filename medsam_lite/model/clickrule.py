@@ -105,6 +105,17 @@ class LocalRule:
         least: ``"disk"``'s smallest radius, pixels.
         always: fill on every such click (``False``: only where the decoder left the clicked pixel
             on the wrong side).
+        edge_on: where ``edge`` cuts the decoder's change: ``"all"`` (every click) or ``"ignored"``
+            (only clicks whose pixel the decoder left on the wrong side: where the decoder flipped the
+            clicked pixel, its change inside the click region is kept whole, e.g. a thin missed strip).
+        fill_cap: ``None`` or a factor ``c``: each click's fill keeps at most ``c ×`` the previous
+            mask's pixels (at least one), the ones nearest the click.
+        min_contrast: :func:`click_refs`' threshold (normalized intensity, 0–255): below it the image
+            cannot tell the clicked tissue from the other side (:data:`MIN_CONTRAST`).
+        cap_change: with ``fill_cap``, the cap also bounds the decoder's change the click keeps (its
+            kept change and its fill together, nearest the click first).
+        margin: the click region's tissue test (:func:`region_like`): a pixel joins it only when it is
+            closer to the clicked tissue than to the other side by ``margin ×`` their difference.
     """
 
     gap: int = 0
@@ -117,6 +128,12 @@ class LocalRule:
     region_edge: float | None = None
     least: float = 1.0
     always: bool = True
+    image_edge: float | None = 2.0
+    edge_on: str = "ignored"
+    fill_cap: float | None = 0.25
+    margin: float = 0.25
+    cap_change: bool = False
+    min_contrast: float = 8.0
     name = "local"
 
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
@@ -161,10 +178,11 @@ class LocalRule:
         flip = np.zeros(proposed.shape, bool)
         h, w = proposed.shape[1:]
         use = image is not None and self.use_image
+        edge = self.image_edge if use else self.edge  # the decoder change's cut (× the click's depth)
         for n in range(proposed.shape[0]):
             regions = {}
             for (x, y), label in zip(np.asarray(points[n], np.float64), np.asarray(labels[n])):
-                label = int(label)
+                label, kept = int(label), None
                 col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
                 where = self._image_region(previous[n], image, row, col, label) if use else None
                 if label not in regions:
@@ -175,19 +193,34 @@ class LocalRule:
                     k = self._region_at(np.where(change, lab, 0), row - r0, col - c0)
                     if k:
                         region = (lab == k) & change
-                        if self.radius is not None or self.edge is not None:
+                        if self.radius is not None or edge is not None:
                             rad = np.inf if self.radius is None else max(
                                 self.radius * np.sqrt(previous[n].sum() / np.pi), self.reach)
-                            if self.edge is not None:
-                                rad = min(rad, max(self.edge * _edge_distance(previous[n], row, col, label),
+                            if edge is not None and (not use or self.edge_on == "all" or where is None
+                                                     or proposed[n][row, col] != bool(label)):
+                                rad = min(rad, max(edge * _edge_distance(previous[n], row, col, label),
                                                    self.reach))
                             yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
                             region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
                         if where is not None:  # only inside the click's region
                             region &= where[0][r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
-                        out[n, r0:r0 + region.shape[0], c0:c0 + region.shape[1]] |= region
+                        if self.cap_change and self.fill_cap is not None:
+                            kept = np.zeros(previous[n].shape, bool)
+                            kept[r0:r0 + region.shape[0], c0:c0 + region.shape[1]] = region
+                        else:
+                            out[n, r0:r0 + region.shape[0], c0:c0 + region.shape[1]] |= region
+                fill = None
                 if where is not None and self.fill and (self.always or proposed[n][row, col] != bool(label)):
                     fill = self._fill(*where, row, col)
+                cap = None if self.fill_cap is None else max(int(self.fill_cap * previous[n].sum()), 1)
+                if kept is not None:  # the kept change and the fill together: at most the cap, nearest first
+                    both = _nearest(kept if fill is None else kept | fill, row, col, cap)
+                    out[n] |= kept & both
+                    kept = None
+                    fill = None if fill is None else fill & both
+                if fill is not None:
+                    if cap is not None:
+                        fill = _nearest(fill, row, col, cap)
                     if label == 0 and (flip[n] & previous[n] | fill).sum() * 2 > previous[n].sum():
                         continue  # a background click never takes most of the target away
                     flip[n] |= fill
@@ -234,12 +267,12 @@ class LocalRule:
 
             gray = cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_RGB2GRAY) if gray.shape[2] == 3 else gray[..., 0]
         gray = gray.astype(np.float32)
-        refs = click_refs(gray, rr, cc, gray[other])
+        refs = click_refs(gray, rr, cc, gray[other], self.min_contrast)
         if refs is None:
             return None
         side = ~window if label == 1 else window
         region = np.zeros(mask.shape, bool)
-        region[r0:r1, c0:c1] = region_like(gray, side, (rr, cc), refs) & (dist2 <= bound * bound)
+        region[r0:r1, c0:c1] = region_like(gray, side, (rr, cc), refs, self.margin) & (dist2 <= bound * bound)
         return region, d
 
     def _fill(self, region: np.ndarray, d: float, row: int, col: int) -> np.ndarray:
@@ -280,7 +313,7 @@ class LocalRule:
 MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
 
 
-def click_refs(image: np.ndarray, row: int, col: int, other: np.ndarray):
+def click_refs(image: np.ndarray, row: int, col: int, other: np.ndarray, min_contrast: float = MIN_CONTRAST):
     """``(clicked tissue's intensity, the other side's)`` or ``None`` when they differ by less than
     :data:`MIN_CONTRAST` (the image cannot tell them apart), or there is no other side.
 
@@ -288,17 +321,18 @@ def click_refs(image: np.ndarray, row: int, col: int, other: np.ndarray):
         image: ``H×W`` float32, normalized intensity (0–255), the click's slice.
         row, col: the clicked pixel; its tissue is the 5×5 median around it.
         other: the other side's intensities (any shape): their median.
+        min_contrast: the smallest difference that tells the two apart.
     """
     if other.size == 0:
         return None
     click_ref = float(np.median(image[max(0, row - 2):row + 3, max(0, col - 2):col + 3]))
     other_ref = float(np.median(other))
-    if abs(click_ref - other_ref) < MIN_CONTRAST:
+    if abs(click_ref - other_ref) < min_contrast:
         return None
     return click_ref, other_ref
 
 
-def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple) -> np.ndarray:
+def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple, margin: float = 0.0) -> np.ndarray:
     """The click's region, n-D (a 2D slice or a 3D stack): the pixels of ``side`` (the click's side of
     the previous mask) whose intensity is closer to ``refs[0]`` (the clicked tissue) than to ``refs[1]``
     (the other side), connected to the click ``at`` (an index; fully connected: 8 in 2D, 26 in 3D).
@@ -308,6 +342,7 @@ def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple) -> 
         side: bool, ``image``'s shape.
         at: the clicked pixel's index.
         refs: :func:`click_refs`' answer.
+        margin: a stricter test (≥ 0): closer to the clicked tissue by ``margin × |refs[0] − refs[1]|``.
 
     Returns:
         bool, ``image``'s shape (the clicked pixel always in it).
@@ -315,10 +350,21 @@ def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple) -> 
     from scipy import ndimage
 
     click_ref, other_ref = refs
-    like = side & (np.abs(image - click_ref) <= np.abs(image - other_ref))
+    like = side & (np.abs(image - click_ref) + margin * abs(click_ref - other_ref) <= np.abs(image - other_ref))
     like[tuple(at)] = True
     labels, _ = ndimage.label(like, structure=np.ones((3,) * image.ndim, bool))
     return labels == labels[tuple(at)]
+
+
+def _nearest(mask: np.ndarray, row: int, col: int, k: int) -> np.ndarray:
+    """The ``k`` pixels of ``mask`` nearest ``(row, col)`` (ties: row-major order), all if it has fewer."""
+    ys, xs = np.nonzero(mask)
+    if ys.size <= k:
+        return mask
+    keep = np.argsort((ys - row) ** 2 + (xs - col) ** 2, kind="stable")[:k]
+    out = np.zeros_like(mask)
+    out[ys[keep], xs[keep]] = True
+    return out
 
 
 def _edge_distance(mask: np.ndarray, row: int, col: int, label: int) -> float:
