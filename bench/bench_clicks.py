@@ -59,9 +59,17 @@ sample; ``-`` for one of them runs only the other's domain) answer the organs of
 (every slab of ``mr_abdomen``: the CT-trained one). The pairs: ``published`` (box-trained decoder),
 ``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
 trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
-``rule`` (``image region3 always``: ``LocalRule()``, the default since issue 31; before it
-``local strict r=1``). Every model runs in torch here (one backend, so box-only
+``rule`` (``image region3 always edge=2i cap margin c4``: ``LocalRule()``, the default since issue 31's
+round 2; before it ``image region3 always``, and before that ``local strict r=1``). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
+
+``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
+so it may be chosen on real data of the *other* patient. For each organ domain (one patient each)
+and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
+on the other patient's organs (same decoder role) + the four synthetic domains (shipped decoder), by
+Done-means conditions met, then mean Δ, and reported on the patient left out; never chosen on the
+left-out one. The rule to ship (``LocalRule()``) is the one chosen on all of them. The files are
+``--json`` rows of ``--organs --rules …`` and of synthetic ``--rules …`` runs, merged by target.
 """
 
 from __future__ import annotations
@@ -80,7 +88,7 @@ from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
 _OLD = dict(use_image=False)  # the rules before the image: masks only
 # round 1 of the image rules (issue 31): the edge cut on every click, no fill cap, the plain tissue test
-_IMG1 = dict(image_edge=None, edge_on="all", fill_cap=None, margin=0.0)
+_IMG1 = dict(image_edge=None, edge_on="all", fill_cap=None, margin=0.0, min_contrast=8.0)
 _IMG1_EDGE2 = dict(_IMG1, image_edge=2.0)
 RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None, **_OLD),
          "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None, **_OLD),
@@ -110,16 +118,16 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # first ("cap"; "capall": the kept decoder change and the fill together), a stricter tissue test
          # ("margin": closer to the clicked tissue by 0.25 (or .5) of the two sides' difference) and a lower
          # contrast threshold ("c4": 4 of 255 instead of 8)
-         "image region3 always edge=2i cap": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.0),
-         "image region3 always edge=2i cap margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25),
+         "image region3 always edge=2i cap": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.0, min_contrast=8.0),
+         "image region3 always edge=2i cap margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=8.0),
          "image region3 always edge=2i capall margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
-                                                                cap_change=True),
+                                                                cap_change=True, min_contrast=8.0),
          "image region3 always edge=2i capall margin=.5": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.5,
-                                                                    cap_change=True),
+                                                                    cap_change=True, min_contrast=8.0),
          "image region3 always edge=2i cap margin c4": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
                                                                  min_contrast=4.0),
-         "image region3 always edge=1.5i cap margin": LocalRule(image_edge=1.5, fill_cap=0.25, margin=0.25),
-         "image region3 always edge=3i cap margin": LocalRule(image_edge=3.0, fill_cap=0.25, margin=0.25)}
+         "image region3 always edge=1.5i cap margin": LocalRule(image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0),
+         "image region3 always edge=3i cap margin": LocalRule(image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -220,7 +228,7 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
         assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
                        for r, rule in ([(r, RULES[r]) for r in rules] if rules else
-                                       [("alone", DecoderRule()), ("rule", RULES["image region3 always"])])]
+                                       [("alone", DecoderRule()), ("rule", RULES["image region3 always edge=2i cap margin c4"])])]
     return out
 
 

@@ -24,12 +24,16 @@ can flip pixels itself):
   session / widget keep it) each click the previous mask contradicts also has a **click region**
   (:func:`click_refs` / :func:`region_like`, shared with the 3D clicks of
   :mod:`medsam_lite.interactive.refine3d`): the connected pixels on the click's side of the previous
-  mask whose intensity is closer to the clicked tissue's than to the other side's. The decoder's
-  change is kept only inside it, and the rule applies the click itself there: the region cut to a
-  disc of ``fill_edge ×`` the click's depth (issue 31: on unseen scans the decoder mostly does not flip
-  the clicked pixel, so a rule that can only keep or drop its changes wasted the click). Without the
-  image, or where the image cannot tell the two sides apart (:data:`MIN_CONTRAST`), the click acts
-  as before: where the decoder changed neither the clicked pixel nor a neighbour, nothing changes.
+  mask whose intensity is closer to the clicked tissue's than to the other side's (by a margin of a
+  quarter of their difference). The decoder's change is kept only inside it, and the rule applies
+  the click itself there: the region cut to a disc of ``fill_edge ×`` the click's depth and to at
+  most a quarter of the previous mask's pixels, nearest the click (issue 31: on unseen scans the
+  decoder mostly does not flip the clicked pixel, so a rule that can only keep or drop its changes
+  wasted the click; a small vessel's click must not sweep in the like tissue beside it). Where the
+  decoder left the clicked pixel on the wrong side, or the image cannot tell the two sides apart
+  (``min_contrast``: 4 of 255), the decoder's change is also cut to twice the click's depth
+  (``image_edge``). Without the image the click acts as before (masks only): where the decoder
+  changed neither the clicked pixel nor a neighbour, nothing changes.
 * :class:`DecoderRule`: the decoder's answer everywhere (the behaviour before the rule existed).
 
 Choose per model (``model.click_rule = DecoderRule()``) or per call (``decode(..., click_rule=…)``).
@@ -78,11 +82,19 @@ class LocalRule:
     disc along a thin error strip (a click beside the mask extends it by ~2× its distance): not the
     default (``bench/RESULTS.md``, "Brain tissue: why clicks do not gain").
 
-    With an image (:meth:`decide`): the click region and the rule's own correction; ``fill="region",
-    fill_edge=3, always=True`` (the region within 3× the click's depth, applied on every click the
-    previous mask contradicts) was chosen leave-one-domain-out on the four synthetic unseen domains
-    and tested on the real organs of the other patient (``bench/RESULTS.md``, "Clicks that read the
-    image"). ``use_image=False`` gives the masks-only rule above whatever the image.
+    With an image (:meth:`decide`): the click region and the rule's own correction. The defaults
+    ``fill="region", fill_edge=3, always=True, image_edge=2, edge_on="ignored", fill_cap=0.25,
+    margin=0.25, min_contrast=4`` (the region within 3× the click's depth, at most a quarter of the
+    previous mask, applied on every click the previous mask contradicts; the tissue test with a
+    margin, and sides 4 of 255 apart told apart; the decoder's change cut to 2× the click's depth
+    where it ignored the click) are the rule chosen on
+    **all** unseen domains — the four synthetic ones and the real organs of both bundled patients,
+    answered by click decoders trained on the other patient and by the published decoder
+    (``bench/bench_clicks.py --by-patient``; ``bench/RESULTS.md``, "Clicks by patient"). Its
+    held-out numbers are the leave-one-patient-out choices reported there (chosen on the other
+    patient + the synthetic domains). ``use_image=False`` gives the masks-only rule above whatever
+    the image; ``LocalRule(image_edge=None, edge_on="all", fill_cap=None, margin=0.0)`` the first
+    image rule (round 1).
 
     Args:
         gap: pixels (≥ 0): how far apart changes may lie and still be one region (0: 8-connected).
@@ -105,13 +117,17 @@ class LocalRule:
         least: ``"disk"``'s smallest radius, pixels.
         always: fill on every such click (``False``: only where the decoder left the clicked pixel
             on the wrong side).
-        edge_on: where ``edge`` cuts the decoder's change: ``"all"`` (every click) or ``"ignored"``
-            (only clicks whose pixel the decoder left on the wrong side: where the decoder flipped the
-            clicked pixel, its change inside the click region is kept whole, e.g. a thin missed strip).
+        image_edge: with the image: ``edge``'s factor for the decoder's change (``edge`` is the
+            masks-only rule's; ``None``: no cut).
+        edge_on: where ``image_edge`` cuts the decoder's change: ``"all"`` (every click) or ``"ignored"``
+            (only clicks whose pixel the decoder left on the wrong side, or where the image cannot
+            tell the sides apart: where the decoder flipped the clicked pixel, its change inside the
+            click region is kept whole, e.g. a thin missed strip).
         fill_cap: ``None`` or a factor ``c``: each click's fill keeps at most ``c ×`` the previous
             mask's pixels (at least one), the ones nearest the click.
         min_contrast: :func:`click_refs`' threshold (normalized intensity, 0–255): below it the image
-            cannot tell the clicked tissue from the other side (:data:`MIN_CONTRAST`).
+            cannot tell the clicked tissue from the other side (4; :data:`MIN_CONTRAST`, 8, is the 3D
+            clicks' and the first image rule's).
         cap_change: with ``fill_cap``, the cap also bounds the decoder's change the click keeps (its
             kept change and its fill together, nearest the click first).
         margin: the click region's tissue test (:func:`region_like`): a pixel joins it only when it is
@@ -133,7 +149,7 @@ class LocalRule:
     fill_cap: float | None = 0.25
     margin: float = 0.25
     cap_change: bool = False
-    min_contrast: float = 8.0
+    min_contrast: float = 4.0
     name = "local"
 
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
@@ -162,9 +178,10 @@ class LocalRule:
         previous mask whose intensity is closer to the clicked tissue's than to the other side's): the
         decoder's change is kept only inside it, and the rule flips ``fill`` of it (``"region"``: the
         region cut to ``fill_edge ×`` the click's depth; ``"disk"``: the largest disc around the click
-        inside the region, at least ``least`` px) — on every such click with ``always``, else only
-        where the decoder did not flip the clicked pixel. A background click never flips more than
-        half of the previous mask. When the image
+        inside the region, at least ``least`` px; with ``fill_cap``, at most that share of the
+        previous mask, nearest the click) — on every such click with ``always``, else only where the
+        decoder did not flip the clicked pixel. A background click never flips more than half of the
+        previous mask. When the image
         cannot tell the two sides apart there is no region and the click acts as without an image.
 
         Args: as :meth:`accept`.
