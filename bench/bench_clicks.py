@@ -88,7 +88,7 @@ from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
 _OLD = dict(use_image=False)  # the rules before the image: masks only
 # round 1 of the image rules (issue 31): the edge cut on every click, no fill cap, the plain tissue test
-_IMG1 = dict(image_edge=None, edge_on="all", fill_cap=None, margin=0.0, min_contrast=8.0)
+_IMG1 = dict(image_edge=None, edge_on="all", fill_cap=None, margin=0.0, min_contrast=8.0, trust_flip=False)
 _IMG1_EDGE2 = dict(_IMG1, image_edge=2.0)
 RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None, **_OLD),
          "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None, **_OLD),
@@ -118,16 +118,18 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # first ("cap"; "capall": the kept decoder change and the fill together), a stricter tissue test
          # ("margin": closer to the clicked tissue by 0.25 (or .5) of the two sides' difference) and a lower
          # contrast threshold ("c4": 4 of 255 instead of 8)
-         "image region3 always edge=2i cap": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.0, min_contrast=8.0),
-         "image region3 always edge=2i cap margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=8.0),
+         "image region3 always edge=2i cap": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.0, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=2i cap margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
          "image region3 always edge=2i capall margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
-                                                                cap_change=True, min_contrast=8.0),
+                                                                cap_change=True, min_contrast=8.0, trust_flip=False),
          "image region3 always edge=2i capall margin=.5": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.5,
-                                                                    cap_change=True, min_contrast=8.0),
+                                                                    cap_change=True, min_contrast=8.0, trust_flip=False),
          "image region3 always edge=2i cap margin c4": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
-                                                                 min_contrast=4.0),
-         "image region3 always edge=1.5i cap margin": LocalRule(image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0),
-         "image region3 always edge=3i cap margin": LocalRule(image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0)}
+                                                                 min_contrast=4.0, trust_flip=False),
+         "image region3 always edge=2i cap margin c4 trust": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
+                                                                       min_contrast=4.0, trust_flip=True),
+         "image region3 always edge=1.5i cap margin": LocalRule(image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=3i cap margin": LocalRule(image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 

@@ -128,6 +128,8 @@ class LocalRule:
         min_contrast: :func:`click_refs`' threshold (normalized intensity, 0–255): below it the image
             cannot tell the clicked tissue from the other side (4; :data:`MIN_CONTRAST`, 8, is the 3D
             clicks' and the first image rule's).
+        trust_flip: where the decoder flipped the clicked pixel, keep its change (the masks-only
+            rule's) without confining it to the click region.
         cap_change: with ``fill_cap``, the cap also bounds the decoder's change the click keeps (its
             kept change and its fill together, nearest the click first).
         margin: the click region's tissue test (:func:`region_like`): a pixel joins it only when it is
@@ -149,6 +151,7 @@ class LocalRule:
     fill_cap: float | None = 0.25
     margin: float = 0.25
     cap_change: bool = False
+    trust_flip: bool = True
     min_contrast: float = 4.0
     name = "local"
 
@@ -219,8 +222,8 @@ class LocalRule:
                                                    self.reach))
                             yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
                             region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
-                        if where is not None:  # only inside the click's region
-                            region &= where[0][r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
+                        if where is not None and not (self.trust_flip and proposed[n][row, col] == bool(label)):
+                            region &= where[0][r0:r0 + region.shape[0], c0:c0 + region.shape[1]]  # only in the click region
                         if self.cap_change and self.fill_cap is not None:
                             kept = np.zeros(previous[n].shape, bool)
                             kept[r0:r0 + region.shape[0], c0:c0 + region.shape[1]] = region
