@@ -59,8 +59,8 @@ sample; ``-`` for one of them runs only the other's domain) answer the organs of
 (every slab of ``mr_abdomen``: the CT-trained one). The pairs: ``published`` (box-trained decoder),
 ``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
 trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
-``rule`` (``image region3 always edge=2i cap margin c4``: ``LocalRule()``, the default since issue 31's
-round 2; before it ``image region3 always``, and before that ``local strict r=1``). Every model runs in torch here (one backend, so box-only
+``rule`` (``image region3 always``: ``LocalRule()``, the default since issue 31; before it
+``local strict r=1``; ``image region3 always edge=2i cap margin c4`` is ``clickrule.BY_PATIENT``). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
@@ -68,7 +68,7 @@ so it may be chosen on real data of the *other* patient. For each organ domain (
 and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
 on the other patient's organs (same decoder role) + the four synthetic domains (shipped decoder), by
 Done-means conditions met, then mean Δ, and reported on the patient left out; never chosen on the
-left-out one. The rule to ship (``LocalRule()``) is the one chosen on all of them. The files are
+left-out one. The rule chosen on all of them is ``clickrule.BY_PATIENT`` (an opt-in: see RESULTS). The files are
 ``--json`` rows of ``--organs --rules …`` and of synthetic ``--rules …`` runs, merged by target.
 """
 
@@ -118,18 +118,18 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # first ("cap"; "capall": the kept decoder change and the fill together), a stricter tissue test
          # ("margin": closer to the clicked tissue by 0.25 (or .5) of the two sides' difference) and a lower
          # contrast threshold ("c4": 4 of 255 instead of 8)
-         "image region3 always edge=2i cap": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.0, min_contrast=8.0, trust_flip=False),
-         "image region3 always edge=2i cap margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
-         "image region3 always edge=2i capall margin": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
+         "image region3 always edge=2i cap": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.0, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=2i cap margin": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=2i capall margin": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
                                                                 cap_change=True, min_contrast=8.0, trust_flip=False),
-         "image region3 always edge=2i capall margin=.5": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.5,
+         "image region3 always edge=2i capall margin=.5": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.5,
                                                                     cap_change=True, min_contrast=8.0, trust_flip=False),
-         "image region3 always edge=2i cap margin c4": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
+         "image region3 always edge=2i cap margin c4": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
                                                                  min_contrast=4.0, trust_flip=False),
-         "image region3 always edge=2i cap margin c4 trust": LocalRule(image_edge=2.0, fill_cap=0.25, margin=0.25,
+         "image region3 always edge=2i cap margin c4 trust": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
                                                                        min_contrast=4.0, trust_flip=True),
-         "image region3 always edge=1.5i cap margin": LocalRule(image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
-         "image region3 always edge=3i cap margin": LocalRule(image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False)}
+         "image region3 always edge=1.5i cap margin": LocalRule(edge_on="ignored", image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=3i cap margin": LocalRule(edge_on="ignored", image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -230,7 +230,7 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
         assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
                        for r, rule in ([(r, RULES[r]) for r in rules] if rules else
-                                       [("alone", DecoderRule()), ("rule", RULES["image region3 always edge=2i cap margin c4"])])]
+                                       [("alone", DecoderRule()), ("rule", RULES["image region3 always"])])]
     return out
 
 

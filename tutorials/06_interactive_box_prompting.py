@@ -196,9 +196,8 @@ else:
 # for its **click region** — the connected pixels on its side of the mask whose intensity is closer
 # to the clicked tissue than to the other side — within that radius: the decoder's change is kept
 # only there, and the rule applies the click itself to the region near the click (up to 3× the
-# click's distance to the mask's edge, and at most a quarter of the mask's pixels), so a click
-# counts even where the decoder ignores it. The
-# mask stays as it was everywhere else (`bench/RESULTS.md`, "Clicks by patient", measures
+# click's distance to the mask's edge), so a click counts even where the decoder ignores it. The
+# mask stays as it was everywhere else (`bench/RESULTS.md`, "Clicks that read the image", measures
 # it on unseen targets and on another patient's organs). The figure zooms on
 # the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
 # click, drawn as a star.
