@@ -392,7 +392,7 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
                          f"| {v[6]} | {'/'.join('yes' if x else 'no' for x in met)} |")
     best = max(rules, key=lambda r: score(r, ["published", "other-domain"], organs))
     m = score(best, ["published", "other-domain"], organs)[0]
-    lines += ["", f"Chosen on all (both patients' organs with both decoders + the synthetic domains; the default to "
+    lines += ["", f"Chosen on all (both patients' organs with both decoders + the synthetic domains; the rule to "
               f"ship): **{best}** ({m} of {3 * (len(synthetic) + 2 * len(organs))} conditions met)."]
     return lines
 
