@@ -13,7 +13,12 @@ largest error region, the previous logits as mask input) on the same slice embed
   and ``local strict r=1`` (both: ``LocalRule()``'s defaults, chosen by this bench);
   ``local strict r=1 edge=k`` also cuts each click's change to ``k ×`` the click's distance to the
   previous mask's edge (``LocalRule(edge=k)``, an option; ``--rules`` runs only the named rules, shipped
-  decoder).
+  decoder). Those rules read only the masks (``use_image=False``). The ``image …`` rules also read the
+  image the :class:`~medsam_lite.Predictor`'s embedding carries (issue 31): the decoder's change kept
+  only inside the click's region (like tissue, on its side of the mask), and the rule's own fill —
+  ``disk`` (the largest disc around the click in it), ``regionK`` (the region within K× the click's
+  depth; ``region`` = 2) — where the decoder ignored the click, or on every contradicted click
+  (``always``); ``image only`` fills nothing. ``image region3 always`` is ``LocalRule()``'s default.
 
 The shipped default is chosen **leave one domain out**: for each unseen domain, the pair that meets the
 most "Done means" conditions on the *other* unseen domains (ties: the larger mean change over all
@@ -54,8 +59,17 @@ sample; ``-`` for one of them runs only the other's domain) answer the organs of
 (every slab of ``mr_abdomen``: the CT-trained one). The pairs: ``published`` (box-trained decoder),
 ``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
 trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
-``rule`` (``local strict r=1``: ``LocalRule()``, the default). Every model runs in torch here (one backend, so box-only
+``rule`` (``image region3 always``: ``LocalRule()``, the default since issue 31; before it
+``local strict r=1``; ``image region3 always edge=2i cap margin c4`` is ``clickrule.BY_PATIENT``). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
+
+``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
+so it may be chosen on real data of the *other* patient. For each organ domain (one patient each)
+and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
+on the other patient's organs (same decoder role) + the four synthetic domains (shipped decoder), by
+Done-means conditions met, then mean Δ, and reported on the patient left out; never chosen on the
+left-out one. The rule chosen on all of them is ``clickrule.BY_PATIENT`` (an opt-in: see RESULTS). The files are
+``--json`` rows of ``--organs --rules …`` and of synthetic ``--rules …`` runs, merged by target.
 """
 
 from __future__ import annotations
@@ -72,12 +86,50 @@ import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.clickrule import DecoderRule, LocalRule
 
-RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None),
-         "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None),
-         "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0, edge=None),
-         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0, edge=None),  # LocalRule()'s defaults
-         "local strict r=1 edge=2": LocalRule(gap=0, reach=1.5, radius=1.0, edge=2.0),
-         "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0)}
+_OLD = dict(use_image=False)  # the rules before the image: masks only
+# round 1 of the image rules (issue 31): the edge cut on every click, no fill cap, the plain tissue test
+_IMG1 = dict(image_edge=None, edge_on="all", fill_cap=None, margin=0.0, min_contrast=8.0, trust_flip=False)
+_IMG1_EDGE2 = dict(_IMG1, image_edge=2.0)
+RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None, **_OLD),
+         "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None, **_OLD),
+         "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0, edge=None, **_OLD),
+         "local strict r=1": LocalRule(gap=0, reach=1.5, radius=1.0, edge=None, **_OLD),  # the old default
+         "local strict r=1 edge=2": LocalRule(gap=0, reach=1.5, radius=1.0, edge=2.0, **_OLD),
+         "local strict r=1 edge=3": LocalRule(gap=0, reach=1.5, radius=1.0, edge=3.0, **_OLD),
+         # with the image (the click region, model/clickrule.py): the decoder's change kept only inside it,
+         # and where the decoder ignored the click the rule fills the disc / the region around it itself
+         "image only": LocalRule(fill=None, always=False, **_IMG1),
+         "image disk": LocalRule(fill="disk", fill_edge=2.0, always=False, **_IMG1),
+         "image disk edge=2": LocalRule(fill="disk", fill_edge=2.0, always=False, **_IMG1_EDGE2),
+         "image region": LocalRule(fill="region", fill_edge=2.0, always=False, **_IMG1),
+         "image region edge=2": LocalRule(fill="region", fill_edge=2.0, always=False, **_IMG1_EDGE2),
+         "image region1 edge=2": LocalRule(fill="region", fill_edge=1.0, always=False, **_IMG1_EDGE2),
+         "image region3": LocalRule(fill="region", fill_edge=3.0, always=False, **_IMG1),
+         "image region always": LocalRule(fill="region", fill_edge=2.0, always=True, **_IMG1),
+         "image region3 always": LocalRule(fill="region", fill_edge=3.0, always=True, **_IMG1),  # round 1's default
+         "image region4 always": LocalRule(fill="region", fill_edge=4.0, always=True, **_IMG1),
+         "image region6 always": LocalRule(fill="region", fill_edge=6.0, always=True, **_IMG1),
+         "image region3 always edge=2": LocalRule(fill="region", fill_edge=3.0, always=True, **_IMG1_EDGE2),
+         "image region edge=2 always": LocalRule(fill="region", fill_edge=2.0, always=True, **_IMG1_EDGE2),
+         # issue 31, round 2 (all fill="region", fill_edge=3, always): the edge cut (× the click's depth) only
+         # where the decoder ignored the click or the image cannot tell the sides apart ("Ki": image_edge=K,
+         # edge_on="ignored"; where the decoder flipped the clicked pixel its change inside the click region
+         # is kept whole: a thin strip), each fill at most a quarter of the previous mask, nearest the click
+         # first ("cap"; "capall": the kept decoder change and the fill together), a stricter tissue test
+         # ("margin": closer to the clicked tissue by 0.25 (or .5) of the two sides' difference) and a lower
+         # contrast threshold ("c4": 4 of 255 instead of 8)
+         "image region3 always edge=2i cap": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.0, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=2i cap margin": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=2i capall margin": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
+                                                                cap_change=True, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=2i capall margin=.5": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.5,
+                                                                    cap_change=True, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=2i cap margin c4": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
+                                                                 min_contrast=4.0, trust_flip=False),
+         "image region3 always edge=2i cap margin c4 trust": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
+                                                                       min_contrast=4.0, trust_flip=True),
+         "image region3 always edge=1.5i cap margin": LocalRule(edge_on="ignored", image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
+         "image region3 always edge=3i cap margin": LocalRule(edge_on="ignored", image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False)}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -178,7 +230,7 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
         assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
                        for r, rule in ([(r, RULES[r]) for r in rules] if rules else
-                                       [("alone", DecoderRule()), ("rule", RULES["local strict r=1"])])]
+                                       [("alone", DecoderRule()), ("rule", RULES["image region3 always"])])]
     return out
 
 
@@ -280,6 +332,71 @@ def choose(verdicts) -> list[str]:
     return lines
 
 
+def _rule_of_pair(pair: str) -> str:
+    """``'published image region3 always'`` → ``'image region3 always'`` (the decoder's name dropped)."""
+    for decoder in ("published ", "other-domain ", "shipped (seen) ", "shipped "):
+        if pair.startswith(decoder):
+            return pair[len(decoder):]
+    return pair
+
+
+def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
+    """Leave one **patient** out (issue 31): the rule has no weights, so for each organ domain (one
+    patient each) and each decoder it is chosen on the *other* patient's organs (same decoder role)
+    plus the four synthetic unseen domains (shipped decoder), by Done-means conditions met, then mean
+    Δ; and reported on the organ domain left out. ``rows``: per-target rows holding, for every
+    candidate rule ``r``, ``'published r'`` / ``'other-domain r'`` (organ domains) and ``'shipped r'``
+    (synthetic domains). The rule to ship is the one chosen on all of them."""
+    verdicts = []
+    for domain in [d for d in DOMAINS if any(r["domain"] == d for r in rows) and not d.startswith("seen")]:
+        sel = [r for r in rows if r["domain"] == domain]
+        pairs = [k for k in sel[0] if k not in ("domain", "slice", "target")]
+        box = np.array([r[pairs[0]][0] for r in sel])
+        hard = box < 0.9
+        for pair in pairs:
+            d = np.array([r[pair] for r in sel])
+            assert np.array_equal(d[:, 0], box), "box-only Dice must not depend on the decoder or rule"
+            delta = d[:, n_clicks] - d[:, 0]
+            gain = (d[hard, n_clicks] - d[hard, 0]).mean() if hard.any() else float("nan")
+            worst = int(np.argmin(delta))
+            verdicts.append((domain, pair, gain, delta.mean(), delta.min(),
+                             f"{sel[worst]['target']}, {sel[worst]['slice']}", int((delta < -0.05).sum())))
+    synthetic = [d for d in UNSEEN if any(v[0] == d for v in verdicts)]
+    rules = candidates or sorted({_rule_of_pair(v[1]) for v in verdicts if v[1].startswith("shipped ")})
+
+    def score(rule, decoders, organ_domains):
+        keys = [(d, f"shipped {rule}") for d in synthetic] + [(d, f"{x} {rule}") for d in organ_domains
+                                                                 for x in decoders]
+        sel = [next((v for v in verdicts if (v[0], v[1]) == k), None) for k in keys]
+        if any(v is None for v in sel):
+            return (-1, -np.inf)  # not measured everywhere: not a candidate
+        met = sum(int(v[2] >= 0.05) + int(v[3] >= -0.005) + int(v[4] >= -0.05) for v in sel)
+        return met, float(np.mean([v[3] for v in sel]))
+
+    lines = ["Leave one patient out (the rule chosen on the other patient's organs, same decoder, + the four "
+             "synthetic domains (shipped decoder), by Done-means conditions met, then mean Δ; its result on the "
+             f"patient left out). Candidates: {', '.join(f'`{r}`' for r in rules)}.", "",
+             "| left out (decoder) | chosen on the other patient + synthetic | conditions met there | gain (< 0.9) "
+             "| mean Δ (all) | worst Δ (target) | losing > 0.05 | met |", "|---|---|---:|---:|---:|---|---:|---|"]
+    organs = [d for d in ("CT organs", "MR organs") if any(v[0] == d for v in verdicts)]
+    for d in organs:
+        others = [o for o in organs if o != d]
+        for decoder in ("published", "other-domain"):
+            best = max(rules, key=lambda r: score(r, [decoder], others))
+            v = next((v for v in verdicts if v[0] == d and v[1] == f"{decoder} {best}"), None)
+            if v is None:
+                continue
+            met = [v[2] >= 0.05, v[3] >= -0.005, v[4] >= -0.05]
+            m, n = score(best, [decoder], others)[0], 3 * (len(synthetic) + len(others))
+            lines.append(f"| {d} ({decoder}) | {best} | {m} of {n} | {v[2]:+.3f} | {v[3]:+.3f} | {v[4]:+.3f} ({v[5]}) "
+                         f"| {v[6]} | {'/'.join('yes' if x else 'no' for x in met)} |")
+    best = max(rules, key=lambda r: score(r, ["published", "other-domain"], organs))
+    m = score(best, ["published", "other-domain"], organs)[0]
+    lines += ["", f"Chosen on all (both patients' organs with both decoders + the synthetic domains; the rule to "
+              f"ship): **{best}** ({m} of {3 * (len(synthetic) + 2 * len(organs))} conditions met)."]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clicks", type=int, default=3)
@@ -295,6 +412,9 @@ def main() -> None:
     parser.add_argument("--rules", nargs="*", choices=sorted(RULES), help="only these rules, with the shipped "
                         "decoder (default: every rule, and the published decoder alone / local); with --organs: "
                         "these rules instead of alone / rule")
+    parser.add_argument("--by-patient", nargs="+", metavar="JSON", help="print the leave-one-patient-out "
+                        "choice from --json files of an --organs run and of a synthetic run (the same rules) and exit")
+    parser.add_argument("--candidates", nargs="*", help="--by-patient: only these rules may be chosen")
     parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
                         "(trained on both patients: seen)")
     args = parser.parse_args()
@@ -306,6 +426,16 @@ def main() -> None:
         domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
         organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped, args.rules).items() if d in domains}
         args.domains = [d for d in domains if d in organ_models]
+    if args.by_patient:  # rows of several runs, merged by target (a target's pairs from every file)
+        merged = {}
+        for path in args.by_patient:
+            seen = {}
+            for r in json.loads(Path(path).read_text()):
+                key = (r["domain"], r["slice"], r["target"])
+                seen[key] = seen.get(key, 0) + 1
+                merged.setdefault(key + (seen[key],), {}).update(r)
+        print("\n".join(choose_by_patient(list(merged.values()), args.clicks, args.candidates)))
+        return
     if args.report:  # the tables from a --json file (e.g. of a run stopped early)
         rows = json.loads(Path(args.report).read_text())
         pairs = [k for k in rows[0] if k not in ("domain", "slice", "target")]

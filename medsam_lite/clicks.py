@@ -58,7 +58,8 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
 
     Args:
         model: a :class:`~medsam_lite.SamModel`.
-        embedding: the image's :class:`~medsam_lite.Embedding`.
+        embedding: the image's :class:`~medsam_lite.Embedding` (with its ``image``, the click rule reads
+            the clicked tissue).
         truth: ``h×w`` bool truth in ``space`` (``"original"`` pixels, or ``"image"``: a stored slice).
         box: XYXY box in **original** pixels.
         n_clicks: how many clicks after the box.
@@ -103,7 +104,9 @@ def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str |
     Args:
         model: a :class:`~medsam_lite.SamModel` (``load_model()``: clicks run its click decoder).
         image: ``H×W`` (any real dtype, normalized with ``modality`` / ``window``) or ``H×W×3`` uint8,
-            or an :class:`~medsam_lite.Embedding` of it.
+            or an :class:`~medsam_lite.Embedding` of it (its ``image``, which a
+            :class:`~medsam_lite.Predictor`'s embedding carries, is what the click rule reads; an
+            embedding without one gets the masks-only rule).
         truth: ``H×W`` bool (or 0/1) truth mask, original pixels.
         box: one XYXY box ``[x0, y0, x1, y1]``, original pixels (e.g. ``box_from_mask(truth)``): one truth
             mask is one target, so one box (for several targets call once per target).

@@ -11,7 +11,7 @@ slices' pixel size (``h × w`` is the stored size, ``height × width`` the origi
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -138,7 +138,8 @@ def predict_case(model, dataset, case: str, max_slices_per_case: int | None = No
             pred[k][z] |= masks[j]
             truth[k][z] |= dataset.mask(targets.at[t, "mask"])
             if clicks:
-                after = robot_session(model, emb, dataset.mask(targets.at[t, "mask"]), boxes[t], clicks, "image")[0]
+                after = robot_session(model, replace(emb, image=image[z]),  # the stored slice: the rule reads it
+                                      dataset.mask(targets.at[t, "mask"]), boxes[t], clicks, "image")[0]
                 for c in range(clicks):
                     clicked[k][c][z] |= after[c + 1]
     r = chosen.iloc[0]

@@ -8,7 +8,7 @@ import pytest
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.clicks import next_click
-from medsam_lite.model.clickrule import DEFAULT_RULE, DecoderRule, LocalRule
+from medsam_lite.model.clickrule import BY_PATIENT, DEFAULT_RULE, DecoderRule, LocalRule
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +177,128 @@ def test_a_click_rule_that_is_not_a_rule_is_refused_before_decoding(stomach):
     predictor, truth = stomach
     with pytest.raises(ml.InputError, match="click_rule must be a rule"):
         predictor.predict(ml.box_from_mask(truth), points=[[40, 50]], point_labels=[1], click_rule="local")
+
+
+# ------------------------------------------------------------- issue 31: the click region (the rule reads the image)
+@pytest.fixture(scope="module")
+def liver():
+    """A real CT slice (case-03, slice 7), normalized as the models see it, and its liver truth."""
+    from medsam_lite.model.inference import prepare_image
+    from medsam_lite.model.intensity import IntensityPreset
+
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[7]
+    truth = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array[7] == 5
+    return prepare_image(image, IntensityPreset.resolve("CT")), truth
+
+
+def _disc(shape, x, y, r):
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    return (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+
+
+def _edge_pixel(mask, gray):
+    """The pixel of ``mask``'s border whose surroundings outside the mask (7×7) are darkest: where the
+    image tells the target from what lies beside it (liver against fat, not against the spleen)."""
+    from scipy import ndimage
+
+    outside = ndimage.uniform_filter(np.where(mask, 255.0, gray), 7)
+    ys, xs = np.nonzero(mask & ~ndimage.binary_erosion(mask))
+    i = int(np.argmin(outside[ys, xs]))
+    return int(xs[i]), int(ys[i])
+
+
+def test_a_click_the_decoder_ignores_fixes_the_error_around_it_from_the_image(liver):
+    rgb, truth = liver
+    x0, y0 = _edge_pixel(truth, rgb[..., 0].astype(np.float64))
+    missed = truth & _disc(truth.shape, x0, y0, 7)   # a real piece of liver the mask lacks
+    previous = truth & ~missed
+    x, y, label = next_click(previous, truth)          # the robot's click, in that piece
+    assert label == 1 and missed[y, x]
+    pts, lab = np.float32([[[x, y]]]), np.int64([[label]])
+    # the decoder's answer leaves the clicked pixel out (as on most unseen clicks): without the image the
+    # rule can only keep or drop its changes, so nothing happens; with the image the rule fills the
+    # clicked tissue around the click itself
+    assert not LocalRule().accept(previous[None], previous[None], pts, lab).any()
+    accept, flip = LocalRule().decide(previous[None], previous[None], pts, lab, rgb)
+    added = flip[0]
+    assert added[y, x] and added.sum() >= 0.3 * missed.sum()
+    assert truth[added].mean() >= 0.85                    # mostly liver, not its surroundings
+    assert ml.dice(previous | added, truth) > ml.dice(previous, truth) + 0.005
+    # a background click on a real leak (the neighbouring tissue the mask took in) removes tissue of the leak
+    leak = ~truth & _disc(truth.shape, x0, y0, 7)
+    previous = truth | leak
+    x, y, label = next_click(previous, truth)
+    assert label == 0 and leak[y, x]
+    _, flip = LocalRule().decide(previous[None], previous[None], np.float32([[[x, y]]]), np.int64([[0]]), rgb)
+    removed = flip[0]
+    assert removed[y, x] and not (removed & ~previous).any() and (~truth[removed]).mean() >= 0.95
+    assert ml.dice(previous & ~removed, truth) > ml.dice(previous, truth)
+
+
+def test_the_rule_changes_nothing_outside_the_click_region(stomach):
+    predictor, truth = stomach
+    box = ml.box_from_mask(truth)
+    masks, _, logits = predictor.predict(box, return_logits=True)
+    x, y, label = next_click(masks[0], truth)
+    proposed = predictor.predict(box, points=[[x, y]], point_labels=[label], mask_input=logits,
+                                 click_rule=DecoderRule())[0]  # the decoder's whole answer
+    rule, pts, lab = LocalRule(), np.float32([[[x, y]]]), np.int64([[label]])
+    rgb = predictor.embedding.image
+    assert rgb is not None and rgb.shape[:2] == truth.shape  # the Predictor keeps the image for the rule
+    accept, flip = rule.decide(masks, proposed, pts, lab, rgb)
+    region, _ = rule._image_region(masks[0], rgb, y, x, label)
+    changed = (accept[0] & (proposed[0] ^ masks[0])) | flip[0]
+    assert changed.any() and not (changed & ~region).any()
+    assert not (proposed[0] ^ masks[0])[~region].all()  # the decoder did change pixels outside it
+    got = predictor.predict(box, points=[[x, y]], point_labels=[label], mask_input=logits)[0][0]
+    np.testing.assert_array_equal(got ^ masks[0], changed)  # the default rule, through decode
+
+
+def test_without_an_image_the_rule_is_the_masks_only_rule(stomach):
+    from dataclasses import replace
+
+    predictor, truth = stomach
+    box = ml.box_from_mask(truth)
+    masks, _, logits = predictor.predict(box, return_logits=True)
+    x, y, label = next_click(masks[0], truth)
+    clicks = dict(points=[[x, y]], point_labels=[label], mask_input=logits, return_logits=True)
+    masks_only = predictor.predict(box, click_rule=LocalRule(use_image=False), **clicks)
+    plain = ml.Predictor(predictor.model)
+    plain.set_embedding(replace(predictor.embedding, image=None))  # e.g. a stored embedding: no image
+    for a, b in zip(plain.predict(box, **clicks), masks_only):
+        np.testing.assert_array_equal(a, b)
+    previous = masks[0][None]
+    accept, flip = DEFAULT_RULE.decide(previous, ~previous, np.float32([[[x, y]]]), np.int64([[label]]))
+    assert not flip.any()
+    np.testing.assert_array_equal(accept, LocalRule(use_image=False).accept(
+        previous, ~previous, np.float32([[[x, y]]]), np.int64([[label]]), predictor.embedding.image))
+
+
+def test_with_the_image_a_click_beside_a_thin_missed_strip_still_fixes_the_strip():
+    previous = np.zeros((1, 60, 80), bool)
+    previous[0, 10:30, 10:30] = True
+    proposed = previous.copy()
+    proposed[0, 10:30, 30:34] = True   # the thin miss the click is on (4 px wide, 20 long)
+    proposed[0, 45:55, 60:70] = True   # a far-away addition of the same tissue
+    image = np.full((60, 80), 50, np.uint8)
+    image[proposed[0]] = 200           # the target's tissue: the square, the strip, the far blob
+    click, label = np.float32([[[31, 20]]]), np.int64([[1]])
+    accept, flip = DEFAULT_RULE.decide(previous, proposed, click, label, np.dstack([image] * 3))
+    combined = np.where(accept, proposed, previous)[0] | flip[0]
+    expected = previous[0].copy()
+    expected[10:30, 30:34] = True      # the whole strip, not a disc around the click; not the far blob
+    np.testing.assert_array_equal(combined, expected)
+
+
+def test_by_patient_a_click_at_the_edge_of_a_small_mask_changes_at_most_a_quarter_of_it():
+    # a 5×5 vessel beside a large structure of the same intensity (issue 31: IVC / aorta next to bowel):
+    # a foreground click on the vessel's edge must not sweep the neighbour in
+    previous = np.zeros((1, 50, 50), bool)
+    previous[0, 20:25, 20:25] = True
+    image = np.full((50, 50), 50, np.uint8)
+    image[20:25, 20:25] = 200
+    image[12:34, 25:40] = 200                      # the neighbour, touching the vessel's right side
+    click, label = np.float32([[[25, 22]]]), np.int64([[1]])
+    accept, flip = BY_PATIENT.decide(previous, previous, click, label, np.dstack([image] * 3))
+    assert flip[0, 22, 25]                         # the click itself counts
+    assert flip[0].sum() <= previous.sum() // 4    # at most a quarter of the mask, nearest the click

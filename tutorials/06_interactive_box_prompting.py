@@ -157,9 +157,10 @@ print(f"{names[small]} Dice:", round(ml.dice(prompter.masks[names[small]], truth
 # **undo** takes back the last click (or box). In code, `prompter.click(x, y)` does the same; the
 # state lives in `prompter.session`, an `AnnotationSession` you can also use without any widget
 # (notebook 08). LiteMedSAM's decoder was trained with boxes only, so clicks go to the click decoder
-# shipped in the package (`bench/bench_clicks.py` measures it). A click changes the mask only at the
-# region under it; where the decoder does not change the clicked pixel nothing happens: undo it or
-# draw a tighter box. Here the click goes on a pixel of the first organ that its mask missed (found from the
+# shipped in the package (`bench/bench_clicks.py` measures it). A click changes the mask only in the
+# region under it, read from the image (tissue like the clicked one, on the click's side of the mask);
+# where the image cannot tell the clicked tissue from the other side and the decoder does not change
+# the clicked pixel, nothing happens: undo it or draw a tighter box. Here the click goes on a pixel of the first organ that its mask missed (found from the
 # label, to run without a browser); the figure shows the mask before and after, the click as a star.
 
 # %%
@@ -191,9 +192,13 @@ else:
 # interior of the largest error region) corrects the box's mask. The cell prints the Dice before and
 # after, how many pixels the click changed, and how far from the click the farthest change lies
 # next to the rule's limit (the previous mask's equivalent radius, `sqrt(area / π)`): the click rule
-# (`medsam_lite.model.clickrule.LocalRule`) keeps only the decoder's change in the click's direction
-# that touches the click and lies within that radius, and the mask stays as it was everywhere else
-# (`bench/RESULTS.md`, "Clicks by domain", measures it on such unseen targets). The figure zooms on
+# (`medsam_lite.model.clickrule.LocalRule`) reads the image the `Predictor` keeps. The click speaks
+# for its **click region** — the connected pixels on its side of the mask whose intensity is closer
+# to the clicked tissue than to the other side — within that radius: the decoder's change is kept
+# only there, and the rule applies the click itself to the region near the click (up to 3× the
+# click's distance to the mask's edge), so a click counts even where the decoder ignores it. The
+# mask stays as it was everywhere else (`bench/RESULTS.md`, "Clicks that read the image", measures
+# it on unseen targets and on another patient's organs). The figure zooms on
 # the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
 # click, drawn as a star.
 

@@ -7,6 +7,7 @@ thin shells over the seam in :mod:`medsam_lite.model.inference` (:func:`~medsam_
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,7 +82,7 @@ class Predictor:
 
     def set_prepared(self, rgb: np.ndarray, preset: IntensityPreset | None = None) -> None:
         """Encode an image already checked by :func:`~medsam_lite.model.inference.prepare_image` (``H×W×3`` uint8)."""
-        self.embedding = encode_images(self.model, [rgb], preset=preset)[0]
+        self.embedding = replace(encode_images(self.model, [rgb], preset=preset)[0], image=rgb)  # for the click rule
         self.encoder_calls += 1
 
     def set_embedding(self, embedding, original_hw: tuple[int, int] | None = None, stored_hw=None) -> None:
@@ -115,7 +116,9 @@ class Predictor:
             return_logits: also return the ``N×H×W`` float32 logits (the next call's ``mask_input``).
             click_rule: how the click decoder's answer joins the previous mask (``mask_input``'s, else the
                 box's): default ``model.click_rule``, else :class:`~medsam_lite.model.clickrule.LocalRule`
-                (only the change in the region under each click); ``DecoderRule()`` keeps the whole answer.
+                (only the change in the region under each click, read from the image ``set_image`` kept;
+                a stored embedding set with ``set_embedding`` has none: the masks-only rule);
+                ``DecoderRule()`` keeps the whole answer.
 
         Returns:
             ``(masks, scores)``: ``masks`` is ``N×H×W`` bool at the original size, ``scores`` the

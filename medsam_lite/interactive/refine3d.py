@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..model.clickrule import click_refs, region_like
 from ..model.geometry import box_from_mask
 from .propagation import grow_box
 from .volprompts import decode_with_clicks
@@ -136,7 +137,7 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
     side's. A neighbour whose change lies outside it ends the walk. Where the decoder leaves the
     clicked pixel out (foreground) or keeps it (background), the change is the largest disc around
     the click inside that region (not a fixed 2-px disc). When the image cannot tell the two sides
-    apart (medians closer than :data:`MIN_CONTRAST`) there is no region and the rules above act alone.
+    apart (medians closer than :data:`~medsam_lite.model.clickrule.MIN_CONTRAST`) there is no region and the rules above act alone.
 
     Args:
         vp: a :class:`~medsam_lite.VolumePredictor` (its cached slice embeddings are reused).
@@ -220,9 +221,6 @@ def refine_with_clicks(vp, masks: np.ndarray, new_clicks, all_clicks: dict | Non
     return masks
 
 
-MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
-
-
 def _click_region(vp, masks: np.ndarray, z: int, x: float, y: float, fg: bool, decoded: np.ndarray, z_range):
     """The voxels a click may change (``n×H×W`` bool, slices along ``vp.axis``), or ``None`` (no limit).
 
@@ -230,7 +228,7 @@ def _click_region(vp, masks: np.ndarray, z: int, x: float, y: float, fg: bool, d
     (outside ``masks`` for a foreground click, inside for a background one) whose normalized intensity
     is closer to the clicked tissue's (the 5×5 median at the click) than to the other side's median
     (foreground: a 3-px ring around the slice's mask and decoded region; background: the slice's mask
-    away from the click). ``None`` when the two medians differ by less than :data:`MIN_CONTRAST`.
+    away from the click). ``None`` when the two medians differ by less than :data:`~medsam_lite.model.clickrule.MIN_CONTRAST`.
     """
     from scipy import ndimage
 
@@ -238,7 +236,6 @@ def _click_region(vp, masks: np.ndarray, z: int, x: float, y: float, fg: bool, d
     lo, hi = z_range
     img = vp.slice_image(z).astype(np.float32)
     r0, c0 = int(y), int(x)
-    click_ref = float(np.median(img[max(0, r0 - 2):r0 + 3, max(0, c0 - 2):c0 + 3]))
     old = masks[z]
     if fg:  # the other side: the background just around the target's mask and the decoded region
         body = old | decoded | _disk(h, w, x, y, 2)
@@ -248,19 +245,14 @@ def _click_region(vp, masks: np.ndarray, z: int, x: float, y: float, fg: bool, d
         other = img[old & ~_disk(h, w, x, y, max(3.0, np.sqrt(old.sum() / np.pi) / 3))]
         if other.size == 0:
             other = img[old]
-    if other.size == 0:
-        return None
-    other_ref = float(np.median(other))
-    if abs(click_ref - other_ref) < MIN_CONTRAST:
+    refs = click_refs(img, r0, c0, other)
+    if refs is None:
         return None  # the image does not tell the clicked tissue from the other side: no limit
     lo, hi = min(lo, z), max(hi, z)  # only the slices the walk may reach (and the clicked one)
     vol = np.stack([vp.slice_image(k) for k in range(lo, hi + 1)]).astype(np.float32)
     side = ~masks[lo:hi + 1] if fg else masks[lo:hi + 1].copy()
-    like = side & (np.abs(vol - click_ref) <= np.abs(vol - other_ref))
-    like[z - lo, r0, c0] = True
-    labels, _ = ndimage.label(like, structure=np.ones((3, 3, 3), bool))
     region = np.zeros(masks.shape, bool)
-    region[lo:hi + 1] = labels == labels[z - lo, r0, c0]
+    region[lo:hi + 1] = region_like(vol, side, (z - lo, r0, c0), refs)  # the shared n-D click region
     return region
 
 
@@ -305,19 +297,16 @@ def _component_at(mask: np.ndarray, x: float, y: float) -> np.ndarray:
 def _looks_like_click(image: np.ndarray, point: tuple, other: np.ndarray):
     """``D×H×W`` bool: voxels whose intensity is closer to the clicked tissue's (5×5 median on the click's
     slice) than to the median of ``other`` (a class's voxels away from the click); ``None`` when the two
-    differ by less than :data:`MIN_CONTRAST` (the image cannot tell them apart)."""
+    differ by less than :data:`~medsam_lite.model.clickrule.MIN_CONTRAST` (the image cannot tell them apart)."""
     z, r0, c0 = point
     img = image[z].astype(np.float32)
-    click_ref = float(np.median(img[max(0, r0 - 2):r0 + 3, max(0, c0 - 2):c0 + 3]))
     far = other.copy()
     far[max(0, z - 1):z + 2, max(0, r0 - 5):r0 + 6, max(0, c0 - 5):c0 + 6] = False
-    if not far.any():
-        return None
-    other_ref = float(np.median(image[far]))
-    if abs(click_ref - other_ref) < MIN_CONTRAST:
+    refs = click_refs(img, r0, c0, image[far])
+    if refs is None:
         return None
     vol = image.astype(np.float32)
-    return np.abs(vol - click_ref) <= np.abs(vol - other_ref)
+    return np.abs(vol - refs[0]) <= np.abs(vol - refs[1])
 
 
 def _inner_disk(region, z: int, x: float, y: float, least: float, hw: tuple) -> np.ndarray:

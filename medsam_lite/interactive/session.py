@@ -90,7 +90,8 @@ class AnnotationSession:
         self.timings = {"decode_ms": 0.0, "encode_ms": 0.0}
         self.embeddings = EmbeddingCache(self.max_cached_embeddings)
         # the worker reaches the session through a weak reference: collecting the session stops it
-        self.prefetcher = Prefetcher.owned(self, lambda s, z: encode(s.predictor.model, s.image[z]), self.embeddings,
+        self.prefetcher = Prefetcher.owned(self, lambda s, z: _with_image(encode(s.predictor.model, s.image[z]), s.image[z]),
+                                           self.embeddings,
                                            max_pending=max(1, min(2 * self.prefetch, self.max_cached_embeddings - 1)),
                                            idle_seconds=0.3)  # a box drawn right after stepping decodes first
         self._objects: dict[int, Annotation] = {}  # creation order
@@ -375,3 +376,10 @@ class AnnotationSession:
     def close(self) -> None:
         """Stop the background encoder (the session stays usable; slices then encode on demand)."""
         self.prefetcher.close()
+
+
+def _with_image(embedding, image: np.ndarray):
+    """``embedding`` carrying its slice's normalized uint8 image, for the click rule (original = image pixels)."""
+    from dataclasses import replace
+
+    return replace(embedding, image=image)

@@ -52,11 +52,17 @@ class Embedding:
         geometry: maps **original** pixels (boxes, masks) ↔ **image** pixels (what was encoded: the
             original or a stored slice) ↔ **model** pixels.
         preset: the intensity preset the image was normalized with (``None`` when it came as uint8).
+        image: ``None`` or the encoded image, ``h×w×3`` (or ``h×w``) uint8 in **image** pixels: the
+            click rule (:mod:`~medsam_lite.model.clickrule`) reads the clicked tissue from it.
+            :class:`~medsam_lite.Predictor` and the annotation session keep it; stored embeddings
+            and :class:`~medsam_lite.VolumePredictor` slices have none (their clicks use the rule
+            without the image).
     """
 
     tensor: "torch.Tensor | np.ndarray"  # noqa: F821
     geometry: Geometry
     preset: IntensityPreset | None = None
+    image: np.ndarray | None = None
 
     @property
     def original_hw(self) -> tuple[int, int]:
@@ -304,7 +310,7 @@ SPACES = ("original", "model")
 
 
 def decode(model: SamModel, embedding: Embedding, boxes=None, *, points=None, point_labels=None, mask_input=None,
-           space: str = "original", logits: bool = True, click_rule=None, checked=None, box_space=None):
+           space: str = "original", logits: bool = True, click_rule=None, checked=None, box_space=None, image=None):
     """Segment one mask per target on an encoded image, from a box, clicks, or both.
 
     Args:
@@ -338,6 +344,9 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, *, points=None, po
             :mod:`medsam_lite.model.clickrule`; default ``model.click_rule`` if set, else
             :data:`~medsam_lite.model.clickrule.DEFAULT_RULE` (keep only the change in the connected
             region under each click). Not used without points, nor for points without a box or mask input.
+        image: the image the click rule reads the clicked tissue from, ``h×w×3`` or ``h×w`` uint8 in
+            image pixels (``embedding.geometry.image_hw``) or in the masks' pixels; default
+            ``embedding.image`` (``None``: the rule works from the masks alone).
         checked, box_space: deprecated. Boxes are always checked (checking is idempotent); for box
             prompts in model pixels pass ``space="model"``. ``space="image"`` (original-pixel prompts,
             masks at a stored slice's size) is deprecated too: pass the prompts in model pixels
@@ -357,7 +366,8 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, *, points=None, po
     space, boxes, points = _deprecated_spaces(embedding.geometry, space, boxes, points, point_labels, checked,
                                               box_space)
     with _no_grad():
-        return _decode(model, embedding, boxes, points, point_labels, mask_input, space, logits, click_rule)
+        return _decode(model, embedding, boxes, points, point_labels, mask_input, space, logits, click_rule,
+                       embedding.image if image is None else image)
 
 
 def _deprecated_spaces(geometry, space, boxes, points, point_labels, checked, box_space):
@@ -386,7 +396,7 @@ def _deprecated_spaces(geometry, space, boxes, points, point_labels, checked, bo
     return space, boxes, points
 
 
-def _decode(model, embedding, boxes, points, point_labels, mask_input, space, logits, click_rule=None):
+def _decode(model, embedding, boxes, points, point_labels, mask_input, space, logits, click_rule=None, image=None):
     free = _torch_free(model)
     as_input = (lambda a: a) if free else _from_numpy
     geometry = embedding.geometry
@@ -418,6 +428,7 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
             pts = as_input(pts if model_space else geometry.points_to_model(pts))
             xy_labels, labels = labels, as_input(labels)
         rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
+        rule_image = None if rule is None else _rule_image(image, out_hw)  # checked before the decoder runs
         low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
         masks_in = None if mask_input is None else mask_input_to_model(
             geometry, mask_input, n, low, out_hw, in_numpy=free and bool(getattr(model, "mask_input_exact", False)))
@@ -429,9 +440,24 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
             else:  # clicks with a box but no previous logits: they correct the box's own mask
                 prev_logits = back_to_size(geometry, *decode_logits(model, embedding.tensor, prompts), out_hw, True)[2]
             _, scores, new_logits = back_to_size(geometry, low_res, iou, out_hw, True)
-            full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels))
+            full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels), rule_image)
             return full > 0, scores, (full if logits else None)
     return back_to_size(geometry, low_res, iou, out_hw, logits)  # numpy for the torch-free model, the same bits
+
+
+def _rule_image(image, hw):
+    """The click rule's image (``h×w×3`` / ``h×w`` uint8) in the masks' ``hw`` pixels, or ``None``."""
+    if image is None:
+        return None
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.dtype != np.uint8 or (image.ndim == 3 and image.shape[2] not in (1, 3)):
+        raise InputError(f"the click rule's image must be h×w or h×w×3 uint8 (normalized), got {image.dtype} "
+                         f"{image.shape}; pass the prepared image (Predictor keeps it) or none.")
+    if image.shape[:2] != tuple(hw):
+        import cv2
+
+        image = cv2.resize(image, (int(hw[1]), int(hw[0])), interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 def _model_boxes(boxes, size: int) -> np.ndarray:
