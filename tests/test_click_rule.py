@@ -219,7 +219,7 @@ def test_a_click_the_decoder_ignores_fixes_the_error_around_it_from_the_image(li
     # rule can only keep or drop its changes, so nothing happens; with the image the rule fills the
     # clicked tissue around the click itself
     assert not LocalRule().accept(previous[None], previous[None], pts, lab).any()
-    accept, flip = LocalRule().decide(previous[None], previous[None], pts, lab, rgb)
+    accept, flip = DEFAULT_RULE.decide(previous[None], previous[None], pts, lab, rgb)
     added = flip[0]
     assert added[y, x] and added.sum() >= 0.3 * missed.sum()
     assert truth[added].mean() >= 0.85                    # mostly liver, not its surroundings
@@ -229,7 +229,7 @@ def test_a_click_the_decoder_ignores_fixes_the_error_around_it_from_the_image(li
     previous = truth | leak
     x, y, label = next_click(previous, truth)
     assert label == 0 and leak[y, x]
-    _, flip = LocalRule().decide(previous[None], previous[None], np.float32([[[x, y]]]), np.int64([[0]]), rgb)
+    _, flip = DEFAULT_RULE.decide(previous[None], previous[None], np.float32([[[x, y]]]), np.int64([[0]]), rgb)
     removed = flip[0]
     assert removed[y, x] and not (removed & ~previous).any() and (~truth[removed]).mean() >= 0.95
     assert ml.dice(previous & ~removed, truth) > ml.dice(previous, truth)
@@ -242,7 +242,7 @@ def test_the_rule_changes_nothing_outside_the_click_region(stomach):
     x, y, label = next_click(masks[0], truth)
     proposed = predictor.predict(box, points=[[x, y]], point_labels=[label], mask_input=logits,
                                  click_rule=DecoderRule())[0]  # the decoder's whole answer
-    rule, pts, lab = LocalRule(), np.float32([[[x, y]]]), np.int64([[label]])
+    rule, pts, lab = DEFAULT_RULE, np.float32([[[x, y]]]), np.int64([[label]])
     rgb = predictor.embedding.image
     assert rgb is not None and rgb.shape[:2] == truth.shape  # the Predictor keeps the image for the rule
     accept, flip = rule.decide(masks, proposed, pts, lab, rgb)

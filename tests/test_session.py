@@ -125,7 +125,9 @@ def test_undo_takes_back_boxes_and_moves(ct, model):
 # alone (its point embeddings untrained; 0.50 → 0.53); the second click at 1.0 / 5.0 px.
 NEAR_PX = 12
 CLICK_DECODER_GAIN = 0.2  # first-click Dice gain on this liver with the click decoder alone (measured +0.34)
-LOCAL_RULE_GAIN = 0.1     # the same click through the default click rule, which keeps only the change at the click (+0.128)
+LOCAL_RULE_GAIN = 0.05    # the same click through the default click rule (issue 31's bar for a click's gain). The
+# default is the rule chosen leave one patient out (clickrule.BY_PATIENT): +0.084 here, on a TRAINING patient's
+# liver; LocalRule()'s defaults gain +0.128 here but less on the held-out patients (bench/RESULTS.md, "Clicks by patient")
 
 
 def test_clicks_correct_near_the_click_with_the_previous_logits_and_undo(ct, model):

@@ -192,13 +192,13 @@ else:
 # interior of the largest error region) corrects the box's mask. The cell prints the Dice before and
 # after, how many pixels the click changed, and how far from the click the farthest change lies
 # next to the rule's limit (the previous mask's equivalent radius, `sqrt(area / π)`): the click rule
-# (`medsam_lite.model.clickrule.LocalRule`) reads the image the `Predictor` keeps. The click speaks
+# (`medsam_lite.model.clickrule.DEFAULT_RULE`, a `LocalRule`) reads the image the `Predictor` keeps. The click speaks
 # for its **click region** — the connected pixels on its side of the mask whose intensity is closer
 # to the clicked tissue than to the other side — within that radius: the decoder's change is kept
 # only there, and the rule applies the click itself to the region near the click (up to 3× the
-# click's distance to the mask's edge), so a click counts even where the decoder ignores it. The
-# mask stays as it was everywhere else (`bench/RESULTS.md`, "Clicks that read the image", measures
-# it on unseen targets and on another patient's organs). The figure zooms on
+# click's distance to the mask's edge, at most a quarter of the mask per click), so a click counts
+# even where the decoder ignores it. The mask stays as it was everywhere else (`bench/RESULTS.md`,
+# "Clicks by patient", measures it on unseen targets and on another patient's organs). The figure zooms on
 # the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
 # click, drawn as a star.
 
