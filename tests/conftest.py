@@ -98,6 +98,40 @@ def count_state_dicts(monkeypatch):
     return start
 
 
+@pytest.fixture(scope="module")
+def reuse_encodings():
+    """For one test module (``pytestmark = pytest.mark.usefixtures("reuse_encodings")``): an image the
+    same encoder already encoded in this module is answered from memory, not encoded again.
+
+    ``SamModel.encode`` (the package's one encoder call) keeps each answer under its input's bytes
+    (SHA-1 of the ``B×3×S×S`` model input) and the encoder that gave it (the weights' SHA-256 and
+    version, the compiled runtime's backend, precision and threads, or torch eager; the device), and
+    answers a repeat with a copy: the values that encoder gives for that input, without the time
+    (crash_safety encoded the same three central slices 13 times). Not for modules that time the
+    encoder, count its calls below ``model.encode`` or change encoder weights without ``weights_changed()``."""
+    import hashlib
+
+    from medsam_lite.model.sammodel import SamModel
+
+    real, memo = SamModel.encode, {}
+
+    def encode(self, images):
+        x = images.detach().cpu().contiguous()
+        if x.dtype not in (torch.float32, torch.float64, torch.uint8):
+            return real(self, images)  # (bf16/fp16 inputs: not kept)
+        rt = self.runtime
+        engine = "torch" if rt is None else tuple(getattr(rt, a, None) for a in ("name", "precision", "threads"))
+        key = (self.weights_sha256, self.weights_version, engine, str(self.device), x.dtype, tuple(x.shape),
+               hashlib.sha1(x.numpy().tobytes()).hexdigest())
+        if key not in memo:
+            memo[key] = real(self, images)
+        return memo[key].clone()
+
+    SamModel.encode = encode
+    yield memo
+    SamModel.encode = real
+
+
 @pytest.fixture(scope="session")
 def model():
     import medsam_lite as ml

@@ -44,6 +44,7 @@ from medsam_lite.data.store import open_store
 SLICES = 2  # central slices per case: sub-01, sub-02 (train: 6 targets each), sub-07 (test)
 FT_ARGS = ["--epochs", "2", "--batch-size", "5", "--lr", "1e-4", "--seed", "3"]  # batches of 5 (3 + 2) and 1 (1 + 0)
 LOSS_ATOL, WEIGHT_ATOL, KEY_BIAS_ATOL = 1e-5, 5e-5, 1e-3
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MEDSAM_LITE_THREADS="1", PYTHONUNBUFFERED="1")
 for _k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
     ENV.pop(_k, None)
