@@ -98,10 +98,17 @@ def count_state_dicts(monkeypatch):
     return start
 
 
+#: What :func:`reuse_encodings` keeps: one store for the session (a repeat in another module that uses it is
+#: answered too), at most this many encodings (4 MiB each), the oldest dropped first.
+_ENCODINGS: dict = {}
+_ENCODINGS_MAX = 96
+
+
 @pytest.fixture(scope="module")
 def reuse_encodings():
     """For one test module (``pytestmark = pytest.mark.usefixtures("reuse_encodings")``): an input the
-    same encoder already encoded in this module is answered from memory, not encoded again.
+    same encoder already encoded (in this module or another that uses this fixture) is answered from
+    memory, not encoded again.
 
     ``SamModel.encode`` (the package's one encoder call) keeps each answer under the input's bytes
     (SHA-1 of the ``B×3×S×S`` model input) and the encoder that gave it: the weights as loaded (their
@@ -116,7 +123,7 @@ def reuse_encodings():
 
     from medsam_lite.model.sammodel import SamModel
 
-    real, memo, alive = SamModel.encode, {}, []
+    real, memo = SamModel.encode, _ENCODINGS
 
     def encode(self, images):
         x = images.detach().cpu().contiguous()
@@ -124,12 +131,13 @@ def reuse_encodings():
             return real(self, images)  # (bf16/fp16 inputs: not kept)
         rt = self.runtime
         engine = "torch" if rt is None else tuple(getattr(rt, a, None) for a in ("name", "precision", "threads"))
-        weights = self.weights_sha256 if self.weights_version == 0 else (id(self.image_encoder), self.weights_version)
+        # after an in-place edit: this encoder object (kept in the key, so its id is never another's)
+        weights = self.weights_sha256 if self.weights_version == 0 else (self.image_encoder, self.weights_version)
         key = (weights, engine, str(self.device), x.dtype, tuple(x.shape), hashlib.sha1(x.numpy().tobytes()).digest())
         if key not in memo:
+            while len(memo) >= _ENCODINGS_MAX:
+                memo.pop(next(iter(memo)))
             memo[key] = real(self, images)
-            if self.weights_version:
-                alive.append(self.image_encoder)  # the id in its keys stays this encoder's
         return memo[key].clone()
 
     SamModel.encode = encode
