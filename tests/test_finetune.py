@@ -76,7 +76,7 @@ def test_checkpoint_loads_and_predicts(two_epochs, dataset, model):
     assert masks.shape == (1,) + image.shape and masks[0].any()
 
 
-def test_seeded_run_is_repeatable_and_resume_continues_it(two_epochs, dataset, model, tmp_path):
+def test_seeded_run_is_repeatable_and_a_resume_after_the_time_budget_continues_it(two_epochs, dataset, model, tmp_path):
     """A second seeded run, stopped by its time budget after epoch 1 and resumed to epoch 2, ends with
     the uninterrupted run's (``two_epochs``) decoder bit for bit and its per-epoch training losses: its
     first epoch repeats the first run's, and the resume continues it exactly."""
