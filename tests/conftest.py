@@ -34,11 +34,11 @@ MAX_SLICES = 3  # consecutive central slices per case that the tests embed (they
 #: follow in their usual order, then :data:`RUN_LAST`.
 RUN_FIRST = (
     "tests/test_notebook_own_data.py", "tests/test_notebook_own_rtstruct.py",
-    "tutorials/02_prepare_custom_dataset.ipynb", "tests/test_finetune.py", "tests/test_clicks.py",
-    "tests/test_formats.py", "tests/test_crash_safety.py", "tests/test_labelmaps.py",
-    "tests/test_distributed.py", "tests/test_backends.py", "tests/test_cli.py", "tests/test_volume.py",
-    "tests/test_coldstart.py", "tests/test_volume_clicks.py", "tests/test_speed.py", "tests/test_predict.py",
-    "tests/test_challenge_rules.py", "tests/test_prefetch.py", "tests/test_widgets.py", "tests/test_embed.py",
+    "tutorials/02_prepare_custom_dataset.ipynb", "tests/test_distributed.py", "tests/test_volume.py",
+    "tests/test_crash_safety.py", "tests/test_backends.py", "tests/test_clicks.py", "tests/test_finetune.py",
+    "tests/test_labelmaps.py", "tests/test_formats.py", "tests/test_coldstart.py", "tests/test_cli.py",
+    "tests/test_volume_clicks.py", "tests/test_prefetch.py", "tests/test_predict.py", "tests/test_speed.py",
+    "tests/test_challenge_rules.py", "tests/test_widgets.py", "tests/test_embed.py",
     "tests/test_notebook_tutorial.py", "tests/test_train_precision.py", "tests/test_preprocess.py",
     "tests/test_fileutil.py", "tests/test_colab.py", "tests/test_browser.py",
     "tutorials/04_finetune_mask_decoder.ipynb", "tests/test_evaluate.py", "tests/test_seam.py",
@@ -96,6 +96,53 @@ def count_state_dicts(monkeypatch):
         monkeypatch.setattr(torch.nn.Module, "state_dict", counting)
         return calls
     return start
+
+
+#: What :func:`reuse_encodings` keeps: one store for the session (a repeat in another module that uses it is
+#: answered too), at most this many encodings (4 MiB each), the oldest dropped first.
+_ENCODINGS: dict = {}
+_ENCODINGS_MAX = 96
+
+
+@pytest.fixture(scope="module")
+def reuse_encodings():
+    """For one test module (``pytestmark = pytest.mark.usefixtures("reuse_encodings")``): an input the
+    same encoder already encoded (in this module or another that uses this fixture) is answered from
+    memory, not encoded again.
+
+    ``SamModel.encode`` (the package's one encoder call) keeps each answer under the input's bytes
+    (SHA-1 of the ``B×3×S×S`` model input) and the encoder that gave it: the weights as loaded (their
+    SHA-256; after an announced in-place edit, ``weights_changed()``, that model's own encoder and
+    weights version), the compiled runtime's backend, precision and threads (or torch eager), the
+    device. A repeat gets a copy of the first answer: the values that encoder gives for that input,
+    without the time (test_crash_safety encoded the same three central slices 13 times). An input
+    that differs in any byte (another slice, another normalisation, a wrong row) is encoded. Not for
+    modules that time the encoder, count its calls below ``model.encode``, or edit encoder weights in
+    place without ``weights_changed()``."""
+    import hashlib
+
+    from medsam_lite.model.sammodel import SamModel
+
+    real, memo = SamModel.encode, _ENCODINGS
+
+    def encode(self, images):
+        x = images.detach().cpu().contiguous()
+        if x.dtype not in (torch.float32, torch.float64, torch.uint8):
+            return real(self, images)  # (bf16/fp16 inputs: not kept)
+        rt = self.runtime
+        engine = "torch" if rt is None else tuple(getattr(rt, a, None) for a in ("name", "precision", "threads"))
+        # after an in-place edit: this encoder object (kept in the key, so its id is never another's)
+        weights = self.weights_sha256 if self.weights_version == 0 else (self.image_encoder, self.weights_version)
+        key = (weights, engine, str(self.device), x.dtype, tuple(x.shape), hashlib.sha1(x.numpy().tobytes()).digest())
+        if key not in memo:
+            while len(memo) >= _ENCODINGS_MAX:
+                memo.pop(next(iter(memo)))
+            memo[key] = real(self, images)
+        return memo[key].clone()
+
+    SamModel.encode = encode
+    yield memo
+    SamModel.encode = real
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from medsam_lite import io, samples
 from medsam_lite.app import cli
 
 SUBCOMMANDS = ["preprocess", "embed", "finetune", "predict", "evaluate"]
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
 
 
 def cli_exe():

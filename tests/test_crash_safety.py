@@ -34,6 +34,7 @@ from medsam_lite.data.store import open_store
 K = 1  # central slices per case the jobs use (sub-01 and sub-02 train, sub-07 test)
 FT = dict(max_slices_per_case=K, lr=1e-4, batch_size=4, seed=0)
 TIMEOUT = 300  # seconds a child may take to show progress (it needs ~10 s)
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,7 @@ from medsam_lite.data.store import open_store
 SLICES = 2  # central slices per case: sub-01, sub-02 (train: 6 targets each), sub-07 (test)
 FT_ARGS = ["--epochs", "2", "--batch-size", "5", "--lr", "1e-4", "--seed", "3"]  # batches of 5 (3 + 2) and 1 (1 + 0)
 LOSS_ATOL, WEIGHT_ATOL, KEY_BIAS_ATOL = 1e-5, 5e-5, 1e-3
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
 ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MEDSAM_LITE_THREADS="1", PYTHONUNBUFFERED="1")
 for _k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
     ENV.pop(_k, None)
@@ -181,7 +182,7 @@ def test_an_unfinished_shard_is_completed_by_a_plain_embed(tiny, model, referenc
 
 
 # ------------------------------------------------------------------------------------ finetune under torchrun
-def test_torchrun_finetune_matches_one_process(tiny, model, reference, wrapper, tmp_path):
+def test_torchrun_finetune_matches_one_process(tiny, model, reference, wrapper, tmp_path, monkeypatch):
     ds = fresh_copy(tiny, tmp_path / "ds")  # no store yet: the two ranks embed the training slices
     ddp_out, one_out = tmp_path / "ddp", tmp_path / "one"
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", wrapper,
@@ -199,9 +200,22 @@ def test_torchrun_finetune_matches_one_process(tiny, model, reference, wrapper, 
     assert ddp[1]["saved"] == [] and ddp[0]["saved"].count("last.pt") == 3  # epochs 0 (the starting decoder), 1, 2
     assert sorted(p.name for p in ddp_out.iterdir()) == ["best.pt", "history.csv", "last.pt"]
 
-    run([sys.executable, wrapper, tmp_path / "one_report", "--threads", "1", "finetune", ds, one_out, *FT_ARGS],
-        "one-process finetune")
-    assert reports(tmp_path / "one_report")[0]["rows_written"] == []  # reused the store
+    # the one-process run: the same CLI command in this process (a process of its own would only add
+    # its start), the store writer recorded as the wrapper records it
+    import medsam_lite.data.embed as embed_module
+    from medsam_lite.app import cli
+
+    written = []
+
+    class RecordingWriter(embed_module.EntryWriter):
+        def write(self, rows, values):
+            super().write(rows, values)
+            written.extend(int(r) for r in rows)
+
+    monkeypatch.setattr(embed_module, "EntryWriter", RecordingWriter)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # cli.main sets it for --threads: put back after the test
+    assert cli.main(["--threads", "1", "finetune", str(ds), str(one_out), *FT_ARGS]) == 0, "one-process finetune"
+    assert written == []  # reused the store
 
     a, b = (torch.load(d / "last.pt", map_location="cpu", weights_only=True) for d in (one_out, ddp_out))
     assert set(a) == set(b) and set(a["model"]) == set(b["model"])  # the same checkpoint format

@@ -14,6 +14,8 @@ from medsam_lite.data.store import open_store
 
 from conftest import MAX_SLICES, SMALL_CASES as CASES
 
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
+
 
 def count_encoder_calls(monkeypatch, model, fail_at=None):
     """Wrap ``model.encode``; return the list that records each call (optionally fail one)."""

@@ -11,6 +11,8 @@ from medsam_lite import io, samples
 from medsam_lite.errors import InputError
 from medsam_lite.metrics import dice
 
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
+
 
 def reference_nsd(pred, truth, spacing, tolerance):
     return compute_surface_dice_at_tolerance(compute_surface_distances(truth, pred, spacing), tolerance)

@@ -13,6 +13,7 @@ from medsam_lite.errors import InputError
 from medsam_lite.interactive.labelmaps import boxes_from_label_map, merge_by_score, predict_label_map, predict_volume_labels
 
 LIVER, SPLEEN, STOMACH = 5, 1, 6
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
 
 
 @pytest.fixture(scope="module")
@@ -112,21 +113,29 @@ def test_a_3d_label_map_in_gives_a_label_map_out(ct_case, liver_spleen):
     assert ml.dice(out == LIVER, label.array == LIVER) > 0.7  # measured 0.75 (3D propagation, pretrained)
 
 
-def test_cli_labels_from_writes_a_label_map_with_the_scans_geometry(tmp_path, ct_case, liver_spleen):
+#: The CLI test's scan: slices 4–6 of case-02 (liver and spleen on each): its process encodes 3 slices, not 10.
+CLI_SLICES = (4, 7)
+
+
+def test_cli_labels_from_writes_a_label_map_with_the_scans_geometry(tmp_path, model, ct_case):
     image, label = ct_case
-    src = samples.ct_abdomen_dir()
+    scan, crop = image.crop(*CLI_SLICES, axis=0), label.crop(*CLI_SLICES, axis=0)  # the origin moves with the crop
+    src = io.write_volume(scan.array, tmp_path / "case-02_slices_4-6.nii.gz", like=scan)
     only = tmp_path / "liver_spleen.nii.gz"
-    io.write_volume(np.where(np.isin(label.array, [LIVER, SPLEEN]), label.array, 0).astype(np.uint8), only, like=label)
+    io.write_volume(np.where(np.isin(crop.array, [LIVER, SPLEEN]), crop.array, 0).astype(np.uint8), only, like=crop)
     out = tmp_path / "out.nii.gz"
     threads = os.environ.get("MEDSAM_LITE_THREADS", "2")  # 1 per process when the tests run in parallel
-    cli = [sys.executable, "-m", "medsam_lite.app.cli", "--threads", threads, "predict", str(src / "case-02.nii.gz"),
+    cli = [sys.executable, "-m", "medsam_lite.app.cli", "--threads", threads, "predict", str(src),
            "--labels-from", str(only), "--modality", "CT", "--out", str(out)]
     proc = subprocess.run(cli, capture_output=True, text=True, encoding="utf-8", timeout=900)
     assert proc.returncode == 0, proc.stderr
     written = io.read_volume(out)
-    assert written.same_geometry(image)
+    assert written.same_geometry(scan) and not written.same_geometry(image)
     # the same as Python's from the whole label map with labels=[LIVER, SPLEEN]: every label of the file
-    np.testing.assert_array_equal(written.array, liver_spleen)
+    expected = predict_volume_labels(scan, crop.array, model=model, labels=[LIVER, SPLEEN], modality="CT",
+                                     progress=False)
+    assert set(np.unique(expected)) == {0, LIVER, SPLEEN}
+    np.testing.assert_array_equal(written.array, expected)
 
 
 # ---- the bundled 2D slice (conftest.brain_slice) and sample subject sub-01

@@ -103,7 +103,7 @@ def test_read_case_in_quick_mode_crops_around_the_target_and_keeps_geometry(tmp_
                        full_scan.to_sitk().TransformIndexToPhysicalPoint((0, 0, lo)))
 
 
-def test_ensure_checkpoint_trains_once_then_reads_back(tmp_path, clean_env, capsys):
+def test_ensure_checkpoint_trains_once_then_reads_back(tmp_path, clean_env, capsys, model):
     """Notebook 05 or 07 opened first: the quick fine-tuning run is built, then reused."""
     src, data = samples.brain_mri_dir(), tmp_path / "three"
     data.mkdir()
@@ -113,8 +113,7 @@ def test_ensure_checkpoint_trains_once_then_reads_back(tmp_path, clean_env, caps
     clean_env.setenv("MEDSAM_LITE_QUICK", "1")
     s = tutorial.settings(data=data, test_cases=["sub-05"], labels=[3], work=tmp_path / "w", threads=1,
                           verbose=False)
-    model = ml.load_model(device="cpu")
-    best = tutorial.ensure_checkpoint(s, model)
+    best = tutorial.ensure_checkpoint(s, model)  # the session's loaded model
     assert best == s.checkpoint and best.exists()
     assert "training it now" in capsys.readouterr().out
     stamp = best.stat().st_mtime_ns

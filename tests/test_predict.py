@@ -13,6 +13,7 @@ from medsam_lite import io, samples
 from medsam_lite.model.intensity import normalize_intensity
 
 LABELS = {1: "white_matter", 2: "grey_matter", 3: "lateral_ventricles"}
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
 
 
 @functools.lru_cache(maxsize=1)

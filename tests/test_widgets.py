@@ -17,6 +17,7 @@ from medsam_lite.interactive.widgets import BoxPrompter
 # LiteMedSAM through its published preprocessing (0.716 for the tight box; 0.870 / 0.792 before,
 # with a bilinear resize); see tests/test_browser.py for the same target drawn by mouse.
 BRAIN_DICE_MIN = 0.74
+pytestmark = pytest.mark.usefixtures("reuse_encodings")  # a slice encoded again here is answered from memory
 
 
 def _xywh(box, label):

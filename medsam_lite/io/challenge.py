@@ -45,7 +45,8 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileutil import atomic_write
-from .challenge25 import is_cvpr25, load_npz, read_cvpr25, write_case25  # noqa: F401  (write_case25 re-exported)
+from .challenge25 import checked_imgs, is_cvpr25, load_npz, read_cvpr25
+from .challenge25 import write_case25  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -109,19 +110,7 @@ def read_case(path: str | os.PathLike, need_boxes: bool = True) -> ChallengeCase
         return ChallengeCase(**read_cvpr25(path, data))
     is_3d = path.name.startswith("3D")
     where = f"{path.name} ({'3D' if is_3d else '2D'}: name {'starts' if is_3d else 'does not start'} with '3D')"
-    if "imgs" not in data:
-        raise InputError(f"{where} has no 'imgs' array (it holds {sorted(data)}); a challenge npz holds imgs and "
-                         "boxes (and gts for training).")
-    imgs = data["imgs"]
-    want = "D×H×W" if is_3d else "H×W×3"
-    if imgs.ndim != 3 or (not is_3d and imgs.shape[2] != 3) or min(imgs.shape) < 1:
-        raise InputError(f"{where}: imgs has shape {imgs.shape}; expected {want} uint8.")
-    if imgs.dtype != np.uint8:
-        if imgs.dtype.kind not in "iuf" or imgs.size == 0 or imgs.min() < 0 or imgs.max() > 255 \
-                or not np.array_equal(imgs, np.rint(imgs)):
-            raise InputError(f"{where}: imgs is {imgs.dtype} with values outside whole numbers 0–255; the "
-                             "challenge format stores images already windowed to uint8.")
-        imgs = imgs.astype(np.uint8)  # lossless: whole numbers in 0–255
+    imgs = checked_imgs(data, where, "a challenge npz holds imgs and boxes (and gts for training).", rgb=not is_3d)
     boxes = None
     if "boxes" in data:
         boxes = np.asarray(data["boxes"], np.float64)

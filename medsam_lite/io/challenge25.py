@@ -127,6 +127,31 @@ def _as_list(value, what: str, where: str) -> list:
     return list(value)
 
 
+def checked_imgs(data: dict, where: str, holds: str, rgb: bool = False) -> np.ndarray:
+    """``data["imgs"]`` of a challenge npz (either challenge), checked: ``D×H×W`` (``rgb``: ``H×W×3``, a
+    CVPR24 2D case) with every side ≥ 1, uint8 or whole numbers in 0–255 (then converted to uint8, lossless).
+
+    Args:
+        data: the file's arrays (:func:`load_npz`). where: the file, as the messages name it.
+        holds: what such a file holds, said when ``imgs`` is missing.
+
+    Raises:
+        InputError: no ``imgs``, another shape, or values that are not whole numbers in 0–255.
+    """
+    if "imgs" not in data:
+        raise InputError(f"{where} has no 'imgs' array (it holds {sorted(data)}); {holds}")
+    imgs = data["imgs"]
+    if imgs.ndim != 3 or (rgb and imgs.shape[2] != 3) or min(imgs.shape) < 1:
+        raise InputError(f"{where}: imgs has shape {imgs.shape}; expected {'H×W×3' if rgb else 'D×H×W'} uint8.")
+    if imgs.dtype != np.uint8:
+        if imgs.dtype.kind not in "iuf" or imgs.min() < 0 or imgs.max() > 255 \
+                or not np.array_equal(imgs, np.rint(imgs)):
+            raise InputError(f"{where}: imgs is {imgs.dtype} with values outside whole numbers 0–255; the challenge "
+                             "format stores images already windowed to uint8.")
+        imgs = imgs.astype(np.uint8)  # lossless: whole numbers in 0–255
+    return imgs
+
+
 def read_cvpr25(path: Path, data: dict) -> dict:
     """The checked fields of a CVPR25 case (``data``: its arrays from :func:`load_npz`), for
     :class:`~medsam_lite.io.challenge.ChallengeCase`.
@@ -136,17 +161,7 @@ def read_cvpr25(path: Path, data: dict) -> dict:
             ``clicks_order``, ``prev_pred`` / ``gts`` of another shape, ``spacing``).
     """
     where = f"{path.name} (CVPR25 format)"
-    if "imgs" not in data:
-        raise InputError(f"{where} has no 'imgs' array (it holds {sorted(data)}); a CVPR25 case holds imgs, spacing "
-                         "and boxes and/or clicks.")
-    imgs = data["imgs"]
-    if imgs.ndim != 3 or min(imgs.shape) < 1:
-        raise InputError(f"{where}: imgs has shape {imgs.shape}; expected D×H×W uint8.")
-    if imgs.dtype != np.uint8:
-        if imgs.dtype.kind not in "iuf" or imgs.min() < 0 or imgs.max() > 255 or not np.array_equal(imgs, np.rint(imgs)):
-            raise InputError(f"{where}: imgs is {imgs.dtype} with values outside whole numbers 0–255; the challenge "
-                             "format stores images already windowed to uint8.")
-        imgs = imgs.astype(np.uint8)
+    imgs = checked_imgs(data, where, "a CVPR25 case holds imgs, spacing and boxes and/or clicks.")
     d, h, w = imgs.shape
     boxes25 = None
     if "boxes" in data:
