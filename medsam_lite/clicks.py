@@ -113,7 +113,7 @@ def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str |
         n_clicks: clicks after the box (default 3).
         modality, window: intensity normalization, see :meth:`~medsam_lite.Predictor.set_image`.
         click_rule: how each click's answer joins the previous mask (:mod:`medsam_lite.model.clickrule`;
-            default: the model's rule, else :class:`~medsam_lite.model.clickrule.LocalRule`).
+            default: the model's rule, else :data:`~medsam_lite.model.clickrule.DEFAULT_RULE`).
 
     Returns:
         ``n_clicks + 1`` float Dice values: ``[after the box, after click 1, …]``.

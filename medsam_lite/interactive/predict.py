@@ -115,7 +115,7 @@ class Predictor:
                 ``return_logits=True`` (``H×W`` for one): the decoder refines that mask.
             return_logits: also return the ``N×H×W`` float32 logits (the next call's ``mask_input``).
             click_rule: how the click decoder's answer joins the previous mask (``mask_input``'s, else the
-                box's): default ``model.click_rule``, else :class:`~medsam_lite.model.clickrule.LocalRule`
+                box's): default ``model.click_rule``, else :data:`~medsam_lite.model.clickrule.DEFAULT_RULE`
                 (only the change in the region under each click, read from the image ``set_image`` kept;
                 a stored embedding set with ``set_embedding`` has none: the masks-only rule);
                 ``DecoderRule()`` keeps the whole answer.

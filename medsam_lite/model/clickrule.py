@@ -86,10 +86,9 @@ class LocalRule:
     previous mask contradicts) was chosen leave-one-domain-out on the four synthetic unseen domains
     (``bench/RESULTS.md``, "Clicks that read the image"). :data:`BY_PATIENT` (``image_edge=2,
     edge_on="ignored", fill_cap=0.25, margin=0.25, min_contrast=4``) is the rule chosen leave one
-    *patient* out (``bench/RESULTS.md``, "Clicks by patient": better on both held-out patients) — an
-    opt-in, not the default: on a training patient's liver its first click gains +0.084, under the
-    +0.1 ``tests/test_session.py`` asks of the default. ``use_image=False`` gives the masks-only rule
-    above whatever the image.
+    *patient* out (``bench/RESULTS.md``, "Clicks by patient": better on both held-out patients) and is
+    :data:`DEFAULT_RULE`, the rule ``decode`` uses when none is named (the class's own defaults stay
+    the synthetic-domain choice). ``use_image=False`` gives the masks-only rule above whatever the image.
 
     Args:
         gap: pixels (≥ 0): how far apart changes may lie and still be one region (0: 8-connected).
