@@ -268,6 +268,15 @@ def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, js
     return rows, list(dict.fromkeys(p for d in (organ_models or {None: pairs}).values() for p, _, _ in d))
 
 
+def _deltas(sel, pair: str, box: np.ndarray, n_clicks: int):
+    """One pair's per-target Dice (targets × clicks+1), its change after ``n_clicks`` and the worst target's
+    index; the box-only Dice must equal ``box`` (it may not depend on the decoder or the rule)."""
+    d = np.array([r[pair] for r in sel])
+    assert np.array_equal(d[:, 0], box), "box-only Dice must not depend on the decoder or rule"
+    delta = d[:, n_clicks] - d[:, 0]
+    return d, delta, int(np.argmin(delta))
+
+
 def report(rows, pairs, n_clicks: int) -> str:
     lines = [f"| domain | decoder + rule | targets (box < 0.9) | box only (< 0.9) | +1 click | +{n_clicks} clicks | "
              f"Δ (< 0.9) | all targets: mean Δ +{n_clicks} | worst target Δ | targets losing > 0.05 |",
@@ -278,10 +287,7 @@ def report(rows, pairs, n_clicks: int) -> str:
         box = np.array([r[pairs[0]][0] for r in sel])
         hard = box < 0.9
         for pair in pairs:
-            d = np.array([r[pair] for r in sel])
-            assert np.array_equal(d[:, 0], box), "box-only Dice must not depend on the decoder or rule"
-            delta = d[:, n_clicks] - d[:, 0]
-            worst = int(np.argmin(delta))
+            d, delta, worst = _deltas(sel, pair, box, n_clicks)
             hard_txt = (f"{d[hard, 0].mean():.3f} | {d[hard, 1].mean():.3f} | {d[hard, n_clicks].mean():.3f} | "
                         f"{(d[hard, n_clicks] - d[hard, 0]).mean():+.3f}") if hard.any() else "– | – | – | –"
             lines.append(f"| {domain} | {pair} | {len(sel)} ({int(hard.sum())}) | {hard_txt} | {delta.mean():+.3f} | "
@@ -354,11 +360,8 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
         box = np.array([r[pairs[0]][0] for r in sel])
         hard = box < 0.9
         for pair in pairs:
-            d = np.array([r[pair] for r in sel])
-            assert np.array_equal(d[:, 0], box), "box-only Dice must not depend on the decoder or rule"
-            delta = d[:, n_clicks] - d[:, 0]
+            d, delta, worst = _deltas(sel, pair, box, n_clicks)
             gain = (d[hard, n_clicks] - d[hard, 0]).mean() if hard.any() else float("nan")
-            worst = int(np.argmin(delta))
             verdicts.append((domain, pair, gain, delta.mean(), delta.min(),
                              f"{sel[worst]['target']}, {sel[worst]['slice']}", int((delta < -0.05).sum())))
     synthetic = [d for d in UNSEEN if any(v[0] == d for v in verdicts)]
