@@ -18,6 +18,7 @@ decodes only through :class:`~medsam_lite.Predictor` and encodes each slice once
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +91,9 @@ class AnnotationSession:
         self.timings = {"decode_ms": 0.0, "encode_ms": 0.0}
         self.embeddings = EmbeddingCache(self.max_cached_embeddings)
         # the worker reaches the session through a weak reference: collecting the session stops it
-        self.prefetcher = Prefetcher.owned(self, lambda s, z: _with_image(encode(s.predictor.model, s.image[z]), s.image[z]),
-                                           self.embeddings,
+        # (each slice's embedding keeps its normalized image: the click rule reads the clicked tissue)
+        self.prefetcher = Prefetcher.owned(self, lambda s, z: replace(encode(s.predictor.model, s.image[z]),
+                                                                      image=s.image[z]), self.embeddings,
                                            max_pending=max(1, min(2 * self.prefetch, self.max_cached_embeddings - 1)),
                                            idle_seconds=0.3)  # a box drawn right after stepping decodes first
         self._objects: dict[int, Annotation] = {}  # creation order
@@ -376,10 +378,3 @@ class AnnotationSession:
     def close(self) -> None:
         """Stop the background encoder (the session stays usable; slices then encode on demand)."""
         self.prefetcher.close()
-
-
-def _with_image(embedding, image: np.ndarray):
-    """``embedding`` carrying its slice's normalized uint8 image, for the click rule (original = image pixels)."""
-    from dataclasses import replace
-
-    return replace(embedding, image=image)

@@ -50,6 +50,9 @@ __all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "MIN_CONTRA
            "combine"]
 
 
+MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
+
+
 @dataclass(frozen=True)
 class DecoderRule:
     """Keep the decoder's whole answer (no locality): what clicks did before the rule."""
@@ -145,7 +148,7 @@ class LocalRule:
     margin: float = 0.0
     cap_change: bool = False
     trust_flip: bool = False
-    min_contrast: float = 8.0
+    min_contrast: float = MIN_CONTRAST
     name = "local"
 
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
@@ -296,7 +299,6 @@ class LocalRule:
             import cv2
 
             r = int(np.ceil(d)) + 2
-            h, w = region.shape
             r0, c0 = max(row - r, 0), max(col - r, 0)
             window = np.pad(region[r0:row + r + 1, c0:col + r + 1], 1).view(np.uint8)
             depth = float(cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[row - r0 + 1, col - c0 + 1])
@@ -321,9 +323,6 @@ class LocalRule:
         d2 = (ys + r0 - row) ** 2 + (xs + c0 - col) ** 2
         i = int(np.argmin(d2))
         return int(window[ys[i], xs[i]]) if d2[i] <= self.reach ** 2 else 0
-
-
-MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
 
 
 def click_refs(image: np.ndarray, row: int, col: int, other: np.ndarray, min_contrast: float = MIN_CONTRAST):

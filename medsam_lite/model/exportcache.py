@@ -166,7 +166,6 @@ def export_folder(cache_dir, part: str, key: str, backend: str) -> Path:
 
 
 @lru_cache(maxsize=1)
-@lru_cache(maxsize=1)
 def package_version() -> str:
     """The installed ``medsam-lite`` version (``"0"`` if it is not installed as a distribution); looked up
     once per process (each lookup scans the path's distributions)."""
