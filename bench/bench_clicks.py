@@ -60,7 +60,8 @@ sample; ``-`` for one of them runs only the other's domain) answer the organs of
 ``shipped`` (``--with-shipped``; trained on both patients: **seen**, for reference), ``other-domain`` (the decoder
 trained on the other sample only: the held-out numbers), each ``alone`` (``DecoderRule``) and
 ``rule`` (``image region3 always``: ``LocalRule()``, the default since issue 31; before it
-``local strict r=1``; ``image region3 always edge=2i cap margin c4`` is ``clickrule.BY_PATIENT``). Every model runs in torch here (one backend, so box-only
+``local strict r=1``; ``image region3 always edge=2i cap margin c4`` was ``clickrule.BY_PATIENT`` in round 2, and
+``image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2`` is from round 3). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
@@ -68,7 +69,7 @@ so it may be chosen on real data of the *other* patient. For each organ domain (
 and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
 on the other patient's organs (same decoder role) + the four synthetic domains (shipped decoder), by
 Done-means conditions met, then mean Δ, and reported on the patient left out; never chosen on the
-left-out one. The rule chosen on all of them is ``clickrule.BY_PATIENT`` (an opt-in: see RESULTS). The files are
+left-out one. The rule chosen on all of them is ``clickrule.BY_PATIENT`` (the default). The files are
 ``--json`` rows of ``--organs --rules …`` and of synthetic ``--rules …`` runs, merged by target.
 """
 
@@ -129,7 +130,17 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          "image region3 always edge=2i cap margin c4 trust": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
                                                                        min_contrast=4.0, trust_flip=True),
          "image region3 always edge=1.5i cap margin": LocalRule(edge_on="ignored", image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
-         "image region3 always edge=3i cap margin": LocalRule(edge_on="ignored", image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False)}
+         "image region3 always edge=3i cap margin": LocalRule(edge_on="ignored", image_edge=3.0, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
+         # issue 31, round 3: BY_PATIENT, and a click whose error neither the mask nor the image can size (touching
+         # the previous mask, depth < 2 px; or the image cannot tell the sides apart) changes at most max(1, u ×
+         # the mask's pixels), the clicked pixel first ("unsure=u"; 0: the clicked pixel alone)
+         **{f"image region3 always edge=2i cap margin c4 unsure={u}": LocalRule(
+             edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=4.0, unsure_cap=float(u))
+            for u in ("0", ".02", ".05")},
+         # … and the click region only 2× the click's depth into its side ("band"), or each fill capped at a fifth
+         **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05{b}": LocalRule(
+             edge_on="ignored", image_edge=2.0, fill_cap=float(c or .25), margin=0.25, min_contrast=4.0, unsure_cap=0.05,
+             band=2.0 if b else None) for c, b in (("", " band=2"), (".2", ""), (".2", " band=2"))}}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 

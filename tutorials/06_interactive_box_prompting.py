@@ -159,8 +159,9 @@ print(f"{names[small]} Dice:", round(ml.dice(prompter.masks[names[small]], truth
 # (notebook 08). LiteMedSAM's decoder was trained with boxes only, so clicks go to the click decoder
 # shipped in the package (`bench/bench_clicks.py` measures it). A click changes the mask only in the
 # region under it, read from the image (tissue like the clicked one, on the click's side of the mask);
-# where the image cannot tell the clicked tissue from the other side and the decoder does not change
-# the clicked pixel, nothing happens: undo it or draw a tighter box. Here the click goes on a pixel of the first organ that its mask missed (found from the
+# where the image cannot tell the clicked tissue from the other side, or the click sits on the mask's
+# 1-px rim, it changes little more than the clicked pixel (at most 5 % of the mask): click again, undo it
+# or draw a tighter box. Here the click goes on a pixel of the first organ that its mask missed (found from the
 # label, to run without a browser); the figure shows the mask before and after, the click as a star.
 
 # %%
@@ -196,7 +197,7 @@ else:
 # for its **click region** — the connected pixels on its side of the mask whose intensity is closer
 # to the clicked tissue than to the other side — within that radius: the decoder's change is kept
 # only there, and the rule applies the click itself to the region near the click (up to 3× the
-# click's distance to the mask's edge, at most a quarter of the mask per click), so a click counts
+# click's distance to the mask's edge, at most a fifth of the mask per click), so a click counts
 # even where the decoder ignores it. The mask stays as it was everywhere else (`bench/RESULTS.md`,
 # "Clicks by patient", measures it on unseen targets and on another patient's organs). The figure zooms on
 # the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
