@@ -214,18 +214,18 @@ class LocalRule:
         use = image is not None and self.use_image
         edge = self.image_edge if use else self.edge  # the decoder change's cut (× the click's depth)
         for n in range(proposed.shape[0]):
-            regions = {}
+            regions, area = {}, int(np.count_nonzero(previous[n]))  # the previous mask's pixels
             for (x, y), label in zip(np.asarray(points[n], np.float64), np.asarray(labels[n])):
                 label, kept = int(label), None
                 col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
-                where = self._image_region(previous[n], image, row, col, label) if use else None
+                where = self._image_region(previous[n], image, row, col, label, area) if use else None
                 unsure = None  # the unsure click's cap (pixels), or None
                 if self.unsure_cap is not None:
                     depth = where[1] if where is not None else _edge_distance(previous[n], row, col, label)
                     if depth <= 0:  # the mask already agrees with the click: it asks for nothing more
                         continue
                     if depth < 2 or (use and where is None):
-                        unsure = max(int(self.unsure_cap * previous[n].sum()), 1)
+                        unsure = max(int(self.unsure_cap * area), 1)
                 if label not in regions:
                     change = (proposed[n] & ~previous[n]) if label == 1 else (previous[n] & ~proposed[n])
                     regions[label] = _regions(change, self.gap)
@@ -236,7 +236,7 @@ class LocalRule:
                         region = (lab == k) & change
                         if self.radius is not None or edge is not None:
                             rad = np.inf if self.radius is None else max(
-                                self.radius * np.sqrt(previous[n].sum() / np.pi), self.reach)
+                                self.radius * np.sqrt(area / np.pi), self.reach)
                             if edge is not None and (not use or self.edge_on == "all" or where is None
                                                      or proposed[n][row, col] != bool(label)):
                                 rad = min(rad, max(edge * _edge_distance(previous[n], row, col, label),
@@ -253,7 +253,7 @@ class LocalRule:
                 fill = None
                 if where is not None and self.fill and (self.always or proposed[n][row, col] != bool(label)):
                     fill = self._fill(*where, row, col)
-                cap = None if self.fill_cap is None else max(int(self.fill_cap * previous[n].sum()), 1)
+                cap = None if self.fill_cap is None else max(int(self.fill_cap * area), 1)
                 if unsure is not None:
                     cap = unsure if cap is None else min(cap, unsure)
                     if previous[n][row, col] != bool(label):  # the clicked pixel takes the click's side
@@ -269,12 +269,13 @@ class LocalRule:
                 if fill is not None:
                     if cap is not None:
                         fill = _nearest(fill, row, col, cap)
-                    if label == 0 and (flip[n] & previous[n] | fill).sum() * 2 > previous[n].sum():
+                    if label == 0 and (flip[n] & previous[n] | fill).sum() * 2 > area:
                         continue  # a background click never takes most of the target away
                     flip[n] |= fill
         return out, flip
 
-    def _image_region(self, mask: np.ndarray, image: np.ndarray, row: int, col: int, label: int):
+    def _image_region(self, mask: np.ndarray, image: np.ndarray, row: int, col: int, label: int,
+                      area: int | None = None):
         """``(region H×W bool, depth d)`` of a click the previous ``mask`` contradicts, or ``None``
         (the mask agrees with the click, or the image cannot tell the two sides apart).
 
@@ -289,7 +290,8 @@ class LocalRule:
         if d <= 0:
             return None
         h, w = mask.shape
-        bound = np.inf if self.radius is None else max(self.radius * np.sqrt(mask.sum() / np.pi), self.reach)
+        area = int(np.count_nonzero(mask)) if area is None else area  # the mask's pixels
+        bound = np.inf if self.radius is None else max(self.radius * np.sqrt(area / np.pi), self.reach)
         if self.region_edge is not None:
             bound = min(bound, max(self.region_edge * d, self.reach))
         near = max(self.fill_edge * d, self.reach)
@@ -339,8 +341,12 @@ class LocalRule:
             depth = float(cv2.distanceTransform(window, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[row - r0 + 1, col - c0 + 1])
             rad = max(depth, self.least)
         h, w = region.shape
-        yy, xx = np.ogrid[:h, :w]
-        return region & ((yy - row) ** 2 + (xx - col) ** 2 <= rad * rad)
+        r = int(np.floor(rad))  # the disc lies within r rows / columns of the click
+        r0, r1, c0, c1 = max(row - r, 0), min(row + r + 1, h), max(col - r, 0), min(col + r + 1, w)
+        yy, xx = np.ogrid[r0:r1, c0:c1]
+        out = np.zeros_like(region)
+        out[r0:r1, c0:c1] = region[r0:r1, c0:c1] & ((yy - row) ** 2 + (xx - col) ** 2 <= rad * rad)
+        return out
 
     def _region_at(self, lab: np.ndarray, row: int, col: int) -> int:
         """The region id of the changed pixel at ``(row, col)`` (window coordinates, may lie outside
@@ -425,9 +431,19 @@ def _within(side: np.ndarray, where: np.ndarray, t: float) -> np.ndarray:
 
 def _nearest(mask: np.ndarray, row: int, col: int, k: int) -> np.ndarray:
     """The ``k`` pixels of ``mask`` nearest ``(row, col)`` (ties: row-major order), all if it has fewer."""
-    ys, xs = np.nonzero(mask)
-    if ys.size <= k:
+    if np.count_nonzero(mask) <= k:
         return mask
+    r = int(np.ceil(2 * np.sqrt(k / np.pi))) + 2  # first in a window around the click: the same k pixels when
+    r0, c0 = max(row - r, 0), max(col - r, 0)      # the k-th nearest lies within the window's inscribed disc
+    ys, xs = np.nonzero(mask[r0:row + r + 1, c0:col + r + 1])
+    ys, xs = ys + r0, xs + c0
+    d2 = (ys - row) ** 2 + (xs - col) ** 2
+    if ys.size >= k and np.partition(d2, k - 1)[k - 1] <= r * r:
+        keep = np.argsort(d2, kind="stable")[:k]
+        out = np.zeros_like(mask)
+        out[ys[keep], xs[keep]] = True
+        return out
+    ys, xs = np.nonzero(mask)
     keep = np.argsort((ys - row) ** 2 + (xs - col) ** 2, kind="stable")[:k]
     out = np.zeros_like(mask)
     out[ys[keep], xs[keep]] = True
@@ -526,8 +542,6 @@ def combine(rule, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray
         accept, flip = rule.accept(previous > 0, proposed > 0, points, labels), None
     out = np.where(accept, proposed, previous).astype(np.float32, copy=False)
     if flip is not None and flip.any():
-        up = ~(previous > 0)  # a flipped pixel outside the previous mask becomes foreground, inside background
-        forced = np.where(up, np.maximum(np.maximum(proposed, -previous), 1.0),
-                          np.minimum(np.minimum(proposed, -previous), -1.0))
-        out = np.where(flip, forced, out).astype(np.float32, copy=False)
+        p, q = proposed[flip], previous[flip]  # only the flipped pixels: outside the previous mask → foreground
+        out[flip] = np.where(q <= 0, np.maximum(np.maximum(p, -q), 1.0), np.minimum(np.minimum(p, -q), -1.0))
     return out
