@@ -291,10 +291,16 @@ def _aa_axis(x: np.ndarray, n_out: int) -> np.ndarray:
     out = (x[..., index[:, 0]] * weight[:, 0]).astype(np.float32)
     blocked = (size - 1) // AA_BLOCK * AA_BLOCK
     for j in range(1, index.shape[1]):
+        live, as_plain = j < size, j <= blocked  # per output: the tap exists; it is added as a plain product
         term = x[..., index[:, j]]
-        plain = (out + (term * weight[:, j]).astype(np.float32)).astype(np.float32)
-        fused = _fma(term, weight[:, j], out)
-        out = np.where(j >= size, out, np.where(j <= blocked, plain, fused))
+        if as_plain[live].all():  # one way of adding for every output that has this tap: only that one computed
+            step = (out + (term * weight[:, j]).astype(np.float32)).astype(np.float32)
+        elif not as_plain[live].any():
+            step = _fma(term, weight[:, j], out)
+        else:
+            step = np.where(as_plain, (out + (term * weight[:, j]).astype(np.float32)).astype(np.float32),
+                            _fma(term, weight[:, j], out))
+        out = step if live.all() else np.where(live, step, out)
     return out
 
 
