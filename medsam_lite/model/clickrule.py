@@ -29,8 +29,8 @@ can flip pixels itself):
   disc of ``fill_edge ×`` the click's depth (issue 31: on unseen scans the decoder mostly does not flip
   the clicked pixel, so a rule that can only keep or drop its changes wasted the click). Without the
   image, or where the image cannot tell the two sides apart (:data:`MIN_CONTRAST`), the click acts
-  as before: where the decoder changed neither the clicked pixel nor a neighbour, nothing changes.
-  The default, :data:`DEFAULT_RULE` = :data:`BY_PATIENT`, also caps each click's fill at a fifth of
+  as before: where the decoder changed neither the clicked pixel nor a neighbour, nothing changes
+  (with an ``unsure_cap``, as the default has, the clicked pixel itself still changes). The default, :data:`DEFAULT_RULE` = :data:`BY_PATIENT`, also caps each click's fill at a fifth of
   the mask, keeps the region within twice the click's depth of the mask's edge, uses a stricter tissue
   test and cuts the decoder's change to twice the click's depth where it ignored the click; and a click
   whose error neither the mask nor the image can size (it touches the mask: a 1-px rim error; or the
