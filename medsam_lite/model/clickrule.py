@@ -198,8 +198,10 @@ class LocalRule:
         inside the region, at least ``least`` px; with ``fill_cap``, at most that share of the
         previous mask, nearest the click) — on every such click with ``always``, else only where the
         decoder did not flip the clicked pixel. A background click never flips more than half of the
-        previous mask. When the image
-        cannot tell the two sides apart there is no region and the click acts as without an image.
+        previous mask. When the image cannot tell the two sides apart there is no region and the click
+        acts as without an image. With ``unsure_cap``, a click whose error cannot be sized (it touches
+        the mask, or there is no region) changes at most that share of the mask, its own pixel first and
+        always; a click the previous mask already agrees with changes nothing.
 
         Args: as :meth:`accept`.
 
@@ -212,67 +214,85 @@ class LocalRule:
         flip = np.zeros(proposed.shape, bool)
         h, w = proposed.shape[1:]
         use = image is not None and self.use_image
-        edge = self.image_edge if use else self.edge  # the decoder change's cut (× the click's depth)
         for n in range(proposed.shape[0]):
-            regions, area = {}, int(np.count_nonzero(previous[n]))  # the previous mask's pixels
+            prev, regions, area = previous[n], {}, int(np.count_nonzero(previous[n]))  # area: prev's pixels
             for (x, y), label in zip(np.asarray(points[n], np.float64), np.asarray(labels[n])):
-                label, kept = int(label), None
+                label = int(label)
                 col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
-                where = self._image_region(previous[n], image, row, col, label, area) if use else None
-                unsure = None  # the unsure click's cap (pixels), or None
-                if self.unsure_cap is not None:
-                    depth = where[1] if where is not None else _edge_distance(previous[n], row, col, label)
-                    if depth <= 0:  # the mask already agrees with the click: it asks for nothing more
-                        continue
-                    if depth < 2 or (use and where is None):
-                        unsure = max(int(self.unsure_cap * area), 1)
-                if label not in regions:
-                    change = (proposed[n] & ~previous[n]) if label == 1 else (previous[n] & ~proposed[n])
-                    regions[label] = _regions(change, self.gap)
-                if regions[label] is not None:
-                    (r0, c0), change, lab = regions[label]  # the changes' bounding window, its region ids
-                    k = self._region_at(np.where(change, lab, 0), row - r0, col - c0)
-                    if k:
-                        region = (lab == k) & change
-                        if self.radius is not None or edge is not None:
-                            rad = np.inf if self.radius is None else max(
-                                self.radius * np.sqrt(area / np.pi), self.reach)
-                            if edge is not None and (not use or self.edge_on == "all" or where is None
-                                                     or proposed[n][row, col] != bool(label)):
-                                rad = min(rad, max(edge * _edge_distance(previous[n], row, col, label),
-                                                   self.reach))
-                            yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
-                            region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
-                        if where is not None and not (self.trust_flip and proposed[n][row, col] == bool(label)):
-                            region &= where[0][r0:r0 + region.shape[0], c0:c0 + region.shape[1]]  # only in the click region
-                        if (self.cap_change and self.fill_cap is not None) or unsure is not None:
-                            kept = np.zeros(previous[n].shape, bool)
-                            kept[r0:r0 + region.shape[0], c0:c0 + region.shape[1]] = region
-                        else:
-                            out[n, r0:r0 + region.shape[0], c0:c0 + region.shape[1]] |= region
+                where = self._image_region(prev, image, row, col, label, area) if use else None
+                unsure = self._unsure(prev, where, use, row, col, label, area)
+                if unsure == 0:  # the mask already agrees with the click: it asks for nothing more
+                    continue
+                kept = self._kept_change(prev, proposed[n], regions, row, col, label, where, area, use)
                 fill = None
                 if where is not None and self.fill and (self.always or proposed[n][row, col] != bool(label)):
                     fill = self._fill(*where, row, col)
                 cap = None if self.fill_cap is None else max(int(self.fill_cap * area), 1)
                 if unsure is not None:
                     cap = unsure if cap is None else min(cap, unsure)
-                    if previous[n][row, col] != bool(label):  # the clicked pixel takes the click's side
-                        fill = np.zeros(previous[n].shape, bool) if fill is None else fill.copy()
+                    if prev[row, col] != bool(label):  # the clicked pixel takes the click's side
+                        fill = np.zeros(prev.shape, bool) if fill is None else fill.copy()
                         fill[row, col] = True
-                    if kept is None:
-                        kept = np.zeros(previous[n].shape, bool)
-                if kept is not None:  # the kept change and the fill together: at most the cap, nearest first
-                    both = _nearest(kept if fill is None else kept | fill, row, col, cap)
-                    out[n] |= kept & both
-                    kept = None
+                if unsure is not None or (self.cap_change and self.fill_cap is not None):
+                    whole = np.zeros(prev.shape, bool)  # the kept change and the fill together: at most
+                    if kept is not None:                # the cap, nearest the click first
+                        (r0, c0), part = kept
+                        whole[r0:r0 + part.shape[0], c0:c0 + part.shape[1]] = part
+                    both = _nearest(whole if fill is None else whole | fill, row, col, cap)
+                    out[n] |= whole & both
                     fill = None if fill is None else fill & both
+                elif kept is not None:
+                    (r0, c0), part = kept
+                    out[n, r0:r0 + part.shape[0], c0:c0 + part.shape[1]] |= part
                 if fill is not None:
                     if cap is not None:
                         fill = _nearest(fill, row, col, cap)
-                    if label == 0 and (flip[n] & previous[n] | fill).sum() * 2 > area:
+                    if label == 0 and (flip[n] & prev | fill).sum() * 2 > area:
                         continue  # a background click never takes most of the target away
                     flip[n] |= fill
         return out, flip
+
+    def _unsure(self, mask: np.ndarray, where, use: bool, row: int, col: int, label: int, area: int):
+        """With ``unsure_cap``: ``0`` where ``mask`` already agrees with the click (it asks for nothing
+        more), the click's cap in pixels where its error cannot be sized (it touches the mask, or the
+        image cannot tell the sides apart: ``where`` is ``None`` with ``use``), else ``None`` (no cap)."""
+        if self.unsure_cap is None:
+            return None
+        depth = where[1] if where is not None else _edge_distance(mask, row, col, label)
+        if depth <= 0:
+            return 0
+        return max(int(self.unsure_cap * area), 1) if depth < 2 or (use and where is None) else None
+
+    def _kept_change(self, mask: np.ndarray, proposed: np.ndarray, regions: dict, row: int, col: int,
+                     label: int, where, area: int, use: bool):
+        """The decoder's change the click keeps, before any cap: ``((row0, col0), window bool)`` or ``None``.
+
+        The change in the click's direction (``regions`` caches its region ids per label) whose region
+        holds the click or the nearest changed pixel within :attr:`reach`; cut to the disc of
+        :attr:`radius` × the mask's equivalent radius and, with an edge factor, of that factor × the
+        click's depth; with the image, only inside the click region ``where``.
+        """
+        if label not in regions:
+            change = (proposed & ~mask) if label == 1 else (mask & ~proposed)
+            regions[label] = _regions(change, self.gap)
+        if regions[label] is None:
+            return None
+        (r0, c0), change, lab = regions[label]  # the changes' bounding window, its region ids
+        k = self._region_at(np.where(change, lab, 0), row - r0, col - c0)
+        if not k:
+            return None
+        region = (lab == k) & change
+        edge = self.image_edge if use else self.edge  # the decoder change's cut (× the click's depth)
+        if self.radius is not None or edge is not None:
+            rad = np.inf if self.radius is None else max(self.radius * np.sqrt(area / np.pi), self.reach)
+            if edge is not None and (not use or self.edge_on == "all" or where is None
+                                     or proposed[row, col] != bool(label)):
+                rad = min(rad, max(edge * _edge_distance(mask, row, col, label), self.reach))
+            yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
+            region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
+        if where is not None and not (self.trust_flip and proposed[row, col] == bool(label)):
+            region &= where[0][r0:r0 + region.shape[0], c0:c0 + region.shape[1]]  # only in the click region
+        return (r0, c0), region
 
     def _image_region(self, mask: np.ndarray, image: np.ndarray, row: int, col: int, label: int,
                       area: int | None = None):
