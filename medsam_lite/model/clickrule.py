@@ -29,8 +29,8 @@ can flip pixels itself):
   disc of ``fill_edge ×`` the click's depth (issue 31: on unseen scans the decoder mostly does not flip
   the clicked pixel, so a rule that can only keep or drop its changes wasted the click). Without the
   image, or where the image cannot tell the two sides apart (:data:`MIN_CONTRAST`), the click acts
-  as before: where the decoder changed neither the clicked pixel nor a neighbour, nothing changes
-  (with an ``unsure_cap``, as the default has, the clicked pixel itself still changes). The default, :data:`DEFAULT_RULE` = :data:`BY_PATIENT`, also caps each click's fill at a fifth of
+  as before: where the decoder changed neither the clicked pixel nor a neighbour, nothing changes.
+  The default, :data:`DEFAULT_RULE` = :data:`BY_PATIENT`, also caps each click's fill at a fifth of
   the mask, keeps the region within twice the click's depth of the mask's edge, uses a stricter tissue
   test and cuts the decoder's change to twice the click's depth where it ignored the click; and a click
   whose error neither the mask nor the image can size (it touches the mask: a 1-px rim error; or the
@@ -135,13 +135,14 @@ class LocalRule:
             kept change and its fill together, nearest the click first).
         margin: the click region's tissue test (:func:`region_like`): a pixel joins it only when it is
             closer to the clicked tissue than to the other side by ``margin ×`` their difference.
-        unsure_cap: ``None`` or a factor ``u``: a click whose error neither the mask nor the image can
-            size — it touches the previous mask (depth < 2 px: a 1-px rim error, where one wrong pixel of
-            a 20-px vessel costs 0.05 Dice), or the image cannot tell the clicked tissue from the other
-            side (a background click 12 px deep in a liver mask says nothing of how large the hole is) —
-            changes at most ``max(1, u ×`` the previous mask's pixels``)``, the clicked pixel first, then
-            the kept change and the fill nearest it; and the clicked pixel itself always takes the
-            click's side. An earlier click the previous mask already agrees with changes nothing.
+        unsure_cap: ``None`` or a factor ``u`` (with the image only): a click whose error neither the
+            mask nor the image can size — it touches the previous mask (depth < 2 px: a 1-px rim error,
+            where one wrong pixel of a 20-px vessel costs 0.05 Dice), or the image cannot tell the
+            clicked tissue from the other side (a background click 12 px deep in a liver mask says
+            nothing of how large the hole is) — changes at most ``max(1, u ×`` the previous mask's
+            pixels``)``, the clicked pixel first, then the kept change and the fill nearest it; and the
+            clicked pixel itself always takes the click's side. An earlier click the previous mask
+            already agrees with changes nothing.
         band: ``None`` or a factor ``b``: the click region only ``b × d`` px (+ 0.5) deep into the click's
             side, measured from the previous mask's edge (the robot clicks the middle of an error, so a
             click ``d`` deep speaks for an error about ``2 d`` thick along the edge, not for tissue deeper
@@ -199,9 +200,11 @@ class LocalRule:
         previous mask, nearest the click) — on every such click with ``always``, else only where the
         decoder did not flip the clicked pixel. A background click never flips more than half of the
         previous mask. When the image cannot tell the two sides apart there is no region and the click
-        acts as without an image. With ``unsure_cap``, a click whose error cannot be sized (it touches
-        the mask, or there is no region) changes at most that share of the mask, its own pixel first and
-        always; a click the previous mask already agrees with changes nothing.
+        acts as without an image, except that with ``unsure_cap`` a click whose error cannot be sized
+        (it touches the mask, or there is no region) changes at most that share of the mask, its own
+        pixel first and always, and a click the previous mask already agrees with changes nothing.
+        Without the image ``unsure_cap`` does nothing (the masks-only rule, which the 3D clicks of
+        :mod:`medsam_lite.interactive.refine3d` build on, is as it was).
 
         Args: as :meth:`accept`.
 
@@ -253,10 +256,11 @@ class LocalRule:
         return out, flip
 
     def _unsure(self, mask: np.ndarray, where, use: bool, row: int, col: int, label: int, area: int):
-        """With ``unsure_cap``: ``0`` where ``mask`` already agrees with the click (it asks for nothing
-        more), the click's cap in pixels where its error cannot be sized (it touches the mask, or the
-        image cannot tell the sides apart: ``where`` is ``None`` with ``use``), else ``None`` (no cap)."""
-        if self.unsure_cap is None:
+        """With ``unsure_cap`` and the image (``use``): ``0`` where ``mask`` already agrees with the click
+        (it asks for nothing more), the click's cap in pixels where its error cannot be sized (it touches
+        the mask, or the image cannot tell the sides apart: ``where`` is ``None``), else ``None`` (no cap).
+        Without the image: ``None`` (the masks-only rule is as it was)."""
+        if self.unsure_cap is None or not use:
             return None
         depth = where[1] if where is not None else _edge_distance(mask, row, col, label)
         if depth <= 0:
