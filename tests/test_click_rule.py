@@ -358,3 +358,11 @@ def test_an_earlier_click_the_mask_already_agrees_with_changes_nothing():
     first = np.float32([[[29, 20]]])                # inside the mask: it already agrees (foreground)
     accept, flip = DEFAULT_RULE.decide(previous, proposed, first, np.int64([[1]]), image)
     assert not accept[0][~previous[0] & proposed[0]].any() and not flip.any()
+
+
+def test_a_local_rule_with_bad_settings_is_refused_when_made():
+    for bad in (dict(unsure_cap=-0.1), dict(band=float("nan")), dict(gap=1.5), dict(fill="blob"),
+                dict(edge_on="some"), dict(fill_cap="a quarter"), dict(reach=-1)):
+        with pytest.raises(ml.InputError, match=next(iter(bad))):
+            LocalRule(**bad)
+    LocalRule(unsure_cap=0, band=2, fill=None)  # zero and None are settings

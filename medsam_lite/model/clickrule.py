@@ -170,6 +170,34 @@ class LocalRule:
     band: float | None = None
     name = "local"
 
+    def __post_init__(self):
+        """Check the settings when the rule is made, not at the first click.
+
+        Raises:
+            InputError: a negative or non-finite number, a non-integer ``gap``, an unknown ``fill`` or ``edge_on``.
+        """
+        from ..errors import InputError
+
+        bad = []
+        if isinstance(self.gap, bool) or not isinstance(self.gap, (int, np.integer)) or self.gap < 0:
+            bad.append(f"gap={self.gap!r} (an integer >= 0)")
+        for name in ("reach", "fill_edge", "least", "margin", "min_contrast"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
+                bad.append(f"{name}={value!r} (a finite number >= 0)")
+        for name in ("radius", "edge", "region_edge", "image_edge", "fill_cap", "unsure_cap", "band"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
+                                      or not np.isfinite(value) or value < 0):
+                bad.append(f"{name}={value!r} (None or a finite number >= 0)")
+        if self.fill not in ("region", "disk", None):
+            bad.append(f"fill={self.fill!r} ('region', 'disk' or None)")
+        if self.edge_on not in ("all", "ignored"):
+            bad.append(f"edge_on={self.edge_on!r} ('all' or 'ignored')")
+        if bad:
+            raise InputError(f"LocalRule: {'; '.join(bad)}. See medsam_lite.model.clickrule.LocalRule for what each "
+                             f"setting means (DEFAULT_RULE is the shipped one).")
+
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
                image: np.ndarray | None = None) -> np.ndarray:
         """Where the decoder's answer replaces the previous mask (the first half of :meth:`decide`).
