@@ -293,7 +293,7 @@ class LocalRule:
         depth = where[1] if where is not None else _edge_distance(mask, row, col, label)
         if depth <= 0:
             return 0
-        return max(int(self.unsure_cap * area), 1) if depth < 2 or (use and where is None) else None
+        return max(int(self.unsure_cap * area), 1) if depth < 2 or where is None else None
 
     def _kept_change(self, mask: np.ndarray, proposed: np.ndarray, regions: dict, row: int, col: int,
                      label: int, where, area: int, use: bool):
