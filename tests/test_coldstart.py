@@ -147,10 +147,13 @@ def test_compiled_model_cache_gives_the_same_numbers(model, backend, tmp_path):
     from medsam_lite.model.exportcache import default_cache_dir
 
     source = default_cache_dir() / "exports"
-    folders = [f for f in source.glob(f"decoder-*-{backend}") if verify_export(f, "decoder", json.loads(
-        (f / "meta.json").read_text())["weights_sha256"], backend) is None]
+    # the backend's own decoder export, else any verified decoder export's ONNX (the compiled-model cache works
+    # on whatever ONNX graph the session opens; which exports the cache holds depends on the tests run before)
+    folders = [f for b in (backend, "*") for f in sorted(source.glob(f"decoder-*-{b}"))
+               if verify_export(f, "decoder", json.loads((f / "meta.json").read_text())["weights_sha256"],
+                                f.name.rsplit("-", 1)[1]) is None]
     if not folders:
-        pytest.skip(f"no {backend} decoder export in the cache")
+        pytest.skip("no decoder export in the cache")
     shutil.copytree(folders[0], tmp_path / "exports" / folders[0].name)
     path = tmp_path / "exports" / folders[0].name / "decoder.onnx"
     rng = np.random.default_rng(0)
