@@ -91,6 +91,8 @@ _OLD = dict(use_image=False)  # the rules before the image: masks only
 # round 1 of the image rules (issue 31): the edge cut on every click, no fill cap, the plain tissue test
 _IMG1 = dict(image_edge=None, edge_on="all", fill_cap=None, margin=0.0, min_contrast=8.0, trust_flip=False)
 _IMG1_EDGE2 = dict(_IMG1, image_edge=2.0)
+# round 2's chosen rule (clickrule.BY_PATIENT in round 2): the base of round 3's candidates
+_R2 = dict(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=4.0)
 RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=None, edge=None, **_OLD),
          "local strict": LocalRule(gap=0, reach=1.5, radius=None, edge=None, **_OLD),
          "local r=1": LocalRule(gap=2, reach=4.0, radius=1.0, edge=None, **_OLD),
@@ -125,8 +127,7 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
                                                                 cap_change=True, min_contrast=8.0, trust_flip=False),
          "image region3 always edge=2i capall margin=.5": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.5,
                                                                     cap_change=True, min_contrast=8.0, trust_flip=False),
-         "image region3 always edge=2i cap margin c4": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
-                                                                 min_contrast=4.0, trust_flip=False),
+         "image region3 always edge=2i cap margin c4": LocalRule(**_R2),  # round 2's BY_PATIENT
          "image region3 always edge=2i cap margin c4 trust": LocalRule(edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25,
                                                                        min_contrast=4.0, trust_flip=True),
          "image region3 always edge=1.5i cap margin": LocalRule(edge_on="ignored", image_edge=1.5, fill_cap=0.25, margin=0.25, min_contrast=8.0, trust_flip=False),
@@ -134,13 +135,12 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # issue 31, round 3: BY_PATIENT, and a click whose error neither the mask nor the image can size (touching
          # the previous mask, depth < 2 px; or the image cannot tell the sides apart) changes at most max(1, u ×
          # the mask's pixels), the clicked pixel first ("unsure=u"; 0: the clicked pixel alone)
-         **{f"image region3 always edge=2i cap margin c4 unsure={u}": LocalRule(
-             edge_on="ignored", image_edge=2.0, fill_cap=0.25, margin=0.25, min_contrast=4.0, unsure_cap=float(u))
+         **{f"image region3 always edge=2i cap margin c4 unsure={u}": LocalRule(**dict(_R2, unsure_cap=float(u)))
             for u in ("0", ".02", ".05")},
          # … and the click region only 2× the click's depth into its side ("band"), or each fill capped at a fifth
          **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05{b}": LocalRule(
-             edge_on="ignored", image_edge=2.0, fill_cap=float(c or .25), margin=0.25, min_contrast=4.0, unsure_cap=0.05,
-             band=2.0 if b else None) for c, b in (("", " band=2"), (".2", ""), (".2", " band=2"))}}
+             **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0 if b else None))
+            for c, b in (("", " band=2"), (".2", ""), (".2", " band=2"))}}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -279,6 +279,20 @@ def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, js
     return rows, list(dict.fromkeys(p for d in (organ_models or {None: pairs}).values() for p, _, _ in d))
 
 
+#: Issue 31's "Done means", the one place: box + clicks gains at least GAIN over targets with box Dice < 0.9,
+#: loses at most -MEAN on average over all targets, and no target loses more than -WORST.
+GAIN, MEAN, WORST = 0.05, -0.005, -0.05
+
+
+def _met(gain: float, mean: float, worst: float) -> list[bool]:
+    """The three Done-means conditions: ``[gain ≥ GAIN, mean ≥ MEAN, worst ≥ WORST]``."""
+    return [gain >= GAIN, mean >= MEAN, worst >= WORST]
+
+
+def _yes_no(met: list[bool]) -> str:
+    return "/".join("yes" if m else "no" for m in met)
+
+
 def _deltas(sel, pair: str, box: np.ndarray, n_clicks: int):
     """One pair's per-target Dice (targets × clicks+1), its change after ``n_clicks`` and the worst target's
     index; the box-only Dice must equal ``box`` (it may not depend on the decoder or the rule)."""
@@ -303,7 +317,7 @@ def report(rows, pairs, n_clicks: int) -> str:
                         f"{(d[hard, n_clicks] - d[hard, 0]).mean():+.3f}") if hard.any() else "– | – | – | –"
             lines.append(f"| {domain} | {pair} | {len(sel)} ({int(hard.sum())}) | {hard_txt} | {delta.mean():+.3f} | "
                          f"{delta[worst]:+.3f} ({sel[worst]['target']}, {sel[worst]['slice']}) | "
-                         f"{int((delta < -0.05).sum())} |")
+                         f"{int((delta < WORST).sum())} |")
             if not domain.startswith("seen"):
                 gain = (d[hard, n_clicks] - d[hard, 0]).mean() if hard.any() else float("nan")
                 verdicts.append((domain, pair, gain, delta.mean(), delta.min()))
@@ -317,16 +331,15 @@ def report(rows, pairs, n_clicks: int) -> str:
     lines.append("| domain | decoder + rule | gain (< 0.9) | mean Δ (all) | worst Δ | met |")
     lines.append("|---|---|---:|---:|---:|---|")
     for domain, pair, gain, mean, worst in verdicts:
-        met = [gain >= 0.05, mean >= -0.005, worst >= -0.05]
         lines.append(f"| {domain} | {pair} | {gain:+.3f} | {mean:+.3f} | {worst:+.3f} | "
-                     f"{'/'.join('yes' if m else 'no' for m in met)} |")
+                     f"{_yes_no(_met(gain, mean, worst))} |")
     return "\n".join(lines)
 
 
 def _score(verdicts, domains, pair):
     """(conditions met, mean Δ) of ``pair`` over ``domains``."""
     sel = [v for v in verdicts if v[1] == pair and v[0] in domains]
-    met = sum(int(g >= 0.05) + int(m >= -0.005) + int(w >= -0.05) for _, _, g, m, w in sel)
+    met = sum(sum(_met(g, m, w)) for _, _, g, m, w in sel)
     return met, float(np.mean([m for _, _, _, m, _ in sel])) if sel else 0.0
 
 
@@ -341,8 +354,7 @@ def choose(verdicts) -> list[str]:
         others = [o for o in domains if o != d]
         best = max(pairs, key=lambda p: _score(verdicts, others, p)) if others else pairs[0]
         _, _, g, m, w = next(v for v in verdicts if v[0] == d and v[1] == best)
-        met = [g >= 0.05, m >= -0.005, w >= -0.05]
-        lines.append(f"| {d} | {best} | {g:+.3f} | {m:+.3f} | {w:+.3f} | {'/'.join('yes' if x else 'no' for x in met)} |")
+        lines.append(f"| {d} | {best} | {g:+.3f} | {m:+.3f} | {w:+.3f} | {_yes_no(_met(g, m, w))} |")
     best = max(pairs, key=lambda p: _score(verdicts, domains, p))
     lines += ["", f"Chosen on all unseen domains (the default to ship): **{best}** "
               f"({_score(verdicts, domains, best)[0]} of {3 * len(domains)} conditions met)."]
@@ -374,7 +386,7 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
             d, delta, worst = _deltas(sel, pair, box, n_clicks)
             gain = (d[hard, n_clicks] - d[hard, 0]).mean() if hard.any() else float("nan")
             verdicts.append((domain, pair, gain, delta.mean(), delta.min(),
-                             f"{sel[worst]['target']}, {sel[worst]['slice']}", int((delta < -0.05).sum())))
+                             f"{sel[worst]['target']}, {sel[worst]['slice']}", int((delta < WORST).sum())))
     synthetic = [d for d in UNSEEN if any(v[0] == d for v in verdicts)]
     rules = candidates or sorted({_rule_of_pair(v[1]) for v in verdicts if v[1].startswith("shipped ")})
 
@@ -384,7 +396,7 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
         sel = [next((v for v in verdicts if (v[0], v[1]) == k), None) for k in keys]
         if any(v is None for v in sel):
             return (-1, -np.inf)  # not measured everywhere: not a candidate
-        met = sum(int(v[2] >= 0.05) + int(v[3] >= -0.005) + int(v[4] >= -0.05) for v in sel)
+        met = sum(sum(_met(*v[2:5])) for v in sel)
         return met, float(np.mean([v[3] for v in sel]))
 
     lines = ["Leave one patient out (the rule chosen on the other patient's organs, same decoder, + the four "
@@ -400,10 +412,9 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
             v = next((v for v in verdicts if v[0] == d and v[1] == f"{decoder} {best}"), None)
             if v is None:
                 continue
-            met = [v[2] >= 0.05, v[3] >= -0.005, v[4] >= -0.05]
             m, n = score(best, [decoder], others)[0], 3 * (len(synthetic) + len(others))
             lines.append(f"| {d} ({decoder}) | {best} | {m} of {n} | {v[2]:+.3f} | {v[3]:+.3f} | {v[4]:+.3f} ({v[5]}) "
-                         f"| {v[6]} | {'/'.join('yes' if x else 'no' for x in met)} |")
+                         f"| {v[6]} | {_yes_no(_met(*v[2:5]))} |")
     best = max(rules, key=lambda r: score(r, ["published", "other-domain"], organs))
     m = score(best, ["published", "other-domain"], organs)[0]
     lines += ["", f"Chosen on all (both patients' organs with both decoders + the synthetic domains; the rule to "
