@@ -20,6 +20,7 @@ line, then the environment variables of :func:`medsam_lite.app.tutorial.settings
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import re
@@ -291,12 +292,13 @@ def _load(args, encode_next: bool = False):
         from ..distributed import default_device  # (imports torch)
 
         device = default_device(args.device)
-    if not encode_next:
-        return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
-                          precision=args.model_precision)
-    from ..model.exported import encoding_ahead
+    if encode_next:
+        from ..model.exported import encoding_ahead
 
-    with encoding_ahead():
+        ahead = encoding_ahead()
+    else:
+        ahead = contextlib.nullcontext()
+    with ahead:
         return load_model(args.model, checkpoint=args.checkpoint, device=device, backend=args.backend,
                           precision=args.model_precision)
 

@@ -205,7 +205,7 @@ def known_sha256(path: str | Path, exports: Path) -> str:
         name = str(path.resolve())
     except OSError:
         return file_sha256(path)
-    ident = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    ident = _identity(st)
     memo = _digests(exports)
     entry = memo.get(name)
     if isinstance(entry, list) and len(entry) == 6 and entry[:5] == ident and isinstance(entry[5], str):
@@ -215,7 +215,7 @@ def known_sha256(path: str | Path, exports: Path) -> str:
         after = path.stat()
     except OSError:
         return sha
-    if ([after.st_dev, after.st_ino, after.st_size, after.st_mtime_ns, after.st_ctime_ns] == ident
+    if (_identity(after) == ident
             and time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS):
         memo[name] = ident + [sha]
         try:
@@ -225,6 +225,11 @@ def known_sha256(path: str | Path, exports: Path) -> str:
         except OSError:
             pass
     return sha
+
+
+def _identity(st) -> list[int]:
+    """A file's identity and stat as :func:`known_sha256` remembers it: device, inode, size, mtime, ctime (ns)."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def _digests(exports: Path) -> dict:
