@@ -67,7 +67,8 @@ Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
 so it may be chosen on real data of the *other* patient. For each organ domain (one patient each)
 and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
-on the other patient's organs (same decoder role) + the four synthetic domains (shipped decoder), by
+on the other patient's organs (same decoder role) + the synthetic domains (shipped decoder) not made
+inside the left-out patient's scan (``MADE_IN``; round 4: its lesions are that patient's image), by
 Done-means conditions met, then mean Δ, and reported on the patient left out; never chosen on the
 left-out one. The rule chosen on all of them is ``clickrule.BY_PATIENT`` (the default). The files are
 ``--json`` rows of ``--organs --rules …`` and of synthetic ``--rules …`` runs, merged by target.
@@ -86,6 +87,7 @@ import torch
 import medsam_lite as ml
 from medsam_lite import io, samples
 from medsam_lite.model.clickrule import DecoderRule, LocalRule
+from medsam_lite.model.intensity import normalize_intensity
 
 _OLD = dict(use_image=False)  # the rules before the image: masks only
 # round 1 of the image rules (issue 31): the edge cut on every click, no fill cap, the plain tissue test
@@ -195,6 +197,15 @@ def slices(domain: str):
                     yield f"{sub}:{z}", image, "MR", targets, 1.0
 
 
+    elif domain in REAL:  # every slice whose tumour label has ≥ 100 pixels (MedSAM's rule); MR normalized per volume
+        modality, cases, what = REAL[domain]
+        for case in cases:
+            vol, label = real_case(case)
+            array = vol.array if modality == "CT" else normalize_intensity(vol.array, "MR")
+            for z in range(label.shape[0]):
+                if (label[z] > 0).sum() >= 100:
+                    yield f"{case}:{z}", array[z] if modality == "MR" else array[z].astype(np.float32), modality, \
+                        [(what, label[z] > 0)], float(vol.spacing[0] * vol.spacing[1])
     elif domain in ("CT organs", "MR organs"):
         modality = domain.split()[0]
         folder = samples.ct_abdomen_dir() if modality == "CT" else samples.mr_abdomen_dir()
@@ -215,8 +226,35 @@ def slices(domain: str):
 
 
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
-DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs"]
+DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
+           "real brain tumours", "real lung tumours"]
 UNSEEN = DOMAINS[:4]
+#: Real patients no decoder trained on and no rule was chosen on (round 4): pyradiomics' test cases (``data/`` of
+#: its source distribution on PyPI, BSD-3; ``real_case``): brain MR with a tumour label (brain1, brain2) and lung
+#: CT with a tumour / nodule label (lung1, lung2). Read for testing only: never trained on, never shipped.
+REAL = {"real brain tumours": ("MR", ("brain1", "brain2"), "brain tumour"),
+        "real lung tumours": ("CT", ("lung1", "lung2"), "lung tumour")}
+PYRADIOMICS_SDIST = ("https://files.pythonhosted.org/packages/03/c1/20fc2c50ab1e3304da36d866042a1905a2b05a1431ece35448ab6b4578f2/"
+                     "pyradiomics-3.1.0.tar.gz",
+                     "sha256:24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4")
+REAL_DIR = [None]  # --real-data: a folder holding <case>_image.nrrd / <case>_label.nrrd (default: fetched once)
+
+
+def real_case(case: str):
+    """``(image volume, label D×H×W)`` of one pyradiomics test case, from ``--real-data`` or from the
+    pyradiomics 3.1.0 source distribution (34 MB, fetched once with pooch and checked by SHA-256)."""
+    if REAL_DIR[0] is None:
+        import pooch
+
+        names = [f"pyradiomics-3.1.0/data/{c}_{k}.nrrd" for _, cases, _ in REAL.values() for c in cases
+                 for k in ("image", "label")]
+        files = pooch.retrieve(*PYRADIOMICS_SDIST, processor=pooch.Untar(members=names), progressbar=True)
+        REAL_DIR[0] = Path(files[0]).parent
+    folder = Path(REAL_DIR[0])
+    return io.read_volume(folder / f"{case}_image.nrrd"), io.read_volume(folder / f"{case}_label.nrrd").array
+#: The synthetic domains made inside a bundled patient's scan (``slices``: lesions in CT case-03, MR case-02):
+#: left out with that patient's organs, as they are that patient's image.
+MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs"}
 
 
 def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=None) -> dict:
@@ -245,12 +283,13 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
     return out
 
 
-def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, json_path=None):
+def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, json_path=None, with_published=False):
     if organ_models is None:
         shipped = ml.load_model()
         published = ml.load_model(click_decoder=False)
         assert shipped.click_decoder is not None, "no shipped click decoder: run scripts/train_click_decoder.py"
-        pairs = [] if rules else [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
+        pairs = ([(f"published {r}", published, RULES[r]) for r in rules] if with_published else []) if rules else \
+            [(f"published {r}", published, RULES[r]) for r in ("alone", "local")]
         pairs += [(f"shipped {r}", shipped, rule) for r, rule in RULES.items() if not rules or r in rules]
     else:
         shipped = organ_models[domains[0]][0][1]
@@ -322,8 +361,9 @@ def report(rows, pairs, n_clicks: int) -> str:
                 gain = (d[hard, n_clicks] - d[hard, 0]).mean() if hard.any() else float("nan")
                 verdicts.append((domain, pair, gain, delta.mean(), delta.min()))
     lines.append("")
-    if any(not v[0].endswith("organs") for v in verdicts):  # organs: the decoders are fixed, nothing to choose
-        lines += choose([v for v in verdicts if not v[0].endswith("organs")])
+    # organs: the decoders are fixed, nothing to choose; the real patients (REAL) are never chosen on
+    if any(v[0] in UNSEEN for v in verdicts):
+        lines += choose([v for v in verdicts if v[0] in UNSEEN])
         lines.append("")
     lines.append("Done-means check on the unseen domains (gain over box < 0.9 ≥ +0.05; mean Δ over all ≥ −0.005; "
                  "no target loses > 0.05):")
@@ -372,8 +412,9 @@ def _rule_of_pair(pair: str) -> str:
 def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
     """Leave one **patient** out (issue 31): the rule has no weights, so for each organ domain (one
     patient each) and each decoder it is chosen on the *other* patient's organs (same decoder role)
-    plus the four synthetic unseen domains (shipped decoder), by Done-means conditions met, then mean
-    Δ; and reported on the organ domain left out. ``rows``: per-target rows holding, for every
+    plus the synthetic unseen domains (shipped decoder) not made inside the left-out patient's scan
+    (:data:`MADE_IN`: its synthetic lesions are the held-out patient's image too), by Done-means
+    conditions met, then mean Δ; and reported on the organ domain left out. ``rows``: per-target rows holding, for every
     candidate rule ``r``, ``'published r'`` / ``'other-domain r'`` (organ domains) and ``'shipped r'``
     (synthetic domains). The rule to ship is the one chosen on all of them."""
     verdicts = []
@@ -390,17 +431,18 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
     synthetic = [d for d in UNSEEN if any(v[0] == d for v in verdicts)]
     rules = candidates or sorted({_rule_of_pair(v[1]) for v in verdicts if v[1].startswith("shipped ")})
 
-    def score(rule, decoders, organ_domains):
-        keys = [(d, f"shipped {rule}") for d in synthetic] + [(d, f"{x} {rule}") for d in organ_domains
-                                                                 for x in decoders]
+    def score(rule, decoders, organ_domains, left_out=None):
+        keys = [(d, f"shipped {rule}") for d in synthetic if left_out is None or MADE_IN.get(d) != left_out] + [
+            (d, f"{x} {rule}") for d in organ_domains for x in decoders]
         sel = [next((v for v in verdicts if (v[0], v[1]) == k), None) for k in keys]
         if any(v is None for v in sel):
             return (-1, -np.inf)  # not measured everywhere: not a candidate
         met = sum(sum(_met(*v[2:5])) for v in sel)
         return met, float(np.mean([v[3] for v in sel]))
 
-    lines = ["Leave one patient out (the rule chosen on the other patient's organs, same decoder, + the four "
-             "synthetic domains (shipped decoder), by Done-means conditions met, then mean Δ; its result on the "
+    lines = ["Leave one patient out (the rule chosen on the other patient's organs, same decoder, + the synthetic "
+             "domains not made inside the left-out patient's scan (shipped decoder), by Done-means conditions met, "
+             "then mean Δ; its result on the "
              f"patient left out). Candidates: {', '.join(f'`{r}`' for r in rules)}.", "",
              "| left out (decoder) | chosen on the other patient + synthetic | conditions met there | gain (< 0.9) "
              "| mean Δ (all) | worst Δ (target) | losing > 0.05 | met |", "|---|---|---:|---:|---:|---|---:|---|"]
@@ -408,11 +450,12 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
     for d in organs:
         others = [o for o in organs if o != d]
         for decoder in ("published", "other-domain"):
-            best = max(rules, key=lambda r: score(r, [decoder], others))
+            best = max(rules, key=lambda r: score(r, [decoder], others, d))
             v = next((v for v in verdicts if v[0] == d and v[1] == f"{decoder} {best}"), None)
             if v is None:
                 continue
-            m, n = score(best, [decoder], others)[0], 3 * (len(synthetic) + len(others))
+            m = score(best, [decoder], others, d)[0]
+            n = 3 * (len([s for s in synthetic if MADE_IN.get(s) != d]) + len(others))
             lines.append(f"| {d} ({decoder}) | {best} | {m} of {n} | {v[2]:+.3f} | {v[3]:+.3f} | {v[4]:+.3f} ({v[5]}) "
                          f"| {v[6]} | {_yes_no(_met(*v[2:5]))} |")
     best = max(rules, key=lambda r: score(r, ["published", "other-domain"], organs))
@@ -440,12 +483,17 @@ def main() -> None:
     parser.add_argument("--by-patient", nargs="+", metavar="JSON", help="print the leave-one-patient-out "
                         "choice from --json files of an --organs run and of a synthetic run (the same rules) and exit")
     parser.add_argument("--candidates", nargs="*", help="--by-patient: only these rules may be chosen")
+    parser.add_argument("--with-published", action="store_true", help="with --rules (not --organs): also the "
+                        "published decoder with each rule")
+    parser.add_argument("--real-data", help="the real domains' folder (<case>_image.nrrd, <case>_label.nrrd); "
+                        "default: pyradiomics 3.1.0's data/, fetched once from PyPI")
     parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
                         "(trained on both patients: seen)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     EVERY[0] = args.every
+    REAL_DIR[0] = args.real_data
     organ_models = None
     if args.organs:
         domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
@@ -467,7 +515,7 @@ def main() -> None:
         print(report(rows, pairs, args.clicks))
         print(f"\n{len(rows)} targets (from {args.report}).")
         return
-    rows, pairs = run(args.clicks, args.domains, organ_models, args.rules, args.json)
+    rows, pairs = run(args.clicks, args.domains, organ_models, args.rules, args.json, args.with_published)
     print(report(rows, pairs, args.clicks))
     if args.json:
         Path(args.json).write_text(json.dumps(rows))
