@@ -112,7 +112,7 @@ def build_ct20(folder: Path) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from medsam_lite import io, normalize_intensity
-    from medsam_lite.io.challenge import write_case25
+    from medsam_lite.io.challenge25 import write_case25
 
     src = ROOT / "data_samples" / "ct_abdomen"
     hu = np.concatenate([io.read_volume(src / f"case-0{i}.nii.gz").array for i in (1, 2)]).astype(np.float32)
@@ -151,7 +151,7 @@ def click_step_input(case: dict, segs: np.ndarray, folder: Path) -> Path:
     centre of its largest error component (``bench/cvpr25/loop.next_click``), ``prev_pred = segs``."""
     sys.path.insert(0, str(ROOT / "bench" / "cvpr25"))
     import loop
-    from medsam_lite.io.challenge import write_case25
+    from medsam_lite.io.challenge25 import write_case25
 
     clicks, order = [], []
     for k in range(1, len(CT20_LABELS) + 1):

@@ -137,7 +137,7 @@ def box3d(gt: np.ndarray) -> dict:
 
 def build_case(name: str, folder: Path) -> tuple[Path, np.ndarray]:
     from medsam_lite import io, normalize_intensity
-    from medsam_lite.io.challenge import write_case25
+    from medsam_lite.io.challenge25 import write_case25
 
     sub, case, modality, _, hosts = CASES[name]
     vol = io.read_volume(ROOT / "data_samples" / sub / f"{case}.nii.gz")

@@ -172,7 +172,7 @@ import json, sys
 import numpy as np
 import medsam_lite as ml
 from medsam_lite.app.challenge import run_challenge
-from medsam_lite.io.challenge import write_case25
+from medsam_lite.io.challenge25 import write_case25
 data = np.load(sys.argv[1], allow_pickle=False)
 imgs, gts, box, click = data["imgs"], data["gts"], data["box"], data["click"]
 model = ml.load_model()
@@ -194,7 +194,7 @@ def test_volume_and_challenge_steps_import_no_torch_and_give_the_torch_masks(mod
     importing torch, and give the torch path's masks bit for bit (3 real CT slices; the slices are encoded
     once, by the torch-free process, and read back from the disk cache by the torch path here)."""
     from medsam_lite.app.challenge import run_challenge
-    from medsam_lite.io.challenge import write_case25
+    from medsam_lite.io.challenge25 import write_case25
 
     folder = samples.ct_abdomen_dir()
     imgs = ml.normalize_intensity(io.read_volume(folder / "case-03.nii.gz").array[3:6], "CT")

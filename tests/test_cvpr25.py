@@ -17,7 +17,8 @@ import pytest
 
 import medsam_lite as ml
 from medsam_lite import InputError, io, samples
-from medsam_lite.io.challenge import load_npz, read_case, write_case25
+from medsam_lite.io.challenge import load_npz, read_case
+from medsam_lite.io.challenge25 import write_case25
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "cvpr25"))
 import loop  # noqa: E402  (bench/cvpr25/loop.py: the harness's protocol)

@@ -46,7 +46,6 @@ import numpy as np
 from ..errors import InputError
 from ..fileutil import atomic_write
 from .challenge25 import checked_imgs, is_cvpr25, load_npz, read_cvpr25
-from .challenge25 import write_case25  # noqa: F401  (re-exported)
 
 
 @dataclass
