@@ -51,6 +51,11 @@ than 0.05. ``--json`` writes the per-target rows.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 MEDSAM_LITE_THREADS=1 python bench/bench_clicks.py --threads 1
 
+``--domains "real brain tumours" "real lung tumours"`` (round 4): real patients of another source and
+domain, never trained on and never chosen on (``REAL``: pyradiomics' brain-tumour MR and lung-tumour CT
+test cases, fetched once from PyPI with pooch, or ``--real-data DIR``); every slice whose label has ≥ 100
+pixels. ``--with-published`` adds the published decoder with each ``--rules`` rule.
+
 ``--organs CT_ONLY.pt MR_ONLY.pt``: real organs of a patient the click decoder never saw. The
 shipped decoder trained on both samples' patients, so here two **leave-one-domain-out** click
 decoders (``scripts/train_click_decoder.py --train-on ct`` / ``--train-on mr``: every slab of one
