@@ -17,6 +17,9 @@ case; ``imgs`` D×H×W uint8: CT windowed W400/L40, MR percentiles; ``spacing`` 
   the CT / MR slabs and in the white matter of brain sub-07, the lesions alone as classes: a target kind
   no bundled label has — unseen.
 * ``CT_case-01``: real CT, 9 organs (a training slab of the click decoder), with ``--all``.
+* ``MRtumour_brain1``, ``CTtumour_lung2`` (``--cases`` only): real patients of another source and domain
+  (``bench_clicks.REAL``: pyradiomics' brain-tumour MR and lung-tumour CT test cases, fetched once from PyPI),
+  the tumour as the one class, its labelled slices ± 2 — nothing was trained or chosen on them.
 
 Runs (one thread: the machine is shared)::
 
@@ -66,7 +69,12 @@ CASES = {  # name → (folder, case, modality, click decoder trained on it?, les
     "MRlesion_case-02": ("mr_abdomen", "case-02", "MR", "no (synthetic lesions: unseen target kind)", (5, 1)),
     "MRbrainlesion_sub-07": ("brain_mri", "sub-07", "MR", "no (synthetic brain + lesion: unseen domain and kind)", (1,)),
     "CT_case-01": ("ct_abdomen", "case-01", "CT", "yes (training slab)", None),
+    # round 4 of issue 31: real patients of another source (bench_clicks.REAL: pyradiomics' test cases, fetched once
+    # from PyPI), the tumour alone as the class, its labelled slices ± 2; with --cases only (never in the default set)
+    "MRtumour_brain1": ("pyradiomics", "brain1", "MR", "no (real patient, brain tumour: unseen patient and domain)", None),
+    "CTtumour_lung2": ("pyradiomics", "lung2", "CT", "no (real patient, lung tumour: unseen patient and domain)", None),
 }
+REAL_CASES = ("MRtumour_brain1", "CTtumour_lung2")
 LESION = 100  # lesion labels: LESION + i for the i-th host (sorted after every organ label)
 
 
@@ -140,9 +148,18 @@ def build_case(name: str, folder: Path) -> tuple[Path, np.ndarray]:
     from medsam_lite.io.challenge25 import write_case25
 
     sub, case, modality, _, hosts = CASES[name]
-    vol = io.read_volume(ROOT / "data_samples" / sub / f"{case}.nii.gz")
-    lab = io.read_volume(ROOT / "data_samples" / sub / f"{case}_label.nii.gz").array
-    vol_array = vol.array
+    if sub == "pyradiomics":
+        from bench_clicks import real_case
+
+        vol, lab = real_case(case)
+        lab = (lab > 0).astype(np.uint8)
+        z = np.nonzero(lab.any((1, 2)))[0]
+        keep = slice(max(0, z.min() - 2), z.max() + 3)
+        vol_array, lab = vol.array[keep], lab[keep]
+    else:
+        vol = io.read_volume(ROOT / "data_samples" / sub / f"{case}.nii.gz")
+        lab = io.read_volume(ROOT / "data_samples" / sub / f"{case}_label.nii.gz").array
+        vol_array = vol.array
     if sub == "brain_mri":  # a 12-slice slab around the structures' middle (time budget)
         z = np.nonzero(lab.any((1, 2)))[0]
         mid = (z.min() + z.max()) // 2
@@ -204,7 +221,7 @@ def main() -> None:
     ap.add_argument("--save", type=Path, help="also save the per-case results as JSON (to merge runs: --merge)")
     ap.add_argument("--merge", type=Path, nargs="+", help="write one table from earlier --save files (runs nothing)")
     args = ap.parse_args()
-    names = args.cases or [n for n in CASES if args.all or n != "CT_case-01"]
+    names = args.cases or [n for n in CASES if (args.all or n != "CT_case-01") and n not in REAL_CASES]
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                MEDSAM_LITE_THREADS=os.environ.get("MEDSAM_LITE_THREADS", "1"),
                OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
