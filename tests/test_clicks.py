@@ -117,6 +117,24 @@ def test_backends_agree_with_torch_on_points_and_mask_input(backend, predictor, 
             assert _dice(a, b) >= 0.999, (backend, sorted(prompt))
         np.testing.assert_allclose(scores, ref_scores, atol=1e-3)
     assert compiled.model.runtime.name == backend
+    # the mask input is resized in numpy, not by torch right before the graph (torch's OpenMP workers
+    # spinning after it slowed the graph), with torch's bits: the same logits as the torch resize gives
+    import torch.nn.functional as F
+
+    from medsam_lite.model import inference
+
+    prompt = dict(boxes=boxes, points=points, point_labels=labels, mask_input=logits, return_logits=True)
+    with monkeypatch.context() as m:
+        m.setattr(inference, "_mask_input_in_numpy", lambda *a: False)
+        via_torch = compiled.predict(**prompt)[2]
+    interpolate = F.interpolate
+
+    def no_antialias(*args, **kwargs):
+        assert not kwargs.get("antialias"), "the mask input was resized by torch"
+        return interpolate(*args, **kwargs)
+
+    monkeypatch.setattr(F, "interpolate", no_antialias)
+    np.testing.assert_array_equal(compiled.predict(**prompt)[2], via_torch)
 
 
 @pytest.mark.parametrize("prompt, words", [

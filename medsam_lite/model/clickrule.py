@@ -452,12 +452,17 @@ def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple, mar
     Returns:
         bool, ``image``'s shape (the clicked pixel always in it).
     """
-    from scipy import ndimage
-
     click_ref, other_ref = refs
     like = side & (np.abs(image - click_ref) + margin * abs(click_ref - other_ref) <= np.abs(image - other_ref))
     like[tuple(at)] = True
-    labels, _ = ndimage.label(like, structure=np.ones((3,) * image.ndim, bool))
+    if like.ndim == 2:  # the same component as scipy's, in a quarter of the time (a click's region: every click)
+        import cv2
+
+        labels = cv2.connectedComponents(like.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)[1]
+    else:
+        from scipy import ndimage
+
+        labels = ndimage.label(like, structure=np.ones((3,) * image.ndim, bool))[0]
     return labels == labels[tuple(at)]
 
 

@@ -282,25 +282,38 @@ def _aa_taps(n_in: int, n_out: int):
     return np.minimum(index, n_in - 1), weight, size
 
 
-def _aa_axis(x: np.ndarray, n_out: int) -> np.ndarray:
-    """One antialiased pass along the last axis of float32 ``x``, in torch's order of operations."""
-    n_in = x.shape[-1]
+def _aa_pass(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """One antialiased pass along ``axis`` (``-1``: columns, ``-2``: rows) of float32 ``x``, in torch's
+    order of operations: per output, the first tap's product, then each further tap added as a plain
+    product (blocks of :data:`AA_BLOCK`) or as a fused multiply-add (the remainder; exact in float64:
+    the product of two float32 is, and the sum is rounded once to float32)."""
+    n_in = x.shape[axis]
     if n_in == n_out:
         return x
     index, weight, size = _aa_taps(n_in, int(n_out))
-    out = (x[..., index[:, 0]] * weight[:, 0]).astype(np.float32)
+    shape = (-1, 1) if axis == -2 else (-1,)  # the weights along ``axis``
+    w32, w64 = weight.reshape(len(weight), -1), weight.astype(np.float64)
+
+    def plain(out, term, j):
+        return out + (term * w32[:, j].reshape(shape)).astype(np.float32)
+
+    def fused(out, term, j):
+        step = term * w64[:, j].reshape(shape)  # float64: exact
+        step += out
+        return step.astype(np.float32)
+
+    out = (np.take(x, index[:, 0], axis=axis) * w32[:, 0].reshape(shape)).astype(np.float32)
     blocked = (size - 1) // AA_BLOCK * AA_BLOCK
     for j in range(1, index.shape[1]):
         live, as_plain = j < size, j <= blocked  # per output: the tap exists; it is added as a plain product
-        term = x[..., index[:, j]]
+        term = np.take(x, index[:, j], axis=axis)
         if as_plain[live].all():  # one way of adding for every output that has this tap: only that one computed
-            step = (out + (term * weight[:, j]).astype(np.float32)).astype(np.float32)
+            step = plain(out, term, j)
         elif not as_plain[live].any():
-            step = _fma(term, weight[:, j], out)
+            step = fused(out, term, j)
         else:
-            step = np.where(as_plain, (out + (term * weight[:, j]).astype(np.float32)).astype(np.float32),
-                            _fma(term, weight[:, j], out))
-        out = step if live.all() else np.where(live, step, out)
+            step = np.where(as_plain.reshape(shape), plain(out, term, j), fused(out, term, j))
+        out = step if live.all() else np.where(live.reshape(shape), step, out)
     return out
 
 
@@ -309,8 +322,13 @@ def resize_antialias_exact(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     antialias=True)`` on the CPU computes it (columns first, then rows; bit for bit where
     :func:`antialias_matches_torch` holds)."""
     x = np.ascontiguousarray(x, np.float32)
-    x = _aa_axis(x, int(hw[1]))
-    return np.swapaxes(_aa_axis(np.swapaxes(x, -1, -2), int(hw[0])), -1, -2).copy()
+    return np.ascontiguousarray(_aa_pass(_aa_pass(x, int(hw[1]), -1), int(hw[0]), -2))
+
+
+@lru_cache(maxsize=1)
+def antialias_exact_here() -> bool:
+    """:func:`antialias_matches_torch`, checked once per process (for a torch model's mask input)."""
+    return antialias_matches_torch()
 
 
 def antialias_matches_torch() -> bool:

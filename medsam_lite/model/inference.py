@@ -430,9 +430,12 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
         rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
         rule_image = None if rule is None else _rule_image(image, out_hw)  # checked before the decoder runs
         low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
-        masks_in = None if mask_input is None else mask_input_to_model(
-            geometry, mask_input, n, low, out_hw, in_numpy=free and bool(getattr(model, "mask_input_exact", False)))
-        masks_in = masks_in.numpy() if free and masks_in is not None and _is_tensor(masks_in) else masks_in
+        in_numpy = mask_input is not None and _mask_input_in_numpy(model, free, embedding.tensor.shape[0])
+        masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw, in_numpy)
+        if masks_in is not None and free and _is_tensor(masks_in):  # numpy in for the torch-free model,
+            masks_in = masks_in.numpy()
+        elif masks_in is not None and not free and not _is_tensor(masks_in):  # a torch tensor for the others
+            masks_in = _from_numpy(masks_in)
         low_res, iou = decode_logits(model, embedding.tensor, prompts, pts, labels, masks_in)
         if rule is not None:
             if mask_input is not None:  # the mask the click corrects: the previous call's
@@ -443,6 +446,25 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
             full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels), rule_image)
             return full > 0, scores, (full if logits else None)
     return back_to_size(geometry, low_res, iou, out_hw, logits)  # numpy for the torch-free model, the same bits
+
+
+def _mask_input_in_numpy(model, free: bool, batch: int) -> bool:
+    """Whether the mask input is resized in numpy (:func:`~medsam_lite.model.fullsize.resize_antialias_exact`,
+    the same bits as torch's where that was checked): for the torch-free model where its manifest says so; for
+    a torch model whose prompts run in a compiled graph (:meth:`SamModel.decode`: a runtime whose decoder is
+    not torch, no gradients, one embedding) where :func:`~medsam_lite.model.fullsize.antialias_exact_here`
+    holds. So no torch operation runs right before the graph: torch's OpenMP workers, still spinning after
+    one, took about 3 ms of each click's graph from ONNX Runtime's threads (``bench/RESULTS.md``, round 4)."""
+    if free:
+        return bool(getattr(model, "mask_input_exact", False))
+    runtime = getattr(model, "runtime", None)
+    if runtime is None or getattr(runtime, "decoder_backend", "torch") == "torch" or batch != 1:
+        return False
+    import torch
+
+    from .fullsize import antialias_exact_here
+
+    return not torch.is_grad_enabled() and antialias_exact_here()
 
 
 def _rule_image(image, hw):
