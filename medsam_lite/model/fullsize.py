@@ -284,29 +284,50 @@ def _aa_taps(n_in: int, n_out: int):
 
 def _aa_pass(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     """One antialiased pass along ``axis`` (``-1``: columns, ``-2``: rows) of float32 ``x``, in torch's
-    order of operations: per output, the first tap's product, then each further tap added as a plain
-    product (blocks of :data:`AA_BLOCK`) or as a fused multiply-add (the remainder; exact in float64:
-    the product of two float32 is, and the sum is rounded once to float32)."""
+    order of operations (:func:`_aa_outputs`). With an integer factor (a 512² slice's mask input: 2) the
+    outputs between the two edge ones read evenly spaced inputs: strided views instead of gathers."""
     n_in = x.shape[axis]
     if n_in == n_out:
         return x
     index, weight, size = _aa_taps(n_in, int(n_out))
+    step, m = n_in // n_out, n_out - 2
+    if n_in == step * n_out and m > 0 and (size[1:-1] == size[1]).all() and np.array_equal(
+            index[1:-1], index[1] + step * np.arange(m)[:, None]):
+        def view(j):
+            part = slice(int(index[1, j]), int(index[1, j]) + step * (m - 1) + 1, step)
+            return x[..., part] if axis == -1 else x[..., part, :]
+
+        inner = _aa_outputs(view, weight[1:-1], size[1:-1], axis)
+        edges = _aa_outputs(lambda j: np.take(x, index[[0, -1], j], axis=axis), weight[[0, -1]], size[[0, -1]], axis)
+        first, last = (edges[..., :1], edges[..., 1:]) if axis == -1 else (edges[..., :1, :], edges[..., 1:, :])
+        return np.concatenate([first, inner, last], axis=axis)
+    return _aa_outputs(lambda j: np.take(x, index[:, j], axis=axis), weight, size, axis)
+
+
+def _aa_outputs(take, weight: np.ndarray, size: np.ndarray, axis: int) -> np.ndarray:
+    """The outputs whose taps ``take(j)`` reads (tap ``j`` of each output along ``axis``) with ``weight``
+    (outputs × taps float32) and ``size`` (taps per output), in torch's order of operations: the first
+    tap's product, then each further tap added as a plain product (blocks of :data:`AA_BLOCK`) or as a
+    fused multiply-add (the remainder; exact in float64: the product of two float32 is, and the sum is
+    rounded once to float32)."""
     shape = (-1, 1) if axis == -2 else (-1,)  # the weights along ``axis``
-    w32, w64 = weight.reshape(len(weight), -1), weight.astype(np.float64)
+    w64 = weight.astype(np.float64)
 
     def plain(out, term, j):
-        return out + (term * w32[:, j].reshape(shape)).astype(np.float32)
+        return out + (term * weight[:, j].reshape(shape)).astype(np.float32)
 
     def fused(out, term, j):
         step = term * w64[:, j].reshape(shape)  # float64: exact
         step += out
         return step.astype(np.float32)
 
-    out = (np.take(x, index[:, 0], axis=axis) * w32[:, 0].reshape(shape)).astype(np.float32)
+    out = (take(0) * weight[:, 0].reshape(shape)).astype(np.float32)
     blocked = (size - 1) // AA_BLOCK * AA_BLOCK
-    for j in range(1, index.shape[1]):
+    for j in range(1, weight.shape[1]):
         live, as_plain = j < size, j <= blocked  # per output: the tap exists; it is added as a plain product
-        term = np.take(x, index[:, j], axis=axis)
+        if not live.any():
+            continue
+        term = take(j)
         if as_plain[live].all():  # one way of adding for every output that has this tap: only that one computed
             step = plain(out, term, j)
         elif not as_plain[live].any():
