@@ -54,7 +54,8 @@ than 0.05. ``--json`` writes the per-target rows.
 ``--domains "real brain tumours" "real lung tumours"`` (round 4): real patients of another source and
 domain, never trained on and never chosen on (``REAL``: pyradiomics' brain-tumour MR and lung-tumour CT
 test cases, fetched once from PyPI with pooch, or ``--real-data DIR``); every slice whose label has ≥ 100
-pixels. ``--with-published`` adds the published decoder with each ``--rules`` rule.
+pixels. ``--with-published`` adds the published decoder with each ``--rules`` rule. ``--robot random``: a
+second robot, each click a uniformly random pixel of the largest error region (seeded per target).
 
 ``--organs CT_ONLY.pt MR_ONLY.pt``: real organs of a patient the click decoder never saw. The
 shipped decoder trained on both samples' patients, so here two **leave-one-domain-out** click
@@ -84,6 +85,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -231,6 +233,7 @@ def slices(domain: str):
 
 
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
+ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
            "real brain tumours", "real lung tumours"]
 UNSEEN = DOMAINS[:4]
@@ -312,9 +315,10 @@ def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, js
                     continue
                 box = ml.box_from_mask(truth)
                 row = {"domain": domain, "slice": tag, "target": name}
-                for pair, model, rule in pairs:
+                for pair, model, rule in pairs:  # --robot random: the same seed for every pair of a target
+                    rng = np.random.default_rng(zlib.crc32(f"{tag}:{name}".encode())) if ROBOT[0] == "random" else None
                     row[pair] = ml.simulate_clicks(model, predictor.embedding, truth, box, n_clicks=n_clicks,
-                                                   click_rule=rule).tolist()
+                                                   click_rule=rule, rng=rng).tolist()
                 rows.append(row)
             if json_path:  # after every slice: a run stopped early keeps what it measured (--report)
                 Path(json_path).write_text(json.dumps(rows))
@@ -482,6 +486,9 @@ def main() -> None:
                         help="real organs, leave one domain out: click decoders trained on CT only and on MR only "
                         "(scripts/train_click_decoder.py --train-on ct / mr); domains 'CT organs' 'MR organs'")
     parser.add_argument("--every", type=int, default=1, help="organ domains: every k-th slice")
+    parser.add_argument("--robot", choices=["edt", "random"], default="edt", help="edt: each click at the interior "
+                        "point of the largest error region farthest from its border (ml.simulate_clicks' robot); "
+                        "random: a uniformly random pixel of that region, rim included (seeded per target)")
     parser.add_argument("--rules", nargs="*", choices=sorted(RULES), help="only these rules, with the shipped "
                         "decoder (default: every rule, and the published decoder alone / local); with --organs: "
                         "these rules instead of alone / rule")
@@ -498,6 +505,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     EVERY[0] = args.every
+    ROBOT[0] = args.robot
     REAL_DIR[0] = args.real_data
     organ_models = None
     if args.organs:
@@ -525,7 +533,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(rows))
     print(f"\n{len(rows)} targets, {time.perf_counter() - start:.0f} s, torch {torch.__version__}, "
-          f"{args.threads} thread(s).")
+          f"{args.threads} thread(s), robot {args.robot}.")
 
 
 if __name__ == "__main__":

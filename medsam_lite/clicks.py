@@ -53,7 +53,7 @@ def next_click(pred, truth, rng: np.random.Generator | None = None):
 
 
 def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks: int, space: str = "original",
-                  click_rule=None):
+                  click_rule=None, rng: np.random.Generator | None = None):
     """Box, then ``n_clicks`` robot clicks on one target; the masks after each step.
 
     Args:
@@ -65,6 +65,8 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
         n_clicks: how many clicks after the box.
         click_rule: how each click's answer joins the previous mask (see :mod:`medsam_lite.model.clickrule`;
             default: the model's rule).
+        rng: ``None`` (the robot) or a generator: each click a uniformly random pixel of the largest error
+            region (:func:`next_click`), a user who clicks anywhere in the error, its rim included.
 
     Returns:
         ``(masks, points, labels)``: ``n_clicks + 1`` bool masks in ``space`` (after the box, after each
@@ -83,7 +85,7 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
     masks, _, logits = decode(model, embedding, box, space=prompt_space)
     out, points, labels = [masks[0]], [], []
     for _ in range(n_clicks):
-        click = next_click(out[-1], truth)
+        click = next_click(out[-1], truth, rng)
         if click is None:
             out.append(out[-1])
             continue
@@ -98,7 +100,7 @@ def robot_session(model, embedding: Embedding, truth: np.ndarray, box, n_clicks:
 
 
 def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str | None = None, window=None,
-                    click_rule=None) -> np.ndarray:
+                    click_rule=None, rng: np.random.Generator | None = None) -> np.ndarray:
     """Dice after the box and after each robot click on one 2D image (see the module docstring).
 
     Args:
@@ -114,6 +116,9 @@ def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str |
         modality, window: intensity normalization, see :meth:`~medsam_lite.Predictor.set_image`.
         click_rule: how each click's answer joins the previous mask (:mod:`medsam_lite.model.clickrule`;
             default: the model's rule, else :data:`~medsam_lite.model.clickrule.DEFAULT_RULE`).
+        rng: ``None`` (the robot: each click at the interior point of the largest error region farthest
+            from its border) or a generator (each click a uniformly random pixel of that region; see
+            :func:`robot_session`).
 
     Returns:
         ``n_clicks + 1`` float Dice values: ``[after the box, after click 1, …]``.
@@ -126,6 +131,9 @@ def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str |
 
     if isinstance(n_clicks, bool) or not isinstance(n_clicks, (int, np.integer)) or n_clicks < 0:
         raise InputError(f"n_clicks must be an integer >= 0, got {n_clicks!r}.")
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        raise InputError(f"rng must be None (the robot) or a numpy Generator (np.random.default_rng(seed)), got "
+                         f"{type(rng).__name__}.")
     truth = check_binary(truth, "truth")
     if truth.ndim != 2:
         raise InputError(f"truth must be one H×W mask (one target), got shape {truth.shape}.")
@@ -145,5 +153,5 @@ def simulate_clicks(model, image, truth, box, n_clicks: int = 3, modality: str |
     if truth.shape != embedding.original_hw or not truth.any():
         raise InputError(f"truth must be a non-empty {embedding.original_hw} mask of the image, got "
                          f"{truth.shape} with {int(truth.sum())} pixels.")
-    masks = robot_session(model, embedding, truth, boxes[0], int(n_clicks), click_rule=click_rule)[0]
+    masks = robot_session(model, embedding, truth, boxes[0], int(n_clicks), click_rule=click_rule, rng=rng)[0]
     return np.array([dice(m, truth) for m in masks])

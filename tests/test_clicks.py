@@ -202,6 +202,13 @@ def test_simulate_clicks_on_a_real_ct_slice(predictor, ct_slice):
         ml.simulate_clicks(predictor.model, predictor.embedding, liver[:-1], box)
     with pytest.raises(ml.InputError, match="n_clicks"):
         ml.simulate_clicks(predictor.model, predictor.embedding, liver, box, n_clicks=-1)
+    # the second robot: each click a random pixel of the largest error region (seeded: repeatable)
+    random = [ml.simulate_clicks(predictor.model, predictor.embedding, liver, box, n_clicks=2,
+                                 rng=np.random.default_rng(4)) for _ in range(2)]
+    np.testing.assert_array_equal(random[0], random[1])
+    assert random[0][0] == dices[0]  # the same box
+    with pytest.raises(ml.InputError, match="rng"):
+        ml.simulate_clicks(predictor.model, predictor.embedding, liver, box, rng=4)
 
 
 @pytest.fixture(scope="module")
