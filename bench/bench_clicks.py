@@ -237,6 +237,9 @@ ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
            "real brain tumours", "real lung tumours"]
 UNSEEN = DOMAINS[:4]
+#: The synthetic domains made inside a bundled patient's scan (``slices``: lesions in CT case-03, MR case-02):
+#: left out with that patient's organs, as they are that patient's image.
+MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs"}
 #: Real patients no decoder trained on and no rule was chosen on (round 4): pyradiomics' test cases (``data/`` of
 #: its source distribution on PyPI, BSD-3; ``real_case``): brain MR with a tumour label (brain1, brain2) and lung
 #: CT with a tumour / nodule label (lung1, lung2). Read for testing only: never trained on, never shipped.
@@ -260,9 +263,6 @@ def real_case(case: str):
         REAL_DIR[0] = Path(files[0]).parent
     folder = Path(REAL_DIR[0])
     return io.read_volume(folder / f"{case}_image.nrrd"), io.read_volume(folder / f"{case}_label.nrrd").array
-#: The synthetic domains made inside a bundled patient's scan (``slices``: lesions in CT case-03, MR case-02):
-#: left out with that patient's organs, as they are that patient's image.
-MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs"}
 
 
 def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=None) -> dict:
@@ -423,8 +423,8 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
     patient each) and each decoder it is chosen on the *other* patient's organs (same decoder role)
     plus the synthetic unseen domains (shipped decoder) not made inside the left-out patient's scan
     (:data:`MADE_IN`: its synthetic lesions are the held-out patient's image too), by Done-means
-    conditions met, then mean Δ; and reported on the organ domain left out. ``rows``: per-target rows holding, for every
-    candidate rule ``r``, ``'published r'`` / ``'other-domain r'`` (organ domains) and ``'shipped r'``
+    conditions met, then mean Δ; and reported on the organ domain left out. ``rows``: per-target rows
+    holding, for every candidate rule ``r``, ``'published r'`` / ``'other-domain r'`` (organ domains) and ``'shipped r'``
     (synthetic domains). The rule to ship is the one chosen on all of them."""
     verdicts = []
     for domain in [d for d in DOMAINS if any(r["domain"] == d for r in rows) and not d.startswith("seen")]:
