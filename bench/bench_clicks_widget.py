@@ -33,7 +33,7 @@ import medsam_lite as ml
 from medsam_lite.clicks import next_click
 from medsam_lite.model.clickrule import DEFAULT_RULE, DecoderRule
 from medsam_lite.interactive.widgets import BoxPrompter
-from bench_core import backends_to_measure, ct_case
+from bench_core import backends_to_measure, ct_case, time_boxes
 
 
 def measure(backend: str, image, truth, z: int, repeats: int, rule=None) -> dict:
@@ -43,15 +43,13 @@ def measure(backend: str, image, truth, z: int, repeats: int, rule=None) -> dict
     model = ml.load_model(backend=backend)
     model.click_rule = rule
     prompter = BoxPrompter(image, model, labels=["liver"], modality="CT", slice_index=z)
-    x0, y0, x1, y1 = (int(round(float(v))) for v in ml.box_from_mask(truth))
+    box = np.round(ml.box_from_mask(truth)).astype(int)
     boxes, first, clicks, dices, dice_box = [], None, [], [], None
     for r in range(repeats + 1):
         d = (r + 1) % 2  # a new box each round: the last one, its clicks undone, would not be decoded again
-        t0 = time.perf_counter()
-        prompter.canvas.bboxes = [{"x": x0 - d, "y": y0 - d, "width": x1 - x0 + 2 * d, "height": y1 - y0 + 2 * d,
-                                   "label": "liver"}]
+        ms = time_boxes(prompter, box + [-d, -d, d, d], "liver", 1, jitter=1)[0]
         if r:
-            boxes.append((time.perf_counter() - t0) * 1000)
+            boxes.append(ms)
         obj = prompter.session.objects[0]
         dice_box = ml.dice(obj.mask, truth) if dice_box is None else dice_box
         for _ in range(3):
