@@ -451,20 +451,18 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
 def _mask_input_in_numpy(model, free: bool, batch: int) -> bool:
     """Whether the mask input is resized in numpy (:func:`~medsam_lite.model.fullsize.resize_antialias_exact`,
     the same bits as torch's where that was checked): for the torch-free model where its manifest says so; for
-    a torch model whose prompts run in a compiled graph (:meth:`SamModel.decode`: a runtime whose decoder is
-    not torch, no gradients, one embedding) where :func:`~medsam_lite.model.fullsize.antialias_exact_here`
-    holds. So no torch operation runs right before the graph: torch's OpenMP workers, still spinning after
-    one, took about 3 ms of each click's graph from ONNX Runtime's threads (``bench/RESULTS.md``, round 4)."""
+    a torch model whose prompts run in a compiled graph (:meth:`SamModel.compiled_prompts`) where
+    :func:`~medsam_lite.model.fullsize.antialias_exact_here` holds. So no torch operation runs right before
+    the graph: torch's OpenMP workers, still spinning after one, took about 3 ms of each click's graph from
+    ONNX Runtime's threads (``bench/RESULTS.md``, round 4)."""
     if free:
         return bool(getattr(model, "mask_input_exact", False))
-    runtime = getattr(model, "runtime", None)
-    if runtime is None or getattr(runtime, "decoder_backend", "torch") == "torch" or batch != 1:
+    compiled = getattr(model, "compiled_prompts", None)
+    if compiled is None or compiled(batch) is None:
         return False
-    import torch
-
     from .fullsize import antialias_exact_here
 
-    return not torch.is_grad_enabled() and antialias_exact_here()
+    return antialias_exact_here()
 
 
 def _rule_image(image, hw):

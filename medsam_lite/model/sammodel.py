@@ -85,8 +85,8 @@ class SamModel(ModelBase, torch.nn.Module):
             raise InputError(f"decode takes one embedding for all targets or one per target; got "
                              f"{embeddings.shape[0]} embeddings for {n} targets.")
         pe, md = self.prompt_parts(clicks=True)
-        runtime = self._current_runtime() if not torch.is_grad_enabled() and embeddings.shape[0] == 1 else None
-        if runtime is not None and runtime.decoder_backend != "torch":
+        runtime = self.compiled_prompts(embeddings.shape[0])
+        if runtime is not None:
             from .backends import CacheUnusable
             from .prompt_graph import decode_prompts
 
@@ -103,6 +103,12 @@ class SamModel(ModelBase, torch.nn.Module):
                      for i in range(n)]
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         return self._run(pe, md, embeddings, *prompts)
+
+    def compiled_prompts(self, batch: int):
+        """The compiled runtime :meth:`decode` runs points / mask-input prompts in for ``batch`` embeddings
+        (no gradients, one embedding, a runtime whose decoder is not torch), else ``None`` (torch)."""
+        runtime = self._current_runtime() if not torch.is_grad_enabled() and batch == 1 else None
+        return runtime if runtime is not None and runtime.decoder_backend != "torch" else None
 
     def _decode_boxes(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Box-only prompts through the published decoder (the path every box-only number comes from)."""
