@@ -250,11 +250,12 @@ class LocalRule:
             for (x, y), label in zip(np.asarray(points[n], np.float64), np.asarray(labels[n])):
                 label = int(label)
                 col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
-                where = self._image_region(prev, image, row, col, label, area) if use else None
-                unsure = self._unsure(prev, where, use, row, col, label, area)
+                depth = _edge_distance(prev, row, col, label) if use else None  # once per click (the masks-only
+                where = self._image_region(prev, image, row, col, label, area, depth) if use else None  # rule: lazily)
+                unsure = self._unsure(where, depth, use, area)
                 if unsure == 0:  # the mask already agrees with the click: it asks for nothing more
                     continue
-                kept = self._kept_change(prev, proposed[n], regions, row, col, label, where, area, use)
+                kept = self._kept_change(prev, proposed[n], regions, row, col, label, where, area, use, depth)
                 fill = None
                 if where is not None and self.fill and (self.always or proposed[n][row, col] != bool(label)):
                     fill = self._fill(*where, row, col)
@@ -283,26 +284,26 @@ class LocalRule:
                     flip[n] |= fill
         return out, flip
 
-    def _unsure(self, mask: np.ndarray, where, use: bool, row: int, col: int, label: int, area: int):
-        """With ``unsure_cap`` and the image (``use``): ``0`` where ``mask`` already agrees with the click
-        (it asks for nothing more), the click's cap in pixels where its error cannot be sized (it touches
-        the mask, or the image cannot tell the sides apart: ``where`` is ``None``), else ``None`` (no cap).
-        Without the image: ``None`` (the masks-only rule is as it was)."""
+    def _unsure(self, where, depth: float | None, use: bool, area: int):
+        """With ``unsure_cap`` and the image (``use``): ``0`` where the previous mask already agrees with the
+        click (``depth`` 0: it asks for nothing more), the click's cap in pixels where its error cannot be
+        sized (it touches the mask, or the image cannot tell the sides apart: ``where`` is ``None``), else
+        ``None`` (no cap). Without the image: ``None`` (the masks-only rule is as it was)."""
         if self.unsure_cap is None or not use:
             return None
-        depth = where[1] if where is not None else _edge_distance(mask, row, col, label)
         if depth <= 0:
             return 0
         return max(int(self.unsure_cap * area), 1) if depth < 2 or where is None else None
 
     def _kept_change(self, mask: np.ndarray, proposed: np.ndarray, regions: dict, row: int, col: int,
-                     label: int, where, area: int, use: bool):
+                     label: int, where, area: int, use: bool, depth: float | None = None):
         """The decoder's change the click keeps, before any cap: ``((row0, col0), window bool)`` or ``None``.
 
         The change in the click's direction (``regions`` caches its region ids per label) whose region
         holds the click or the nearest changed pixel within :attr:`reach`; cut to the disc of
         :attr:`radius` × the mask's equivalent radius and, with an edge factor, of that factor × the
-        click's depth; with the image, only inside the click region ``where``.
+        click's depth (``depth``, :func:`_edge_distance`: computed here when ``None``); with the image, only
+        inside the click region ``where``.
         """
         if label not in regions:
             change = (proposed & ~mask) if label == 1 else (mask & ~proposed)
@@ -319,7 +320,7 @@ class LocalRule:
             rad = np.inf if self.radius is None else max(self.radius * np.sqrt(area / np.pi), self.reach)
             if edge is not None and (not use or self.edge_on == "all" or where is None
                                      or proposed[row, col] != bool(label)):
-                depth = where[1] if where is not None else _edge_distance(mask, row, col, label)
+                depth = _edge_distance(mask, row, col, label) if depth is None else depth
                 rad = min(rad, max(edge * depth, self.reach))
             yy, xx = np.ogrid[r0:r0 + region.shape[0], c0:c0 + region.shape[1]]
             region &= (yy - row) ** 2 + (xx - col) ** 2 <= rad * rad
@@ -328,18 +329,18 @@ class LocalRule:
         return (r0, c0), region
 
     def _image_region(self, mask: np.ndarray, image: np.ndarray, row: int, col: int, label: int,
-                      area: int | None = None):
+                      area: int | None = None, d: float | None = None):
         """``(region H×W bool, depth d)`` of a click the previous ``mask`` contradicts, or ``None``
         (the mask agrees with the click, or the image cannot tell the two sides apart).
 
         The region is :func:`region_like` in a window around the click, cut to the previous mask's
         equivalent radius (``radius``) and, with ``region_edge``, to ``region_edge × d`` (``d``: the
-        click's distance to the mask's edge, :func:`_edge_distance`). The other side's intensity: a
-        foreground click — a 3-px ring around the mask; a background click — the mask; both in a
-        window of ``max(2 f, f + 8)`` px around the click, ``f = fill_edge × d``, and at least ``f``
-        away from it (the error the click sits in is not the other side).
+        click's distance to the mask's edge, :func:`_edge_distance`; computed when not given). The other
+        side's intensity: a foreground click — a 3-px ring around the mask; a background click — the mask;
+        both in a window of ``max(2 f, f + 8)`` px around the click, ``f = fill_edge × d``, and at least
+        ``f`` away from it (the error the click sits in is not the other side).
         """
-        d = _edge_distance(mask, row, col, label)
+        d = _edge_distance(mask, row, col, label) if d is None else d  # the click's depth
         if d <= 0:
             return None
         h, w = mask.shape
