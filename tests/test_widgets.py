@@ -255,3 +255,52 @@ def test_the_widget_shows_the_ct_radiologically_and_converts_boxes_and_clicks(mo
     cy, cx = np.argwhere(liver[z]).mean(axis=0).round().astype(int)
     prompter._on_click({"type": "medsam-lite-click", "x": float(w - 1 - cx), "y": float(h - 1 - cy)})
     assert [tuple(pt) for pt in prompter.selected.points] == [(cx, cy)]   # display click → array pixel
+
+
+def test_the_next_click_is_prepared_while_the_user_aims_it_with_the_same_masks(model, monkeypatch):
+    """Round 5 (issue 31, click → mask at box speed): once a mask is shown, the widget makes the next click's
+    mask input in a background thread, so the click itself does not resize the mask; the masks and logits
+    are those of a session that prepares nothing, bit for bit, also after an undo (the input is made again
+    for the restored logits). The repaint blends only the rows that changed: the same PNG as a full paint."""
+    import threading
+
+    from medsam_lite.interactive.session import AnnotationSession
+    from medsam_lite.model import inference
+
+    scan = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
+    liver = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array == 5
+    z = int(np.argmax(liver.sum(axis=(1, 2))))
+    box = ml.box_from_mask(liver[z]) + [-6, -6, 6, 6]
+    made_in, real = [], inference.mask_input_to_model
+
+    def record(*args, **kwargs):
+        made_in.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "mask_input_to_model", record)
+    prompter = BoxPrompter(scan, model, labels=["liver"], modality="CT", default_boxes=[(box, "liver", z)])
+    reference = AnnotationSession(scan, model, labels=["liver"], modality="CT")
+    ref = reference.add_box(box, "liver", slice=z)
+    steps = [("click", 1), ("click", 0), ("undo", None), ("click", 1)]
+    for step, positive in steps:
+        obj = prompter.selected or prompter.session.objects[0]
+        if step == "undo":
+            prompter.undo()
+            reference.undo()
+        else:
+            error = (liver[z] & ~obj.mask) if positive else (obj.mask & ~liver[z])
+            y, x = np.argwhere(error)[len(np.argwhere(error)) // 2]
+            made_in.clear()
+            prompter.click(float(x), float(y), bool(positive))
+            assert all(name.startswith("medsam-lite-click") for name in made_in), made_in  # none at the click
+            reference.add_click(ref, float(x), float(y), bool(positive))
+        obj = prompter.session.objects[0]
+        np.testing.assert_array_equal(obj.mask, ref.mask)
+        np.testing.assert_array_equal(obj.logits, ref.logits)
+        painted = prompter.canvas.image_bytes
+        prompter._painted = None
+        prompter._render()
+        assert painted == prompter.canvas.image_bytes, step
+    assert ml.dice(obj.mask, liver[z]) > 0.8
+    prompter.close()
+    reference.close()

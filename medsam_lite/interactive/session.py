@@ -26,7 +26,7 @@ import numpy as np
 from ..checks import check_int
 from ..errors import InputError
 from ..model.geometry import check_boxes
-from ..model.inference import EmbeddingCache, encode
+from ..model.inference import EmbeddingCache, encode, mask_input_maker
 from ..model.models import SamModel
 from .annotations import Prompt
 from .annotations import Annotation, as_scan, check_class_names, save_case, save_label_map
@@ -100,6 +100,8 @@ class AnnotationSession:
         self._undo: list[int] = []                 # object ids, one per prompt
         self._next_id = 1
         self._predictor_slice: int | None = None
+        self._ready: dict[int, tuple] = {}         # object id → (its logits, the next click's mask input: a future)
+        self._ready_pool = None                    # one thread, made on first use (ready_click)
 
     # -- checks ------------------------------------------------------------------------------
     @property
@@ -256,12 +258,45 @@ class AnnotationSession:
         points = np.vstack([obj.points, np.float32([[x, y]])]).astype(np.float32)
         labels = np.append(obj.point_labels, np.int32(bool(positive))).astype(np.int32)
         masks, scores, logits = self._decode(obj.slice, obj.box[None], points=points[None],
-                                             point_labels=labels[None], mask_input=obj.logits[None])
+                                             point_labels=labels[None], mask_input=self._mask_input(obj))
         obj.push_state()
         obj.points, obj.point_labels = points, labels
         obj.mask, obj.score, obj.logits = masks[0], float(scores[0]), logits[0]
         self._undo.append(obj.id)
         return obj
+
+    def ready_click(self, obj) -> None:
+        """Make the mask input of ``obj``'s next click now, in a background thread (numpy only), so that
+        :meth:`add_click` runs the decoder without resizing the mask first. The widget calls it once a
+        mask is shown: the user is still aiming. The same masks, bit for bit (the same function makes
+        it); nothing is prepared where the model resizes its mask input with torch (it runs at the click),
+        and a mask input made for older logits (the object changed since) is not used.
+        """
+        obj = self.get(obj)
+        if self._predictor_slice != obj.slice or (obj.id in self._ready and self._ready[obj.id][0] is obj.logits):
+            return  # another slice's embedding is in use (its click makes the input itself), or ready already
+        make = mask_input_maker(self.predictor.model, self.predictor.embedding)
+        if make is None:
+            return
+        if self._ready_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._ready_pool = ThreadPoolExecutor(1, thread_name_prefix="medsam-lite-click")
+        for k in [k for k in self._ready if k not in self._objects]:  # objects removed since
+            del self._ready[k]
+        self._ready[obj.id] = (obj.logits, self._ready_pool.submit(make, obj.logits[None]))
+
+    def _mask_input(self, obj: Annotation):
+        """The mask input of a click on ``obj``: the one :meth:`ready_click` made for its current logits
+        (waiting for it if it is still being made), else the logits themselves (resized by the decoder's
+        call)."""
+        logits, future = self._ready.pop(obj.id, (None, None))
+        if future is not None and logits is obj.logits:
+            try:
+                return future.result()
+            except Exception:  # noqa: BLE001 — made again in the foreground, where its error is raised
+                pass
+        return obj.logits[None]
 
     def undo(self) -> Annotation | None:
         """Take back the last prompt: a click or a move restores the object's previous state, a
@@ -376,5 +411,8 @@ class AnnotationSession:
         return write_weak_labels(path, kept + new)
 
     def close(self) -> None:
-        """Stop the background encoder (the session stays usable; slices then encode on demand)."""
+        """Stop the background threads (the session stays usable; slices then encode on demand)."""
         self.prefetcher.close()
+        if self._ready_pool is not None:
+            self._ready_pool.shutdown(wait=True)
+            self._ready_pool, self._ready = None, {}

@@ -106,6 +106,7 @@ class BoxPrompter(widgets.VBox):
             defaults.setdefault(s.check_slice(z), []).append(to_widget_box(box, s.check_label(label), self.hw))
 
         self._display_ct = s.array.dtype != np.uint8 and resolve_preset(s.predictor.model, modality, window).modality == "CT"
+        self._painted = None  # the last paint (_paint): (slice, opacity, classes, shape), masks, picture, slice image
         flips = radiological_flips(direction) if direction is not None else display_flips(s.source) if s.is_volume else ()
         self.view = View(self.hw, *flips)
         self.canvas = Canvas(self._on_click, classes=list(s.labels),
@@ -220,9 +221,9 @@ class BoxPrompter(widgets.VBox):
                 s.relabel(oid, b["label"])
         self._shown[z] = list(zip(boxes, ids))
         self._message = message
-        self._changed(z, t0)
         if z == self.z:
             self._select_index(self.canvas.selected_index)
+        self._changed(z, t0)
 
     def _changed(self, z: int, t0: float) -> None:
         if z == self.z:
@@ -231,6 +232,11 @@ class BoxPrompter(widgets.VBox):
         self._show_status()
         for callback in self._callbacks:
             callback(self)
+        if z == self.z:  # shown: the next click's mask input is made while the user aims it
+            objs = self.session.objects_on(z)
+            target = self.selected if self.selected in objs else (objs[0] if len(objs) == 1 else None)
+            if target is not None:
+                self.session.ready_click(target)
 
     def _sync(self, z: int) -> None:
         """Session → widget: slice ``z``'s boxes as the session has them (after a click or an undo)."""
@@ -267,7 +273,7 @@ class BoxPrompter(widgets.VBox):
         t0 = time.perf_counter()
         objs = sorted(self.session.objects_on(self.z), key=lambda o: -int(np.count_nonzero(o.mask)))
         masks = np.asarray([o.mask for o in objs], bool).reshape(-1, *self.hw)
-        rgb = overlay(self._display_slice(self.z), masks, self.alpha, [o.label for o in objs])
+        rgb = self._paint(masks, [o.label for o in objs])
         for o in objs:  # a 5-pixel cross per click: green foreground, red background
             for (x, y), positive in zip(np.round(o.points).astype(int), o.point_labels):
                 c = (0, 220, 0) if positive else (230, 0, 0)
@@ -277,6 +283,26 @@ class BoxPrompter(widgets.VBox):
         Image.fromarray(self.view.image(rgb)).save(buffer, format="PNG", compress_level=1)
         self.canvas.image_bytes = buffer.getvalue()
         self.timings["render_ms"] = (time.perf_counter() - t0) * 1000
+
+    def _paint(self, masks: np.ndarray, labels: list) -> np.ndarray:
+        """The shown slice with ``masks`` (``N×H×W`` bool, in drawing order) blended in (:func:`overlay`),
+        ``H×W×3`` uint8, array order. Only the rows where a mask changed since the last paint of this slice
+        (same classes, order and opacity) are blended again: a click changes the mask near it (the click
+        rule), a moved box along its outline; ``overlay`` is per pixel, so the picture is the same."""
+        key = (self.z, self.alpha, tuple(labels), masks.shape)
+        last = self._painted
+        if last is not None and last[0] == key:
+            rows = np.flatnonzero((last[1] != masks).any(axis=(0, 2)))
+            rgb = last[2].copy()
+            if rows.size:
+                r0, r1 = int(rows[0]), int(rows[-1]) + 1
+                rgb[r0:r1] = overlay(last[3][r0:r1], masks[:, r0:r1], self.alpha, list(labels))
+        else:
+            display = self._display_slice(self.z)
+            rgb = overlay(display, masks, self.alpha, list(labels))
+            last = (None, None, None, display)
+        self._painted = (key, masks, rgb.copy(), last[3])
+        return rgb
 
     def _display_slice(self, z: int) -> np.ndarray:
         """Slice ``z`` as shown: a CT in the soft-tissue display window, not the model's; others as encoded."""

@@ -305,6 +305,57 @@ def mask_input_to_model(geometry: Geometry, mask_input, n: int, low: int, space_
     return out
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedMaskInput:
+    """The logits a previous :func:`decode` returned, with the decoder's mask input already made from
+    them (:func:`mask_input_maker`) — e.g. in the background, while the user aims the next click.
+    :func:`decode` takes it as ``mask_input`` in place of the logits: the same masks, bit for bit,
+    without resizing the mask input on the click's path.
+
+    Attributes:
+        logits: ``N×H×W`` float32, checked (:func:`check_mask_input`), in the masks' pixels ``space_hw``.
+        model_input: ``N×1×low×low`` float32 numpy, the decoder's mask input on the model grid
+            (:func:`mask_input_to_model` with ``in_numpy``).
+        geometry: the :class:`Geometry` it was made for; :func:`decode` makes the mask input again from
+            ``logits`` when its embedding's geometry, the masks' size or the decoder's grid differ.
+        space_hw: ``(H, W)`` of ``logits``.
+    """
+
+    logits: np.ndarray
+    model_input: np.ndarray
+    geometry: Geometry
+    space_hw: tuple[int, int]
+
+
+def mask_input_maker(model: SamModel, embedding: Embedding, space: str = "original"):
+    """A function ``logits → PreparedMaskInput`` for clicks on images of ``embedding``'s geometry, that
+    runs without torch (numpy only: safe in a background thread), or ``None`` where this model resizes
+    its mask input with torch (:func:`_mask_input_in_numpy`): that resize runs at the click.
+
+    ``logits``: ``N×H×W`` (or ``H×W``) float32 as a previous :func:`decode` returned them, in ``space``'s
+    pixels (``"original"``: the original slice; ``"model"``: the encoded image). Raises
+    :class:`~medsam_lite.InputError` (in the thread that calls it) as :func:`check_mask_input`.
+    Decide here, in the thread that decodes: whether a compiled graph runs the prompts depends on
+    torch's thread-local gradient mode.
+    """
+    if space not in SPACES:
+        raise InputError(f"space must be one of {SPACES} (the pixel space of every prompt), got {space!r}.")
+    free = _torch_free(model)
+    with _no_grad():
+        if not _mask_input_in_numpy(model, free, embedding.tensor.shape[0]):
+            return None
+        low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
+    geometry = embedding.geometry
+    space_hw = tuple(geometry.image_hw if space == "model" else geometry.original_hw)
+
+    def make(logits) -> PreparedMaskInput:
+        arr = check_mask_input(logits, np.shape(logits)[0] if np.ndim(logits) == 3 else 1, space_hw)
+        return PreparedMaskInput(arr, mask_input_to_model(geometry, arr, len(arr), low, space_hw, True), geometry,
+                                 space_hw)
+
+    return make
+
+
 #: The pixel spaces :func:`decode` takes its prompts in (see its ``space``).
 SPACES = ("original", "model")
 
@@ -321,7 +372,8 @@ def decode(model: SamModel, embedding: Embedding, boxes=None, *, points=None, po
         points: ``K×2`` (one target) or ``N×K×2`` (paired with ``N`` boxes) XY clicks in ``space``.
         point_labels: ``K`` or ``N×K``: 1 foreground, 0 background.
         mask_input: the logits a previous call returned for the same targets (``N×h×w`` at the
-            masks' size, or ``h×w`` for one): the decoder refines that mask.
+            masks' size, or ``h×w`` for one): the decoder refines that mask. Or a
+            :class:`PreparedMaskInput` made from them ahead of the click (:func:`mask_input_maker`).
         space: the pixel space of every prompt (one :class:`~medsam_lite.model.geometry.Geometry`
             converts between them):
 
@@ -431,7 +483,15 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
         rule_image = None if rule is None else _rule_image(image, out_hw)  # checked before the decoder runs
         low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
         in_numpy = mask_input is not None and _mask_input_in_numpy(model, free, embedding.tensor.shape[0])
-        masks_in = None if mask_input is None else mask_input_to_model(geometry, mask_input, n, low, out_hw, in_numpy)
+        masks_in = None
+        if isinstance(mask_input, PreparedMaskInput):  # made ahead (mask_input_maker): used where it fits
+            ready = mask_input
+            mask_input = ready.logits
+            if (in_numpy and ready.geometry == geometry and ready.space_hw == tuple(out_hw)
+                    and ready.model_input.shape == (n, 1, low, low)):
+                masks_in = ready.model_input
+        if masks_in is None and mask_input is not None:
+            masks_in = mask_input_to_model(geometry, mask_input, n, low, out_hw, in_numpy)
         if masks_in is not None and free and _is_tensor(masks_in):  # numpy in for the torch-free model,
             masks_in = masks_in.numpy()
         elif masks_in is not None and not free and not _is_tensor(masks_in):  # a torch tensor for the others
