@@ -344,7 +344,7 @@ def mask_input_maker(model: SamModel, embedding: Embedding, space: str = "origin
     with _no_grad():
         if not _mask_input_in_numpy(model, free, embedding.tensor.shape[0]):
             return None
-        low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
+        low = _mask_input_side(model, free)
     geometry = embedding.geometry
     space_hw = tuple(geometry.image_hw if space == "model" else geometry.original_hw)
 
@@ -481,7 +481,7 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
             xy_labels, labels = labels, as_input(labels)
         rule = rule_of(model, click_rule) if pts is not None and (mask_input is not None or prompts is not None) else None
         rule_image = None if rule is None else _rule_image(image, out_hw)  # checked before the decoder runs
-        low = int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
+        low = _mask_input_side(model, free)
         in_numpy = mask_input is not None and _mask_input_in_numpy(model, free, embedding.tensor.shape[0])
         masks_in = None
         if isinstance(mask_input, PreparedMaskInput):  # made ahead (mask_input_maker): used where it fits
@@ -506,6 +506,11 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
             full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels), rule_image)
             return full > 0, scores, (full if logits else None)
     return back_to_size(geometry, low_res, iou, out_hw, logits)  # numpy for the torch-free model, the same bits
+
+
+def _mask_input_side(model, free: bool) -> int:
+    """The side of the decoder's square mask input (``low``: 256 for LiteMedSAM and SAM)."""
+    return int(model.mask_input_size[0] if free else model.prompt_parts(clicks=True)[0].mask_input_size[0])
 
 
 def _mask_input_in_numpy(model, free: bool, batch: int) -> bool:
