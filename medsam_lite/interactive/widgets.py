@@ -290,19 +290,17 @@ class BoxPrompter(widgets.VBox):
         (same classes, order and opacity) are blended again: a click changes the mask near it (the click
         rule), a moved box along its outline; ``overlay`` is per pixel, so the picture is the same."""
         key = (self.z, self.alpha, tuple(labels), masks.shape)
-        last = self._painted
-        if last is not None and last[0] == key:
-            rows = np.flatnonzero((last[1] != masks).any(axis=(0, 2)))
-            rgb = last[2].copy()
+        if self._painted is None or self._painted[0] != key:
+            display = self._display_slice(self.z)
+            self._painted = (key, masks, overlay(display, masks, self.alpha, list(labels)), display)
+        else:
+            _, before, rgb, display = self._painted
+            rows = np.flatnonzero((before != masks).any(axis=(0, 2)))
             if rows.size:
                 r0, r1 = int(rows[0]), int(rows[-1]) + 1
-                rgb[r0:r1] = overlay(last[3][r0:r1], masks[:, r0:r1], self.alpha, list(labels))
-        else:
-            display = self._display_slice(self.z)
-            rgb = overlay(display, masks, self.alpha, list(labels))
-            last = (None, None, None, display)
-        self._painted = (key, masks, rgb.copy(), last[3])
-        return rgb
+                rgb[r0:r1] = overlay(display[r0:r1], masks[:, r0:r1], self.alpha, list(labels))
+            self._painted = (key, masks, rgb, display)
+        return self._painted[2].copy()  # the caller draws the clicks on it
 
     def _display_slice(self, z: int) -> np.ndarray:
         """Slice ``z`` as shown: a CT in the soft-tissue display window, not the model's; others as encoded."""

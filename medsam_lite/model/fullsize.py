@@ -162,8 +162,11 @@ def _reach(taps, lo: int, hi: int) -> tuple[int, int] | None:
 # The same masks without torch
 # --------------------------------------------------------------------------------------------
 def _fma(a, b, c) -> np.ndarray:
-    """float32 ``a * b + c`` rounded once (the product of two float32 is exact in float64)."""
-    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(np.float32)
+    """float32 ``a * b + c`` rounded once (the product of two float32 is exact in float64); ``c`` is added
+    in place (it does not broadcast beyond ``a * b``)."""
+    out = np.asarray(a, np.float64) * np.asarray(b, np.float64)
+    out += c
+    return out.astype(np.float32)
 
 
 @lru_cache(maxsize=64)
@@ -317,9 +320,7 @@ def _aa_outputs(take, weight: np.ndarray, size: np.ndarray, axis: int) -> np.nda
         return out + (term * weight[:, j].reshape(shape)).astype(np.float32)
 
     def fused(out, term, j):
-        step = term * w64[:, j].reshape(shape)  # float64: exact
-        step += out
-        return step.astype(np.float32)
+        return _fma(term, w64[:, j].reshape(shape), out)
 
     out = (take(0) * weight[:, 0].reshape(shape)).astype(np.float32)
     blocked = (size - 1) // AA_BLOCK * AA_BLOCK

@@ -349,9 +349,9 @@ def mask_input_maker(model: SamModel, embedding: Embedding, space: str = "origin
     space_hw = tuple(geometry.image_hw if space == "model" else geometry.original_hw)
 
     def make(logits) -> PreparedMaskInput:
-        arr = check_mask_input(logits, np.shape(logits)[0] if np.ndim(logits) == 3 else 1, space_hw)
-        return PreparedMaskInput(arr, mask_input_to_model(geometry, arr, len(arr), low, space_hw, True), geometry,
-                                 space_hw)
+        n = np.shape(logits)[0] if np.ndim(logits) == 3 else 1
+        model_input = mask_input_to_model(geometry, logits, n, low, space_hw, True)  # checks the logits
+        return PreparedMaskInput(np.asarray(logits, np.float32).reshape(n, *space_hw), model_input, geometry, space_hw)
 
     return make
 
