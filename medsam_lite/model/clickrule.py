@@ -50,8 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "MIN_CONTRAST", "click_refs", "region_like", "rule_of",
-           "combine"]
+__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "MIN_CONTRAST", "click_refs", "region_like",
+           "tissue_like", "rule_of", "combine"]
 
 
 MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
@@ -147,6 +147,14 @@ class LocalRule:
             side, measured from the previous mask's edge (the robot clicks the middle of an error, so a
             click ``d`` deep speaks for an error about ``2 d`` thick along the edge, not for tissue deeper
             than that).
+        confusion: ``None`` or a share ``t`` (with the image): the image can tell the clicked tissue from
+            the other side only when the tissue test (:func:`tissue_like`) takes at most ``t`` of the other
+            side's own pixels (the ones :func:`click_refs` read) for the clicked tissue; above it the click
+            has no region, as when the two differ by less than ``min_contrast`` (the test is measured on the
+            pixels whose side is known: two sides whose medians differ but whose intensities overlap — a
+            textured tumour and the fringe beside it, bone beside bone — give a region that leaks). Not the
+            default: tried leave one patient out in round 6, it halved the gain for little change in the worst
+            target (``bench/RESULTS.md``, "Clicks on real patients found this round").
     """
 
     gap: int = 0
@@ -168,6 +176,7 @@ class LocalRule:
     min_contrast: float = MIN_CONTRAST
     unsure_cap: float | None = None
     band: float | None = None
+    confusion: float | None = None
     name = "local"
 
     def __post_init__(self):
@@ -185,7 +194,7 @@ class LocalRule:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
                 bad.append(f"{name}={value!r} (a finite number >= 0)")
-        for name in ("radius", "edge", "region_edge", "image_edge", "fill_cap", "unsure_cap", "band"):
+        for name in ("radius", "edge", "region_edge", "image_edge", "fill_cap", "unsure_cap", "band", "confusion"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
                                       or not np.isfinite(value) or value < 0):
@@ -371,9 +380,12 @@ class LocalRule:
             import cv2
 
             gray = cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_RGB2GRAY) if gray.shape[2] == 3 else gray[..., 0]
-        refs = click_refs(gray, rr, cc, gray[other], self.min_contrast)  # uint8: the float32 answers, faster
+        others = gray[other]
+        refs = click_refs(gray, rr, cc, others, self.min_contrast)  # uint8: the float32 answers, faster
         if refs is None:
             return None
+        if self.confusion is not None and np.count_nonzero(tissue_like(others, refs, self.margin)) > self.confusion * others.size:
+            return None  # the test takes too much of the other side for the clicked tissue: it cannot tell them apart
         side = ~window if label == 1 else window
         like = region_like(gray, side, (rr, cc), refs, self.margin) & (dist2 <= bound * bound)
         if self.band is not None:  # only as deep into the click's side as the click speaks for
@@ -455,12 +467,7 @@ def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple, mar
     Returns:
         bool, ``image``'s shape (the clicked pixel always in it).
     """
-    click_ref, other_ref = refs
-    if image.dtype == np.uint8:  # the test once per grey value, in float32 as for a float32 image, then looked up
-        image, lut = np.asarray(image), np.arange(256, dtype=np.float32)
-        like = side & (np.abs(lut - click_ref) + margin * abs(click_ref - other_ref) <= np.abs(lut - other_ref))[image]
-    else:
-        like = side & (np.abs(image - click_ref) + margin * abs(click_ref - other_ref) <= np.abs(image - other_ref))
+    like = side & tissue_like(np.asarray(image), refs, margin)
     like[tuple(at)] = True
     if like.ndim == 2:  # the same component as scipy's, in a quarter of the time (a click's region: every click)
         import cv2
@@ -471,6 +478,23 @@ def region_like(image: np.ndarray, side: np.ndarray, at: tuple, refs: tuple, mar
 
         labels = ndimage.label(like, structure=np.ones((3,) * image.ndim, bool))[0]
     return labels == labels[tuple(at)]
+
+
+def tissue_like(values: np.ndarray, refs: tuple, margin: float = 0.0) -> np.ndarray:
+    """The click region's tissue test, per value: closer to ``refs[0]`` (the clicked tissue) than to
+    ``refs[1]`` (the other side) by ``margin × |refs[0] − refs[1]|`` (bool, ``values``' shape).
+
+    Args:
+        values: float32 normalized intensities (0–255), or uint8 (the test made once per grey value in
+            float32, then looked up: the same answers).
+        refs: :func:`click_refs`' answer.
+        margin: ≥ 0.
+    """
+    click_ref, other_ref = refs
+    if values.dtype == np.uint8:
+        lut = np.arange(256, dtype=np.float32)
+        return (np.abs(lut - click_ref) + margin * abs(click_ref - other_ref) <= np.abs(lut - other_ref))[values]
+    return np.abs(values - click_ref) + margin * abs(click_ref - other_ref) <= np.abs(values - other_ref)
 
 
 def _within(side: np.ndarray, where: np.ndarray, t: float) -> np.ndarray:
