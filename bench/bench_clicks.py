@@ -254,7 +254,8 @@ def slices(domain: str):
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
-           "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR"]
+           "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
+           "real abdominal CT"]
 UNSEEN = DOMAINS[:4]
 #: The synthetic domains made inside a bundled patient's scan (``slices``: lesions in CT case-03, MR case-02):
 #: left out with that patient's organs, as they are that patient's image.
@@ -293,12 +294,20 @@ def real_case(case: str):
 #: label values follow TPTBox's convention) with vertebra masks, 1.5 mm, in tptbox 1.1.0's wheel
 #: (``TPTBox/tests/sample_ct``, ``sample_mri``; data licence not stated), turned to axial slices
 #: (``sitk.DICOMOrient(…, "LPS")``: array axis 0 is inferior–superior).
+#: ``real abdominal CT``: a 512², 2 mm, 20-slice abdominal CT series (Siemens, 2022) with TotalSegmentator's labels
+#: of it (``tests/reference_files/example_ct_dicom`` + ``example_seg_dicom.nii.gz`` in totalsegmentator 2.18.0's
+#: sdist; not the 3 mm example the bundled samples were cut from), the organs of ``ct_abdomen/labels.json``;
+#: read with ``io.read_volume`` / ``io.read_label`` / ``io.align_label`` (the label's rows are stored flipped).
 FRESH = {"real lung tumours II": ("CT", ("pycerr:pat_1", "pycerr:pat_2", "pycerr:pat_3", "pycerr:pat_4")),
          "real vertebrae CT": ("CT", ("tptbox:ct",)),
-         "real vertebrae MR": ("MR", ("tptbox:mri",))}
+         "real vertebrae MR": ("MR", ("tptbox:mri",)),
+         "real abdominal CT": ("CT", ("totalsegmentator:dicom",))}
 FRESH_FILES = {"pycerr": ("https://files.pythonhosted.org/packages/98/67/3b2ee8a6ee73228f05d64b6aae95326ee0d14972ba7ee217e610e3dc9cb0/"
                           "pycerr-2.0.0.tar.gz",
                           "sha256:a24107928df98d069d66efbb945d303d9748f7a9be447de0998a3d31f04ce23e"),
+               "totalsegmentator": ("https://files.pythonhosted.org/packages/c3/53/7d654d2ec3fcb801ae54d318b0ffc18021aed528bf4e4df0753caf0c8a73/"
+                                    "totalsegmentator-2.18.0.tar.gz",
+                                    "sha256:5d4223ef93973bc36d710869d11e7742ead2c154c72f7f9edcaaadd5b6c4bd03"),
                "tptbox": ("https://files.pythonhosted.org/packages/c0/31/c8d3be1a2753742c04a7e8dc8e252c008e394e620429be949032712fee2a/"
                           "tptbox-1.1.0-py3-none-any.whl",
                           "sha256:975a68f4117ab81fcc2d819d6127f301b1cc50210e08e73df1b9a818ee3be984")}
@@ -343,6 +352,21 @@ def fresh_case(case: str):
             raise SystemExit(f"{case}: the label {label['array'].shape} is not on the series' grid {vol.array.shape}")
         return vol.array, label["array"].astype(np.int32), {int(k): "lung tumour (GTV)" for k in label["names"]}, \
             float(vol.spacing[0] * vol.spacing[1])
+    if source == "totalsegmentator":
+        import tarfile
+
+        prefix = "totalsegmentator-2.18.0/tests/reference_files/"
+        if not (folder / "example_seg_dicom.nii.gz").is_file():
+            with tarfile.open(archive) as tar:
+                for member in tar.getmembers():
+                    if member.isfile() and (member.name.startswith(prefix + "example_ct_dicom/")
+                                            or member.name == prefix + "example_seg_dicom.nii.gz"):
+                        member.name = member.name[len(prefix):]
+                        tar.extract(member, folder, filter="data")
+        vol = io.read_volume(folder / "example_ct_dicom")
+        label, _ = io.align_label(io.read_label(folder / "example_seg_dicom.nii.gz"), vol)
+        names = {int(k): v for k, v in json.loads((samples.ct_abdomen_dir() / "labels.json").read_text()).items()}
+        return vol.array, label.array.astype(np.int32), names, float(vol.spacing[0] * vol.spacing[1])
     if not folder.is_dir():
         import zipfile
 
