@@ -304,3 +304,27 @@ def test_the_next_click_is_prepared_while_the_user_aims_it_with_the_same_masks(m
     assert ml.dice(obj.mask, liver[z]) > 0.8
     prompter.close()
     reference.close()
+
+
+def test_the_status_line_says_what_each_click_changed_and_why_nothing_did(model):
+    """A click is never silent: the status line counts the pixels it added and removed (the object's masks
+    before and after, independently compared here), and says so where the mask already agreed with it."""
+    from medsam_lite.clicks import next_click
+
+    scan = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz")
+    liver = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array == 5
+    z = int(np.argmax(liver.sum(axis=(1, 2))))
+    prompter = BoxPrompter(scan, model, labels=["liver"], modality="CT",
+                           default_boxes=[(ml.box_from_mask(liver[z]) + [-6, -6, 6, 6], "liver", z)])
+    obj = prompter.session.objects[0]
+    before = obj.mask.copy()
+    x, y, positive = next_click(before, liver[z])
+    prompter.click(float(x), float(y), bool(positive))
+    added, removed = int((obj.mask & ~before).sum()), int((before & ~obj.mask).sum())
+    assert added + removed > 1
+    assert f"+{added} / −{removed} px" in prompter.status.value
+    rows, cols = np.nonzero(obj.mask & liver[z])
+    prompter.click(float(cols[len(cols) // 2]), float(rows[len(rows) // 2]), True)  # inside the mask already
+    assert "+0 / −0 px" in prompter.status.value and "already agreed" in prompter.status.value
+    prompter.undo()
+    assert "last click" not in prompter.status.value

@@ -28,6 +28,29 @@ from .predict import resolve_preset
 from .session import AnnotationSession
 
 
+
+def click_note(before: np.ndarray, after: np.ndarray, positive: bool, xy: tuple) -> str:
+    """The status line's account of a click: the pixels it added to and removed from its object's mask, and,
+    where it changed nothing but the clicked pixel, why and what to do (a click is never silent).
+
+    Args:
+        before, after: ``H×W`` bool, the object's mask before and after the click (original pixels).
+        positive: the click's side (``True`` foreground).
+        xy: the click, XY in the same pixels.
+    """
+    added, removed = int(np.count_nonzero(after & ~before)), int(np.count_nonzero(before & ~after))
+    kind = "foreground" if positive else "background"
+    text = f"last click ({kind} at {xy[0]:.0f}, {xy[1]:.0f}): +{added} / −{removed} px"
+    row = min(max(int(round(xy[1])), 0), before.shape[0] - 1)
+    col = min(max(int(round(xy[0])), 0), before.shape[1] - 1)
+    if bool(before[row, col]) == bool(positive):
+        return text + (" — the mask already agreed with it there: a foreground click goes where the mask misses the "
+                       "target, a background click where it covers too much")
+    if added + removed <= 1:
+        return text + (" — only the clicked pixel: on the mask's 1-px rim, or where the image cannot tell the tissue "
+                       "there from the other side, a click changes little; click deeper in the error, or undo")
+    return text
+
 class BoxPrompter(widgets.VBox):
     """Draw boxes on an image or volume slices, see their masks live, correct them with clicks.
 
@@ -39,7 +62,8 @@ class BoxPrompter(widgets.VBox):
         prompter.save("tumour_mask.png")
 
     Display: a slice slider (3D only), the drawing canvas, the click mode and an undo button, and
-    a status line (time of the last mask update, image encoder runs). Keys in the canvas (from
+    a status line (time of the last mask update, image encoder runs; after a click, the pixels it added
+    and removed, and why where it changed nothing but the clicked pixel: :func:`click_note`). Keys in the canvas (from
     jupyter-bbox-widget): ``1``–``9`` choose the class of the next box, ``Delete`` removes the
     selected box, ``C`` gives it the current class. A **click** without drag adds a point to the
     selected object (the box last drawn or clicked): foreground, or background with the
@@ -91,7 +115,7 @@ class BoxPrompter(widgets.VBox):
         self.timings.update(render_ms=0.0, update_ms=0.0)
         self._shown: dict[int, list[tuple[dict, int]]] = {}  # slice → [(widget box, object id)]
         self._callbacks: list[Callable] = []
-        self._syncing, self._message = False, ""
+        self._syncing, self._message, self._click_note = False, "", ""
         self._selected: int | None = None  # id of the object clicks go to
 
         items = [split_box_item(item) for item in (default_boxes if default_boxes is not None else [])]
@@ -220,7 +244,7 @@ class BoxPrompter(widgets.VBox):
             if s.get(oid).label != b["label"]:
                 s.relabel(oid, b["label"])
         self._shown[z] = list(zip(boxes, ids))
-        self._message = message
+        self._message, self._click_note = message, ""
         if z == self.z:
             self._select_index(self.canvas.selected_index)
         self._changed(z, t0)
@@ -316,6 +340,8 @@ class BoxPrompter(widgets.VBox):
         text = (f"{where}{n} box{'es' if n != 1 else ''}{clicks} · last mask update {t['update_ms']:.0f} ms "
                 f"(decoder {t['decode_ms']:.0f} ms, overlay {t['render_ms']:.0f} ms) · image encoder runs: "
                 f"{self.encoder_calls} (last {t['encode_ms'] / 1000:.1f} s)")
+        if self._click_note:
+            text += f"<br>{html.escape(self._click_note)}"
         if self._message:
             text += f"<br><span style='color:#c00'>{html.escape(self._message)}</span>"
         self.status.value = f"<span style='font-family:monospace;font-size:12px'>{text}</span>"
@@ -343,7 +369,7 @@ class BoxPrompter(widgets.VBox):
         if z not in self.session.embeddings:
             self.status.value = f"<span style='font-family:monospace;font-size:12px'>encoding slice {z}…</span>"
         self.session.set_slice(z)
-        self._message = blank_note(z) if self.session.is_blank(z) else ""
+        self._message, self._click_note = blank_note(z) if self.session.is_blank(z) else "", ""
         self._show_status()
 
     # -- public API ----------------------------------------------------------------------------
@@ -402,8 +428,10 @@ class BoxPrompter(widgets.VBox):
             obj = min(inside, key=lambda o: int(o.mask.sum()), default=None)
         if obj is None:
             raise InputError("a click corrects an object's mask: draw a box around the target first (or select one).")
+        before = obj.mask
         obj = self.session.add_click(obj, x, y, self.click_mode.value == "foreground" if positive is None else positive)
         self._selected, self._message = obj.id, ""
+        self._click_note = click_note(before, obj.mask, bool(obj.point_labels[-1]), (x, y))
         self._sync(obj.slice)
         self._changed(obj.slice, t0)
         return obj
@@ -411,6 +439,7 @@ class BoxPrompter(widgets.VBox):
     def undo(self):
         """Take back the last box, move or click (see :meth:`AnnotationSession.undo`); returns its object."""
         t0, self.timings["decode_ms"] = time.perf_counter(), 0.0
+        self._click_note = ""
         obj = self.session.undo()
         if obj is not None:
             self._sync(obj.slice)
