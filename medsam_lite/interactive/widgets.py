@@ -28,10 +28,10 @@ from .predict import resolve_preset
 from .session import AnnotationSession
 
 
-
 def click_note(before: np.ndarray, after: np.ndarray, positive: bool, xy: tuple) -> str:
     """The status line's account of a click: the pixels it added to and removed from its object's mask, and,
-    where it changed nothing but the clicked pixel, why and what to do (a click is never silent).
+    where it changed at most the clicked pixel or the mask already agreed with it, why and what to do (a click
+    is never silent).
 
     Args:
         before, after: ``H×W`` bool, the object's mask before and after the click (original pixels).
@@ -47,9 +47,10 @@ def click_note(before: np.ndarray, after: np.ndarray, positive: bool, xy: tuple)
         return text + (" — the mask already agreed with it there: a foreground click goes where the mask misses the "
                        "target, a background click where it covers too much")
     if added + removed <= 1:
-        return text + (" — only the clicked pixel: on the mask's 1-px rim, or where the image cannot tell the tissue "
+        return text + (" — at most the clicked pixel: on the mask's 1-px rim, or where the image cannot tell the tissue "
                        "there from the other side, a click changes little; click deeper in the error, or undo")
     return text
+
 
 class BoxPrompter(widgets.VBox):
     """Draw boxes on an image or volume slices, see their masks live, correct them with clicks.
