@@ -325,6 +325,21 @@ def _vertebra_name(value: int) -> str:
     return ("vertebra ", "disc below ", "endplate of ")[kind] + name
 
 
+def _untar(archive: Path, prefix: str, folder: Path, only: tuple = ("",)) -> Path:
+    """Extract once the files of ``archive`` under ``prefix`` whose rest of the name starts with one of ``only``,
+    into ``folder`` without the prefix (a ``.done`` file marks a finished extraction); returns ``folder``."""
+    import tarfile
+
+    if not (folder / ".done").is_file():
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.startswith(prefix) and member.name[len(prefix):].startswith(only):
+                    member.name = member.name[len(prefix):]
+                    tar.extract(member, folder, filter="data")
+        (folder / ".done").touch()
+    return folder
+
+
 def fresh_case(case: str):
     """``(image D×H×W (HU or raw MR), label D×H×W int, {value: name}, pixel area mm²)`` of a ``FRESH`` case,
     axial slices along axis 0; the archives are fetched once from PyPI with pooch and checked by SHA-256."""
@@ -334,39 +349,18 @@ def fresh_case(case: str):
     source, name = case.split(":")
     archive = Path(pooch.retrieve(*FRESH_FILES[source], progressbar=True))
     folder = archive.parent / (archive.name + ".d")
-    if source == "pycerr":
-        import tarfile
-
-        from medsam_lite.io.dicomlabels import read_dicom_label
-
-        series = folder / name
-        if not series.is_dir():
-            with tarfile.open(archive) as tar:
-                prefix = f"pycerr-2.0.0/cerr/datasets/radiomics_phantom_dicom/{name}/"
-                for member in tar.getmembers():
-                    if member.isfile() and member.name.startswith(prefix):
-                        member.name = member.name[len(prefix):]
-                        tar.extract(member, series, filter="data")
-        label = read_dicom_label(sorted(series.glob("DCM_RS_*.dcm"))[0], series)
-        vol = io.read_volume(series)  # the CT series (the RTSTRUCT beside it is not an image)
-        if vol.array.shape != label["array"].shape:
-            raise SystemExit(f"{case}: the label {label['array'].shape} is not on the series' grid {vol.array.shape}")
-        return vol.array, label["array"].astype(np.int32), {int(k): "lung tumour (GTV)" for k in label["names"]}, \
-            float(vol.spacing[0] * vol.spacing[1])
-    if source == "totalsegmentator":
-        import tarfile
-
-        prefix = "totalsegmentator-2.18.0/tests/reference_files/"
-        if not (folder / "example_seg_dicom.nii.gz").is_file():
-            with tarfile.open(archive) as tar:
-                for member in tar.getmembers():
-                    if member.isfile() and (member.name.startswith(prefix + "example_ct_dicom/")
-                                            or member.name == prefix + "example_seg_dicom.nii.gz"):
-                        member.name = member.name[len(prefix):]
-                        tar.extract(member, folder, filter="data")
-        vol = io.read_volume(folder / "example_ct_dicom")
-        label, _ = io.align_label(io.read_label(folder / "example_seg_dicom.nii.gz"), vol)
-        names = {int(k): v for k, v in json.loads((samples.ct_abdomen_dir() / "labels.json").read_text()).items()}
+    if source in ("pycerr", "totalsegmentator"):  # a DICOM series and its label, on the series' grid
+        if source == "pycerr":
+            series = _untar(archive, f"pycerr-2.0.0/cerr/datasets/radiomics_phantom_dicom/{name}/", folder / name)
+            label_path, reference = sorted(series.glob("DCM_RS_*.dcm"))[0], series  # the RTSTRUCT beside it
+        else:
+            found = _untar(archive, "totalsegmentator-2.18.0/tests/reference_files/", folder,
+                           ("example_ct_dicom/", "example_seg_dicom.nii.gz"))
+            series, label_path, reference = found / "example_ct_dicom", found / "example_seg_dicom.nii.gz", None
+        vol = io.read_volume(series)
+        label, _ = io.align_label(io.read_label(label_path, reference=reference), vol)
+        names = ({int(k): "lung tumour (GTV)" for k in label.names} if source == "pycerr" else
+                 {int(k): v for k, v in json.loads((samples.ct_abdomen_dir() / "labels.json").read_text()).items()})
         return vol.array, label.array.astype(np.int32), names, float(vol.spacing[0] * vol.spacing[1])
     if not folder.is_dir():
         import zipfile

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..model.clickrule import clicked_pixel
 from ..model.geometry import check_boxes, xywh_to_xyxy
 from ..model.models import SamModel
 from ..io.display import display_flips, display_window, radiological_flips
@@ -41,9 +42,7 @@ def click_note(before: np.ndarray, after: np.ndarray, positive: bool, xy: tuple)
     added, removed = int(np.count_nonzero(after & ~before)), int(np.count_nonzero(before & ~after))
     kind = "foreground" if positive else "background"
     text = f"last click ({kind} at {xy[0]:.0f}, {xy[1]:.0f}): +{added} / −{removed} px"
-    row = min(max(int(round(xy[1])), 0), before.shape[0] - 1)
-    col = min(max(int(round(xy[0])), 0), before.shape[1] - 1)
-    if bool(before[row, col]) == bool(positive):
+    if bool(before[clicked_pixel(*xy, before.shape)]) == bool(positive):
         return text + (" — the mask already agreed with it there: a foreground click goes where the mask misses the "
                        "target, a background click where it covers too much")
     if added + removed <= 1:
@@ -64,7 +63,8 @@ class BoxPrompter(widgets.VBox):
 
     Display: a slice slider (3D only), the drawing canvas, the click mode and an undo button, and
     a status line (time of the last mask update, image encoder runs; after a click, the pixels it added
-    and removed, and why where it changed nothing but the clicked pixel: :func:`click_note`). Keys in the canvas (from
+    and removed, and why where it changed at most the clicked pixel or the mask already agreed with it:
+    :func:`click_note`). Keys in the canvas (from
     jupyter-bbox-widget): ``1``–``9`` choose the class of the next box, ``Delete`` removes the
     selected box, ``C`` gives it the current class. A **click** without drag adds a point to the
     selected object (the box last drawn or clicked): foreground, or background with the

@@ -50,8 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "MIN_CONTRAST", "click_refs", "region_like",
-           "tissue_like", "rule_of", "combine"]
+__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "MIN_CONTRAST", "clicked_pixel", "click_refs",
+           "region_like", "tissue_like", "rule_of", "combine"]
 
 
 MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
@@ -258,7 +258,7 @@ class LocalRule:
             prev, regions, area = previous[n], {}, int(np.count_nonzero(previous[n]))  # area: prev's pixels
             for (x, y), label in zip(np.asarray(points[n], np.float64), np.asarray(labels[n])):
                 label = int(label)
-                col, row = min(max(int(round(x)), 0), w - 1), min(max(int(round(y)), 0), h - 1)
+                row, col = clicked_pixel(x, y, (h, w))
                 depth = _edge_distance(prev, row, col, label) if use else None  # once per click (the masks-only
                 where = self._image_region(prev, image, row, col, label, area, depth) if use else None  # rule: lazily)
                 unsure = self._unsure(where, depth, use, area)
@@ -430,6 +430,13 @@ class LocalRule:
         d2 = (ys + r0 - row) ** 2 + (xs + c0 - col) ** 2
         i = int(np.argmin(d2))
         return int(window[ys[i], xs[i]]) if d2[i] <= self.reach ** 2 else 0
+
+
+def clicked_pixel(x: float, y: float, hw: tuple) -> tuple[int, int]:
+    """``(row, col)`` of the pixel a click at XY ``(x, y)`` (column, row; in the masks' pixels) falls on:
+    rounded to the nearest pixel and kept inside an ``hw = (H, W)`` image."""
+    h, w = hw
+    return min(max(int(round(y)), 0), h - 1), min(max(int(round(x)), 0), w - 1)
 
 
 def click_refs(image: np.ndarray, row: int, col: int, other: np.ndarray, min_contrast: float = MIN_CONTRAST):
