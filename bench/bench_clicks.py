@@ -77,6 +77,13 @@ trained on the other sample only: the held-out numbers), each ``alone`` (``Decod
 ``image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2`` is from round 3). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 
+``CT parts`` / ``MR parts`` and ``CT merged`` / ``MR merged`` (round 7, with ``--organs``: the same patients, slices and
+decoders as the organ domains): each organ split in two by a straight cut the image does not show
+(:func:`split_target`), and two touching organs merged into one target of two tissues (:func:`merged_targets`) —
+synthetic validation targets like the real ones the rule fails on (a part of a structure beside tissue like it; a
+target of two tissues), made from ``data_samples/`` only ("merged or split labels as new targets", issue 31); in
+``--by-patient`` they belong to their patient (``PATIENT_OF``).
+
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
 so it may be chosen on real data of the *other* patient. For each organ domain (one patient each)
 and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
@@ -161,7 +168,17 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # side's own pixels for the clicked tissue ("conf=t": the image cannot tell the two apart there)
          **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 conf={t}": LocalRule(
              **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, confusion=float(t)))
-            for c in ("", ".2") for t in (".05", ".1", ".2")}}
+            for c in ("", ".2") for t in (".05", ".1", ".2")},
+         # issue 31, round 7 (chosen leave one patient out with the organs split in parts, "CT parts" / "MR parts"):
+         # the shipped rule with the decoder's change cut to twice the click's depth on every click ("edge=2": also
+         # where it flipped the clicked pixel), with the cap bounding the decoder's kept change and the fill
+         # together ("capall.2"), or each click's fill capped at a tenth of the mask ("cap.1")
+         "image region3 always edge=2 cap.2 margin c4 unsure=.05 band=2": LocalRule(
+             **dict(_R2, edge_on="all", fill_cap=0.2, unsure_cap=0.05, band=2.0)),
+         "image region3 always edge=2i capall.2 margin c4 unsure=.05 band=2": LocalRule(
+             **dict(_R2, fill_cap=0.2, cap_change=True, unsure_cap=0.05, band=2.0)),
+         "image region3 always edge=2i cap.1 margin c4 unsure=.05 band=2": LocalRule(
+             **dict(_R2, fill_cap=0.1, unsure_cap=0.05, band=2.0))}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -234,7 +251,7 @@ def slices(domain: str):
                 targets = [(names[k], label[z] == k) for k in sorted(names) if (label[z] == k).sum() >= 100]
                 if targets:
                     yield f"{case}:{z}", array[z], modality, targets, px
-    elif domain in ("CT organs", "MR organs"):
+    elif domain in PATIENT_OF:
         modality = domain.split()[0]
         folder = samples.ct_abdomen_dir() if modality == "CT" else samples.mr_abdomen_dir()
         names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
@@ -249,19 +266,71 @@ def slices(domain: str):
                     continue
                 px = float(vol.spacing[0] * vol.spacing[1])
                 targets = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() * px >= 64]
+                if domain.endswith("parts"):
+                    targets = [(f"part of {name}", part) for name, truth in targets
+                               for part in split_target(truth, f"{case}:{z}:{name}") if part.sum() * px >= 64]
+                elif domain.endswith("caps"):
+                    targets = [(f"edge of {name}", part) for name, truth in targets
+                               for part in [cap_target(truth, f"{case}:{z}:{name}")] if part.sum() * px >= 64]
+                elif domain.endswith("merged"):
+                    targets = merged_targets(targets)
                 if targets:
                     yield f"{case}:{z}", vol.array[z].astype(np.float32), modality, targets, px
+
+
+def split_target(truth: np.ndarray, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """An organ split in two by a straight cut (issue 31, round 7: "merged or split labels as new targets"):
+    the cut at a random angle, through a point up to 0.4 × the organ's equivalent radius from its centroid
+    (seeded by ``tag``); the two sides, each a target. The image shows no edge at the cut — the organ's
+    tissue runs on beyond it — so a box around one part also holds tissue like it on the other side of the
+    truth (as a vertebra's edge beside its body, or a pancreas beside a bowel loop in MR): the validation
+    targets where a click's tissue cannot size its error. ``truth``: H×W bool; returns two H×W bool."""
+    rng = np.random.default_rng(zlib.crc32(tag.encode()))
+    theta, shift = rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * np.sqrt(truth.sum() / np.pi)
+    rows, cols = np.nonzero(truth)
+    yy, xx = np.ogrid[: truth.shape[0], : truth.shape[1]]
+    side = (yy - rows.mean()) * np.sin(theta) + (xx - cols.mean()) * np.cos(theta) > shift
+    return truth & side, truth & ~side
+
+
+def cap_target(truth: np.ndarray, tag: str) -> np.ndarray:
+    """The small side of an organ cut by a straight line 0.4–0.8 × its equivalent radius from its centroid, at
+    a random angle (seeded by ``tag``): an organ's edge as a target (round 7), its box holding mostly tissue like
+    it on the other side of a cut the image does not show (as the end of a vertebra in an axial slice: 192 truth
+    pixels in a 611-pixel box mask). ``truth``: H×W bool; returns H×W bool."""
+    rng = np.random.default_rng(zlib.crc32(f"cap:{tag}".encode()))
+    theta, shift = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.8) * np.sqrt(truth.sum() / np.pi)
+    rows, cols = np.nonzero(truth)
+    yy, xx = np.ogrid[: truth.shape[0], : truth.shape[1]]
+    return truth & ((yy - rows.mean()) * np.sin(theta) + (xx - cols.mean()) * np.cos(theta) > shift)
+
+
+def merged_targets(targets: list) -> list:
+    """Two organs that touch (within 2 px) merged into one target (issue 31, round 7: "merged or split labels as
+    new targets"): a target of two tissues (liver + gallbladder, stomach + spleen), each pair once, as a tumour
+    with a necrotic core or a vertebra's cortex and marrow — a click on one tissue says nothing of the other's
+    extent. ``targets``: ``[(name, H×W bool)]`` of one slice; returns ``[("a + b", a | b)]``."""
+    import cv2
+
+    grown = [cv2.dilate(t.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool) for _, t in targets]
+    return [(f"{a} + {b}", ta | tb) for i, (a, ta) in enumerate(targets) for j, (b, tb) in enumerate(targets)
+            if i < j and (grown[i] & tb).any()]
 
 
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
+           "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged",
            "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
            "real abdominal CT"]
 UNSEEN = DOMAINS[:4]
 #: The synthetic domains made inside a bundled patient's scan (``slices``: lesions in CT case-03, MR case-02):
 #: left out with that patient's organs, as they are that patient's image.
 MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs"}
+#: The bundled patient each real-organ domain is made of (round 7: its organs, and its organs split in parts): a patient
+#: left out leaves all of them out, and the rule is chosen on the other patient's.
+PATIENT_OF = {"CT organs": "CT organs", "CT parts": "CT organs", "CT caps": "CT organs", "CT merged": "CT organs",
+              "MR organs": "MR organs", "MR parts": "MR organs", "MR caps": "MR organs", "MR merged": "MR organs"}
 #: Real patients no decoder trained on and no rule was chosen on (round 4): pyradiomics' test cases (``data/`` of
 #: its source distribution on PyPI, BSD-3; ``real_case``): brain MR with a tumour label (brain1, brain2) and lung
 #: CT with a tumour / nodule label (lung1, lung2). Read for testing only: never trained on, never shipped.
@@ -400,6 +469,8 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
                        for r, rule in ([(r, RULES[r]) for r in rules] if rules else
                                        [("alone", DecoderRule()), ("rule", RULES["image region3 always"])])]
+        for kind in ("parts", "caps", "merged"):  # the same patient's organs split in parts, or merged: the same decoders
+            out[domain.replace("organs", kind)] = out[domain]
     return out
 
 
@@ -531,11 +602,11 @@ def _rule_of_pair(pair: str) -> str:
 
 
 def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
-    """Leave one **patient** out (issue 31): the rule has no weights, so for each organ domain (one
-    patient each) and each decoder it is chosen on the *other* patient's organs (same decoder role)
-    plus the synthetic unseen domains (shipped decoder) not made inside the left-out patient's scan
-    (:data:`MADE_IN`: its synthetic lesions are the held-out patient's image too), by Done-means
-    conditions met, then mean Δ; and reported on the organ domain left out. ``rows``: per-target rows
+    """Leave one **patient** out (issue 31): the rule has no weights, so for each patient (:data:`PATIENT_OF`:
+    its organs, and from round 7 its organs split in parts and merged) and each decoder it is chosen on the
+    *other* patient's domains (same decoder role) plus the synthetic unseen domains (shipped decoder) not made
+    inside the left-out patient's scan (:data:`MADE_IN`: its synthetic lesions are the held-out patient's image
+    too), by Done-means conditions met, then mean Δ; and reported on each domain of the patient left out. ``rows``: per-target rows
     holding, for every candidate rule ``r``, ``'published r'`` / ``'other-domain r'`` (organ domains) and ``'shipped r'``
     (synthetic domains). The rule to ship is the one chosen on all of them."""
     verdicts = []
@@ -554,7 +625,7 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
 
     def score(rule, decoders, organ_domains, left_out=None):
         keys = [(d, f"shipped {rule}") for d in synthetic if left_out is None or MADE_IN.get(d) != left_out] + [
-            (d, f"{x} {rule}") for d in organ_domains for x in decoders]
+            (d, f"{x} {rule}") for d in organ_domains for x in decoders]  # left_out: a patient (PATIENT_OF's value)
         sel = [next((v for v in verdicts if (v[0], v[1]) == k), None) for k in keys]
         if any(v is None for v in sel):
             return (-1, -np.inf)  # not measured everywhere: not a candidate
@@ -567,21 +638,22 @@ def choose_by_patient(rows, n_clicks: int, candidates=None) -> list[str]:
              f"patient left out). Candidates: {', '.join(f'`{r}`' for r in rules)}.", "",
              "| left out (decoder) | chosen on the other patient + synthetic | conditions met there | gain (< 0.9) "
              "| mean Δ (all) | worst Δ (target) | losing > 0.05 | met |", "|---|---|---:|---:|---:|---|---:|---|"]
-    organs = [d for d in ("CT organs", "MR organs") if any(v[0] == d for v in verdicts)]
-    for d in organs:
-        others = [o for o in organs if o != d]
+    organs = [d for d in PATIENT_OF if any(v[0] == d for v in verdicts)]  # the patients' domains (organs, parts)
+    for patient in dict.fromkeys(PATIENT_OF[d] for d in organs):
+        others = [o for o in organs if PATIENT_OF[o] != patient]
         for decoder in ("published", "other-domain"):
-            best = max(rules, key=lambda r: score(r, [decoder], others, d))
-            v = next((v for v in verdicts if v[0] == d and v[1] == f"{decoder} {best}"), None)
-            if v is None:
-                continue
-            m = score(best, [decoder], others, d)[0]
-            n = 3 * (len([s for s in synthetic if MADE_IN.get(s) != d]) + len(others))
-            lines.append(f"| {d} ({decoder}) | {best} | {m} of {n} | {v[2]:+.3f} | {v[3]:+.3f} | {v[4]:+.3f} ({v[5]}) "
-                         f"| {v[6]} | {_yes_no(_met(*v[2:5]))} |")
+            best = max(rules, key=lambda r: score(r, [decoder], others, patient))
+            m = score(best, [decoder], others, patient)[0]
+            n = 3 * (len([s for s in synthetic if MADE_IN.get(s) != patient]) + len(others))
+            for d in [o for o in organs if PATIENT_OF[o] == patient]:
+                v = next((v for v in verdicts if v[0] == d and v[1] == f"{decoder} {best}"), None)
+                if v is None:
+                    continue
+                lines.append(f"| {d} ({decoder}) | {best} | {m} of {n} | {v[2]:+.3f} | {v[3]:+.3f} | {v[4]:+.3f} "
+                             f"({v[5]}) | {v[6]} | {_yes_no(_met(*v[2:5]))} |")
     best = max(rules, key=lambda r: score(r, ["published", "other-domain"], organs))
     m = score(best, ["published", "other-domain"], organs)[0]
-    lines += ["", f"Chosen on all (both patients' organs with both decoders + the synthetic domains; the rule to "
+    lines += ["", f"Chosen on all (both patients' organs (and parts) with both decoders + the synthetic domains; the rule to "
               f"ship): **{best}** ({m} of {3 * (len(synthetic) + 2 * len(organs))} conditions met)."]
     return lines
 
@@ -621,7 +693,7 @@ def main() -> None:
     REAL_DIR[0] = args.real_data
     organ_models = None
     if args.organs:
-        domains = [d for d in args.domains if d.endswith("organs")] or ["CT organs", "MR organs"]
+        domains = [d for d in args.domains if d in PATIENT_OF] or ["CT organs", "MR organs"]
         organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped, args.rules).items() if d in domains}
         args.domains = [d for d in domains if d in organ_models]
     if args.by_patient:  # rows of several runs, merged by target (a target's pairs from every file)
