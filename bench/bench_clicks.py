@@ -77,12 +77,14 @@ trained on the other sample only: the held-out numbers), each ``alone`` (``Decod
 ``image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2`` is from round 3). Every model runs in torch here (one backend, so box-only
 Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 
-``CT parts`` / ``MR parts`` and ``CT merged`` / ``MR merged`` (round 7, with ``--organs``: the same patients, slices and
+``CT parts`` / ``MR parts``, ``CT caps`` / ``MR caps`` and ``CT merged`` / ``MR merged`` (round 7, with ``--organs``: the same patients, slices and
 decoders as the organ domains): each organ split in two by a straight cut the image does not show
-(:func:`split_target`), and two touching organs merged into one target of two tissues (:func:`merged_targets`) —
+(:func:`split_target`), the small side of such a cut (an organ's edge: :func:`cap_target`), and two touching organs merged into one target of two tissues (:func:`merged_targets`) —
 synthetic validation targets like the real ones the rule fails on (a part of a structure beside tissue like it; a
 target of two tissues), made from ``data_samples/`` only ("merged or split labels as new targets", issue 31); in
-``--by-patient`` they belong to their patient (``PATIENT_OF``).
+``--by-patient`` they belong to their patient (``PATIENT_OF``). ``brain rings`` / ``CT rings`` / ``MR rings`` (round 7,
+synthetic, shipped decoder, in the default domains): the lesion domains' lesions with a core like the host tissue
+(:func:`ring_lesion`: a target whose inner tissue is like the false positive beside it).
 
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
 so it may be chosen on real data of the *other* patient. For each organ domain (one patient each)
@@ -185,7 +187,7 @@ ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # 
 def slices(domain: str):
     """Yield ``(tag, image H×W, modality, [(target name, truth H×W bool)], pixel mm²)`` per slice of ``domain``."""
     rng = np.random.default_rng(2026)
-    if domain in ("seen CT", "seen MR", "CT lesions", "MR lesions"):
+    if domain in ("seen CT", "seen MR", "CT lesions", "MR lesions", "CT rings", "MR rings"):
         modality = domain.split()[-1] if domain.startswith("seen") else domain.split()[0]
         folder, case = (samples.ct_abdomen_dir(), "case-03") if modality == "CT" else (samples.mr_abdomen_dir(), "case-02")
         vol = io.read_volume(folder / f"{case}.nii.gz")
@@ -201,10 +203,13 @@ def slices(domain: str):
                 continue
             targets = []
             for k in ORGANS_FOR_LESIONS[modality]:
-                made = samples.synthetic_lesion(image, label[z] == k, rng, modality, (3, 7))
+                if domain.endswith("rings"):
+                    made = ring_lesion(image, label[z] == k, rng, modality, (4, 8))
+                else:
+                    made = samples.synthetic_lesion(image, label[z] == k, rng, modality, (3, 7))
                 if made is not None and made[1].sum() * px >= 64:
                     image, truth = made
-                    targets.append((f"lesion in {names[k]}", truth))
+                    targets.append((f"{'ring ' * domain.endswith('rings')}lesion in {names[k]}", truth))
             if targets:
                 # a lesion added later may cover an earlier one: keep each truth as it shows
                 yield f"{case}:{z}", image, modality, targets, px
@@ -216,19 +221,19 @@ def slices(domain: str):
             for z in (14, 20, 26):
                 targets = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() >= 64]
                 yield f"{sub}:{z}", vol.array[z].astype(np.float32), "MR", targets, 1.0
-    elif domain == "brain lesions":
+    elif domain in ("brain lesions", "brain rings"):
         for sub in ("sub-05", "sub-06"):
             vol = io.read_volume(samples.brain_mri_dir() / f"{sub}.nii.gz")
             label = io.read_volume(samples.brain_mri_dir() / f"{sub}_label.nii.gz").array
             for z in (16, 22, 28):
                 image, targets = vol.array[z].astype(np.float32), []
                 for _ in range(2):
-                    made = samples.synthetic_lesion(
+                    made = (ring_lesion if domain == "brain rings" else samples.synthetic_lesion)(
                         image, (label[z] == 1) & ~np.any([t for _, t in targets] or [np.zeros_like(image, bool)], axis=0),
                         rng, "MR", (5, 11))
                     if made is not None:
                         image, truth = made
-                        targets.append(("lesion in white matter", truth))
+                        targets.append((f"{'ring ' * (domain == 'brain rings')}lesion in white matter", truth))
                 if targets:
                     yield f"{sub}:{z}", image, "MR", targets, 1.0
 
@@ -286,11 +291,16 @@ def split_target(truth: np.ndarray, tag: str) -> tuple[np.ndarray, np.ndarray]:
     truth (as a vertebra's edge beside its body, or a pancreas beside a bowel loop in MR): the validation
     targets where a click's tissue cannot size its error. ``truth``: H×W bool; returns two H×W bool."""
     rng = np.random.default_rng(zlib.crc32(tag.encode()))
-    theta, shift = rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * np.sqrt(truth.sum() / np.pi)
+    side = _beyond(truth, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * np.sqrt(truth.sum() / np.pi))
+    return truth & side, truth & ~side
+
+
+def _beyond(truth: np.ndarray, theta: float, shift: float) -> np.ndarray:
+    """H×W bool: the pixels beyond the line at angle ``theta`` (radians; its normal (sin, cos) in (row, col)) that
+    lies ``shift`` pixels from ``truth``'s centroid along that normal."""
     rows, cols = np.nonzero(truth)
     yy, xx = np.ogrid[: truth.shape[0], : truth.shape[1]]
-    side = (yy - rows.mean()) * np.sin(theta) + (xx - cols.mean()) * np.cos(theta) > shift
-    return truth & side, truth & ~side
+    return (yy - rows.mean()) * np.sin(theta) + (xx - cols.mean()) * np.cos(theta) > shift
 
 
 def cap_target(truth: np.ndarray, tag: str) -> np.ndarray:
@@ -299,10 +309,23 @@ def cap_target(truth: np.ndarray, tag: str) -> np.ndarray:
     it on the other side of a cut the image does not show (as the end of a vertebra in an axial slice: 192 truth
     pixels in a 611-pixel box mask). ``truth``: H×W bool; returns H×W bool."""
     rng = np.random.default_rng(zlib.crc32(f"cap:{tag}".encode()))
-    theta, shift = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.8) * np.sqrt(truth.sum() / np.pi)
-    rows, cols = np.nonzero(truth)
-    yy, xx = np.ogrid[: truth.shape[0], : truth.shape[1]]
-    return truth & ((yy - rows.mean()) * np.sin(theta) + (xx - cols.mean()) * np.cos(theta) > shift)
+    return truth & _beyond(truth, rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.8) * np.sqrt(truth.sum() / np.pi))
+
+
+def ring_lesion(image: np.ndarray, region: np.ndarray, rng, modality: str, radius_px: tuple):
+    """A ring lesion (round 7): :func:`medsam_lite.samples.synthetic_lesion`'s lesion whose core — its pixels more
+    than half its inscribed radius from its edge — shows the host tissue again (``image`` as it was there), as
+    a necrotic or cystic tumour's core looks like the tissue around it: a target whose own inner tissue is like
+    the false positive beside it. The truth is the whole lesion, core included. ``(image, truth)`` or ``None``."""
+    from scipy import ndimage
+
+    made = samples.synthetic_lesion(image, region, rng, modality, radius_px)
+    if made is None:
+        return None
+    lesion, truth = made
+    depth = ndimage.distance_transform_edt(truth)
+    core = depth > 0.5 * depth.max()
+    return np.where(core, image, lesion), truth
 
 
 def merged_targets(targets: list) -> list:
@@ -320,13 +343,13 @@ def merged_targets(targets: list) -> list:
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
-           "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged",
+           "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "brain rings", "CT rings", "MR rings",
            "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
            "real abdominal CT"]
-UNSEEN = DOMAINS[:4]
+UNSEEN = DOMAINS[:4] + ["brain rings", "CT rings", "MR rings"]  # the synthetic domains (round 7: + the ring lesions)
 #: The synthetic domains made inside a bundled patient's scan (``slices``: lesions in CT case-03, MR case-02):
 #: left out with that patient's organs, as they are that patient's image.
-MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs"}
+MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs", "CT rings": "CT organs", "MR rings": "MR organs"}
 #: The bundled patient each real-organ domain is made of (round 7: its organs, and its organs split in parts): a patient
 #: left out leaves all of them out, and the rule is chosen on the other patient's.
 PATIENT_OF = {"CT organs": "CT organs", "CT parts": "CT organs", "CT caps": "CT organs", "CT merged": "CT organs",
