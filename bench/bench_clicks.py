@@ -79,12 +79,16 @@ Dice is identical in every pair). ``--every k`` keeps every k-th slice.
 
 ``CT parts`` / ``MR parts``, ``CT caps`` / ``MR caps`` and ``CT merged`` / ``MR merged`` (round 7, with ``--organs``: the same patients, slices and
 decoders as the organ domains): each organ split in two by a straight cut the image does not show
-(:func:`split_target`), the small side of such a cut (an organ's edge: :func:`cap_target`), and two touching organs merged into one target of two tissues (:func:`merged_targets`) —
+(`samples.split_target`), the small side of such a cut (an organ's edge: `samples.cap_target`), and two touching organs merged into one target of two tissues (`samples.merged_targets`) —
 synthetic validation targets like the real ones the rule fails on (a part of a structure beside tissue like it; a
 target of two tissues), made from ``data_samples/`` only ("merged or split labels as new targets", issue 31); in
 ``--by-patient`` they belong to their patient (``PATIENT_OF``). ``brain rings`` / ``CT rings`` / ``MR rings`` (round 7,
 synthetic, shipped decoder, in the default domains): the lesion domains' lesions with a core like the host tissue
-(:func:`ring_lesion`: a target whose inner tissue is like the false positive beside it).
+(:func:`ring_lesion`: a target whose inner tissue is like the false positive beside it). ``CT bones`` / ``CT bone
+parts`` / ``CT bone caps`` (round 8, with ``--organs``: the CT patient's decoders): the spine's bone in the bundled CT,
+which has no bone label (:func:`bone_targets`: thresholded at 200 HU, closed, holes filled — cortex and marrow, a
+target of two textured tissues), whole, split by an unseen cut, and its edge beyond one: like the real spine
+failures, a target of bone beside bone.
 
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
 so it may be chosen on real data of the *other* patient. For each patient (its organ domains, ``PATIENT_OF``)
@@ -270,45 +274,18 @@ def slices(domain: str):
                     continue
                 px = float(vol.spacing[0] * vol.spacing[1])
                 targets = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() * px >= 64]
+                if " bone" in domain:  # round 8: the spine's bone, no label: thresholded in the CT itself
+                    targets = [("vertebra", b) for b in bone_targets(vol.array[z])]
                 if domain.endswith("parts"):
                     targets = [(f"part of {name}", part) for name, truth in targets
-                               for part in split_target(truth, f"{case}:{z}:{name}")]
+                               for part in samples.split_target(truth, f"{case}:{z}:{name}")]
                 elif domain.endswith("caps"):
-                    targets = [(f"edge of {name}", cap_target(truth, f"{case}:{z}:{name}")) for name, truth in targets]
+                    targets = [(f"edge of {name}", samples.cap_target(truth, f"{case}:{z}:{name}")) for name, truth in targets]
                 elif domain.endswith("merged"):
-                    targets = merged_targets(targets)
+                    targets = samples.merged_targets(targets)
                 targets = [(name, truth) for name, truth in targets if truth.sum() * px >= 64]  # parts, edges too
                 if targets:
                     yield f"{case}:{z}", vol.array[z].astype(np.float32), modality, targets, px
-
-
-def split_target(truth: np.ndarray, tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """An organ split in two by a straight cut (issue 31, round 7: "merged or split labels as new targets"):
-    the cut at a random angle, through a point up to 0.4 × the organ's equivalent radius from its centroid
-    (seeded by ``tag``); the two sides, each a target. The image shows no edge at the cut — the organ's
-    tissue runs on beyond it — so a box around one part also holds tissue like it on the other side of the
-    truth (as a vertebra's edge beside its body, or a pancreas beside a bowel loop in MR): the validation
-    targets where a click's tissue cannot size its error. ``truth``: H×W bool; returns two H×W bool."""
-    rng = np.random.default_rng(zlib.crc32(tag.encode()))
-    side = _beyond(truth, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * np.sqrt(truth.sum() / np.pi))
-    return truth & side, truth & ~side
-
-
-def _beyond(truth: np.ndarray, theta: float, shift: float) -> np.ndarray:
-    """H×W bool: the pixels beyond the line at angle ``theta`` (radians; its normal (sin, cos) in (row, col)) that
-    lies ``shift`` pixels from ``truth``'s centroid along that normal."""
-    rows, cols = np.nonzero(truth)
-    yy, xx = np.ogrid[: truth.shape[0], : truth.shape[1]]
-    return (yy - rows.mean()) * np.sin(theta) + (xx - cols.mean()) * np.cos(theta) > shift
-
-
-def cap_target(truth: np.ndarray, tag: str) -> np.ndarray:
-    """The small side of an organ cut by a straight line 0.4–0.8 × its equivalent radius from its centroid, at
-    a random angle (seeded by ``tag``): an organ's edge as a target (round 7), its box holding mostly tissue like
-    it on the other side of a cut the image does not show (as the end of a vertebra in an axial slice: 192 truth
-    pixels in a 611-pixel box mask). ``truth``: H×W bool; returns H×W bool."""
-    rng = np.random.default_rng(zlib.crc32(f"cap:{tag}".encode()))
-    return truth & _beyond(truth, rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.8) * np.sqrt(truth.sum() / np.pi))
 
 
 def ring_lesion(image: np.ndarray, region: np.ndarray, rng, modality: str, radius_px: tuple):
@@ -327,22 +304,24 @@ def ring_lesion(image: np.ndarray, region: np.ndarray, rng, modality: str, radiu
     return np.where(core, image, lesion), truth
 
 
-def merged_targets(targets: list) -> list:
-    """Two organs that touch (within 2 px) merged into one target (issue 31, round 7: "merged or split labels as
-    new targets"): a target of two tissues (liver + gallbladder, stomach + spleen), each pair once, as a tumour
-    with a necrotic core or a vertebra's cortex and marrow — a click on one tissue says nothing of the other's
-    extent. ``targets``: ``[(name, H×W bool)]`` of one slice; returns ``[("a + b", a | b)]``."""
+def bone_targets(hu: np.ndarray) -> list:
+    """The bone sections of a CT slice as targets (round 8; the bundled CT has no bone label): pixels of at least
+    200 HU, closed by a 5-px disc and their holes filled (cortex and marrow: a target of two tissues, textured,
+    beside bone like it in the next slice's partial volume), 8-connected components of at least 30 pixels (in the
+    bundled CT's 3 mm pixels, the vertebra: body and arch). ``hu``: H×W Hounsfield units; returns
+    ``[H×W bool]``."""
     import cv2
+    from scipy import ndimage
 
-    grown = [cv2.dilate(t.view(np.uint8), np.ones((5, 5), np.uint8)).view(bool) for _, t in targets]
-    return [(f"{a} + {b}", ta | tb) for i, (a, ta) in enumerate(targets) for j, (b, tb) in enumerate(targets)
-            if i < j and (grown[i] & tb).any()]
+    bone = cv2.morphologyEx((hu >= 200).astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))).astype(bool)
+    lab, n = ndimage.label(ndimage.binary_fill_holes(bone), np.ones((3, 3), bool))
+    return [lab == k for k in range(1, n + 1) if (lab == k).sum() >= 30]
 
 
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
-           "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "brain rings", "CT rings", "MR rings",
+           "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "CT bones", "CT bone parts", "CT bone caps", "brain rings", "CT rings", "MR rings",
            "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
            "real abdominal CT"]
 UNSEEN = DOMAINS[:4] + ["brain rings", "CT rings", "MR rings"]  # the synthetic domains (round 7: + the ring lesions)
@@ -352,6 +331,7 @@ MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs", "CT rings": "CT
 #: The bundled patient each real-organ domain is made of (round 7: its organs, and its organs split in parts, their
 #: edges and touching pairs merged): a patient left out leaves all of them out; the rule is chosen on the other's.
 PATIENT_OF = {"CT organs": "CT organs", "CT parts": "CT organs", "CT caps": "CT organs", "CT merged": "CT organs",
+              "CT bones": "CT organs", "CT bone parts": "CT organs", "CT bone caps": "CT organs",
               "MR organs": "MR organs", "MR parts": "MR organs", "MR caps": "MR organs", "MR merged": "MR organs"}
 #: Real patients no decoder trained on and no rule was chosen on (round 4): pyradiomics' test cases (``data/`` of
 #: its source distribution on PyPI, BSD-3; ``real_case``): brain MR with a tumour label (brain1, brain2) and lung
@@ -468,14 +448,15 @@ def fresh_case(case: str):
     return array, lab, {int(k): _vertebra_name(k) for k in np.unique(lab) if k}, float(spacing[0] * spacing[1])
 
 
-def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=None) -> dict:
+def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=None, published: bool = True) -> dict:
     """``{domain: [(pair, model, rule)]}`` for ``--organs``: every model in torch; ``other-domain`` is
-    the decoder trained on the other sample only (MR-trained answers CT organs, CT-trained MR organs)."""
+    the decoder trained on the other sample only (MR-trained answers CT organs, CT-trained MR organs). A path may name
+    several such decoders, comma-separated (round 8: recipes compared): the first is ``other-domain``, the others
+    ``other-domain[<file stem>]``. ``published=False``: without the published decoder (measured before)."""
     from medsam_lite.fileutil import file_sha256
     from medsam_lite.model.checkpoints import load_click_decoder
 
-    published = ml.load_model(backend="torch", click_decoder=False)
-    decoders = [("published", published)]
+    decoders = [("published", ml.load_model(backend="torch", click_decoder=False))] if published else []
     if with_shipped:
         shipped = ml.load_model(backend="torch")
         assert shipped.click_decoder is not None, "no shipped click decoder"
@@ -484,15 +465,21 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
     for domain, path in (("CT organs", mr_only), ("MR organs", ct_only)):
         if path == "-":  # that domain is not run
             continue
-        other = ml.load_model(backend="torch", click_decoder=False)
-        other.click_decoder = load_click_decoder(other.prompt_encoder, other.mask_decoder,
-                                                 file_sha256(other.checkpoint), Path(path))
-        assert other.click_decoder is not None, f"{path}: not a click decoder of these weights"
-        out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + [("other-domain", other)]
+        others = []
+        for i, file in enumerate(path.split(",")):
+            other = ml.load_model(backend="torch", click_decoder=False)
+            other.click_decoder = load_click_decoder(other.prompt_encoder, other.mask_decoder,
+                                                     file_sha256(other.checkpoint), Path(file))
+            assert other.click_decoder is not None, f"{file}: not a click decoder of these weights"
+            others.append(("other-domain" if i == 0 else f"other-domain[{Path(file).stem}]", other))
+        out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + others
                        for r, rule in ([(r, RULES[r]) for r in rules] if rules else
                                        [("alone", DecoderRule()), ("rule", RULES["image region3 always"])])]
         for kind in ("parts", "caps", "merged"):  # the same patient's organs split, cut at an edge, merged: same decoders
             out[domain.replace("organs", kind)] = out[domain]
+        if domain == "CT organs":  # and its bone (round 8)
+            for kind in ("bones", "bone parts", "bone caps"):
+                out[f"CT {kind}"] = out[domain]
     return out
 
 
@@ -690,7 +677,8 @@ def main() -> None:
     parser.add_argument("--report", help="print the tables from such a --json file and exit")
     parser.add_argument("--organs", nargs=2, metavar=("CT_ONLY", "MR_ONLY"),
                         help="real organs, leave one domain out: click decoders trained on CT only and on MR only "
-                        "(scripts/train_click_decoder.py --train-on ct / mr); domains 'CT organs' 'MR organs'")
+                        "(scripts/train_click_decoder.py --train-on ct / mr; several, comma-separated: recipes compared); "
+                        "domains 'CT organs' 'MR organs'")
     parser.add_argument("--every", type=int, default=1, help="organ domains: every k-th slice")
     parser.add_argument("--robot", choices=["edt", "random"], default="edt", help="edt: each click at the interior "
                         "point of the largest error region farthest from its border (ml.simulate_clicks' robot); "
@@ -705,6 +693,8 @@ def main() -> None:
                         "published decoder with each rule")
     parser.add_argument("--real-data", help="the real domains' folder (<case>_image.nrrd, <case>_label.nrrd); "
                         "default: pyradiomics 3.1.0's data/, fetched once from PyPI")
+    parser.add_argument("--without-published", action="store_true", help="organ domains: without the published "
+                        "decoder (measured before; round 8: click decoder recipes compared)")
     parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
                         "(trained on both patients: seen)")
     args = parser.parse_args()
@@ -716,7 +706,8 @@ def main() -> None:
     organ_models = None
     if args.organs:
         domains = [d for d in args.domains if d in PATIENT_OF] or ["CT organs", "MR organs"]
-        organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped, args.rules).items() if d in domains}
+        organ_models = {d: p for d, p in organ_pairs(*args.organs, args.with_shipped, args.rules,
+                                                              not args.without_published).items() if d in domains}
         args.domains = [d for d in domains if d in organ_models]
     if args.by_patient:  # rows of several runs, merged by target (a target's pairs from every file)
         merged = {}

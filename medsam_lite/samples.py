@@ -3,7 +3,9 @@
 ``brain_mri/`` and the brain PNGs are synthetic variants of the MNI ICBM152 2009 template;
 ``ct_abdomen/`` and ``mr_abdomen/`` are real scans from the TotalSegmentator dataset (CC BY 4.0)
 with TotalSegmentator's organ labels, cut into cases of 10 axial slices (see ``data_samples/NOTICE.md``).
-:func:`synthetic_lesion` adds a seeded synthetic lesion to a slice (targets of a kind no bundled label has).
+:func:`synthetic_lesion` adds a seeded synthetic lesion to a slice (targets of a kind no bundled label has);
+:func:`split_target`, :func:`cap_target` and :func:`merged_targets` make new targets of a slice's labels (a part of
+an organ beyond a cut the image does not show, its edge, two touching organs as one).
 """
 
 from __future__ import annotations
@@ -151,3 +153,50 @@ def synthetic_lesion(image, region, rng: np.random.Generator, modality: str = "M
     lesion = np.median(values) + delta + texture
     out = (1 - frac) * image + frac * lesion
     return out, frac >= 0.5
+
+
+def split_target(truth: np.ndarray, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """An organ split in two by a straight cut (issue 31: "merged or split labels as new targets"; validation
+    targets of ``bench/bench_clicks.py`` and, with ``--synth``, training targets of ``scripts/train_click_decoder.py``):
+    the cut at a random angle, through a point up to 0.4 × the organ's equivalent radius from its centroid
+    (seeded by ``tag``); the two sides, each a target. The image shows no edge at the cut — the organ's
+    tissue runs on beyond it — so a box around one part also holds tissue like it on the other side of the
+    truth (as a vertebra's edge beside its body, or a pancreas beside a bowel loop in MR): the validation
+    targets where a click's tissue cannot size its error. ``truth``: H×W bool (any pixel grid); returns two H×W
+    bool (disjoint, their union ``truth``; a side may be empty). Deterministic for a given ``tag``."""
+    import zlib
+
+    rng = np.random.default_rng(zlib.crc32(tag.encode()))
+    side = _beyond(truth, rng.uniform(0, np.pi), rng.uniform(-0.4, 0.4) * np.sqrt(truth.sum() / np.pi))
+    return truth & side, truth & ~side
+
+
+def _beyond(truth: np.ndarray, theta: float, shift: float) -> np.ndarray:
+    """H×W bool: the pixels beyond the line at angle ``theta`` (radians; its normal (sin, cos) in (row, col)) that
+    lies ``shift`` pixels from ``truth``'s centroid along that normal."""
+    rows, cols = np.nonzero(truth)
+    yy, xx = np.ogrid[: truth.shape[0], : truth.shape[1]]
+    return (yy - rows.mean()) * np.sin(theta) + (xx - cols.mean()) * np.cos(theta) > shift
+
+
+def cap_target(truth: np.ndarray, tag: str) -> np.ndarray:
+    """The small side of an organ cut by a straight line 0.4–0.8 × its equivalent radius from its centroid, at
+    a random angle (seeded by ``tag``): an organ's edge as a target (round 7), its box holding mostly tissue like
+    it on the other side of a cut the image does not show (as the end of a vertebra in an axial slice: 192 truth
+    pixels in a 611-pixel box mask). ``truth``: H×W bool; returns H×W bool (inside ``truth``; may be empty)."""
+    import zlib
+
+    rng = np.random.default_rng(zlib.crc32(f"cap:{tag}".encode()))
+    return truth & _beyond(truth, rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.8) * np.sqrt(truth.sum() / np.pi))
+
+
+def merged_targets(targets: list) -> list:
+    """Two organs that touch (within 2 px) merged into one target (issue 31, round 7: "merged or split labels as
+    new targets"): a target of two tissues (liver + gallbladder, stomach + spleen), each pair once, as a tumour
+    with a necrotic core or a vertebra's cortex and marrow — a click on one tissue says nothing of the other's
+    extent. ``targets``: ``[(name, H×W bool)]`` of one slice; returns ``[("a + b", a | b)]``."""
+    import cv2
+
+    grown = [cv2.dilate(np.ascontiguousarray(t).view(np.uint8), np.ones((5, 5), np.uint8)).view(bool) for _, t in targets]
+    return [(f"{a} + {b}", ta | tb) for i, (a, ta) in enumerate(targets) for j, (b, tb) in enumerate(targets)
+            if i < j and (grown[i] & tb).any()]

@@ -118,10 +118,59 @@ def flipped_source(src: Path, out: Path, held_out: list) -> Path:
     return out
 
 
-def prepare(work: Path, model, val: bool = False, flips: bool = False, sources=SOURCES, every: int = 1) -> list:
+#: ``--synth``: new targets made of each slice's labels (issue 31: "merged or split labels as new targets").
+SYNTH = ("parts", "caps", "merged")
+
+
+def synthesized(data: dict, kinds) -> dict:
+    """``data`` (:func:`~medsam_lite.train.steps.load_targets`' dict of mask targets) with new targets made of its
+    masks on the model grid (``N×S×S`` bool): ``"parts"`` — each target split in two by a straight cut the image
+    does not show (:func:`medsam_lite.samples.split_target`), ``"caps"`` — the small side of such a cut (an organ's
+    edge, :func:`~medsam_lite.samples.cap_target`), ``"merged"`` — two touching targets of one slice as one
+    (:func:`~medsam_lite.samples.merged_targets`). Each new target: its own tight XYXY box in model pixels
+    (:func:`medsam_lite.box_from_mask`), the slice's embedding row and content size; kept when it has at least
+    25 model-grid pixels. Seeded by the store row and the label name (the same targets in every run)."""
+    kinds = [k for k in kinds if k]
+    if not kinds:
+        return data
+    assert data["lines"] is None and data["images"] is None and not data["weak"].any(), "mask targets only"
+    rows, masks, names, content = [], [], [], []
+
+    def add(row, mask, name, hw):
+        if mask.sum() >= 25:
+            rows.append(row), masks.append(mask), names.append(name), content.append(hw)
+
+    for i, (row, mask, name) in enumerate(zip(data["rows"], data["masks"], data["label_names"])):
+        tag = f"{row}:{name}"
+        if "parts" in kinds:
+            for part in samples.split_target(mask, tag):
+                add(row, part, f"part of {name}", data["content_hw"][i])
+        if "caps" in kinds:
+            add(row, samples.cap_target(mask, tag), f"edge of {name}", data["content_hw"][i])
+    if "merged" in kinds:
+        for row in np.unique(data["rows"]):
+            idx = np.flatnonzero(data["rows"] == row)
+            for name, mask in samples.merged_targets([(data["label_names"][i], data["masks"][i]) for i in idx]):
+                add(row, mask, name, data["content_hw"][idx[0]])
+    if not rows:
+        return data
+    n = len(rows)
+    new = {"rows": np.array(rows, np.int64), "masks": np.stack(masks),
+           "boxes": np.stack([ml.box_from_mask(m) for m in masks]).astype(np.float32),
+           "content_hw": np.stack(content), "label_names": np.array(names, object), "weak": np.zeros(n, bool)}
+    out = dict(data)
+    for key, value in new.items():
+        out[key] = np.concatenate([np.asarray(data[key], value.dtype), value])
+    out["parts"] = list(data["parts"]) + [np.zeros((0, 4), np.float32)] * n
+    return out
+
+
+def prepare(work: Path, model, val: bool = False, flips: bool = False, sources=SOURCES, every: int = 1,
+            synth=()) -> list:
     """Preprocess + embed the samples (reused when already there); the training targets of each.
 
-    ``every``: keep every ``every``-th slice of each case (a cheaper run; 1: all)."""
+    ``every``: keep every ``every``-th slice of each case (a cheaper run; 1: all). ``synth``: :data:`SYNTH`
+    kinds of new targets added to the training targets (:func:`synthesized`; not to ``--val``'s)."""
     out = []
     for name, modality, held_out in sources:
         src = samples.ct_abdomen_dir() if name == "ct" else samples.mr_abdomen_dir()
@@ -145,6 +194,7 @@ def prepare(work: Path, model, val: bool = False, flips: bool = False, sources=S
             original = (base == targets["case"]).to_numpy()
             held = (base == "case-02").to_numpy() if name == "ct" else (targets["slice"] % 3 == 0).to_numpy()
             data, vdata = split_val(data, ~held, held & original)
+        data = synthesized(data, synth)
         out.append((name, store, data, sorted(set(targets["case"])), files, vdata))
         print(f"{name}: {len(data['rows'])} training targets on {len(set(data['rows'].tolist()))} slices"
               + (f", {len(vdata['rows'])} validation targets" if vdata else ""), flush=True)
@@ -202,6 +252,9 @@ def main() -> None:
                         help="both (the shipped decoder: CT case-01/02 + MR case-01) or one sample only, every case "
                         "(leave one domain out: the other sample's patient is the test)")
     parser.add_argument("--every", type=int, default=1, help="train on every k-th slice only (a cheaper run)")
+    parser.add_argument("--synth", nargs="*", choices=SYNTH, default=[], help="also train on new targets made of "
+                        "the labels: each organ split by a cut the image does not show, its edge beyond such a cut, "
+                        "two touching organs as one (issue 31, round 8)")
     parser.add_argument("--val", action="store_true", help="recipe pilot: validate on CT case-02 + a third of MR "
                         "case-01 (left out of training); never for the shipped decoder")
     args = parser.parse_args()
@@ -210,7 +263,8 @@ def main() -> None:
     published = ml.load_model(backend="torch", click_decoder=False)
     if args.val and args.train_on != "both":
         parser.error("--val holds out slices of both samples: use it with --train-on both")
-    sources = prepare(Path(args.work), published, args.val, args.flips, DOMAIN_SOURCES[args.train_on], args.every)
+    sources = prepare(Path(args.work), published, args.val, args.flips, DOMAIN_SOURCES[args.train_on], args.every,
+                      args.synth)
     parts = SimpleNamespace(image_encoder=published.image_encoder,
                             prompt_encoder=copy.deepcopy(published.prompt_encoder),
                             mask_decoder=copy.deepcopy(published.mask_decoder))
@@ -281,6 +335,7 @@ def save(trainee, args, sources, history, published, init_config=None) -> None:
               "batch_size": args.batch_size, "threads": args.threads, "epochs": args.epochs,
               "minutes": args.minutes, "every_round": not args.last_round_only, "robot_share": args.robot_share,
               "flips": sorted(FLIPS) if args.flips else None, "train_on": args.train_on, "every_kth_slice": args.every,
+              "synthesized_targets": sorted(args.synth),
               "lr_schedule": "cosine over epochs", "box_jitter_px_at_1024": 20,
               "validation": "CT case-02 + MR case-01 slices % 3 == 0 (pilot)" if args.val else None,
               "epochs_run": len(history), "history": history, "torch": torch.__version__,
