@@ -43,6 +43,13 @@ test (``bench/bench_clicks.py --organs CT_ONLY.pt MR_ONLY.pt``). On the shared 2
 each (``--epochs 1 --minutes 9``, then ``--init`` the first, ``--minutes 11``/``10``, seeds 1 / 2;
 CT ``--flips``): ~115 target-steps each, against ~3,200 for the shipped decoder.
 
+``--synth parts caps merged`` (issue 31, round 8): the training targets also hold new targets made of the
+labels (:func:`synthesized`: each organ split in two by a straight cut the image does not show, its edge beyond such a
+cut, two touching organs as one — the targets of ``bench/bench_clicks.py``'s ``parts`` / ``caps`` / ``merged``
+domains, made on the model grid with the same functions of :mod:`medsam_lite.samples`), so the decoder also learns
+targets whose box holds tissue like them beyond an edge the image does not show. Its leave-one-domain-out test against
+a control of the same budget without them: ``bench/RESULTS.md``, "Click decoders trained on split and merged labels".
+
 Writes a float16 state dict ``{"model": {prompt_encoder.*, mask_decoder.*}, "base_sha256": …,
 "config": JSON (seed, data files and SHA-256s, cases, settings, history)}``.
 """
