@@ -306,14 +306,14 @@ def ring_lesion(image: np.ndarray, region: np.ndarray, rng, modality: str, radiu
 
 def bone_targets(hu: np.ndarray) -> list:
     """The bone sections of a CT slice as targets (round 8; the bundled CT has no bone label): pixels of at least
-    200 HU, closed by a 5-px disc and their holes filled (cortex and marrow: a target of two tissues, textured,
-    beside bone like it in the next slice's partial volume), 8-connected components of at least 30 pixels (in the
-    bundled CT's 3 mm pixels, the vertebra: body and arch). ``hu``: H×W Hounsfield units; returns
-    ``[H×W bool]``."""
+    200 HU, closed by a 5-px disc and their holes filled (cortex and marrow: a target of two textured tissues),
+    8-connected components of at least 30 pixels (in the bundled CT's 3 mm pixels, the vertebra: body and arch).
+    ``hu``: H×W Hounsfield units; returns ``[H×W bool]``."""
     import cv2
     from scipy import ndimage
 
-    bone = cv2.morphologyEx((hu >= 200).astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))).astype(bool)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    bone = cv2.morphologyEx((hu >= 200).astype(np.uint8), cv2.MORPH_CLOSE, disc).astype(bool)
     lab, n = ndimage.label(ndimage.binary_fill_holes(bone), np.ones((3, 3), bool))
     return [lab == k for k in range(1, n + 1) if (lab == k).sum() >= 30]
 
@@ -321,7 +321,8 @@ def bone_targets(hu: np.ndarray) -> list:
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
-           "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "CT bones", "CT bone parts", "CT bone caps", "brain rings", "CT rings", "MR rings",
+           "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "CT bones", "CT bone parts", "CT bone caps",
+           "brain rings", "CT rings", "MR rings",
            "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
            "real abdominal CT"]
 UNSEEN = DOMAINS[:4] + ["brain rings", "CT rings", "MR rings"]  # the synthetic domains (round 7: + the ring lesions)
