@@ -198,7 +198,7 @@ def slices(domain: str):
         folder, case = (samples.ct_abdomen_dir(), "case-03") if modality == "CT" else (samples.mr_abdomen_dir(), "case-02")
         vol = io.read_volume(folder / f"{case}.nii.gz")
         label = io.read_volume(folder / f"{case}_label.nii.gz").array
-        names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+        names = samples.sample_labels(folder.name)
         px = float(vol.spacing[0] * vol.spacing[1])
         for z in range(label.shape[0]):
             image = vol.array[z].astype(np.float32)
@@ -217,7 +217,7 @@ def slices(domain: str):
                 # a lesion added later may cover an earlier one: keep each truth as it shows
                 yield f"{case}:{z}", image, modality, targets, px
     elif domain == "brain tissue":
-        names = {int(k): v for k, v in json.loads((samples.brain_mri_dir().parent / "labels.json").read_text()).items()}
+        names = samples.sample_labels("brain_mri")
         for sub in ("sub-07", "sub-08"):
             vol = io.read_volume(samples.brain_mri_dir() / f"{sub}.nii.gz")
             label = io.read_volume(samples.brain_mri_dir() / f"{sub}_label.nii.gz").array
@@ -262,7 +262,7 @@ def slices(domain: str):
     elif domain in PATIENT_OF:
         modality = domain.split()[0]
         folder = samples.ct_abdomen_dir() if modality == "CT" else samples.mr_abdomen_dir()
-        names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+        names = samples.sample_labels(folder.name)
         scans = []
         for path in sorted(folder.glob("case-??.nii.gz")):
             case = path.name[: -len(".nii.gz")]
@@ -432,7 +432,7 @@ def fresh_case(case: str):
         vol = io.read_volume(series)
         label, _ = io.align_label(io.read_label(label_path, reference=reference), vol)
         names = ({int(k): "lung tumour (GTV)" for k in label.names} if source == "pycerr" else
-                 {int(k): v for k, v in json.loads((samples.ct_abdomen_dir() / "labels.json").read_text()).items()})
+                 samples.sample_labels("ct_abdomen"))
         return vol.array, label.array.astype(np.int32), names, float(vol.spacing[0] * vol.spacing[1])
     if not folder.is_dir():
         import zipfile

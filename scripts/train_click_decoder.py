@@ -137,7 +137,6 @@ def synthesized(data: dict, kinds) -> dict:
     (:func:`~medsam_lite.samples.merged_targets`). Each new target: its own tight XYXY box in model pixels
     (:func:`medsam_lite.box_from_mask`), the slice's embedding row and content size; kept when it has at least
     25 model-grid pixels. Seeded by the store row and the label name (the same targets in every run)."""
-    kinds = [k for k in kinds if k]
     if not kinds:
         return data
     assert data["lines"] is None and data["images"] is None and not data["weak"].any(), "mask targets only"

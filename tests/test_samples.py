@@ -84,13 +84,13 @@ def test_notebook_06_lesion_slice_is_the_recipe():
 
 
 def test_split_parts_cover_the_organ_once_and_the_cut_is_straight(ct_label_slice):
+    from scipy.optimize import linprog
+
     for name, organ in ct_label_slice:
         a, b = samples.split_target(organ, f"case:0:{name}")
         assert not (a & b).any() and np.array_equal(a | b, organ)          # a partition of the organ
         assert a.any() and b.any()                                          # a cut near the centroid: two sides
         # straight: a line separates the two sides (a feasible linear program w·p + c >= 1 on one, <= -1 on the other)
-        from scipy.optimize import linprog
-
         pa, pb = np.argwhere(a).astype(float), np.argwhere(b).astype(float)
         rows = np.r_[-np.c_[pa, np.ones(len(pa))], np.c_[pb, np.ones(len(pb))]]
         assert linprog(np.zeros(3), A_ub=rows, b_ub=-np.ones(len(rows)), bounds=[(None, None)] * 3).status == 0
@@ -101,11 +101,11 @@ def test_split_parts_cover_the_organ_once_and_the_cut_is_straight(ct_label_slice
 
 
 def test_a_cap_is_a_small_edge_of_the_organ(ct_label_slice):
+    from scipy import ndimage
+
     for name, organ in ct_label_slice:
         cap = samples.cap_target(organ, f"case:0:{name}")
         assert (cap <= organ).all() and 0 < cap.sum() < 0.5 * organ.sum()
-        from scipy import ndimage
-
         depth = ndimage.distance_transform_edt(organ)                      # an edge: the organ's deepest pixel is not in it
         assert not cap[np.unravel_index(np.argmax(depth), depth.shape)]
 
@@ -124,13 +124,10 @@ def test_merged_targets_are_the_touching_pairs_only():
 @pytest.fixture(scope="module")
 def ct_label_slice():
     """The bundled CT's organs on its middle slice with at least 100 pixels: ``[(name, H×W bool)]``."""
-    import json
-
     from medsam_lite import io
 
-    folder = samples.ct_abdomen_dir()
-    label = io.read_volume(folder / "case-01_label.nii.gz").array
-    names = {int(k): v for k, v in json.loads((folder / "labels.json").read_text()).items()}
+    label = io.read_volume(samples.ct_abdomen_dir() / "case-01_label.nii.gz").array
+    names = samples.sample_labels("ct_abdomen")
     z = label.shape[0] // 2
     organs = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() >= 100]
     assert len(organs) >= 3
