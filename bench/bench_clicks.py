@@ -184,7 +184,13 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          "image region3 always edge=2i capall.2 margin c4 unsure=.05 band=2": LocalRule(
              **dict(_R2, fill_cap=0.2, cap_change=True, unsure_cap=0.05, band=2.0)),
          "image region3 always edge=2i cap.1 margin c4 unsure=.05 band=2": LocalRule(
-             **dict(_R2, fill_cap=0.1, unsure_cap=0.05, band=2.0))}
+             **dict(_R2, fill_cap=0.1, unsure_cap=0.05, band=2.0)),
+         # issue 31, round 9: the shipped rule and the quarter cap, each click keeping to its side of the user's box
+         # ("box": a foreground click inside the box adds nothing outside it, a background click outside it removes
+         # nothing inside; "box2": the box grown by 2 px)
+         **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 {b}": LocalRule(
+             **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, box_bound=True, box_margin=m))
+            for c in ("", ".2") for b, m in (("box", 0.0), ("box2", 2.0))}}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
@@ -484,6 +490,21 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
     return out
 
 
+BOX_JITTER = [0]  # --box-jitter: MedSAM's training jitter, 0 … J px at 1024 scale, each side outward
+
+
+def jittered(box: np.ndarray, hw: tuple, key: str) -> np.ndarray:
+    """``box`` (XYXY, original pixels) with each side moved outward by a random 0 … ``BOX_JITTER`` px at 1024 scale
+    (MedSAM's box prompts in training: ``bbox_shift`` 20), kept inside the image; seeded per target (``key``), so
+    every decoder and rule gets the same box. ``BOX_JITTER`` 0: ``box`` as it is (the tight box)."""
+    if not BOX_JITTER[0]:
+        return box
+    rng = np.random.default_rng(zlib.crc32(f"box:{key}".encode()))
+    shift = rng.integers(0, BOX_JITTER[0] + 1, 4) * max(hw) / 1024
+    x0, y0, x1, y1 = box + shift * np.array([-1, -1, 1, 1])
+    return np.array([max(x0, 0), max(y0, 0), min(x1, hw[1] - 1), min(y1, hw[0] - 1)], np.float32)
+
+
 def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, json_path=None, with_published=False):
     if organ_models is None:
         shipped = ml.load_model()
@@ -506,7 +527,7 @@ def run(n_clicks: int, domains, organ_models: dict | None = None, rules=None, js
             for name, truth in targets:
                 if truth.sum() < 10:
                     continue
-                box = ml.box_from_mask(truth)
+                box = jittered(ml.box_from_mask(truth), truth.shape, f"{tag}:{name}")
                 row = {"domain": domain, "slice": tag, "target": name}
                 for pair, model, rule in pairs:  # --robot random: the same seed for every pair of a target
                     rng = np.random.default_rng(zlib.crc32(f"{tag}:{name}".encode())) if ROBOT[0] == "random" else None
@@ -696,6 +717,9 @@ def main() -> None:
                         "default: pyradiomics 3.1.0's data/, fetched once from PyPI")
     parser.add_argument("--without-published", action="store_true", help="organ domains: without the published "
                         "decoder (measured before; round 8: click decoder recipes compared)")
+    parser.add_argument("--box-jitter", type=int, default=0, metavar="J", help="each box side moved outward by a "
+                        "random 0 … J px at 1024 scale (MedSAM's training jitter: 20), seeded per target; 0: the tight "
+                        "box (round 9)")
     parser.add_argument("--with-shipped", action="store_true", help="organ domains: also the shipped decoder "
                         "(trained on both patients: seen)")
     args = parser.parse_args()
@@ -703,6 +727,7 @@ def main() -> None:
     start = time.perf_counter()
     EVERY[0] = args.every
     ROBOT[0] = args.robot
+    BOX_JITTER[0] = args.box_jitter
     REAL_DIR[0] = args.real_data
     organ_models = None
     if args.organs:

@@ -398,3 +398,61 @@ def test_a_tissue_test_that_cannot_tell_the_sides_apart_gives_no_click_region_wi
             assert changed[32, 48] and changed.sum() <= max(int(strict.unsure_cap * previous.sum()), 1)
             accept, flip = BY_PATIENT.decide(previous[None], proposed[None], click, label, image)
             assert ((accept[0] & (previous ^ proposed)) | flip[0]).sum() > changed.sum()
+
+
+def test_with_box_bound_a_click_keeps_to_its_side_of_the_users_box():
+    # the user's box says the target lies inside it: a foreground click inside the box adds nothing outside it,
+    # a background click outside it removes nothing inside it; a foreground click outside the box (the user says
+    # the target goes beyond it) and any click without a box act as before
+    from dataclasses import replace
+
+    previous = np.zeros((1, 60, 80), bool)
+    previous[0, 10:30, 10:30] = True
+    box = np.float32([[10, 10, 35, 29]])  # XYXY, inclusive: columns 10–35, rows 10–29
+    proposed = previous.copy()
+    proposed[0, 10:30, 30:45] = True  # the decoder grows the miss the click is on past the box's right edge
+    click, label = np.float32([[[32, 20]]]), np.int64([[1]])
+    bound = LocalRule(box_bound=True)
+    for rule in (LocalRule(), replace(BY_PATIENT, box_bound=True)):  # without a box: past the box's edge too
+        added = rule.accept(previous, proposed, click, label) & proposed & ~previous
+        assert added[0, 10:30, 36:45].any()
+    added = bound.accept(previous, proposed, click, label, boxes=box)[0] & proposed[0] & ~previous[0]
+    assert added[10:30, 30:36].all() and not added[:, 36:].any()  # inside the box kept, outside dropped
+    np.testing.assert_array_equal(bound.accept(previous, proposed, click, label),  # no box: as before
+                                  LocalRule().accept(previous, proposed, click, label))
+    far = np.float32([[[40, 20]]])  # a foreground click outside the box: the box does not bound it
+    np.testing.assert_array_equal(bound.accept(previous, proposed, far, label, boxes=box),
+                                  LocalRule().accept(previous, proposed, far, label))
+    # a background click outside the box on a mask that spills over it: the spill goes, the inside stays
+    previous2, proposed2 = proposed.copy(), previous.copy()
+    proposed2[0, 10:30, 26:30] = False  # the decoder also cuts into the box
+    removed = bound.accept(previous2, proposed2, np.float32([[[40, 20]]]), np.int64([[0]]), boxes=box)[0]
+    removed &= previous2[0] & ~proposed2[0]
+    assert removed[10:30, 36:45].all() and not removed[:, :36].any()
+    unbound = LocalRule().accept(previous2, proposed2, np.float32([[[40, 20]]]), np.int64([[0]]))[0]
+    assert (unbound & previous2[0] & ~proposed2[0])[:, 26:36].any()  # without the box it cut into it
+
+
+def test_with_box_bound_clicks_on_a_real_slice_never_add_outside_the_box(stomach):
+    # through decode (original pixels) and through model-pixel prompts (the stored-slice path): the box the rule
+    # reads holds the user's box, and a foreground click inside it leaves every pixel outside it as it was
+    from dataclasses import replace
+
+    from medsam_lite.model.inference import _rule_boxes
+
+    predictor, truth = stomach
+    box = ml.box_from_mask(truth)
+    masks, _, logits = predictor.predict(box, return_logits=True)
+    x, y, label = next_click(masks[0], truth)
+    assert label == 1
+    rule = replace(DEFAULT_RULE, box_bound=True)
+    out = predictor.predict(box, points=[[x, y]], point_labels=[1], mask_input=logits, click_rule=rule)[0][0]
+    x0, y0, x1, y1 = box.astype(int)
+    outside = np.ones(out.shape, bool)
+    outside[y0:y1 + 1, x0:x1 + 1] = False
+    np.testing.assert_array_equal(out[outside], masks[0][outside])
+    assert ml.dice(out, truth) > ml.dice(masks[0], truth)
+    geometry = predictor.embedding.geometry
+    back = _rule_boxes(geometry, geometry.box_prompt(box[None]), True, geometry.original_hw)[0]
+    assert back[0] <= box[0] and back[1] <= box[1] and back[2] >= box[2] and back[3] >= box[3]
+    assert np.abs(back - box).max() <= 2 / min(geometry.scale_xy)  # within the prompt's truncation + one model pixel

@@ -64,9 +64,9 @@ class DecoderRule:
     name = "decoder"
 
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
-               image: np.ndarray | None = None) -> np.ndarray:
+               image: np.ndarray | None = None, boxes: np.ndarray | None = None) -> np.ndarray:
         """``N×H×W`` bool: where the decoder's answer replaces the previous mask (here: everywhere; ``image``
-        is not used)."""
+        and ``boxes`` are not used)."""
         return np.ones(np.shape(proposed), bool)
 
 
@@ -155,6 +155,14 @@ class LocalRule:
             textured tumour and the fringe beside it, bone beside bone — give a region that leaks). Not the
             default: tried leave one patient out in round 6, it halved the gain for little change in the worst
             target (``bench/RESULTS.md``, "Clicks on real patients found this round").
+        box_bound: with the target's box (``decide``'s ``boxes``: the user's box, the statement "the target lies
+            inside it" that MedSAM's prompt makes), a click keeps to its own side of the box's edge where the box
+            and the click agree: a foreground click inside the box adds nothing outside it, a background click
+            outside the box removes nothing inside it. A foreground click outside the box (the user says the
+            target goes beyond the box) and a background click inside it act as without the box. Without a box
+            (clicks alone) it does nothing.
+        box_margin: pixels (≥ 0): the box grown by this much on every side for ``box_bound`` (a pixel is inside
+            when its centre lies within ``[x0 − m, x1 + m] × [y0 − m, y1 + m]``).
     """
 
     gap: int = 0
@@ -177,6 +185,8 @@ class LocalRule:
     unsure_cap: float | None = None
     band: float | None = None
     confusion: float | None = None
+    box_bound: bool = False
+    box_margin: float = 0.0
     name = "local"
 
     def __post_init__(self):
@@ -190,7 +200,7 @@ class LocalRule:
         bad = []
         if isinstance(self.gap, bool) or not isinstance(self.gap, (int, np.integer)) or self.gap < 0:
             bad.append(f"gap={self.gap!r} (an integer >= 0)")
-        for name in ("reach", "fill_edge", "least", "margin", "min_contrast"):
+        for name in ("reach", "fill_edge", "least", "margin", "min_contrast", "box_margin"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value < 0:
                 bad.append(f"{name}={value!r} (a finite number >= 0)")
@@ -208,7 +218,7 @@ class LocalRule:
                              f"setting means (DEFAULT_RULE is the shipped one).")
 
     def accept(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
-               image: np.ndarray | None = None) -> np.ndarray:
+               image: np.ndarray | None = None, boxes: np.ndarray | None = None) -> np.ndarray:
         """Where the decoder's answer replaces the previous mask (the first half of :meth:`decide`).
 
         Args:
@@ -216,14 +226,15 @@ class LocalRule:
             points: ``N×K×2`` XY clicks (column, row) in the masks' pixels.
             labels: ``N×K``: 1 foreground, 0 background.
             image: ``None`` or the image in the masks' pixels (``H×W`` or ``H×W×3``, uint8 normalized).
+            boxes: ``None`` or the targets' ``N×4`` XYXY boxes in the masks' pixels (for ``box_bound``).
 
         Returns:
             ``N×H×W`` bool; ``False`` keeps the previous mask's pixel.
         """
-        return self.decide(previous, proposed, points, labels, image)[0]
+        return self.decide(previous, proposed, points, labels, image, boxes)[0]
 
     def decide(self, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
-               image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               image: np.ndarray | None = None, boxes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Where the decoder's answer is kept, and where the rule itself flips the previous mask.
 
         Without ``image`` (or with ``use_image=False``) the second mask is empty and the first is the
@@ -268,6 +279,13 @@ class LocalRule:
                 fill = None
                 if where is not None and self.fill and (self.always or proposed[n][row, col] != bool(label)):
                     fill = self._fill(*where, row, col)
+                side = self._box_side(boxes, n, row, col, label, (h, w)) if self.box_bound else None
+                if side is not None:  # the click keeps to its side of the box's edge
+                    if kept is not None:
+                        (r0, c0), part = kept
+                        kept = (r0, c0), part & side[r0:r0 + part.shape[0], c0:c0 + part.shape[1]]
+                    if fill is not None:
+                        fill = fill & side
                 cap = None if self.fill_cap is None else max(int(self.fill_cap * area), 1)
                 if unsure is not None:
                     cap = unsure if cap is None else min(cap, unsure)
@@ -303,6 +321,24 @@ class LocalRule:
         if depth <= 0:
             return 0
         return max(int(self.unsure_cap * area), 1) if depth < 2 or where is None else None
+
+    def _box_side(self, boxes, n: int, row: int, col: int, label: int, hw: tuple):
+        """``H×W`` bool: the pixels a click may change under ``box_bound`` — inside target ``n``'s box (grown
+        by ``box_margin``) for a foreground click inside it, outside it for a background click outside it —
+        or ``None`` (no box, or a click the box does not bound: foreground outside, background inside)."""
+        if boxes is None:
+            return None
+        x0, y0, x1, y1 = np.asarray(boxes, np.float64).reshape(-1, 4)[n]
+        m = self.box_margin
+        h, w = hw
+        cols, rows = np.arange(w), np.arange(h)
+        in_cols, in_rows = (cols >= x0 - m) & (cols <= x1 + m), (rows >= y0 - m) & (rows <= y1 + m)
+        inside = in_rows[:, None] & in_cols[None, :]
+        if label == 1 and inside[row, col]:
+            return inside
+        if label == 0 and not inside[row, col]:
+            return ~inside
+        return None
 
     def _kept_change(self, mask: np.ndarray, proposed: np.ndarray, regions: dict, row: int, col: int,
                      label: int, where, area: int, use: bool, depth: float | None = None):
@@ -625,14 +661,15 @@ def rule_of(model, rule=None):
 
 
 def combine(rule, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
-            image: np.ndarray | None = None) -> np.ndarray:
+            image: np.ndarray | None = None, boxes: np.ndarray | None = None) -> np.ndarray:
     """``N×H×W`` float32 logits: the decoder's ``proposed`` logits where ``rule`` accepts them, the
     ``previous`` ones elsewhere (so the next click's mask input is the mask shown); pixels a rule with
     ``decide`` flips itself take the click's side (the previous logit negated, at least 1 in size, or
     the decoder's where it already agrees). Points ``N×K×2`` XY and labels ``N×K`` in the logits'
-    pixels; ``image`` (``None``, or ``H×W`` / ``H×W×3`` uint8 in the same pixels) for rules that use it."""
+    pixels; ``image`` (``None``, or ``H×W`` / ``H×W×3`` uint8 in the same pixels) and ``boxes`` (``None``, or the
+    targets' ``N×4`` XYXY boxes in the same pixels) for rules that use them (``decide``)."""
     if callable(getattr(rule, "decide", None)):
-        accept, flip = rule.decide(previous > 0, proposed > 0, points, labels, image)
+        accept, flip = rule.decide(previous > 0, proposed > 0, points, labels, image, boxes)
     else:
         accept, flip = rule.accept(previous > 0, proposed > 0, points, labels), None
     out = np.where(accept, proposed, previous).astype(np.float32, copy=False)

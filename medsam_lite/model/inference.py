@@ -461,11 +461,13 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
     model_space = space == "model"
     out_hw = geometry.image_hw if model_space else geometry.original_hw
     if boxes is None:
-        prompts = None
+        prompts = given = None
     elif model_space:
-        prompts = as_input(_model_boxes(boxes, geometry.input_size))
+        given = _model_boxes(boxes, geometry.input_size)
+        prompts = as_input(given)
     else:
-        prompts = as_input(geometry.box_prompt(check_boxes(boxes, geometry.original_hw)))
+        given = check_boxes(boxes, geometry.original_hw)
+        prompts = as_input(geometry.box_prompt(given))
     if points is None and mask_input is None:
         low_res, iou = decode_logits(model, embedding.tensor, prompts)
     else:
@@ -503,7 +505,8 @@ def _decode(model, embedding, boxes, points, point_labels, mask_input, space, lo
             else:  # clicks with a box but no previous logits: they correct the box's own mask
                 prev_logits = back_to_size(geometry, *decode_logits(model, embedding.tensor, prompts), out_hw, True)[2]
             _, scores, new_logits = back_to_size(geometry, low_res, iou, out_hw, True)
-            full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels), rule_image)
+            full = combine(rule, prev_logits, new_logits, xy, np.asarray(xy_labels), rule_image,
+                           _rule_boxes(geometry, given, model_space, out_hw))
             return full > 0, scores, (full if logits else None)
     return back_to_size(geometry, low_res, iou, out_hw, logits)  # numpy for the torch-free model, the same bits
 
@@ -543,6 +546,18 @@ def _rule_image(image, hw):
 
         image = cv2.resize(image, (int(hw[1]), int(hw[0])), interpolation=cv2.INTER_LINEAR)
     return image
+
+
+def _rule_boxes(geometry, boxes, model_space: bool, hw) -> np.ndarray | None:
+    """The click rule's boxes: ``N×4`` XYXY in the masks' ``hw`` pixels, or ``None`` (clicks without a box).
+    Original-pixel boxes are the masks' own; model-pixel prompts are mapped back to the encoded image's pixels,
+    grown by one model pixel on each side (the published recipe truncates the scaled coordinates)."""
+    if boxes is None:
+        return None
+    if not model_space:
+        return np.asarray(boxes, np.float32)
+    grown = np.asarray(boxes, np.float32) + np.float32([-1, -1, 1, 1])
+    return geometry.box_to_image(geometry.box_to_original(grown))
 
 
 def _model_boxes(boxes, size: int) -> np.ndarray:
