@@ -433,24 +433,32 @@ def test_with_box_bound_a_click_keeps_to_its_side_of_the_users_box():
     assert (unbound & previous2[0] & ~proposed2[0])[:, 26:36].any()  # without the box it cut into it
 
 
-def test_with_box_bound_clicks_on_a_real_slice_never_add_outside_the_box(stomach):
-    # through decode (original pixels) and through model-pixel prompts (the stored-slice path): the box the rule
-    # reads holds the user's box, and a foreground click inside it leaves every pixel outside it as it was
+def test_with_box_bound_clicks_on_a_real_slice_never_add_outside_the_box(model):
+    # the default rule through decode (original pixels): the robot's foreground click on the spleen of CT case-03,
+    # slice 4, inside its box — without the bound the click adds pixels outside the box, with it (the default)
+    # every pixel outside the box stays as the box mask had it; and model-pixel prompts (the stored-slice path)
+    # give the rule a box holding the user's
     from dataclasses import replace
 
     from medsam_lite.model.inference import _rule_boxes
 
-    predictor, truth = stomach
+    image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[4]
+    truth = io.read_volume(samples.ct_abdomen_dir() / "case-03_label.nii.gz").array[4] == 1
+    predictor = ml.Predictor(model)
+    predictor.set_image(image, modality="CT")
     box = ml.box_from_mask(truth)
     masks, _, logits = predictor.predict(box, return_logits=True)
     x, y, label = next_click(masks[0], truth)
     assert label == 1
-    rule = replace(DEFAULT_RULE, box_bound=True)
-    out = predictor.predict(box, points=[[x, y]], point_labels=[1], mask_input=logits, click_rule=rule)[0][0]
+    assert DEFAULT_RULE.box_bound  # the default (round 9)
+    out = predictor.predict(box, points=[[x, y]], point_labels=[1], mask_input=logits)[0][0]
+    free = predictor.predict(box, points=[[x, y]], point_labels=[1], mask_input=logits,
+                             click_rule=replace(DEFAULT_RULE, box_bound=False))[0][0]
     x0, y0, x1, y1 = box.astype(int)
     outside = np.ones(out.shape, bool)
     outside[y0:y1 + 1, x0:x1 + 1] = False
-    np.testing.assert_array_equal(out[outside], masks[0][outside])
+    assert (free[outside] & ~masks[0][outside]).any()  # without the bound this click adds outside the box …
+    np.testing.assert_array_equal(out[outside], masks[0][outside])  # … with it, nothing there changes
     assert ml.dice(out, truth) > ml.dice(masks[0], truth)
     geometry = predictor.embedding.geometry
     back = _rule_boxes(geometry, geometry.box_prompt(box[None]), True, geometry.original_hw)[0]

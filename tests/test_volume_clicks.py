@@ -167,3 +167,35 @@ def test_bad_slice_prompts_and_label_clicks_are_refused_before_any_work(ct):
             call()
         assert words in str(err.value), str(err.value)
     assert fresh.encoder_calls == 0
+
+
+def test_a_3d_walks_slice_box_does_not_bound_the_clicks(vp, ct, monkeypatch):
+    """The boxes a 3D walk decodes clicks with are grown from a neighbouring slice's mask, not drawn by the user:
+    a rule with ``box_bound`` gets them without it (``without_box``); the user's own 2D box still bounds."""
+    from dataclasses import replace
+
+    from medsam_lite.model.clickrule import DEFAULT_RULE, DecoderRule, without_box
+
+    bound = replace(DEFAULT_RULE, box_bound=True)
+    assert without_box(bound) == replace(bound, box_bound=False) and without_box(bound) != bound
+    plain = DecoderRule()
+    assert without_box(plain) is plain
+    monkeypatch.setattr(vp.model, "click_rule", bound, raising=False)
+    truth = ct[1][4] == STOMACH
+    box = ml.box_from_mask(truth)
+    half = box.copy()
+    half[2] = (box[0] + box[2]) / 2
+    masks, _, logits = vp.predict_slice(4, half, return_logits=True)
+    click = _interior(truth & ~masks[0])
+    rules = []
+    predict_slice = vp.predict_slice
+
+    def spy(*args, **kwargs):
+        rules.append(kwargs.get("click_rule"))
+        return predict_slice(*args, **kwargs)
+
+    monkeypatch.setattr(vp, "predict_slice", spy)
+    mask, _ = decode_with_clicks(vp, 4, half, np.float32([click]), np.float32([1]))
+    assert rules[-1] == without_box(bound)
+    expected = predict_slice(4, half, [click], [1], mask_input=logits, click_rule=without_box(bound))[0][0]
+    np.testing.assert_array_equal(mask, expected)

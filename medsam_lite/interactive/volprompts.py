@@ -22,6 +22,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import InputError
+from ..model.clickrule import rule_of, without_box
 from ..model.geometry import check_boxes
 from ..model.inference import check_points
 
@@ -149,11 +150,13 @@ def decode_with_clicks(vp, z: int, box, points: np.ndarray, labels: np.ndarray) 
     """One target on slice ``z`` from its box (or ``None``) and its clicks → ``(H×W bool mask, predicted IoU)``.
 
     With a box: the box alone, then box + clicks with those logits as the mask input; without: the
-    clicks alone.
+    clicks alone. The box is the 3D walk's — on most slices grown from a neighbouring slice's mask, not drawn
+    by the user — so it does not bound the clicks (:func:`~medsam_lite.model.clickrule.without_box`).
     """
     if box is None:
         (mask,), (score,) = vp.predict_slice(z, None, points[None], labels[None])
         return mask, float(score)
     _, _, logits = vp.predict_slice(z, box, return_logits=True)
-    (mask,), (score,) = vp.predict_slice(z, box, points[None], labels[None], mask_input=logits)
+    rule = without_box(rule_of(vp.model))
+    (mask,), (score,) = vp.predict_slice(z, box, points[None], labels[None], mask_input=logits, click_rule=rule)
     return mask, float(score)

@@ -163,7 +163,8 @@ class VolumePredictor:
         return self._prefetcher.get(self.check_index(index))
 
     def predict_slice(self, index: int, boxes=None, points=None, point_labels=None, mask_input=None,
-                      return_logits: bool = False, space: str = "original", box_space: str | None = None):
+                      return_logits: bool = False, space: str = "original", box_space: str | None = None,
+                      click_rule=None):
         """Segment ``N`` targets on slice ``index`` from boxes, clicks, or both (encodes it if needed).
 
         Args:
@@ -178,6 +179,8 @@ class VolumePredictor:
                 ``"model"`` (the decoder's own prompts in model pixels, used as given: the published
                 challenge rules); see :func:`~medsam_lite.model.inference.decode`.
             box_space: deprecated, use ``space``.
+            click_rule: how the clicks' answer joins the previous mask (:mod:`medsam_lite.model.clickrule`);
+                default: the model's rule.
 
         Every prompt is checked before the slice is encoded, and goes through the one seam
         (:func:`~medsam_lite.model.inference.decode`): a box alone runs the published decoder, clicks or
@@ -218,7 +221,7 @@ class VolumePredictor:
             empty = np.zeros((n, *self.slice_hw), bool), np.zeros(n, np.float32)
             return (*empty, np.full((n, *self.slice_hw), MASK_PAD_LOGIT, np.float32)) if return_logits else empty
         out = decode(self.model, self.embed(index), boxes, points=points, point_labels=point_labels,
-                     mask_input=mask_input, logits=return_logits, space=space)
+                     mask_input=mask_input, logits=return_logits, space=space, click_rule=click_rule)
         return out if return_logits else out[:2]
 
     def predict(self, box, slice_index=None, *, margin: float = DEFAULTS["margin"],
