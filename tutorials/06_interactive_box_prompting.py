@@ -161,7 +161,9 @@ print(f"{names[small]} Dice:", round(ml.dice(prompter.masks[names[small]], truth
 # region under it, read from the image (tissue like the clicked one, on the click's side of the mask);
 # where the image cannot tell the clicked tissue from the other side, or the click sits on the mask's
 # 1-px rim, it changes little more than the clicked pixel (at most 5 % of the mask): click again, undo it
-# or draw a tighter box. Here the click goes on a pixel of the first organ that its mask missed (found from the
+# or draw a tighter box. A click keeps to its side of the object's box: the box says the target lies inside
+# it, so a foreground click inside the box adds nothing outside it (to take in a part the box left out,
+# click there, outside the box, or redraw the box). Here the click goes on a pixel of the first organ that its mask missed (found from the
 # label, to run without a browser); the figure shows the mask before and after, the click as a star.
 
 # %%
@@ -197,9 +199,10 @@ else:
 # for its **click region** — the connected pixels on its side of the mask whose intensity is closer
 # to the clicked tissue than to the other side — within that radius: the decoder's change is kept
 # only there, and the rule applies the click itself to the region near the click (up to 3× the
-# click's distance to the mask's edge, at most a fifth of the mask per click), so a click counts
-# even where the decoder ignores it. The mask stays as it was everywhere else (`bench/RESULTS.md`,
-# "Clicks by patient", measures it on unseen targets and on another patient's organs). The figure zooms on
+# click's distance to the mask's edge, at most a fifth of the mask per click, and on the click's side of the
+# box's edge), so a click counts even where the decoder ignores it. The mask stays as it was everywhere else
+# (`bench/RESULTS.md`, "Clicks by patient" and "Clicks that keep to the user's box", measure it on unseen
+# targets and on another patient's organs). The figure zooms on
 # the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
 # click, drawn as a star.
 

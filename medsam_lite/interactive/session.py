@@ -239,7 +239,8 @@ class AnnotationSession:
         The object's box, every click so far and this one, and its current logits as the mask
         input, are decoded once (:meth:`~medsam_lite.Predictor.predict`); the model's click rule
         (:mod:`medsam_lite.model.clickrule`) keeps the previous mask away from the region the click
-        corrects. ``x, y`` are original pixels of the object's slice (``x`` = column).
+        corrects, and on the click's side of the object's box (a foreground click inside the box adds nothing
+        outside it). ``x, y`` are original pixels of the object's slice (``x`` = column).
 
         Raises:
             InputError: an unknown object, a point outside the image, ``positive`` not a bool.
