@@ -291,9 +291,26 @@ def settings(data=None, modality=_UNSET, test_cases=_UNSET, labels=_UNSET, work=
                  boxes=dict(values["boxes"] or {}),
                  reference=Path(values["reference"]) if values["reference"] else None)
     check_modality(s)
+    _notebook_warnings()
     if verbose:
         print(s.summary())
     return s
+
+
+def _notebook_warnings() -> None:
+    """In a notebook kernel, a warning prints as ``UserWarning: message``: the kernel names each cell's code by a
+    temporary file (``/tmp/ipykernel_…/….py:2:``), which means nothing to a reader and would be stored in the
+    rendered notebooks. Elsewhere (scripts, tests) warnings print as Python prints them."""
+    import sys
+    import warnings
+
+    if "ipykernel" not in sys.modules:
+        return
+
+    def short(message, category, filename, lineno, line=None):
+        return f"{category.__name__}: {message}\n"
+
+    warnings.formatwarning = short
 
 
 def load_model(s: Settings, checkpoint=None):
