@@ -90,6 +90,12 @@ which has no bone label (:func:`bone_targets`: thresholded at 200 HU, closed, ho
 target of two textured tissues), whole, split by an unseen cut, and its edge beyond one: like the real spine
 failures, a target of bone beside bone.
 
+Round 9: the ``… box`` rules keep each click to its side of the user's box (``LocalRule(box_bound=True)``: a foreground
+click inside the box adds nothing outside it, a background click outside it removes nothing inside it; ``box2``: the
+box grown by 2 px); ``--box-jitter J`` moves each side of every box outward by a random 0 … J px at 1024 scale
+(MedSAM's training jitter is 20; seeded per target), a box drawn less tightly than the target's; ``--only-published``
+runs the organ domains with the published decoder alone (``--by-patient`` merges its file with the other run's).
+
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
 so it may be chosen on real data of the *other* patient. For each patient (its organ domains, ``PATIENT_OF``)
 and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
@@ -326,6 +332,7 @@ def bone_targets(hu: np.ndarray) -> list:
 
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
+BOX_JITTER = [0]  # --box-jitter: MedSAM's training jitter, 0 … J px at 1024 scale, each side outward (0: the tight box)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
            "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "CT bones", "CT bone parts", "CT bone caps",
            "brain rings", "CT rings", "MR rings",
@@ -490,9 +497,6 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
             for kind in ("bones", "bone parts", "bone caps"):
                 out[f"CT {kind}"] = out[domain]
     return out
-
-
-BOX_JITTER = [0]  # --box-jitter: MedSAM's training jitter, 0 … J px at 1024 scale, each side outward
 
 
 def jittered(box: np.ndarray, hw: tuple, key: str) -> np.ndarray:

@@ -50,12 +50,12 @@ points are XY (column, row) in that space.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "BOX_BOUND", "MIN_CONTRAST", "clicked_pixel", "click_refs",
-           "region_like", "tissue_like", "rule_of", "without_box", "combine"]
+__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "BOX_BOUND", "MIN_CONTRAST", "clicked_pixel",
+           "click_refs", "region_like", "tissue_like", "rule_of", "without_box", "combine"]
 
 
 MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
@@ -646,8 +646,7 @@ BY_PATIENT = LocalRule(image_edge=2.0, edge_on="ignored", fill_cap=0.2, margin=0
 #: :data:`BY_PATIENT` with each click kept to its side of the user's box (issue 31, round 9: ``box_bound``; chosen leave
 #: one patient out against :data:`BY_PATIENT`, the quarter cap and the quarter cap with the box, on both patients' organ
 #: families with both decoders + the synthetic domains; ``bench/RESULTS.md``, "Clicks that keep to the user's box").
-BOX_BOUND = LocalRule(image_edge=2.0, edge_on="ignored", fill_cap=0.2, margin=0.25, min_contrast=4.0, unsure_cap=0.05,
-                      band=2.0, box_bound=True)
+BOX_BOUND = replace(BY_PATIENT, box_bound=True)
 
 #: The rule :func:`~medsam_lite.model.inference.decode` uses when neither the call nor the model names one:
 #: :data:`BOX_BOUND` (it won on the held-out patients; without a box — clicks alone — it is :data:`BY_PATIENT`).
@@ -673,11 +672,7 @@ def without_box(rule):
     """``rule`` with its box bound off (``box_bound=False``; any other rule as it is): for clicks decoded with a box
     the user did not draw — a 3D walk's slice box, made from a neighbouring slice's mask — which says nothing of
     where the target ends."""
-    if getattr(rule, "box_bound", False):
-        from dataclasses import replace
-
-        return replace(rule, box_bound=False)
-    return rule
+    return replace(rule, box_bound=False) if getattr(rule, "box_bound", False) else rule
 
 
 def combine(rule, previous: np.ndarray, proposed: np.ndarray, points: np.ndarray, labels: np.ndarray,
