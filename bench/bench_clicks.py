@@ -96,6 +96,14 @@ box grown by 2 px); ``--box-jitter J`` moves each side of every box outward by a
 (MedSAM's training jitter is 20; seeded per target), a box drawn less tightly than the target's; ``--only-published``
 runs the organ domains with the published decoder alone (``--by-patient`` merges its file with the other run's).
 
+Round 10: ``CT apart`` / ``MR apart`` (with ``--organs``; `samples.apart_targets`): two organs of a slice that do not
+touch but lie close, one target in pieces with other tissue between them (as a vertebra's arch around the canal, or
+both kidneys in one label); ``CT bone pieces`` (:func:`bone_pieces`): a vertebra section's bright bone alone where it
+falls in pieces; and ``noisy <family>`` — the same slices normalized, with Gaussian noise of σ :data:`NOISE` (10 of
+255: the real spine scans' noise; the bundled scans, averaged into 3 mm pixels, have none) added, seeded per slice,
+for the CT / MR organs, bones, bone pieces, apart and caps families. They belong to their patient (``PATIENT_OF``).
+The ``… med3`` rules read the image through a 3×3 median (``LocalRule(smooth=3)``; the default since round 10).
+
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
 so it may be chosen on real data of the *other* patient. For each patient (its organ domains, ``PATIENT_OF``)
 and each decoder (``published``; ``other-domain``), the candidate rule (``--candidates``) is chosen
@@ -196,12 +204,23 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # nothing inside; "box2": the box grown by 2 px)
          **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 {b}": LocalRule(
              **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, box_bound=True, box_margin=m))
-            for c in ("", ".2") for b, m in (("box", 0.0), ("box2", 2.0))}}
+            for c in ("", ".2") for b, m in (("box", 0.0), ("box2", 2.0))},
+         # issue 31, round 10: … and the click region read through a 3 × 3 median ("med3": on a noisy scan single pixels
+         # no longer decide the tissue test)
+         **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 box med{k}": LocalRule(
+             **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, box_bound=True, smooth=k))
+            for c in ("", ".2") for k in (3,)}}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 
 def slices(domain: str):
     """Yield ``(tag, image H×W, modality, [(target name, truth H×W bool)], pixel mm²)`` per slice of ``domain``."""
+    if domain.startswith("noisy "):  # round 10: the same slices, normalized, with Gaussian noise added
+        for tag, image, modality, targets, px in slices(domain[len("noisy "):]):
+            rng = np.random.default_rng(zlib.crc32(f"noise:{domain}:{tag}".encode()))
+            image = normalize_intensity(image, modality).astype(np.float32) + rng.normal(0.0, NOISE, image.shape)
+            yield tag, np.clip(np.rint(image), 0, 255).astype(np.uint8), modality, targets, px
+        return
     rng = np.random.default_rng(2026)
     # the lesion domains' lesions, or the same with a core like the host tissue (round 7: "… rings")
     lesion, kind = (ring_lesion, "ring lesion") if domain.endswith("rings") else (samples.synthetic_lesion, "lesion")
@@ -288,6 +307,9 @@ def slices(domain: str):
                 targets = [(names[k], label[z] == k) for k in names if (label[z] == k).sum() * px >= 64]
                 if " bone" in domain:  # round 8: the spine's bone, no label: thresholded in the CT itself
                     targets = [("vertebra", b) for b in bone_targets(vol.array[z])]
+                    if domain.endswith("pieces"):  # round 10: its bright bone alone, where it falls in pieces
+                        targets = [("vertebra's bone in pieces", p) for _, b in targets for p in [bone_pieces(vol.array[z], b)]
+                                   if p is not None]
                 if domain.endswith("parts"):
                     targets = [(f"part of {name}", part) for name, truth in targets
                                for part in samples.split_target(truth, f"{case}:{z}:{name}")]
@@ -295,6 +317,8 @@ def slices(domain: str):
                     targets = [(f"edge of {name}", samples.cap_target(truth, f"{case}:{z}:{name}")) for name, truth in targets]
                 elif domain.endswith("merged"):
                     targets = samples.merged_targets(targets)
+                elif domain.endswith("apart"):
+                    targets = samples.apart_targets(targets)
                 targets = [(name, truth) for name, truth in targets if truth.sum() * px >= 64]  # parts, edges too
                 if targets:
                     yield f"{case}:{z}", vol.array[z].astype(np.float32), modality, targets, px
@@ -316,6 +340,21 @@ def ring_lesion(image: np.ndarray, region: np.ndarray, rng, modality: str, radiu
     return np.where(core, image, lesion), truth
 
 
+def bone_pieces(hu: np.ndarray, section: np.ndarray):
+    """A bone section's bright bone alone (round 10): its pixels of at least 200 HU, without the closing and filling of
+    :func:`bone_targets`, kept when they fall in two or more pieces of at least 5 pixels (specks smaller than that
+    dropped) — a target in pieces with the marrow and soft tissue between them inside its box, as a vertebra's arch
+    in an axial slice (the real spine failures of round 9: pedicles and spinous process around the canal, the box-only
+    mask over all of it). ``hu``: H×W Hounsfield units; ``section``: one of :func:`bone_targets`' masks; returns H×W
+    bool or ``None``."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(section & (hu >= 200), np.ones((3, 3), bool))
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)[1:]
+    keep = np.flatnonzero(sizes >= 5) + 1
+    return np.isin(lab, keep) if keep.size >= 2 else None
+
+
 def bone_targets(hu: np.ndarray) -> list:
     """The bone sections of a CT slice as targets (round 8; the bundled CT has no bone label): pixels of at least
     200 HU, closed by a 5-px disc and their holes filled (cortex and marrow: a target of two textured tissues),
@@ -330,12 +369,16 @@ def bone_targets(hu: np.ndarray) -> list:
     return [lab == k for k in range(1, n + 1) if (lab == k).sum() >= 30]
 
 
+#: The noise of the ``noisy …`` domains (round 10): σ in normalized intensity (0–255), as the real spine scans' (9–13 by
+#: ``1.4826 × MAD`` of the residual to a 3×3 median; the bundled scans, averaged into 3 mm pixels: ~0).
+NOISE = 10.0
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 BOX_JITTER = [0]  # --box-jitter: MedSAM's training jitter, 0 … J px at 1024 scale, each side outward (0: the tight box)
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
            "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "CT bones", "CT bone parts", "CT bone caps",
-           "brain rings", "CT rings", "MR rings",
+           "CT apart", "MR apart", "CT bone pieces", "noisy CT organs", "noisy MR organs", "noisy CT bones",
+           "noisy CT bone pieces", "noisy CT apart", "noisy MR apart", "noisy CT caps", "noisy MR caps", "brain rings", "CT rings", "MR rings",
            "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
            "real abdominal CT"]
 UNSEEN = DOMAINS[:4] + ["brain rings", "CT rings", "MR rings"]  # the synthetic domains (round 7: + the ring lesions)
@@ -346,6 +389,9 @@ MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs", "CT rings": "CT
 #: edges and touching pairs merged): a patient left out leaves all of them out; the rule is chosen on the other's.
 PATIENT_OF = {"CT organs": "CT organs", "CT parts": "CT organs", "CT caps": "CT organs", "CT merged": "CT organs",
               "CT bones": "CT organs", "CT bone parts": "CT organs", "CT bone caps": "CT organs",
+              "CT apart": "CT organs", "CT bone pieces": "CT organs", "MR apart": "MR organs",
+              **{f"noisy {d}": f"{d.split()[0]} organs" for d in ("CT organs", "MR organs", "CT bones", "CT bone pieces",
+                                                                   "CT apart", "MR apart", "CT caps", "MR caps")},
               "MR organs": "MR organs", "MR parts": "MR organs", "MR caps": "MR organs", "MR merged": "MR organs"}
 #: Real patients no decoder trained on and no rule was chosen on (round 4): pyradiomics' test cases (``data/`` of
 #: its source distribution on PyPI, BSD-3; ``real_case``): brain MR with a tumour label (brain1, brain2) and lung
@@ -491,11 +537,12 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
         out[domain] = [(f"{name} {r}", model, rule) for name, model in decoders + others
                        for r, rule in ([(r, RULES[r]) for r in rules] if rules else
                                        [("alone", DecoderRule()), ("rule", RULES["image region3 always"])])]
-        for kind in ("parts", "caps", "merged"):  # the same patient's organs split, cut at an edge, merged: same decoders
+        for kind in ("parts", "caps", "merged", "apart"):  # the same patient's organs split, cut at an edge, merged: same decoders
             out[domain.replace("organs", kind)] = out[domain]
         if domain == "CT organs":  # and its bone (round 8)
-            for kind in ("bones", "bone parts", "bone caps"):
+            for kind in ("bones", "bone parts", "bone caps", "bone pieces"):
                 out[f"CT {kind}"] = out[domain]
+        out.update({f"noisy {d}": pairs for d, pairs in list(out.items())})  # round 10: the same, noisy
     return out
 
 

@@ -190,6 +190,29 @@ def cap_target(truth: np.ndarray, tag: str) -> np.ndarray:
     return truth & _beyond(truth, rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.8) * np.sqrt(truth.sum() / np.pi))
 
 
+def apart_targets(targets: list) -> list:
+    """Two organs that do not touch but lie close merged into one target (issue 31, round 10): a label in pieces with
+    other tissue between them, as a vertebra's arch cut by an axial slice into pedicles and spinous process around
+    the canal, or both kidneys in one "kidney" label. The box around the pieces holds the tissue between them, which
+    the box-only mask fills: a background click there must remove the gap and not the pieces beside it. A pair
+    qualifies when it is more than 2 px apart and at most the smaller organ's equivalent radius apart (at least
+    3 px); each pair once. ``targets``: ``[(name, H×W bool)]`` of one slice; returns ``[("a and b", a | b)]``."""
+    import cv2
+
+    out = []
+    for i, (a, ta) in enumerate(targets):
+        if not ta.any():
+            continue
+        far = cv2.distanceTransform(np.ascontiguousarray(~ta).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        for b, tb in targets[i + 1:]:
+            if not tb.any():
+                continue
+            gap = float(far[tb].min())  # px from a to b's nearest pixel
+            if 2.0 < gap <= max(3.0, np.sqrt(min(ta.sum(), tb.sum()) / np.pi)):
+                out.append((f"{a} and {b}", ta | tb))
+    return out
+
+
 def merged_targets(targets: list) -> list:
     """Two organs that touch (within 2 px) merged into one target (issue 31, round 7: "merged or split labels as
     new targets"): a target of two tissues (liver + gallbladder, stomach + spleen), each pair once, as a tumour

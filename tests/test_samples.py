@@ -121,6 +121,19 @@ def test_merged_targets_are_the_touching_pairs_only():
     assert [name for name, _ in merged] == ["a + b"] and np.array_equal(merged[0][1], a | b)
 
 
+def test_apart_targets_are_the_close_pairs_that_do_not_touch():
+    a = np.zeros((60, 60), bool)
+    a[5:15, 5:15] = True           # equivalent radius 5.6 px
+    b = np.zeros_like(a)
+    b[5:15, 19:29] = True          # 4 px of other tissue between a and b: apart, and close
+    c = np.zeros_like(a)
+    c[16:25, 5:15] = True          # one pixel row below a: touching (merged_targets' pair); 5.4 px from b: too far
+    d = np.zeros_like(a)
+    d[45:55, 45:55] = True         # far from all
+    apart = samples.apart_targets([("a", a), ("b", b), ("c", c), ("d", d)])
+    assert [name for name, _ in apart] == ["a and b"] and np.array_equal(apart[0][1], a | b)
+
+
 @pytest.fixture(scope="module")
 def ct_label_slice():
     """The bundled CT's organs on its middle slice with at least 100 pixels: ``[(name, H×W bool)]``."""
