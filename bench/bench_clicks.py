@@ -308,8 +308,8 @@ def slices(domain: str):
                 if " bone" in domain:  # round 8: the spine's bone, no label: thresholded in the CT itself
                     targets = [("vertebra", b) for b in bone_targets(vol.array[z])]
                     if domain.endswith("pieces"):  # round 10: its bright bone alone, where it falls in pieces
-                        targets = [("vertebra's bone in pieces", p) for _, b in targets for p in [bone_pieces(vol.array[z], b)]
-                                   if p is not None]
+                        pieces = [bone_pieces(vol.array[z], b) for _, b in targets]
+                        targets = [("vertebra's bone in pieces", p) for p in pieces if p is not None]
                 if domain.endswith("parts"):
                     targets = [(f"part of {name}", part) for name, truth in targets
                                for part in samples.split_target(truth, f"{case}:{z}:{name}")]
@@ -378,7 +378,8 @@ BOX_JITTER = [0]  # --box-jitter: MedSAM's training jitter, 0 … J px at 1024 s
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
            "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "CT bones", "CT bone parts", "CT bone caps",
            "CT apart", "MR apart", "CT bone pieces", "noisy CT organs", "noisy MR organs", "noisy CT bones",
-           "noisy CT bone pieces", "noisy CT apart", "noisy MR apart", "noisy CT caps", "noisy MR caps", "brain rings", "CT rings", "MR rings",
+           "noisy CT bone pieces", "noisy CT apart", "noisy MR apart", "noisy CT caps", "noisy MR caps",
+           "brain rings", "CT rings", "MR rings",
            "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
            "real abdominal CT"]
 UNSEEN = DOMAINS[:4] + ["brain rings", "CT rings", "MR rings"]  # the synthetic domains (round 7: + the ring lesions)

@@ -171,8 +171,9 @@ class LocalRule:
             when its centre lies within ``[x0 − m, x1 + m] × [y0 − m, y1 + m]``).
         smooth: ``0`` or an odd median size ``k`` (3, 5): the click region reads the image through a ``k × k`` median
             filter (the clicked tissue, the other side and every pixel's tissue test). On a noisy scan (low-dose CT,
-            a fast MR sequence) single pixels of the other side pass the tissue test and the region leaks through
-            them; the median keeps edges and removes that noise.
+            a fast MR sequence) single pixels decide the tissue test: the clicked tissue's noisy pixels fail it (the
+            region is full of holes, a click removes a sieve) and the other side's pass it (the region leaks through
+            them); the median keeps edges and removes that noise, and rounds pixel-sharp corners.
     """
 
     gap: int = 0
