@@ -197,12 +197,13 @@ else:
 # next to the rule's limit (the previous mask's equivalent radius, `sqrt(area / π)`): the click rule
 # (`medsam_lite.model.clickrule.DEFAULT_RULE`, a `LocalRule`) reads the image the `Predictor` keeps. The click speaks
 # for its **click region** — the connected pixels on its side of the mask whose intensity is closer
-# to the clicked tissue than to the other side — within that radius: the decoder's change is kept
+# to the clicked tissue than to the other side, read through a 3×3 median so that a noisy scan's single
+# pixels do not decide — within that radius: the decoder's change is kept
 # only there, and the rule applies the click itself to the region near the click (up to 3× the
 # click's distance to the mask's edge, at most a fifth of the mask per click, and on the click's side of the
 # box's edge), so a click counts even where the decoder ignores it. The mask stays as it was everywhere else
-# (`bench/RESULTS.md`, "Clicks by patient" and "Clicks that keep to the user's box", measure it on unseen
-# targets and on another patient's organs). The figure zooms on
+# (`bench/RESULTS.md`, "Clicks by patient", "Clicks that keep to the user's box" and "Clicks on noisy scans",
+# measure it on unseen targets and on another patient's organs). The figure zooms on
 # the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
 # click, drawn as a star.
 
