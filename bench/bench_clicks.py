@@ -209,7 +209,10 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          # no longer decide the tissue test)
          **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 box med{k}": LocalRule(
              **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, box_bound=True, smooth=k))
-            for c in ("", ".2") for k in (3,)}}
+            for c in ("", ".2") for k in (3,)},
+         # … and the rule's own fill within twice the click's depth instead of three times ("fill2")
+         "image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2 box med3 fill2": LocalRule(
+             **dict(_R2, fill_cap=0.2, unsure_cap=0.05, band=2.0, box_bound=True, smooth=3, fill_edge=2.0))}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 

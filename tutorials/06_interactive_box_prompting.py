@@ -199,7 +199,7 @@ else:
 # for its **click region** — the connected pixels on its side of the mask whose intensity is closer
 # to the clicked tissue than to the other side, read through a 3×3 median so that a noisy scan's single
 # pixels do not decide — within that radius: the decoder's change is kept
-# only there, and the rule applies the click itself to the region near the click (up to 3× the
+# only there, and the rule applies the click itself to the region near the click (up to 2× the
 # click's distance to the mask's edge, at most a fifth of the mask per click, and on the click's side of the
 # box's edge), so a click counts even where the decoder ignores it. The mask stays as it was everywhere else
 # (`bench/RESULTS.md`, "Clicks by patient", "Clicks that keep to the user's box" and "Clicks on noisy scans",
