@@ -209,9 +209,9 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
             for c in ("", ".2") for b, m in (("box", 0.0), ("box2", 2.0))},
          # issue 31, round 10: … and the click region read through a 3 × 3 median ("med3": on a noisy scan single pixels
          # no longer decide the tissue test)
-         **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 box med{k}": LocalRule(
-             **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, box_bound=True, smooth=k))
-            for c in ("", ".2") for k in (3,)},
+         **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 box med3": LocalRule(
+             **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, box_bound=True, smooth=3))
+            for c in ("", ".2")},
          # … and the rule's own fill within twice the click's depth instead of three times ("fill2")
          "image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2 box med3 fill2": LocalRule(
              **dict(_R2, fill_cap=0.2, unsure_cap=0.05, band=2.0, box_bound=True, smooth=3, fill_edge=2.0))}
@@ -380,11 +380,11 @@ NOISE = 10.0
 EVERY = [1]  # --every: keep every k-th slice of the organ domains
 ROBOT = ["edt"]  # --robot: "edt" (the package's robot) or "random" (a uniformly random pixel of the largest error)
 BOX_JITTER = [0]  # --box-jitter: MedSAM's training jitter, 0 … J px at 1024 scale, each side outward (0: the tight box)
+#: The families the ``noisy …`` domains repeat with noise (round 10; :data:`NOISE`).
+NOISY = ("CT organs", "MR organs", "CT bones", "CT bone pieces", "CT apart", "MR apart", "CT caps", "MR caps")
 DOMAINS = ["brain tissue", "brain lesions", "CT lesions", "MR lesions", "seen CT", "seen MR", "CT organs", "MR organs",
            "CT parts", "MR parts", "CT caps", "MR caps", "CT merged", "MR merged", "CT bones", "CT bone parts", "CT bone caps",
-           "CT apart", "MR apart", "CT bone pieces", "noisy CT organs", "noisy MR organs", "noisy CT bones",
-           "noisy CT bone pieces", "noisy CT apart", "noisy MR apart", "noisy CT caps", "noisy MR caps",
-           "brain rings", "CT rings", "MR rings",
+           "CT apart", "MR apart", "CT bone pieces", *(f"noisy {d}" for d in NOISY), "brain rings", "CT rings", "MR rings",
            "real brain tumours", "real lung tumours", "real lung tumours II", "real vertebrae CT", "real vertebrae MR",
            "real abdominal CT"]
 UNSEEN = DOMAINS[:4] + ["brain rings", "CT rings", "MR rings"]  # the synthetic domains (round 7: + the ring lesions)
@@ -396,8 +396,7 @@ MADE_IN = {"CT lesions": "CT organs", "MR lesions": "MR organs", "CT rings": "CT
 PATIENT_OF = {"CT organs": "CT organs", "CT parts": "CT organs", "CT caps": "CT organs", "CT merged": "CT organs",
               "CT bones": "CT organs", "CT bone parts": "CT organs", "CT bone caps": "CT organs",
               "CT apart": "CT organs", "CT bone pieces": "CT organs", "MR apart": "MR organs",
-              **{f"noisy {d}": f"{d.split()[0]} organs" for d in ("CT organs", "MR organs", "CT bones", "CT bone pieces",
-                                                                   "CT apart", "MR apart", "CT caps", "MR caps")},
+              **{f"noisy {d}": f"{d.split()[0]} organs" for d in NOISY},
               "MR organs": "MR organs", "MR parts": "MR organs", "MR caps": "MR organs", "MR merged": "MR organs"}
 #: Real patients no decoder trained on and no rule was chosen on (round 4): pyradiomics' test cases (``data/`` of
 #: its source distribution on PyPI, BSD-3; ``real_case``): brain MR with a tumour label (brain1, brain2) and lung
@@ -548,7 +547,7 @@ def organ_pairs(ct_only: str, mr_only: str, with_shipped: bool = False, rules=No
         if domain == "CT organs":  # and its bone (round 8)
             for kind in ("bones", "bone parts", "bone caps", "bone pieces"):
                 out[f"CT {kind}"] = out[domain]
-        out.update({f"noisy {d}": pairs for d, pairs in list(out.items())})  # round 10: the same, noisy
+        out.update({f"noisy {d}": out[d] for d in NOISY if d in out})  # round 10: the same, noisy
     return out
 
 

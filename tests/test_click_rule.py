@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -255,8 +257,6 @@ def test_the_rule_changes_nothing_outside_the_click_region(stomach):
 
 
 def test_without_an_image_the_rule_is_the_masks_only_rule(stomach):
-    from dataclasses import replace
-
     predictor, truth = stomach
     box = ml.box_from_mask(truth)
     masks, _, logits = predictor.predict(box, return_logits=True)
@@ -283,8 +283,6 @@ def test_with_the_image_a_click_beside_a_thin_missed_strip_still_fixes_the_strip
     image = np.full((60, 80), 50, np.uint8)
     image[proposed[0]] = 200           # the target's tissue: the square, the strip, the far blob
     click, label = np.float32([[[31, 20]]]), np.int64([[1]])
-    from dataclasses import replace
-
     accept, flip = replace(DEFAULT_RULE, smooth=0).decide(previous, proposed, click, label, np.dstack([image] * 3))
     combined = np.where(accept, proposed, previous)[0] | flip[0]
     expected = previous[0].copy()
@@ -319,8 +317,6 @@ def test_a_click_on_the_one_pixel_rim_of_a_small_vessel_changes_only_the_clicked
     # wide; the robot's background click on that 1-px rim. One wrong pixel costs 0.02–0.05 Dice here, and the
     # decoder's answer (it takes away half the vessel) cannot be sized from the click: only the clicked pixel
     # changes. The round-2 rule (no unsure cap) kept the decoder's removal touching the click.
-    from dataclasses import replace
-
     previous = np.zeros((1, 40, 40), bool)
     previous[0, 15:20, 15:21] = True              # the vessel (15:20, 15:20) and a false 1-px column 20
     proposed = previous.copy()
@@ -380,8 +376,6 @@ def test_on_a_noisy_scan_the_default_median_gives_the_click_region_the_whole_err
     # a background click 6 px deep in a false-positive strip (grey 80) beside the target (grey 130), noise of 25 as a
     # low-dose CT's: read pixel by pixel, the strip's noisy pixels fail the tissue test and the region is full of
     # holes (a click removes a sieve); through a 3×3 median it is the strip, and it still keeps out of the target
-    from dataclasses import replace
-
     yy, xx = np.ogrid[:64, :64]
     target = (yy - 32) ** 2 + (xx - 22) ** 2 <= 14 ** 2
     strip = (abs(yy - 32) <= 6) & (xx >= 30) & (xx <= 50) & ~target
@@ -398,8 +392,6 @@ def test_a_tissue_test_that_cannot_tell_the_sides_apart_gives_no_click_region_wi
     # 20 grey levels in the median but overlaps it pixel by pixel (noise of 25): the tissue test takes much
     # of the target for the crescent, so with `confusion` the click has no region and changes at most the
     # unsure cap; where the two are cleanly apart the region is the same with and without it
-    from dataclasses import replace
-
     yy, xx = np.ogrid[:64, :64]
     previous = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 22 ** 2)
     crescent = previous & ((yy - 32) ** 2 + (xx - 20) ** 2 > 22 ** 2)       # the mask's right-hand 12 px
@@ -429,8 +421,6 @@ def test_with_box_bound_a_click_keeps_to_its_side_of_the_users_box():
     # the user's box says the target lies inside it: a foreground click inside the box adds nothing outside it,
     # a background click outside it removes nothing inside it; a foreground click outside the box (the user says
     # the target goes beyond it) and any click without a box act as before
-    from dataclasses import replace
-
     previous = np.zeros((1, 60, 80), bool)
     previous[0, 10:30, 10:30] = True
     box = np.float32([[10, 10, 35, 29]])  # XYXY, inclusive: columns 10–35, rows 10–29
@@ -463,8 +453,6 @@ def test_with_box_bound_clicks_on_a_real_slice_never_add_outside_the_box(model):
     # slice 4, inside its box — without the bound the click adds pixels outside the box, with it (the default)
     # every pixel outside the box stays as the box mask had it; and model-pixel prompts (the stored-slice path)
     # give the rule a box holding the user's
-    from dataclasses import replace
-
     from medsam_lite.model.inference import _rule_boxes
 
     image = io.read_volume(samples.ct_abdomen_dir() / "case-03.nii.gz").array[4]
