@@ -365,7 +365,7 @@ def test_an_earlier_click_the_mask_already_agrees_with_changes_nothing():
 
 def test_a_local_rule_with_bad_settings_is_refused_when_made():
     for bad in (dict(unsure_cap=-0.1), dict(band=float("nan")), dict(gap=1.5), dict(fill="blob"),
-                dict(edge_on="some"), dict(fill_cap="a quarter"), dict(reach=-1), dict(confusion=-0.5),
+                dict(edge_on="some"), dict(outer_ref="yes"), dict(fill_cap="a quarter"), dict(reach=-1), dict(confusion=-0.5),
                 dict(smooth=4), dict(smooth=True)):
         with pytest.raises(ml.InputError, match=next(iter(bad))):
             LocalRule(**bad)
@@ -477,3 +477,63 @@ def test_with_box_bound_clicks_on_a_real_slice_never_add_outside_the_box(model):
     back = _rule_boxes(geometry, geometry.box_prompt(box[None]), True, geometry.original_hw)[0]
     assert back[0] <= box[0] and back[1] <= box[1] and back[2] >= box[2] and back[3] >= box[3]
     assert np.abs(back - box).max() <= 2 / min(geometry.scale_xy)  # within the prompt's truncation + one model pixel
+
+
+def test_with_edge_on_background_a_background_click_keeps_the_decoders_removal_near_it():
+    # a bright target with a thin dark tail along the mask's lower edge (truth, as dark as the tissue around it: a
+    # tumour's tail beside the brain) and a dark false positive at the lower left; a background click 5 px deep in the
+    # false positive; the decoder removes the whole dark band, tail included. Where the decoder flipped the clicked pixel
+    # the default keeps its removal whole inside the click region, which runs along the edge into the tail;
+    # edge_on="background" keeps it only as far from the click as the rule's own fill may reach (2 × the depth)
+    previous = np.zeros((1, 60, 80), bool)
+    previous[0, 10:50, 10:70] = True
+    image = np.full((60, 80), 80, np.uint8)
+    image[10:40, 10:70] = 130                    # the target's bright body; rows 40–49 inside the mask are dark
+    proposed = previous.copy()
+    proposed[0, 40:50, :] = False                # the decoder removes the whole dark band
+    click, label = np.float32([[[20, 45]]]), np.int64([[0]])  # XY: column 20, row 45; depth 5 (row 50 is outside)
+    for rule in (replace(DEFAULT_RULE, smooth=0), replace(DEFAULT_RULE, smooth=0, edge_on="background")):
+        accept, flip = rule.decide(previous, proposed, click, label, np.dstack([image] * 3))
+        removed = (previous[0] & ~np.where(accept, proposed, previous)[0]) | flip[0]
+        yy, xx = np.nonzero(removed)
+        assert removed[45, 20] and removed[40:50, 12:28].all()   # the false positive around the click goes
+        assert not removed[:40].any()                            # the bright body stays
+        if rule.edge_on == "background":
+            assert ((yy - 45) ** 2 + (xx - 20) ** 2).max() <= 10 ** 2  # within 2 × the depth of the click
+        else:
+            assert removed[40:50, 35:45].all()                   # the default took the tail
+    # a foreground click's added strip is kept whole, as the default keeps it (the thin-strip test above)
+    previous = np.zeros((1, 60, 80), bool)
+    previous[0, 10:30, 10:30] = True
+    proposed = previous.copy()
+    proposed[0, 10:30, 30:34] = True
+    image = np.where(proposed[0], 200, 50).astype(np.uint8)
+    click, label = np.float32([[[31, 20]]]), np.int64([[1]])
+    for rule in (DEFAULT_RULE, replace(DEFAULT_RULE, edge_on="background")):
+        accept, flip = rule.decide(previous, proposed, click, label, np.dstack([image] * 3))
+        added = (np.where(accept, proposed, previous)[0] | flip[0]) & ~previous[0]
+        assert added[11:29, 30:34].all()
+
+
+def test_with_outer_ref_a_click_on_a_rim_missed_all_around_fills_the_rim_near_it():
+    # a lesion with a dark rim (grey 10, 4 px thick) around a core as bright as the organ it lies in (grey 120); the
+    # box mask is the core only. A foreground click in the rim: the 3-px ring around the mask is the rim itself, so
+    # the image cannot tell the clicked tissue from "the other side" and the click changes only its own pixel; with
+    # outer_ref the other side is read just beyond the click's band (the organ) and the rim near the click is filled,
+    # nothing beyond the rim
+    yy, xx = np.ogrid[:64, :64]
+    r2 = (yy - 32) ** 2 + (xx - 32) ** 2
+    core, lesion = r2 <= 8 ** 2, r2 <= 12 ** 2
+    image = np.where(lesion & ~core, 10, 120).astype(np.uint8)
+    previous = core[None]
+    click, label = np.float32([[[42, 32]]]), np.int64([[1]])        # XY: 2 px out from the core, in the rim
+    plain = replace(DEFAULT_RULE, smooth=0, outer_ref=False)           # round 10's default
+    accept, flip = plain.decide(previous, previous, click, label, np.dstack([image] * 3))
+    assert flip.sum() == 1 and flip[0, 32, 42]
+    assert DEFAULT_RULE.outer_ref                                       # the default since round 11
+    accept, flip = replace(plain, outer_ref=True).decide(previous, previous, click, label, np.dstack([image] * 3))
+    added = flip[0]
+    assert added[32, 41:45].all() and 10 <= added.sum() <= max(int(plain.fill_cap * core.sum()), 1)
+    assert not (added & ~(lesion & ~core)).any()                      # only the rim
+    yy_, xx_ = np.nonzero(added)
+    assert ((yy_ - 32) ** 2 + (xx_ - 42) ** 2).max() <= (plain.fill_edge * 2.5) ** 2  # near the click

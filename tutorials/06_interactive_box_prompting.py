@@ -201,9 +201,11 @@ else:
 # pixels do not decide — within that radius: the decoder's change is kept
 # only there, and the rule applies the click itself to the region near the click (up to 2× the
 # click's distance to the mask's edge, at most a fifth of the mask per click, and on the click's side of the
-# box's edge), so a click counts even where the decoder ignores it. The mask stays as it was everywhere else
-# (`bench/RESULTS.md`, "Clicks by patient", "Clicks that keep to the user's box" and "Clicks on noisy scans",
-# measure it on unseen targets and on another patient's organs). The figure zooms on
+# box's edge), so a click counts even where the decoder ignores it; where the mask missed a rim all around the
+# target (a lesion's dark rim, the box's mask its core), the other side is read just beyond the rim. The mask stays
+# as it was everywhere else (`bench/RESULTS.md`, "Clicks by patient", "Clicks that keep to the user's box", "Clicks
+# on noisy scans" and "Clicks on a rim the mask missed all around", measure it on unseen targets and on another
+# patient's organs). The figure zooms on
 # the lesion: the box, then the mask's pixels on the lesion, too many and missed before and after the
 # click, drawn as a star.
 

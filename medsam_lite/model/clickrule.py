@@ -30,8 +30,8 @@ can flip pixels itself):
   the clicked pixel, so a rule that can only keep or drop its changes wasted the click). Without the
   image, or where the image cannot tell the two sides apart (:data:`MIN_CONTRAST`), the click acts
   as before: where the decoder changed neither the clicked pixel nor a neighbour, nothing changes.
-  The default, :data:`DEFAULT_RULE` (:data:`SMOOTHED` = :data:`BY_PATIENT` + ``box_bound`` + ``smooth=3``, its fill
-  within ``2 ×`` the click's depth), caps each
+  The default, :data:`DEFAULT_RULE` (:data:`TIGHT_FILL` = :data:`SMOOTHED` = :data:`BY_PATIENT` + ``box_bound`` +
+  ``smooth=3``, its fill within ``2 ×`` the click's depth; + ``outer_ref``), caps each
   click's fill at a fifth of the mask, keeps the region within twice the click's depth of the mask's edge,
   uses a stricter tissue test and cuts the decoder's change to twice the click's depth where it ignored the
   click; a click whose error neither the mask nor the image can size (it touches the mask: a 1-px rim error;
@@ -42,7 +42,9 @@ can flip pixels itself):
   click inside the box adds nothing outside it and a background click outside it removes nothing inside it
   (issue 31, round 9: "Clicks that keep to the user's box"); and the click region reads the image through a 3×3
   median (``smooth``, :data:`SMOOTHED`; round 10, "Clicks on noisy scans": on a noisy scan single pixels no longer
-  decide the tissue test). A 3D walk's slice boxes, grown from a neighbouring slice's mask, do not bound its clicks
+  decide the tissue test); and a foreground click on a rim the mask missed all around (a lesion's dark rim, the box
+  mask its core: the ring around the mask is the clicked tissue itself) reads the other side just beyond its band
+  (``outer_ref``; round 11, "Clicks on a rim the mask missed all around"). A 3D walk's slice boxes, grown from a neighbouring slice's mask, do not bound its clicks
   (:func:`without_box`).
 * :class:`DecoderRule`: the decoder's answer everywhere (the behaviour before the rule existed).
 
@@ -57,7 +59,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "BOX_BOUND", "SMOOTHED", "MIN_CONTRAST",
+__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "BOX_BOUND", "SMOOTHED", "TIGHT_FILL", "MIN_CONTRAST",
            "clicked_pixel", "click_refs", "region_like", "tissue_like", "rule_of", "without_box", "combine"]
 
 
@@ -102,7 +104,7 @@ class LocalRule:
     edge_on="ignored", fill_cap=0.2, margin=0.25, min_contrast=4, unsure_cap=0.05, band=2``) is the rule
     chosen leave one *patient* out (``bench/RESULTS.md``, "Clicks by patient" and "Clicks whose error
     cannot be sized": better on both held-out patients) and is the base of :data:`DEFAULT_RULE` (with
-    ``box_bound``, ``smooth=3`` and ``fill_edge=2``), the rule ``decode`` uses when none is named (the class's own defaults stay
+    ``box_bound``, ``smooth=3``, ``fill_edge=2`` and ``outer_ref``), the rule ``decode`` uses when none is named (the class's own defaults stay
     the synthetic-domain choice). ``use_image=False`` gives the masks-only rule above whatever the image.
 
     Args:
@@ -128,10 +130,14 @@ class LocalRule:
             on the wrong side).
         image_edge: with the image: ``edge``'s factor for the decoder's change (``edge`` is the
             masks-only rule's; ``None``: no cut).
-        edge_on: where ``image_edge`` cuts the decoder's change: ``"all"`` (every click) or ``"ignored"``
+        edge_on: where ``image_edge`` cuts the decoder's change: ``"all"`` (every click), ``"ignored"``
             (only clicks whose pixel the decoder left on the wrong side, or where the image cannot
             tell the sides apart: where the decoder flipped the clicked pixel, its change inside the
-            click region is kept whole, e.g. a thin missed strip).
+            click region is kept whole, e.g. a thin missed strip) or ``"background"`` (``"ignored"``'s
+            clicks and every background click: a removal the decoder made around a background click is
+            kept only as far from it as the rule's own fill may reach — along the mask's edge the click
+            region can run far, over tissue that truly looks like the clicked one, such as a tumour's
+            thin tail beside the brain it is as dark as; a foreground click's added strip is kept whole).
         fill_cap: ``None`` or a factor ``c``: each click's fill keeps at most ``c ×`` the previous
             mask's pixels (at least one), the ones nearest the click.
         min_contrast: :func:`click_refs`' threshold (normalized intensity, 0–255): below it the image
@@ -175,6 +181,12 @@ class LocalRule:
             a fast MR sequence) single pixels decide the tissue test: the clicked tissue's noisy pixels fail it (the
             region is full of holes, a click removes a sieve) and the other side's pass it (the region leaks through
             them); the median keeps edges and removes that noise, and rounds pixel-sharp corners.
+        outer_ref: with ``band``, a foreground click whose clicked tissue the 3-px ring around the previous mask cannot
+            be told from (:func:`click_refs`: they differ by less than ``min_contrast``) reads the other side from the
+            pixels just beyond its band instead (``b × d + 0.5`` to ``b × d + 3.5`` px from the mask): where the mask
+            missed a rim all around the target (a lesion's dark or enhancing rim, the box mask its core only), the
+            ring around the mask is that rim — the clicked tissue itself — and the tissue beyond the target lies
+            past the error the click speaks for. Without it such a click has no region and changes only its pixel.
     """
 
     gap: int = 0
@@ -200,6 +212,7 @@ class LocalRule:
     box_bound: bool = False
     box_margin: float = 0.0
     smooth: int = 0
+    outer_ref: bool = False
     name = "local"
 
     def __post_init__(self):
@@ -226,8 +239,10 @@ class LocalRule:
             bad.append(f"fill={self.fill!r} ('region', 'disk' or None)")
         if isinstance(self.smooth, bool) or self.smooth not in (0, 3, 5):
             bad.append(f"smooth={self.smooth!r} (0, 3 or 5)")
-        if self.edge_on not in ("all", "ignored"):
-            bad.append(f"edge_on={self.edge_on!r} ('all' or 'ignored')")
+        if not isinstance(self.outer_ref, (bool, np.bool_)):
+            bad.append(f"outer_ref={self.outer_ref!r} (True or False)")
+        if self.edge_on not in ("all", "ignored", "background"):
+            bad.append(f"edge_on={self.edge_on!r} ('all', 'ignored' or 'background')")
         if bad:
             raise InputError(f"LocalRule: {'; '.join(bad)}. See medsam_lite.model.clickrule.LocalRule for what each "
                              f"setting means (DEFAULT_RULE is the shipped one).")
@@ -379,6 +394,7 @@ class LocalRule:
         if self.radius is not None or edge is not None:
             rad = np.inf if self.radius is None else max(self.radius * np.sqrt(area / np.pi), self.reach)
             if edge is not None and (not use or self.edge_on == "all" or where is None
+                                     or (self.edge_on == "background" and label == 0)
                                      or proposed[row, col] != bool(label)):
                 depth = _edge_distance(mask, row, col, label) if depth is None else depth
                 rad = min(rad, max(edge * depth, self.reach))
@@ -438,6 +454,14 @@ class LocalRule:
             gray = cv2.medianBlur(np.ascontiguousarray(gray, kind), self.smooth)
         others = gray[other]
         refs = click_refs(gray, rr, cc, others, self.min_contrast)  # uint8: the float32 answers, faster
+        if refs is None and label == 1 and self.outer_ref and self.band is not None:
+            import cv2  # the ring around the mask is the clicked tissue: the other side beyond the click's band
+
+            out = cv2.distanceTransform(np.ascontiguousarray(~window).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            beyond = self.band * d + 0.5  # the band's depth (as _within measures it), then 3 px more
+            other = (out > beyond) & (out <= beyond + 3)
+            others = gray[other]
+            refs = click_refs(gray, rr, cc, others, self.min_contrast)
         if refs is None:
             return None
         if self.confusion is not None and np.count_nonzero(tissue_like(others, refs, self.margin)) > self.confusion * others.size:
@@ -670,11 +694,18 @@ BOX_BOUND = replace(BY_PATIENT, box_bound=True)
 #: ``bench/RESULTS.md``, "Clicks on noisy scans").
 SMOOTHED = replace(BOX_BOUND, smooth=3)
 
-#: The rule :func:`~medsam_lite.model.inference.decode` uses when neither the call nor the model names one:
 #: :data:`SMOOTHED` with the rule's own fill within twice the click's depth instead of three times (``fill_edge=2``;
 #: round 10, chosen leave one patient out against :data:`BOX_BOUND` and :data:`SMOOTHED` the same way: ``bench/RESULTS.md``,
-#: "Clicks on noisy scans"). Without a box — clicks alone — the box bound does nothing.
-DEFAULT_RULE = replace(SMOOTHED, fill_edge=2.0)
+#: "A tighter fill"; the default in round 10).
+TIGHT_FILL = replace(SMOOTHED, fill_edge=2.0)
+
+#: The rule :func:`~medsam_lite.model.inference.decode` uses when neither the call nor the model names one:
+#: :data:`TIGHT_FILL` with a foreground click on a rim the mask missed all around reading the other side beyond its band
+#: (``outer_ref``; round 11, chosen leave one patient out against :data:`TIGHT_FILL` and :data:`TIGHT_FILL` with a
+#: background click's kept decoder change cut to its fill's reach (``edge_on="background"``), the same way:
+#: ``bench/RESULTS.md``, "Clicks on a rim the mask missed all around"). Without a box — clicks alone — the box bound
+#: does nothing.
+DEFAULT_RULE = replace(TIGHT_FILL, outer_ref=True)
 
 
 def rule_of(model, rule=None):
