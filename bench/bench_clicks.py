@@ -103,8 +103,10 @@ falls in pieces; and ``noisy <family>`` — the same slices normalized, with Gau
 255: the real spine scans' noise; the bundled scans, averaged into 3 mm pixels, have none) added, seeded per slice,
 for the CT / MR organs, bones, bone pieces, apart and caps families. They belong to their patient (``PATIENT_OF``).
 The ``… med3`` rules read the image through a 3×3 median (``LocalRule(smooth=3)``: ``clickrule.SMOOTHED``), and
-``… med3 fill2`` also keeps the rule's own fill within twice the click's depth (``fill_edge=2``: the default since
-round 10).
+``… med3 fill2`` also keeps the rule's own fill within twice the click's depth (``fill_edge=2``: ``clickrule.TIGHT_FILL``,
+the default in round 10). Round 11: ``… fill2 outer`` (``outer_ref=True``: a foreground click whose tissue the ring
+around the mask cannot be told from reads the other side just beyond its band; ``clickrule.DEFAULT_RULE``) and
+``… fill2 bg2`` (``edge_on="background"``: not chosen).
 
 ``--by-patient ORGANS.json … SYNTHETIC.json …`` (issue 31, round 2): the rule has no learned weights,
 so it may be chosen on real data of the *other* patient. For each patient (its organ domains, ``PATIENT_OF``)
