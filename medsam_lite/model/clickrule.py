@@ -44,8 +44,8 @@ can flip pixels itself):
   median (``smooth``, :data:`SMOOTHED`; round 10, "Clicks on noisy scans": on a noisy scan single pixels no longer
   decide the tissue test); and a foreground click on a rim the mask missed all around (a lesion's dark rim, the box
   mask its core: the ring around the mask is the clicked tissue itself) reads the other side just beyond its band
-  (``outer_ref``; round 11, "Clicks on a rim the mask missed all around"). A 3D walk's slice boxes, grown from a neighbouring slice's mask, do not bound its clicks
-  (:func:`without_box`).
+  (``outer_ref``; round 11, "Clicks on a rim the mask missed all around"). A 3D walk's slice boxes, grown from a
+  neighbouring slice's mask, do not bound its clicks (:func:`without_box`).
 * :class:`DecoderRule`: the decoder's answer everywhere (the behaviour before the rule existed).
 
 Choose per model (``model.click_rule = DecoderRule()``) or per call (``decode(..., click_rule=…)``).
@@ -59,8 +59,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "BOX_BOUND", "SMOOTHED", "TIGHT_FILL", "MIN_CONTRAST",
-           "clicked_pixel", "click_refs", "region_like", "tissue_like", "rule_of", "without_box", "combine"]
+__all__ = ["LocalRule", "DecoderRule", "DEFAULT_RULE", "BY_PATIENT", "BOX_BOUND", "SMOOTHED", "TIGHT_FILL",
+           "MIN_CONTRAST", "clicked_pixel", "click_refs", "region_like", "tissue_like", "rule_of", "without_box", "combine"]
 
 
 MIN_CONTRAST = 8.0  # normalized intensity (0–255): below it the clicked tissue and the other side look alike
