@@ -214,18 +214,14 @@ RULES = {"alone": DecoderRule(), "local": LocalRule(gap=2, reach=4.0, radius=Non
          **{f"image region3 always edge=2i cap{c} margin c4 unsure=.05 band=2 box med3": LocalRule(
              **dict(_R2, fill_cap=float(c or .25), unsure_cap=0.05, band=2.0, box_bound=True, smooth=3))
             for c in ("", ".2")},
-         # … and the rule's own fill within twice the click's depth instead of three times ("fill2")
-         "image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2 box med3 fill2": LocalRule(
-             **dict(_R2, fill_cap=0.2, unsure_cap=0.05, band=2.0, box_bound=True, smooth=3, fill_edge=2.0)),
-         # issue 31, round 11: … and a background click's kept decoder change cut to twice its depth also where the
-         # decoder flipped the clicked pixel, as far as the fill may reach ("bg2": edge_on="background")
-         "image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2 box med3 fill2 bg2": LocalRule(
-             **dict(_R2, edge_on="background", fill_cap=0.2, unsure_cap=0.05, band=2.0, box_bound=True, smooth=3,
-                    fill_edge=2.0)),
-         # … or a foreground click whose tissue the ring around the mask cannot be told from (a rim the mask missed all
-         # around) reading the other side just beyond its band ("outer": outer_ref=True)
-         "image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2 box med3 fill2 outer": LocalRule(
-             **dict(_R2, fill_cap=0.2, unsure_cap=0.05, band=2.0, box_bound=True, smooth=3, fill_edge=2.0, outer_ref=True))}
+         # … and the rule's own fill within twice the click's depth instead of three times ("fill2"); issue 31, round 11:
+         # … and a background click's kept decoder change cut to twice its depth also where the decoder flipped the clicked
+         # pixel, as far as the fill may reach ("bg2": edge_on="background"), or a foreground click whose tissue the ring
+         # around the mask cannot be told from (a rim the mask missed all around) reading the other side just beyond its
+         # band ("outer": outer_ref=True)
+         **{f"image region3 always edge=2i cap.2 margin c4 unsure=.05 band=2 box med3 fill2{s}": LocalRule(
+             **dict(_R2, fill_cap=0.2, unsure_cap=0.05, band=2.0, box_bound=True, smooth=3, fill_edge=2.0, **more))
+            for s, more in (("", {}), (" bg2", {"edge_on": "background"}), (" outer", {"outer_ref": True}))}}
 ORGANS_FOR_LESIONS = {"CT": (5, 1, 2, 3), "MR": (5, 1, 2, 3), "brain": (1,)}  # liver, spleen, kidneys; white matter
 
 

@@ -416,6 +416,8 @@ class LocalRule:
         both in a window of ``max(2 f, f + 8)`` px around the click, ``f = fill_edge × d``, and at least
         ``f`` away from it (the error the click sits in is not the other side).
         """
+        import cv2
+
         d = _edge_distance(mask, row, col, label) if d is None else d  # the click's depth
         if d <= 0:
             return None
@@ -434,8 +436,6 @@ class LocalRule:
         dist2 = (yy - rr) ** 2 + (xx - cc) ** 2
         far = dist2 > near * near
         if label == 1:
-            import cv2
-
             ring = cv2.dilate(np.ascontiguousarray(window).view(np.uint8), np.ones((7, 7), np.uint8)).view(bool) & ~window
             other = ring & far if (ring & far).any() else ring
         else:
@@ -444,32 +444,26 @@ class LocalRule:
             return None
         gray = image[r0:r1, c0:c1]
         if gray.ndim == 3:  # luminance (a grey scan's three equal channels: itself)
-            import cv2
-
             gray = cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_RGB2GRAY) if gray.shape[2] == 3 else gray[..., 0]
         if self.smooth:
-            import cv2
-
             kind = np.uint8 if gray.dtype == np.uint8 else np.float32  # the two types medianBlur takes at 3 and 5
             gray = cv2.medianBlur(np.ascontiguousarray(gray, kind), self.smooth)
+        side = ~window if label == 1 else window
+        deep = None if self.band is None else self.band * d + 0.5  # how deep into its side the click speaks for
         others = gray[other]
         refs = click_refs(gray, rr, cc, others, self.min_contrast)  # uint8: the float32 answers, faster
-        if refs is None and label == 1 and self.outer_ref and self.band is not None:
-            import cv2  # the ring around the mask is the clicked tissue: the other side beyond the click's band
-
-            out = cv2.distanceTransform(np.ascontiguousarray(~window).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-            beyond = self.band * d + 0.5  # the band's depth (as _within measures it), then 3 px more
-            other = (out > beyond) & (out <= beyond + 3)
-            others = gray[other]
+        if refs is None and label == 1 and self.outer_ref and deep is not None:
+            # the ring around the mask is the clicked tissue: the other side lies beyond the click's band, 3 px of it
+            out = cv2.distanceTransform(np.ascontiguousarray(side).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            others = gray[(out > deep) & (out <= deep + 3)]
             refs = click_refs(gray, rr, cc, others, self.min_contrast)
         if refs is None:
             return None
         if self.confusion is not None and np.count_nonzero(tissue_like(others, refs, self.margin)) > self.confusion * others.size:
             return None  # the test takes too much of the other side for the clicked tissue: it cannot tell them apart
-        side = ~window if label == 1 else window
         like = region_like(gray, side, (rr, cc), refs, self.margin) & (dist2 <= bound * bound)
-        if self.band is not None:  # only as deep into the click's side as the click speaks for
-            like &= _within(side, like, self.band * d + 0.5)
+        if deep is not None:  # only as deep into the click's side as the click speaks for
+            like &= _within(side, like, deep)
         region = np.zeros(mask.shape, bool)
         region[r0:r1, c0:c1] = like
         return region, d
